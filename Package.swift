@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Keyglass",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "keyglass-server", targets: ["keyglass-server"]),
+        .executable(name: "keyglass", targets: ["keyglass"]),
+        .library(name: "KeyglassCore", targets: ["KeyglassCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // System libraries. Named per project so they never clash with another package's shim.
+        .systemLibrary(name: "CKeyglassSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CKeyglassSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CKeyglassOpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // The verification core: hashing, proofs, notes, checkpoints, entries, tile paths.
+        // No server, storage or network code, so an auditor can read it in one sitting.
+        .target(name: "KeyglassCore", dependencies: ["CKeyglassSodium", "CKeyglassOpenSSL"]),
+
+        // Storage (SQLite) and the sequencer that owns all writes.
+        .target(name: "KeyglassLog", dependencies: [
+            "KeyglassCore", "CKeyglassSQLite",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // The HTTP API on Hummingbird 2.
+        .target(name: "KeyglassServer", dependencies: [
+            "KeyglassCore", "KeyglassLog",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // The client side: HTTP client, lookup verification, auditor, witness state.
+        .target(name: "KeyglassClient", dependencies: ["KeyglassCore"]),
+
+        .executableTarget(name: "keyglass-server", dependencies: [
+            "KeyglassServer", "KeyglassLog", "KeyglassCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "keyglass", dependencies: [
+            "KeyglassClient", "KeyglassCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore"]),
+        .testTarget(name: "KeyglassServerTests", dependencies: [
+            "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+        .testTarget(name: "KeyglassClientTests", dependencies: [
+            "KeyglassClient", "KeyglassServer", "KeyglassLog", "KeyglassCore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,78 @@
+import CKeyglassSodium
+
+/// Ed25519 from libsodium. Nothing here implements a primitive; it only sizes buffers and checks
+/// return codes.
+public enum Ed25519 {
+    public static let publicKeyLength = 32
+    public static let seedLength = 32
+    public static let signatureLength = 64
+
+    /// sodium_init must run before any other libsodium call; it is idempotent and thread-safe,
+    /// and a global `let` runs it exactly once.
+    static let ready: Bool = sodium_init() >= 0
+
+    public struct KeyPair: Sendable {
+        /// The 32-byte seed: the private key. Never printed or logged.
+        public let seed: [UInt8]
+        public let publicKey: [UInt8]
+    }
+
+    /// A new key pair from the operating system's CSPRNG.
+    public static func generate() -> KeyPair {
+        precondition(ready, "libsodium failed to initialise")
+        var seed = [UInt8](repeating: 0, count: seedLength)
+        randombytes_buf(&seed, seedLength)
+        return keyPair(seed: seed)!
+    }
+
+    public static func keyPair(seed: [UInt8]) -> KeyPair? {
+        precondition(ready, "libsodium failed to initialise")
+        guard seed.count == seedLength else { return nil }
+        var pk = [UInt8](repeating: 0, count: publicKeyLength)
+        var sk = [UInt8](repeating: 0, count: Int(crypto_sign_SECRETKEYBYTES))
+        defer { sodium_memzero(&sk, sk.count) }
+        guard crypto_sign_seed_keypair(&pk, &sk, seed) == 0 else { return nil }
+        return KeyPair(seed: seed, publicKey: pk)
+    }
+
+    public static func sign(message: [UInt8], seed: [UInt8]) -> [UInt8] {
+        precondition(ready, "libsodium failed to initialise")
+        precondition(seed.count == seedLength)
+        var pk = [UInt8](repeating: 0, count: publicKeyLength)
+        var sk = [UInt8](repeating: 0, count: Int(crypto_sign_SECRETKEYBYTES))
+        defer { sodium_memzero(&sk, sk.count) }
+        _ = crypto_sign_seed_keypair(&pk, &sk, seed)
+        var sig = [UInt8](repeating: 0, count: signatureLength)
+        crypto_sign_detached(&sig, nil, message, UInt64(message.count), sk)
+        return sig
+    }
+
+    public static func verify(signature: [UInt8], message: [UInt8], publicKey: [UInt8]) -> Bool {
+        precondition(ready, "libsodium failed to initialise")
+        guard signature.count == signatureLength, publicKey.count == publicKeyLength else { return false }
+        return crypto_sign_verify_detached(signature, message, UInt64(message.count), publicKey) == 0
+    }
+
+    /// True for a canonical encoding of a point in the main subgroup that is not of small order.
+    public static func isValidPublicKey(_ key: [UInt8]) -> Bool {
+        precondition(ready, "libsodium failed to initialise")
+        guard key.count == publicKeyLength else { return false }
+        return crypto_core_ed25519_is_valid_point(key) == 1
+    }
+
+    /// Random bytes from libsodium's CSPRNG (tokens, seeds).
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        precondition(ready, "libsodium failed to initialise")
+        var out = [UInt8](repeating: 0, count: count)
+        randombytes_buf(&out, count)
+        return out
+    }
+}
+
+/// Secret comparison that takes the same time wherever the inputs differ.
+public func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    precondition(Ed25519.ready, "libsodium failed to initialise")
+    guard a.count == b.count else { return false }
+    if a.isEmpty { return true }
+    return sodium_memcmp(a, b, a.count) == 0
+}

@@ -1,0 +1,71 @@
+import CKeyglassOpenSSL
+
+/// A SHA-256 digest: a Merkle tree node, a leaf hash or a root.
+///
+/// Stored inline as four words, so hashing a million entries allocates nothing per hash.
+/// The words hold the digest's bytes in memory order; they are never interpreted as numbers.
+public struct Hash: Hashable, Sendable, CustomStringConvertible {
+    private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+
+    public static let byteCount = 32
+
+    /// The all-zero value, used only as a placeholder before assignment.
+    public static let zero = Hash()
+
+    private init() {}
+
+    /// Takes exactly 32 bytes; anything else is nil.
+    public init?<Bytes: Collection>(bytes: Bytes) where Bytes.Element == UInt8 {
+        guard bytes.count == Hash.byteCount else { return nil }
+        var h = Hash()
+        Swift.withUnsafeMutableBytes(of: &h) { dst in
+            for (i, b) in bytes.enumerated() { dst[i] = b }
+        }
+        self = h
+    }
+
+    public var bytes: [UInt8] { Swift.withUnsafeBytes(of: self) { Array($0) } }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try Swift.withUnsafeBytes(of: self, body)
+    }
+
+    public var hex: String { Hex.encode(bytes) }
+    public var base64: String { Base64.encode(bytes) }
+    public var description: String { hex }
+
+    public init?(hex: String) {
+        guard let b = Hex.decode(hex) else { return nil }
+        self.init(bytes: b)
+    }
+
+    public init?(base64: String) {
+        guard let b = Base64.decode(base64) else { return nil }
+        self.init(bytes: b)
+    }
+
+    // MARK: SHA-256
+
+    /// SHA-256 of arbitrary bytes.
+    public static func sha256(_ data: UnsafeRawBufferPointer) -> Hash {
+        var out = Hash()
+        Swift.withUnsafeMutableBytes(of: &out) { o in
+            keyglass_sha256(data.baseAddress, data.count, o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        return out
+    }
+
+    public static func sha256(_ data: [UInt8]) -> Hash {
+        data.withUnsafeBytes { sha256($0) }
+    }
+
+    /// SHA-256(prefix ‖ a ‖ b): the one shape every Merkle hash takes.
+    static func sha256(prefix: UInt8, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Hash {
+        var out = Hash()
+        Swift.withUnsafeMutableBytes(of: &out) { o in
+            keyglass_sha256_prefixed(prefix, a.baseAddress, a.count, b.baseAddress, b.count,
+                                     o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        return out
+    }
+}

@@ -1,0 +1,207 @@
+/// A log entry: one public key published for one identity. The canonical binary encoding is in
+/// Spec/entry.md; `encode` and `parse` are its only implementation, and `parse` accepts exactly the
+/// bytes `encode` would produce.
+public struct KeyEntry: Sendable, Equatable {
+    public static let version: UInt8 = 1
+    /// Entry bundles prefix each entry with a uint16 length (c2sp.org/tlog-tiles).
+    public static let maxEncodedSize = 65535
+    public static let maxKeyBytes = 1024
+    public static let maxKeyTypeBytes = 16
+
+    public struct Flags: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The entry withdraws this key for the identity.
+        public static let revocation = Flags(rawValue: 1 << 0)
+        /// `previousIndex` is present: the identity had an entry before this one.
+        public static let hasPrevious = Flags(rawValue: 1 << 1)
+        /// `signature` is present: the previous entry's key signed this one (self-authorised).
+        public static let chained = Flags(rawValue: 1 << 2)
+        static let known: Flags = [.revocation, .hasPrevious, .chained]
+    }
+
+    /// Milliseconds since the Unix epoch, set by the log when it sequenced the entry.
+    public var timestampMillis: UInt64
+    /// NFC-normalised identity.
+    public var identity: String
+    public var keyType: KeyType
+    public var publicKey: [UInt8]
+    public var revocation: Bool
+    /// Index of this identity's previous entry in the log, if any.
+    public var previousIndex: UInt64?
+    /// Ed25519 signature by the previous entry's key over `rotationMessage`, if self-authorised.
+    public var signature: [UInt8]?
+
+    public var isChained: Bool { signature != nil }
+
+    public init(timestampMillis: UInt64, identity: String, keyType: KeyType, publicKey: [UInt8],
+                revocation: Bool = false, previousIndex: UInt64? = nil, signature: [UInt8]? = nil) {
+        self.timestampMillis = timestampMillis
+        self.identity = identity
+        self.keyType = keyType
+        self.publicKey = publicKey
+        self.revocation = revocation
+        self.previousIndex = previousIndex
+        self.signature = signature
+    }
+
+    public enum EntryError: Error, Equatable, CustomStringConvertible {
+        case malformed(String)
+        case identity(Identity.IdentityError)
+        case key(KeyType.KeyError)
+
+        public var description: String {
+            switch self {
+            case let .malformed(why): return "malformed entry: \(why)"
+            case let .identity(e): return e.description
+            case let .key(e): return e.description
+            }
+        }
+    }
+
+    var flags: Flags {
+        var f: Flags = []
+        if revocation { f.insert(.revocation) }
+        if previousIndex != nil { f.insert(.hasPrevious) }
+        if signature != nil { f.insert(.chained) }
+        return f
+    }
+
+    /// Checks every field against the format's rules (the same checks `parse` makes).
+    public func validate() throws(EntryError) {
+        do { try Identity.validate(identity) } catch { throw .identity(error) }
+        do { try keyType.validate(publicKey) } catch { throw .key(error) }
+        guard publicKey.count <= KeyEntry.maxKeyBytes else { throw .malformed("key too long") }
+        if let s = signature {
+            guard s.count == Ed25519.signatureLength else { throw .malformed("signature must be 64 bytes") }
+            guard previousIndex != nil else { throw .malformed("a chained entry must name its previous entry") }
+        }
+    }
+
+    public func encode() throws(EntryError) -> [UInt8] {
+        try validate()
+        var out: [UInt8] = [KeyEntry.version]
+        out.appendBigEndian(timestampMillis)
+        out.appendField8(Array(identity.utf8))
+        out.appendField8(Array(keyType.rawValue.utf8))
+        out.appendField16(publicKey)
+        out.append(flags.rawValue)
+        if let p = previousIndex { out.appendBigEndian(p) }
+        if let s = signature { out += s }
+        return out
+    }
+
+    /// Parses canonical bytes only: unknown versions, flags, types, lengths or trailing bytes fail.
+    public static func parse<Bytes: Collection>(_ bytes: Bytes) throws(EntryError) -> KeyEntry where Bytes.Element == UInt8 {
+        guard bytes.count <= maxEncodedSize else { throw .malformed("entry longer than 65535 bytes") }
+        var r = ByteReader(Array(bytes))
+        guard let version = r.u8() else { throw .malformed("empty") }
+        guard version == KeyEntry.version else { throw .malformed("unknown version \(version)") }
+        guard let ts = r.u64() else { throw .malformed("truncated timestamp") }
+        guard let idBytes = r.field8(), !idBytes.isEmpty else { throw .malformed("truncated or empty identity") }
+        // Strict UTF-8: String(validating:) refuses invalid sequences instead of repairing them.
+        guard let identity = String(validating: idBytes, as: UTF8.self) else { throw .malformed("identity is not UTF-8") }
+        guard let typeBytes = r.field8(), typeBytes.count <= maxKeyTypeBytes else { throw .malformed("truncated key type") }
+        let keyType: KeyType
+        do { keyType = try KeyType.parse(String(decoding: typeBytes, as: UTF8.self)) } catch { throw .key(error) }
+        guard let key = r.field16(), !key.isEmpty, key.count <= maxKeyBytes else { throw .malformed("truncated, empty or oversized key") }
+        guard let rawFlags = r.u8() else { throw .malformed("truncated flags") }
+        let flags = Flags(rawValue: rawFlags)
+        guard Flags.known.isSuperset(of: flags) else { throw .malformed("unknown flag bits") }
+        var previous: UInt64?
+        if flags.contains(.hasPrevious) {
+            guard let p = r.u64() else { throw .malformed("truncated previous index") }
+            previous = p
+        }
+        var signature: [UInt8]?
+        if flags.contains(.chained) {
+            guard flags.contains(.hasPrevious) else { throw .malformed("chained entry without a previous entry") }
+            guard let s = r.bytes(Ed25519.signatureLength) else { throw .malformed("truncated signature") }
+            signature = s
+        }
+        guard r.atEnd else { throw .malformed("trailing bytes") }
+        let entry = KeyEntry(timestampMillis: ts, identity: identity, keyType: keyType, publicKey: key,
+                             revocation: flags.contains(.revocation), previousIndex: previous, signature: signature)
+        try entry.validate()
+        return entry
+    }
+
+    /// What the previous key signs to authorise this entry: everything but the log-assigned
+    /// timestamp and the signature itself. Naming the previous index binds the signature to one place
+    /// in the chain, so it cannot be replayed after a later rotation.
+    public static func rotationMessage(identity: String, keyType: KeyType, publicKey: [UInt8], revocation: Bool, previousIndex: UInt64) -> [UInt8] {
+        var m = Array("keyglass/rotation/v1\n".utf8)
+        m.appendField8(Array(identity.utf8))
+        m.appendField8(Array(keyType.rawValue.utf8))
+        m.appendField16(publicKey)
+        m.append(revocation ? Flags.revocation.rawValue : 0)
+        m.appendBigEndian(previousIndex)
+        return m
+    }
+
+    public var rotationMessage: [UInt8]? {
+        guard let p = previousIndex else { return nil }
+        return KeyEntry.rotationMessage(identity: identity, keyType: keyType, publicKey: publicKey, revocation: revocation, previousIndex: p)
+    }
+
+    /// True when this entry carries a signature that `previousKey` (an Ed25519 key) made over it.
+    public func isSigned(by previousKey: [UInt8]) -> Bool {
+        guard let s = signature, let m = rotationMessage else { return false }
+        return Ed25519.verify(signature: s, message: m, publicKey: previousKey)
+    }
+}
+
+/// Reads big-endian fields from a byte array, returning nil past the end.
+struct ByteReader {
+    private let bytes: [UInt8]
+    private var at = 0
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    var atEnd: Bool { at == bytes.count }
+
+    mutating func bytes(_ n: Int) -> [UInt8]? {
+        guard n >= 0, bytes.count - at >= n else { return nil }
+        defer { at += n }
+        return Array(bytes[at..<(at + n)])
+    }
+    mutating func u8() -> UInt8? { bytes(1)?[0] }
+    mutating func u16() -> UInt16? { bytes(2).map { UInt16($0[0]) << 8 | UInt16($0[1]) } }
+    mutating func u64() -> UInt64? { bytes(8).map { $0.reduce(0) { $0 << 8 | UInt64($1) } } }
+    mutating func field8() -> [UInt8]? { u8().flatMap { bytes(Int($0)) } }
+    mutating func field16() -> [UInt8]? { u16().flatMap { bytes(Int($0)) } }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendBigEndian(_ v: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+    }
+    mutating func appendField8(_ b: [UInt8]) {
+        precondition(b.count <= 255)
+        append(UInt8(b.count))
+        self += b
+    }
+    mutating func appendField16(_ b: [UInt8]) {
+        precondition(b.count <= 65535)
+        append(UInt8(b.count >> 8))
+        append(UInt8(b.count & 0xff))
+        self += b
+    }
+}
+
+/// Entry bundles (c2sp.org/tlog-tiles): each entry prefixed by its uint16 big-endian length.
+public enum EntryBundle {
+    public static func encode(_ entries: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for e in entries { out.appendField16(e) }
+        return out
+    }
+
+    public static func decode(_ bundle: [UInt8]) -> [[UInt8]]? {
+        var r = ByteReader(bundle)
+        var out: [[UInt8]] = []
+        while !r.atEnd {
+            guard let e = r.field16() else { return nil }
+            out.append(e)
+        }
+        return out
+    }
+}

@@ -1,0 +1,186 @@
+/// RFC 9162 §2.1.3 and §2.1.4: building and verifying inclusion and consistency proofs.
+///
+/// Building is split in two so storage does O(log n) reads and no hashing of leaves: `plan` lists,
+/// for each proof element, the perfect subtrees whose hashes it needs; the caller fetches those
+/// hashes however it stores them; `assemble` folds them into the proof.
+public enum ProofPlan {
+    /// One proof element: MTH of a leaf range, as the perfect subtrees that make it up (leftmost first).
+    public typealias Element = [NodeID]
+
+    public enum PlanError: Error, Equatable, CustomStringConvertible {
+        case indexOutOfRange(index: UInt64, size: UInt64)
+        case badSizes(from: UInt64, to: UInt64)
+
+        public var description: String {
+            switch self {
+            case let .indexOutOfRange(i, n): return "index \(i) is not below tree size \(n)"
+            case let .badSizes(m, n): return "cannot prove consistency from size \(m) to size \(n)"
+            }
+        }
+    }
+
+    /// The elements of the inclusion proof of leaf `index` in the tree of `size` leaves (PATH).
+    public static func inclusion(index: UInt64, size: UInt64) throws(PlanError) -> [Element] {
+        guard index < size else { throw .indexOutOfRange(index: index, size: size) }
+        var out: [Element] = []
+        path(index, 0, size, &out)
+        return out
+    }
+
+    /// The elements of the consistency proof from `from` to `to` leaves (PROOF). Empty when from == to
+    /// or from == 0 (c2sp.org/tlog-witness accepts an empty proof from the empty tree).
+    public static func consistency(from: UInt64, to: UInt64) throws(PlanError) -> [Element] {
+        guard from <= to else { throw .badSizes(from: from, to: to) }
+        var out: [Element] = []
+        if from > 0 && from < to { subproof(from, 0, to, true, &out) }
+        return out
+    }
+
+    /// Folds fetched subtree hashes into proof hashes: each element is H(a, H(b, H(c, …))).
+    public static func assemble(_ plan: [Element], lookup: (NodeID) throws -> Hash) rethrows -> [Hash] {
+        try plan.map { element in
+            var acc = try lookup(element[element.count - 1])
+            for node in element.dropLast().reversed() { acc = Merkle.nodeHash(try lookup(node), acc) }
+            return acc
+        }
+    }
+
+    /// Every node a plan reads, without repeats, for a single batched fetch.
+    public static func nodes(of plan: [Element]) -> [NodeID] {
+        var seen = Set<NodeID>()
+        var out: [NodeID] = []
+        for e in plan { for n in e where seen.insert(n).inserted { out.append(n) } }
+        return out
+    }
+
+    /// MTH(D[start:end]) as perfect subtrees. Every range the RFC recursion asks for starts at a
+    /// multiple of a power of two at least as large as its leftmost piece, so a greedy split is exact.
+    static func mth(_ start: UInt64, _ end: UInt64) -> Element {
+        var nodes: Element = []
+        var s = start
+        while s < end {
+            let remaining = end - s
+            var level = 63 - remaining.leadingZeroBitCount
+            // Largest power of two that fits and keeps s aligned.
+            while level > 0 && s & ((UInt64(1) << UInt64(level)) - 1) != 0 { level -= 1 }
+            nodes.append(NodeID(level: UInt8(level), index: s >> UInt64(level)))
+            s += UInt64(1) << UInt64(level)
+        }
+        return nodes
+    }
+
+    private static func path(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ out: inout [Element]) {
+        let n = end - start
+        if n == 1 { return }
+        let k = Merkle.splitPoint(n)
+        if m - start < k {
+            path(m, start, start + k, &out)
+            out.append(mth(start + k, end))
+        } else {
+            path(m, start + k, end, &out)
+            out.append(mth(start, start + k))
+        }
+    }
+
+    private static func subproof(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ whole: Bool, _ out: inout [Element]) {
+        let n = end - start
+        if m == n {
+            if !whole { out.append(mth(start, end)) }
+            return
+        }
+        let k = Merkle.splitPoint(n)
+        if m <= k {
+            subproof(m, start, start + k, whole, &out)
+            out.append(mth(start + k, end))
+        } else {
+            subproof(m - k, start + k, end, false, &out)
+            out.append(mth(start, start + k))
+        }
+    }
+}
+
+public enum ProofError: Error, Equatable, CustomStringConvertible {
+    case indexOutOfRange
+    case wrongProofLength
+    case rootMismatch
+    case badSizes
+    case emptyTreeConsistency
+
+    public var description: String {
+        switch self {
+        case .indexOutOfRange: return "leaf index is not below the tree size"
+        case .wrongProofLength: return "proof has the wrong number of hashes"
+        case .rootMismatch: return "proof does not lead to the expected root"
+        case .badSizes: return "tree sizes are out of order"
+        case .emptyTreeConsistency: return "a consistency proof from the empty tree proves nothing"
+        }
+    }
+}
+
+/// Verification, exactly as RFC 9162 §2.1.3.2 and §2.1.4.2 state it.
+public enum ProofVerifier {
+    /// Throws unless `proof` shows `leafHash` at `index` in the tree of `size` leaves with root `root`.
+    public static func verifyInclusion(index: UInt64, size: UInt64, leafHash: Hash, proof: [Hash], root: Hash) throws(ProofError) {
+        let computed = try rootFromInclusion(index: index, size: size, leafHash: leafHash, proof: proof)
+        guard computed == root else { throw .rootMismatch }
+    }
+
+    public static func rootFromInclusion(index: UInt64, size: UInt64, leafHash: Hash, proof: [Hash]) throws(ProofError) -> Hash {
+        guard index < size else { throw .indexOutOfRange }
+        var fn = index
+        var sn = size - 1
+        var r = leafHash
+        for p in proof {
+            guard sn != 0 else { throw .wrongProofLength }
+            if fn & 1 == 1 || fn == sn {
+                r = Merkle.nodeHash(p, r)
+                if fn & 1 == 0 {
+                    while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
+                }
+            } else {
+                r = Merkle.nodeHash(r, p)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        guard sn == 0 else { throw .wrongProofLength }
+        return r
+    }
+
+    /// Throws unless `proof` shows the tree of `size1` leaves with `root1` is a prefix of the tree of
+    /// `size2` leaves with `root2`. Sizes equal: the proof must be empty and the roots equal.
+    /// size1 == 0 is refused: callers that accept the empty tree (a first audit) handle it themselves.
+    public static func verifyConsistency(size1: UInt64, size2: UInt64, root1: Hash, root2: Hash, proof: [Hash]) throws(ProofError) {
+        guard size1 <= size2 else { throw .badSizes }
+        guard size1 > 0 else { throw .emptyTreeConsistency }
+        if size1 == size2 {
+            guard proof.isEmpty else { throw .wrongProofLength }
+            guard root1 == root2 else { throw .rootMismatch }
+            return
+        }
+        guard !proof.isEmpty else { throw .wrongProofLength }
+        var path = proof
+        if size1 & (size1 - 1) == 0 { path.insert(root1, at: 0) }
+        var fn = size1 - 1
+        var sn = size2 - 1
+        while fn & 1 == 1 { fn >>= 1; sn >>= 1 }
+        var fr = path[0]
+        var sr = path[0]
+        for c in path.dropFirst() {
+            guard sn != 0 else { throw .wrongProofLength }
+            if fn & 1 == 1 || fn == sn {
+                fr = Merkle.nodeHash(c, fr)
+                sr = Merkle.nodeHash(c, sr)
+                if fn & 1 == 0 {
+                    while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
+                }
+            } else {
+                sr = Merkle.nodeHash(sr, c)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        guard sn == 0 else { throw .wrongProofLength }
+        guard fr == root1, sr == root2 else { throw .rootMismatch }
+    }
+}

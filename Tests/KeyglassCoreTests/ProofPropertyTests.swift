@@ -1,0 +1,103 @@
+import XCTest
+@testable import KeyglassCore
+
+/// Proofs built from stored node hashes (as the server builds them) verify for random sizes up to a
+/// few thousand, and flipping any single bit of any proof hash makes them fail.
+final class ProofPropertyTests: XCTestCase {
+    struct Tree {
+        var nodes: [NodeID: Hash] = [:]
+        var roots: [Hash] = [Merkle.emptyRoot]  // roots[n] = root of the first n leaves
+        init(size: Int) {
+            var range = CompactRange()
+            for i in 0..<size {
+                range.append(Merkle.leafHash(Array("leaf \(i)".utf8))) { nodes[$0] = $1 }
+                roots.append(range.root)
+            }
+        }
+        func lookup(_ id: NodeID) throws -> Hash { try XCTUnwrap(nodes[id], "missing node \(id)") }
+    }
+
+    static let tree = Tree(size: 3000)
+    var rng = SystemRandomNumberGenerator()
+
+    func testRootsMatchRecursiveDefinition() {
+        // RFC 9162's MTH written out directly, independent of CompactRange.
+        func mth(_ leaves: ArraySlice<Hash>) -> Hash {
+            if leaves.isEmpty { return Merkle.emptyRoot }
+            if leaves.count == 1 { return leaves.first! }
+            let k = Int(Merkle.splitPoint(UInt64(leaves.count)))
+            return Merkle.nodeHash(mth(leaves.prefix(k)), mth(leaves.dropFirst(k)))
+        }
+        let leaves = (0..<300).map { Self.tree.nodes[NodeID(level: 0, index: UInt64($0))]! }
+        for n in 0...300 { XCTAssertEqual(mth(leaves[0..<n]), Self.tree.roots[n], "size \(n)") }
+    }
+
+    func testInclusionProofsVerifyAndBitFlipsFail() throws {
+        let t = Self.tree
+        for _ in 0..<400 {
+            let size = UInt64.random(in: 1...3000, using: &rng)
+            let index = UInt64.random(in: 0..<size, using: &rng)
+            let proof = try ProofPlan.assemble(ProofPlan.inclusion(index: index, size: size), lookup: t.lookup)
+            let leaf = t.nodes[NodeID(level: 0, index: index)]!
+            let root = t.roots[Int(size)]
+            XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: leaf, proof: proof, root: root), "\(index)/\(size)")
+            if !proof.isEmpty {
+                var bad = proof
+                let i = Int.random(in: 0..<bad.count, using: &rng)
+                bad[i] = flip(bad[i], bit: Int.random(in: 0..<256, using: &rng))
+                XCTAssertThrowsError(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: leaf, proof: bad, root: root))
+            }
+            XCTAssertThrowsError(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: flip(leaf, bit: 7), proof: proof, root: root))
+            XCTAssertThrowsError(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: leaf, proof: proof, root: flip(root, bit: 200)))
+            if size > 1 {
+                XCTAssertThrowsError(try ProofVerifier.verifyInclusion(index: (index + 1) % size, size: size, leafHash: leaf, proof: proof, root: root))
+            }
+        }
+    }
+
+    func testConsistencyProofsVerifyAndBitFlipsFail() throws {
+        let t = Self.tree
+        for _ in 0..<400 {
+            let to = UInt64.random(in: 1...3000, using: &rng)
+            let from = UInt64.random(in: 1...to, using: &rng)
+            let proof = try ProofPlan.assemble(ProofPlan.consistency(from: from, to: to), lookup: t.lookup)
+            let r1 = t.roots[Int(from)], r2 = t.roots[Int(to)]
+            XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: from, size2: to, root1: r1, root2: r2, proof: proof), "\(from)->\(to)")
+            if !proof.isEmpty {
+                var bad = proof
+                let i = Int.random(in: 0..<bad.count, using: &rng)
+                bad[i] = flip(bad[i], bit: Int.random(in: 0..<256, using: &rng))
+                XCTAssertThrowsError(try ProofVerifier.verifyConsistency(size1: from, size2: to, root1: r1, root2: r2, proof: bad))
+                XCTAssertThrowsError(try ProofVerifier.verifyConsistency(size1: from, size2: to, root1: r1, root2: r2, proof: Array(proof.dropLast())))
+            }
+            XCTAssertThrowsError(try ProofVerifier.verifyConsistency(size1: from, size2: to, root1: flip(r1, bit: 3), root2: r2, proof: proof))
+            XCTAssertThrowsError(try ProofVerifier.verifyConsistency(size1: from, size2: to, root1: r1, root2: flip(r2, bit: 255), proof: proof))
+        }
+    }
+
+    func testPlansReadLogarithmicallyManyNodes() throws {
+        for size: UInt64 in [1000, 1 << 20, 1 << 40, (1 << 40) + 12345] {
+            let inc = try ProofPlan.inclusion(index: size / 3, size: size)
+            let con = try ProofPlan.consistency(from: size / 3, to: size)
+            let bound = 2 * (64 - size.leadingZeroBitCount) + 2
+            XCTAssertLessThanOrEqual(ProofPlan.nodes(of: inc).count, bound)
+            XCTAssertLessThanOrEqual(ProofPlan.nodes(of: con).count, bound)
+        }
+    }
+
+    func testCompactRangeRestoresFromStoredSubtrees() {
+        let t = Self.tree
+        for size in [UInt64(0), 1, 2, 255, 256, 257, 1000, 2999] {
+            let ids = CompactRange.subtrees(forSize: size)
+            let restored = CompactRange(size: size, hashes: ids.map { t.nodes[$0]! })
+            XCTAssertEqual(restored?.root, t.roots[Int(size)])
+        }
+        XCTAssertNil(CompactRange(size: 3, hashes: [Merkle.emptyRoot]))
+    }
+
+    private func flip(_ h: Hash, bit: Int) -> Hash {
+        var b = h.bytes
+        b[bit / 8] ^= UInt8(1 << (bit % 8))
+        return Hash(bytes: b)!
+    }
+}
