@@ -1,0 +1,247 @@
+import Foundation
+import KeyglassCore
+import Synchronization
+
+/// A stored entry with its position in the log.
+public struct StoredEntry: Sendable, Equatable {
+    public let index: UInt64
+    public let data: [UInt8]
+    public let leafHash: Hash
+}
+
+/// A checkpoint the log signed, as stored.
+public struct StoredCheckpoint: Sendable, Equatable {
+    public let size: UInt64
+    public let root: Hash
+    /// The signed note, exactly as served.
+    public let note: String
+}
+
+public enum StoreError: Error, CustomStringConvertible, Equatable {
+    case notInitialised(String)
+    case corrupt(String)
+    case storage(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case let .notInitialised(m): return "log not initialised: \(m)"
+        case let .corrupt(m): return "log database is inconsistent: \(m)"
+        case let .storage(m): return "storage failure: \(m)"
+        case let .notFound(m): return m
+        }
+    }
+}
+
+/// Durability of each batch's commit. `full` fsyncs the WAL on every commit: an acknowledged
+/// publish survives power loss. `normal` survives a process crash but not power loss.
+public enum SyncMode: String, Sendable, CaseIterable {
+    case full = "FULL"
+    case normal = "NORMAL"
+}
+
+/// The log's SQLite database: one writer connection (used only by the sequencer) and a few reader
+/// connections, so reads never wait behind writes (WAL). Proofs are assembled from stored node
+/// hashes with O(log n) point reads.
+public final class LogStore: Sendable {
+    let writer: SQLiteWorker
+    private let readers: [SQLiteWorker]
+    private let nextReader = Atomic<Int>(0)
+    public let path: String
+
+    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full) throws {
+        self.path = path
+        let w = try SQLiteConnection(path: path)
+        for s in Schema.statements { try w.execute(s) }
+        try w.execute("PRAGMA synchronous=\(sync.rawValue)")
+        writer = SQLiteWorker(connection: w, label: "keyglass.sqlite.writer")
+        readers = try (0..<max(1, readerCount)).map { i in
+            let r = try SQLiteConnection(path: path)
+            try r.execute("PRAGMA query_only=ON")
+            return SQLiteWorker(connection: r, label: "keyglass.sqlite.reader\(i)")
+        }
+    }
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        let i = nextReader.add(1, ordering: .relaxed).newValue
+        return try await readers[abs(i) % readers.count].run(body)
+    }
+
+    // MARK: Metadata
+
+    public func meta(_ key: String) async throws -> String? {
+        try await read { db in
+            let s = try db.statement("SELECT value FROM meta WHERE key = ?")
+            s.bind(1, key)
+            return try s.step() ? s.text(0) : nil
+        }
+    }
+
+    public func setMeta(_ key: String, _ value: String) async throws {
+        try await writer.run { db in
+            let s = try db.statement("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            s.bind(1, key)
+            s.bind(2, value)
+            try s.step()
+        }
+    }
+
+    // MARK: Checkpoints
+
+    public func latestCheckpoint() async throws -> StoredCheckpoint? {
+        try await read { db in try Self.latestCheckpoint(db) }
+    }
+
+    static func latestCheckpoint(_ db: SQLiteConnection) throws -> StoredCheckpoint? {
+        let s = try db.statement("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        guard try s.step() else { return nil }
+        guard let root = s.hash(1) else { throw StoreError.corrupt("checkpoint root is not 32 bytes") }
+        return StoredCheckpoint(size: s.uint64(0), root: root, note: s.text(2))
+    }
+
+    public func checkpoint(size: UInt64) async throws -> StoredCheckpoint? {
+        try await read { db in
+            let s = try db.statement("SELECT size, root, note FROM checkpoints WHERE size = ?")
+            s.bind(1, size)
+            guard try s.step() else { return nil }
+            guard let root = s.hash(1) else { throw StoreError.corrupt("checkpoint root is not 32 bytes") }
+            return StoredCheckpoint(size: s.uint64(0), root: root, note: s.text(2))
+        }
+    }
+
+    public func checkpointCount() async throws -> UInt64 {
+        try await read { db in
+            let s = try db.statement("SELECT count(*) FROM checkpoints")
+            try s.step()
+            return s.uint64(0)
+        }
+    }
+
+    // MARK: Node hashes and proofs
+
+    /// Reads stored perfect-subtree hashes: level 0 from the entries, higher levels from `nodes`.
+    static func nodeHashes(_ db: SQLiteConnection, _ ids: [NodeID]) throws -> [NodeID: Hash] {
+        var out: [NodeID: Hash] = [:]
+        for id in ids {
+            let s: SQLiteConnection.Statement
+            if id.level == 0 {
+                s = try db.statement("SELECT leaf_hash FROM entries WHERE idx = ?")
+                s.bind(1, id.index)
+            } else {
+                s = try db.statement("SELECT hash FROM nodes WHERE id = ?")
+                s.bind(1, Schema.nodeKey(level: id.level, index: id.index))
+            }
+            guard try s.step(), let h = s.hash(0) else { throw StoreError.corrupt("missing node \(id)") }
+            out[id] = h
+        }
+        return out
+    }
+
+    func assemble(_ plan: [ProofPlan.Element]) async throws -> [Hash] {
+        let ids = ProofPlan.nodes(of: plan)
+        let hashes = try await read { db in try Self.nodeHashes(db, ids) }
+        return try ProofPlan.assemble(plan) { id in
+            guard let h = hashes[id] else { throw StoreError.corrupt("missing node \(id)") }
+            return h
+        }
+    }
+
+    /// Inclusion proof of `index` in the tree of `size` (size must not exceed the stored tree).
+    public func inclusionProof(index: UInt64, size: UInt64) async throws -> [Hash] {
+        try await assemble(ProofPlan.inclusion(index: index, size: size))
+    }
+
+    public func consistencyProof(from: UInt64, to: UInt64) async throws -> [Hash] {
+        try await assemble(ProofPlan.consistency(from: from, to: to))
+    }
+
+    /// The stored compact range for `size`: what the sequencer resumes from after a restart.
+    static func compactRange(_ db: SQLiteConnection, size: UInt64) throws -> CompactRange {
+        let ids = CompactRange.subtrees(forSize: size)
+        let hashes = try nodeHashes(db, ids)
+        guard let range = CompactRange(size: size, hashes: ids.map { hashes[$0]! }) else {
+            throw StoreError.corrupt("cannot rebuild the tree edge at size \(size)")
+        }
+        return range
+    }
+
+    /// `count` consecutive hashes of one tree level, starting at `start`, concatenated: a tile body.
+    public func levelHashes(level: UInt8, start: UInt64, count: UInt64) async throws -> [UInt8] {
+        try await read { db in
+            var out: [UInt8] = []
+            out.reserveCapacity(Int(count) * 32)
+            let s: SQLiteConnection.Statement
+            if level == 0 {
+                s = try db.statement("SELECT leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+                s.bind(1, start)
+                s.bind(2, start + count)
+            } else {
+                s = try db.statement("SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id")
+                s.bind(1, Schema.nodeKey(level: level, index: start))
+                s.bind(2, Schema.nodeKey(level: level, index: start + count))
+            }
+            var n: UInt64 = 0
+            while try s.step() {
+                out += s.blob(0)
+                n += 1
+            }
+            guard n == count else { throw StoreError.corrupt("level \(level) has \(n) of \(count) hashes from \(start)") }
+            return out
+        }
+    }
+
+    // MARK: Entries
+
+    public func entries(start: UInt64, end: UInt64) async throws -> [StoredEntry] {
+        try await read { db in
+            let s = try db.statement("SELECT idx, data, leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+            s.bind(1, start)
+            s.bind(2, end)
+            var out: [StoredEntry] = []
+            while try s.step() {
+                guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
+                out.append(StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h))
+            }
+            return out
+        }
+    }
+
+    public func entry(at index: UInt64) async throws -> StoredEntry? {
+        try await entries(start: index, end: index + 1).first
+    }
+
+    /// The identity's entries below `size`, oldest first, at most `limit` (the newest ones).
+    public func entries(identity: String, below size: UInt64, limit: Int) async throws -> [StoredEntry] {
+        try await read { db in
+            let s = try db.statement("SELECT idx, data, leaf_hash FROM entries WHERE identity = ? AND idx < ? ORDER BY idx DESC LIMIT ?")
+            s.bind(1, identity)
+            s.bind(2, size)
+            s.bind(3, Int64(limit))
+            var out: [StoredEntry] = []
+            while try s.step() {
+                guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
+                out.append(StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h))
+            }
+            return out.reversed()
+        }
+    }
+
+    public func index(ofLeafHash hash: Hash, below size: UInt64) async throws -> UInt64? {
+        try await read { db in
+            let s = try db.statement("SELECT idx FROM entries WHERE leaf_hash = ? AND idx < ? ORDER BY idx LIMIT 1")
+            s.bind(1, hash)
+            s.bind(2, size)
+            return try s.step() ? s.uint64(0) : nil
+        }
+    }
+
+    /// Runs SQLite's own consistency check (used by tests and `keyglass-server check`).
+    public func integrityCheck() async throws -> String {
+        try await read { db in
+            let s = try db.statement("PRAGMA integrity_check")
+            var lines: [String] = []
+            while try s.step() { lines.append(s.text(0)) }
+            return lines.joined(separator: "\n")
+        }
+    }
+}

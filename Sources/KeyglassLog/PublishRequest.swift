@@ -1,0 +1,57 @@
+import KeyglassCore
+
+/// A validated request to append one key, and who authorised it.
+public struct PublishRequest: Sendable {
+    public enum Authorization: Sendable, Equatable {
+        /// The provider's operator token: the provider vouches for the account. Unchained.
+        case operatorToken
+        /// The identity's current key signed the entry; `previousIndex` must still be the identity's
+        /// latest entry when the batch is sequenced, or the publish conflicts.
+        case chained(previousIndex: UInt64, signature: [UInt8])
+    }
+
+    public let identity: String
+    public let keyType: KeyType
+    public let publicKey: [UInt8]
+    public let revocation: Bool
+    public let authorization: Authorization
+
+    public init(identity: String, keyType: KeyType, publicKey: [UInt8], revocation: Bool = false, authorization: Authorization) {
+        self.identity = identity
+        self.keyType = keyType
+        self.publicKey = publicKey
+        self.revocation = revocation
+        self.authorization = authorization
+    }
+}
+
+/// What a publisher gets back once its entry is durable and integrated.
+public struct PublishReceipt: Sendable {
+    public let index: UInt64
+    public let entry: [UInt8]
+    public let leafHash: Hash
+    /// The checkpoint of the batch that integrated the entry (it commits to it).
+    public let checkpoint: StoredCheckpoint
+}
+
+public enum PublishError: Error, Equatable, CustomStringConvertible {
+    /// The identity's chain moved on since the signature was made.
+    case conflict(String)
+    /// The sequencer's queue is full: retry later.
+    case overloaded
+    /// The server is shutting down and takes no new publishes.
+    case shuttingDown
+    /// The batch could not be written; nothing of it was stored.
+    case storage(String)
+    case logFull
+
+    public var description: String {
+        switch self {
+        case let .conflict(m): return m
+        case .overloaded: return "the sequencer queue is full; retry later"
+        case .shuttingDown: return "the log is shutting down"
+        case let .storage(m): return "the entry could not be stored: \(m)"
+        case .logFull: return "the log has reached its maximum size"
+        }
+    }
+}

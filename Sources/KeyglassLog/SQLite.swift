@@ -1,0 +1,140 @@
+import CKeyglassSQLite
+import Foundation
+import KeyglassCore
+
+/// A thin layer over SQLite's C API: open, prepare (cached), bind, step. Not thread-safe: every
+/// connection is owned by one `SQLiteWorker`, which runs all its calls on one serial queue.
+final class SQLiteConnection {
+    private var db: OpaquePointer?
+    private var cache: [String: OpaquePointer] = [:]
+    /// Statements stepped since the last `releaseStatements()`. A stepped statement that is not
+    /// reset keeps its read transaction, and with it an old WAL snapshot, open.
+    private var inUse: [OpaquePointer] = []
+    let path: String
+
+    struct Failure: Error, CustomStringConvertible {
+        let code: Int32
+        let message: String
+        var description: String { "SQLite error \(code): \(message)" }
+        /// Disk full, read-only database or I/O error: the operator has to act; not the client's fault.
+        var isStorageFault: Bool {
+            let primary = code & 0xff
+            return primary == SQLITE_FULL || primary == SQLITE_READONLY || primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN
+        }
+    }
+
+    init(path: String, readOnly: Bool = false) throws {
+        self.path = path
+        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK else {
+            let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close(db)
+            db = nil
+            throw Failure(code: rc, message: "\(msg) (\(path))")
+        }
+        sqlite3_extended_result_codes(db, 1)
+        // Readers may wait briefly on a checkpointing writer rather than fail.
+        sqlite3_busy_timeout(db, 5000)
+    }
+
+    deinit {
+        for (_, s) in cache { sqlite3_finalize(s) }
+        sqlite3_close_v2(db)
+    }
+
+    /// Resets every statement used since the last call, ending their implicit read transactions.
+    func releaseStatements() {
+        for s in inUse { sqlite3_reset(s) }
+        inUse.removeAll(keepingCapacity: true)
+    }
+
+    func execute(_ sql: String) throws {
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(db, sql, nil, nil, &err)
+        if rc != SQLITE_OK {
+            let msg = err.map { String(cString: $0) } ?? "unknown"
+            sqlite3_free(err)
+            throw Failure(code: rc, message: msg)
+        }
+    }
+
+    private func failure(_ rc: Int32) -> Failure {
+        Failure(code: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)))
+    }
+
+    /// A prepared statement, reset and with bindings cleared, ready to bind.
+    func statement(_ sql: String) throws -> Statement {
+        if let s = cache[sql] {
+            sqlite3_reset(s)
+            sqlite3_clear_bindings(s)
+            inUse.append(s)
+            return Statement(handle: s, connection: self)
+        }
+        var s: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &s, nil)
+        guard rc == SQLITE_OK, let stmt = s else { throw failure(rc) }
+        cache[sql] = stmt
+        inUse.append(stmt)
+        return Statement(handle: stmt, connection: self)
+    }
+
+    /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
+    func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    struct Statement {
+        let handle: OpaquePointer
+        unowned let connection: SQLiteConnection
+
+        private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+        func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
+        func bind(_ index: Int32, _ value: UInt64) { sqlite3_bind_int64(handle, index, Int64(bitPattern: value)) }
+        func bind(_ index: Int32, _ value: String) { sqlite3_bind_text(handle, index, value, -1, Self.transient) }
+        func bind(_ index: Int32, _ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), Self.transient) }
+        }
+        func bind(_ index: Int32, _ hash: Hash) {
+            hash.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, 32, Self.transient) }
+        }
+
+        /// Steps once: true when a row is available, false when done.
+        @discardableResult
+        func step() throws -> Bool {
+            let rc = sqlite3_step(handle)
+            if rc == SQLITE_ROW { return true }
+            if rc == SQLITE_DONE { return false }
+            throw connection.failureForStatement(rc)
+        }
+
+        func int64(_ col: Int32) -> Int64 { sqlite3_column_int64(handle, col) }
+        func uint64(_ col: Int32) -> UInt64 { UInt64(bitPattern: sqlite3_column_int64(handle, col)) }
+        func isNull(_ col: Int32) -> Bool { sqlite3_column_type(handle, col) == SQLITE_NULL }
+        func text(_ col: Int32) -> String {
+            guard let p = sqlite3_column_text(handle, col) else { return "" }
+            return String(cString: p)
+        }
+        func blob(_ col: Int32) -> [UInt8] {
+            let n = Int(sqlite3_column_bytes(handle, col))
+            guard n > 0, let p = sqlite3_column_blob(handle, col) else { return [] }
+            return Array(UnsafeRawBufferPointer(start: p, count: n))
+        }
+        func hash(_ col: Int32) -> Hash? {
+            let n = Int(sqlite3_column_bytes(handle, col))
+            guard n == 32, let p = sqlite3_column_blob(handle, col) else { return nil }
+            return Hash(bytes: UnsafeRawBufferPointer(start: p, count: n))
+        }
+    }
+
+    fileprivate func failureForStatement(_ rc: Int32) -> Failure { failure(rc) }
+}

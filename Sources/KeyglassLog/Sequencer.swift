@@ -1,0 +1,244 @@
+import Foundation
+import KeyglassCore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The one writer. Publishes queue up; each batch is given indices, written with its new tree nodes
+/// and its signed checkpoint in one SQLite transaction, and only after the commit are its callers
+/// answered. Batches form naturally: while one commits (an fsync), the next one queues.
+///
+/// Guarantees: indices are assigned in one place, so no two publishes share one; the checkpoints
+/// table's primary key is the tree size, so two different roots for one size cannot be stored; a
+/// batch whose commit fails is rolled back whole and its callers told so, and the in-memory tree edge
+/// moves only after a commit succeeds.
+public actor Sequencer: Service {
+    public struct Options: Sendable {
+        /// Most entries in one transaction.
+        public var maxBatch: Int = 4096
+        /// Extra time to wait for a batch to fill once a publish arrives (0: only natural batching).
+        public var batchDelay: Duration = .zero
+        /// Most publishes waiting; beyond it publishes fail fast with `overloaded` (HTTP 503).
+        public var maxQueue: Int = 100_000
+        public init() {}
+    }
+
+    private struct Waiter {
+        let request: PublishRequest
+        let continuation: CheckedContinuation<PublishReceipt, Error>
+    }
+
+    private let store: LogStore
+    private let signer: NoteSigner
+    private let options: Options
+    private let logger: Logger
+    private var queue: [Waiter] = []
+    private var range: CompactRange
+    private var lastTimestamp: UInt64
+    private var accepting = true
+    private let wakeUp: AsyncStream<Void>.Continuation
+    private let wakeUps: AsyncStream<Void>
+    /// The newest checkpoint, readable without waiting for the actor (served by GET /checkpoint).
+    private let published: Mutex<StoredCheckpoint>
+
+    public nonisolated var latestCheckpoint: StoredCheckpoint { published.withLock { $0 } }
+    public nonisolated var origin: String { signer.name }
+    public nonisolated var verifierKey: NoteVerifierKey { signer.verifierKey }
+
+    /// Opens the log: loads the newest checkpoint and the tree edge, and checks they agree.
+    public init(store: LogStore, signer: NoteSigner, options: Options = Options(), logger: Logger = Logger(label: "keyglass.sequencer")) async throws {
+        let state = try await store.writer.run { db -> (StoredCheckpoint, CompactRange, UInt64) in
+            guard let cp = try LogStore.latestCheckpoint(db) else { throw StoreError.notInitialised("no checkpoint; run keyglass-server init") }
+            let count = try db.statement("SELECT count(*), coalesce(max(idx) + 1, 0) FROM entries")
+            try count.step()
+            guard count.uint64(0) == cp.size, count.uint64(1) == cp.size else {
+                throw StoreError.corrupt("\(count.uint64(0)) entries stored but the newest checkpoint has size \(cp.size)")
+            }
+            let range = try LogStore.compactRange(db, size: cp.size)
+            guard range.root == cp.root else { throw StoreError.corrupt("stored tree root differs from the newest checkpoint's root") }
+            var last: UInt64 = 0
+            if cp.size > 0 {
+                let s = try db.statement("SELECT data FROM entries WHERE idx = ?")
+                s.bind(1, cp.size - 1)
+                try s.step()
+                last = try KeyEntry.parse(s.blob(0)).timestampMillis
+            }
+            return (cp, range, last)
+        }
+        let checkpointOrigin = try Checkpoint.parse(try SignedNote.parse(state.0.note).text).origin
+        guard checkpointOrigin == signer.name else {
+            throw StoreError.corrupt("the signing key is for \"\(signer.name)\" but the log's origin is \"\(checkpointOrigin)\"")
+        }
+        self.store = store
+        self.signer = signer
+        self.options = options
+        self.logger = logger
+        self.range = state.1
+        self.lastTimestamp = state.2
+        self.published = Mutex(state.0)
+        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Creates the first, empty checkpoint of a new log. Refuses if the log has any checkpoint.
+    public static func initialise(store: LogStore, signer: NoteSigner) async throws -> StoredCheckpoint {
+        let signed = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: 0, root: Merkle.emptyRoot), with: signer)
+        let note = signed.note.serialized
+        return try await store.writer.run { db in
+            try db.transaction {
+                guard try LogStore.latestCheckpoint(db) == nil else { throw StoreError.corrupt("the log already has checkpoints") }
+                let s = try db.statement("INSERT INTO checkpoints(size, root, note, signed_at_ms) VALUES(0, ?, ?, ?)")
+                s.bind(1, Merkle.emptyRoot)
+                s.bind(2, note)
+                s.bind(3, Self.nowMillis())
+                try s.step()
+                let m = try db.statement("INSERT INTO meta(key, value) VALUES('origin', ?), ('schema', ?)")
+                m.bind(1, signer.name)
+                m.bind(2, Schema.version)
+                try m.step()
+            }
+            return StoredCheckpoint(size: 0, root: Merkle.emptyRoot, note: note)
+        }
+    }
+
+    /// Queues a publish and returns once it is durable, integrated and covered by a signed checkpoint.
+    public func submit(_ request: PublishRequest) async throws -> PublishReceipt {
+        guard accepting else { throw PublishError.shuttingDown }
+        guard queue.count < options.maxQueue else { throw PublishError.overloaded }
+        return try await withCheckedThrowingContinuation { c in
+            queue.append(Waiter(request: request, continuation: c))
+            wakeUp.yield()
+        }
+    }
+
+    /// Integrates batches until graceful shutdown, then drains everything already queued.
+    public func run() async throws {
+        for await _ in wakeUps.cancelOnGracefulShutdown() {
+            await drain()
+        }
+        accepting = false
+        await drain()
+        wakeUp.finish()
+        logger.info("sequencer stopped", metadata: ["tree_size": "\(range.size)"])
+    }
+
+    private func drain() async {
+        while !queue.isEmpty {
+            if options.batchDelay > .zero && queue.count < options.maxBatch {
+                try? await Task.sleep(for: options.batchDelay)
+            }
+            let n = min(queue.count, options.maxBatch)
+            let batch = Array(queue.prefix(n))
+            queue.removeFirst(n)
+            await integrate(batch)
+        }
+    }
+
+    private struct BatchOutcome: Sendable {
+        var results: [Result<PublishReceipt, PublishError>]
+        var range: CompactRange
+        var lastTimestamp: UInt64
+        var checkpoint: StoredCheckpoint?
+    }
+
+    private func integrate(_ batch: [Waiter]) async {
+        let requests = batch.map(\.request)
+        let startRange = range
+        let startTimestamp = lastTimestamp
+        let signer = self.signer
+        do {
+            let outcome = try await store.writer.run { db in
+                try db.transaction { try Self.write(requests, db: db, range: startRange, lastTimestamp: startTimestamp, signer: signer) }
+            }
+            // Only now, after the commit, does the in-memory state move and do callers hear back.
+            range = outcome.range
+            lastTimestamp = outcome.lastTimestamp
+            if let cp = outcome.checkpoint { published.withLock { $0 = cp } }
+            for (waiter, result) in zip(batch, outcome.results) { waiter.continuation.resume(with: result) }
+        } catch {
+            logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
+            let message = (error as? SQLiteConnection.Failure)?.description ?? "\(error)"
+            for waiter in batch { waiter.continuation.resume(throwing: PublishError.storage(message)) }
+        }
+    }
+
+    /// The body of one batch's transaction. Runs on the writer's queue.
+    private static func write(_ requests: [PublishRequest], db: SQLiteConnection, range start: CompactRange,
+                              lastTimestamp: UInt64, signer: NoteSigner) throws -> BatchOutcome {
+        var range = start
+        var latestForIdentity: [String: UInt64?] = [:]
+        var results: [Result<PublishReceipt, PublishError>] = []
+        let timestamp = max(nowMillis(), lastTimestamp)
+        let insertEntry = "INSERT INTO entries(idx, identity, leaf_hash, data) VALUES(?, ?, ?, ?)"
+        let insertNode = "INSERT INTO nodes(id, hash) VALUES(?, ?)"
+        var appended: [(UInt64, [UInt8], Hash, Int)] = []  // index, entry, leaf hash, result slot
+
+        for request in requests {
+            let previous: UInt64?
+            if let cached = latestForIdentity[request.identity] {
+                previous = cached
+            } else {
+                let s = try db.statement("SELECT max(idx) FROM entries WHERE identity = ?")
+                s.bind(1, request.identity)
+                try s.step()
+                previous = s.isNull(0) ? nil : s.uint64(0)
+            }
+            var signature: [UInt8]?
+            if case let .chained(expected, sig) = request.authorization {
+                guard previous == expected else {
+                    results.append(.failure(.conflict("identity's latest entry is \(previous.map(String.init) ?? "none"), not \(expected): look it up and sign again")))
+                    continue
+                }
+                signature = sig
+            }
+            guard range.size <= Schema.maxIndex else {
+                results.append(.failure(.logFull))
+                continue
+            }
+            let entry = KeyEntry(timestampMillis: timestamp, identity: request.identity, keyType: request.keyType,
+                                 publicKey: request.publicKey, revocation: request.revocation,
+                                 previousIndex: previous, signature: signature)
+            let bytes = try entry.encode()
+            let leaf = Merkle.leafHash(bytes)
+            let index = range.size
+            let s = try db.statement(insertEntry)
+            s.bind(1, index)
+            s.bind(2, request.identity)
+            s.bind(3, leaf)
+            s.bind(4, bytes)
+            try s.step()
+            var nodeError: Error?
+            range.append(leaf) { id, hash in
+                guard id.level > 0, nodeError == nil else { return }
+                do {
+                    let n = try db.statement(insertNode)
+                    n.bind(1, Schema.nodeKey(level: id.level, index: id.index))
+                    n.bind(2, hash)
+                    try n.step()
+                } catch { nodeError = error }
+            }
+            if let e = nodeError { throw e }
+            latestForIdentity[request.identity] = .some(index)
+            appended.append((index, bytes, leaf, results.count))
+            results.append(.failure(.storage("not integrated")))  // replaced below once signed
+        }
+
+        guard !appended.isEmpty else {
+            return BatchOutcome(results: results, range: start, lastTimestamp: lastTimestamp, checkpoint: nil)
+        }
+        let root = range.root
+        let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: range.size, root: root), with: signer).note.serialized
+        let c = try db.statement("INSERT INTO checkpoints(size, root, note, signed_at_ms) VALUES(?, ?, ?, ?)")
+        c.bind(1, range.size)
+        c.bind(2, root)
+        c.bind(3, note)
+        c.bind(4, nowMillis())
+        try c.step()
+        let checkpoint = StoredCheckpoint(size: range.size, root: root, note: note)
+        for (index, bytes, leaf, slot) in appended {
+            results[slot] = .success(PublishReceipt(index: index, entry: bytes, leafHash: leaf, checkpoint: checkpoint))
+        }
+        return BatchOutcome(results: results, range: range, lastTimestamp: timestamp, checkpoint: checkpoint)
+    }
+
+    static func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Hummingbird
+import Logging
+
+/// An error the API reports to the client as JSON `{"error": code, "message": text}`.
+public struct APIError: Error, Sendable {
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let message: String
+    public var headers: HTTPFields = [:]
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    static func badRequest(_ message: String) -> APIError { APIError(.badRequest, "bad_request", message) }
+    static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
+
+    func response() -> Response {
+        var h = headers
+        h[.contentType] = "application/json"
+        h[.cacheControl] = "no-store"
+        let body = (try? JSONEncoder.api.encode(ErrorBody(error: code, message: message))) ?? Data("{}".utf8)
+        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    struct ErrorBody: Encodable {
+        let error: String
+        let message: String
+    }
+}
+
+/// Turns every error into a JSON error response. Client mistakes arrive as `APIError` or as
+/// Hummingbird's own HTTP errors (unknown route, body too large); anything else is a server fault,
+/// logged here and reported without internals.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as APIError {
+            return e.response()
+        } catch let e as HTTPResponseError {
+            let code: String
+            let message: String
+            switch e.status {
+            case .notFound: (code, message) = ("not_found", "no such resource: \(request.method) \(request.uri.path)")
+            case .contentTooLarge: (code, message) = ("too_large", "request body is too large")
+            case .methodNotAllowed: (code, message) = ("method_not_allowed", "\(request.method) is not allowed here")
+            default: (code, message) = ("http_error", (e as? HTTPError)?.body ?? e.status.reasonPhrase)
+            }
+            return APIError(e.status, code, message).response()
+        } catch {
+            logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            return APIError(.internalServerError, "internal", "internal error").response()
+        }
+    }
+}
+
+extension JSONEncoder {
+    static let api: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+}

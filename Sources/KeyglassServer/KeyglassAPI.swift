@@ -1,0 +1,84 @@
+import Foundation
+import Hummingbird
+import KeyglassCore
+import KeyglassLog
+import Logging
+
+/// Limits and secrets of one server.
+public struct ServerOptions: Sendable {
+    /// Operator bearer tokens that may publish for any identity.
+    public var publishTokens: [String] = []
+    /// Largest POST body accepted.
+    public var maxBodyBytes = 16 * 1024
+    /// Most entries in one /v1/entries page.
+    public var maxPageSize: UInt64 = 1000
+    /// Most entries returned for one identity by /v1/keys.
+    public var maxKeysPerIdentity = 1000
+    public init() {}
+}
+
+/// The HTTP API of DESIGN §4 on a Hummingbird router.
+public struct KeyglassAPI: Sendable {
+    let store: LogStore
+    let sequencer: Sequencer
+    let options: ServerOptions
+    let authorizer: PublishAuthorizer
+    let logger: Logger
+
+    public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger) {
+        self.store = store
+        self.sequencer = sequencer
+        self.options = options
+        self.authorizer = PublishAuthorizer(tokens: options.publishTokens)
+        self.logger = logger
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware(logger: logger))
+        router.get("/checkpoint") { _, _ in checkpoint() }
+        router.get("/tile/**") { request, _ in try await tile(request) }
+        router.post("/v1/keys") { request, _ in try await publish(request) }
+        router.get("/v1/keys/**") { request, _ in try await keys(request) }
+        router.get("/v1/proof/inclusion") { request, _ in try await inclusionProof(request) }
+        router.get("/v1/proof/consistency") { request, _ in try await consistencyProof(request) }
+        router.get("/v1/entries") { request, _ in try await entries(request) }
+        router.get("/v1/log") { _, _ in try logInfo() }
+        router.get("/healthz") { _, _ in try Response.json(HealthResponse(status: "ok", tree_size: sequencer.latestCheckpoint.size)) }
+        return router
+    }
+
+    /// Builds the application; `onRunning` receives the bound port (tests bind port 0).
+    public func application(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+        -> some ApplicationProtocol {
+        Application(
+            router: router(),
+            configuration: .init(address: .hostname(host, port: port), serverName: "keyglass"),
+            services: [sequencer],
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+
+    // MARK: Static reads
+
+    func checkpoint() -> Response {
+        Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache"],
+                 body: .init(byteBuffer: ByteBuffer(string: sequencer.latestCheckpoint.note)))
+    }
+
+    func logInfo() throws -> Response {
+        let cp = sequencer.latestCheckpoint
+        return try .json(LogInfoResponse(origin: sequencer.origin, verifier_key: sequencer.verifierKey.description,
+                                         tree_size: cp.size, root_hash: cp.root.base64, checkpoint: cp.note))
+    }
+
+    /// A tree size some signed checkpoint committed to: proofs are only served for those.
+    func requireCheckpointSize(_ size: UInt64, name: String) async throws {
+        let latest = sequencer.latestCheckpoint.size
+        guard size <= latest else { throw APIError.badRequest("\(name) \(size) is beyond the log's size \(latest)") }
+        if size == latest { return }
+        guard try await store.checkpoint(size: size) != nil else {
+            throw APIError.badRequest("no signed checkpoint has tree size \(size); use the size of a checkpoint you hold")
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Hummingbird
+import KeyglassCore
+import KeyglassLog
+
+extension KeyglassAPI {
+    func inclusionProof(_ request: Request) async throws -> Response {
+        let size = try request.requiredUInt64Query("tree_size")
+        let indexParam = try request.uint64Query("index")
+        let leafParam = request.uri.queryParameters.get("leaf_hash")
+        guard (indexParam == nil) != (leafParam == nil) else { throw APIError.badRequest("give exactly one of index and leaf_hash") }
+        try await requireCheckpointSize(size, name: "tree_size")
+        let index: UInt64
+        if let i = indexParam {
+            guard i < size else { throw APIError.badRequest("index \(i) is not below tree_size \(size)") }
+            index = i
+        } else {
+            guard let h = Hash(base64: leafParam!) else { throw APIError.badRequest("leaf_hash must be base64 of 32 bytes") }
+            guard let i = try await store.index(ofLeafHash: h, below: size) else { throw APIError.notFound("no entry with that leaf hash in the tree of size \(size)") }
+            index = i
+        }
+        guard let entry = try await store.entry(at: index) else { throw APIError.notFound("no entry \(index)") }
+        let proof = try await store.inclusionProof(index: index, size: size)
+        return try .json(InclusionResponse(index: index, tree_size: size, leaf_hash: entry.leafHash.base64, proof: proof.map(\.base64)))
+    }
+
+    func consistencyProof(_ request: Request) async throws -> Response {
+        let from = try request.requiredUInt64Query("from")
+        let to = try request.requiredUInt64Query("to")
+        guard from <= to else { throw APIError.badRequest("from (\(from)) must not be greater than to (\(to))") }
+        try await requireCheckpointSize(to, name: "to")
+        try await requireCheckpointSize(from, name: "from")
+        let proof = try await store.consistencyProof(from: from, to: to)
+        return try .json(ConsistencyResponse(from: from, to: to, proof: proof.map(\.base64)))
+    }
+
+    func entries(_ request: Request) async throws -> Response {
+        let start = try request.requiredUInt64Query("start")
+        let size = sequencer.latestCheckpoint.size
+        let end = try request.uint64Query("end") ?? min(size, start &+ options.maxPageSize)
+        guard start < end else { throw APIError.badRequest("start (\(start)) must be below end (\(end))") }
+        guard end <= size else { throw APIError.badRequest("end \(end) is beyond the log's size \(size)") }
+        let pageEnd = min(end, start + options.maxPageSize)
+        let stored = try await store.entries(start: start, end: pageEnd)
+        return try .json(EntriesResponse(start: start, end: pageEnd, entries: try stored.map { try EntryJSON($0) }))
+    }
+
+    /// GET /v1/keys/<identity>: the identity's history, each entry with an inclusion proof against
+    /// one checkpoint, returned with it, so a client verifies everything against one signed head.
+    func keys(_ request: Request) async throws -> Response {
+        guard let raw = request.pathRemainder(after: "/v1/keys/"), !raw.isEmpty else { throw APIError.badRequest("missing identity") }
+        guard let decoded = String(raw).removingPercentEncoding else { throw APIError.badRequest("identity is not valid percent-encoded UTF-8") }
+        let identity: String
+        do { identity = try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
+        let cp = sequencer.latestCheckpoint
+        let stored = try await store.entries(identity: identity, below: cp.size, limit: options.maxKeysPerIdentity)
+        guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)") }
+        var out: [EntryJSON] = []
+        for s in stored {
+            out.append(try EntryJSON(s, proof: try await store.inclusionProof(index: s.index, size: cp.size)))
+        }
+        return try .json(KeysResponse(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out))
+    }
+
+    /// c2sp.org/tlog-tiles: hash tiles and entry bundles, immutable once written.
+    func tile(_ request: Request) async throws -> Response {
+        guard let rest = request.pathRemainder(after: "/tile/"), let slash = rest.firstIndex(of: "/") else {
+            throw APIError.badRequest("malformed tile path")
+        }
+        let coordinate: TileLayout.Coordinate
+        do { coordinate = try TileLayout.parse(level: rest[..<slash], index: rest[rest.index(after: slash)...]) } catch {
+            throw APIError.badRequest(error.description)
+        }
+        let size = sequencer.latestCheckpoint.size
+        let width = coordinate.partial == 0 ? TileLayout.width : coordinate.partial
+        let (start, o1) = coordinate.index.multipliedReportingOverflow(by: TileLayout.width)
+        let (end, o2) = start.addingReportingOverflow(width)
+        let levelBits = UInt64(coordinate.level ?? 0) * UInt64(TileLayout.height)
+        let available = levelBits >= 64 ? 0 : size >> levelBits
+        guard !o1, !o2, end <= available else { throw APIError.notFound("tile not available in the tree of size \(size)") }
+        let body: [UInt8]
+        if coordinate.level == nil {
+            body = EntryBundle.encode(try await store.entries(start: start, end: end).map(\.data))
+        } else {
+            body = try await store.levelHashes(level: UInt8(levelBits), start: start, count: width)
+        }
+        let cache = coordinate.partial == 0 ? "public, max-age=31536000, immutable" : "public, max-age=3600"
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .cacheControl: cache],
+                        body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import KeyglassCore
+import KeyglassLog
+
+/// JSON shapes of the /v1 API (Spec/openapi.yaml). Binary values are standard base64.
+struct EntryJSON: Encodable {
+    let index: UInt64
+    let entry: String
+    let leaf_hash: String
+    let identity: String
+    let key_type: String
+    let public_key: String
+    let timestamp_ms: UInt64
+    let previous_index: UInt64?
+    let chained: Bool
+    let revocation: Bool
+    var inclusion_proof: [String]?
+
+    init(_ stored: StoredEntry, proof: [Hash]? = nil) throws {
+        let e = try KeyEntry.parse(stored.data)
+        index = stored.index
+        entry = Base64.encode(stored.data)
+        leaf_hash = stored.leafHash.base64
+        identity = e.identity
+        key_type = e.keyType.rawValue
+        public_key = Base64.encode(e.publicKey)
+        timestamp_ms = e.timestampMillis
+        previous_index = e.previousIndex
+        chained = e.isChained
+        revocation = e.revocation
+        inclusion_proof = proof?.map(\.base64)
+    }
+}
+
+struct PublishResponse: Encodable {
+    let index: UInt64
+    let leaf_hash: String
+    let entry: String
+    let tree_size: UInt64
+    let checkpoint: String
+    let inclusion_proof: [String]
+}
+
+struct KeysResponse: Encodable {
+    let identity: String
+    let tree_size: UInt64
+    let checkpoint: String
+    let entries: [EntryJSON]
+}
+
+struct InclusionResponse: Encodable {
+    let index: UInt64
+    let tree_size: UInt64
+    let leaf_hash: String
+    let proof: [String]
+}
+
+struct ConsistencyResponse: Encodable {
+    let from: UInt64
+    let to: UInt64
+    let proof: [String]
+}
+
+struct EntriesResponse: Encodable {
+    let start: UInt64
+    let end: UInt64
+    let entries: [EntryJSON]
+}
+
+struct LogInfoResponse: Encodable {
+    let origin: String
+    let verifier_key: String
+    let tree_size: UInt64
+    let root_hash: String
+    let checkpoint: String
+}
+
+struct HealthResponse: Encodable {
+    let status: String
+    let tree_size: UInt64
+}

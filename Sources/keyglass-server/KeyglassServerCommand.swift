@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import KeyglassCore
+import KeyglassLog
+import KeyglassServer
+import Logging
+
+@main
+struct KeyglassServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyglass-server",
+        abstract: "The Keyglass key transparency log server.",
+        discussion: """
+        Stores published public keys in SQLite, integrates them into an RFC 9162 Merkle tree, signs
+        C2SP checkpoints with Ed25519 and serves proofs, entries and tiles over HTTP.
+
+        Start with `keyglass-server init --data DIR --origin ORIGIN`, then `keyglass-server serve --data DIR`.
+        """,
+        subcommands: [Init.self, Serve.self, Check.self])
+}
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a data directory: database, Ed25519 signing key and publish token.",
+        discussion: """
+        Writes DIR/log.sqlite, DIR/signing-key (0600), DIR/publish-token (0600) and DIR/verifier-key.
+        Refuses to overwrite an existing signing key. Prints the verifier key as the last line:
+        give it to everyone who checks the log.
+        """)
+
+    @Option(name: .long, help: "Data directory to create.")
+    var data: String
+
+    @Option(name: .long, help: "The log's origin, e.g. keys.example.com/log (also the signing key's name).")
+    var origin: String
+
+    func run() async throws {
+        let dir = DataDirectory(path: data)
+        do {
+            let vkey = try await dir.initialise(origin: origin)
+            print("Initialised \(dir.path): database, signing key (0600), publish token (0600).")
+            print("Publish token: \(dir.publishToken)")
+            print(vkey.description)
+        } catch {
+            FileHandle.standardError.write(Data("keyglass-server init: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the log over HTTP until SIGTERM or SIGINT.",
+        discussion: "On SIGTERM the server stops accepting connections, finishes in-flight publishes and exits 0.")
+
+    @Option(name: .long, help: "Data directory made by `init`.")
+    var data: String
+
+    @Option(name: .long, help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "Port to listen on.")
+    var port = 8080
+
+    @Option(name: .long, help: "Durability of each batch: FULL (fsync every commit; survives power loss) or NORMAL.")
+    var sync: String = "FULL"
+
+    @Option(name: .long, help: "Most entries in one batch.")
+    var maxBatch = 4096
+
+    @Option(name: .long, help: "Milliseconds to let a batch fill before committing (0: commit as soon as the previous batch is done).")
+    var batchDelayMs = 0
+
+    @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")
+    var maxQueue = 100_000
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func run() async throws {
+        var logger = Logger(label: "keyglass")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        do {
+            guard let syncMode = SyncMode(rawValue: sync.uppercased()) else { throw ValidationError("--sync must be FULL or NORMAL") }
+            let dir = DataDirectory(path: data)
+            guard FileManager.default.fileExists(atPath: dir.database) else {
+                throw ValidationError("\(dir.database) does not exist; run `keyglass-server init --data \(data) --origin ORIGIN` first")
+            }
+            let signer = try dir.loadSigner()
+            let token = try dir.loadToken()
+            let store = try LogStore(path: dir.database, sync: syncMode)
+            var seqOptions = Sequencer.Options()
+            seqOptions.maxBatch = max(1, maxBatch)
+            seqOptions.batchDelay = .milliseconds(max(0, batchDelayMs))
+            seqOptions.maxQueue = max(1, maxQueue)
+            let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
+            var options = ServerOptions()
+            options.publishTokens = [token]
+            let api = KeyglassAPI(store: store, sequencer: sequencer, options: options, logger: logger)
+            let cp = sequencer.latestCheckpoint
+            logger.info("serving", metadata: ["origin": "\(signer.name)", "tree_size": "\(cp.size)",
+                                              "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
+            try await api.application(host: host, port: port).runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            logger.critical("cannot serve: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a data directory: SQLite integrity, and that the stored tree matches the newest checkpoint.")
+
+    @Option(name: .long, help: "Data directory.")
+    var data: String
+
+    func run() async throws {
+        let dir = DataDirectory(path: data)
+        do {
+            let store = try LogStore(path: dir.database, readers: 1)
+            let integrity = try await store.integrityCheck()
+            guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
+            let sequencer = try await Sequencer(store: store, signer: try dir.loadSigner())
+            print("ok: tree size \(sequencer.latestCheckpoint.size), root \(sequencer.latestCheckpoint.root.base64)")
+        } catch {
+            FileHandle.standardError.write(Data("keyglass-server check: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
