@@ -57,6 +57,7 @@ let package = Package(
         .testTarget(name: "KeyglassServerTests", dependencies: [
             "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
             "KeyglassClient", "KeyglassServer", "KeyglassLog", "KeyglassCore",

@@ -1,0 +1,147 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassLog
+import XCTest
+
+final class PublishAndProofTests: XCTestCase {
+    func testPublishCheckpointAndProofsVerify() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+
+        // A publish answer carries a signed checkpoint and an inclusion proof that verify.
+        let key = Ed25519.generate().publicKey
+        let answer = try await log.publish(server, identity: "alice@example.com", key: key)
+        let (cp, entry) = try AnswerVerifier.verifyPublish(answer, logKey: log.verifierKey, identity: "alice@example.com", keyType: .ed25519, publicKey: key)
+        XCTAssertEqual(entry.index, 0)
+        XCTAssertEqual(cp.checkpoint.size, 1)
+        XCTAssertFalse(entry.entry.isChained)
+
+        for i in 0..<20 { try await log.publish(server, identity: "user\(i)@example.com", keyType: .x25519, key: Ed25519.randomBytes(32)) }
+
+        // GET /checkpoint verifies under the verifier key printed by init.
+        let note = try await server.client.checkpoint()
+        let latest = try AnswerVerifier.openCheckpoint(note, logKey: log.verifierKey).checkpoint
+        XCTAssertEqual(latest.size, 21)
+
+        // Every entry's inclusion proof at the latest size, and the consistency proof from size 1.
+        let page = try await server.client.entries(start: 0, end: 21)
+        XCTAssertEqual(page.entries.count, 21)
+        var range = CompactRange()
+        for e in page.entries {
+            let bytes = try XCTUnwrap(Base64.decode(e.entry))
+            XCTAssertEqual(Merkle.leafHash(bytes).base64, e.leaf_hash)
+            range.append(Merkle.leafHash(bytes))
+            let proof = try await server.client.inclusionProof(index: e.index, treeSize: 21)
+            XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: e.index, size: 21, leafHash: Merkle.leafHash(bytes), proof: proof, root: latest.root))
+        }
+        XCTAssertEqual(range.root, latest.root, "entries re-derive the signed root")
+        let consistency = try await server.client.consistencyProof(from: 1, to: 21)
+        XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: 1, size2: 21, root1: cp.checkpoint.root, root2: latest.root, proof: consistency))
+
+        // Inclusion by leaf hash.
+        let (status, data) = try await server.client.raw("GET", "/v1/proof/inclusion?tree_size=21&leaf_hash=\(answer.leaf_hash.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)")
+        XCTAssertEqual(status, 200)
+        XCTAssertEqual(try JSONDecoder().decode(InclusionAnswer.self, from: data).index, 0)
+
+        // Lookup: the identity's history, verified against the returned checkpoint.
+        let lookup = try await server.client.keys(identity: "alice@example.com")
+        let (_, entries) = try AnswerVerifier.verifyLookup(lookup, logKey: log.verifierKey, identity: "alice@example.com")
+        XCTAssertEqual(entries.map(\.entry.publicKey), [key])
+        }
+    }
+
+    func testTilesMatchTheTree() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+        // 300 publishes in batches: one full tile of 256 and a partial one of 44.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<300 { group.addTask { try await log.publish(server, identity: "tile\(i)") } }
+            try await group.waitForAll()
+        }
+        let cp = try AnswerVerifier.openCheckpoint(try await server.client.checkpoint(), logKey: log.verifierKey).checkpoint
+        XCTAssertEqual(cp.size, 300)
+        let full = try await server.client.entryBundle(index: 0, partial: 0)
+        let partial = try await server.client.entryBundle(index: 1, partial: 44)
+        var range = CompactRange()
+        for e in full + partial { range.append(Merkle.leafHash(e)) }
+        XCTAssertEqual(range.root, cp.root)
+        // Hash tile level 0 holds the leaf hashes; level 1 holds the one level-8 node (leaves 0–255).
+        let tile0 = [UInt8](try await server.client.get("/tile/0/000"))
+        XCTAssertEqual(tile0.count, 256 * 32)
+        XCTAssertEqual(Array(tile0[32..<64]), Merkle.leafHash(full[1]).bytes)
+        let tile1 = [UInt8](try await server.client.get("/tile/1/000.p/1"))
+        XCTAssertEqual(tile1, Merkle.rootOf(leafHashes: full.map { Merkle.leafHash($0) }).bytes)
+        // Not yet available: 404, not an error page with data.
+        let (status, _) = try await server.client.raw("GET", "/tile/entries/001")
+        XCTAssertEqual(status, 404)
+        }
+    }
+
+    func testRestartKeepsTreeCheckpointAndProofs() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let first = try await log.start()
+        let server = first
+        for i in 0..<37 { try await log.publish(server, identity: "r\(i)") }
+        let before = try await server.client.checkpoint()
+        let proofBefore = try await server.client.inclusionProof(index: 5, treeSize: 37)
+        let consistencyBefore = try await server.client.consistencyProof(from: 10, to: 37)
+        await first.stop()
+
+        try await log.withServer { server in
+        let after = try await server.client.checkpoint()
+        XCTAssertEqual(after, before, "same signed checkpoint after restart")
+        let proofAfter = try await server.client.inclusionProof(index: 5, treeSize: 37)
+        XCTAssertEqual(proofAfter, proofBefore)
+        let consistencyAfter = try await server.client.consistencyProof(from: 10, to: 37)
+        XCTAssertEqual(consistencyAfter, consistencyBefore)
+        // And the log keeps growing from where it was.
+        let next = try await log.publish(server, identity: "after-restart")
+        XCTAssertEqual(next.index, 37)
+        let cp = try AnswerVerifier.openCheckpoint(next.checkpoint, logKey: log.verifierKey).checkpoint
+        let old = try AnswerVerifier.openCheckpoint(before, logKey: log.verifierKey).checkpoint
+        let proof = try await server.client.consistencyProof(from: 37, to: cp.size)
+        XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: 37, size2: cp.size, root1: old.root, root2: cp.root, proof: proof))
+        let integrity = try await server.store.integrityCheck()
+        XCTAssertEqual(integrity, "ok")
+        }
+    }
+
+    func testConcurrentPublishesGetDistinctIndicesAndOneTree() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+        let answers = try await withThrowingTaskGroup(of: PublishAnswer.self) { group in
+            for i in 0..<200 { group.addTask { try await log.publish(server, identity: "c\(i)@example.com") } }
+            var out: [PublishAnswer] = []
+            for try await a in group { out.append(a) }
+            return out
+        }
+        XCTAssertEqual(Set(answers.map(\.index)), Set(0..<200))
+        // Every answer's checkpoint is consistent with the final tree, and two checkpoints of one
+        // size are the same note.
+        let final = try AnswerVerifier.openCheckpoint(try await server.client.checkpoint(), logKey: log.verifierKey).checkpoint
+        XCTAssertEqual(final.size, 200)
+        var bySize: [UInt64: String] = [:]
+        for a in answers {
+            let cp = try AnswerVerifier.openCheckpoint(a.checkpoint, logKey: log.verifierKey).checkpoint
+            if let seen = bySize[cp.size] { XCTAssertEqual(seen, a.checkpoint) }
+            bySize[cp.size] = a.checkpoint
+            let leaf = try XCTUnwrap(Hash(base64: a.leaf_hash))
+            XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: a.index, size: cp.size, leafHash: leaf, proof: try LogClient.hashesForTest(a.inclusion_proof), root: cp.root))
+            if cp.size < final.size {
+                let proof = try await server.client.consistencyProof(from: cp.size, to: final.size)
+                XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: cp.size, size2: final.size, root1: cp.root, root2: final.root, proof: proof))
+            }
+        }
+        XCTAssertLessThan(bySize.count, 200, "publishes were batched")
+        }
+    }
+}
+
+extension LogClient {
+    static func hashesForTest(_ list: [String]) throws -> [Hash] { try list.map { try XCTUnwrap(Hash(base64: $0)) } }
+}
