@@ -1,0 +1,60 @@
+# Keyglass — two commands on a fresh Debian machine with the Swift toolchain:
+#   make run    installs what is missing, builds, initialises ./data if absent, serves on 127.0.0.1:8080
+#   make test   installs what is missing and runs every test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+DATA   ?= ./data
+ORIGIN ?= localhost/keyglass
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+SWIFT  ?= swift
+
+# System packages: libsodium (Ed25519), SQLite, OpenSSL's libcrypto (SHA-NI SHA-256, P-256 point
+# checks), pkg-config (SwiftPM finds the libraries with it). Go and golang.org/x/mod are for the test
+# that has Go's sumdb packages verify our checkpoints and proofs.
+RUN_PACKAGES  := libsodium-dev libsqlite3-dev libssl-dev pkg-config
+TEST_PACKAGES := $(RUN_PACKAGES) golang-go golang-golang-x-mod-dev python3-pip
+
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required (https://www.swift.org/install/linux/)"; exit 1; }
+endef
+
+.PHONY: help deps test-deps build run test bench clean
+
+help:
+	@echo "make run    build and serve a log on $(HOST):$(PORT) (data in $(DATA))"
+	@echo "make test   run the test suite"
+	@echo "make build  release build of keyglass-server and keyglass into .build/release"
+
+deps:
+	$(call install_missing,$(RUN_PACKAGES))
+
+test-deps:
+	$(call install_missing,$(TEST_PACKAGES))
+	@python3 -c "import openapi_spec_validator" 2>/dev/null || python3 -m pip install -q openapi-spec-validator \
+	  || python3 -m pip install -q --break-system-packages openapi-spec-validator
+
+build: deps
+	$(SWIFT) build -c release
+
+run: build
+	@if [ ! -f "$(DATA)/signing-key" ]; then \
+	  .build/release/keyglass-server init --data "$(DATA)" --origin "$(ORIGIN)"; \
+	fi
+	@echo "Verifier key: $$(cat $(DATA)/verifier-key)   Publish token file: $(DATA)/publish-token"
+	.build/release/keyglass-server serve --data "$(DATA)" --host "$(HOST)" --port "$(PORT)"
+
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	python3 Spec/check_openapi.py
+
+clean:
+	rm -rf .build
