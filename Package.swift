@@ -53,15 +53,20 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore"]),
-        .testTarget(name: "KeyglassServerTests", dependencies: [
-            "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient",
+        // Starts real servers on loopback for the tests (not shipped in any product).
+        .target(name: "KeyglassTestSupport", dependencies: [
+            "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "CKeyglassSQLite",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/KeyglassTestSupport"),
+
+        .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore"]),
+        .testTarget(name: "KeyglassServerTests", dependencies: [
+            "KeyglassTestSupport", "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient",
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
-            "KeyglassClient", "KeyglassServer", "KeyglassLog", "KeyglassCore",
-            .product(name: "Hummingbird", package: "hummingbird"),
+            "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore",
         ]),
     ],
     swiftLanguageModes: [.v6]

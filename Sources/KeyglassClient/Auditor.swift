@@ -124,6 +124,8 @@ public struct Auditor: Sendable {
         var lastSaved = start
         var bundles = BundleFetcher(client: client, start: start, end: end, window: options.prefetch)
         while let (firstIndex, entries) = try await bundles.next() {
+            // A cancelled run (SIGINT, a test) stops here; the saved position lets the next run resume.
+            try Task.checkCancellation()
             for (offset, bytes) in entries.enumerated() {
                 let index = firstIndex + UInt64(offset)
                 if index < range.size { continue }

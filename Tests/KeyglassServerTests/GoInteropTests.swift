@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassClient
+import KeyglassTestSupport
 import KeyglassCore
 import XCTest
 

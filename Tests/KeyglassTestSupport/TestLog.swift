@@ -6,25 +6,31 @@ import KeyglassLog
 import KeyglassServer
 import Logging
 import ServiceLifecycle
-import XCTest
+import CKeyglassSQLite
 
 /// A real log for tests: a fresh data directory (real SQLite file, real signing key) and a real
 /// HTTP server on a loopback port chosen by the kernel.
-final class TestLog: Sendable {
-    let directory: DataDirectory
-    let verifierKey: NoteVerifierKey
-    let token: String
+public final class TestLog: Sendable {
+    public let directory: DataDirectory
+    public let verifierKey: NoteVerifierKey
+    public let token: String
 
-    init() async throws {
+    /// A new data directory; `copying` starts from a copy of another log's (same signing key: a fork).
+    public init(copying other: TestLog? = nil) async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("keyglass-test-\(UUID().uuidString)").path
         directory = DataDirectory(path: path)
-        verifierKey = try await directory.initialise(origin: "test.keyglass.example/log")
+        if let other {
+            try FileManager.default.copyItem(atPath: other.directory.path, toPath: path)
+            verifierKey = other.verifierKey
+        } else {
+            verifierKey = try await directory.initialise(origin: "test.keyglass.example/log")
+        }
         token = try directory.loadToken()
     }
 
-    func remove() { try? FileManager.default.removeItem(atPath: directory.path) }
+    public func remove() { try? FileManager.default.removeItem(atPath: directory.path) }
 
-    func start(options: Sequencer.Options = Sequencer.Options()) async throws -> RunningServer {
+    public func start(options: Sequencer.Options = Sequencer.Options()) async throws -> RunningServer {
         let store = try LogStore(path: directory.database, sync: .normal)
         let sequencer = try await Sequencer(store: store, signer: try directory.loadSigner(), options: options)
         var serverOptions = ServerOptions()
@@ -42,14 +48,14 @@ final class TestLog: Sendable {
     }
 }
 
-struct RunningServer: Sendable {
-    let client: LogClient
+public struct RunningServer: Sendable {
+    public let client: LogClient
     let group: ServiceGroup
     let task: Task<Void, Error>
-    let store: LogStore
+    public let store: LogStore
 
     /// Stops like SIGTERM does: graceful shutdown, in-flight work finished.
-    func stop() async {
+    public func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
     }
@@ -57,7 +63,7 @@ struct RunningServer: Sendable {
 
 extension TestLog {
     /// Runs `body` against a started server and stops it afterwards, also when `body` throws.
-    func withServer<T>(options: Sequencer.Options = Sequencer.Options(), _ body: (RunningServer) async throws -> T) async throws -> T {
+    public func withServer<T>(options: Sequencer.Options = Sequencer.Options(), _ body: (RunningServer) async throws -> T) async throws -> T {
         let server = try await start(options: options)
         do {
             let result = try await body(server)
@@ -71,8 +77,31 @@ extension TestLog {
 
     /// Publishes `key` for `identity` with the operator token.
     @discardableResult
-    func publish(_ server: RunningServer, identity: String, keyType: KeyType = .ed25519, key: [UInt8]? = nil) async throws -> PublishAnswer {
+    public func publish(_ server: RunningServer, identity: String, keyType: KeyType = .ed25519, key: [UInt8]? = nil) async throws -> PublishAnswer {
         let k = key ?? Ed25519.generate().publicKey
         return try await server.client.publish(PublishRequestBody(identity: identity, key_type: keyType.rawValue, public_key: Base64.encode(k)), token: token)
+    }
+}
+
+extension TestLog {
+    /// Runs SQL on the log's database directly, behind the server's back: how the tests play a
+    /// compromised operator who edits storage.
+    public func tamper(_ sql: String) throws {
+        var db: OpaquePointer?
+        guard sqlite3_open(directory.database, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }
+        defer { sqlite3_close(db) }
+        sqlite3_busy_timeout(db, 5000)
+        var err: UnsafeMutablePointer<CChar>?
+        guard sqlite3_exec(db, sql, nil, nil, &err) == SQLITE_OK else {
+            let m = err.map { String(cString: $0) } ?? "?"
+            sqlite3_free(err)
+            throw ClientError.network("tamper failed: \(m)")
+        }
+        guard sqlite3_changes(db) > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
+    }
+
+    /// A fresh state directory for an auditor.
+    public static func temporaryDirectory(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("keyglass-\(name)-\(UUID().uuidString)").path
     }
 }

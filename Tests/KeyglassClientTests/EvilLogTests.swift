@@ -1,0 +1,285 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassTestSupport
+import XCTest
+
+/// The log operator turns evil, the way a compelled operator would; the auditor must raise the
+/// right alarm every time, with signed evidence, and stay quiet while the log is honest.
+final class EvilLogTests: XCTestCase {
+    func auditor(_ server: RunningServer, _ log: TestLog, state: String, watch: WatchList? = nil,
+                 otherViews: [(String, String)] = []) -> Auditor {
+        var o = Auditor.Options(stateDirectory: state, logKey: log.verifierKey)
+        o.watch = watch
+        o.otherViews = otherViews.map { (source: $0.0, note: $0.1) }
+        return Auditor(client: server.client, options: o)
+    }
+
+    func watchList(_ lines: [(String, KeyType, [UInt8])]) throws -> WatchList {
+        try WatchList(text: lines.map { "\($0.0) \($0.1.rawValue) \(Base64.encode($0.2))" }.joined(separator: "\n") + "\n# end\n")
+    }
+
+    // (a) The operator appends a key for a watched identity with its own token.
+    func testInjectedKeyIsAnAlertNamingEntryKeyAndCheckpoint() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            let owner = Ed25519.generate()
+            try await log.publish(server, identity: "alice@example.com", key: owner.publicKey)
+            for i in 0..<10 { try await log.publish(server, identity: "other\(i)") }
+            let watch = try watchList([("alice@example.com", .ed25519, owner.publicKey)])
+            let first = await auditor(server, log, state: state, watch: watch).run()
+            XCTAssertEqual(first.status, .ok, first.text)
+            XCTAssertEqual(first.entriesChecked, 11)
+
+            let injected = Ed25519.generate().publicKey
+            let answer = try await log.publish(server, identity: "alice@example.com", key: injected)
+            let report = await auditor(server, log, state: state, watch: watch).run()
+            XCTAssertEqual(report.exitCode, 2)
+            let alert = try XCTUnwrap(report.alerts.first)
+            XCTAssertEqual(report.alerts.count, 1)
+            XCTAssertEqual(alert.kind, .injectedKey)
+            XCTAssertEqual(alert.index, answer.index)
+            XCTAssertTrue(alert.message.contains(Base64.encode(injected)), alert.message)
+            // The evidence is the signed checkpoint that commits to the entry: check it independently.
+            let cp = try AnswerVerifier.openCheckpoint(try XCTUnwrap(alert.evidence.first), logKey: log.verifierKey).checkpoint
+            XCTAssertGreaterThan(cp.size, answer.index)
+            let proof = try await server.client.inclusionProof(index: answer.index, treeSize: cp.size)
+            XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: answer.index, size: cp.size, leafHash: try XCTUnwrap(Hash(base64: answer.leaf_hash)), proof: proof, root: cp.root))
+            // The alert is also on disk for whoever reads the cron mail later.
+            XCTAssertTrue(try Files.readText(state + "/alerts.jsonl").contains("injected_key"))
+        }
+    }
+
+    // (b) An entry's bytes are changed in the database behind the server's back.
+    func testEntryChangedInStorageIsARootMismatch() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            for i in 0..<40 { try await log.publish(server, identity: "b\(i)") }
+            let other = Ed25519.generate().publicKey
+            // Swap entry 17's key bytes for another key, keeping the row's leaf hash.
+            let stored = try await server.store.entry(at: 17)!
+            var entry = try KeyEntry.parse(stored.data)
+            entry.publicKey = other
+            try log.tamper("UPDATE entries SET data = x'\(Hex.encode(try entry.encode()))' WHERE idx = 17")
+            let report = await auditor(server, log, state: state).run()
+            XCTAssertEqual(report.exitCode, 2, report.text)
+            XCTAssertEqual(report.alerts.map(\.kind), [.rootMismatch])
+            XCTAssertEqual(report.alerts.first?.index, 17)
+            // The state did not advance past the unproven entries: the next run alerts again.
+            let again = await auditor(server, log, state: state).run()
+            XCTAssertEqual(again.alerts.map(\.kind), [.rootMismatch])
+        }
+    }
+
+    // (c) Two servers share the signing key and serve diverging histories (a fork).
+    func testForkIsASplitViewWithBothCheckpoints() async throws {
+        let a = try await TestLog()
+        defer { a.remove() }
+        try await a.withServer { server in
+            for i in 0..<5 { try await a.publish(server, identity: "shared\(i)") }
+        }
+        let b = try await TestLog(copying: a)
+        defer { b.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        let stateCompare = TestLog.temporaryDirectory("audit")
+        let serverA = try await a.start()
+        let serverB = try await b.start()
+        do {
+            // Same size on both sides, different entries: the victim sees A, everyone else B.
+            for i in 0..<3 { try await a.publish(serverA, identity: "victim-view\(i)") }
+            for i in 0..<3 { try await b.publish(serverB, identity: "public-view\(i)") }
+            let seenA = await auditor(serverA, a, state: state).run()
+            XCTAssertEqual(seenA.status, .ok, seenA.text)
+            // The auditor then reaches the other view (e.g. DNS now points at B).
+            let report = await auditor(serverB, b, state: state).run()
+            XCTAssertEqual(report.alerts.map(\.kind), [.splitView], report.text)
+            let evidence = try XCTUnwrap(report.alerts.first?.evidence)
+            XCTAssertEqual(evidence.count, 2)
+            let c1 = try AnswerVerifier.openCheckpoint(evidence[0], logKey: a.verifierKey).checkpoint
+            let c2 = try AnswerVerifier.openCheckpoint(evidence[1], logKey: a.verifierKey).checkpoint
+            XCTAssertEqual(c1.size, c2.size)
+            XCTAssertNotEqual(c1.root, c2.root, "two valid signatures on contradicting roots")
+
+            // Gossip: an auditor of A compares with a checkpoint another auditor got from B.
+            try await b.publish(serverB, identity: "public-view-more")
+            let noteB = try await serverB.client.checkpoint()
+            let compared = await auditor(serverA, a, state: stateCompare, otherViews: [("witness-b", noteB)]).run()
+            XCTAssertEqual(compared.alerts.map(\.kind), [.splitView], compared.text)
+            XCTAssertEqual(compared.alerts.first?.evidence.count, 2)
+
+            // Growing past the fork: A cannot prove B's bigger tree extends what the auditor saw.
+            let grown = await auditor(serverB, b, state: stateCompare).run()
+            XCTAssertEqual(grown.alerts.map(\.kind), [.splitView], grown.text)
+        } catch {
+            XCTFail("\(error)")
+        }
+        await serverA.stop()
+        await serverB.stop()
+    }
+
+    // (d) The log goes backwards: the auditor saw size 8, now it serves an older tree of size 5.
+    func testRollbackIsAnAlert() async throws {
+        let a = try await TestLog()
+        defer { a.remove() }
+        try await a.withServer { server in
+            for i in 0..<5 { try await a.publish(server, identity: "r\(i)") }
+        }
+        let old = try await TestLog(copying: a)
+        defer { old.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await a.withServer { server in
+            for i in 5..<8 { try await a.publish(server, identity: "r\(i)") }
+            let r = await auditor(server, a, state: state).run()
+            XCTAssertEqual(r.status, .ok, r.text)
+        }
+        try await old.withServer { server in
+            let report = await auditor(server, old, state: state).run()
+            XCTAssertEqual(report.alerts.map(\.kind), [.rollback], report.text)
+            XCTAssertEqual(report.alerts.first?.evidence.count, 2)
+        }
+    }
+
+    // (d) A consistency proof that does not verify: a stored interior node is altered, so the
+    // log's proofs no longer lead from the old root to the new one.
+    func testBadConsistencyProofIsAnAlert() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            for i in 0..<6 { try await log.publish(server, identity: "k\(i)") }
+            let baseline = await auditor(server, log, state: state).run()
+            XCTAssertEqual(baseline.status, .ok, baseline.text)
+            for i in 6..<13 { try await log.publish(server, identity: "k\(i)") }
+            // Node (1,3) covers leaves 6–7; the proof from 6 to 13 needs it (level 1, index 3: 1<<48 | 3).
+            try log.tamper("UPDATE nodes SET hash = zeroblob(32) WHERE id = \((1 << 48) | 3)")
+            let report = await auditor(server, log, state: state).run()
+            XCTAssertEqual(report.alerts.map(\.kind), [.splitView], report.text)
+        }
+    }
+
+    // (e) A lookup answer whose proof does not verify is refused.
+    func testLookupRefusesAnswerWhoseProofDoesNotVerify() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            try await log.publish(server, identity: "erin")
+            for i in 0..<7 { try await log.publish(server, identity: "pad\(i)") }
+            let good = try await server.client.keys(identity: "erin")
+            XCTAssertNoThrow(try AnswerVerifier.verifyLookup(good, logKey: log.verifierKey, identity: "erin"))
+            // The operator serves a key with a made-up proof: alter the level-1 node over leaves 2–3.
+            try log.tamper("UPDATE nodes SET hash = randomblob(32) WHERE id = \((1 << 48) | 1)")
+            let bad = try await server.client.keys(identity: "erin")
+            XCTAssertThrowsError(try AnswerVerifier.verifyLookup(bad, logKey: log.verifierKey, identity: "erin")) { error in
+                guard case .proof = error as? VerificationError else { return XCTFail("\(error)") }
+            }
+            // And a checkpoint signed by someone else is refused too.
+            let impostor = try NoteSigner.generate(name: log.verifierKey.name)
+            XCTAssertThrowsError(try AnswerVerifier.verifyLookup(good, logKey: impostor.verifierKey, identity: "erin"))
+        }
+    }
+
+    // The honest case: a growing log audited again and again never alerts.
+    func testHonestLogAuditedRepeatedlyNeverAlerts() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            var watched: [(String, KeyType, [UInt8])] = []
+            var seed: [UInt8]?
+            var total: UInt64 = 0
+            for round in 0..<6 {
+                // Watched owner rotates with their own key each round; others publish around them.
+                let next = Ed25519.generate()
+                let publisher = Publisher(client: server.client, logKey: log.verifierKey)
+                _ = try await publisher.publish(identity: "owner@example.com", keyType: .ed25519, publicKey: next.publicKey,
+                                                token: seed == nil ? log.token : nil, signingSeed: seed)
+                seed = next.seed
+                watched.append(("owner@example.com", .ed25519, next.publicKey))
+                let n = [0, 1, 255, 256, 300, 17][round]
+                try await withThrowingTaskGroup(of: Void.self) { g in
+                    for i in 0..<n { g.addTask { try await log.publish(server, identity: "crowd-\(round)-\(i)") } }
+                    try await g.waitForAll()
+                }
+                total += UInt64(n + 1)
+                let report = await auditor(server, log, state: state, watch: try watchList(watched)).run()
+                XCTAssertEqual(report.status, .ok, "round \(round): \(report.text)")
+                XCTAssertEqual(report.size, total)
+                XCTAssertEqual(report.entriesChecked, UInt64(n + 1))
+                XCTAssertTrue(report.notices.isEmpty, report.notices.joined())
+            }
+            // Nothing new: still quiet.
+            let idle = await auditor(server, log, state: state, watch: try watchList(watched)).run()
+            XCTAssertEqual(idle.status, .ok)
+            XCTAssertEqual(idle.entriesChecked, 0)
+        }
+    }
+
+    func testPinnedVerifierKeyCannotBeSwitchedSilently() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            try await log.publish(server, identity: "p")
+            let baseline = await auditor(server, log, state: state).run()
+            XCTAssertEqual(baseline.status, .ok, baseline.text)
+            var o = Auditor.Options(stateDirectory: state, logKey: try NoteSigner.generate(name: log.verifierKey.name).verifierKey)
+            o.watch = nil
+            let report = await Auditor(client: server.client, options: o).run()
+            XCTAssertEqual(report.exitCode, 1)
+            XCTAssertTrue(report.error?.contains("refusing to switch keys") ?? false, report.error ?? "")
+        }
+    }
+
+    func testInterruptedAuditResumesWithoutFalseAlarm() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            let owner = Ed25519.generate()
+            try await log.publish(server, identity: "watched", key: owner.publicKey)
+            try await withThrowingTaskGroup(of: Void.self) { g in
+                for i in 0..<1200 { g.addTask { try await log.publish(server, identity: "bulk\(i)") } }
+                try await g.waitForAll()
+            }
+            let injected = try await log.publish(server, identity: "watched")  // an injected key early in the log
+            for i in 0..<600 { try await log.publish(server, identity: "late\(i)") }
+            let watch = try watchList([("watched", .ed25519, owner.publicKey)])
+
+            // Kill the audit part-way: cancel it from its own progress callback after ~1000 entries.
+            var o = Auditor.Options(stateDirectory: state, logKey: log.verifierKey)
+            o.watch = watch
+            o.saveEvery = 256
+            o.prefetch = 1
+            let holder = TaskHolder()
+            o.progress = { done, _ in if done >= 1300 { holder.cancel() } }
+            let auditor = Auditor(client: server.client, options: o)
+            let task = Task { await auditor.run() }
+            holder.set(task)
+            let interrupted = await task.value
+            XCTAssertEqual(interrupted.exitCode, 1, interrupted.text)
+            XCTAssertTrue(interrupted.alerts.isEmpty, "an interrupted run reports no alert yet")
+
+            o.progress = nil
+            let resumed = await Auditor(client: server.client, options: o).run()
+            XCTAssertTrue(resumed.notices.contains { $0.hasPrefix("resuming") }, resumed.notices.joined(separator: "; "))
+            XCTAssertEqual(resumed.alerts.map(\.kind), [.injectedKey], resumed.text)
+            XCTAssertEqual(resumed.alerts.first?.index, injected.index)
+            XCTAssertEqual(resumed.size, 1802)
+            let quiet = await Auditor(client: server.client, options: o).run()
+            XCTAssertEqual(quiet.status, .ok, quiet.text)
+        }
+    }
+}
+
+/// Lets a progress callback cancel the task running the audit.
+final class TaskHolder: @unchecked Sendable {
+    // @unchecked: `task` is only read and written under `lock`.
+    private let lock = NSLock()
+    private var task: Task<AuditReport, Never>?
+    func set(_ t: Task<AuditReport, Never>) { lock.withLock { task = t } }
+    func cancel() { lock.withLock { task?.cancel() } }
+}
