@@ -1,0 +1,127 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassTestSupport
+import XCTest
+
+/// The two executables, run as processes, as an operator and a cron job run them.
+final class CommandLineTests: XCTestCase {
+    var work = ""
+
+    override func setUp() {
+        work = TestLog.temporaryDirectory("cli")
+        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: work) }
+
+    /// Waits until the server answers /healthz.
+    func waitUntilServing(_ client: LogClient, _ process: Process) async throws {
+        for _ in 0..<100 {
+            if (try? await client.get("/healthz")) != nil { return }
+            XCTAssertTrue(process.isRunning, "server exited")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTFail("server did not start")
+    }
+
+    func testServerInitServeAndCLIJobsEndToEnd() async throws {
+        let data = work + "/data"
+        // init: creates the key 0600 and the token 0600, prints the verifier key last, refuses a second time.
+        let initRun = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "cli.example/log"])
+        XCTAssertEqual(initRun.status, 0, initRun.stderr)
+        let vkeyLine = try XCTUnwrap(initRun.stdout.split(separator: "\n").last.map(String.init))
+        let vkey = try NoteVerifierKey(vkeyLine)
+        XCTAssertEqual(vkey.name, "cli.example/log")
+        for f in ["signing-key", "publish-token"] {
+            let mode = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: "\(data)/\(f)")[.posixPermissions] as? Int)
+            XCTAssertEqual(mode, 0o600, f)
+        }
+        let again = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "cli.example/log"])
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.stderr.contains("refusing to overwrite"), again.stderr)
+
+        let port = Binaries.freePort()
+        let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)"], log: work + "/server.log")
+        defer { if server.isRunning { server.terminate() } }
+        let url = "http://127.0.0.1:\(port)"
+        try await waitUntilServing(LogClient(base: URL(string: url)!), server)
+
+        // Job 1: publish a key (operator token), then a self-signed rotation.
+        let keygen = try Binaries.run("keyglass", ["keygen", "--out", work + "/k1"])
+        XCTAssertEqual(keygen.status, 0, keygen.stderr)
+        _ = try Binaries.run("keyglass", ["keygen", "--out", work + "/k2"])
+        var r = try Binaries.run("keyglass", ["publish", "--log", url, "--vkey", vkeyLine, "--identity", "ann@example.com",
+                                              "--key-file", work + "/k1.pub", "--token-file", data + "/publish-token"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("ok:"), r.stdout)
+        r = try Binaries.run("keyglass", ["publish", "--log", url, "--vkey", data + "/verifier-key", "--identity", "ann@example.com",
+                                          "--key-file", work + "/k2.pub", "--sign-with", work + "/k1", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"chained\":true"), r.stdout)
+
+        // Job 3: query inclusion proofs.
+        r = try Binaries.run("keyglass", ["lookup", "--log", url, "--vkey", vkeyLine, "ann@example.com", "--json", "--write-proofs", work + "/proofs"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lookup = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((lookup["entries"] as? [Any])?.count, 2)
+        r = try Binaries.run("keyglass", ["verify", "--vkey", vkeyLine, "--proof", work + "/proofs/1.tlog-proof"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try Binaries.run("keyglass", ["verify", "--vkey", vkeyLine, "--log", url, "--index", "0", "--out", work + "/0.tlog-proof"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // A proof file with one altered byte is refused with exit 2.
+        var text = try Files.readText(work + "/proofs/1.tlog-proof")
+        let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasSuffix("=") && !$0.hasPrefix("extra") })
+        text = text.replacingOccurrences(of: String(line), with: Hash.sha256(Array(line.utf8)).base64)
+        try Files.writeAtomically(text, to: work + "/bad.tlog-proof")
+        r = try Binaries.run("keyglass", ["verify", "--vkey", vkeyLine, "--proof", work + "/bad.tlog-proof"])
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+
+        // Job 2: audit from cron. Quiet, then an injected key is exit 2 with evidence, then quiet again.
+        let watch = work + "/watch.txt"
+        try "# ann's own keys\nann@example.com ed25519 \(try Files.readText(work + "/k1.pub").trimmingCharacters(in: .whitespacesAndNewlines))\nann@example.com ed25519 \(try Files.readText(work + "/k2.pub").trimmingCharacters(in: .whitespacesAndNewlines))\n".write(toFile: watch, atomically: true, encoding: .utf8)
+        let audit = ["audit", "--log", url, "--vkey", vkeyLine, "--state", work + "/audit", "--watch", watch]
+        r = try Binaries.run("keyglass", audit)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        _ = try Binaries.run("keyglass", ["keygen", "--out", work + "/evil"])
+        r = try Binaries.run("keyglass", ["publish", "--log", url, "--vkey", vkeyLine, "--identity", "ann@example.com",
+                                          "--key-file", work + "/evil.pub", "--token-file", data + "/publish-token"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try Binaries.run("keyglass", audit + ["--json"])
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["status"] as? String, "alert")
+        let alert = try XCTUnwrap((report["alerts"] as? [[String: Any]])?.first)
+        XCTAssertEqual(alert["kind"] as? String, "injected_key")
+        XCTAssertEqual(alert["index"] as? Int, 2)
+        r = try Binaries.run("keyglass", audit)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+
+        // Bad input and an unreachable log are exit 1, not an alert.
+        r = try Binaries.run("keyglass", ["lookup", "--log", url, "--vkey", "not-a-key", "ann"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertNotEqual(r.status, 2)
+        r = try Binaries.run("keyglass", ["audit", "--log", "http://127.0.0.1:1", "--vkey", vkeyLine, "--state", work + "/audit"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+
+        // SIGTERM: the server drains and exits 0; restarted, it serves the same checkpoint.
+        let before = try await LogClient(base: URL(string: url)!).checkpoint()
+        server.terminate()
+        server.waitUntilExit()
+        XCTAssertEqual(server.terminationStatus, 0)
+        let check = try Binaries.run("keyglass-server", ["check", "--data", data])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stdout.hasPrefix("ok: tree size 3"), check.stdout)
+        let root = try Checkpoint.parse(try SignedNote.parse(before).text).root.base64
+        XCTAssertTrue(check.stdout.contains(root), "the stored tree still has the served root")
+    }
+
+    func testServeRefusesSecretsReadableByOthers() throws {
+        let data = work + "/data"
+        XCTAssertEqual(try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "perm.example/log"]).status, 0)
+        chmod(data + "/signing-key", 0o644)
+        let r = try Binaries.run("keyglass-server", ["serve", "--data", data, "--port", "\(Binaries.freePort())"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("chmod 600") || r.stdout.contains("chmod 600"), r.stderr + r.stdout)
+    }
+}
