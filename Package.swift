@@ -34,13 +34,21 @@ let package = Package(
 
         // The HTTP API on Hummingbird 2.
         .target(name: "KeyglassServer", dependencies: [
-            "KeyglassCore", "KeyglassLog",
+            "KeyglassCore", "KeyglassLog", "KeyglassClient",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // The client side: HTTP client, lookup verification, auditor, witness state.
         .target(name: "KeyglassClient", dependencies: ["KeyglassCore"]),
+
+        // A c2sp.org/tlog-witness any auditor can run (`keyglass witness serve`).
+        .target(name: "KeyglassWitness", dependencies: [
+            "KeyglassCore", "KeyglassClient",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         .executableTarget(name: "keyglass-server", dependencies: [
             "KeyglassServer", "KeyglassLog", "KeyglassCore",
@@ -49,13 +57,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "keyglass", dependencies: [
-            "KeyglassClient", "KeyglassCore",
+            "KeyglassClient", "KeyglassCore", "KeyglassWitness",
+            .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Starts real servers on loopback for the tests (not shipped in any product).
         .target(name: "KeyglassTestSupport", dependencies: [
-            "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "CKeyglassSQLite",
+            "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "KeyglassWitness", "CKeyglassSQLite",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -66,7 +75,7 @@ let package = Package(
             "KeyglassTestSupport", "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient",
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
-            "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore",
+            "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore", "KeyglassWitness",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -20,6 +20,12 @@ public struct Auditor: Sendable {
         public var saveEvery: UInt64 = 65536
         /// Bundles fetched ahead of the one being checked.
         public var prefetch = 4
+        /// Witnesses (cosignature/v1 keys) whose cosignatures count, and how many are required.
+        public var witnesses: [NoteVerifierKey] = []
+        public var quorum = 0
+        /// A freeze alert when the newest valid cosignature is older than this many seconds.
+        public var maxAge: UInt64?
+        public var now: @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }
 
         public init(stateDirectory: String, logKey: NoteVerifierKey) {
             self.stateDirectory = stateDirectory
@@ -81,6 +87,7 @@ public struct Auditor: Sendable {
         let note = try await client.checkpoint()
         let new = try open(note)
         try keepEvidence(note, new)
+        try checkWitnesses(note, &report)
         if let oldNote = state.checkpoint {
             let old = try open(oldNote)
             if new.size < old.size {
@@ -209,6 +216,26 @@ public struct Auditor: Sendable {
         }
     }
 
+    /// The witness policy: at least `quorum` valid cosignatures, the newest no older than `maxAge`.
+    private func checkWitnesses(_ note: String, _ report: inout AuditReport) throws {
+        guard options.quorum > 0 || options.maxAge != nil else { return }
+        let opened: SignedNote.Opened
+        do { opened = try SignedCheckpoint.open(note, logKey: options.logKey, witnesses: options.witnesses).1 } catch {
+            throw VerificationError.checkpoint(error.description)
+        }
+        let times = opened.verified.compactMap { opened.cosignatureTime(of: $0.key) }
+        guard times.count >= options.quorum else {
+            throw WitnessPolicyError.quorum(have: times.count, need: options.quorum)
+        }
+        if let maxAge = options.maxAge {
+            guard let newest = times.max() else { throw WitnessPolicyError.quorum(have: 0, need: 1) }
+            let now = options.now()
+            if now > newest && now - newest > maxAge {
+                report.alerts.append(Alert(kind: .freeze, message: "the newest witness cosignature is \(now - newest) s old (allowed: \(maxAge) s): the log may be frozen for this view", evidence: [note]))
+            }
+        }
+    }
+
     /// Every verified checkpoint is kept: a later contradiction needs the earlier signed note.
     private func keepEvidence(_ note: String, _ cp: Checkpoint) throws {
         let name = "\(dir)/checkpoints/\(cp.size)-\(cp.root.hex.prefix(16)).note"
@@ -263,5 +290,14 @@ struct BundleFetcher {
         guard !inFlight.isEmpty else { return nil }
         let (t, task) = inFlight.removeFirst()
         return (t * TileLayout.width, try await task.value)
+    }
+}
+
+enum WitnessPolicyError: Error, CustomStringConvertible {
+    case quorum(have: Int, need: Int)
+    var description: String {
+        switch self {
+        case let .quorum(have, need): return "the checkpoint has \(have) valid witness cosignature(s); \(need) required"
+        }
     }
 }

@@ -24,11 +24,13 @@ public struct KeyglassAPI: Sendable {
     let options: ServerOptions
     let authorizer: PublishAuthorizer
     let logger: Logger
+    let witnesses: WitnessCollector?
 
-    public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger) {
+    public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger, witnesses: WitnessCollector? = nil) {
         self.store = store
         self.sequencer = sequencer
         self.options = options
+        self.witnesses = witnesses
         self.authorizer = PublishAuthorizer(tokens: options.publishTokens)
         self.logger = logger
     }
@@ -54,7 +56,7 @@ public struct KeyglassAPI: Sendable {
         Application(
             router: router(),
             configuration: .init(address: .hostname(host, port: port), serverName: "keyglass"),
-            services: [sequencer],
+            services: witnesses.map { [sequencer, $0] } ?? [sequencer],
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }
@@ -63,7 +65,7 @@ public struct KeyglassAPI: Sendable {
 
     func checkpoint() -> Response {
         Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache"],
-                 body: .init(byteBuffer: ByteBuffer(string: sequencer.latestCheckpoint.note)))
+                 body: .init(byteBuffer: ByteBuffer(string: witnesses?.servedCheckpoint() ?? sequencer.latestCheckpoint.note)))
     }
 
     func logInfo() throws -> Response {

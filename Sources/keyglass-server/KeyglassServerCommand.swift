@@ -75,6 +75,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")
     var maxQueue = 100_000
 
+    @Option(name: .long, help: "A witness to collect cosignatures from, as URL=VKEY (repeatable).")
+    var witness: [String] = []
+
+    @Option(name: .long, help: "Seconds between re-submissions of an unchanged checkpoint to the witnesses.")
+    var witnessHeartbeat = 60
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -97,7 +103,10 @@ struct Serve: AsyncParsableCommand {
             let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
             options.publishTokens = [token]
-            let api = KeyglassAPI(store: store, sequencer: sequencer, options: options, logger: logger)
+            let witnessConfigs = try witness.map { try WitnessConfig($0) }
+            let collector = witnessConfigs.isEmpty ? nil : WitnessCollector(
+                witnesses: witnessConfigs, sequencer: sequencer, store: store, heartbeat: .seconds(max(1, witnessHeartbeat)), logger: logger)
+            let api = KeyglassAPI(store: store, sequencer: sequencer, options: options, logger: logger, witnesses: collector)
             let cp = sequencer.latestCheckpoint
             logger.info("serving", metadata: ["origin": "\(signer.name)", "tree_size": "\(cp.size)",
                                               "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])

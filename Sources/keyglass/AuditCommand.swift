@@ -35,6 +35,15 @@ struct Audit: AsyncParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "URLs that serve a checkpoint of the same log (mirrors, other auditors).")
     var gossip: [String] = []
 
+    @Option(name: .long, parsing: .upToNextOption, help: "Witness cosignature verifier keys whose cosignatures count.")
+    var witness: [String] = []
+
+    @Option(name: .long, help: "How many valid witness cosignatures the checkpoint must carry.")
+    var quorum = 0
+
+    @Option(name: .long, help: "Freeze alert when the newest witness cosignature is older than this (e.g. 90s, 15m, 2h, 1d).")
+    var maxAge: String?
+
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
@@ -44,6 +53,14 @@ struct Audit: AsyncParsableCommand {
         do {
             client = try logOptions.client()
             options = Auditor.Options(stateDirectory: state, logKey: try logOptions.verifierKey())
+            options.witnesses = try witness.map { try readVerifierKey($0) }
+            guard quorum <= options.witnesses.count else { throw ValidationError("--quorum \(quorum) is more than the \(options.witnesses.count) --witness keys given") }
+            options.quorum = quorum
+            if let maxAge {
+                guard let seconds = parseDuration(maxAge) else { throw ValidationError("--max-age takes a duration like 90s, 15m, 2h or 1d") }
+                guard !options.witnesses.isEmpty else { throw ValidationError("--max-age needs --witness keys") }
+                options.maxAge = seconds
+            }
             if let watch { options.watch = try WatchList(text: try Files.readText(watch)) }
             for path in compare { options.otherViews.append((source: path, note: try Files.readText(path))) }
             for url in gossip {
@@ -64,4 +81,11 @@ struct Audit: AsyncParsableCommand {
         print(json ? report.json : report.text)
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }
+}
+
+/// "90", "90s", "15m", "2h", "1d" → seconds.
+func parseDuration(_ text: String) -> UInt64? {
+    let units: [Character: UInt64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+    if let unit = text.last, let mult = units[unit], let n = UInt64(text.dropLast()) { return n * mult }
+    return UInt64(text)
 }

@@ -15,7 +15,7 @@ struct KeyglassCommand: AsyncParsableCommand {
         Exit codes: 0 ok; 1 could not check (network, bad input); 2 ALERT: the log misbehaved, and
         the evidence is printed.
         """,
-        subcommands: [Publish.self, Lookup.self, Verify.self, Keygen.self, Audit.self])
+        subcommands: [Publish.self, Lookup.self, Verify.self, Keygen.self, Audit.self, WitnessCommand.self])
 }
 
 /// Options every command that talks to a log shares.
@@ -46,7 +46,7 @@ func readVerifierKey(_ value: String) throws -> NoteVerifierKey {
 
 /// Maps a failure to the CLI's exit codes: verification failures are evidence (2), the rest 1.
 func fail(_ command: String, _ error: Error) -> ExitCode {
-    let message = (error as? CustomStringConvertible)?.description ?? "\(error)"
+    let message = "\(error)"
     if error is VerificationError {
         FileHandle.standardError.write(Data("ALERT: \(command): the log's answer does not verify: \(message)\n".utf8))
         return ExitCode(2)

@@ -4,6 +4,7 @@ import KeyglassClient
 import KeyglassCore
 import KeyglassLog
 import KeyglassServer
+import KeyglassWitness
 import Logging
 import ServiceLifecycle
 import CKeyglassSQLite
@@ -30,14 +31,16 @@ public final class TestLog: Sendable {
 
     public func remove() { try? FileManager.default.removeItem(atPath: directory.path) }
 
-    public func start(options: Sequencer.Options = Sequencer.Options()) async throws -> RunningServer {
+    public func start(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
+                      heartbeat: Duration = .seconds(60)) async throws -> RunningServer {
         let store = try LogStore(path: directory.database, sync: .normal)
         let sequencer = try await Sequencer(store: store, signer: try directory.loadSigner(), options: options)
         var serverOptions = ServerOptions()
         serverOptions.publishTokens = [token]
         var logger = Logger(label: "keyglass-test")
         logger.logLevel = .warning
-        let api = KeyglassAPI(store: store, sequencer: sequencer, options: serverOptions, logger: logger)
+        let collector = witnesses.isEmpty ? nil : WitnessCollector(witnesses: witnesses, sequencer: sequencer, store: store, heartbeat: heartbeat, logger: logger)
+        let api = KeyglassAPI(store: store, sequencer: sequencer, options: serverOptions, logger: logger, witnesses: collector)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = api.application(host: "127.0.0.1", port: 0) { port in portContinuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
@@ -63,8 +66,9 @@ public struct RunningServer: Sendable {
 
 extension TestLog {
     /// Runs `body` against a started server and stops it afterwards, also when `body` throws.
-    public func withServer<T>(options: Sequencer.Options = Sequencer.Options(), _ body: (RunningServer) async throws -> T) async throws -> T {
-        let server = try await start(options: options)
+    public func withServer<T>(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
+                              heartbeat: Duration = .seconds(60), _ body: (RunningServer) async throws -> T) async throws -> T {
+        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat)
         do {
             let result = try await body(server)
             await server.stop()
@@ -103,5 +107,34 @@ extension TestLog {
     /// A fresh state directory for an auditor.
     public static func temporaryDirectory(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("keyglass-\(name)-\(UUID().uuidString)").path
+    }
+}
+
+/// A real witness on a loopback port.
+public struct RunningWitness: Sendable {
+    public let witness: Witness
+    public let url: URL
+    let group: ServiceGroup
+    let task: Task<Void, Error>
+
+    public static func start(name: String, logs: [NoteVerifierKey], state: String,
+                             clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }) async throws -> RunningWitness {
+        let witness = try Witness(signer: try NoteSigner.generate(name: name), logs: logs, stateDirectory: state, clock: clock)
+        var logger = Logger(label: "keyglass-test-witness")
+        logger.logLevel = .warning
+        let (ports, cont) = AsyncStream.makeStream(of: Int.self)
+        let app = WitnessServer.application(witness: witness, host: "127.0.0.1", port: 0, logger: logger) { cont.yield($0) }
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let task = Task { try await group.run() }
+        var it = ports.makeAsyncIterator()
+        guard let port = await it.next() else { throw ClientError.network("witness did not start") }
+        return RunningWitness(witness: witness, url: URL(string: "http://127.0.0.1:\(port)")!, group: group, task: task)
+    }
+
+    public var config: WitnessConfig { WitnessConfig(url: url, key: witness.verifierKey) }
+
+    public func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
     }
 }
