@@ -17,7 +17,7 @@ struct KeyglassServerCommand: AsyncParsableCommand {
 
         Start with `keyglass-server init --data DIR --origin ORIGIN`, then `keyglass-server serve --data DIR`.
         """,
-        subcommands: [Init.self, Serve.self, Check.self])
+        subcommands: [Init.self, Serve.self, Check.self, BulkLoad.self])
 }
 
 struct Init: AsyncParsableCommand {
@@ -139,5 +139,57 @@ struct Check: AsyncParsableCommand {
             FileHandle.standardError.write(Data("keyglass-server check: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+}
+
+struct BulkLoad: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulk-load",
+        abstract: "Append synthetic entries through the sequencer, without HTTP (for building big test logs).",
+        discussion: "Entries are x25519 keys for identities bulk-<n>@example.test, sequenced, stored and signed exactly as publishes are.")
+
+    @Option(name: .long, help: "Data directory made by `init`.")
+    var data: String
+
+    @Option(name: .long, help: "How many entries to append.")
+    var count: Int
+
+    @Option(name: .long, help: "Entries per batch (transaction).")
+    var batch = 20000
+
+    @Option(name: .long, help: "FULL or NORMAL.")
+    var sync = "NORMAL"
+
+    func run() async throws {
+        let dir = DataDirectory(path: data)
+        let store = try LogStore(path: dir.database, readers: 1, sync: SyncMode(rawValue: sync.uppercased()) ?? .normal)
+        var options = Sequencer.Options()
+        options.maxBatch = batch
+        options.maxQueue = max(batch * 2, 1)
+        let sequencer = try await Sequencer(store: store, signer: try dir.loadSigner(), options: options)
+        let runner = Task { try await sequencer.run() }
+        let start = ContinuousClock.now
+        let base = sequencer.latestCheckpoint.size
+        var done = 0
+        while done < count {
+            let n = min(batch, count - done)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<n {
+                    let id = "bulk-\(base + UInt64(done + i))@example.test"
+                    group.addTask {
+                        _ = try await sequencer.submit(PublishRequest(identity: id, keyType: .x25519, publicKey: Ed25519.randomBytes(32), authorization: .operatorToken))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            done += n
+            if done % (batch * 10) == 0 || done == count {
+                let secs = Double((ContinuousClock.now - start).components.attoseconds) / 1e18 + Double((ContinuousClock.now - start).components.seconds)
+                FileHandle.standardError.write(Data("bulk-load: \(done)/\(count) entries, \(Int(Double(done) / max(secs, 0.001)))/s\n".utf8))
+            }
+        }
+        runner.cancel()
+        _ = try? await runner.value
+        print("tree size \(sequencer.latestCheckpoint.size)")
     }
 }
