@@ -15,12 +15,20 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
     private init() {}
 
     /// Takes exactly 32 bytes; anything else is nil.
-    public init?<Bytes: Collection>(bytes: Bytes) where Bytes.Element == UInt8 {
+    public init?(bytes: UnsafeRawBufferPointer) {
         guard bytes.count == Hash.byteCount else { return nil }
         var h = Hash()
-        Swift.withUnsafeMutableBytes(of: &h) { dst in
-            for (i, b) in bytes.enumerated() { dst[i] = b }
-        }
+        Swift.withUnsafeMutableBytes(of: &h) { $0.copyMemory(from: bytes) }
+        self = h
+    }
+
+    public init?(bytes: [UInt8]) {
+        guard let h = bytes.withUnsafeBytes({ Hash(bytes: $0) }) else { return nil }
+        self = h
+    }
+
+    public init?(bytes: ArraySlice<UInt8>) {
+        guard let h = bytes.withUnsafeBytes({ Hash(bytes: $0) }) else { return nil }
         self = h
     }
 

@@ -23,7 +23,8 @@ public enum Identity {
 
     /// NFC-normalises and validates user input; the result is what is stored and looked up.
     public static func normalize(_ raw: String) throws(IdentityError) -> String {
-        let nfc = raw.precomposedStringWithCanonicalMapping
+        // Printable ASCII is already NFC; skipping Foundation's normaliser keeps audits fast.
+        let nfc = isPrintableASCII(raw) ? raw : raw.precomposedStringWithCanonicalMapping
         try validate(nfc)
         return nfc
     }
@@ -33,6 +34,10 @@ public enum Identity {
         guard !identity.isEmpty else { throw .empty }
         let n = identity.utf8.count
         guard n <= maxBytes else { throw .tooLong(n) }
+        if isPrintableASCII(identity) {
+            if identity.utf8.contains(0x20) { throw .forbiddenCharacter(0x20) }
+            return
+        }
         for s in identity.unicodeScalars {
             // Controls, separators, bidi overrides and other invisible formatting characters
             // make two identities look alike; none belongs in a name.
@@ -46,5 +51,10 @@ public enum Identity {
         guard identity.precomposedStringWithCanonicalMapping.unicodeScalars.elementsEqual(identity.unicodeScalars) else {
             throw .notNormalized
         }
+    }
+
+    /// 0x20…0x7E only: such a string is NFC and needs no Unicode tables to check.
+    static func isPrintableASCII(_ s: String) -> Bool {
+        s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
     }
 }

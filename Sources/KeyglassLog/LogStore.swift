@@ -54,6 +54,9 @@ public final class LogStore: Sendable {
         let w = try SQLiteConnection(path: path)
         for s in Schema.statements { try w.execute(s) }
         try w.execute("PRAGMA synchronous=\(sync.rawValue)")
+        // The writer touches index pages all over the file; 16 MiB of cache keeps them from being
+        // re-read on every batch. Readers keep SQLite's default 2 MiB: memory stays flat.
+        try w.execute("PRAGMA cache_size=-16384")
         writer = SQLiteWorker(connection: w, label: "keyglass.sqlite.writer")
         readers = try (0..<max(1, readerCount)).map { i in
             let r = try SQLiteConnection(path: path)
@@ -151,6 +154,19 @@ public final class LogStore: Sendable {
         try await assemble(ProofPlan.inclusion(index: index, size: size))
     }
 
+    /// The leaf hash of `index` and its inclusion proof, read in one trip to a reader connection.
+    public func inclusionProofWithLeaf(index: UInt64, size: UInt64) async throws -> (Hash, [Hash]) {
+        let plan = try ProofPlan.inclusion(index: index, size: size)
+        let leafID = NodeID(level: 0, index: index)
+        let ids = ProofPlan.nodes(of: plan) + [leafID]
+        let hashes = try await read { db in try Self.nodeHashes(db, ids) }
+        let proof = try ProofPlan.assemble(plan) { id in
+            guard let h = hashes[id] else { throw StoreError.corrupt("missing node \(id)") }
+            return h
+        }
+        return (hashes[leafID]!, proof)
+    }
+
     public func consistencyProof(from: UInt64, to: UInt64) async throws -> [Hash] {
         try await assemble(ProofPlan.consistency(from: from, to: to))
     }
@@ -213,10 +229,11 @@ public final class LogStore: Sendable {
     /// The identity's entries below `size`, oldest first, at most `limit` (the newest ones).
     public func entries(identity: String, below size: UInt64, limit: Int) async throws -> [StoredEntry] {
         try await read { db in
-            let s = try db.statement("SELECT idx, data, leaf_hash FROM entries WHERE identity = ? AND idx < ? ORDER BY idx DESC LIMIT ?")
-            s.bind(1, identity)
-            s.bind(2, size)
-            s.bind(3, Int64(limit))
+            let s = try db.statement("SELECT idx, data, leaf_hash FROM entries WHERE identity_key = ? AND identity = ? AND idx < ? ORDER BY idx DESC LIMIT ?")
+            s.bind(1, Schema.identityKey(identity))
+            s.bind(2, identity)
+            s.bind(3, size)
+            s.bind(4, Int64(limit))
             var out: [StoredEntry] = []
             while try s.step() {
                 guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
@@ -228,9 +245,10 @@ public final class LogStore: Sendable {
 
     public func index(ofLeafHash hash: Hash, below size: UInt64) async throws -> UInt64? {
         try await read { db in
-            let s = try db.statement("SELECT idx FROM entries WHERE leaf_hash = ? AND idx < ? ORDER BY idx LIMIT 1")
-            s.bind(1, hash)
-            s.bind(2, size)
+            let s = try db.statement("SELECT idx FROM entries WHERE leaf_key = ? AND leaf_hash = ? AND idx < ? ORDER BY idx LIMIT 1")
+            s.bind(1, Schema.lookupKey(hash))
+            s.bind(2, hash)
+            s.bind(3, size)
             return try s.step() ? s.uint64(0) : nil
         }
     }

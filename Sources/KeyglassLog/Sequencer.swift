@@ -168,7 +168,7 @@ public actor Sequencer: Service {
         var latestForIdentity: [String: UInt64?] = [:]
         var results: [Result<PublishReceipt, PublishError>] = []
         let timestamp = max(nowMillis(), lastTimestamp)
-        let insertEntry = "INSERT INTO entries(idx, identity, leaf_hash, data) VALUES(?, ?, ?, ?)"
+        let insertEntry = "INSERT INTO entries(idx, identity, identity_key, leaf_hash, leaf_key, data) VALUES(?, ?, ?, ?, ?, ?)"
         let insertNode = "INSERT INTO nodes(id, hash) VALUES(?, ?)"
         var appended: [(UInt64, [UInt8], Hash, Int)] = []  // index, entry, leaf hash, result slot
 
@@ -177,8 +177,9 @@ public actor Sequencer: Service {
             if let cached = latestForIdentity[request.identity] {
                 previous = cached
             } else {
-                let s = try db.statement("SELECT max(idx) FROM entries WHERE identity = ?")
-                s.bind(1, request.identity)
+                let s = try db.statement("SELECT max(idx) FROM entries WHERE identity_key = ? AND identity = ?")
+                s.bind(1, Schema.identityKey(request.identity))
+                s.bind(2, request.identity)
                 try s.step()
                 previous = s.isNull(0) ? nil : s.uint64(0)
             }
@@ -203,8 +204,10 @@ public actor Sequencer: Service {
             let s = try db.statement(insertEntry)
             s.bind(1, index)
             s.bind(2, request.identity)
-            s.bind(3, leaf)
-            s.bind(4, bytes)
+            s.bind(3, Schema.identityKey(request.identity))
+            s.bind(4, leaf)
+            s.bind(5, Schema.lookupKey(leaf))
+            s.bind(6, bytes)
             try s.step()
             var nodeError: Error?
             range.append(leaf) { id, hash in

@@ -3,7 +3,8 @@ import Hummingbird
 import KeyglassCore
 import KeyglassLog
 
-/// POST /v1/keys body.
+/// POST /v1/keys body. Decoded in one pass that also refuses unknown fields, so a typo such as
+/// "signatur" is an error instead of an unsigned publish.
 struct PublishBody: Decodable {
     let identity: String
     let key_type: String
@@ -12,7 +13,29 @@ struct PublishBody: Decodable {
     let previous_index: UInt64?
     let revocation: Bool?
 
+    struct AnyKey: CodingKey {
+        let stringValue: String
+        init?(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
+    struct UnknownFields: Error { let names: [String] }
+
     static let fields: Set<String> = ["identity", "key_type", "public_key", "signature", "previous_index", "revocation"]
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let unknown = c.allKeys.map(\.stringValue).filter { !Self.fields.contains($0) }
+        guard unknown.isEmpty else { throw UnknownFields(names: unknown.sorted()) }
+        func key(_ s: String) -> AnyKey { AnyKey(stringValue: s)! }
+        identity = try c.decode(String.self, forKey: key("identity"))
+        key_type = try c.decode(String.self, forKey: key("key_type"))
+        public_key = try c.decode(String.self, forKey: key("public_key"))
+        signature = try c.decodeIfPresent(String.self, forKey: key("signature"))
+        previous_index = try c.decodeIfPresent(UInt64.self, forKey: key("previous_index"))
+        revocation = try c.decodeIfPresent(Bool.self, forKey: key("revocation"))
+    }
 }
 
 extension KeyglassAPI {
@@ -49,22 +72,25 @@ extension KeyglassAPI {
             }
         }
         let proof = try await store.inclusionProof(index: receipt.index, size: receipt.checkpoint.size)
-        return try .json(PublishResponse(index: receipt.index, leaf_hash: receipt.leafHash.base64, entry: Base64.encode(receipt.entry),
-                                         tree_size: receipt.checkpoint.size, checkpoint: receipt.checkpoint.note,
-                                         inclusion_proof: proof.map(\.base64)))
+        var json = JSONObjectWriter()
+        json.field("checkpoint", string: receipt.checkpoint.note)
+        json.field("entry", string: Base64.encode(receipt.entry))
+        json.field("inclusion_proof", strings: proof.map(\.base64))
+        json.field("index", number: receipt.index)
+        json.field("leaf_hash", string: receipt.leafHash.base64)
+        json.field("tree_size", number: receipt.checkpoint.size)
+        return json.response()
     }
 
     private func decode(_ data: Data) throws -> PublishBody {
-        guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
-            throw APIError.badRequest("body must be a JSON object")
-        }
-        let unknown = Set(dict.keys).subtracting(PublishBody.fields)
-        guard unknown.isEmpty else { throw APIError.badRequest("unknown field(s): \(unknown.sorted().joined(separator: ", "))") }
         do {
             return try JSONDecoder().decode(PublishBody.self, from: data)
+        } catch let e as PublishBody.UnknownFields {
+            throw APIError.badRequest("unknown field(s): \(e.names.joined(separator: ", "))")
         } catch let DecodingError.keyNotFound(key, _) {
             throw APIError.badRequest("missing field \(key.stringValue)")
         } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
+            if ctx.codingPath.isEmpty { throw APIError.badRequest("body must be a JSON object") }
             throw APIError.badRequest("field \(ctx.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type")
         } catch let DecodingError.dataCorrupted(ctx) {
             throw APIError.badRequest("invalid value for \(ctx.codingPath.map(\.stringValue).joined(separator: "."))")

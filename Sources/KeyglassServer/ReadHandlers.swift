@@ -19,9 +19,13 @@ extension KeyglassAPI {
             guard let i = try await store.index(ofLeafHash: h, below: size) else { throw APIError.notFound("no entry with that leaf hash in the tree of size \(size)") }
             index = i
         }
-        guard let entry = try await store.entry(at: index) else { throw APIError.notFound("no entry \(index)") }
-        let proof = try await store.inclusionProof(index: index, size: size)
-        return try .json(InclusionResponse(index: index, tree_size: size, leaf_hash: entry.leafHash.base64, proof: proof.map(\.base64)))
+        let (leaf, proof) = try await store.inclusionProofWithLeaf(index: index, size: size)
+        var json = JSONObjectWriter()
+        json.field("index", number: index)
+        json.field("leaf_hash", string: leaf.base64)
+        json.field("proof", strings: proof.map(\.base64))
+        json.field("tree_size", number: size)
+        return json.response()
     }
 
     func consistencyProof(_ request: Request) async throws -> Response {

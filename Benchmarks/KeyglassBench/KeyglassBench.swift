@@ -1,0 +1,128 @@
+import CKeyglassSQLite
+import Foundation
+import KeyglassCore
+
+/// Reference measurements for `make bench`: the machine's limits that Keyglass is compared with.
+///
+///   keyglass-bench sqlite-reference ROWS SYNC   raw batched SQLite inserts of the rows a publish writes
+///   keyglass-bench sha256 COUNT                 SHA-256 of 65-byte inputs (a Merkle node) per second
+///   keyglass-bench export DB OUT                the log's entries as uint16-length-prefixed records (for Go)
+///
+/// Each prints one number (per second) or nothing, so Benchmarks/run.sh can tabulate it.
+@main
+enum KeyglassBench {
+    static func main() throws {
+        let args = CommandLine.arguments
+        guard args.count >= 3 else { fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT") }
+        switch args[1] {
+        case "sqlite-reference": print(try sqliteReference(rows: Int(args[2]) ?? 100_000, sync: args.count > 3 ? args[3] : "FULL"))
+        case "sha256": print(sha256Rate(count: Int(args[2]) ?? 5_000_000))
+        case "export": try export(db: args[2], out: args[3])
+        default: fail("unknown benchmark \(args[1])")
+        }
+    }
+
+    static func fail(_ m: String) -> Never {
+        FileHandle.standardError.write(Data((m + "\n").utf8))
+        exit(1)
+    }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+    static func exec(_ db: OpaquePointer?, _ sql: String) {
+        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { fail("sqlite: \(String(cString: sqlite3_errmsg(db)))") }
+    }
+
+    /// Inserts `rows` entries with the same tables, indexes and row sizes a publish writes (an entry
+    /// row, about one node row, one checkpoint per batch), 1000 rows per transaction, and returns
+    /// rows per second. No hashing, no signing, no HTTP: the storage limit alone.
+    static func sqliteReference(rows: Int, sync: String) throws -> Int {
+        let path = NSTemporaryDirectory() + "/keyglass-sqlite-ref-\(getpid()).sqlite"
+        defer { for s in ["", "-wal", "-shm"] { unlink(path + s) } }
+        var db: OpaquePointer?
+        guard sqlite3_open(path, &db) == SQLITE_OK else { fail("cannot open \(path)") }
+        defer { sqlite3_close(db) }
+        exec(db, "PRAGMA journal_mode=WAL")
+        exec(db, "PRAGMA synchronous=\(sync)")
+        exec(db, "PRAGMA cache_size=-16384")
+        exec(db, "CREATE TABLE entries(idx INTEGER PRIMARY KEY, identity TEXT NOT NULL, identity_key INTEGER NOT NULL, leaf_hash BLOB NOT NULL, leaf_key INTEGER NOT NULL, data BLOB NOT NULL)")
+        exec(db, "CREATE INDEX entries_by_identity ON entries(identity_key, idx)")
+        exec(db, "CREATE INDEX entries_by_leaf_hash ON entries(leaf_key)")
+        exec(db, "CREATE TABLE nodes(id INTEGER PRIMARY KEY, hash BLOB NOT NULL) WITHOUT ROWID")
+        exec(db, "CREATE TABLE checkpoints(size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, signed_at_ms INTEGER NOT NULL)")
+        var insEntry: OpaquePointer?, insNode: OpaquePointer?, insCp: OpaquePointer?
+        sqlite3_prepare_v2(db, "INSERT INTO entries VALUES(?,?,?,?,?,?)", -1, &insEntry, nil)
+        sqlite3_prepare_v2(db, "INSERT INTO nodes VALUES(?,?)", -1, &insNode, nil)
+        sqlite3_prepare_v2(db, "INSERT INTO checkpoints VALUES(?,?,?,?)", -1, &insCp, nil)
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+        let data = [UInt8](repeating: 7, count: 75)  // a typical x25519 entry is 75 bytes
+        let note = String(repeating: "n", count: 180)
+        var hash = [UInt8](repeating: 0, count: 32)
+        let start = ContinuousClock.now
+        var i = 0
+        while i < rows {
+            exec(db, "BEGIN IMMEDIATE")
+            let end = min(rows, i + 1000)
+            while i < end {
+                hash[0] = UInt8(truncatingIfNeeded: i); hash[1] = UInt8(truncatingIfNeeded: i >> 8); hash[2] = UInt8(truncatingIfNeeded: i >> 16)
+                sqlite3_reset(insEntry)
+                sqlite3_bind_int64(insEntry, 1, Int64(i))
+                // Keys spread over the whole range, as the hash-derived keys of real rows are.
+                let key = Int64(bitPattern: UInt64(truncatingIfNeeded: i) &* 0x9E37_79B9_7F4A_7C15)
+                sqlite3_bind_text(insEntry, 2, "bulk-\(i)@example.test", -1, transient)
+                sqlite3_bind_int64(insEntry, 3, key)
+                sqlite3_bind_blob(insEntry, 4, hash, 32, transient)
+                sqlite3_bind_int64(insEntry, 5, key &* 31)
+                sqlite3_bind_blob(insEntry, 6, data, Int32(data.count), transient)
+                guard sqlite3_step(insEntry) == SQLITE_DONE else { fail("insert entry") }
+                sqlite3_reset(insNode)
+                sqlite3_bind_int64(insNode, 1, Int64(1) << 48 | Int64(i))
+                sqlite3_bind_blob(insNode, 2, hash, 32, transient)
+                guard sqlite3_step(insNode) == SQLITE_DONE else { fail("insert node") }
+                i += 1
+            }
+            sqlite3_reset(insCp)
+            sqlite3_bind_int64(insCp, 1, Int64(i))
+            sqlite3_bind_blob(insCp, 2, hash, 32, transient)
+            sqlite3_bind_text(insCp, 3, note, -1, transient)
+            sqlite3_bind_int64(insCp, 4, 0)
+            guard sqlite3_step(insCp) == SQLITE_DONE else { fail("insert checkpoint") }
+            exec(db, "COMMIT")
+        }
+        let secs = seconds(ContinuousClock.now - start)
+        sqlite3_finalize(insEntry); sqlite3_finalize(insNode); sqlite3_finalize(insCp)
+        return Int(Double(rows) / secs)
+    }
+
+    /// Merkle node hashes per second with the library Keyglass uses.
+    static func sha256Rate(count: Int) -> Int {
+        var left = Merkle.leafHash(Array("a".utf8))
+        let right = Merkle.leafHash(Array("b".utf8))
+        let start = ContinuousClock.now
+        for _ in 0..<count { left = Merkle.nodeHash(left, right) }
+        let secs = seconds(ContinuousClock.now - start)
+        if left == Hash.zero { print("impossible") }  // keeps the loop from being optimised away
+        return Int(Double(count) / secs)
+    }
+
+    static func export(db path: String, out: String) throws {
+        var db: OpaquePointer?
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK else { fail("cannot open \(path)") }
+        defer { sqlite3_close(db) }
+        var stmt: OpaquePointer?
+        sqlite3_prepare_v2(db, "SELECT data FROM entries ORDER BY idx", -1, &stmt, nil)
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        var buf: [UInt8] = []
+        buf.reserveCapacity(1 << 20)
+        while sqlite3_step(stmt) == SQLITE_ROW {
+            let n = Int(sqlite3_column_bytes(stmt, 0))
+            buf.append(UInt8(n >> 8)); buf.append(UInt8(n & 0xff))
+            buf += UnsafeRawBufferPointer(start: sqlite3_column_blob(stmt, 0), count: n)
+            if buf.count > 1 << 20 { h.write(Data(buf)); buf.removeAll(keepingCapacity: true) }
+        }
+        h.write(Data(buf))
+        try h.close()
+        sqlite3_finalize(stmt)
+    }
+}
