@@ -49,10 +49,13 @@ public final class LogStore: Sendable {
     private let nextReader = Atomic<Int>(0)
     public let path: String
 
-    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full) throws {
+    /// `maxPages`: a quota on the database's size in pages (PRAGMA max_page_count); a write beyond
+    /// it fails as a full disk does, which is also how the tests provoke one.
+    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil) throws {
         self.path = path
         let w = try SQLiteConnection(path: path)
         for s in Schema.statements { try w.execute(s) }
+        if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
         try w.execute("PRAGMA synchronous=\(sync.rawValue)")
         // The writer touches index pages all over the file; 16 MiB of cache keeps them from being
         // re-read on every batch. Readers keep SQLite's default 2 MiB: memory stays flat.
@@ -68,6 +71,21 @@ public final class LogStore: Sendable {
     private func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         let i = nextReader.add(1, ordering: .relaxed).newValue
         return try await readers[abs(i) % readers.count].run(body)
+    }
+
+    /// Maintenance mode: while on, the writer refuses every write (as a read-only database does)
+    /// and publishes fail with a clear error; reads go on.
+    public func setWritesRefused(_ refused: Bool) async throws {
+        try await writer.run { db in try db.execute("PRAGMA query_only=\(refused ? "ON" : "OFF")") }
+    }
+
+    /// Pages the database file uses now (for quotas and tests).
+    public func pageCount() async throws -> Int {
+        try await writer.run { db in
+            let s = try db.statement("PRAGMA page_count")
+            try s.step()
+            return Int(s.int64(0))
+        }
     }
 
     // MARK: Metadata

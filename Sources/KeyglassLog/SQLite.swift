@@ -20,6 +20,7 @@ final class SQLiteConnection {
         var isStorageFault: Bool {
             let primary = code & 0xff
             return primary == SQLITE_FULL || primary == SQLITE_READONLY || primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN
+                || (primary == SQLITE_ERROR && message.contains("query_only"))
         }
     }
 

@@ -156,7 +156,12 @@ public actor Sequencer: Service {
             for (waiter, result) in zip(batch, outcome.results) { waiter.continuation.resume(with: result) }
         } catch {
             logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
-            let message = (error as? SQLiteConnection.Failure)?.description ?? "\(error)"
+            let message: String
+            if let f = error as? SQLiteConnection.Failure, f.isStorageFault {
+                message = "storage is full or read-only (\(f.description)); nothing of this batch was written, reads continue"
+            } else {
+                message = "\(error)"
+            }
             for waiter in batch { waiter.continuation.resume(throwing: PublishError.storage(message)) }
         }
     }

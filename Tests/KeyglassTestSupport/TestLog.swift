@@ -32,8 +32,8 @@ public final class TestLog: Sendable {
     public func remove() { try? FileManager.default.removeItem(atPath: directory.path) }
 
     public func start(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
-                      heartbeat: Duration = .seconds(60)) async throws -> RunningServer {
-        let store = try LogStore(path: directory.database, sync: .normal)
+                      heartbeat: Duration = .seconds(60), maxPages: Int? = nil) async throws -> RunningServer {
+        let store = try LogStore(path: directory.database, sync: .normal, maxPages: maxPages)
         let sequencer = try await Sequencer(store: store, signer: try directory.loadSigner(), options: options)
         var serverOptions = ServerOptions()
         serverOptions.publishTokens = [token]
@@ -67,8 +67,9 @@ public struct RunningServer: Sendable {
 extension TestLog {
     /// Runs `body` against a started server and stops it afterwards, also when `body` throws.
     public func withServer<T>(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
-                              heartbeat: Duration = .seconds(60), _ body: (RunningServer) async throws -> T) async throws -> T {
-        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat)
+                              heartbeat: Duration = .seconds(60), maxPages: Int? = nil,
+                              _ body: (RunningServer) async throws -> T) async throws -> T {
+        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat, maxPages: maxPages)
         do {
             let result = try await body(server)
             await server.stop()
