@@ -1,6 +1,5 @@
 import Foundation
 import KeyglassCore
-import Synchronization
 
 /// A stored entry with its position in the log.
 public struct StoredEntry: Sendable, Equatable {
@@ -45,8 +44,7 @@ public enum SyncMode: String, Sendable, CaseIterable {
 /// hashes with O(log n) point reads.
 public final class LogStore: Sendable {
     let writer: SQLiteWorker
-    private let readers: [SQLiteWorker]
-    private let nextReader = Atomic<Int>(0)
+    private let readers: ReaderPool
     public let path: String
 
     /// `maxPages`: a quota on the database's size in pages (PRAGMA max_page_count); a write beyond
@@ -61,16 +59,12 @@ public final class LogStore: Sendable {
         // re-read on every batch. Readers keep SQLite's default 2 MiB: memory stays flat.
         try w.execute("PRAGMA cache_size=-16384")
         writer = SQLiteWorker(connection: w, label: "keyglass.sqlite.writer")
-        readers = try (0..<max(1, readerCount)).map { i in
-            let r = try SQLiteConnection(path: path)
-            try r.execute("PRAGMA query_only=ON")
-            return SQLiteWorker(connection: r, label: "keyglass.sqlite.reader\(i)")
-        }
+        readers = try ReaderPool(path: path, warm: readerCount)
     }
 
-    private func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
-        let i = nextReader.add(1, ordering: .relaxed).newValue
-        return try await readers[abs(i) % readers.count].run(body)
+    /// Runs a read on a reader connection, on the calling thread (see `ReaderPool`).
+    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) async throws -> T {
+        try readers.read(body)
     }
 
     /// Maintenance mode: while on, the writer refuses every write (as a read-only database does)

@@ -1,0 +1,40 @@
+import Foundation
+
+/// Read-only SQLite connections, used synchronously by whichever thread needs one.
+///
+/// A read is a handful of index lookups (tens of microseconds). Running it right on the calling
+/// task's thread, instead of hopping to a dispatch queue and back, saves two thread switches per
+/// request, which on two cores cost more than the reads. WAL lets these readers run beside the
+/// writer without waiting for it.
+///
+/// `@unchecked Sendable` is safe because a connection is only ever used by the one thread that
+/// took it out of `idle` under the lock, until it puts it back; `idle` itself is only touched
+/// under the lock.
+final class ReaderPool: @unchecked Sendable {
+    private let path: String
+    private let lock = NSLock()
+    private var idle: [SQLiteConnection] = []
+    private let maxIdle: Int
+
+    init(path: String, warm: Int, maxIdle: Int = 16) throws {
+        self.path = path
+        self.maxIdle = maxIdle
+        let conns = try (0..<max(1, warm)).map { _ in try Self.open(path) }
+        idle = conns
+    }
+
+    private static func open(_ path: String) throws -> SQLiteConnection {
+        let c = try SQLiteConnection(path: path)
+        try c.execute("PRAGMA query_only=ON")
+        return c
+    }
+
+    func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        let conn = try lock.withLock { idle.popLast() } ?? Self.open(path)
+        defer {
+            conn.releaseStatements()
+            lock.withLock { if idle.count < maxIdle { idle.append(conn) } }
+        }
+        return try body(conn)
+    }
+}

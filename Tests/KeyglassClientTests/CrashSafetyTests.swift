@@ -1,0 +1,113 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassTestSupport
+import XCTest
+
+/// The server is SIGKILLed at random moments under concurrent publishes, round after round. After
+/// every restart: each acknowledged publish is in the log at the index it was given, every
+/// checkpoint ever served is consistent with the new tree, and an auditor that ran across all the
+/// crashes never alerts. `KEYGLASS_CRASH_ROUNDS` sets the rounds (make soak runs more).
+final class CrashSafetyTests: XCTestCase {
+    actor Acks {
+        var entries: [UInt64: String] = [:]
+        var checkpoints: [String] = []
+        func add(_ a: PublishAnswer) {
+            entries[a.index] = a.leaf_hash
+            if checkpoints.count < 400 { checkpoints.append(a.checkpoint) }
+        }
+    }
+
+    func testSIGKILLUnderLoadLosesNothingAcknowledged() async throws {
+        let rounds = Int(ProcessInfo.processInfo.environment["KEYGLASS_CRASH_ROUNDS"] ?? "") ?? 8
+        let work = TestLog.temporaryDirectory("crash")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let data = work + "/data"
+        let initRun = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "crash.example/log"])
+        XCTAssertEqual(initRun.status, 0, initRun.stderr)
+        let vkey = try NoteVerifierKey(try Files.readText(data + "/verifier-key").trimmingCharacters(in: .whitespacesAndNewlines))
+        let token = try Files.readPrivate(data + "/publish-token").trimmingCharacters(in: .whitespacesAndNewlines)
+        let acks = Acks()
+        var rng = SystemRandomNumberGenerator()
+        var auditOptions = Auditor.Options(stateDirectory: work + "/audit", logKey: vkey)
+        auditOptions.saveEvery = 64
+
+        for round in 0..<rounds {
+            let port = Binaries.freePort()
+            let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "error"], log: work + "/server-\(round).log")
+            let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!, timeout: 5)
+            try await waitUntilServing(client, server)
+
+            // Before new load: everything acknowledged so far is still there, at its index.
+            try await checkAcknowledged(acks, client, vkey)
+            let report = await Auditor(client: client, options: auditOptions).run()
+            XCTAssertEqual(report.status, .ok, "round \(round): \(report.text)")
+
+            // Concurrent publishers, then SIGKILL at a random moment.
+            let publishers = (0..<24).map { worker in
+                Task {
+                    var n = 0
+                    while !Task.isCancelled {
+                        n += 1
+                        let body = PublishRequestBody(identity: "crash-\(round)-\(worker)-\(n)", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
+                        guard let answer = try? await client.publish(body, token: token) else { continue }
+                        await acks.add(answer)
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 80...400, using: &rng)))
+            kill(server.processIdentifier, SIGKILL)
+            server.waitUntilExit()
+            for p in publishers { p.cancel() }
+            for p in publishers { await p.value }
+        }
+
+        // A last restart: the final checks, and SQLite's own integrity check.
+        let port = Binaries.freePort()
+        let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)"], log: work + "/server-final.log")
+        let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
+        try await waitUntilServing(client, server)
+        let acknowledged = try await checkAcknowledged(acks, client, vkey)
+        XCTAssertGreaterThan(acknowledged, rounds * 10, "the rounds published under load")
+        let report = await Auditor(client: client, options: auditOptions).run()
+        XCTAssertEqual(report.status, .ok, report.text)
+        server.terminate()
+        server.waitUntilExit()
+        let check = try Binaries.run("keyglass-server", ["check", "--data", data])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        print("crash safety: \(rounds) SIGKILL rounds survived, \(acknowledged) acknowledged publishes all present")
+    }
+
+    func waitUntilServing(_ client: LogClient, _ process: Process) async throws {
+        for _ in 0..<200 {
+            if (try? await client.get("/healthz")) != nil { return }
+            guard process.isRunning else { throw ClientError.network("server exited") }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw ClientError.network("server did not start")
+    }
+
+    /// Checks every acknowledged entry and every served checkpoint against the current log.
+    @discardableResult
+    func checkAcknowledged(_ acks: Acks, _ client: LogClient, _ vkey: NoteVerifierKey) async throws -> Int {
+        let current = try AnswerVerifier.openCheckpoint(try await client.checkpoint(), logKey: vkey).checkpoint
+        let entries = await acks.entries
+        var stored: [UInt64: String] = [:]
+        var start: UInt64 = 0
+        while start < current.size {
+            let page = try await client.entries(start: start, end: current.size)
+            for e in page.entries { stored[e.index] = e.leaf_hash }
+            start = page.end
+        }
+        for (index, leaf) in entries {
+            XCTAssertEqual(stored[index], leaf, "acknowledged entry \(index) is in the log unchanged")
+        }
+        for note in await acks.checkpoints {
+            let cp = try AnswerVerifier.openCheckpoint(note, logKey: vkey).checkpoint
+            guard cp.size > 0 else { continue }
+            let proof = try await client.consistencyProof(from: cp.size, to: current.size)
+            XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: cp.size, size2: current.size, root1: cp.root, root2: current.root, proof: proof))
+        }
+        return entries.count
+    }
+}
