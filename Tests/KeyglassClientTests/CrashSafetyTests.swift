@@ -4,6 +4,15 @@ import KeyglassCore
 import KeyglassTestSupport
 import XCTest
 
+/// A flag the publishers poll.
+final class StopFlag: @unchecked Sendable {
+    // @unchecked: `value` is only read and written under `lock`.
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
 /// The server is SIGKILLed at random moments under concurrent publishes, round after round. After
 /// every restart: each acknowledged publish is in the log at the index it was given, every
 /// checkpoint ever served is consistent with the new tree, and an auditor that ran across all the
@@ -43,11 +52,14 @@ final class CrashSafetyTests: XCTestCase {
             let report = await Auditor(client: client, options: auditOptions).run()
             XCTAssertEqual(report.status, .ok, "round \(round): \(report.text)")
 
-            // Concurrent publishers, then SIGKILL at a random moment.
+            // Concurrent publishers, then SIGKILL at a random moment. They stop on a flag rather than
+            // by task cancellation: cancelling an in-flight URLSession request on Linux can leave it
+            // hanging for ever.
+            let stop = StopFlag()
             let publishers = (0..<24).map { worker in
                 Task {
                     var n = 0
-                    while !Task.isCancelled {
+                    while !stop.isSet {
                         n += 1
                         let body = PublishRequestBody(identity: "crash-\(round)-\(worker)-\(n)", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
                         guard let answer = try? await client.publish(body, token: token) else { continue }
@@ -56,9 +68,8 @@ final class CrashSafetyTests: XCTestCase {
                 }
             }
             try await Task.sleep(for: .milliseconds(Int.random(in: 80...400, using: &rng)))
-            kill(server.processIdentifier, SIGKILL)
-            server.waitUntilExit()
-            for p in publishers { p.cancel() }
+            await Binaries.kill9(server)
+            stop.set()
             for p in publishers { await p.value }
         }
 
@@ -71,8 +82,7 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertGreaterThan(acknowledged, rounds * 10, "the rounds published under load")
         let report = await Auditor(client: client, options: auditOptions).run()
         XCTAssertEqual(report.status, .ok, report.text)
-        server.terminate()
-        server.waitUntilExit()
+        await Binaries.kill9(server)
         let check = try Binaries.run("keyglass-server", ["check", "--data", data])
         XCTAssertEqual(check.status, 0, check.stderr)
         print("crash safety: \(rounds) SIGKILL rounds survived, \(acknowledged) acknowledged publishes all present")

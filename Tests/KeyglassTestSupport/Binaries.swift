@@ -48,6 +48,19 @@ public enum Binaries {
         return p
     }
 
+    /// SIGKILLs a started process and waits until it is gone. Foundation's `waitUntilExit` can miss
+    /// a child killed this way, so this reaps (or sees reaped) the child itself.
+    public static func kill9(_ p: Process) async {
+        let pid = p.processIdentifier
+        kill(pid, SIGKILL)
+        for _ in 0..<400 {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r == -1 && errno == ECHILD) { return }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// A free loopback port: bind port 0, read it back, release it.
     public static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
