@@ -1,0 +1,87 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassTestSupport
+import XCTest
+
+/// Thousands of malformed and boundary requests at every endpoint: each gets an answer below 500
+/// (never a 5xx, never a crash), and the tree is unchanged. Seeded, so a failure reproduces.
+final class HostileInputTests: XCTestCase {
+    struct SplitMix64: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let nasty = ["", "-1", "0", "1", "01", "18446744073709551615", "18446744073709551616", "99999999999999999999999",
+                        "1e3", "0x10", " 1", "1 ", "%00", "%ff%fe", "../../etc/passwd", "..%2f..%2f", "\u{202E}", "é", "NaN",
+                        String(repeating: "9", count: 400), "x001/x002", "000.p/0", "000.p/256", "%", "%%", "a%2", "AA==", "====",
+                        "\u{0}", "\u{7f}", "tile", "entries"]
+
+    func testRandomMalformedRequestsNeverGet5xxAndChangeNothing() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            for i in 0..<5 { try await log.publish(server, identity: "h\(i)") }
+            let before = try await server.client.checkpoint()
+            var rng = SplitMix64(state: 20261123)
+            let count = Int(ProcessInfo.processInfo.environment["KEYGLASS_FUZZ_REQUESTS"] ?? "") ?? 2500
+            var statuses: [Int: Int] = [:]
+            for _ in 0..<count {
+                let (method, path, body, headers) = randomRequest(&rng, token: log.token)
+                let (status, _) = try await server.client.raw(method, path, body: body, headers: headers)
+                statuses[status, default: 0] += 1
+                XCTAssertLessThan(status, 500, "\(method) \(path) \(body.map { String(decoding: $0.prefix(80), as: UTF8.self) } ?? "")")
+            }
+            XCTAssertGreaterThan(statuses.filter { (400..<500).contains($0.key) }.values.reduce(0, +), count / 2, "\(statuses)")
+            let after = try await server.client.checkpoint()
+            XCTAssertEqual(after, before, "no hostile request changed the tree")
+            print("hostile input: \(count) requests, statuses \(statuses.sorted { $0.key < $1.key })")
+        }
+    }
+
+    func pick<T>(_ a: [T], _ rng: inout SplitMix64) -> T { a[Int.random(in: 0..<a.count, using: &rng)] }
+
+    func randomString(_ rng: inout SplitMix64) -> String {
+        let n = Int.random(in: 0..<3, using: &rng)
+        if n == 0 { return pick(Self.nasty, &rng) }
+        let len = Int.random(in: 0..<40, using: &rng)
+        let alphabet = Array("abcXYZ019/._-%+=@ \u{e9}\u{202e}\u{200b}\u{0301}")
+        return String((0..<len).map { _ in pick(alphabet, &rng) })
+    }
+
+    func randomRequest(_ rng: inout SplitMix64, token: String) -> (String, String, Data?, [String: String]) {
+        func q(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "" }
+        switch Int.random(in: 0..<8, using: &rng) {
+        case 0: return ("GET", "/v1/proof/inclusion?index=\(q(randomString(&rng)))&tree_size=\(q(randomString(&rng)))", nil, [:])
+        case 1: return ("GET", "/v1/proof/consistency?from=\(q(randomString(&rng)))&to=\(q(randomString(&rng)))", nil, [:])
+        case 2: return ("GET", "/v1/entries?start=\(q(randomString(&rng)))&end=\(q(randomString(&rng)))", nil, [:])
+        case 3: return ("GET", "/tile/\(randomString(&rng).addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? "")/\(randomString(&rng).addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? "")", nil, [:])
+        case 4: return ("GET", "/v1/keys/\(q(randomString(&rng)))", nil, [:])
+        case 5:
+            // Structurally plausible JSON with hostile values, with or without the token.
+            var fields: [String: Any] = [:]
+            for k in ["identity", "key_type", "public_key", "signature", "previous_index", "revocation", "extra"] where Bool.random(using: &rng) {
+                fields[k] = Bool.random(using: &rng) ? randomString(&rng) : (Bool.random(using: &rng) ? Int.random(in: -5...5, using: &rng) : [1, 2])
+            }
+            let body = (try? JSONSerialization.data(withJSONObject: fields)) ?? Data()
+            var h = ["Content-Type": pick(["application/json", "text/plain", "application/json; charset=utf-8", ""], &rng)]
+            if Bool.random(using: &rng) { h["Authorization"] = pick(["Bearer \(token)", "Bearer x", "Basic \(token)", "Bearer"], &rng) }
+            return ("POST", "/v1/keys", body, h)
+        case 6:
+            // Raw garbage bodies: truncated JSON, invalid UTF-8, huge.
+            let valid = Array(#"{"identity":"a","key_type":"x25519","public_key":"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}"#.utf8)
+            var b = Array(valid.prefix(Int.random(in: 0...valid.count, using: &rng)))
+            if Bool.random(using: &rng) { b += [0xff, 0xfe, 0xc3] }
+            if Int.random(in: 0..<10, using: &rng) == 0 { b += [UInt8](repeating: 0x41, count: 20_000) }
+            return ("POST", "/v1/keys", Data(b), ["Content-Type": "application/json", "Authorization": "Bearer \(token)"])
+        default:
+            return (pick(["PUT", "DELETE", "PATCH", "GET"], &rng), pick(["/v1/keys", "/checkpoint", "/v1/log", "/healthz", "/../checkpoint", "/v1/keys/", "/tile/", "/tile"], &rng), nil, [:])
+        }
+    }
+}
