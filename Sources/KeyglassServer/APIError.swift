@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 
 /// An error the API reports to the client as JSON `{"error": code, "message": text}`.
 public struct APIError: Error, Sendable {
@@ -43,6 +44,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let e as APIError {
             return e.response()
+        } catch is NIOTooManyBytesError {
+            return APIError(.contentTooLarge, "too_large", "request body is too large").response()
         } catch let e as HTTPResponseError {
             let code: String
             let message: String

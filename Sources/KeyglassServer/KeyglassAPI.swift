@@ -14,6 +14,12 @@ public struct ServerOptions: Sendable {
     public var maxPageSize: UInt64 = 1000
     /// Most entries returned for one identity by /v1/keys.
     public var maxKeysPerIdentity = 1000
+    /// Per-client limits, requests per second (0: unlimited) with bursts of `burst`× the rate.
+    public var readsPerSecond: Double = 0
+    public var signedPublishesPerSecond: Double = 0
+    public var burst: Double = 20
+    /// Connections idle this long are closed (slow or abandoned clients).
+    public var idleTimeout: Duration = .seconds(30)
     public init() {}
 }
 
@@ -35,9 +41,13 @@ public struct KeyglassAPI: Sendable {
         self.logger = logger
     }
 
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func router() -> Router<KeyglassRequestContext> {
+        let router = Router(context: KeyglassRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(logger: logger))
+        let reads = options.readsPerSecond > 0 ? RateLimiter(rate: options.readsPerSecond, burst: options.readsPerSecond * options.burst) : nil
+        let signed = options.signedPublishesPerSecond > 0
+            ? RateLimiter(rate: options.signedPublishesPerSecond, burst: max(1, options.signedPublishesPerSecond * options.burst)) : nil
+        if reads != nil || signed != nil { router.add(middleware: RateLimitMiddleware(reads: reads, signedPublishes: signed)) }
         router.get("/checkpoint") { _, _ in checkpoint() }
         router.get("/tile/**") { request, _ in try await tile(request) }
         router.post("/v1/keys") { request, _ in try await publish(request) }
@@ -55,6 +65,7 @@ public struct KeyglassAPI: Sendable {
         -> some ApplicationProtocol {
         Application(
             router: router(),
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000))),
             configuration: .init(address: .hostname(host, port: port), serverName: "keyglass"),
             services: witnesses.map { [sequencer, $0] } ?? [sequencer],
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },

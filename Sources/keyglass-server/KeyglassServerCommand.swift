@@ -75,6 +75,15 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")
     var maxQueue = 100_000
 
+    @Option(name: .long, help: "Per-client limit on reads, requests per second (0: unlimited).")
+    var readRate: Double = 0
+
+    @Option(name: .long, help: "Per-client limit on self-signed publishes (no operator token), per second (0: unlimited).")
+    var signedPublishRate: Double = 5
+
+    @Option(name: .long, help: "Seconds before an idle connection is closed.")
+    var idleTimeout = 30
+
     @Option(name: .long, help: "A witness to collect cosignatures from, as URL=VKEY (repeatable).")
     var witness: [String] = []
 
@@ -103,6 +112,9 @@ struct Serve: AsyncParsableCommand {
             let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
             options.publishTokens = [token]
+            options.readsPerSecond = readRate
+            options.signedPublishesPerSecond = signedPublishRate
+            options.idleTimeout = .seconds(max(1, idleTimeout))
             let witnessConfigs = try witness.map { try WitnessConfig($0) }
             let collector = witnessConfigs.isEmpty ? nil : WitnessCollector(
                 witnesses: witnessConfigs, sequencer: sequencer, store: store, heartbeat: .seconds(max(1, witnessHeartbeat)), logger: logger)

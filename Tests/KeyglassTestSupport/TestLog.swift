@@ -32,11 +32,13 @@ public final class TestLog: Sendable {
     public func remove() { try? FileManager.default.removeItem(atPath: directory.path) }
 
     public func start(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
-                      heartbeat: Duration = .seconds(60), maxPages: Int? = nil) async throws -> RunningServer {
+                      heartbeat: Duration = .seconds(60), maxPages: Int? = nil,
+                      configure: (inout ServerOptions) -> Void = { _ in }) async throws -> RunningServer {
         let store = try LogStore(path: directory.database, sync: .normal, maxPages: maxPages)
         let sequencer = try await Sequencer(store: store, signer: try directory.loadSigner(), options: options)
         var serverOptions = ServerOptions()
         serverOptions.publishTokens = [token]
+        configure(&serverOptions)
         var logger = Logger(label: "keyglass-test")
         logger.logLevel = .warning
         let collector = witnesses.isEmpty ? nil : WitnessCollector(witnesses: witnesses, sequencer: sequencer, store: store, heartbeat: heartbeat, logger: logger)
@@ -68,8 +70,9 @@ extension TestLog {
     /// Runs `body` against a started server and stops it afterwards, also when `body` throws.
     public func withServer<T>(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
                               heartbeat: Duration = .seconds(60), maxPages: Int? = nil,
+                              configure: (inout ServerOptions) -> Void = { _ in },
                               _ body: (RunningServer) async throws -> T) async throws -> T {
-        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat, maxPages: maxPages)
+        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat, maxPages: maxPages, configure: configure)
         do {
             let result = try await body(server)
             await server.stop()
