@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import KeyglassCore
 
 /// The server's data directory: the database, the signing key and the publish token.
@@ -7,6 +10,9 @@ public struct DataDirectory: Sendable {
     public var database: String { path + "/log.sqlite" }
     public var signingKey: String { path + "/signing-key" }
     public var publishToken: String { path + "/publish-token" }
+    /// SHA-256 of the token, hex: all the server needs. The token itself can then live only in the
+    /// provider's back end.
+    public var publishTokenHash: String { path + "/publish-token.sha256" }
     public var verifierKey: String { path + "/verifier-key" }
 
     public init(path: String) {
@@ -39,6 +45,7 @@ public struct DataDirectory: Sendable {
         let token = Base64.encode(Ed25519.randomBytes(32))
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         try SecretFile.create(publishToken, contents: token + "\n")
+        try SecretFile.create(publishTokenHash, contents: Hash.sha256(Array(token.utf8)).hex + "\n")
         try (signer.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
         let store = try LogStore(path: database, readers: 1)
         _ = try await Sequencer.initialise(store: store, signer: signer)
@@ -51,5 +58,37 @@ public struct DataDirectory: Sendable {
 
     public func loadToken() throws -> String {
         try SecretFile.read(publishToken).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The token's hash: from publish-token.sha256, or hashed from publish-token if only that exists.
+    public func loadTokenHash() throws -> Hash {
+        if FileManager.default.fileExists(atPath: publishTokenHash) {
+            guard let h = Hash(hex: try SecretFile.read(publishTokenHash).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw SecretFile.SecretFileError.cannotRead(publishTokenHash)
+            }
+            return h
+        }
+        return Hash.sha256(Array(try loadToken().utf8))
+    }
+
+    /// Replaces the signing key, keeping the log's origin (the key's name). The old key is kept as
+    /// signing-key.<keyid>.retired (0600) and its verifier key appended to verifier-keys.history,
+    /// so every checkpoint it signed stays verifiable. The newest checkpoint is re-signed with the new
+    /// key (same size, same root) so the server never serves a note the new key did not sign.
+    public func rotateSigningKey() async throws -> (old: NoteVerifierKey, new: NoteVerifierKey) {
+        let old = try loadSigner()
+        let new = try NoteSigner.generate(name: old.name)
+        let retired = "\(path)/signing-key.\(String(old.verifierKey.keyID, radix: 16)).retired"
+        try SecretFile.create(retired, contents: old.encodedPrivateKey + "\n")
+        let store = try LogStore(path: database, readers: 1)
+        try await Sequencer.resign(store: store, with: new)
+        let history = (try? String(contentsOfFile: path + "/verifier-keys.history", encoding: .utf8)) ?? ""
+        try (history + old.verifierKey.description + "\n").write(toFile: path + "/verifier-keys.history", atomically: true, encoding: .utf8)
+        let tmp = signingKey + ".new"
+        try? FileManager.default.removeItem(atPath: tmp)
+        try SecretFile.create(tmp, contents: new.encodedPrivateKey + "\n")
+        guard rename(tmp, signingKey) == 0 else { throw SecretFile.SecretFileError.cannotWrite(signingKey, errno) }
+        try (new.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
+        return (old.verifierKey, new.verifierKey)
     }
 }

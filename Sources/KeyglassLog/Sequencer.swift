@@ -69,6 +69,9 @@ public actor Sequencer: Service {
         guard checkpointOrigin == signer.name else {
             throw StoreError.corrupt("the signing key is for \"\(signer.name)\" but the log's origin is \"\(checkpointOrigin)\"")
         }
+        guard (try? SignedNote.open(state.0.note, verifiers: [signer.verifierKey])) != nil else {
+            throw StoreError.corrupt("the newest checkpoint is not signed by this signing key; after replacing the key by hand, run `keyglass-server rotate-key`")
+        }
         self.store = store
         self.signer = signer
         self.options = options
@@ -97,6 +100,22 @@ public actor Sequencer: Service {
                 try m.step()
             }
             return StoredCheckpoint(size: 0, root: Merkle.emptyRoot, note: note)
+        }
+    }
+
+    /// Re-signs the newest checkpoint (same origin, size and root) with a new key, for key rotation.
+    public static func resign(store: LogStore, with signer: NoteSigner) async throws {
+        try await store.writer.run { db in
+            try db.transaction {
+                guard let cp = try LogStore.latestCheckpoint(db) else { throw StoreError.notInitialised("no checkpoint") }
+                let text = try SignedNote.parse(cp.note).text
+                guard try Checkpoint.parse(text).origin == signer.name else { throw StoreError.corrupt("new key's name differs from the origin") }
+                let note = try SignedNote.sign(text: text, with: signer).serialized
+                let s = try db.statement("UPDATE checkpoints SET note = ? WHERE size = ?")
+                s.bind(1, note)
+                s.bind(2, cp.size)
+                try s.step()
+            }
         }
     }
 

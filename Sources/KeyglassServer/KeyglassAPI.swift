@@ -6,8 +6,9 @@ import Logging
 
 /// Limits and secrets of one server.
 public struct ServerOptions: Sendable {
-    /// Operator bearer tokens that may publish for any identity.
+    /// Operator bearer tokens that may publish for any identity, or just their SHA-256.
     public var publishTokens: [String] = []
+    public var publishTokenHashes: [Hash] = []
     /// Largest POST body accepted.
     public var maxBodyBytes = 16 * 1024
     /// Most entries in one /v1/entries page.
@@ -37,7 +38,7 @@ public struct KeyglassAPI: Sendable {
         self.sequencer = sequencer
         self.options = options
         self.witnesses = witnesses
-        self.authorizer = PublishAuthorizer(tokens: options.publishTokens)
+        self.authorizer = PublishAuthorizer(tokens: options.publishTokens, tokenHashes: options.publishTokenHashes)
         self.logger = logger
     }
 

@@ -6,8 +6,8 @@ import KeyglassCore
 struct PublishAuthorizer: Sendable {
     private let tokenHashes: [[UInt8]]
 
-    init(tokens: [String]) {
-        tokenHashes = tokens.filter { !$0.isEmpty }.map { Hash.sha256(Array($0.utf8)).bytes }
+    init(tokens: [String], tokenHashes hashes: [Hash] = []) {
+        tokenHashes = tokens.filter { !$0.isEmpty }.map { Hash.sha256(Array($0.utf8)).bytes } + hashes.map(\.bytes)
     }
 
     /// True when `token` is one of the configured tokens. Checks every configured token, so the time

@@ -17,7 +17,7 @@ struct KeyglassServerCommand: AsyncParsableCommand {
 
         Start with `keyglass-server init --data DIR --origin ORIGIN`, then `keyglass-server serve --data DIR`.
         """,
-        subcommands: [Init.self, Serve.self, Check.self, BulkLoad.self])
+        subcommands: [Init.self, Serve.self, Check.self, RotateKey.self, BulkLoad.self])
 }
 
 struct Init: AsyncParsableCommand {
@@ -40,7 +40,7 @@ struct Init: AsyncParsableCommand {
         do {
             let vkey = try await dir.initialise(origin: origin)
             print("Initialised \(dir.path): database, signing key (0600), publish token (0600).")
-            print("Publish token: \(dir.publishToken)")
+            print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
             print(vkey.description)
         } catch {
             FileHandle.standardError.write(Data("keyglass-server init: \(error)\n".utf8))
@@ -103,7 +103,7 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("\(dir.database) does not exist; run `keyglass-server init --data \(data) --origin ORIGIN` first")
             }
             let signer = try dir.loadSigner()
-            let token = try dir.loadToken()
+            let tokenHash = try dir.loadTokenHash()
             let store = try LogStore(path: dir.database, sync: syncMode)
             var seqOptions = Sequencer.Options()
             seqOptions.maxBatch = max(1, maxBatch)
@@ -111,7 +111,7 @@ struct Serve: AsyncParsableCommand {
             seqOptions.maxQueue = max(1, maxQueue)
             let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
-            options.publishTokens = [token]
+            options.publishTokenHashes = [tokenHash]
             options.readsPerSecond = readRate
             options.signedPublishesPerSecond = signedPublishRate
             options.idleTimeout = .seconds(max(1, idleTimeout))
@@ -203,5 +203,26 @@ struct BulkLoad: AsyncParsableCommand {
         runner.cancel()
         _ = try? await runner.value
         print("tree size \(sequencer.latestCheckpoint.size)")
+    }
+}
+
+struct RotateKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-key",
+        abstract: "Replace the log's signing key, keeping its origin; old checkpoints stay verifiable with the old key.",
+        discussion: "Stop the server first. Prints the new verifier key last; publish it, and keep verifier-keys.history.")
+
+    @Option(name: .long, help: "Data directory.")
+    var data: String
+
+    func run() async throws {
+        do {
+            let (old, new) = try await DataDirectory(path: data).rotateSigningKey()
+            print("retired \(old)")
+            print(new.description)
+        } catch {
+            FileHandle.standardError.write(Data("keyglass-server rotate-key: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }
