@@ -26,12 +26,14 @@ define install_missing
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required (https://www.swift.org/install/linux/)"; exit 1; }
 endef
 
-.PHONY: help deps test-deps build run test bench clean
+.PHONY: help deps test-deps bench-deps build run test bench soak clean
 
 help:
 	@echo "make run    build and serve a log on $(HOST):$(PORT) (data in $(DATA))"
 	@echo "make test   run the test suite"
 	@echo "make build  release build of keyglass-server and keyglass into .build/release"
+	@echo "make bench  measure throughput, proof reads, audit speed and memory (prints a table)"
+	@echo "make soak   long load + crash + hostile-input runs"
 
 deps:
 	$(call install_missing,$(RUN_PACKAGES))
@@ -55,6 +57,18 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	python3 Spec/check_openapi.py
+
+# Benchmarks and soak need wrk and the release build; not part of `make test`.
+bench-deps: test-deps
+	$(call install_missing,wrk curl)
+
+bench: bench-deps
+	$(SWIFT) build -c release
+	Benchmarks/run.sh
+
+soak: bench-deps
+	$(SWIFT) build -c release
+	Benchmarks/soak.sh
 
 clean:
 	rm -rf .build

@@ -85,6 +85,10 @@ final class SQLiteConnection {
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body()
+            // A statement left mid-result (e.g. a SELECT that returned its row) keeps a read
+            // transaction open past COMMIT, and then no checkpoint can move the WAL back into the
+            // database: the WAL grows without bound. Reset them all before committing.
+            releaseStatements()
             try execute("COMMIT")
             return result
         } catch {
@@ -103,10 +107,10 @@ final class SQLiteConnection {
         func bind(_ index: Int32, _ value: UInt64) { sqlite3_bind_int64(handle, index, Int64(bitPattern: value)) }
         func bind(_ index: Int32, _ value: String) { sqlite3_bind_text(handle, index, value, -1, Self.transient) }
         func bind(_ index: Int32, _ bytes: [UInt8]) {
-            bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), Self.transient) }
+            _ = bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), Self.transient) }
         }
         func bind(_ index: Int32, _ hash: Hash) {
-            hash.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, 32, Self.transient) }
+            _ = hash.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, 32, Self.transient) }
         }
 
         /// Steps once: true when a row is available, false when done.

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make soak: the heavy versions of the reliability tests.
+#  1. publishes and inclusion-proof reads together against one server for SOAK_SECONDS (default 300),
+#     then an audit of the result: zero errors, zero lost entries, RSS at start and end, tail latencies;
+#  2. the SIGKILL crash test with SOAK_CRASH_ROUNDS rounds (default 50);
+#  3. the hostile-input test with SOAK_FUZZ_REQUESTS requests (default 20000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.build/release
+SECS=${SOAK_SECONDS:-300}
+WORK=${SOAK_DIR:-/tmp/keyglass-soak}
+rm -rf "$WORK"; mkdir -p "$WORK"
+"$BIN/keyglass-server" init --data "$WORK/data" --origin soak.keyglass/log > /dev/null
+"$BIN/keyglass-server" serve --data "$WORK/data" --port 18090 --log-level warning > "$WORK/server.log" 2>&1 &
+PID=$!
+trap 'kill -TERM $PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18090/healthz >/dev/null && break; sleep 0.05; done
+RSS0=$(awk '/VmRSS/{printf "%d", $2/1024}' /proc/$PID/status)
+echo "== soak: ${SECS}s of publishes (64 connections) and proof reads (32 connections) together; RSS at start ${RSS0} MB"
+wrk -t1 -c64 -d"${SECS}s" --latency -s Benchmarks/wrk/publish.lua http://127.0.0.1:18090 -- "$(cat "$WORK/data/publish-token")" > "$WORK/publish.wrk" 2>&1 &
+W1=$!
+sleep 5
+SIZE=$(curl -s http://127.0.0.1:18090/v1/log | python3 -c 'import json,sys; print(json.load(sys.stdin)["tree_size"])')
+wrk -t1 -c32 -d"$((SECS - 5))s" --latency -s Benchmarks/wrk/inclusion.lua http://127.0.0.1:18090 -- "$SIZE" > "$WORK/proofs.wrk" 2>&1 &
+W2=$!
+wait $W1 $W2
+RSS1=$(awk '/VmRSS/{printf "%d", $2/1024}' /proc/$PID/status)
+for f in publish proofs; do
+  echo "-- $f"; grep -E "requests in|Requests/sec|Non-2xx|Socket errors|50%|99%" "$WORK/$f.wrk" || true
+done
+ERR=$(grep -cE "^status " "$WORK/publish.wrk" "$WORK/proofs.wrk" | awk -F: '{s+=$2} END{print s+0}')
+"$BIN/keyglass" audit --log http://127.0.0.1:18090 --vkey "$WORK/data/verifier-key" --state "$WORK/audit" > "$WORK/audit.txt"
+echo "-- audit: $(cat "$WORK/audit.txt")"
+echo "== RSS start ${RSS0} MB, end ${RSS1} MB; error answers: $ERR"
+kill -TERM $PID; wait $PID || true
+"$BIN/keyglass-server" check --data "$WORK/data"
+
+echo "== crash rounds and hostile input (debug test build)"
+swift build --build-tests
+KEYGLASS_CRASH_ROUNDS=${SOAK_CRASH_ROUNDS:-50} KEYGLASS_FUZZ_REQUESTS=${SOAK_FUZZ_REQUESTS:-20000} \
+  swift test --skip-build --filter 'CrashSafetyTests|HostileInputTests' 2>&1 | grep -E "crash safety|hostile input|Executed|error" || true
+[ "$ERR" = 0 ] || { echo "soak saw $ERR error answers"; exit 1; }
