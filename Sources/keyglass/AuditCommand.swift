@@ -44,6 +44,9 @@ struct Audit: AsyncParsableCommand {
     @Option(name: .long, help: "Freeze alert when the newest witness cosignature is older than this (e.g. 90s, 15m, 2h, 1d).")
     var maxAge: String?
 
+    @Option(name: .long, help: "Save the audit position every N entries, so a killed run resumes there.")
+    var saveEvery: UInt64 = 65536
+
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
@@ -53,6 +56,7 @@ struct Audit: AsyncParsableCommand {
         do {
             client = try logOptions.client()
             options = Auditor.Options(stateDirectory: state, logKey: try logOptions.verifierKey())
+            options.saveEvery = max(1, saveEvery)
             options.witnesses = try witness.map { try readVerifierKey($0) }
             guard quorum <= options.witnesses.count else { throw ValidationError("--quorum \(quorum) is more than the \(options.witnesses.count) --witness keys given") }
             options.quorum = quorum
