@@ -31,6 +31,11 @@ public func noteKeyID(name: String, type: SignatureType, publicKey: [UInt8]) -> 
     return UInt32(b[0]) << 24 | UInt32(b[1]) << 16 | UInt32(b[2]) << 8 | UInt32(b[3])
 }
 
+/// One spelling per key hash: the lower-case hex every implementation writes.
+func isLowerHex(_ s: Substring) -> Bool {
+    s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+}
+
 func hex8(_ v: UInt32) -> String {
     let s = String(v, radix: 16)
     return String(repeating: "0", count: 8 - s.count) + s
@@ -56,8 +61,9 @@ public struct NoteVerifierKey: Sendable, Equatable, CustomStringConvertible {
         let parts = text.split(separator: "+", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw .malformed("expected name+hash+key") }
         let name = String(parts[0])
-        guard parts[1].count == 8, let hash = UInt32(parts[1], radix: 16),
-              parts[1].allSatisfy({ $0.isHexDigit }) else { throw .malformed("key hash must be 8 hex digits") }
+        guard parts[1].count == 8, isLowerHex(parts[1]), let hash = UInt32(parts[1], radix: 16) else {
+            throw .malformed("key hash must be 8 lower-case hex digits")
+        }
         guard let raw = Base64.decode(String(parts[2])), raw.count == 1 + Ed25519.publicKeyLength else {
             throw .malformed("key must be base64 of a type byte and 32 bytes")
         }
@@ -88,7 +94,9 @@ public struct NoteSigner: Sendable, CustomStringConvertible {
     public init(encoded text: String) throws(NoteKeyError) {
         let parts = text.trimmingTrailingNewlines.split(separator: "+", maxSplits: 4, omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0] == "PRIVATE", parts[1] == "KEY" else { throw .malformed("expected PRIVATE+KEY+name+hash+key") }
-        guard parts[3].count == 8, let hash = UInt32(parts[3], radix: 16) else { throw .malformed("key hash must be 8 hex digits") }
+        guard parts[3].count == 8, isLowerHex(parts[3]), let hash = UInt32(parts[3], radix: 16) else {
+            throw .malformed("key hash must be 8 lower-case hex digits")
+        }
         guard let raw = Base64.decode(String(parts[4])), raw.count == 1 + Ed25519.seedLength, raw[0] == SignatureType.ed25519.rawValue else {
             throw .malformed("key must be base64 of 0x01 and a 32-byte seed")
         }
