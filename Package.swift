@@ -73,7 +73,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/KeyglassTestSupport"),
 
-        .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore"]),
+        .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore", "KeyglassTestSupport"]),
         .testTarget(name: "KeyglassServerTests", dependencies: [
             "KeyglassTestSupport", "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient",
         ]),

@@ -15,15 +15,6 @@ final class CommandLineTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: work) }
 
-    /// Waits until the server answers /healthz.
-    func waitUntilServing(_ client: LogClient, _ process: Process) async throws {
-        for _ in 0..<100 {
-            if (try? await client.get("/healthz")) != nil { return }
-            XCTAssertTrue(process.isRunning, "server exited")
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        XCTFail("server did not start")
-    }
 
     func testServerInitServeAndCLIJobsEndToEnd() async throws {
         let data = work + "/data"
@@ -45,7 +36,7 @@ final class CommandLineTests: XCTestCase {
         let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)"], log: work + "/server.log")
         defer { if server.isRunning { server.terminate() } }
         let url = "http://127.0.0.1:\(port)"
-        try await waitUntilServing(LogClient(base: URL(string: url)!), server)
+        try await Binaries.waitUntilServing(LogClient(base: URL(string: url)!), server)
 
         // Job 1: publish a key (operator token), then a self-signed rotation.
         let keygen = try Binaries.run("keyglass", ["keygen", "--out", work + "/k1"])

@@ -45,7 +45,7 @@ final class CrashSafetyTests: XCTestCase {
             let port = Binaries.freePort()
             let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "error"], log: work + "/server-\(round).log")
             let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!, timeout: 5)
-            try await waitUntilServing(client, server)
+            try await Binaries.waitUntilServing(client, server)
 
             // Before new load: everything acknowledged so far is still there, at its index.
             try await checkAcknowledged(acks, client, vkey)
@@ -77,7 +77,7 @@ final class CrashSafetyTests: XCTestCase {
         let port = Binaries.freePort()
         let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)"], log: work + "/server-final.log")
         let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await waitUntilServing(client, server)
+        try await Binaries.waitUntilServing(client, server)
         let acknowledged = try await checkAcknowledged(acks, client, vkey)
         XCTAssertGreaterThan(acknowledged, rounds * 10, "the rounds published under load")
         let report = await Auditor(client: client, options: auditOptions).run()
@@ -99,7 +99,7 @@ final class CrashSafetyTests: XCTestCase {
         let port = Binaries.freePort()
         let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "error"], log: work + "/server.log")
         let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await waitUntilServing(client, server)
+        try await Binaries.waitUntilServing(client, server)
         let args = ["audit", "--log", "http://127.0.0.1:\(port)", "--vkey", data + "/verifier-key", "--state", work + "/state", "--save-every", "1024", "--json"]
         var rng = SystemRandomNumberGenerator()
         var killed = 0
@@ -126,14 +126,6 @@ final class CrashSafetyTests: XCTestCase {
         print("auditor: killed \(killed) times mid-audit, resumed to size 40000 without an alert")
     }
 
-    func waitUntilServing(_ client: LogClient, _ process: Process) async throws {
-        for _ in 0..<200 {
-            if (try? await client.get("/healthz")) != nil { return }
-            guard process.isRunning else { throw ClientError.network("server exited") }
-            try await Task.sleep(for: .milliseconds(25))
-        }
-        throw ClientError.network("server did not start")
-    }
 
     /// Checks every acknowledged entry and every served checkpoint against the current log.
     @discardableResult

@@ -21,7 +21,7 @@ final class SecretsTests: XCTestCase {
         var port = Binaries.freePort()
         var server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "trace"], log: work + "/trace-1.log")
         var client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await waitUntilServing(client, server)
+        try await Binaries.waitUntilServing(client, server)
         let owner = Ed25519.generate()
         let publisher = Publisher(client: client, logKey: oldKey)
         _ = try await publisher.publish(identity: "sam", keyType: .ed25519, publicKey: owner.publicKey, token: token, signingSeed: nil)
@@ -43,7 +43,7 @@ final class SecretsTests: XCTestCase {
         port = Binaries.freePort()
         server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "trace"], log: work + "/trace-2.log")
         client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await waitUntilServing(client, server)
+        try await Binaries.waitUntilServing(client, server)
         // The served checkpoint is the new key's from the start; old notes still verify with the old key.
         let resigned = try AnswerVerifier.openCheckpoint(try await client.checkpoint(), logKey: newKey).checkpoint
         let old = try AnswerVerifier.openCheckpoint(oldNote, logKey: oldKey).checkpoint
@@ -64,12 +64,4 @@ final class SecretsTests: XCTestCase {
         }
     }
 
-    func waitUntilServing(_ client: LogClient, _ process: Process) async throws {
-        for _ in 0..<200 {
-            if (try? await client.get("/healthz")) != nil { return }
-            guard process.isRunning else { throw ClientError.network("server exited") }
-            try await Task.sleep(for: .milliseconds(25))
-        }
-        throw ClientError.network("server did not start")
-    }
 }

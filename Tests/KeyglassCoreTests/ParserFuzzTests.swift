@@ -1,3 +1,4 @@
+import KeyglassTestSupport
 import XCTest
 @testable import KeyglassCore
 
@@ -5,17 +6,6 @@ import XCTest
 /// No input may crash a parser, and any input a parser accepts must be canonical: serialising
 /// the parsed value gives back exactly the input. Seeded, so a failure reproduces.
 final class ParserFuzzTests: XCTestCase {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let iterations = 4000
 
     /// A corrupted copy of `input`: bit flips, inserted, deleted or replaced bytes, truncation,

@@ -1,4 +1,5 @@
 import Foundation
+import KeyglassClient
 
 /// Runs the built executables (`keyglass`, `keyglass-server`) as a user would.
 public enum Binaries {
@@ -61,6 +62,16 @@ public enum Binaries {
         }
     }
 
+    /// Waits until a started server answers /healthz; fails if it exits first.
+    public static func waitUntilServing(_ client: LogClient, _ process: Process) async throws {
+        for _ in 0..<200 {
+            if (try? await client.get("/healthz")) != nil { return }
+            guard process.isRunning else { throw ClientError.network("server exited") }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw ClientError.network("server did not start")
+    }
+
     /// A free loopback port: bind port 0, read it back, release it.
     public static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -73,5 +84,18 @@ public enum Binaries {
         _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+/// A small seeded generator, so randomised tests reproduce.
+public struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    public init(state: UInt64) { self.state = state }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
