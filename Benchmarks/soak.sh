@@ -38,5 +38,7 @@ kill -TERM $PID; wait $PID || true
 echo "== crash rounds and hostile input (debug test build)"
 swift build --build-tests
 KEYGLASS_CRASH_ROUNDS=${SOAK_CRASH_ROUNDS:-50} KEYGLASS_FUZZ_REQUESTS=${SOAK_FUZZ_REQUESTS:-20000} \
-  swift test --skip-build --filter 'CrashSafetyTests|HostileInputTests' 2>&1 | grep -E "crash safety|hostile input|Executed|error" || true
+  swift test --skip-build --filter 'CrashSafetyTests|HostileInputTests' > "$WORK/tests.log" 2>&1 || true
+grep -E "crash safety|auditor:|hostile input|Executed|error:" "$WORK/tests.log" || true
+grep -qE "Executed 3 tests, with 0 failures" "$WORK/tests.log" || { echo "soak tests failed"; exit 1; }
 [ "$ERR" = 0 ] || { echo "soak saw $ERR error answers"; exit 1; }
