@@ -2,7 +2,8 @@ import Foundation
 import KeyglassCore
 import KeyglassLog
 
-/// JSON shapes of the /v1 API (Spec/openapi.yaml). Binary values are standard base64.
+/// JSON shapes of the /v1 API (Spec/openapi.yaml). Binary values are standard base64. The publish
+/// and inclusion-proof answers, the hot paths, are written by `JSONObjectWriter` instead.
 struct EntryJSON: Encodable {
     let index: UInt64
     let entry: String
@@ -32,27 +33,11 @@ struct EntryJSON: Encodable {
     }
 }
 
-struct PublishResponse: Encodable {
-    let index: UInt64
-    let leaf_hash: String
-    let entry: String
-    let tree_size: UInt64
-    let checkpoint: String
-    let inclusion_proof: [String]
-}
-
 struct KeysResponse: Encodable {
     let identity: String
     let tree_size: UInt64
     let checkpoint: String
     let entries: [EntryJSON]
-}
-
-struct InclusionResponse: Encodable {
-    let index: UInt64
-    let tree_size: UInt64
-    let leaf_hash: String
-    let proof: [String]
 }
 
 struct ConsistencyResponse: Encodable {
