@@ -20,14 +20,12 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case notInitialised(String)
     case corrupt(String)
     case storage(String)
-    case notFound(String)
 
     public var description: String {
         switch self {
         case let .notInitialised(m): return "log not initialised: \(m)"
         case let .corrupt(m): return "log database is inconsistent: \(m)"
         case let .storage(m): return "storage failure: \(m)"
-        case let .notFound(m): return m
         }
     }
 }
@@ -82,25 +80,6 @@ public final class LogStore: Sendable {
         }
     }
 
-    // MARK: Metadata
-
-    public func meta(_ key: String) async throws -> String? {
-        try await read { db in
-            let s = try db.statement("SELECT value FROM meta WHERE key = ?")
-            s.bind(1, key)
-            return try s.step() ? s.text(0) : nil
-        }
-    }
-
-    public func setMeta(_ key: String, _ value: String) async throws {
-        try await writer.run { db in
-            let s = try db.statement("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            s.bind(1, key)
-            s.bind(2, value)
-            try s.step()
-        }
-    }
-
     // MARK: Checkpoints
 
     public func latestCheckpoint() async throws -> StoredCheckpoint? {
@@ -152,35 +131,31 @@ public final class LogStore: Sendable {
         return out
     }
 
-    func assemble(_ plan: [ProofPlan.Element]) async throws -> [Hash] {
-        let ids = ProofPlan.nodes(of: plan)
-        let hashes = try await read { db in try Self.nodeHashes(db, ids) }
-        return try ProofPlan.assemble(plan) { id in
-            guard let h = hashes[id] else { throw StoreError.corrupt("missing node \(id)") }
-            return h
-        }
-    }
-
-    /// Inclusion proof of `index` in the tree of `size` (size must not exceed the stored tree).
-    public func inclusionProof(index: UInt64, size: UInt64) async throws -> [Hash] {
-        try await assemble(ProofPlan.inclusion(index: index, size: size))
-    }
-
-    /// The leaf hash of `index` and its inclusion proof, read in one trip to a reader connection.
-    public func inclusionProofWithLeaf(index: UInt64, size: UInt64) async throws -> (Hash, [Hash]) {
-        let plan = try ProofPlan.inclusion(index: index, size: size)
-        let leafID = NodeID(level: 0, index: index)
-        let ids = ProofPlan.nodes(of: plan) + [leafID]
+    /// Reads the nodes a plan needs (and `extra` ones) in one trip to a reader, then folds them.
+    func assemble(_ plan: [ProofPlan.Element], extra: [NodeID] = []) async throws -> (proof: [Hash], hashes: [NodeID: Hash]) {
+        let ids = ProofPlan.nodes(of: plan) + extra
         let hashes = try await read { db in try Self.nodeHashes(db, ids) }
         let proof = try ProofPlan.assemble(plan) { id in
             guard let h = hashes[id] else { throw StoreError.corrupt("missing node \(id)") }
             return h
         }
+        return (proof, hashes)
+    }
+
+    /// Inclusion proof of `index` in the tree of `size` (size must not exceed the stored tree).
+    public func inclusionProof(index: UInt64, size: UInt64) async throws -> [Hash] {
+        try await assemble(ProofPlan.inclusion(index: index, size: size)).proof
+    }
+
+    /// The leaf hash of `index` and its inclusion proof, read in one trip to a reader connection.
+    public func inclusionProofWithLeaf(index: UInt64, size: UInt64) async throws -> (Hash, [Hash]) {
+        let leafID = NodeID(level: 0, index: index)
+        let (proof, hashes) = try await assemble(ProofPlan.inclusion(index: index, size: size), extra: [leafID])
         return (hashes[leafID]!, proof)
     }
 
     public func consistencyProof(from: UInt64, to: UInt64) async throws -> [Hash] {
-        try await assemble(ProofPlan.consistency(from: from, to: to))
+        try await assemble(ProofPlan.consistency(from: from, to: to)).proof
     }
 
     /// The stored compact range for `size`: what the sequencer resumes from after a restart.

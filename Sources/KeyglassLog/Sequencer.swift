@@ -197,12 +197,13 @@ public actor Sequencer: Service {
         var appended: [(UInt64, [UInt8], Hash, Int)] = []  // index, entry, leaf hash, result slot
 
         for request in requests {
+            let identityKey = Schema.identityKey(request.identity)
             let previous: UInt64?
             if let cached = latestForIdentity[request.identity] {
                 previous = cached
             } else {
                 let s = try db.statement("SELECT max(idx) FROM entries WHERE identity_key = ? AND identity = ?")
-                s.bind(1, Schema.identityKey(request.identity))
+                s.bind(1, identityKey)
                 s.bind(2, request.identity)
                 try s.step()
                 previous = s.isNull(0) ? nil : s.uint64(0)
@@ -228,7 +229,7 @@ public actor Sequencer: Service {
             let s = try db.statement(insertEntry)
             s.bind(1, index)
             s.bind(2, request.identity)
-            s.bind(3, Schema.identityKey(request.identity))
+            s.bind(3, identityKey)
             s.bind(4, leaf)
             s.bind(5, Schema.lookupKey(leaf))
             s.bind(6, bytes)
