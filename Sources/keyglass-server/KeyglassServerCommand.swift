@@ -43,8 +43,7 @@ struct Init: AsyncParsableCommand {
             print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
             print(vkey.description)
         } catch {
-            FileHandle.standardError.write(Data("keyglass-server init: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw commandFailed("init", error)
         }
     }
 }
@@ -148,8 +147,7 @@ struct Check: AsyncParsableCommand {
             let sequencer = try await Sequencer(store: store, signer: try dir.loadSigner())
             print("ok: tree size \(sequencer.latestCheckpoint.size), root \(sequencer.latestCheckpoint.root.base64)")
         } catch {
-            FileHandle.standardError.write(Data("keyglass-server check: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw commandFailed("check", error)
         }
     }
 }
@@ -196,7 +194,8 @@ struct BulkLoad: AsyncParsableCommand {
             }
             done += n
             if done % (batch * 10) == 0 || done == count {
-                let secs = Double((ContinuousClock.now - start).components.attoseconds) / 1e18 + Double((ContinuousClock.now - start).components.seconds)
+                let elapsed = (ContinuousClock.now - start).components
+                let secs = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
                 FileHandle.standardError.write(Data("bulk-load: \(done)/\(count) entries, \(Int(Double(done) / max(secs, 0.001)))/s\n".utf8))
             }
         }
@@ -221,8 +220,13 @@ struct RotateKey: AsyncParsableCommand {
             print("retired \(old)")
             print(new.description)
         } catch {
-            FileHandle.standardError.write(Data("keyglass-server rotate-key: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw commandFailed("rotate-key", error)
         }
     }
+}
+
+/// Prints why a command failed, on standard error, and gives the exit code for "could not do it".
+func commandFailed(_ command: String, _ error: Error) -> ExitCode {
+    FileHandle.standardError.write(Data("keyglass-server \(command): \(error)\n".utf8))
+    return ExitCode(1)
 }
