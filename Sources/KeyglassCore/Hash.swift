@@ -1,4 +1,5 @@
 import CKeyglassOpenSSL
+import CKeyglassSodium
 
 /// A SHA-256 digest: a Merkle tree node, a leaf hash or a root.
 ///
@@ -40,6 +41,19 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
 
     public var hex: String { Hex.encode(bytes) }
     public var base64: String { Base64.encode(bytes) }
+
+    /// Appends the 44-character base64 form (RFC 4648, padded) to `out`, without a String in between.
+    public func appendBase64(to out: inout [UInt8]) {
+        // sodium_bin2base64 writes a NUL terminator after the 44 characters.
+        var buffer = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        Swift.withUnsafeMutableBytes(of: &buffer) { b in
+            self.withUnsafeBytes { h in
+                _ = sodium_bin2base64(b.baseAddress!.assumingMemoryBound(to: CChar.self), 45,
+                                      h.baseAddress!.assumingMemoryBound(to: UInt8.self), 32, sodium_base64_VARIANT_ORIGINAL)
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<44]))
+        }
+    }
     public var description: String { hex }
 
     public init?(hex: String) {

@@ -47,9 +47,10 @@ public enum ProofPlan {
 
     /// Every node a plan reads, without repeats, for a single batched fetch.
     public static func nodes(of plan: [Element]) -> [NodeID] {
-        var seen = Set<NodeID>()
+        // Plans hold at most ~2·64 nodes: a linear check is cheaper than hashing into a set.
         var out: [NodeID] = []
-        for e in plan { for n in e where seen.insert(n).inserted { out.append(n) } }
+        out.reserveCapacity(plan.count)
+        for e in plan { for n in e where !out.contains(n) { out.append(n) } }
         return out
     }
 

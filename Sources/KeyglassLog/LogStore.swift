@@ -44,11 +44,15 @@ public final class LogStore: Sendable {
     let writer: SQLiteWorker
     private let readers: ReaderPool
     public let path: String
+    /// The tree's upper levels in memory (see `UpperTreeCache`); kept current by the sequencer.
+    public let upperTree: UpperTreeCache
 
     /// `maxPages`: a quota on the database's size in pages (PRAGMA max_page_count); a write beyond
     /// it fails as a full disk does, which is also how the tests provoke one.
-    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil) throws {
+    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil,
+                upperTreeBudget: Int = 1 << 19) throws {
         self.path = path
+        upperTree = UpperTreeCache(budget: upperTreeBudget)
         let w = try SQLiteConnection(path: path)
         for s in Schema.statements { try w.execute(s) }
         if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
@@ -113,33 +117,50 @@ public final class LogStore: Sendable {
 
     // MARK: Node hashes and proofs
 
-    /// Reads stored perfect-subtree hashes: level 0 from the entries, higher levels from `nodes`.
-    static func nodeHashes(_ db: SQLiteConnection, _ ids: [NodeID]) throws -> [NodeID: Hash] {
-        var out: [NodeID: Hash] = [:]
-        for id in ids {
-            let s: SQLiteConnection.Statement
-            if id.level == 0 {
-                s = try db.statement("SELECT leaf_hash FROM entries WHERE idx = ?")
-                s.bind(1, id.index)
-            } else {
-                s = try db.statement("SELECT hash FROM nodes WHERE id = ?")
-                s.bind(1, Schema.nodeKey(level: id.level, index: id.index))
-            }
-            guard try s.step(), let h = s.hash(0) else { throw StoreError.corrupt("missing node \(id)") }
-            out[id] = h
+    /// Reads one stored perfect-subtree hash: level 0 from the entries, higher levels from `nodes`.
+    static func nodeHash(_ db: SQLiteConnection, _ id: NodeID) throws -> Hash {
+        let s: SQLiteConnection.Statement
+        if id.level == 0 {
+            s = try db.statement("SELECT leaf_hash FROM entries WHERE idx = ?")
+            s.bind(1, id.index)
+        } else {
+            s = try db.statement("SELECT hash FROM nodes WHERE id = ?")
+            s.bind(1, Schema.nodeKey(level: id.level, index: id.index))
         }
-        return out
+        guard try s.step(), let h = s.hash(0) else { throw StoreError.corrupt("missing node \(id)") }
+        return h
     }
 
-    /// Reads the nodes a plan needs (and `extra` ones) in one trip to a reader, then folds them.
-    func assemble(_ plan: [ProofPlan.Element], extra: [NodeID] = []) async throws -> (proof: [Hash], hashes: [NodeID: Hash]) {
-        let ids = ProofPlan.nodes(of: plan) + extra
-        let hashes = try await read { db in try Self.nodeHashes(db, ids) }
-        let proof = try ProofPlan.assemble(plan) { id in
-            guard let h = hashes[id] else { throw StoreError.corrupt("missing node \(id)") }
-            return h
+    static func nodeHashes(_ db: SQLiteConnection, _ ids: [NodeID]) throws -> [Hash] {
+        try ids.map { try nodeHash(db, $0) }
+    }
+
+    /// The hashes of `ids`, in order: the upper levels from memory, the rest in one trip to a reader.
+    func hashes(of ids: [NodeID]) async throws -> [Hash] {
+        var found = [Hash](repeating: .zero, count: ids.count)
+        var missing: [Int] = []
+        for (i, id) in ids.enumerated() {
+            if let h = upperTree.hash(id) { found[i] = h } else { missing.append(i) }
         }
-        return (proof, hashes)
+        if !missing.isEmpty {
+            let read = try await read { db in try missing.map { try Self.nodeHash(db, ids[$0]) } }
+            for (k, i) in missing.enumerated() { found[i] = read[k] }
+        }
+        return found
+    }
+
+    /// Reads the nodes a plan needs (and `extra` ones), then folds them. Returns the proof and the
+    /// hashes of `extra`.
+    func assemble(_ plan: [ProofPlan.Element], extra: [NodeID] = []) async throws -> (proof: [Hash], extra: [Hash]) {
+        let planNodes = ProofPlan.nodes(of: plan)
+        let ids = planNodes + extra
+        let hashes = try await hashes(of: ids)
+        let proof = try ProofPlan.assemble(plan) { id in
+            // A plan has at most ~2·64 nodes: a linear search beats building a dictionary.
+            guard let i = planNodes.firstIndex(of: id) else { throw StoreError.corrupt("missing node \(id)") }
+            return hashes[i]
+        }
+        return (proof, Array(hashes[planNodes.count...]))
     }
 
     /// Inclusion proof of `index` in the tree of `size` (size must not exceed the stored tree).
@@ -149,9 +170,8 @@ public final class LogStore: Sendable {
 
     /// The leaf hash of `index` and its inclusion proof, read in one trip to a reader connection.
     public func inclusionProofWithLeaf(index: UInt64, size: UInt64) async throws -> (Hash, [Hash]) {
-        let leafID = NodeID(level: 0, index: index)
-        let (proof, hashes) = try await assemble(ProofPlan.inclusion(index: index, size: size), extra: [leafID])
-        return (hashes[leafID]!, proof)
+        let (proof, extra) = try await assemble(ProofPlan.inclusion(index: index, size: size), extra: [NodeID(level: 0, index: index)])
+        return (extra[0], proof)
     }
 
     public func consistencyProof(from: UInt64, to: UInt64) async throws -> [Hash] {
@@ -161,11 +181,33 @@ public final class LogStore: Sendable {
     /// The stored compact range for `size`: what the sequencer resumes from after a restart.
     static func compactRange(_ db: SQLiteConnection, size: UInt64) throws -> CompactRange {
         let ids = CompactRange.subtrees(forSize: size)
-        let hashes = try nodeHashes(db, ids)
-        guard let range = CompactRange(size: size, hashes: ids.map { hashes[$0]! }) else {
+        guard let range = CompactRange(size: size, hashes: try nodeHashes(db, ids)) else {
             throw StoreError.corrupt("cannot rebuild the tree edge at size \(size)")
         }
         return range
+    }
+
+    /// Loads the upper tree levels of the tree of `size` into `upperTree` (when the log opens).
+    func loadUpperTree(_ db: SQLiteConnection, size: UInt64) throws {
+        let lowest = UpperTreeCache.lowestLevel(forSize: size, budget: upperTree.budget)
+        var levels: [[Hash]] = []
+        var level = lowest
+        while level < 64 && size >> level > 0 {
+            let count = size >> level
+            let s = try db.statement("SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id")
+            s.bind(1, Schema.nodeKey(level: level, index: 0))
+            s.bind(2, Schema.nodeKey(level: level, index: count))
+            var hashes: [Hash] = []
+            hashes.reserveCapacity(Int(count))
+            while try s.step() {
+                guard let h = s.hash(0) else { throw StoreError.corrupt("node hash at level \(level) is not 32 bytes") }
+                hashes.append(h)
+            }
+            guard UInt64(hashes.count) == count else { throw StoreError.corrupt("level \(level) has \(hashes.count) of \(count) nodes") }
+            levels.append(hashes)
+            level += 1
+        }
+        upperTree.reset(lowestLevel: lowest, levels: levels)
     }
 
     /// `count` consecutive hashes of one tree level, starting at `start`, concatenated: a tile body.

@@ -56,6 +56,7 @@ public actor Sequencer: Service {
             }
             let range = try LogStore.compactRange(db, size: cp.size)
             guard range.root == cp.root else { throw StoreError.corrupt("stored tree root differs from the newest checkpoint's root") }
+            try store.loadUpperTree(db, size: cp.size)
             var last: UInt64 = 0
             if cp.size > 0 {
                 let s = try db.statement("SELECT data FROM entries WHERE idx = ?")
@@ -157,6 +158,8 @@ public actor Sequencer: Service {
         var range: CompactRange
         var lastTimestamp: UInt64
         var checkpoint: StoredCheckpoint?
+        /// Nodes the batch completed at the levels the upper-tree cache keeps.
+        var upperNodes: [(NodeID, Hash)] = []
     }
 
     private func integrate(_ batch: [Waiter]) async {
@@ -164,11 +167,16 @@ public actor Sequencer: Service {
         let startRange = range
         let startTimestamp = lastTimestamp
         let signer = self.signer
+        let cachedFrom = store.upperTree.lowestLevel
         do {
             let outcome = try await store.writer.run { db in
-                try db.transaction { try Self.write(requests, db: db, range: startRange, lastTimestamp: startTimestamp, signer: signer) }
+                try db.transaction {
+                    try Self.write(requests, db: db, range: startRange, lastTimestamp: startTimestamp, signer: signer, cachedFrom: cachedFrom)
+                }
             }
             // Only now, after the commit, does the in-memory state move and do callers hear back.
+            // The cache first: a reader that sees the new checkpoint finds its nodes there.
+            store.upperTree.append(outcome.upperNodes)
             range = outcome.range
             lastTimestamp = outcome.lastTimestamp
             if let cp = outcome.checkpoint { published.withLock { $0 = cp } }
@@ -187,7 +195,7 @@ public actor Sequencer: Service {
 
     /// The body of one batch's transaction. Runs on the writer's queue.
     private static func write(_ requests: [PublishRequest], db: SQLiteConnection, range start: CompactRange,
-                              lastTimestamp: UInt64, signer: NoteSigner) throws -> BatchOutcome {
+                              lastTimestamp: UInt64, signer: NoteSigner, cachedFrom: UInt8) throws -> BatchOutcome {
         var range = start
         var latestForIdentity: [String: UInt64?] = [:]
         var results: [Result<PublishReceipt, PublishError>] = []
@@ -195,6 +203,7 @@ public actor Sequencer: Service {
         let insertEntry = "INSERT INTO entries(idx, identity, identity_key, leaf_hash, leaf_key, data) VALUES(?, ?, ?, ?, ?, ?)"
         let insertNode = "INSERT INTO nodes(id, hash) VALUES(?, ?)"
         var appended: [(UInt64, [UInt8], Hash, Int)] = []  // index, entry, leaf hash, result slot
+        var upperNodes: [(NodeID, Hash)] = []
 
         for request in requests {
             let identityKey = Schema.identityKey(request.identity)
@@ -237,6 +246,7 @@ public actor Sequencer: Service {
             var nodeError: Error?
             range.append(leaf) { id, hash in
                 guard id.level > 0, nodeError == nil else { return }
+                if id.level >= cachedFrom { upperNodes.append((id, hash)) }
                 do {
                     let n = try db.statement(insertNode)
                     n.bind(1, Schema.nodeKey(level: id.level, index: id.index))
@@ -265,7 +275,7 @@ public actor Sequencer: Service {
         for (index, bytes, leaf, slot) in appended {
             results[slot] = .success(PublishReceipt(index: index, entry: bytes, leafHash: leaf, checkpoint: checkpoint))
         }
-        return BatchOutcome(results: results, range: range, lastTimestamp: timestamp, checkpoint: checkpoint)
+        return BatchOutcome(results: results, range: range, lastTimestamp: timestamp, checkpoint: checkpoint, upperNodes: upperNodes)
     }
 
     static func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import KeyglassCore
 
 /// Writes the flat JSON objects of the hot paths (publish, inclusion proofs) straight into bytes,
 /// without Codable's per-field machinery, which cost more than the SQLite work behind them.
@@ -17,6 +18,12 @@ struct JSONObjectWriter {
 
     private mutating func appendString(_ s: String) {
         out.append(UInt8(ascii: "\""))
+        // Most strings (base64, decimal, identities) need no escaping: copy them whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "\""): out += [0x5c, 0x22]
@@ -51,6 +58,28 @@ struct JSONObjectWriter {
             appendString(s)
         }
         out.append(UInt8(ascii: "]"))
+    }
+
+    /// A hash as base64: its alphabet never needs escaping, so it is encoded straight into the output.
+    mutating func field(_ k: String, base64 hash: Hash) {
+        key(k)
+        appendBase64(hash)
+    }
+
+    mutating func field(_ k: String, base64 hashes: [Hash]) {
+        key(k)
+        out.append(UInt8(ascii: "["))
+        for (i, h) in hashes.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            appendBase64(h)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
+    private mutating func appendBase64(_ hash: Hash) {
+        out.append(UInt8(ascii: "\""))
+        hash.appendBase64(to: &out)
+        out.append(UInt8(ascii: "\""))
     }
 
     func response(cache: String = "no-cache") -> Response {

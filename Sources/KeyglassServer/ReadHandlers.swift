@@ -5,9 +5,10 @@ import KeyglassLog
 
 extension KeyglassAPI {
     func inclusionProof(_ request: Request) async throws -> Response {
-        let size = try request.requiredUInt64Query("tree_size")
-        let indexParam = try request.uint64Query("index")
-        let leafParam = request.uri.queryParameters.get("leaf_hash")
+        let query = Query(request)
+        let size = try query.requiredUInt64("tree_size")
+        let indexParam = try query.uint64("index")
+        let leafParam = query.string("leaf_hash")
         guard (indexParam == nil) != (leafParam == nil) else { throw APIError.badRequest("give exactly one of index and leaf_hash") }
         try await requireCheckpointSize(size, name: "tree_size")
         let index: UInt64
@@ -22,15 +23,16 @@ extension KeyglassAPI {
         let (leaf, proof) = try await store.inclusionProofWithLeaf(index: index, size: size)
         var json = JSONObjectWriter()
         json.field("index", number: index)
-        json.field("leaf_hash", string: leaf.base64)
-        json.field("proof", strings: proof.map(\.base64))
+        json.field("leaf_hash", base64: leaf)
+        json.field("proof", base64: proof)
         json.field("tree_size", number: size)
         return json.response()
     }
 
     func consistencyProof(_ request: Request) async throws -> Response {
-        let from = try request.requiredUInt64Query("from")
-        let to = try request.requiredUInt64Query("to")
+        let query = Query(request)
+        let from = try query.requiredUInt64("from")
+        let to = try query.requiredUInt64("to")
         guard from <= to else { throw APIError.badRequest("from (\(from)) must not be greater than to (\(to))") }
         try await requireCheckpointSize(to, name: "to")
         try await requireCheckpointSize(from, name: "from")
@@ -39,9 +41,10 @@ extension KeyglassAPI {
     }
 
     func entries(_ request: Request) async throws -> Response {
-        let start = try request.requiredUInt64Query("start")
+        let query = Query(request)
+        let start = try query.requiredUInt64("start")
         let size = sequencer.latestCheckpoint.size
-        let end = try request.uint64Query("end") ?? min(size, start &+ options.maxPageSize)
+        let end = try query.uint64("end") ?? min(size, start &+ options.maxPageSize)
         guard start < end else { throw APIError.badRequest("start (\(start)) must be below end (\(end))") }
         guard end <= size else { throw APIError.badRequest("end \(end) is beyond the log's size \(size)") }
         let pageEnd = min(end, start + options.maxPageSize)

@@ -1,0 +1,80 @@
+import KeyglassCore
+import Synchronization
+
+/// The upper levels of the tree, in memory.
+///
+/// An inclusion proof at size n reads one node per level, ~log2(n) of them. Read from SQLite, each is
+/// a B-tree descent that often misses the page cache (a pread and a 4 KiB copy); profiles of the proof
+/// endpoint showed those reads as its largest cost. Perfect subtree hashes never change once written,
+/// and a level holds half as many nodes as the level below it, so keeping every level from
+/// `lowestLevel` up costs about 2·n/2^lowestLevel hashes: the lowest level is chosen so that stays
+/// under `budget` hashes (16 MiB by default), whatever the log's size. Proofs then read only the few
+/// levels below from SQLite.
+///
+/// Filled from the database when the log opens and appended by the sequencer after each commit. A
+/// node that is not (yet) here is simply read from SQLite, so the cache can never make a proof wrong,
+/// only faster.
+public final class UpperTreeCache: Sendable {
+    private struct State {
+        var lowestLevel: UInt8
+        /// levels[l - lowestLevel][i] is the hash of node (l, i); each level is complete from index 0.
+        var levels: [[Hash]]
+        var count: Int
+    }
+
+    public let budget: Int
+    private let state: Mutex<State>
+
+    /// `budget`: most hashes kept (32 bytes each).
+    public init(budget: Int = 1 << 19) {
+        self.budget = max(64, budget)
+        state = Mutex(State(lowestLevel: 1, levels: [], count: 0))
+    }
+
+    /// The lowest level whose nodes, with all levels above, fit the budget at tree size `size`.
+    static func lowestLevel(forSize size: UInt64, budget: Int) -> UInt8 {
+        var level: UInt8 = 1
+        // Nodes at levels ≥ l number fewer than 2·size/2^l.
+        while level < 63 && (size >> level) * 2 > UInt64(budget) { level += 1 }
+        return level
+    }
+
+    public var lowestLevel: UInt8 { state.withLock { $0.lowestLevel } }
+    public var count: Int { state.withLock { $0.count } }
+
+    public func hash(_ id: NodeID) -> Hash? {
+        state.withLock { s in
+            guard id.level >= s.lowestLevel else { return nil }
+            let l = Int(id.level - s.lowestLevel)
+            guard l < s.levels.count, id.index < UInt64(s.levels[l].count) else { return nil }
+            return s.levels[l][Int(id.index)]
+        }
+    }
+
+    /// Replaces the contents with the given levels (used when the log opens).
+    func reset(lowestLevel: UInt8, levels: [[Hash]]) {
+        state.withLock { s in
+            s.lowestLevel = lowestLevel
+            s.levels = levels
+            s.count = levels.reduce(0) { $0 + $1.count }
+        }
+    }
+
+    /// Adds nodes completed by a committed batch, in the order they were completed. A node is kept
+    /// only if it extends its level contiguously; the cache then sheds its lowest level while over budget.
+    func append(_ nodes: [(NodeID, Hash)]) {
+        state.withLock { s in
+            for (id, hash) in nodes where id.level >= s.lowestLevel {
+                let l = Int(id.level - s.lowestLevel)
+                while s.levels.count <= l { s.levels.append([]) }
+                guard UInt64(s.levels[l].count) == id.index else { continue }
+                s.levels[l].append(hash)
+                s.count += 1
+            }
+            while s.count > budget, !s.levels.isEmpty {
+                s.count -= s.levels.removeFirst().count
+                s.lowestLevel += 1
+            }
+        }
+    }
+}
