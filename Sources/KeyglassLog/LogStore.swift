@@ -64,8 +64,10 @@ public final class LogStore: Sendable {
         readers = try ReaderPool(path: path, warm: readerCount)
     }
 
-    /// Runs a read on a reader connection, on the calling thread (see `ReaderPool`).
-    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) async throws -> T {
+    /// Runs a read on a reader connection, on the calling thread (see `ReaderPool`). Reads are
+    /// synchronous: a few cached B-tree lookups, cheaper than any thread hop, so the HTTP layer may
+    /// run them right on its event loop (see `FastReadHandler`).
+    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         try readers.read(body)
     }
 
@@ -86,8 +88,8 @@ public final class LogStore: Sendable {
 
     // MARK: Checkpoints
 
-    public func latestCheckpoint() async throws -> StoredCheckpoint? {
-        try await read { db in try Self.latestCheckpoint(db) }
+    public func latestCheckpoint() throws -> StoredCheckpoint? {
+        try read { db in try Self.latestCheckpoint(db) }
     }
 
     static func latestCheckpoint(_ db: SQLiteConnection) throws -> StoredCheckpoint? {
@@ -97,8 +99,8 @@ public final class LogStore: Sendable {
         return StoredCheckpoint(size: s.uint64(0), root: root, note: s.text(2))
     }
 
-    public func checkpoint(size: UInt64) async throws -> StoredCheckpoint? {
-        try await read { db in
+    public func checkpoint(size: UInt64) throws -> StoredCheckpoint? {
+        try read { db in
             let s = try db.statement("SELECT size, root, note FROM checkpoints WHERE size = ?")
             s.bind(1, size)
             guard try s.step() else { return nil }
@@ -107,8 +109,8 @@ public final class LogStore: Sendable {
         }
     }
 
-    public func checkpointCount() async throws -> UInt64 {
-        try await read { db in
+    public func checkpointCount() throws -> UInt64 {
+        try read { db in
             let s = try db.statement("SELECT count(*) FROM checkpoints")
             try s.step()
             return s.uint64(0)
@@ -136,14 +138,14 @@ public final class LogStore: Sendable {
     }
 
     /// The hashes of `ids`, in order: the upper levels from memory, the rest in one trip to a reader.
-    func hashes(of ids: [NodeID]) async throws -> [Hash] {
+    func hashes(of ids: [NodeID]) throws -> [Hash] {
         var found = [Hash](repeating: .zero, count: ids.count)
         var missing: [Int] = []
         for (i, id) in ids.enumerated() {
             if let h = upperTree.hash(id) { found[i] = h } else { missing.append(i) }
         }
         if !missing.isEmpty {
-            let read = try await read { db in try missing.map { try Self.nodeHash(db, ids[$0]) } }
+            let read = try read { db in try missing.map { try Self.nodeHash(db, ids[$0]) } }
             for (k, i) in missing.enumerated() { found[i] = read[k] }
         }
         return found
@@ -151,10 +153,10 @@ public final class LogStore: Sendable {
 
     /// Reads the nodes a plan needs (and `extra` ones), then folds them. Returns the proof and the
     /// hashes of `extra`.
-    func assemble(_ plan: [ProofPlan.Element], extra: [NodeID] = []) async throws -> (proof: [Hash], extra: [Hash]) {
+    func assemble(_ plan: [ProofPlan.Element], extra: [NodeID] = []) throws -> (proof: [Hash], extra: [Hash]) {
         let planNodes = ProofPlan.nodes(of: plan)
         let ids = planNodes + extra
-        let hashes = try await hashes(of: ids)
+        let hashes = try hashes(of: ids)
         let proof = try ProofPlan.assemble(plan) { id in
             // A plan has at most ~2·64 nodes: a linear search beats building a dictionary.
             guard let i = planNodes.firstIndex(of: id) else { throw StoreError.corrupt("missing node \(id)") }
@@ -164,18 +166,18 @@ public final class LogStore: Sendable {
     }
 
     /// Inclusion proof of `index` in the tree of `size` (size must not exceed the stored tree).
-    public func inclusionProof(index: UInt64, size: UInt64) async throws -> [Hash] {
-        try await assemble(ProofPlan.inclusion(index: index, size: size)).proof
+    public func inclusionProof(index: UInt64, size: UInt64) throws -> [Hash] {
+        try assemble(ProofPlan.inclusion(index: index, size: size)).proof
     }
 
     /// The leaf hash of `index` and its inclusion proof, read in one trip to a reader connection.
-    public func inclusionProofWithLeaf(index: UInt64, size: UInt64) async throws -> (Hash, [Hash]) {
-        let (proof, extra) = try await assemble(ProofPlan.inclusion(index: index, size: size), extra: [NodeID(level: 0, index: index)])
+    public func inclusionProofWithLeaf(index: UInt64, size: UInt64) throws -> (Hash, [Hash]) {
+        let (proof, extra) = try assemble(ProofPlan.inclusion(index: index, size: size), extra: [NodeID(level: 0, index: index)])
         return (extra[0], proof)
     }
 
-    public func consistencyProof(from: UInt64, to: UInt64) async throws -> [Hash] {
-        try await assemble(ProofPlan.consistency(from: from, to: to)).proof
+    public func consistencyProof(from: UInt64, to: UInt64) throws -> [Hash] {
+        try assemble(ProofPlan.consistency(from: from, to: to)).proof
     }
 
     /// The stored compact range for `size`: what the sequencer resumes from after a restart.
@@ -211,8 +213,8 @@ public final class LogStore: Sendable {
     }
 
     /// `count` consecutive hashes of one tree level, starting at `start`, concatenated: a tile body.
-    public func levelHashes(level: UInt8, start: UInt64, count: UInt64) async throws -> [UInt8] {
-        try await read { db in
+    public func levelHashes(level: UInt8, start: UInt64, count: UInt64) throws -> [UInt8] {
+        try read { db in
             var out: [UInt8] = []
             out.reserveCapacity(Int(count) * 32)
             let s: SQLiteConnection.Statement
@@ -237,8 +239,8 @@ public final class LogStore: Sendable {
 
     // MARK: Entries
 
-    public func entries(start: UInt64, end: UInt64) async throws -> [StoredEntry] {
-        try await read { db in
+    public func entries(start: UInt64, end: UInt64) throws -> [StoredEntry] {
+        try read { db in
             let s = try db.statement("SELECT idx, data, leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
             s.bind(1, start)
             s.bind(2, end)
@@ -251,13 +253,13 @@ public final class LogStore: Sendable {
         }
     }
 
-    public func entry(at index: UInt64) async throws -> StoredEntry? {
-        try await entries(start: index, end: index + 1).first
+    public func entry(at index: UInt64) throws -> StoredEntry? {
+        try entries(start: index, end: index + 1).first
     }
 
     /// The identity's entries below `size`, oldest first, at most `limit` (the newest ones).
-    public func entries(identity: String, below size: UInt64, limit: Int) async throws -> [StoredEntry] {
-        try await read { db in
+    public func entries(identity: String, below size: UInt64, limit: Int) throws -> [StoredEntry] {
+        try read { db in
             let s = try db.statement("SELECT idx, data, leaf_hash FROM entries WHERE identity_key = ? AND identity = ? AND idx < ? ORDER BY idx DESC LIMIT ?")
             s.bind(1, Schema.identityKey(identity))
             s.bind(2, identity)
@@ -272,8 +274,8 @@ public final class LogStore: Sendable {
         }
     }
 
-    public func index(ofLeafHash hash: Hash, below size: UInt64) async throws -> UInt64? {
-        try await read { db in
+    public func index(ofLeafHash hash: Hash, below size: UInt64) throws -> UInt64? {
+        try read { db in
             let s = try db.statement("SELECT idx FROM entries WHERE leaf_key = ? AND leaf_hash = ? AND idx < ? ORDER BY idx LIMIT 1")
             s.bind(1, Schema.lookupKey(hash))
             s.bind(2, hash)
@@ -283,8 +285,8 @@ public final class LogStore: Sendable {
     }
 
     /// Runs SQLite's own consistency check (used by tests and `keyglass-server check`).
-    public func integrityCheck() async throws -> String {
-        try await read { db in
+    public func integrityCheck() throws -> String {
+        try read { db in
             let s = try db.statement("PRAGMA integrity_check")
             var lines: [String] = []
             while try s.step() { lines.append(s.text(0)) }

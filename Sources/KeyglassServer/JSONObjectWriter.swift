@@ -82,10 +82,16 @@ struct JSONObjectWriter {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// The finished object.
+    func finish() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(out.count + 1)
+        buffer.writeBytes(out)
+        buffer.writeInteger(UInt8(ascii: "}"))
+        return buffer
+    }
+
     func response(cache: String = "no-cache") -> Response {
-        var bytes = out
-        bytes.append(UInt8(ascii: "}"))
-        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: cache],
-                        body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: cache], body: .init(byteBuffer: finish()))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import KeyglassCore
 import KeyglassLog
 import Logging
@@ -32,6 +33,9 @@ public struct KeyglassAPI: Sendable {
     let authorizer: PublishAuthorizer
     let logger: Logger
     let witnesses: WitnessCollector?
+    /// Per-client limits, shared by the router and the event-loop fast path.
+    let readLimiter: RateLimiter?
+    let signedPublishLimiter: RateLimiter?
 
     public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger, witnesses: WitnessCollector? = nil) {
         self.store = store
@@ -40,24 +44,26 @@ public struct KeyglassAPI: Sendable {
         self.witnesses = witnesses
         self.authorizer = PublishAuthorizer(tokens: options.publishTokens, tokenHashes: options.publishTokenHashes)
         self.logger = logger
+        readLimiter = options.readsPerSecond > 0 ? RateLimiter(rate: options.readsPerSecond, burst: options.readsPerSecond * options.burst) : nil
+        signedPublishLimiter = options.signedPublishesPerSecond > 0
+            ? RateLimiter(rate: options.signedPublishesPerSecond, burst: max(1, options.signedPublishesPerSecond * options.burst)) : nil
     }
 
     public func router() -> Router<KeyglassRequestContext> {
         let router = Router(context: KeyglassRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(logger: logger))
-        let reads = options.readsPerSecond > 0 ? RateLimiter(rate: options.readsPerSecond, burst: options.readsPerSecond * options.burst) : nil
-        let signed = options.signedPublishesPerSecond > 0
-            ? RateLimiter(rate: options.signedPublishesPerSecond, burst: max(1, options.signedPublishesPerSecond * options.burst)) : nil
-        if reads != nil || signed != nil { router.add(middleware: RateLimitMiddleware(reads: reads, signedPublishes: signed)) }
-        router.get("/checkpoint") { _, _ in checkpoint() }
-        router.get("/tile/**") { request, _ in try await tile(request) }
+        if readLimiter != nil || signedPublishLimiter != nil {
+            router.add(middleware: RateLimitMiddleware(reads: readLimiter, signedPublishes: signedPublishLimiter))
+        }
+        router.get("/checkpoint") { _, _ in checkpoint().response }
+        router.get("/tile/**") { request, _ in try tile(path: request.uri.path[...]).response }
         router.post("/v1/keys") { request, _ in try await publish(request) }
         router.get("/v1/keys/**") { request, _ in try await keys(request) }
-        router.get("/v1/proof/inclusion") { request, _ in try await inclusionProof(request) }
-        router.get("/v1/proof/consistency") { request, _ in try await consistencyProof(request) }
+        router.get("/v1/proof/inclusion") { request, _ in try inclusionProof(Query(request)).response }
+        router.get("/v1/proof/consistency") { request, _ in try consistencyProof(Query(request)).response }
         router.get("/v1/entries") { request, _ in try await entries(request) }
-        router.get("/v1/log") { _, _ in try logInfo() }
-        router.get("/healthz") { _, _ in try Response.json(HealthResponse(status: "ok", tree_size: sequencer.latestCheckpoint.size)) }
+        router.get("/v1/log") { _, _ in try logInfo().response }
+        router.get("/healthz") { _, _ in try health().response }
         return router
     }
 
@@ -66,8 +72,10 @@ public struct KeyglassAPI: Sendable {
         -> some ApplicationProtocol {
         Application(
             router: router(),
-            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000))),
-            configuration: .init(address: .hostname(host, port: port), serverName: "keyglass"),
+            server: HTTPServerBuilder { responder in
+                KeyglassHTTP1Channel(responder: responder, idleTimeout: .seconds(options.idleTimeout.components.seconds), api: self)
+            },
+            configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
             services: witnesses.map { [sequencer, $0] } ?? [sequencer],
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
@@ -75,23 +83,27 @@ public struct KeyglassAPI: Sendable {
 
     // MARK: Static reads
 
-    func checkpoint() -> Response {
-        Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache"],
-                 body: .init(byteBuffer: ByteBuffer(string: witnesses?.servedCheckpoint() ?? sequencer.latestCheckpoint.note)))
+    func checkpoint() -> ReadAnswer {
+        ReadAnswer(contentType: "text/plain; charset=utf-8", cache: "no-cache",
+                   body: ByteBuffer(string: witnesses?.servedCheckpoint() ?? sequencer.latestCheckpoint.note))
     }
 
-    func logInfo() throws -> Response {
+    func health() throws -> ReadAnswer {
+        try .json(HealthResponse(status: "ok", tree_size: sequencer.latestCheckpoint.size))
+    }
+
+    func logInfo() throws -> ReadAnswer {
         let cp = sequencer.latestCheckpoint
         return try .json(LogInfoResponse(origin: sequencer.origin, verifier_key: sequencer.verifierKey.description,
                                          tree_size: cp.size, root_hash: cp.root.base64, checkpoint: cp.note))
     }
 
     /// A tree size some signed checkpoint committed to: proofs are only served for those.
-    func requireCheckpointSize(_ size: UInt64, name: String) async throws {
+    func requireCheckpointSize(_ size: UInt64, name: String) throws {
         let latest = sequencer.latestCheckpoint.size
         guard size <= latest else { throw APIError.badRequest("\(name) \(size) is beyond the log's size \(latest)") }
         if size == latest { return }
-        guard try await store.checkpoint(size: size) != nil else {
+        guard try store.checkpoint(size: size) != nil else {
             throw APIError.badRequest("no signed checkpoint has tree size \(size); use the size of a checkpoint you hold")
         }
     }

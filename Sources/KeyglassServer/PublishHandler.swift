@@ -71,7 +71,7 @@ extension KeyglassAPI {
             case .logFull: throw APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", e.description)
             }
         }
-        let proof = try await store.inclusionProof(index: receipt.index, size: receipt.checkpoint.size)
+        let proof = try store.inclusionProof(index: receipt.index, size: receipt.checkpoint.size)
         var json = JSONObjectWriter()
         json.field("checkpoint", string: receipt.checkpoint.note)
         json.field("entry", string: Base64.encode(receipt.entry))
@@ -123,7 +123,7 @@ extension KeyglassAPI {
         }
         guard let previous = body.previous_index else { throw APIError.badRequest("a signed publish must give previous_index, the index of the identity's current entry") }
         let size = sequencer.latestCheckpoint.size
-        guard previous < size, let stored = try await store.entry(at: previous) else {
+        guard previous < size, let stored = try store.entry(at: previous) else {
             throw APIError(.conflict, "conflict", "previous_index \(previous) is not in the log")
         }
         let prior = try KeyEntry.parse(stored.data)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import KeyglassCore
 
 /// A request's query parameters, parsed once (Hummingbird parses `uri.queryParameters` anew on
@@ -8,6 +9,7 @@ struct Query {
     let parameters: Parameters
 
     init(_ request: Request) { parameters = request.uri.queryParameters }
+    init(_ uri: URI) { parameters = uri.queryParameters }
 
     func string(_ name: String) -> String? { parameters.get(name) }
 

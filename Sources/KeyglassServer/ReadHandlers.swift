@@ -3,40 +3,58 @@ import Hummingbird
 import KeyglassCore
 import KeyglassLog
 
+/// The body of a successful read answer. Read answers are computed synchronously, so the same code
+/// serves both the router and the event-loop fast path (`FastReadHandler`).
+struct ReadAnswer {
+    var contentType: String
+    var cache: String
+    var body: ByteBuffer
+
+    static func json(_ writer: JSONObjectWriter) -> ReadAnswer {
+        ReadAnswer(contentType: "application/json", cache: "no-cache", body: writer.finish())
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> ReadAnswer {
+        ReadAnswer(contentType: "application/json", cache: "no-cache", body: ByteBuffer(bytes: try JSONEncoder.api.encode(value)))
+    }
+
+    var response: Response {
+        Response(status: .ok, headers: [.contentType: contentType, .cacheControl: cache], body: .init(byteBuffer: body))
+    }
+}
+
 extension KeyglassAPI {
-    func inclusionProof(_ request: Request) async throws -> Response {
-        let query = Query(request)
+    func inclusionProof(_ query: Query) throws -> ReadAnswer {
         let size = try query.requiredUInt64("tree_size")
         let indexParam = try query.uint64("index")
         let leafParam = query.string("leaf_hash")
         guard (indexParam == nil) != (leafParam == nil) else { throw APIError.badRequest("give exactly one of index and leaf_hash") }
-        try await requireCheckpointSize(size, name: "tree_size")
+        try requireCheckpointSize(size, name: "tree_size")
         let index: UInt64
         if let i = indexParam {
             guard i < size else { throw APIError.badRequest("index \(i) is not below tree_size \(size)") }
             index = i
         } else {
             guard let h = Hash(base64: leafParam!) else { throw APIError.badRequest("leaf_hash must be base64 of 32 bytes") }
-            guard let i = try await store.index(ofLeafHash: h, below: size) else { throw APIError.notFound("no entry with that leaf hash in the tree of size \(size)") }
+            guard let i = try store.index(ofLeafHash: h, below: size) else { throw APIError.notFound("no entry with that leaf hash in the tree of size \(size)") }
             index = i
         }
-        let (leaf, proof) = try await store.inclusionProofWithLeaf(index: index, size: size)
+        let (leaf, proof) = try store.inclusionProofWithLeaf(index: index, size: size)
         var json = JSONObjectWriter()
         json.field("index", number: index)
         json.field("leaf_hash", base64: leaf)
         json.field("proof", base64: proof)
         json.field("tree_size", number: size)
-        return json.response()
+        return .json(json)
     }
 
-    func consistencyProof(_ request: Request) async throws -> Response {
-        let query = Query(request)
+    func consistencyProof(_ query: Query) throws -> ReadAnswer {
         let from = try query.requiredUInt64("from")
         let to = try query.requiredUInt64("to")
         guard from <= to else { throw APIError.badRequest("from (\(from)) must not be greater than to (\(to))") }
-        try await requireCheckpointSize(to, name: "to")
-        try await requireCheckpointSize(from, name: "from")
-        let proof = try await store.consistencyProof(from: from, to: to)
+        try requireCheckpointSize(to, name: "to")
+        try requireCheckpointSize(from, name: "from")
+        let proof = try store.consistencyProof(from: from, to: to)
         return try .json(ConsistencyResponse(from: from, to: to, proof: proof.map(\.base64)))
     }
 
@@ -48,7 +66,7 @@ extension KeyglassAPI {
         guard start < end else { throw APIError.badRequest("start (\(start)) must be below end (\(end))") }
         guard end <= size else { throw APIError.badRequest("end \(end) is beyond the log's size \(size)") }
         let pageEnd = min(end, start + options.maxPageSize)
-        let stored = try await store.entries(start: start, end: pageEnd)
+        let stored = try store.entries(start: start, end: pageEnd)
         return try .json(EntriesResponse(start: start, end: pageEnd, entries: try stored.map { try EntryJSON($0) }))
     }
 
@@ -60,18 +78,20 @@ extension KeyglassAPI {
         let identity: String
         do { identity = try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
         let cp = sequencer.latestCheckpoint
-        let stored = try await store.entries(identity: identity, below: cp.size, limit: options.maxKeysPerIdentity)
+        let stored = try store.entries(identity: identity, below: cp.size, limit: options.maxKeysPerIdentity)
         guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)") }
         var out: [EntryJSON] = []
         for s in stored {
-            out.append(try EntryJSON(s, proof: try await store.inclusionProof(index: s.index, size: cp.size)))
+            out.append(try EntryJSON(s, proof: try store.inclusionProof(index: s.index, size: cp.size)))
         }
         return try .json(KeysResponse(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out))
     }
 
     /// c2sp.org/tlog-tiles: hash tiles and entry bundles, immutable once written.
-    func tile(_ request: Request) async throws -> Response {
-        guard let rest = request.pathRemainder(after: "/tile/"), let slash = rest.firstIndex(of: "/") else {
+    func tile(path: Substring) throws -> ReadAnswer {
+        guard path.hasPrefix("/tile/") else { throw APIError.badRequest("malformed tile path") }
+        let rest = path.dropFirst("/tile/".count)
+        guard let slash = rest.firstIndex(of: "/") else {
             throw APIError.badRequest("malformed tile path")
         }
         let coordinate: TileLayout.Coordinate
@@ -87,12 +107,11 @@ extension KeyglassAPI {
         guard !o1, !o2, end <= available else { throw APIError.notFound("tile not available in the tree of size \(size)") }
         let body: [UInt8]
         if coordinate.level == nil {
-            body = EntryBundle.encode(try await store.entries(start: start, end: end).map(\.data))
+            body = EntryBundle.encode(try store.entries(start: start, end: end).map(\.data))
         } else {
-            body = try await store.levelHashes(level: UInt8(levelBits), start: start, count: width)
+            body = try store.levelHashes(level: UInt8(levelBits), start: start, count: width)
         }
         let cache = coordinate.partial == 0 ? "public, max-age=31536000, immutable" : "public, max-age=3600"
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .cacheControl: cache],
-                        body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return ReadAnswer(contentType: "application/octet-stream", cache: cache, body: ByteBuffer(bytes: body))
     }
 }

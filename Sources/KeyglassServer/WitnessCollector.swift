@@ -83,7 +83,7 @@ public actor WitnessCollector: Service {
                 return
             }
             do {
-                let proof = old == 0 || old == cp.size ? [] : try await store.consistencyProof(from: old, to: cp.size)
+                let proof = old == 0 || old == cp.size ? [] : try store.consistencyProof(from: old, to: cp.size)
                 switch try await client.addCheckpoint(AddCheckpointRequest(oldSize: old, proof: proof, note: cp.note)) {
                 case .cosigned(let sigs):
                     guard let sig = sigs.first(where: { $0.name == witness.key.name && $0.keyID == witness.key.keyID }),

@@ -142,7 +142,7 @@ struct Check: AsyncParsableCommand {
         let dir = DataDirectory(path: data)
         do {
             let store = try LogStore(path: dir.database, readers: 1)
-            let integrity = try await store.integrityCheck()
+            let integrity = try store.integrityCheck()
             guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
             let sequencer = try await Sequencer(store: store, signer: try dir.loadSigner())
             print("ok: tree size \(sequencer.latestCheckpoint.size), root \(sequencer.latestCheckpoint.root.base64)")

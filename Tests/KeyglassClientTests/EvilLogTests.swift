@@ -61,7 +61,7 @@ final class EvilLogTests: XCTestCase {
             for i in 0..<40 { try await log.publish(server, identity: "b\(i)") }
             let other = Ed25519.generate().publicKey
             // Swap entry 17's key bytes for another key, keeping the row's leaf hash.
-            let stored = try await server.store.entry(at: 17)!
+            let stored = try server.store.entry(at: 17)!
             var entry = try KeyEntry.parse(stored.data)
             entry.publicKey = other
             try log.tamper("UPDATE entries SET data = x'\(Hex.encode(try entry.encode()))' WHERE idx = 17")

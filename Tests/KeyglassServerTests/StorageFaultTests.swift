@@ -50,7 +50,7 @@ final class StorageFaultTests: XCTestCase {
             let old = try AnswerVerifier.openCheckpoint(before, logKey: log.verifierKey).checkpoint
             let proof = try await server.client.consistencyProof(from: old.size, to: cp.size)
             XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: old.size, size2: cp.size, root1: old.root, root2: cp.root, proof: proof))
-            let integrity = try await server.store.integrityCheck()
+            let integrity = try server.store.integrityCheck()
             XCTAssertEqual(integrity, "ok")
         }
         // Storage back (no quota): the log continues with the next index.
