@@ -52,7 +52,12 @@ let package = Package(
         ]),
 
         // The client side: HTTP client, lookup verification, auditor, witness state.
-        .target(name: "KeyglassClient", dependencies: ["KeyglassCore"]),
+        .target(name: "KeyglassClient", dependencies: [
+            "KeyglassCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
 
         // A c2sp.org/tlog-witness any auditor can run (`keyglass witness serve`).
         .target(name: "KeyglassWitness", dependencies: [

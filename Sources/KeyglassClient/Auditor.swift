@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassCore
+import NIOCore
 
 /// `keyglass audit`: trusts nothing the log says, only signatures and hashes.
 ///
@@ -129,15 +130,17 @@ public struct Auditor: Sendable {
         let start = cursor.size
         let end = target.size
         var lastSaved = start
-        var bundles = BundleFetcher(client: client, start: start, end: end, window: options.prefetch)
-        while let (firstIndex, entries) = try await bundles.next() {
+        let http = PipelinedHTTPClient(base: client.base)
+        defer { if let http { Task { await http.shutdown() } } }
+        var bundles = BundleFetcher(client: client, http: http, start: start, end: end, window: options.prefetch, watch: options.watch)
+        while let bundle = try await bundles.next() {
             // A cancelled run (SIGINT, a test) stops here; the saved position lets the next run resume.
             try Task.checkCancellation()
-            for (offset, bytes) in entries.enumerated() {
-                let index = firstIndex + UInt64(offset)
+            for (offset, inspected) in bundle.entries.enumerated() {
+                let index = bundle.firstIndex + UInt64(offset)
                 if index < range.size { continue }
-                checker.check(bytes, index: index)
-                range.append(Merkle.leafHash(bytes))
+                checker.check(inspected, index: index)
+                range.append(bundle.leafHashes[offset])
             }
             options.progress?(range.size - start, end - start)
             if range.size - lastSaved >= options.saveEvery && range.size < end {
@@ -172,13 +175,14 @@ public struct Auditor: Sendable {
 
     /// After a root mismatch: the first entry whose hash differs from the level-0 tile, if any.
     private func findAlteredEntry(start: UInt64, end: UInt64) async throws -> UInt64? {
-        var fetcher = BundleFetcher(client: client, start: start, end: end, window: 2)
-        while let (first, entries) = try await fetcher.next() {
+        var fetcher = BundleFetcher(client: client, http: nil, start: start, end: end, window: 2, watch: nil)
+        while let bundle = try await fetcher.next() {
+            let first = bundle.firstIndex
             let tile = TileLayout.partialWidth(tileIndex: first / TileLayout.width, count: end)
             let hashes = [UInt8](try await client.get("/" + TileLayout.tilePath(level: 0, index: first / TileLayout.width, partial: tile)))
-            for (i, e) in entries.enumerated() where first + UInt64(i) >= start {
-                let h = Array(hashes[(i * 32)..<(i * 32 + 32)])
-                if Merkle.leafHash(e).bytes != h { return first + UInt64(i) }
+            for (i, leaf) in bundle.leafHashes.enumerated() where first + UInt64(i) >= start {
+                guard hashes.count >= i * 32 + 32 else { return first + UInt64(i) }
+                if leaf.bytes != Array(hashes[(i * 32)..<(i * 32 + 32)]) { return first + UInt64(i) }
             }
         }
         return nil
@@ -260,36 +264,55 @@ public struct Auditor: Sendable {
     }
 }
 
-/// Fetches the entry bundles covering [start, end) in order, a few ahead of the consumer.
+/// Fetches the entry bundles covering [start, end) in order, a few ahead of the consumer, and
+/// splits, hashes and inspects each in its own task, so that work runs beside the sequential checks.
 struct BundleFetcher {
     let client: LogClient
+    /// Pipelined keep-alive connections for plain-HTTP logs; nil: URLSession through `client`.
+    let http: PipelinedHTTPClient?
     let end: UInt64
     let window: Int
+    let watch: WatchList?
     private var nextTile: UInt64
     private let lastTile: UInt64
-    private var inFlight: [(UInt64, Task<[[UInt8]], Error>)] = []
+    private var inFlight: [Task<InspectedBundle, Error>] = []
 
-    init(client: LogClient, start: UInt64, end: UInt64, window: Int) {
+    init(client: LogClient, http: PipelinedHTTPClient?, start: UInt64, end: UInt64, window: Int, watch: WatchList?) {
         self.client = client
+        self.http = http
         self.end = end
         self.window = max(1, window)
+        self.watch = watch
         nextTile = start / TileLayout.width
         lastTile = end == 0 ? 0 : (end - 1) / TileLayout.width
         if start >= end { nextTile = lastTile + 1 }
     }
 
-    /// The next bundle as (index of its first entry, entries), or nil when done.
-    mutating func next() async throws -> (UInt64, [[UInt8]])? {
+    /// The next bundle, or nil when done.
+    mutating func next() async throws -> InspectedBundle? {
         while inFlight.count < window && nextTile <= lastTile {
             let t = nextTile
             let partial = TileLayout.partialWidth(tileIndex: t, count: end)
-            let c = client
-            inFlight.append((t, Task { try await c.entryBundle(index: t, partial: partial) }))
+            let (c, http, watch) = (client, http, watch)
+            let path = "/" + TileLayout.entriesPath(index: t, partial: partial)
+            let count = Int(partial == 0 ? TileLayout.width : partial)
+            inFlight.append(Task {
+                if let http {
+                    let (status, body) = try await http.get(path)
+                    guard status == 200 else { throw ClientError.http(status: status, message: LogClient.message(Data(body.readableBytesView))) }
+                    return try body.withUnsafeReadableBytes { b in
+                        try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
+                    }
+                }
+                let data = try await c.get(path)
+                return try data.withUnsafeBytes { b in
+                    try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
+                }
+            })
             nextTile += 1
         }
         guard !inFlight.isEmpty else { return nil }
-        let (t, task) = inFlight.removeFirst()
-        return (t * TileLayout.width, try await task.value)
+        return try await inFlight.removeFirst().value
     }
 }
 

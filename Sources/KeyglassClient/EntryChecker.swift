@@ -1,6 +1,50 @@
 import Foundation
 import KeyglassCore
 
+/// What can be checked of one entry without the entries before it. Computed for a whole bundle at
+/// a time, in parallel with the sequential checks (`EntryChecker.check`).
+struct InspectedEntry: Sendable {
+    var timestampMillis: UInt64 = 0
+    var previousIndex: UInt64?
+    /// Why the entry is not a canonical key entry, if it is not.
+    var malformed: String?
+    /// The whole entry, only when its identity is on the watch list.
+    var watched: KeyEntry?
+
+    static func inspect(_ bytes: UnsafeRawBufferPointer, watch: WatchList?) -> InspectedEntry {
+        let view: KeyEntry.View
+        do { view = try KeyEntry.View.parse(bytes) } catch { return InspectedEntry(malformed: error.description) }
+        var out = InspectedEntry(timestampMillis: view.timestampMillis, previousIndex: view.previousIndex)
+        if let watch, watch.isWatched(view.identity(in: bytes)) { out.watched = view.entry(in: bytes) }
+        return out
+    }
+}
+
+/// An entry bundle as the auditor consumes it: every entry's leaf hash and inspection.
+struct InspectedBundle: Sendable {
+    let firstIndex: UInt64
+    let leafHashes: [Hash]
+    let entries: [InspectedEntry]
+
+    /// Splits, hashes and inspects a bundle that must hold exactly `count` entries.
+    static func inspect(_ bundle: UnsafeRawBufferPointer, firstIndex: UInt64, count: Int, watch: WatchList?) throws -> InspectedBundle {
+        guard let ranges = EntryBundle.ranges(bundle) else { throw ClientError.malformed("entry bundle at \(firstIndex)") }
+        guard ranges.count == count else {
+            throw ClientError.malformed("entry bundle at \(firstIndex) has \(ranges.count) entries, expected \(count)")
+        }
+        var hashes: [Hash] = []
+        var entries: [InspectedEntry] = []
+        hashes.reserveCapacity(count)
+        entries.reserveCapacity(count)
+        for r in ranges {
+            let bytes = UnsafeRawBufferPointer(rebasing: bundle[r])
+            hashes.append(Merkle.leafHash(bytes))
+            entries.append(InspectedEntry.inspect(bytes, watch: watch))
+        }
+        return InspectedBundle(firstIndex: firstIndex, leafHashes: hashes, entries: entries)
+    }
+}
+
 /// Checks entries one by one, in log order, as the auditor downloads them.
 struct EntryChecker {
     let watch: WatchList?
@@ -27,20 +71,19 @@ struct EntryChecker {
         alerts.append(Alert(kind: kind, message: message, index: index, evidence: [note]))
     }
 
-    mutating func check(_ bytes: [UInt8], index: UInt64) {
-        let entry: KeyEntry
-        do { entry = try KeyEntry.parse(bytes) } catch {
-            alert(.malformedEntry, "entry \(index) is not a canonical key entry: \(error)", index)
+    mutating func check(_ inspected: InspectedEntry, index: UInt64) {
+        if let why = inspected.malformed {
+            alert(.malformedEntry, "entry \(index) is not a canonical key entry: \(why)", index)
             return
         }
-        if entry.timestampMillis < lastTimestamp {
-            alert(.backdated, "entry \(index) is timestamped \(entry.timestampMillis), before the previous entry's \(lastTimestamp)", index)
+        if inspected.timestampMillis < lastTimestamp {
+            alert(.backdated, "entry \(index) is timestamped \(inspected.timestampMillis), before the previous entry's \(lastTimestamp)", index)
         }
-        lastTimestamp = max(lastTimestamp, entry.timestampMillis)
-        if let p = entry.previousIndex, p >= index {
+        lastTimestamp = max(lastTimestamp, inspected.timestampMillis)
+        if let p = inspected.previousIndex, p >= index {
             alert(.brokenChain, "entry \(index) names a previous entry \(p) that is not before it", index)
         }
-        guard let watch, watch.isWatched(entry.identity) else { return }
+        guard let watch, let entry = inspected.watched else { return }
 
         let id = entry.identity
         let key = Base64.encode(entry.publicKey)

@@ -55,9 +55,13 @@ public enum Ed25519 {
 
     /// True for a canonical encoding of a point in the main subgroup that is not of small order.
     public static func isValidPublicKey(_ key: [UInt8]) -> Bool {
+        key.withUnsafeBytes { isValidPublicKey($0) }
+    }
+
+    public static func isValidPublicKey(_ key: UnsafeRawBufferPointer) -> Bool {
         precondition(ready, "libsodium failed to initialise")
         guard key.count == publicKeyLength else { return false }
-        return crypto_core_ed25519_is_valid_point(key) == 1
+        return crypto_core_ed25519_is_valid_point(key.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1
     }
 
     /// Random bytes from libsodium's CSPRNG (tokens, seeds).

@@ -93,37 +93,81 @@ public struct KeyEntry: Sendable, Equatable {
 
     /// Parses canonical bytes only: unknown versions, flags, types, lengths or trailing bytes fail.
     public static func parse<Bytes: Collection>(_ bytes: Bytes) throws(EntryError) -> KeyEntry where Bytes.Element == UInt8 {
-        guard bytes.count <= maxEncodedSize else { throw .malformed("entry longer than 65535 bytes") }
-        var r = ByteReader(Array(bytes))
-        guard let version = r.u8() else { throw .malformed("empty") }
-        guard version == KeyEntry.version else { throw .malformed("unknown version \(version)") }
-        guard let ts = r.u64() else { throw .malformed("truncated timestamp") }
-        guard let idBytes = r.field8(), !idBytes.isEmpty else { throw .malformed("truncated or empty identity") }
-        // Strict UTF-8: String(validating:) refuses invalid sequences instead of repairing them.
-        guard let identity = String(validating: idBytes, as: UTF8.self) else { throw .malformed("identity is not UTF-8") }
-        guard let typeBytes = r.field8(), typeBytes.count <= maxKeyTypeBytes else { throw .malformed("truncated key type") }
-        let keyType: KeyType
-        do { keyType = try KeyType.parse(String(decoding: typeBytes, as: UTF8.self)) } catch { throw .key(error) }
-        guard let key = r.field16(), !key.isEmpty, key.count <= maxKeyBytes else { throw .malformed("truncated, empty or oversized key") }
-        guard let rawFlags = r.u8() else { throw .malformed("truncated flags") }
-        let flags = Flags(rawValue: rawFlags)
-        guard Flags.known.isSuperset(of: flags) else { throw .malformed("unknown flag bits") }
-        var previous: UInt64?
-        if flags.contains(.hasPrevious) {
-            guard let p = r.u64() else { throw .malformed("truncated previous index") }
-            previous = p
+        let result: Result<KeyEntry, EntryError> = Array(bytes).withUnsafeBytes { b in
+            do throws(EntryError) {
+                return .success(try View.parse(b).entry(in: b))
+            } catch {
+                return .failure(error)
+            }
         }
-        var signature: [UInt8]?
-        if flags.contains(.chained) {
-            guard flags.contains(.hasPrevious) else { throw .malformed("chained entry without a previous entry") }
-            guard let s = r.bytes(Ed25519.signatureLength) else { throw .malformed("truncated signature") }
-            signature = s
+        return try result.get()
+    }
+
+    /// Where each field of a canonical entry lies in its bytes. `View.parse` makes every check
+    /// `KeyEntry.parse` makes (it is the one implementation of them) without copying a field, so
+    /// an auditor can check millions of entries without allocating for each.
+    public struct View {
+        public let timestampMillis: UInt64
+        /// Byte ranges of the buffer that was parsed.
+        public let identity: Range<Int>
+        public let keyType: KeyType
+        public let publicKey: Range<Int>
+        public let revocation: Bool
+        public let previousIndex: UInt64?
+        public let signature: Range<Int>?
+
+        public static func parse(_ b: UnsafeRawBufferPointer) throws(EntryError) -> View {
+            guard b.count <= maxEncodedSize else { throw .malformed("entry longer than 65535 bytes") }
+            var r = ByteReader(b)
+            guard let version = r.u8() else { throw .malformed("empty") }
+            guard version == KeyEntry.version else { throw .malformed("unknown version \(version)") }
+            guard let ts = r.u64() else { throw .malformed("truncated timestamp") }
+            guard let identity = r.field8(), !identity.isEmpty else { throw .malformed("truncated or empty identity") }
+            let idBytes = UnsafeRawBufferPointer(rebasing: b[identity])
+            // Printable ASCII without space is valid NFC as it stands; anything else goes through
+            // strict UTF-8 decoding (String(validating:) refuses invalid sequences instead of
+            // repairing them) and the full identity rules.
+            if !idBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) {
+                guard let text = String(validating: idBytes, as: UTF8.self) else { throw .malformed("identity is not UTF-8") }
+                do { try Identity.validate(text) } catch { throw .identity(error) }
+            }
+            guard let typeRange = r.field8(), typeRange.count <= maxKeyTypeBytes else { throw .malformed("truncated key type") }
+            let typeBytes = UnsafeRawBufferPointer(rebasing: b[typeRange])
+            guard let keyType = KeyType.allCases.first(where: { $0.rawValue.utf8.elementsEqual(typeBytes) }) else {
+                throw .key(.unknownType(String(decoding: typeBytes, as: UTF8.self)))
+            }
+            guard let key = r.field16(), !key.isEmpty, key.count <= maxKeyBytes else { throw .malformed("truncated, empty or oversized key") }
+            guard let rawFlags = r.u8() else { throw .malformed("truncated flags") }
+            let flags = Flags(rawValue: rawFlags)
+            guard Flags.known.isSuperset(of: flags) else { throw .malformed("unknown flag bits") }
+            var previous: UInt64?
+            if flags.contains(.hasPrevious) {
+                guard let p = r.u64() else { throw .malformed("truncated previous index") }
+                previous = p
+            }
+            var signature: Range<Int>?
+            if flags.contains(.chained) {
+                guard flags.contains(.hasPrevious) else { throw .malformed("chained entry without a previous entry") }
+                guard let s = r.bytes(Ed25519.signatureLength) else { throw .malformed("truncated signature") }
+                signature = s
+            }
+            guard r.atEnd else { throw .malformed("trailing bytes") }
+            do { try keyType.validate(UnsafeRawBufferPointer(rebasing: b[key])) } catch { throw .key(error) }
+            return View(timestampMillis: ts, identity: identity, keyType: keyType, publicKey: key,
+                        revocation: flags.contains(.revocation), previousIndex: previous, signature: signature)
         }
-        guard r.atEnd else { throw .malformed("trailing bytes") }
-        let entry = KeyEntry(timestampMillis: ts, identity: identity, keyType: keyType, publicKey: key,
-                             revocation: flags.contains(.revocation), previousIndex: previous, signature: signature)
-        try entry.validate()
-        return entry
+
+        /// The identity as text (the bytes are valid UTF-8: `parse` checked them).
+        public func identity(in b: UnsafeRawBufferPointer) -> String {
+            String(decoding: UnsafeRawBufferPointer(rebasing: b[identity]), as: UTF8.self)
+        }
+
+        /// The entry itself, copied out of the buffer `parse` read.
+        public func entry(in b: UnsafeRawBufferPointer) -> KeyEntry {
+            KeyEntry(timestampMillis: timestampMillis, identity: identity(in: b), keyType: keyType,
+                     publicKey: Array(UnsafeRawBufferPointer(rebasing: b[publicKey])), revocation: revocation,
+                     previousIndex: previousIndex, signature: signature.map { Array(UnsafeRawBufferPointer(rebasing: b[$0])) })
+        }
     }
 
     /// What the previous key signs to authorise this entry: everything but the log-assigned
@@ -151,23 +195,24 @@ public struct KeyEntry: Sendable, Equatable {
     }
 }
 
-/// Reads big-endian fields from a byte array, returning nil past the end.
+/// Reads big-endian fields from bytes, returning nil past the end. Fields come back as ranges of
+/// the buffer, not copies.
 struct ByteReader {
-    private let bytes: [UInt8]
+    private let bytes: UnsafeRawBufferPointer
     private var at = 0
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
     var atEnd: Bool { at == bytes.count }
 
-    mutating func bytes(_ n: Int) -> [UInt8]? {
+    mutating func bytes(_ n: Int) -> Range<Int>? {
         guard n >= 0, bytes.count - at >= n else { return nil }
         defer { at += n }
-        return Array(bytes[at..<(at + n)])
+        return at..<(at + n)
     }
-    mutating func u8() -> UInt8? { bytes(1)?[0] }
-    mutating func u16() -> UInt16? { bytes(2).map { UInt16($0[0]) << 8 | UInt16($0[1]) } }
-    mutating func u64() -> UInt64? { bytes(8).map { $0.reduce(0) { $0 << 8 | UInt64($1) } } }
-    mutating func field8() -> [UInt8]? { u8().flatMap { bytes(Int($0)) } }
-    mutating func field16() -> [UInt8]? { u16().flatMap { bytes(Int($0)) } }
+    mutating func u8() -> UInt8? { bytes(1).map { bytes[$0.lowerBound] } }
+    mutating func u16() -> UInt16? { bytes(2).map { UInt16(bytes[$0.lowerBound]) << 8 | UInt16(bytes[$0.lowerBound + 1]) } }
+    mutating func u64() -> UInt64? { bytes(8).map { r in r.reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) } } }
+    mutating func field8() -> Range<Int>? { u8().flatMap { bytes(Int($0)) } }
+    mutating func field16() -> Range<Int>? { u16().flatMap { bytes(Int($0)) } }
 }
 
 extension Array where Element == UInt8 {
@@ -196,8 +241,13 @@ public enum EntryBundle {
     }
 
     public static func decode(_ bundle: [UInt8]) -> [[UInt8]]? {
+        bundle.withUnsafeBytes { b in ranges(b).map { $0.map { Array(b[$0]) } } }
+    }
+
+    /// Where each entry of a bundle lies in it, or nil if the bundle is malformed.
+    public static func ranges(_ bundle: UnsafeRawBufferPointer) -> [Range<Int>]? {
         var r = ByteReader(bundle)
-        var out: [[UInt8]] = []
+        var out: [Range<Int>] = []
         while !r.atEnd {
             guard let e = r.field16() else { return nil }
             out.append(e)

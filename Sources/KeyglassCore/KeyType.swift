@@ -27,6 +27,13 @@ public enum KeyType: String, Sendable, CaseIterable {
     /// Checks length and form: a canonical Ed25519 point not of small order; 32 bytes for X25519 (not
     /// all zero, the one value every implementation refuses); an on-curve SEC1 point for P-256.
     public func validate(_ key: [UInt8]) throws(KeyError) {
+        let result: Result<Void, KeyError> = key.withUnsafeBytes { b in
+            do throws(KeyError) { try validate(b); return .success(()) } catch { return .failure(error) }
+        }
+        try result.get()
+    }
+
+    public func validate(_ key: UnsafeRawBufferPointer) throws(KeyError) {
         switch self {
         case .ed25519:
             guard key.count == 32 else { throw .invalidKey(self, "must be 32 bytes, got \(key.count)") }
@@ -39,7 +46,7 @@ public enum KeyType: String, Sendable, CaseIterable {
             case (33, 0x02), (33, 0x03), (65, 0x04): break
             default: throw .invalidKey(self, "must be a SEC1 point: 33 bytes starting 02/03 or 65 bytes starting 04")
             }
-            guard keyglass_p256_point_is_valid(key, key.count) == 1 else { throw .invalidKey(self, "point is not on the curve") }
+            guard keyglass_p256_point_is_valid(key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count) == 1 else { throw .invalidKey(self, "point is not on the curve") }
         }
     }
 

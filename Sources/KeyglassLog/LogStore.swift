@@ -253,6 +253,30 @@ public final class LogStore: Sendable {
         }
     }
 
+    /// Entries [start, end) as an entry bundle (c2sp.org/tlog-tiles: each entry prefixed by its
+    /// uint16 length), written straight from SQLite's row buffers into the answer.
+    public func entryBundle(start: UInt64, end: UInt64) throws -> [UInt8] {
+        try read { db in
+            let s = try db.statement("SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+            s.bind(1, start)
+            s.bind(2, end)
+            var out: [UInt8] = []
+            out.reserveCapacity(Int(end - start) * 160)
+            var n: UInt64 = 0
+            while try s.step() {
+                try s.withBlob(0) { b in
+                    guard b.count <= Int(UInt16.max) else { throw StoreError.corrupt("entry \(start + n) is longer than 65535 bytes") }
+                    out.append(UInt8(b.count >> 8))
+                    out.append(UInt8(b.count & 0xff))
+                    out.append(contentsOf: b)
+                }
+                n += 1
+            }
+            guard n == end - start else { throw StoreError.corrupt("entries \(start)..<\(end): \(n) stored") }
+            return out
+        }
+    }
+
     public func entry(at index: UInt64) throws -> StoredEntry? {
         try entries(start: index, end: index + 1).first
     }

@@ -134,6 +134,11 @@ final class SQLiteConnection {
             guard n > 0, let p = sqlite3_column_blob(handle, col) else { return [] }
             return Array(UnsafeRawBufferPointer(start: p, count: n))
         }
+        /// The blob's bytes, without a copy of their own: valid only inside `body`.
+        func withBlob<R>(_ col: Int32, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            let n = Int(sqlite3_column_bytes(handle, col))
+            return try body(UnsafeRawBufferPointer(start: n > 0 ? sqlite3_column_blob(handle, col) : nil, count: n))
+        }
         func hash(_ col: Int32) -> Hash? {
             let n = Int(sqlite3_column_bytes(handle, col))
             guard n == 32, let p = sqlite3_column_blob(handle, col) else { return nil }

@@ -107,7 +107,7 @@ extension KeyglassAPI {
         guard !o1, !o2, end <= available else { throw APIError.notFound("tile not available in the tree of size \(size)") }
         let body: [UInt8]
         if coordinate.level == nil {
-            body = EntryBundle.encode(try store.entries(start: start, end: end).map(\.data))
+            body = try store.entryBundle(start: start, end: end)
         } else {
             body = try store.levelHashes(level: UInt8(levelBits), start: start, count: width)
         }
