@@ -16,6 +16,15 @@ final class SQLiteWorker: @unchecked Sendable {
         self.queue = DispatchQueue(label: label)
     }
 
+    /// Runs `body` on the calling thread, serialised with the queue's other work (DispatchQueue.sync
+    /// executes on the caller's thread): for the sequencer's own writer thread.
+    func runHere<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        try queue.sync {
+            defer { connection.releaseStatements() }
+            return try body(connection)
+        }
+    }
+
     func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { cont in
             queue.async {

@@ -154,8 +154,11 @@ final class EvilLogTests: XCTestCase {
             let baseline = await auditor(server, log, state: state).run()
             XCTAssertEqual(baseline.status, .ok, baseline.text)
             for i in 6..<13 { try await log.publish(server, identity: "k\(i)") }
-            // Node (1,3) covers leaves 6–7; the proof from 6 to 13 needs it (level 1, index 3: 1<<48 | 3).
-            try log.tamper("UPDATE nodes SET hash = zeroblob(32) WHERE id = \((1 << 48) | 3)")
+        }
+        // Node (1,3) covers leaves 6–7; the proof from 6 to 13 needs it (level 1, index 3: 1<<48 | 3).
+        // The server is restarted on the altered database: it keeps upper tree levels in memory.
+        try log.tamper("UPDATE nodes SET hash = zeroblob(32) WHERE id = \((1 << 48) | 3)")
+        try await log.withServer { server in
             let report = await auditor(server, log, state: state).run()
             XCTAssertEqual(report.alerts.map(\.kind), [.splitView], report.text)
         }
@@ -165,13 +168,17 @@ final class EvilLogTests: XCTestCase {
     func testLookupRefusesAnswerWhoseProofDoesNotVerify() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        try await log.withServer { server in
+        let good = try await log.withServer { server in
             try await log.publish(server, identity: "erin")
             for i in 0..<7 { try await log.publish(server, identity: "pad\(i)") }
             let good = try await server.client.keys(identity: "erin")
             XCTAssertNoThrow(try AnswerVerifier.verifyLookup(good, logKey: log.verifierKey, identity: "erin"))
-            // The operator serves a key with a made-up proof: alter the level-1 node over leaves 2–3.
-            try log.tamper("UPDATE nodes SET hash = randomblob(32) WHERE id = \((1 << 48) | 1)")
+            return good
+        }
+        // The operator serves a key with a made-up proof: alter the level-1 node over leaves 2–3
+        // (and restart, as the server keeps upper tree levels in memory).
+        try log.tamper("UPDATE nodes SET hash = randomblob(32) WHERE id = \((1 << 48) | 1)")
+        try await log.withServer { server in
             let bad = try await server.client.keys(identity: "erin")
             XCTAssertThrowsError(try AnswerVerifier.verifyLookup(bad, logKey: log.verifierKey, identity: "erin")) { error in
                 guard case .proof = error as? VerificationError else { return XCTFail("\(error)") }
