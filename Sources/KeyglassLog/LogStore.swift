@@ -66,7 +66,7 @@ public final class LogStore: Sendable {
 
     /// Runs a read on a reader connection, on the calling thread (see `ReaderPool`). Reads are
     /// synchronous: a few cached B-tree lookups, cheaper than any thread hop, so the HTTP layer may
-    /// run them right on its event loop (see `FastReadHandler`).
+    /// run them right on its event loop (see `FastPathHandler`).
     private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         try readers.read(body)
     }

@@ -34,7 +34,7 @@ public final class Sequencer: Service, @unchecked Sendable {
 
     private struct Waiter {
         let request: PublishRequest
-        let continuation: CheckedContinuation<PublishReceipt, Error>
+        let done: @Sendable (Result<PublishReceipt, PublishError>) -> Void
     }
 
     private struct Inbox {
@@ -140,14 +140,21 @@ public final class Sequencer: Service, @unchecked Sendable {
     /// Queues a publish and returns once it is durable, integrated and covered by a signed checkpoint.
     public func submit(_ request: PublishRequest) async throws -> PublishReceipt {
         try await withCheckedThrowingContinuation { c in
-            let refused: PublishError? = inbox.withLock { box in
-                guard box.accepting else { return .shuttingDown }
-                guard box.queue.count < options.maxQueue else { return .overloaded }
-                box.queue.append(Waiter(request: request, continuation: c))
-                return nil
-            }
-            if let refused { c.resume(throwing: refused) } else { wake.signal() }
+            submit(request) { c.resume(with: $0) }
         }
+    }
+
+    /// Queues a publish; `done` is called (on the writer thread) once it is durable, integrated and
+    /// covered by a signed checkpoint, or has failed. For callers that are not async (the HTTP
+    /// event loop's fast path); `done` must return quickly.
+    public func submit(_ request: PublishRequest, done: @escaping @Sendable (Result<PublishReceipt, PublishError>) -> Void) {
+        let refused: PublishError? = inbox.withLock { box in
+            guard box.accepting else { return .shuttingDown }
+            guard box.queue.count < options.maxQueue else { return .overloaded }
+            box.queue.append(Waiter(request: request, done: done))
+            return nil
+        }
+        if let refused { done(.failure(refused)) } else { wake.signal() }
     }
 
     /// Integrates batches on the writer thread until graceful shutdown (or cancellation), then
@@ -224,7 +231,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             store.upperTree.append(outcome.upperNodes)
             writerState = WriterState(range: outcome.range, lastTimestamp: outcome.lastTimestamp)
             if let cp = outcome.checkpoint { published.withLock { $0 = cp } }
-            for (waiter, result) in zip(batch, outcome.results) { waiter.continuation.resume(with: result) }
+            for (waiter, result) in zip(batch, outcome.results) { waiter.done(result) }
         } catch {
             logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
             let message: String
@@ -233,7 +240,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             } else {
                 message = "\(error)"
             }
-            for waiter in batch { waiter.continuation.resume(throwing: PublishError.storage(message)) }
+            for waiter in batch { waiter.done(.failure(.storage(message))) }
         }
     }
 

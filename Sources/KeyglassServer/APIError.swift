@@ -19,13 +19,12 @@ public struct APIError: Error, Sendable {
     static func badRequest(_ message: String) -> APIError { APIError(.badRequest, "bad_request", message) }
     static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
 
-    func response() -> Response {
-        var h = headers
-        h[.contentType] = "application/json"
-        h[.cacheControl] = "no-store"
+    var answer: ReadAnswer {
         let body = (try? JSONEncoder.api.encode(ErrorBody(error: code, message: message))) ?? Data("{}".utf8)
-        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return ReadAnswer(contentType: "application/json", cache: "no-store", body: ByteBuffer(bytes: body), status: status, headers: headers)
     }
+
+    func response() -> Response { answer.response }
 
     struct ErrorBody: Encodable {
         let error: String

@@ -7,7 +7,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
-/// Hummingbird's HTTP/1 child channel (`HTTP1Channel`), set up the same way, with `FastReadHandler`
+/// Hummingbird's HTTP/1 child channel (`HTTP1Channel`), set up the same way, with `FastPathHandler`
 /// added after the connection-state handler. Hummingbird's own configuration can only add
 /// handlers before that state handler, where requests answered early would be invisible to its
 /// idle timeout and keep-alive bookkeeping.
@@ -22,12 +22,12 @@ struct KeyglassHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
             try pipeline.configureHTTPServerPipeline(
-                withPipeliningAssistance: false,  // responses are kept in order by the async channel and FastReadHandler
+                withPipeliningAssistance: false,  // responses are kept in order by the async channel and FastPathHandler
                 withErrorHandling: false,  // Hummingbird answers parse errors itself
                 withOutboundHeaderValidation: false)  // swift-http-types validates header fields
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
-            try pipeline.addHandler(FastReadHandler(api: api))
+            try pipeline.addHandler(FastPathHandler(api: api))
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
         }
     }

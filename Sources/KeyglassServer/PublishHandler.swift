@@ -40,13 +40,24 @@ struct PublishBody: Decodable {
 
 extension KeyglassAPI {
     func publish(_ request: Request) async throws -> Response {
-        guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") else {
+        try requireJSON(contentType: request.headers[.contentType])
+        let body = try await request.body.collect(upTo: options.maxBodyBytes)
+        let publish = try preparePublish(body: body, authorization: request.headers[.authorization])
+        let receipt: PublishReceipt
+        do { receipt = try await sequencer.submit(publish) } catch let e as PublishError { throw Self.apiError(e) }
+        return try publishAnswer(receipt).response
+    }
+
+    func requireJSON(contentType: String?) throws {
+        guard let type = contentType, type.lowercased().hasPrefix("application/json") else {
             throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
         }
-        let buffer = try await request.body.collect(upTo: options.maxBodyBytes)
-        let data = Data(buffer.readableBytesView)
-        let body = try decode(data)
+    }
 
+    /// Every check a publish passes before it is queued (body, identity, key, authorization).
+    /// Synchronous, so the event-loop fast path (`FastPathHandler`) runs the same code.
+    func preparePublish(body buffer: ByteBuffer, authorization: String?) throws -> PublishRequest {
+        let body = try decode(Data(buffer.readableBytesView))
         let identity: String
         do { identity = try Identity.normalize(body.identity) } catch { throw APIError.badRequest(error.description) }
         let keyType: KeyType
@@ -54,32 +65,33 @@ extension KeyglassAPI {
         guard let key = Base64.decode(body.public_key) else { throw APIError.badRequest("public_key is not canonical base64") }
         do { try keyType.validate(key) } catch { throw APIError.badRequest(error.description) }
         let revocation = body.revocation ?? false
+        let auth = try authorize(authorization, body: body, identity: identity, keyType: keyType, key: key, revocation: revocation)
+        return PublishRequest(identity: identity, keyType: keyType, publicKey: key, revocation: revocation, authorization: auth)
+    }
 
-        let authorization = try await authorize(request, body: body, identity: identity, keyType: keyType, key: key, revocation: revocation)
-        let receipt: PublishReceipt
-        do {
-            receipt = try await sequencer.submit(PublishRequest(identity: identity, keyType: keyType, publicKey: key,
-                                                                revocation: revocation, authorization: authorization))
-        } catch let e as PublishError {
-            switch e {
-            case .conflict(let m): throw APIError(.conflict, "conflict", m)
-            case .overloaded, .shuttingDown:
-                var err = APIError(.serviceUnavailable, "unavailable", e.description)
-                err.headers[.retryAfter] = "1"
-                throw err
-            case .storage: throw APIError(.serviceUnavailable, "storage_unavailable", e.description)
-            case .logFull: throw APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", e.description)
-            }
+    static func apiError(_ e: PublishError) -> APIError {
+        switch e {
+        case .conflict(let m): return APIError(.conflict, "conflict", m)
+        case .overloaded, .shuttingDown:
+            var err = APIError(.serviceUnavailable, "unavailable", e.description)
+            err.headers[.retryAfter] = "1"
+            return err
+        case .storage: return APIError(.serviceUnavailable, "storage_unavailable", e.description)
+        case .logFull: return APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", e.description)
         }
+    }
+
+    /// The answer to an integrated publish: the entry, its inclusion proof and the checkpoint.
+    func publishAnswer(_ receipt: PublishReceipt) throws -> ReadAnswer {
         let proof = try store.inclusionProof(index: receipt.index, size: receipt.checkpoint.size)
         var json = JSONObjectWriter()
         json.field("checkpoint", string: receipt.checkpoint.note)
         json.field("entry", string: Base64.encode(receipt.entry))
-        json.field("inclusion_proof", strings: proof.map(\.base64))
+        json.field("inclusion_proof", base64: proof)
         json.field("index", number: receipt.index)
-        json.field("leaf_hash", string: receipt.leafHash.base64)
+        json.field("leaf_hash", base64: receipt.leafHash)
         json.field("tree_size", number: receipt.checkpoint.size)
-        return json.response()
+        return .json(json)
     }
 
     private func decode(_ data: Data) throws -> PublishBody {
@@ -101,10 +113,10 @@ extension KeyglassAPI {
 
     /// A bearer token, if presented, must be valid. A signature, if present, must be the identity's
     /// current key's over the rotation message; it makes the entry chained. Neither: 401.
-    private func authorize(_ request: Request, body: PublishBody, identity: String, keyType: KeyType, key: [UInt8],
-                           revocation: Bool) async throws -> PublishRequest.Authorization {
+    private func authorize(_ authorization: String?, body: PublishBody, identity: String, keyType: KeyType, key: [UInt8],
+                           revocation: Bool) throws -> PublishRequest.Authorization {
         var tokenOK = false
-        if let header = request.headers[.authorization] {
+        if let header = authorization {
             guard header.hasPrefix("Bearer ") else { throw APIError(.unauthorized, "unauthorized", "Authorization must be a Bearer token") }
             guard authorizer.accepts(String(header.dropFirst(7))) else { throw APIError(.forbidden, "forbidden", "publish token not accepted") }
             tokenOK = true

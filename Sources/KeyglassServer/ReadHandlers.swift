@@ -4,11 +4,14 @@ import KeyglassCore
 import KeyglassLog
 
 /// The body of a successful read answer. Read answers are computed synchronously, so the same code
-/// serves both the router and the event-loop fast path (`FastReadHandler`).
+/// serves both the router and the event-loop fast path (`FastPathHandler`).
 struct ReadAnswer {
     var contentType: String
     var cache: String
     var body: ByteBuffer
+    var status: HTTPResponse.Status = .ok
+    /// Further header fields (e.g. Retry-After).
+    var headers: HTTPFields = [:]
 
     static func json(_ writer: JSONObjectWriter) -> ReadAnswer {
         ReadAnswer(contentType: "application/json", cache: "no-cache", body: writer.finish())
@@ -19,7 +22,10 @@ struct ReadAnswer {
     }
 
     var response: Response {
-        Response(status: .ok, headers: [.contentType: contentType, .cacheControl: cache], body: .init(byteBuffer: body))
+        var fields = headers
+        fields[.contentType] = contentType
+        fields[.cacheControl] = cache
+        return Response(status: status, headers: fields, body: .init(byteBuffer: body))
     }
 }
 
