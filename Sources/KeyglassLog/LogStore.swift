@@ -46,6 +46,8 @@ public final class LogStore: Sendable {
     public let path: String
     /// The tree's upper levels in memory (see `UpperTreeCache`); kept current by the sequencer.
     public let upperTree: UpperTreeCache
+    /// Lookup-index rows of the newest entries, not yet merged into SQLite (see `PendingIndex`).
+    public let pendingIndex = PendingIndex()
 
     /// `maxPages`: a quota on the database's size in pages (PRAGMA max_page_count); a write beyond
     /// it fails as a full disk does, which is also how the tests provoke one.
@@ -55,6 +57,7 @@ public final class LogStore: Sendable {
         upperTree = UpperTreeCache(budget: upperTreeBudget)
         let w = try SQLiteConnection(path: path)
         for s in Schema.statements { try w.execute(s) }
+        try Schema.migrate(w)
         if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
         try w.execute("PRAGMA synchronous=\(sync.rawValue)")
         // The writer touches index pages all over the file; 16 MiB of cache keeps them from being
@@ -283,29 +286,108 @@ public final class LogStore: Sendable {
 
     /// The identity's entries below `size`, oldest first, at most `limit` (the newest ones).
     public func entries(identity: String, below size: UInt64, limit: Int) throws -> [StoredEntry] {
-        try read { db in
-            let s = try db.statement("SELECT idx, data, leaf_hash FROM entries WHERE identity_key = ? AND identity = ? AND idx < ? ORDER BY idx DESC LIMIT ?")
+        // The tail first, then SQLite (see `PendingIndex` for why this order never misses one).
+        let pending = pendingIndex.identityIndices(identity).filter { $0 < size }
+        return try read { db in
+            var found: [UInt64: StoredEntry] = [:]
+            let s = try db.statement("""
+                SELECT e.idx, e.data, e.leaf_hash FROM identity_index i JOIN entries e ON e.idx = i.idx
+                WHERE i.identity_key = ? AND e.identity = ? AND i.idx < ? ORDER BY i.idx DESC LIMIT ?
+                """)
             s.bind(1, Schema.identityKey(identity))
             s.bind(2, identity)
             s.bind(3, size)
             s.bind(4, Int64(limit))
-            var out: [StoredEntry] = []
             while try s.step() {
                 guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
-                out.append(StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h))
+                found[s.uint64(0)] = StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h)
             }
-            return out.reversed()
+            for index in pending.suffix(limit) where found[index] == nil {
+                guard let e = try Self.entry(db, at: index) else { throw StoreError.corrupt("indexed entry \(index) is missing") }
+                found[index] = e
+            }
+            return found.keys.sorted().suffix(limit).map { found[$0]! }
         }
     }
 
+    static func entry(_ db: SQLiteConnection, at index: UInt64) throws -> StoredEntry? {
+        let s = try db.statement("SELECT data, leaf_hash FROM entries WHERE idx = ?")
+        s.bind(1, index)
+        guard try s.step() else { return nil }
+        guard let h = s.hash(1) else { throw StoreError.corrupt("leaf hash of entry \(index)") }
+        return StoredEntry(index: index, data: s.blob(0), leafHash: h)
+    }
+
+    /// The first entry below `size` whose leaf hash is `hash`.
     public func index(ofLeafHash hash: Hash, below size: UInt64) throws -> UInt64? {
-        try read { db in
-            let s = try db.statement("SELECT idx FROM entries WHERE leaf_key = ? AND leaf_hash = ? AND idx < ? ORDER BY idx LIMIT 1")
+        let pending = pendingIndex.leafIndices(hash).filter { $0 < size }
+        let indexed: UInt64? = try read { db in
+            let s = try db.statement("""
+                SELECT i.idx FROM leaf_index i JOIN entries e ON e.idx = i.idx
+                WHERE i.leaf_key = ? AND e.leaf_hash = ? AND i.idx < ? ORDER BY i.idx LIMIT 1
+                """)
             s.bind(1, Schema.lookupKey(hash))
             s.bind(2, hash)
             s.bind(3, size)
             return try s.step() ? s.uint64(0) : nil
         }
+        return [indexed, pending.first].compactMap { $0 }.min()
+    }
+
+    /// The newest entry of `identity` (for the sequencer, on the writer connection).
+    func latestIndex(_ db: SQLiteConnection, identity: String) throws -> UInt64? {
+        if let newest = pendingIndex.identityIndices(identity).last { return newest }
+        let s = try db.statement("""
+            SELECT max(i.idx) FROM identity_index i JOIN entries e ON e.idx = i.idx
+            WHERE i.identity_key = ? AND e.identity = ?
+            """)
+        s.bind(1, Schema.identityKey(identity))
+        s.bind(2, identity)
+        try s.step()
+        return s.isNull(0) ? nil : s.uint64(0)
+    }
+
+    // MARK: Index merges
+
+    /// Rebuilds the pending index from the entries the index tables do not cover (when the log opens).
+    func loadPendingIndex(_ db: SQLiteConnection) throws {
+        let m = try db.statement("SELECT value FROM meta WHERE key = 'indexed_size'")
+        let indexedSize = try m.step() ? UInt64(m.text(0)) ?? 0 : 0
+        let s = try db.statement("SELECT idx, identity, leaf_hash FROM entries WHERE idx >= ? ORDER BY idx")
+        s.bind(1, indexedSize)
+        var rows: [PendingIndex.Row] = []
+        while try s.step() {
+            guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
+            rows.append(PendingIndex.Row(index: s.uint64(0), identity: s.text(1), leaf: h))
+        }
+        pendingIndex.reset(indexedSize: indexedSize, rows: rows)
+    }
+
+    /// Moves every pending index row into the SQLite index tables, in one transaction, each table's
+    /// rows in key order (for the sequencer, on the writer connection).
+    func mergePendingIndex(_ db: SQLiteConnection) throws {
+        let rows = pendingIndex.rowsToMerge()
+        guard let last = rows.last else { return }
+        try db.transaction {
+            let byIdentity = rows.map { (Schema.identityKey($0.identity), $0.index) }.sorted { $0 < $1 }
+            for (key, index) in byIdentity {
+                let s = try db.statement("INSERT OR IGNORE INTO identity_index(identity_key, idx) VALUES(?, ?)")
+                s.bind(1, key)
+                s.bind(2, index)
+                try s.step()
+            }
+            let byLeaf = rows.map { (Schema.lookupKey($0.leaf), $0.index) }.sorted { $0 < $1 }
+            for (key, index) in byLeaf {
+                let s = try db.statement("INSERT OR IGNORE INTO leaf_index(leaf_key, idx) VALUES(?, ?)")
+                s.bind(1, key)
+                s.bind(2, index)
+                try s.step()
+            }
+            let m = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size', ?)")
+            m.bind(1, String(last.index + 1))
+            try m.step()
+        }
+        pendingIndex.dropMerged(rows.count, indexedSize: last.index + 1)
     }
 
     /// Runs SQLite's own consistency check (used by tests and `keyglass-server check`).

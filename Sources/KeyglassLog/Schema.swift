@@ -2,7 +2,8 @@ import KeyglassCore
 
 /// The database layout. Every statement is idempotent so opening an existing log is the same code.
 enum Schema {
-    static let version = "1"
+    /// 2: the lookup indexes are tables of their own, merged behind the sequencer (`PendingIndex`).
+    static let version = "2"
 
     /// Node ids pack (level, index) into one integer key: level in the bits above 48, so the nodes of
     /// one level are contiguous and a tile is one range scan. 2^48 leaves is far beyond any log.
@@ -24,9 +25,8 @@ enum Schema {
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL)
         """,
-        // One row per log entry. leaf_hash is the level-0 node of the tree. The lookups by identity
-        // and by leaf hash go through 64-bit keys (see `lookupKey`): their indexes are a third of
-        // the size of indexes on the text and blob, and every publish writes into both.
+        // One row per log entry. leaf_hash is the level-0 node of the tree. identity_key and
+        // leaf_key are the 64-bit lookup keys (see `lookupKey`) of the index tables below.
         """
         CREATE TABLE IF NOT EXISTS entries(
             idx INTEGER PRIMARY KEY,
@@ -36,8 +36,21 @@ enum Schema {
             leaf_key INTEGER NOT NULL,
             data BLOB NOT NULL)
         """,
-        "CREATE INDEX IF NOT EXISTS entries_by_identity ON entries(identity_key, idx)",
-        "CREATE INDEX IF NOT EXISTS entries_by_leaf_hash ON entries(leaf_key)",
+        // The lookups by identity and by leaf hash, through 64-bit keys: a third of the size of
+        // indexes on the text and blob. Rows arrive in sorted merges behind the sequencer, not with
+        // each batch (see `PendingIndex`); meta 'indexed_size' says how many entries they cover.
+        """
+        CREATE TABLE IF NOT EXISTS identity_index(
+            identity_key INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            PRIMARY KEY(identity_key, idx)) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS leaf_index(
+            leaf_key INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            PRIMARY KEY(leaf_key, idx)) WITHOUT ROWID
+        """,
         // Every perfect subtree of level ≥ 1, written once when the leaf completing it is sequenced.
         """
         CREATE TABLE IF NOT EXISTS nodes(
@@ -53,4 +66,22 @@ enum Schema {
             signed_at_ms INTEGER NOT NULL)
         """,
     ]
+
+    /// Logs of schema 1 kept the lookup indexes on the entries table, written with every batch.
+    /// Moves them into the index tables, in one transaction; a no-op on newer logs.
+    static func migrate(_ db: SQLiteConnection) throws {
+        let old = try db.statement("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'entries_by_identity'")
+        try old.step()
+        let hasOldIndexes = old.int64(0) > 0
+        db.releaseStatements()
+        guard hasOldIndexes else { return }
+        try db.transaction {
+            try db.execute("INSERT OR IGNORE INTO identity_index(identity_key, idx) SELECT identity_key, idx FROM entries ORDER BY identity_key, idx")
+            try db.execute("INSERT OR IGNORE INTO leaf_index(leaf_key, idx) SELECT leaf_key, idx FROM entries ORDER BY leaf_key, idx")
+            try db.execute("DROP INDEX entries_by_identity")
+            try db.execute("DROP INDEX IF EXISTS entries_by_leaf_hash")
+            try db.execute("INSERT OR REPLACE INTO meta(key, value) SELECT 'indexed_size', count(*) FROM entries")
+            try db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema', '\(version)')")
+        }
+    }
 }

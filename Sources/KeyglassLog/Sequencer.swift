@@ -29,6 +29,10 @@ public final class Sequencer: Service, @unchecked Sendable {
         public var batchDelay: Duration = .zero
         /// Most publishes waiting; beyond it publishes fail fast with `overloaded` (HTTP 503).
         public var maxQueue: Int = 100_000
+        /// Lookup-index rows held in memory before they are merged into SQLite (see `PendingIndex`);
+        /// a quiet second also triggers a merge.
+        public var indexMergeEntries: Int = 65_536
+        public var indexMergeIdle: Duration = .seconds(1)
         public init() {}
     }
 
@@ -76,6 +80,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             let range = try LogStore.compactRange(db, size: cp.size)
             guard range.root == cp.root else { throw StoreError.corrupt("stored tree root differs from the newest checkpoint's root") }
             try store.loadUpperTree(db, size: cp.size)
+            try store.loadPendingIndex(db)
             var last: UInt64 = 0
             if cp.size > 0 {
                 let s = try db.statement("SELECT data FROM entries WHERE idx = ?")
@@ -185,10 +190,17 @@ public final class Sequencer: Service, @unchecked Sendable {
         wake.signal()
     }
 
-    /// The writer thread: takes whatever has queued, writes it as one batch, repeats.
+    /// The writer thread: takes whatever has queued, writes it as one batch, repeats; merges the
+    /// pending lookup index when it is large or the log is quiet.
     private func writeLoop() {
         while true {
-            wake.wait()
+            if store.pendingIndex.count == 0 {
+                wake.wait()
+            } else {
+                let idle = options.indexMergeIdle.components
+                let nanos = Int(idle.seconds) * 1_000_000_000 + Int(idle.attoseconds / 1_000_000_000)
+                if wake.wait(timeout: .now() + .nanoseconds(nanos)) == .timedOut { mergeIndex() }
+            }
             while true {
                 if options.batchDelay > .zero, inbox.withLock({ $0.queue.count < options.maxBatch && !$0.stopping }) {
                     let c = options.batchDelay.components
@@ -201,8 +213,21 @@ public final class Sequencer: Service, @unchecked Sendable {
                 }
                 if batch.isEmpty { break }
                 integrate(batch)
+                if store.pendingIndex.count >= options.indexMergeEntries { mergeIndex() }
             }
-            if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) { return }
+            if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) {
+                mergeIndex()
+                return
+            }
+        }
+    }
+
+    private func mergeIndex() {
+        do {
+            try store.writer.runHere { db in try store.mergePendingIndex(db) }
+        } catch {
+            // The rows stay pending (lookups still find them) and the next merge retries.
+            logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(store.pendingIndex.count)"])
         }
     }
 
@@ -213,6 +238,8 @@ public final class Sequencer: Service, @unchecked Sendable {
         var checkpoint: StoredCheckpoint?
         /// Nodes the batch completed at the levels the upper-tree cache keeps.
         var upperNodes: [(NodeID, Hash)] = []
+        /// The batch's lookup-index rows, for `PendingIndex`.
+        var indexRows: [PendingIndex.Row] = []
     }
 
     private func integrate(_ batch: [Waiter]) {
@@ -223,12 +250,13 @@ public final class Sequencer: Service, @unchecked Sendable {
         do {
             let outcome = try store.writer.runHere { db in
                 try db.transaction {
-                    try Self.write(requests, db: db, range: start.range, lastTimestamp: start.lastTimestamp, signer: signer, cachedFrom: cachedFrom)
+                    try Self.write(requests, db: db, store: store, range: start.range, lastTimestamp: start.lastTimestamp, signer: signer, cachedFrom: cachedFrom)
                 }
             }
             // Only now, after the commit, does the tree edge move and do callers hear back.
             // The cache first: a reader that sees the new checkpoint finds its nodes there.
             store.upperTree.append(outcome.upperNodes)
+            store.pendingIndex.add(outcome.indexRows)
             writerState = WriterState(range: outcome.range, lastTimestamp: outcome.lastTimestamp)
             if let cp = outcome.checkpoint { published.withLock { $0 = cp } }
             for (waiter, result) in zip(batch, outcome.results) { waiter.done(result) }
@@ -245,7 +273,7 @@ public final class Sequencer: Service, @unchecked Sendable {
     }
 
     /// The body of one batch's transaction. Runs on the writer's queue.
-    private static func write(_ requests: [PublishRequest], db: SQLiteConnection, range start: CompactRange,
+    private static func write(_ requests: [PublishRequest], db: SQLiteConnection, store: LogStore, range start: CompactRange,
                               lastTimestamp: UInt64, signer: NoteSigner, cachedFrom: UInt8) throws -> BatchOutcome {
         var range = start
         var latestForIdentity: [String: UInt64?] = [:]
@@ -255,6 +283,7 @@ public final class Sequencer: Service, @unchecked Sendable {
         let insertNode = "INSERT INTO nodes(id, hash) VALUES(?, ?)"
         var appended: [(UInt64, [UInt8], Hash, Int)] = []  // index, entry, leaf hash, result slot
         var upperNodes: [(NodeID, Hash)] = []
+        var indexRows: [PendingIndex.Row] = []
 
         for request in requests {
             let identityKey = Schema.identityKey(request.identity)
@@ -262,11 +291,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             if let cached = latestForIdentity[request.identity] {
                 previous = cached
             } else {
-                let s = try db.statement("SELECT max(idx) FROM entries WHERE identity_key = ? AND identity = ?")
-                s.bind(1, identityKey)
-                s.bind(2, request.identity)
-                try s.step()
-                previous = s.isNull(0) ? nil : s.uint64(0)
+                previous = try store.latestIndex(db, identity: request.identity)
             }
             var signature: [UInt8]?
             if case let .chained(expected, sig) = request.authorization {
@@ -307,6 +332,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             }
             if let e = nodeError { throw e }
             latestForIdentity[request.identity] = .some(index)
+            indexRows.append(PendingIndex.Row(index: index, identity: request.identity, leaf: leaf))
             appended.append((index, bytes, leaf, results.count))
             results.append(.failure(.storage("not integrated")))  // replaced below once signed
         }
@@ -326,7 +352,7 @@ public final class Sequencer: Service, @unchecked Sendable {
         for (index, bytes, leaf, slot) in appended {
             results[slot] = .success(PublishReceipt(index: index, entry: bytes, leafHash: leaf, checkpoint: checkpoint))
         }
-        return BatchOutcome(results: results, range: range, lastTimestamp: timestamp, checkpoint: checkpoint, upperNodes: upperNodes)
+        return BatchOutcome(results: results, range: range, lastTimestamp: timestamp, checkpoint: checkpoint, upperNodes: upperNodes, indexRows: indexRows)
     }
 
     static func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
