@@ -40,6 +40,9 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var withRouter = 0
     /// A publish waiting for its commit; parts that arrive meanwhile wait in `waiting`.
     private var publishing = false
+    /// The request being answered asked for `Connection: close` (Hummingbird closes after such a
+    /// request's response; so does this path).
+    private var closeAfterAnswer = false
     private var waiting: [HTTPRequestPart] = []
 
     init(api: KeyglassAPI) {
@@ -81,6 +84,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let body = heldBody
             held = nil
             heldBody = nil
+            closeAfterAnswer = head.headerFields[.connection]?.lowercased().contains("close") ?? false
             if head.method == .get, let answer = api.fastRead(head, client: context.channel.remoteAddress) {
                 write(answer, context: context)
                 return
@@ -149,6 +153,10 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: fields))), promise: nil)
         context.write(wrapOutboundOut(.body(answer.body)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if closeAfterAnswer {
+            waiting.removeAll()
+            context.close(promise: nil)
+        }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

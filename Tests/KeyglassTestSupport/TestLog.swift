@@ -94,7 +94,7 @@ extension TestLog {
 extension TestLog {
     /// Runs SQL on the log's database directly, behind the server's back: how the tests play a
     /// compromised operator who edits storage.
-    public func tamper(_ sql: String) throws {
+    public func tamper(_ sql: String, requireChanges: Bool = true) throws {
         var db: OpaquePointer?
         guard sqlite3_open(directory.database, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }
         defer { sqlite3_close(db) }
@@ -105,7 +105,18 @@ extension TestLog {
             sqlite3_free(err)
             throw ClientError.network("tamper failed: \(m)")
         }
-        guard sqlite3_changes(db) > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
+        guard !requireChanges || sqlite3_changes(db) > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
+    }
+
+    /// The first column of the first row of a query on the log's database (0 if there is no row).
+    public func scalar(_ sql: String) throws -> Int64 {
+        var db: OpaquePointer?
+        guard sqlite3_open_v2(directory.database, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK else { throw ClientError.network("cannot open database") }
+        defer { sqlite3_close(db) }
+        var stmt: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { throw ClientError.network(String(cString: sqlite3_errmsg(db))) }
+        defer { sqlite3_finalize(stmt) }
+        return sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0
     }
 
     /// A fresh state directory for an auditor.

@@ -1,0 +1,134 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassTestSupport
+import XCTest
+
+/// The event-loop fast path (`FastPathHandler`) must be invisible: the same bytes as the router,
+/// responses in request order when requests are pipelined, `Connection: close` honoured.
+final class FastPathTests: XCTestCase {
+    /// A plain TCP connection to the server, speaking HTTP/1.1 by hand.
+    final class RawConnection {
+        let fd: Int32
+        private var buffer: [UInt8] = []
+
+        init(port: Int) throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard rc == 0 else { throw ClientError.network("connect failed") }
+            var tv = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        }
+
+        deinit { close(fd) }
+
+        func send(_ text: String) {
+            let bytes = Array(text.utf8)
+            var sent = 0
+            while sent < bytes.count {
+                let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+                guard n > 0 else { return }
+                sent += n
+            }
+        }
+
+        /// Reads one response: (status, headers lower-cased, body). nil when the server closed.
+        func response() -> (status: Int, headers: [String: String], body: String)? {
+            while true {
+                if let end = headerEnd() {
+                    let head = String(decoding: buffer[..<end], as: UTF8.self)
+                    var lines = head.components(separatedBy: "\r\n")
+                    let status = Int(lines.removeFirst().split(separator: " ")[1]) ?? 0
+                    var headers: [String: String] = [:]
+                    for l in lines where !l.isEmpty {
+                        let parts = l.split(separator: ":", maxSplits: 1)
+                        headers[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces)
+                    }
+                    let length = Int(headers["content-length"] ?? "0") ?? 0
+                    if buffer.count >= end + 4 + length {
+                        let body = String(decoding: buffer[(end + 4)..<(end + 4 + length)], as: UTF8.self)
+                        buffer.removeFirst(end + 4 + length)
+                        return (status, headers, body)
+                    }
+                }
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                let n = recv(fd, &chunk, chunk.count, 0)
+                guard n > 0 else { return nil }
+                buffer += chunk[0..<n]
+            }
+        }
+
+        private func headerEnd() -> Int? {
+            guard buffer.count >= 4 else { return nil }
+            for i in 0...(buffer.count - 4) where buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 { return i }
+            return nil
+        }
+    }
+
+    func testPipelinedRequestsAreAnsweredInOrder() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            try await log.publish(server, identity: "alice@example.com")
+            let conn = try RawConnection(port: try XCTUnwrap(server.client.base.port))
+            let body = #"{"identity":"bob@example.com","key_type":"x25519","public_key":"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}"#
+            // Router, fast publish, fast read, router, fast read: all in one write.
+            conn.send("GET /v1/keys/alice@example.com HTTP/1.1\r\nHost: t\r\n\r\n"
+                + "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(log.token)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                + "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+                + "GET /v1/entries?start=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+                + "GET /v1/proof/inclusion?index=1&tree_size=2 HTTP/1.1\r\nHost: t\r\n\r\n")
+            let answers = (0..<5).compactMap { _ in conn.response() }
+            XCTAssertEqual(answers.map(\.status), [200, 200, 200, 200, 200], answers.map(\.body).joined(separator: "\n"))
+            guard answers.count == 5 else { return }
+            XCTAssertTrue(answers[0].body.contains("\"identity\":\"alice@example.com\""), answers[0].body)
+            let published = try JSONDecoder().decode(PublishAnswer.self, from: Data(answers[1].body.utf8))
+            XCTAssertEqual(published.index, 1)
+            XCTAssertTrue(answers[2].body.contains("\"tree_size\":2"), "the read after the publish sees it: \(answers[2].body)")
+            XCTAssertTrue(answers[3].body.contains("\"entries\""), answers[3].body)
+            let proof = try JSONDecoder().decode(InclusionAnswer.self, from: Data(answers[4].body.utf8))
+            XCTAssertEqual(proof.leaf_hash, published.leaf_hash)
+        }
+    }
+
+    func testFastAndRouterAnswersAreTheSameBytes() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            for i in 0..<300 { try await log.publish(server, identity: "p\(i)@example.com", keyType: .x25519, key: Ed25519.randomBytes(32)) }
+            let size = server.store.pendingIndex.indexedSize + UInt64(server.store.pendingIndex.count)
+            let conn = try RawConnection(port: try XCTUnwrap(server.client.base.port))
+            let paths = ["/checkpoint", "/v1/log", "/healthz", "/v1/proof/inclusion?index=17&tree_size=\(size)",
+                         "/v1/proof/consistency?from=1&to=\(size)", "/tile/0/000", "/tile/entries/000", "/tile/0/001.p/44",
+                         "/v1/proof/inclusion?index=\(size)&tree_size=\(size)"]
+            for path in paths {
+                // A GET with a body is left to the router: the same request, answered both ways.
+                conn.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+                let fast = try XCTUnwrap(conn.response(), path)
+                conn.send("GET \(path) HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx")
+                let routed = try XCTUnwrap(conn.response(), path)
+                XCTAssertEqual(fast.status, routed.status, path)
+                XCTAssertEqual(fast.body, routed.body, path)
+                for h in ["content-type", "cache-control", "content-length", "server"] {
+                    XCTAssertEqual(fast.headers[h], routed.headers[h], "\(path): \(h)")
+                }
+            }
+        }
+    }
+
+    func testConnectionCloseIsHonoured() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            let conn = try RawConnection(port: try XCTUnwrap(server.client.base.port))
+            conn.send("GET /checkpoint HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            let answer = try XCTUnwrap(conn.response())
+            XCTAssertEqual(answer.status, 200)
+            XCTAssertNil(conn.response(), "the server closes the connection after answering")
+        }
+    }
+}
