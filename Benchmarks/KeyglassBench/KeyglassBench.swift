@@ -4,7 +4,10 @@ import KeyglassCore
 
 /// Reference measurements for `make bench`: the machine's limits that Keyglass is compared with.
 ///
-///   keyglass-bench sqlite-reference ROWS SYNC   raw batched SQLite inserts of the rows a publish writes
+///   keyglass-bench sqlite-reference ROWS SYNC [merged|inline]
+///                                               raw batched SQLite inserts of the rows a publish writes;
+///                                               lookup-index rows merged sorted every 65536 rows (as the
+///                                               sequencer does) or, `inline`, written with each batch (schema 1)
 ///   keyglass-bench sha256 COUNT                 SHA-256 of 65-byte inputs (a Merkle node) per second
 ///   keyglass-bench export DB OUT                the log's entries as uint16-length-prefixed records (for Go)
 ///
@@ -15,7 +18,9 @@ enum KeyglassBench {
         let args = CommandLine.arguments
         guard args.count >= 3 else { fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT") }
         switch args[1] {
-        case "sqlite-reference": print(try sqliteReference(rows: Int(args[2]) ?? 100_000, sync: args.count > 3 ? args[3] : "FULL"))
+        case "sqlite-reference":
+            print(try sqliteReference(rows: Int(args[2]) ?? 100_000, sync: args.count > 3 ? args[3] : "FULL",
+                                      inlineIndexes: args.count > 4 && args[4] == "inline"))
         case "sha256": print(sha256Rate(count: Int(args[2]) ?? 5_000_000))
         case "export": try export(db: args[2], out: args[3])
         default: fail("unknown benchmark \(args[1])")
@@ -34,9 +39,11 @@ enum KeyglassBench {
     }
 
     /// Inserts `rows` entries with the same tables, indexes and row sizes a publish writes (an entry
-    /// row, about one node row, one checkpoint per batch), 1000 rows per transaction, and returns
-    /// rows per second. No hashing, no signing, no HTTP: the storage limit alone.
-    static func sqliteReference(rows: Int, sync: String) throws -> Int {
+    /// row, about one node row, one checkpoint per batch), 1000 rows per transaction, plus the
+    /// lookup-index rows (by identity, by leaf hash) — merged in sorted transactions of 65536 as the
+    /// sequencer does, or with each batch into indexes on the entries table as schema 1 did — and
+    /// returns rows per second. No hashing, no signing, no HTTP: the storage limit alone.
+    static func sqliteReference(rows: Int, sync: String, inlineIndexes: Bool) throws -> Int {
         let path = NSTemporaryDirectory() + "/keyglass-sqlite-ref-\(getpid()).sqlite"
         defer { for s in ["", "-wal", "-shm"] { unlink(path + s) } }
         var db: OpaquePointer?
@@ -46,11 +53,31 @@ enum KeyglassBench {
         exec(db, "PRAGMA synchronous=\(sync)")
         exec(db, "PRAGMA cache_size=-16384")
         exec(db, "CREATE TABLE entries(idx INTEGER PRIMARY KEY, identity TEXT NOT NULL, identity_key INTEGER NOT NULL, leaf_hash BLOB NOT NULL, leaf_key INTEGER NOT NULL, data BLOB NOT NULL)")
-        exec(db, "CREATE INDEX entries_by_identity ON entries(identity_key, idx)")
-        exec(db, "CREATE INDEX entries_by_leaf_hash ON entries(leaf_key)")
+        if inlineIndexes {
+            exec(db, "CREATE INDEX entries_by_identity ON entries(identity_key, idx)")
+            exec(db, "CREATE INDEX entries_by_leaf_hash ON entries(leaf_key)")
+        }
+        exec(db, "CREATE TABLE identity_index(identity_key INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY(identity_key, idx)) WITHOUT ROWID")
+        exec(db, "CREATE TABLE leaf_index(leaf_key INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY(leaf_key, idx)) WITHOUT ROWID")
         exec(db, "CREATE TABLE nodes(id INTEGER PRIMARY KEY, hash BLOB NOT NULL) WITHOUT ROWID")
         exec(db, "CREATE TABLE checkpoints(size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, signed_at_ms INTEGER NOT NULL)")
-        var insEntry: OpaquePointer?, insNode: OpaquePointer?, insCp: OpaquePointer?
+        var insEntry: OpaquePointer?, insNode: OpaquePointer?, insCp: OpaquePointer?, insId: OpaquePointer?, insLeaf: OpaquePointer?
+        sqlite3_prepare_v2(db, "INSERT INTO identity_index VALUES(?,?)", -1, &insId, nil)
+        sqlite3_prepare_v2(db, "INSERT INTO leaf_index VALUES(?,?)", -1, &insLeaf, nil)
+        var pending: [(Int64, Int64, Int64)] = []  // identity key, leaf key, index
+        func merge() {
+            exec(db, "BEGIN IMMEDIATE")
+            for (key, idx) in pending.map({ ($0.0, $0.2) }).sorted(by: <) {
+                sqlite3_reset(insId); sqlite3_bind_int64(insId, 1, key); sqlite3_bind_int64(insId, 2, idx)
+                guard sqlite3_step(insId) == SQLITE_DONE else { fail("insert identity index") }
+            }
+            for (key, idx) in pending.map({ ($0.1, $0.2) }).sorted(by: <) {
+                sqlite3_reset(insLeaf); sqlite3_bind_int64(insLeaf, 1, key); sqlite3_bind_int64(insLeaf, 2, idx)
+                guard sqlite3_step(insLeaf) == SQLITE_DONE else { fail("insert leaf index") }
+            }
+            exec(db, "COMMIT")
+            pending.removeAll(keepingCapacity: true)
+        }
         sqlite3_prepare_v2(db, "INSERT INTO entries VALUES(?,?,?,?,?,?)", -1, &insEntry, nil)
         sqlite3_prepare_v2(db, "INSERT INTO nodes VALUES(?,?)", -1, &insNode, nil)
         sqlite3_prepare_v2(db, "INSERT INTO checkpoints VALUES(?,?,?,?)", -1, &insCp, nil)
@@ -75,6 +102,7 @@ enum KeyglassBench {
                 sqlite3_bind_int64(insEntry, 5, key &* 31)
                 sqlite3_bind_blob(insEntry, 6, data, Int32(data.count), transient)
                 guard sqlite3_step(insEntry) == SQLITE_DONE else { fail("insert entry") }
+                if !inlineIndexes { pending.append((key, key &* 31, Int64(i))) }
                 sqlite3_reset(insNode)
                 sqlite3_bind_int64(insNode, 1, Int64(1) << 48 | Int64(i))
                 sqlite3_bind_blob(insNode, 2, hash, 32, transient)
@@ -88,9 +116,11 @@ enum KeyglassBench {
             sqlite3_bind_int64(insCp, 4, 0)
             guard sqlite3_step(insCp) == SQLITE_DONE else { fail("insert checkpoint") }
             exec(db, "COMMIT")
+            if pending.count >= 65536 { merge() }
         }
+        if !pending.isEmpty { merge() }
         let secs = seconds(ContinuousClock.now - start)
-        sqlite3_finalize(insEntry); sqlite3_finalize(insNode); sqlite3_finalize(insCp)
+        sqlite3_finalize(insEntry); sqlite3_finalize(insNode); sqlite3_finalize(insCp); sqlite3_finalize(insId); sqlite3_finalize(insLeaf)
         return Int(Double(rows) / secs)
     }
 

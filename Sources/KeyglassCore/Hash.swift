@@ -1,5 +1,4 @@
 import CKeyglassOpenSSL
-import CKeyglassSodium
 
 /// A SHA-256 digest: a Merkle tree node, a leaf hash or a root.
 ///
@@ -42,18 +41,32 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
     public var hex: String { Hex.encode(bytes) }
     public var base64: String { Base64.encode(bytes) }
 
-    /// Appends the 44-character base64 form (RFC 4648, padded) to `out`, without a String in between.
+    /// Appends the 44-character base64 form (RFC 4648 §4, padded) to `out`, without a String in
+    /// between: proofs are dozens of hashes, and Foundation's encoder (a String per hash) and
+    /// libsodium's constant-time one were each a measurable part of serving a proof. Hashes are
+    /// public, so a table lookup is fine here. Tested against Foundation's encoder.
     public func appendBase64(to out: inout [UInt8]) {
-        // sodium_bin2base64 writes a NUL terminator after the 44 characters.
-        var buffer = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        Swift.withUnsafeMutableBytes(of: &buffer) { b in
-            self.withUnsafeBytes { h in
-                _ = sodium_bin2base64(b.baseAddress!.assumingMemoryBound(to: CChar.self), 45,
-                                      h.baseAddress!.assumingMemoryBound(to: UInt8.self), 32, sodium_base64_VARIANT_ORIGINAL)
+        withUnsafeBytes { h in
+            var i = 0
+            while i + 3 <= 32 {
+                let v = UInt32(h[i]) << 16 | UInt32(h[i + 1]) << 8 | UInt32(h[i + 2])
+                out.append(Hash.base64Alphabet[Int(v >> 18)])
+                out.append(Hash.base64Alphabet[Int(v >> 12 & 63)])
+                out.append(Hash.base64Alphabet[Int(v >> 6 & 63)])
+                out.append(Hash.base64Alphabet[Int(v & 63)])
+                i += 3
             }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<44]))
+            // 32 = 3·10 + 2: the last two bytes make three characters and one '='.
+            let v = UInt32(h[30]) << 16 | UInt32(h[31]) << 8
+            out.append(Hash.base64Alphabet[Int(v >> 18)])
+            out.append(Hash.base64Alphabet[Int(v >> 12 & 63)])
+            out.append(Hash.base64Alphabet[Int(v >> 6 & 63)])
+            out.append(UInt8(ascii: "="))
         }
     }
+
+    private static let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
     public var description: String { hex }
 
     public init?(hex: String) {

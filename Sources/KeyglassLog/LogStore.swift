@@ -142,16 +142,14 @@ public final class LogStore: Sendable {
 
     /// The hashes of `ids`, in order: the upper levels from memory, the rest in one trip to a reader.
     func hashes(of ids: [NodeID]) throws -> [Hash] {
-        var found = [Hash](repeating: .zero, count: ids.count)
-        var missing: [Int] = []
-        for (i, id) in ids.enumerated() {
-            if let h = upperTree.hash(id) { found[i] = h } else { missing.append(i) }
-        }
+        var cached = [Hash?](repeating: nil, count: ids.count)
+        upperTree.lookUp(ids, into: &cached)
+        let missing = ids.indices.filter { cached[$0] == nil }
         if !missing.isEmpty {
             let read = try read { db in try missing.map { try Self.nodeHash(db, ids[$0]) } }
-            for (k, i) in missing.enumerated() { found[i] = read[k] }
+            for (k, i) in missing.enumerated() { cached[i] = read[k] }
         }
-        return found
+        return cached.map { $0! }
     }
 
     /// Reads the nodes a plan needs (and `extra` ones), then folds them. Returns the proof and the

@@ -51,6 +51,16 @@ public final class UpperTreeCache: Sendable {
         }
     }
 
+    /// Fills `found[i]` for every `ids[i]` the cache holds, under one lock.
+    func lookUp(_ ids: [NodeID], into found: inout [Hash?]) {
+        state.withLock { s in
+            for (i, id) in ids.enumerated() where id.level >= s.lowestLevel {
+                let l = Int(id.level - s.lowestLevel)
+                if l < s.levels.count, id.index < UInt64(s.levels[l].count) { found[i] = s.levels[l][Int(id.index)] }
+            }
+        }
+    }
+
     /// Replaces the contents with the given levels (used when the log opens).
     func reset(lowestLevel: UInt8, levels: [[Hash]]) {
         state.withLock { s in

@@ -1,0 +1,21 @@
+import Foundation
+import KeyglassCore
+import KeyglassTestSupport
+import XCTest
+
+final class EncodingTests: XCTestCase {
+    /// The hash-to-base64 writer used for proofs agrees with Foundation's encoder.
+    func testHashBase64MatchesFoundation() throws {
+        var rng = SplitMix64(state: 42)
+        var samples = [Hash(bytes: [UInt8](repeating: 0, count: 32))!, Hash(bytes: [UInt8](repeating: 0xff, count: 32))!]
+        for _ in 0..<2000 {
+            samples.append(Hash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: rng.next()) })!)
+        }
+        for h in samples {
+            var out: [UInt8] = Array("prefix".utf8)
+            h.appendBase64(to: &out)
+            XCTAssertEqual(String(decoding: out, as: UTF8.self), "prefix" + Data(h.bytes).base64EncodedString())
+            XCTAssertEqual(Hash(base64: String(decoding: out.dropFirst(6), as: UTF8.self)), h)
+        }
+    }
+}
