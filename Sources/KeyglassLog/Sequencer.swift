@@ -223,8 +223,15 @@ public final class Sequencer: Service, @unchecked Sendable {
     }
 
     private func mergeIndex() {
+        let rows = store.pendingIndex.count
+        guard rows > 0 else { return }
+        let start = ContinuousClock.now
         do {
             try store.writer.runHere { db in try store.mergePendingIndex(db) }
+            // Publishes wait while a merge runs: a slow one is worth an operator's attention.
+            let took = ContinuousClock.now - start
+            logger.log(level: took > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
+                       metadata: ["rows": "\(rows)", "ms": "\(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000)"])
         } catch {
             // The rows stay pending (lookups still find them) and the next merge retries.
             logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(store.pendingIndex.count)"])
