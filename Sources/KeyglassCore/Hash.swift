@@ -41,31 +41,10 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
     public var hex: String { Hex.encode(bytes) }
     public var base64: String { Base64.encode(bytes) }
 
-    /// Appends the 44-character base64 form (RFC 4648 §4, padded) to `out`, without a String in
-    /// between: proofs are dozens of hashes, and Foundation's encoder (a String per hash) and
-    /// libsodium's constant-time one were each a measurable part of serving a proof. Hashes are
-    /// public, so a table lookup is fine here. Tested against Foundation's encoder.
+    /// Appends the 44-character base64 form to `out` (see `Base64.append`).
     public func appendBase64(to out: inout [UInt8]) {
-        withUnsafeBytes { h in
-            var i = 0
-            while i + 3 <= 32 {
-                let v = UInt32(h[i]) << 16 | UInt32(h[i + 1]) << 8 | UInt32(h[i + 2])
-                out.append(Hash.base64Alphabet[Int(v >> 18)])
-                out.append(Hash.base64Alphabet[Int(v >> 12 & 63)])
-                out.append(Hash.base64Alphabet[Int(v >> 6 & 63)])
-                out.append(Hash.base64Alphabet[Int(v & 63)])
-                i += 3
-            }
-            // 32 = 3·10 + 2: the last two bytes make three characters and one '='.
-            let v = UInt32(h[30]) << 16 | UInt32(h[31]) << 8
-            out.append(Hash.base64Alphabet[Int(v >> 18)])
-            out.append(Hash.base64Alphabet[Int(v >> 12 & 63)])
-            out.append(Hash.base64Alphabet[Int(v >> 6 & 63)])
-            out.append(UInt8(ascii: "="))
-        }
+        withUnsafeBytes { Base64.append($0, to: &out) }
     }
-
-    private static let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     public var description: String { hex }
 

@@ -17,6 +17,11 @@ struct JSONObjectWriter {
     }
 
     private mutating func appendString(_ s: String) {
+        JSONObjectWriter.appendEscaped(s, to: &out)
+    }
+
+    /// `s` as a JSON string literal, quotes included.
+    static func appendEscaped(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most strings (base64, decimal, identities) need no escaping: copy them whole.
         if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
@@ -24,16 +29,23 @@ struct JSONObjectWriter {
             out.append(UInt8(ascii: "\""))
             return
         }
+        let hex = Array("0123456789abcdef".utf8)
         for b in s.utf8 {
             switch b {
-            case UInt8(ascii: "\""): out += [0x5c, 0x22]
-            case UInt8(ascii: "\\"): out += [0x5c, 0x5c]
-            case 0x0a: out += [0x5c, UInt8(ascii: "n")]
-            case 0x0d: out += [0x5c, UInt8(ascii: "r")]
-            case 0x09: out += [0x5c, UInt8(ascii: "t")]
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                out.append(0x5c)
+                out.append(b)
+            case 0x0a:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "n"))
+            case 0x0d:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "r"))
+            case 0x09:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "t"))
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out += [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xf)]]
+                out.append(contentsOf: [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xf)]])
             default: out.append(b)
             }
         }
@@ -58,6 +70,20 @@ struct JSONObjectWriter {
             appendString(s)
         }
         out.append(UInt8(ascii: "]"))
+    }
+
+    /// A value already encoded as a JSON string literal (see `appendEscaped`).
+    mutating func field(_ k: String, escaped: [UInt8]) {
+        key(k)
+        out.append(contentsOf: escaped)
+    }
+
+    /// Bytes as a base64 string (its alphabet never needs escaping).
+    mutating func field(_ k: String, base64 bytes: [UInt8]) {
+        key(k)
+        out.append(UInt8(ascii: "\""))
+        bytes.withUnsafeBytes { Base64.append($0, to: &out) }
+        out.append(UInt8(ascii: "\""))
     }
 
     /// A hash as base64: its alphabet never needs escaping, so it is encoded straight into the output.

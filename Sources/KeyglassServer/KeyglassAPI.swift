@@ -36,6 +36,7 @@ public struct KeyglassAPI: Sendable {
     /// Per-client limits, shared by the router and the event-loop fast path.
     let readLimiter: RateLimiter?
     let signedPublishLimiter: RateLimiter?
+    let escapedNotes = EscapedNoteCache()
 
     public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger, witnesses: WitnessCollector? = nil) {
         self.store = store

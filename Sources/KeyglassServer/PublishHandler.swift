@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import KeyglassCore
 import KeyglassLog
+import Synchronization
 
 /// POST /v1/keys body. Decoded in one pass that also refuses unknown fields, so a typo such as
 /// "signatur" is an error instead of an unsigned publish.
@@ -35,6 +36,20 @@ struct PublishBody: Decodable {
         signature = try c.decodeIfPresent(String.self, forKey: key("signature"))
         previous_index = try c.decodeIfPresent(UInt64.self, forKey: key("previous_index"))
         revocation = try c.decodeIfPresent(Bool.self, forKey: key("revocation"))
+    }
+}
+
+/// The newest checkpoint note as a JSON string literal: every publish of a batch answers with the
+/// same note, so it is escaped once per batch rather than once per publish.
+final class EscapedNoteCache: Sendable {
+    private let latest = Mutex<(size: UInt64, note: String, escaped: [UInt8])?>(nil)
+
+    func escaped(_ cp: StoredCheckpoint) -> [UInt8] {
+        if let hit = latest.withLock({ $0 }), hit.size == cp.size, hit.note == cp.note { return hit.escaped }
+        var out: [UInt8] = []
+        JSONObjectWriter.appendEscaped(cp.note, to: &out)
+        latest.withLock { $0 = (cp.size, cp.note, out) }
+        return out
     }
 }
 
@@ -85,8 +100,8 @@ extension KeyglassAPI {
     func publishAnswer(_ receipt: PublishReceipt) throws -> ReadAnswer {
         let proof = try store.inclusionProof(index: receipt.index, size: receipt.checkpoint.size)
         var json = JSONObjectWriter()
-        json.field("checkpoint", string: receipt.checkpoint.note)
-        json.field("entry", string: Base64.encode(receipt.entry))
+        json.field("checkpoint", escaped: escapedNotes.escaped(receipt.checkpoint))
+        json.field("entry", base64: receipt.entry)
         json.field("inclusion_proof", base64: proof)
         json.field("index", number: receipt.index)
         json.field("leaf_hash", base64: receipt.leafHash)

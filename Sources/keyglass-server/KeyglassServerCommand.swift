@@ -68,8 +68,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Most entries in one batch.")
     var maxBatch = 4096
 
-    @Option(name: .long, help: "Milliseconds to let a batch fill before committing (0: commit as soon as the previous batch is done).")
-    var batchDelayMs = 0
+    @Option(name: .long, help: "Milliseconds to let a batch fill before committing while publishes arrive concurrently (0: commit as soon as the previous batch is done). A lone publish is never delayed.")
+    var batchDelayMs = 1
 
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")
     var maxQueue = 100_000

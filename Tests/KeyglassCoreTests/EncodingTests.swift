@@ -18,4 +18,14 @@ final class EncodingTests: XCTestCase {
             XCTAssertEqual(Hash(base64: String(decoding: out.dropFirst(6), as: UTF8.self)), h)
         }
     }
+
+    func testBase64OfEveryLengthMatchesFoundation() {
+        var rng = SplitMix64(state: 9)
+        for n in 0..<200 {
+            let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            var out: [UInt8] = []
+            bytes.withUnsafeBytes { Base64.append($0, to: &out) }
+            XCTAssertEqual(String(decoding: out, as: UTF8.self), Data(bytes).base64EncodedString(), "\(n) bytes")
+        }
+    }
 }
