@@ -6,7 +6,7 @@ import Synchronization
 
 /// POST /v1/keys body. Decoded in one pass that also refuses unknown fields, so a typo such as
 /// "signatur" is an error instead of an unsigned publish.
-struct PublishBody: Decodable {
+struct PublishBody: Decodable, Equatable {
     let identity: String
     let key_type: String
     let public_key: String
@@ -22,6 +22,15 @@ struct PublishBody: Decodable {
     }
 
     struct UnknownFields: Error { let names: [String] }
+
+    init(identity: String, key_type: String, public_key: String, signature: String?, previous_index: UInt64?, revocation: Bool?) {
+        self.identity = identity
+        self.key_type = key_type
+        self.public_key = public_key
+        self.signature = signature
+        self.previous_index = previous_index
+        self.revocation = revocation
+    }
 
     static let fields: Set<String> = ["identity", "key_type", "public_key", "signature", "previous_index", "revocation"]
 
@@ -72,7 +81,7 @@ extension KeyglassAPI {
     /// Every check a publish passes before it is queued (body, identity, key, authorization).
     /// Synchronous, so the event-loop fast path (`FastPathHandler`) runs the same code.
     func preparePublish(body buffer: ByteBuffer, authorization: String?) throws -> PublishRequest {
-        let body = try decode(Data(buffer.readableBytesView))
+        let body = try buffer.withUnsafeReadableBytes { PublishBodyScanner.scan($0) } ?? decode(Data(buffer.readableBytesView))
         let identity: String
         do { identity = try Identity.normalize(body.identity) } catch { throw APIError.badRequest(error.description) }
         let keyType: KeyType
@@ -109,7 +118,7 @@ extension KeyglassAPI {
         return .json(json)
     }
 
-    private func decode(_ data: Data) throws -> PublishBody {
+    func decode(_ data: Data) throws -> PublishBody {
         do {
             return try JSONDecoder().decode(PublishBody.self, from: data)
         } catch let e as PublishBody.UnknownFields {
