@@ -32,8 +32,8 @@ lat_ms() { awk -v p="$1%" '$1==p { v=$2; u=v; gsub(/[0-9.]/,"",u); gsub(/[a-z]/,
 rps() { awk '/Requests\/sec/{printf "%d", $2}' "$1"; }
 # Runs wrk three times (output files OUT.1..3) and copies the run with the median rate to OUT: the
 # machine's speed drifts by ±10% from minute to minute, and one run can land on either side.
-# wrk runs with one thread: it is enough for these rates, leaves more CPU to the server, and wrk
-# starts a second thread's clock late (requests sent during a thread's init() would count).
+# The wrk scripts' init() is quick on purpose: wrk starts its first thread before it runs the
+# second one's init(), and requests sent meanwhile would count in a rate measured from later.
 wrk3() {  # OUT wrk-args...
   local out=$1; shift
   for k in 1 2 3; do wrk "$@" > "$out.$k" 2>&1 || true; done
@@ -49,19 +49,19 @@ init_log() { "$BIN/keyglass-server" init --data "$1" --origin bench.keyglass/log
 
 echo "== machine: $(nproc) cores, $(awk '/model name/{$1=$2=$3="";print;exit}' /proc/cpuinfo | sed 's/^ *//'), $(free -g | awk '/Mem/{print $2}') GiB"
 
-echo "== 1. publish throughput (HTTP, sync FULL, wrk -t1 -c128, ${SECS}s, median of 3)"
+echo "== 1. publish throughput (HTTP, sync FULL, wrk -t2 -c128, ${SECS}s, median of 3)"
 init_log "$WORK/pub" > "$WORK/pub.vkey"
 start_server "$WORK/pub" 18080 FULL
-wrk3 "$WORK/pub.wrk" -t1 -c128 -d"${SECS}s" --latency -s Benchmarks/wrk/publish.lua http://127.0.0.1:18080 -- "$(cat "$WORK/pub/publish-token")"
+wrk3 "$WORK/pub.wrk" -t2 -c128 -d"${SECS}s" --latency -s Benchmarks/wrk/publish.lua http://127.0.0.1:18080 -- "$(cat "$WORK/pub/publish-token")"
 cat "$WORK/pub.wrk"
 PUB=$(rps "$WORK/pub.wrk"); P50=$(lat_ms 50 "$WORK/pub.wrk"); P99=$(lat_ms 99 "$WORK/pub.wrk"); PERR=$(errors "$WORK/pub.wrk")
 SIZE=$(curl -s http://127.0.0.1:18080/v1/log | python3 -c 'import json,sys; print(json.load(sys.stdin)["tree_size"])')
 PUB_RSS=$(rss_mb "$PID")
 # The HTTP stack's own ceiling on this machine: a trivial GET, same wrk, same cores; answered on
 # the event loop like the proofs, and (for comparison) through Hummingbird's router.
-wrk3 "$WORK/health.wrk" -t1 -c128 -d"${SECS}s" http://127.0.0.1:18080/healthz
+wrk3 "$WORK/health.wrk" -t2 -c128 -d"${SECS}s" http://127.0.0.1:18080/healthz
 CEIL=$(rps "$WORK/health.wrk")
-wrk3 "$WORK/router.wrk" -t1 -c128 -d"${SECS}s" http://127.0.0.1:18080/v1/keys/nobody@example.test
+wrk3 "$WORK/router.wrk" -t2 -c128 -d"${SECS}s" http://127.0.0.1:18080/v1/keys/nobody@example.test
 ROUTER=$(rps "$WORK/router.wrk")
 stop_server
 REF=$("$BIN/keyglass-bench" sqlite-reference 300000 FULL)
@@ -70,7 +70,7 @@ row "durable publishes/s (HTTP, $PERR errors, tree $SIZE)" "$PUB" "$REF raw SQLi
 row "raw SQLite rows/s with the lookup indexes written in every batch (schema 1, for comparison)" "-" "$REF_INLINE" "-" "-" "-"
 row "publish integration latency p50 / p99 (ms)" "$P50 / $P99" "-" "-" "p99 <= 250" "$(le "$P99" 250)"
 row "server RSS after publish run (MB)" "$PUB_RSS" "-" "-" "-" "-"
-row "HTTP ceiling: trivial GET /healthz req/s (event-loop path, wrk -t1 on the same 2 cores)" "$CEIL" "-" "-" "-" "-"
+row "HTTP ceiling: trivial GET /healthz req/s (event-loop path, wrk -t2 on the same 2 cores)" "$CEIL" "-" "-" "-" "-"
 row "the same through Hummingbird's router (GET /v1/keys of an unknown identity: one index lookup, 404)" "$ROUTER" "-" "-" "-" "-"
 
 echo "== 2-4. scale: bulk-load, proof reads, RSS, audit"
@@ -85,14 +85,14 @@ for N in $SIZES; do
   start_server "$D" "$PORT" FULL
   RSS0=$(rss_mb "$PID")
   # A short unmeasured run first: the first reads after a start fill SQLite's and the OS's caches.
-  wrk -t1 -c64 -d3s -s Benchmarks/wrk/inclusion.lua "http://127.0.0.1:$PORT" -- "$N" > /dev/null 2>&1 || true
-  wrk3 "$D.wrk" -t1 -c64 -d"${SECS}s" --latency -s Benchmarks/wrk/inclusion.lua "http://127.0.0.1:$PORT" -- "$N"
+  wrk -t2 -c64 -d3s -s Benchmarks/wrk/inclusion.lua "http://127.0.0.1:$PORT" -- "$N" > /dev/null 2>&1 || true
+  wrk3 "$D.wrk" -t2 -c64 -d"${SECS}s" --latency -s Benchmarks/wrk/inclusion.lua "http://127.0.0.1:$PORT" -- "$N"
   R=$(rps "$D.wrk"); L50=$(lat_ms 50 "$D.wrk"); L99=$(lat_ms 99 "$D.wrk"); RSS=$(rss_mb "$PID")
   echo "   $N: $R proofs/s, p50 $L50 ms, p99 $L99 ms, RSS $RSS0 -> $RSS MB"
   row "inclusion proofs/s at $N entries ($(errors "$D.wrk") errors)" "$R" "$CEIL HTTP ceiling" "$(ratio "$R" "$CEIL")" "$([ "$N" -ge 1000000 ] && echo '>= 30000' || echo -)" "$([ "$N" -ge 1000000 ] && ge "$R" 30000 || echo -)"
   row "proof latency p50 / p99 at $N (ms)" "$L50 / $L99" "-" "-" "O(log n)" "-"
   if [ "$N" -ge 1000000 ]; then
-    wrk3 "$D.cwrk" -t1 -c64 -d"${SECS}s" --latency -s Benchmarks/wrk/consistency.lua "http://127.0.0.1:$PORT" -- "$N" 20000
+    wrk3 "$D.cwrk" -t2 -c64 -d"${SECS}s" --latency -s Benchmarks/wrk/consistency.lua "http://127.0.0.1:$PORT" -- "$N" 20000
     C=$(rps "$D.cwrk"); C50=$(lat_ms 50 "$D.cwrk"); C99=$(lat_ms 99 "$D.cwrk")
     echo "   $N: $C consistency proofs/s, p50 $C50 ms, p99 $C99 ms, $(errors "$D.cwrk") errors"
     row "consistency proofs/s at $N entries ($(errors "$D.cwrk") errors)" "$C" "$CEIL HTTP ceiling" "$(ratio "$C" "$CEIL")" "-" "-"

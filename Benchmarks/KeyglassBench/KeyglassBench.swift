@@ -6,8 +6,9 @@ import KeyglassCore
 ///
 ///   keyglass-bench sqlite-reference ROWS SYNC [merged|inline]
 ///                                               raw batched SQLite inserts of the rows a publish writes;
-///                                               lookup-index rows merged sorted every 65536 rows (as the
-///                                               sequencer does) or, `inline`, written with each batch (schema 1)
+///                                               lookup-index rows merged sorted in chunks of 8192 once 16384
+///                                               wait (as the sequencer does) or, `inline`, written with each
+///                                               batch (schema 1)
 ///   keyglass-bench sha256 COUNT                 SHA-256 of 65-byte inputs (a Merkle node) per second
 ///   keyglass-bench export DB OUT                the log's entries as uint16-length-prefixed records (for Go)
 ///
@@ -40,8 +41,8 @@ enum KeyglassBench {
 
     /// Inserts `rows` entries with the same tables, indexes and row sizes a publish writes (an entry
     /// row, about one node row, one checkpoint per batch), 1000 rows per transaction, plus the
-    /// lookup-index rows (by identity, by leaf hash) — merged in sorted transactions of 65536 as the
-    /// sequencer does, or with each batch into indexes on the entries table as schema 1 did — and
+    /// lookup-index rows (by identity, by leaf hash) — merged in sorted transactions of 8192 once
+    /// 16384 wait, as the sequencer does, or with each batch into indexes on the entries table as schema 1 did — and
     /// returns rows per second. No hashing, no signing, no HTTP: the storage limit alone.
     static func sqliteReference(rows: Int, sync: String, inlineIndexes: Bool) throws -> Int {
         let path = NSTemporaryDirectory() + "/keyglass-sqlite-ref-\(getpid()).sqlite"
@@ -65,18 +66,19 @@ enum KeyglassBench {
         sqlite3_prepare_v2(db, "INSERT INTO identity_index VALUES(?,?)", -1, &insId, nil)
         sqlite3_prepare_v2(db, "INSERT INTO leaf_index VALUES(?,?)", -1, &insLeaf, nil)
         var pending: [(Int64, Int64, Int64)] = []  // identity key, leaf key, index
-        func merge() {
+        func merge(_ limit: Int) {
+            let chunk = pending.prefix(limit)
             exec(db, "BEGIN IMMEDIATE")
-            for (key, idx) in pending.map({ ($0.0, $0.2) }).sorted(by: <) {
+            for (key, idx) in chunk.map({ ($0.0, $0.2) }).sorted(by: <) {
                 sqlite3_reset(insId); sqlite3_bind_int64(insId, 1, key); sqlite3_bind_int64(insId, 2, idx)
                 guard sqlite3_step(insId) == SQLITE_DONE else { fail("insert identity index") }
             }
-            for (key, idx) in pending.map({ ($0.1, $0.2) }).sorted(by: <) {
+            for (key, idx) in chunk.map({ ($0.1, $0.2) }).sorted(by: <) {
                 sqlite3_reset(insLeaf); sqlite3_bind_int64(insLeaf, 1, key); sqlite3_bind_int64(insLeaf, 2, idx)
                 guard sqlite3_step(insLeaf) == SQLITE_DONE else { fail("insert leaf index") }
             }
             exec(db, "COMMIT")
-            pending.removeAll(keepingCapacity: true)
+            pending.removeFirst(chunk.count)
         }
         sqlite3_prepare_v2(db, "INSERT INTO entries VALUES(?,?,?,?,?,?)", -1, &insEntry, nil)
         sqlite3_prepare_v2(db, "INSERT INTO nodes VALUES(?,?)", -1, &insNode, nil)
@@ -116,9 +118,9 @@ enum KeyglassBench {
             sqlite3_bind_int64(insCp, 4, 0)
             guard sqlite3_step(insCp) == SQLITE_DONE else { fail("insert checkpoint") }
             exec(db, "COMMIT")
-            if pending.count >= 65536 { merge() }
+            if pending.count >= 16384 { merge(8192) }
         }
-        if !pending.isEmpty { merge() }
+        while !pending.isEmpty { merge(8192) }
         let secs = seconds(ContinuousClock.now - start)
         sqlite3_finalize(insEntry); sqlite3_finalize(insNode); sqlite3_finalize(insCp); sqlite3_finalize(insId); sqlite3_finalize(insLeaf)
         return Int(Double(rows) / secs)

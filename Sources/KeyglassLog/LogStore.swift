@@ -361,10 +361,10 @@ public final class LogStore: Sendable {
         pendingIndex.reset(indexedSize: indexedSize, rows: rows)
     }
 
-    /// Moves every pending index row into the SQLite index tables, in one transaction, each table's
-    /// rows in key order (for the sequencer, on the writer connection).
-    func mergePendingIndex(_ db: SQLiteConnection) throws {
-        let rows = pendingIndex.rowsToMerge()
+    /// Moves the oldest pending index rows (at most `limit`) into the SQLite index tables, in one
+    /// transaction, each table's rows in key order (for the sequencer, on the writer connection).
+    func mergePendingIndex(_ db: SQLiteConnection, limit: Int) throws {
+        let rows = pendingIndex.rowsToMerge(limit: limit)
         guard let last = rows.last else { return }
         try db.transaction {
             let byIdentity = rows.map { (Schema.identityKey($0.identity), $0.index) }.sorted { $0 < $1 }

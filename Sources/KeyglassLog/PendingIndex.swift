@@ -9,8 +9,9 @@ import Synchronization
 /// commit: measured, ~35 µs of each publish's ~56 µs in the writer, and the raw SQLite rate with
 /// them was ~23k rows/s. Instead each batch commits only its entries, nodes and checkpoint
 /// (appends), the new index rows wait here, and the writer merges them into the SQLite index
-/// tables in one sorted transaction every `Sequencer.Options.indexMergeEntries` entries (or after
-/// a quiet second). A sorted merge touches each index page once, however many rows land on it.
+/// tables in sorted transactions of `Sequencer.Options.indexMergeChunk` rows once
+/// `indexMergeEntries` wait (and all of them after a quiet second). A sorted merge touches each
+/// index page once, however many of its rows land on it.
 ///
 /// Nothing is lost in a crash: the entries are committed, and on open the rows of every entry from
 /// `indexed_size` (stored with each merge) onward are rebuilt from the entries table.
@@ -65,8 +66,8 @@ public final class PendingIndex: Sendable {
     func identityIndices(_ identity: String) -> [UInt64] { state.withLock { $0.byIdentity[identity] ?? [] } }
     func leafIndices(_ leaf: Hash) -> [UInt64] { state.withLock { $0.byLeaf[leaf] ?? [] } }
 
-    /// Every pending row, for a merge.
-    func rowsToMerge() -> [Row] { state.withLock { $0.rows } }
+    /// The oldest pending rows (at most `limit`), for a merge.
+    func rowsToMerge(limit: Int) -> [Row] { state.withLock { Array($0.rows.prefix(limit)) } }
 
     /// After a merge of the first `merged` rows committed: they are in SQLite now.
     func dropMerged(_ merged: Int, indexedSize: UInt64) {

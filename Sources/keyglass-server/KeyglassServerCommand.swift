@@ -71,6 +71,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Milliseconds to let a batch fill before committing while publishes arrive concurrently (0: commit as soon as the previous batch is done). A lone publish is never delayed.")
     var batchDelayMs = 1
 
+    @Option(name: .long, help: "Lookup-index rows merged into SQLite at a time (publishes wait while a merge runs: larger merges cost less per row, smaller ones pause less).")
+    var indexMergeRows = 8_192
+
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")
     var maxQueue = 100_000
 
@@ -108,6 +111,8 @@ struct Serve: AsyncParsableCommand {
             seqOptions.maxBatch = max(1, maxBatch)
             seqOptions.batchDelay = .milliseconds(max(0, batchDelayMs))
             seqOptions.maxQueue = max(1, maxQueue)
+            seqOptions.indexMergeEntries = max(1, indexMergeRows)
+            seqOptions.indexMergeChunk = max(1, indexMergeRows)
             let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
             options.publishTokenHashes = [tokenHash]
