@@ -34,12 +34,18 @@ public final class Sequencer: Service, @unchecked Sendable {
         public var batchDelay: Duration = .milliseconds(1)
         /// Most publishes waiting; beyond it publishes fail fast with `overloaded` (HTTP 503).
         public var maxQueue: Int = 100_000
-        /// Lookup-index rows held in memory (see `PendingIndex`): from `indexMergeEntries` on, the
-        /// writer merges the oldest `indexMergeChunk` into SQLite between two batches; after a
-        /// quiet `indexMergeIdle`, all of them. Publishes wait while a chunk is merged, so chunks
-        /// are kept small enough for that to stay short. Measured at ~0.5M entries: 8192 rows
-        /// ~45 ms (publish p99 45–50 ms), 32768 ~120 ms (p99 ~95 ms), 65536 200–300 ms (p99 up to
-        /// 270 ms, over the target); publishes/s were the same within the machine's ±10% drift.
+        /// Lookup-index rows held in memory (see `PendingIndex`). Once a merge's worth waits, the
+        /// writer merges the oldest rows into SQLite between two batches; after a quiet
+        /// `indexMergeIdle`, all of them. A merge's worth is `indexMergeChunk`, or 1/32 of the
+        /// rows already indexed if that is more (at most 2^18).
+        ///
+        /// Why it grows: a sorted merge rewrites about every index page its keys land on, and a
+        /// log of n entries has ~n/200 pages per index, so chunks much smaller than that rewrite
+        /// the same pages again and again (measured at 2.4M entries: 8192 rows took 3.9 s, while
+        /// 65,536 rows took 1.2 s at 9M). Why it starts small: publishes wait while a merge runs
+        /// (measured at ~0.5M entries: 8192 rows ~45 ms, publish p99 ~50 ms; 65,536 rows 200–300 ms,
+        /// p99 up to 270 ms). Large logs therefore pause for longer (about a second at 10M);
+        /// a two-level index would remove that (see Benchmarks/README.md).
         public var indexMergeEntries: Int = 8_192
         public var indexMergeChunk: Int = 8_192
         public var indexMergeIdle: Duration = .seconds(1)
@@ -227,7 +233,7 @@ public final class Sequencer: Service, @unchecked Sendable {
                 if batch.isEmpty { break }
                 lastBatchSize = batch.count
                 integrate(batch)
-                if store.pendingIndex.count >= options.indexMergeEntries { mergeIndex() }
+                if store.pendingIndex.count >= max(options.indexMergeEntries, mergeChunk) { mergeIndex() }
             }
             if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) {
                 mergeAllIndexRows()
@@ -241,10 +247,15 @@ public final class Sequencer: Service, @unchecked Sendable {
         while store.pendingIndex.count > 0, mergeIndex(), inbox.withLock({ $0.queue.isEmpty }) {}
     }
 
+    /// Rows per merge: `indexMergeChunk`, or 1/32 of the indexed rows if more (see `Options`).
+    private var mergeChunk: Int {
+        max(1, options.indexMergeChunk, min(1 << 18, Int(clamping: store.pendingIndex.indexedSize / 32)))
+    }
+
     /// Merges one chunk of the oldest pending rows; false if it failed.
     @discardableResult
     private func mergeIndex() -> Bool {
-        let rows = min(store.pendingIndex.count, max(1, options.indexMergeChunk))
+        let rows = min(store.pendingIndex.count, mergeChunk)
         guard rows > 0 else { return true }
         let start = ContinuousClock.now
         do {

@@ -71,7 +71,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Milliseconds to let a batch fill before committing while publishes arrive concurrently (0: commit as soon as the previous batch is done). A lone publish is never delayed.")
     var batchDelayMs = 1
 
-    @Option(name: .long, help: "Lookup-index rows merged into SQLite at a time (publishes wait while a merge runs: larger merges cost less per row, smaller ones pause less).")
+    @Option(name: .long, help: "Fewest lookup-index rows merged into SQLite at a time; merges grow to 1/32 of the indexed rows (publishes wait while a merge runs: larger merges cost less per row, smaller ones pause less).")
     var indexMergeRows = 8_192
 
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")

@@ -40,6 +40,7 @@ final class IndexMergeTests: XCTestCase {
         defer { log.remove() }
         var options = Sequencer.Options()
         options.indexMergeEntries = 5
+        options.indexMergeChunk = 5
         options.indexMergeIdle = .seconds(3600)  // merges only by count here
         let ids = ["alice@example.com", "bob@example.com", "carol@example.com"]
         let expected = try await log.withServer(options: options) { server in
