@@ -69,12 +69,23 @@ public final class PendingIndex: Sendable {
     /// The oldest pending rows (at most `limit`), for a merge.
     func rowsToMerge(limit: Int) -> [Row] { state.withLock { Array($0.rows.prefix(limit)) } }
 
-    /// After a merge of the first `merged` rows committed: they are in SQLite now.
+    /// After a merge of the first `merged` rows committed: they are in SQLite now. Costs what was
+    /// merged, not what is still pending (the rows are the oldest of their identity and leaf).
     func dropMerged(_ merged: Int, indexedSize: UInt64) {
         state.withLock { s in
-            let rest = Array(s.rows.dropFirst(merged))
-            s = State(indexedSize: indexedSize)
-            Self.add(rest, to: &s)
+            let n = min(merged, s.rows.count)
+            for r in s.rows.prefix(n) {
+                Self.removeOldest(r.index, of: r.identity, in: &s.byIdentity)
+                Self.removeOldest(r.index, of: r.leaf, in: &s.byLeaf)
+            }
+            s.rows.removeFirst(n)
+            s.indexedSize = indexedSize
         }
+    }
+
+    private static func removeOldest<K: Hashable>(_ index: UInt64, of key: K, in map: inout [K: [UInt64]]) {
+        guard var list = map[key] else { return }
+        if list.first == index { list.removeFirst() } else { list.removeAll { $0 == index } }
+        map[key] = list.isEmpty ? nil : list
     }
 }

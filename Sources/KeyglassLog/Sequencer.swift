@@ -233,7 +233,8 @@ public final class Sequencer: Service, @unchecked Sendable {
                 if batch.isEmpty { break }
                 lastBatchSize = batch.count
                 integrate(batch)
-                if store.pendingIndex.count >= max(options.indexMergeEntries, mergeChunk) { mergeIndex() }
+                // Keep up with large batches (bulk loads): merge until under one merge's worth.
+                while store.pendingIndex.count >= max(options.indexMergeEntries, mergeChunk), mergeIndex() {}
             }
             if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) {
                 mergeAllIndexRows()
