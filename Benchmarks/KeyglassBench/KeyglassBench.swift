@@ -7,8 +7,8 @@ import KeyglassCore
 ///   keyglass-bench sqlite-reference ROWS SYNC [merged|inline]
 ///                                               raw batched SQLite inserts of the rows a publish writes;
 ///                                               lookup-index rows merged sorted in chunks of 8192 once 16384
-///                                               wait (as the sequencer does) or, `inline`, written with each
-///                                               batch (schema 1)
+///                                               wait (the sequencer's smallest merges; it merges more at once
+///                                               as the log grows) or, `inline`, written with each batch (schema 1)
 ///   keyglass-bench sha256 COUNT                 SHA-256 of 65-byte inputs (a Merkle node) per second
 ///   keyglass-bench export DB OUT                the log's entries as uint16-length-prefixed records (for Go)
 ///
@@ -42,7 +42,7 @@ enum KeyglassBench {
     /// Inserts `rows` entries with the same tables, indexes and row sizes a publish writes (an entry
     /// row, about one node row, one checkpoint per batch), 1000 rows per transaction, plus the
     /// lookup-index rows (by identity, by leaf hash) — merged in sorted transactions of 8192 once
-    /// 16384 wait, as the sequencer does, or with each batch into indexes on the entries table as schema 1 did — and
+    /// 16384 wait, the sequencer's smallest merges (so a conservative reference), or with each batch into indexes on the entries table as schema 1 did — and
     /// returns rows per second. No hashing, no signing, no HTTP: the storage limit alone.
     static func sqliteReference(rows: Int, sync: String, inlineIndexes: Bool) throws -> Int {
         let path = NSTemporaryDirectory() + "/keyglass-sqlite-ref-\(getpid()).sqlite"
