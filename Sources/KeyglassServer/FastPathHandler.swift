@@ -44,6 +44,8 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// request's response; so does this path).
     private var closeAfterAnswer = false
     private var waiting: [HTTPRequestPart] = []
+    /// Reading from the socket is paused because a pipelined request arrived behind a publish.
+    private var readingPaused = false
 
     init(api: KeyglassAPI) {
         self.api = api
@@ -53,6 +55,13 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let part = unwrapInboundIn(data)
         if publishing {
             waiting.append(part)
+            // Only a client that pipelines sends more before its answer; stop reading from it until
+            // the publish is answered (most clients never get here, so most publishes cost no
+            // change of the socket's read interest).
+            if !readingPaused {
+                readingPaused = true
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+            }
         } else {
             handle(part, context: context)
         }
@@ -112,8 +121,6 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func startPublish(_ publish: PublishRequest, context: ChannelHandlerContext) {
         publishing = true
-        // Requests behind this one wait; stop reading more of them from the socket meanwhile.
-        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         let loop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         api.sequencer.submit(publish) { result in
             loop.eventLoop.execute {
@@ -137,9 +144,12 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         write(answer, context: context)
         guard context.channel.isActive else { return }
-        context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
         while !publishing, !waiting.isEmpty {
             handle(waiting.removeFirst(), context: context)
+        }
+        if readingPaused, !publishing {
+            readingPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
         }
     }
 

@@ -95,6 +95,34 @@ final class FastPathTests: XCTestCase {
         }
     }
 
+    /// Publishes pipelined behind a publish: reading pauses while each waits for its commit, and
+    /// every answer comes back, in order, each publish integrated after the one before it.
+    func testPipelinedPublishesAreAnsweredInOrder() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            let conn = try RawConnection(port: try XCTUnwrap(server.client.base.port))
+            var requests = ""
+            for k in 0..<4 {
+                let key = Data((0..<32).map { UInt8(($0 + k * 7) & 0xff) }).base64EncodedString()
+                let body = #"{"identity":"user\#(k)@example.com","key_type":"x25519","public_key":"\#(key)"}"#
+                requests += "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(log.token)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            }
+            conn.send(requests + "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            let answers = (0..<5).compactMap { _ in conn.response() }
+            XCTAssertEqual(answers.map(\.status), [200, 200, 200, 200, 200], answers.map(\.body).joined(separator: "\n"))
+            guard answers.count == 5 else { return }
+            let indices = try answers[0..<4].map { try JSONDecoder().decode(PublishAnswer.self, from: Data($0.body.utf8)).index }
+            XCTAssertEqual(indices, [0, 1, 2, 3])
+            XCTAssertTrue(answers[4].body.contains("\"tree_size\":4"), answers[4].body)
+            // The connection still reads after the pause: one more request on it is answered.
+            conn.send("GET /checkpoint HTTP/1.1\r\nHost: t\r\n\r\n")
+            let last = conn.response()
+            XCTAssertEqual(last?.status, 200)
+            XCTAssertTrue(last?.body.contains("\n4\n") == true, last?.body ?? "no answer")
+        }
+    }
+
     func testFastAndRouterAnswersAreTheSameBytes() async throws {
         let log = try await TestLog()
         defer { log.remove() }
