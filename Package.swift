@@ -15,10 +15,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         // Already in the build through Hummingbird; named because the event-loop fast path for reads
-        // (KeyglassServer/FastReadHandler.swift) uses their channel handlers directly.
+        // (KeyglassServer/FastPathHandler.swift) uses their channel handlers directly.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // Already built for Hummingbird and NIO; named here for Deque (the pending index's rows).
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // System libraries. Named per project so they never clash with another package's shim.
@@ -33,6 +35,7 @@ let package = Package(
         // Storage (SQLite) and the sequencer that owns all writes.
         .target(name: "KeyglassLog", dependencies: [
             "KeyglassCore", "CKeyglassSQLite",
+            .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

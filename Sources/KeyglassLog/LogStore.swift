@@ -361,31 +361,15 @@ public final class LogStore: Sendable {
         pendingIndex.reset(indexedSize: indexedSize, rows: rows)
     }
 
-    /// Moves the oldest pending index rows (at most `limit`) into the SQLite index tables, in one
-    /// transaction, each table's rows in key order (for the sequencer, on the writer connection).
-    func mergePendingIndex(_ db: SQLiteConnection, limit: Int) throws {
-        let rows = pendingIndex.rowsToMerge(limit: limit)
-        guard let last = rows.last else { return }
-        try db.transaction {
-            let byIdentity = rows.map { (Schema.identityKey($0.identity), $0.index) }.sorted { $0 < $1 }
-            for (key, index) in byIdentity {
-                let s = try db.statement("INSERT OR IGNORE INTO identity_index(identity_key, idx) VALUES(?, ?)")
-                s.bind(1, key)
-                s.bind(2, index)
-                try s.step()
-            }
-            let byLeaf = rows.map { (Schema.lookupKey($0.leaf), $0.index) }.sorted { $0 < $1 }
-            for (key, index) in byLeaf {
-                let s = try db.statement("INSERT OR IGNORE INTO leaf_index(leaf_key, idx) VALUES(?, ?)")
-                s.bind(1, key)
-                s.bind(2, index)
-                try s.step()
-            }
-            let m = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size', ?)")
-            m.bind(1, String(last.index + 1))
-            try m.step()
-        }
-        pendingIndex.dropMerged(rows.count, indexedSize: last.index + 1)
+    /// A merge of the oldest `limit` pending lookup-index rows, to be written slice by slice by the
+    /// writer (see `IndexMerge`); nil when nothing is pending.
+    func beginIndexMerge(limit: Int) -> IndexMerge? {
+        IndexMerge(rows: pendingIndex.rowsToMerge(limit: limit))
+    }
+
+    /// After the last slice of `merge` committed: its rows are in SQLite and leave memory.
+    func finishIndexMerge(_ merge: IndexMerge) {
+        pendingIndex.dropMerged(merge.rowCount)
     }
 
     /// Runs SQLite's own consistency check (used by tests and `keyglass-server check`).

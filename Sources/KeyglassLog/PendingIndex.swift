@@ -1,3 +1,4 @@
+import DequeModule
 import KeyglassCore
 import Synchronization
 
@@ -9,9 +10,10 @@ import Synchronization
 /// commit: measured, ~35 µs of each publish's ~56 µs in the writer, and the raw SQLite rate with
 /// them was ~23k rows/s. Instead each batch commits only its entries, nodes and checkpoint
 /// (appends), the new index rows wait here, and the writer merges them into the SQLite index
-/// tables in sorted transactions of `Sequencer.Options.indexMergeChunk` rows once
-/// `indexMergeEntries` wait (and all of them after a quiet second). A sorted merge touches each
-/// index page once, however many of its rows land on it.
+/// tables in key order, `Sequencer.Options.indexMergeChunk` rows or more at a time once
+/// `indexMergeEntries` wait (and all of them after a quiet second), each merge written in short
+/// slices between batches (`IndexMerge`). A sorted merge touches each index page once, however
+/// many of its rows land on it. Rows leave this tail only after their merge's last slice commits.
 ///
 /// Nothing is lost in a crash: the entries are committed, and on open the rows of every entry from
 /// `indexed_size` (stored with each merge) onward are rebuilt from the entries table.
@@ -19,13 +21,38 @@ import Synchronization
 /// Lookups consult both the SQLite index and this tail. A reader takes its view of the tail before
 /// it queries SQLite; a merge commits before it empties the tail; so an entry is always in at least
 /// one of the two (results are de-duplicated by index).
+///
+/// Layout, for memory and for steady latency: the pending rows are exactly the entries from
+/// `indexedSize` on, so row i is entry `indexedSize + i` and a row is found by index without a
+/// search. Each key (the 64-bit lookup keys of SQLite's index tables) maps to its newest pending
+/// entry, and each row links to the previous pending entry with the same key. An earlier version
+/// kept a `[String: [UInt64]]` and a `[Hash: [UInt64]]`; measured at 10M entries under publishes,
+/// the server's RSS grew ~400 bytes per pending row, and growing those dictionaries past 2^17,
+/// 2^18, 2^19 rows rehashed every string under the lock, stalling the writer and every lookup for
+/// 75–280 ms. Now it is ~265 bytes per row (capacity slack included) and growth stalls are 50–110
+/// ms; they happen only while the tables first grow to their working size (neither shrinks).
+/// Keys are 64-bit prefixes, and a prefix collision can be made on purpose, so every hit is
+/// checked against the row's full identity or leaf hash, as the SQL lookups check the entry's.
 public final class PendingIndex: Sendable {
+    private struct Slot {
+        let identity: String
+        let leaf: Hash
+        let identityKey: Int64
+        let leafKey: Int64
+        /// The previous pending entry with the same identity key, or with the same leaf key
+        /// (`none` if there is none; one below `indexedSize` is merged and ends the chain too).
+        let previousOfIdentity: UInt64
+        let previousOfLeaf: UInt64
+    }
+
+    private static let none = UInt64.max
+
     private struct State {
-        /// Entries below this index are in the SQLite index tables.
+        /// Entries below this index are in the SQLite index tables; `slots[i]` is entry `indexedSize + i`.
         var indexedSize: UInt64 = 0
-        var byIdentity: [String: [UInt64]] = [:]
-        var byLeaf: [Hash: [UInt64]] = [:]
-        var rows: [Row] = []
+        var slots: Deque<Slot> = []
+        var newestOfIdentity: [Int64: UInt64] = [:]
+        var newestOfLeaf: [Int64: UInt64] = [:]
     }
 
     struct Row: Sendable {
@@ -34,58 +61,103 @@ public final class PendingIndex: Sendable {
         let leaf: Hash
     }
 
+    /// What a merge writes of a row: the keys of both index tables.
+    struct MergeRow: Sendable {
+        let index: UInt64
+        let identityKey: Int64
+        let leafKey: Int64
+    }
+
     private let state = Mutex(State())
 
     public init() {}
 
     /// Entries not yet in the SQLite index tables.
-    public var count: Int { state.withLock { $0.rows.count } }
+    public var count: Int { state.withLock { $0.slots.count } }
     public var indexedSize: UInt64 { state.withLock { $0.indexedSize } }
 
+    /// Replaces the contents: `rows` must be the entries from `indexedSize` on, in order.
     func reset(indexedSize: UInt64, rows: [Row]) {
+        let keyed = Self.keys(rows)
         state.withLock { s in
             s = State(indexedSize: indexedSize)
-            Self.add(rows, to: &s)
+            Self.add(rows, keyed, to: &s)
         }
     }
 
-    /// Adds the rows of a committed batch (in index order).
+    /// Adds the rows of a committed batch: the entries that follow the pending ones, in order.
     func add(_ rows: [Row]) {
         guard !rows.isEmpty else { return }
-        state.withLock { Self.add(rows, to: &$0) }
+        let keyed = Self.keys(rows)  // SHA-256 of each identity, outside the lock
+        state.withLock { Self.add(rows, keyed, to: &$0) }
     }
 
-    private static func add(_ rows: [Row], to s: inout State) {
-        for r in rows {
-            s.byIdentity[r.identity, default: []].append(r.index)
-            s.byLeaf[r.leaf, default: []].append(r.index)
+    private static func keys(_ rows: [Row]) -> [(Int64, Int64)] {
+        rows.map { (Schema.identityKey($0.identity), Schema.lookupKey($0.leaf)) }
+    }
+
+    private static func add(_ rows: [Row], _ keys: [(Int64, Int64)], to s: inout State) {
+        for (r, (identityKey, leafKey)) in zip(rows, keys) {
+            // The sequencer gives out indices one after another; a gap would misplace every row.
+            precondition(r.index == s.indexedSize + UInt64(s.slots.count), "pending index rows out of order")
+            let slot = Slot(identity: r.identity, leaf: r.leaf, identityKey: identityKey, leafKey: leafKey,
+                            previousOfIdentity: s.newestOfIdentity.updateValue(r.index, forKey: identityKey) ?? none,
+                            previousOfLeaf: s.newestOfLeaf.updateValue(r.index, forKey: leafKey) ?? none)
+            s.slots.append(slot)
         }
-        s.rows += rows
     }
 
-    func identityIndices(_ identity: String) -> [UInt64] { state.withLock { $0.byIdentity[identity] ?? [] } }
-    func leafIndices(_ leaf: Hash) -> [UInt64] { state.withLock { $0.byLeaf[leaf] ?? [] } }
+    /// The pending entries of `identity`, oldest first.
+    func identityIndices(_ identity: String) -> [UInt64] {
+        let key = Schema.identityKey(identity)
+        return state.withLock { s in
+            Self.chain(from: s.newestOfIdentity[key], in: s, next: \.previousOfIdentity) { $0.identity == identity }
+        }
+    }
+
+    /// The pending entries whose leaf hash is `leaf`, oldest first.
+    func leafIndices(_ leaf: Hash) -> [UInt64] {
+        let key = Schema.lookupKey(leaf)
+        return state.withLock { s in
+            Self.chain(from: s.newestOfLeaf[key], in: s, next: \.previousOfLeaf) { $0.leaf == leaf }
+        }
+    }
+
+    /// Walks a key's chain from its newest pending entry; keeps the entries that really match.
+    private static func chain(from newest: UInt64?, in s: State, next: KeyPath<Slot, UInt64>, matches: (Slot) -> Bool) -> [UInt64] {
+        var found: [UInt64] = []
+        var index = newest ?? none
+        while index != none, index >= s.indexedSize {
+            let slot = s.slots[Int(index - s.indexedSize)]
+            if matches(slot) { found.append(index) }
+            index = slot[keyPath: next]
+        }
+        return found.reversed()
+    }
 
     /// The oldest pending rows (at most `limit`), for a merge.
-    func rowsToMerge(limit: Int) -> [Row] { state.withLock { Array($0.rows.prefix(limit)) } }
-
-    /// After a merge of the first `merged` rows committed: they are in SQLite now. Costs what was
-    /// merged, not what is still pending (the rows are the oldest of their identity and leaf).
-    func dropMerged(_ merged: Int, indexedSize: UInt64) {
+    func rowsToMerge(limit: Int) -> [MergeRow] {
         state.withLock { s in
-            let n = min(merged, s.rows.count)
-            for r in s.rows.prefix(n) {
-                Self.removeOldest(r.index, of: r.identity, in: &s.byIdentity)
-                Self.removeOldest(r.index, of: r.leaf, in: &s.byLeaf)
+            s.slots.prefix(limit).enumerated().map { i, slot in
+                MergeRow(index: s.indexedSize + UInt64(i), identityKey: slot.identityKey, leafKey: slot.leafKey)
             }
-            s.rows.removeFirst(n)
-            s.indexedSize = indexedSize
         }
     }
 
-    private static func removeOldest<K: Hashable>(_ index: UInt64, of key: K, in map: inout [K: [UInt64]]) {
-        guard var list = map[key] else { return }
-        if list.first == index { list.removeFirst() } else { list.removeAll { $0 == index } }
-        map[key] = list.isEmpty ? nil : list
+    /// After a merge of the first `merged` rows committed: they are in SQLite now. Costs what was
+    /// merged, not what is still pending.
+    func dropMerged(_ merged: Int) {
+        state.withLock { s in
+            let n = min(merged, s.slots.count)
+            for (i, slot) in s.slots.prefix(n).enumerated() {
+                let index = s.indexedSize + UInt64(i)
+                // A key whose newest entry is merged has no pending entries left; a newer one's
+                // chain simply ends where the merged entries begin.
+                if s.newestOfIdentity[slot.identityKey] == index { s.newestOfIdentity[slot.identityKey] = nil }
+                if s.newestOfLeaf[slot.leafKey] == index { s.newestOfLeaf[slot.leafKey] = nil }
+            }
+            s.slots.removeFirst(n)
+            s.indexedSize += UInt64(n)
+        }
     }
 }

@@ -44,11 +44,14 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// the same pages again and again (measured at 2.4M entries: 8192 rows took 3.9 s, while
         /// 65,536 rows took 1.2 s at 9M). Why it starts small: publishes wait while a merge runs
         /// (measured at ~0.5M entries: 8192 rows ~45 ms, publish p99 ~50 ms; 65,536 rows 200–300 ms,
-        /// p99 up to 270 ms). Large logs therefore pause for longer (about a second at 10M);
-        /// a two-level index would remove that (see Benchmarks/README.md).
+        /// p99 up to 270 ms). So a merge is written in slices of at most `indexMergeSlice`, one
+        /// after each batch (`IndexMerge`): a publish waits for one slice, not the whole merge
+        /// (about a second at 10M entries).
         public var indexMergeEntries: Int = 8_192
         public var indexMergeChunk: Int = 8_192
         public var indexMergeIdle: Duration = .seconds(1)
+        /// Longest a merge's transaction runs before the writer turns to the publishes again.
+        public var indexMergeSlice: Duration = .milliseconds(20)
         public init() {}
     }
 
@@ -67,6 +70,10 @@ public final class Sequencer: Service, @unchecked Sendable {
     private struct WriterState {
         var range: CompactRange
         var lastTimestamp: UInt64
+        /// The lookup-index merge under way, between its slices.
+        var merge: IndexMerge?
+        var mergeStarted = ContinuousClock.now
+        var longestSlice: Duration = .zero
     }
 
     private let store: LogStore
@@ -233,8 +240,12 @@ public final class Sequencer: Service, @unchecked Sendable {
                 if batch.isEmpty { break }
                 lastBatchSize = batch.count
                 integrate(batch)
-                // Keep up with large batches (bulk loads): merge until under one merge's worth.
-                while store.pendingIndex.count >= max(options.indexMergeEntries, mergeChunk), mergeIndex() {}
+                // One slice of a merge after each batch, once a merge's worth waits.
+                let due = max(options.indexMergeEntries, mergeChunk)
+                if writerState.merge != nil || store.pendingIndex.count >= due { _ = mergeSlice() }
+                // When batches outrun the slices (bulk loads), the writer merges until it catches
+                // up: memory for pending rows stays bounded, and publishes wait instead.
+                while store.pendingIndex.count >= 2 * due, mergeSlice() {}
             }
             if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) {
                 mergeAllIndexRows()
@@ -243,9 +254,9 @@ public final class Sequencer: Service, @unchecked Sendable {
         }
     }
 
-    /// Merges chunks until nothing is pending, or a merge fails, or publishes are waiting.
+    /// Merges until nothing is pending, or a merge fails, or publishes are waiting.
     private func mergeAllIndexRows() {
-        while store.pendingIndex.count > 0, mergeIndex(), inbox.withLock({ $0.queue.isEmpty }) {}
+        while store.pendingIndex.count > 0, mergeSlice(), inbox.withLock({ $0.queue.isEmpty }) {}
     }
 
     /// Rows per merge: `indexMergeChunk`, or 1/32 of the indexed rows if more (see `Options`).
@@ -253,25 +264,40 @@ public final class Sequencer: Service, @unchecked Sendable {
         max(1, options.indexMergeChunk, min(1 << 18, Int(clamping: store.pendingIndex.indexedSize / 32)))
     }
 
-    /// Merges one chunk of the oldest pending rows; false if it failed.
-    @discardableResult
-    private func mergeIndex() -> Bool {
-        let rows = min(store.pendingIndex.count, mergeChunk)
-        guard rows > 0 else { return true }
+    /// Writes one slice of the merge under way, starting a merge of the oldest pending rows if none
+    /// is; false if the slice failed (its rows stay pending, lookups still find them, and the next
+    /// slice retries).
+    private func mergeSlice() -> Bool {
+        if writerState.merge == nil {
+            writerState.merge = store.beginIndexMerge(limit: mergeChunk)
+            writerState.mergeStarted = .now
+            writerState.longestSlice = .zero
+        }
+        guard var merge = writerState.merge else { return true }
         let start = ContinuousClock.now
         do {
-            let limit = rows
-            try store.writer.runHere { db in try store.mergePendingIndex(db, limit: limit) }
-            // Publishes wait while a merge runs: a slow one is worth an operator's attention.
-            let took = ContinuousClock.now - start
-            logger.log(level: took > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
-                       metadata: ["rows": "\(rows)", "ms": "\(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000)"])
+            let complete = try store.writer.runHere { db in try merge.writeSlice(db, budget: options.indexMergeSlice) }
+            writerState.longestSlice = max(writerState.longestSlice, .now - start)
+            guard complete else {
+                writerState.merge = merge
+                return true
+            }
+            store.finishIndexMerge(merge)
+            writerState.merge = nil
+            // Publishes wait for a slice: a slow one is worth an operator's attention.
+            let longest = writerState.longestSlice
+            logger.log(level: longest > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
+                       metadata: ["rows": "\(merge.rowCount)", "ms": "\(Self.milliseconds(.now - writerState.mergeStarted))",
+                                  "longest_slice_ms": "\(Self.milliseconds(longest))"])
             return true
         } catch {
-            // The rows stay pending (lookups still find them) and the next merge retries.
             logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(store.pendingIndex.count)"])
             return false
         }
+    }
+
+    private static func milliseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 
     private struct BatchOutcome: Sendable {
@@ -290,19 +316,27 @@ public final class Sequencer: Service, @unchecked Sendable {
         let start = writerState
         let signer = self.signer
         let cachedFrom = store.upperTree.lowestLevel
+        let t0 = ContinuousClock.now
         do {
             let outcome = try store.writer.runHere { db in
                 try db.transaction {
                     try Self.write(requests, db: db, store: store, range: start.range, lastTimestamp: start.lastTimestamp, signer: signer, cachedFrom: cachedFrom)
                 }
             }
+            let took = ContinuousClock.now - t0
             // Only now, after the commit, does the tree edge move and do callers hear back.
             // The cache first: a reader that sees the new checkpoint finds its nodes there.
             store.upperTree.append(outcome.upperNodes)
             store.pendingIndex.add(outcome.indexRows)
-            writerState = WriterState(range: outcome.range, lastTimestamp: outcome.lastTimestamp)
+            writerState.range = outcome.range
+            writerState.lastTimestamp = outcome.lastTimestamp
             if let cp = outcome.checkpoint { published.withLock { $0 = cp } }
             for (waiter, result) in zip(batch, outcome.results) { waiter.done(result) }
+            // Every publish of the batch waited for this commit: a slow one (an fsync stalled by
+            // the disk, a checkpoint of the WAL) is worth an operator's attention.
+            if took > .milliseconds(250) {
+                logger.notice("slow batch commit", metadata: ["ms": "\(Self.milliseconds(took))", "entries": "\(batch.count)"])
+            }
         } catch {
             logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
             let message: String

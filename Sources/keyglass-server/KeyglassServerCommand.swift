@@ -71,8 +71,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Milliseconds to let a batch fill before committing while publishes arrive concurrently (0: commit as soon as the previous batch is done). A lone publish is never delayed.")
     var batchDelayMs = 1
 
-    @Option(name: .long, help: "Fewest lookup-index rows merged into SQLite at a time; merges grow to 1/32 of the indexed rows (publishes wait while a merge runs: larger merges cost less per row, smaller ones pause less).")
+    @Option(name: .long, help: "Fewest lookup-index rows merged into SQLite at a time; merges grow to 1/32 of the indexed rows (larger merges cost less per row).")
     var indexMergeRows = 8_192
+
+    @Option(name: .long, help: "Longest transaction of a lookup-index merge, in milliseconds: a merge is written in slices between batches, and publishes wait for one slice at most (longer slices: fewer commits, longer waits).")
+    var indexMergeSliceMs = 20
 
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")
     var maxQueue = 100_000
@@ -113,6 +116,7 @@ struct Serve: AsyncParsableCommand {
             seqOptions.maxQueue = max(1, maxQueue)
             seqOptions.indexMergeEntries = max(1, indexMergeRows)
             seqOptions.indexMergeChunk = max(1, indexMergeRows)
+            seqOptions.indexMergeSlice = .milliseconds(max(1, indexMergeSliceMs))
             let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
             options.publishTokenHashes = [tokenHash]

@@ -79,6 +79,90 @@ final class IndexMergeTests: XCTestCase {
         }
     }
 
+    /// A merge is written in slices, one after each batch: between slices part of its rows are in
+    /// SQLite and all of them still pending, and lookups find each entry exactly once.
+    func testMergeIsWrittenInSlicesBetweenBatches() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = Sequencer.Options()
+        options.indexMergeEntries = 300
+        options.indexMergeChunk = 300
+        options.indexMergeSlice = .zero  // a slice stops after its first 256 rows
+        options.indexMergeIdle = .seconds(3600)
+        let indexedSize = "SELECT coalesce((SELECT value FROM meta WHERE key = 'indexed_size'), 0)"
+        try await log.withServer(options: options) { server in
+            var got: [String: [UInt64]] = [:]
+            // One publish at a time: one batch each, and the writer has finished whatever followed
+            // a batch (a slice) before it integrates the next.
+            func publish(_ n: Int) async throws {
+                let id = "user\(n % 40)@example.com"
+                got[id, default: []].append(try await log.publish(server, identity: id).index)
+            }
+            // The writer writes a slice right after answering a batch: wait for it to land.
+            func waitFor(_ sql: String, atLeast value: Int64) async throws {
+                var waited = 0
+                while try log.scalar(sql) < value, waited < 500 {
+                    try await Task.sleep(for: .milliseconds(10))
+                    waited += 1
+                }
+            }
+            let identityRows = "SELECT count(*) FROM identity_index", leafRows = "SELECT count(*) FROM leaf_index"
+            for n in 0..<300 { try await publish(n) }
+            // Entry 299 made 300 pending: the merge began with 256 of its 600 index rows.
+            try await waitFor(identityRows, atLeast: 1)
+            XCTAssertEqual(try log.scalar(identityRows), 256)
+            XCTAssertEqual(try log.scalar(leafRows), 0)
+            XCTAssertEqual(try log.scalar(indexedSize), 0, "indexed_size moves with the last slice only")
+            XCTAssertEqual(server.store.pendingIndex.count, 300, "rows stay pending until the merge completes")
+            try await assertLookups(server, log, got.filter { ["user0@example.com", "user7@example.com", "user39@example.com"].contains($0.key) })
+            // The next batch, the next slice: the other 44 identity rows, 212 leaf rows.
+            try await publish(300)
+            try await waitFor(leafRows, atLeast: 1)
+            XCTAssertEqual(try log.scalar(identityRows), 300)
+            XCTAssertEqual(try log.scalar(leafRows), 212)
+            XCTAssertEqual(try log.scalar(indexedSize), 0)
+            XCTAssertEqual(server.store.pendingIndex.count, 301)
+            try await assertLookups(server, log, got.filter { ["user1@example.com", "user20@example.com"].contains($0.key) })
+            // And the last slice completes it.
+            try await publish(301)
+            try await waitFor(indexedSize, atLeast: 300)
+            XCTAssertEqual(try log.scalar(leafRows), 300)
+            XCTAssertEqual(try log.scalar(indexedSize), 300)
+            XCTAssertEqual(server.store.pendingIndex.count, 2)
+            XCTAssertEqual(server.store.pendingIndex.indexedSize, 300)
+            try await assertLookups(server, log, got.filter { ["user0@example.com", "user21@example.com", "user22@example.com"].contains($0.key) })
+        }
+    }
+
+    /// A crash between two slices: some rows of the merge are in SQLite beyond `indexed_size`.
+    /// They are rebuilt as pending, lookups do not show them twice, and merging them again is
+    /// harmless.
+    func testCrashBetweenSlicesIsHarmless() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let ids = ["frank@example.com", "grace@example.com", "heidi@example.com"]
+        let expected = try await log.withServer { server in try await publishRounds(log, server, identities: ids, rounds: 4) }
+        XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 12)
+        // The first slice of a merge of entries 5..11 committed (identity rows), the rest did not.
+        try log.tamper("UPDATE meta SET value = '5' WHERE key = 'indexed_size'")
+        try log.tamper("DELETE FROM leaf_index WHERE idx >= 5")
+        var options = Sequencer.Options()
+        options.indexMergeEntries = 2
+        options.indexMergeChunk = 2
+        options.indexMergeIdle = .seconds(3600)
+        try await log.withServer(options: options) { server in
+            XCTAssertEqual(server.store.pendingIndex.count, 7)
+            try await assertLookups(server, log, expected)
+            let more = try await log.publish(server, identity: "grace@example.com")
+            var grown = expected
+            grown["grace@example.com"]!.append(more.index)
+            try await assertLookups(server, log, grown)
+        }
+        XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 13)
+        XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 13)
+        XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 13)
+    }
+
     func testQuietLogMergesAfterIdleTime() async throws {
         let log = try await TestLog()
         defer { log.remove() }
