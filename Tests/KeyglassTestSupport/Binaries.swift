@@ -41,7 +41,8 @@ public enum Binaries {
         let p = Process()
         p.executableURL = directory.appendingPathComponent(name)
         p.arguments = args
-        FileManager.default.createFile(atPath: log, contents: nil)
+        // A failure shows up on the next line: FileHandle(forWritingTo:) throws for a missing file.
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardOutput = h
         p.standardError = h
