@@ -285,7 +285,7 @@ public final class LogStore: Sendable {
     /// The identity's entries below `size`, oldest first, at most `limit` (the newest ones).
     public func entries(identity: String, below size: UInt64, limit: Int) throws -> [StoredEntry] {
         // The tail first, then SQLite (see `PendingIndex` for why this order never misses one).
-        let pending = pendingIndex.identityIndices(identity).filter { $0 < size }
+        let pending = pendingIndex.identityCandidates(identity).filter { $0 < size }
         return try read { db in
             var found: [UInt64: StoredEntry] = [:]
             let s = try db.statement("""
@@ -300,26 +300,30 @@ public final class LogStore: Sendable {
                 guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
                 found[s.uint64(0)] = StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h)
             }
-            for index in pending.suffix(limit) where found[index] == nil {
-                guard let e = try Self.entry(db, at: index) else { throw StoreError.corrupt("indexed entry \(index) is missing") }
+            // Pending candidates, newest first, checked against the entry's identity.
+            var fromPending = 0
+            for index in pending.reversed() where fromPending < limit {
+                guard let (e, owner) = try Self.entryWithIdentity(db, at: index) else { throw StoreError.corrupt("indexed entry \(index) is missing") }
+                guard owner == identity else { continue }
                 found[index] = e
+                fromPending += 1
             }
             return found.keys.sorted().suffix(limit).map { found[$0]! }
         }
     }
 
-    static func entry(_ db: SQLiteConnection, at index: UInt64) throws -> StoredEntry? {
-        let s = try db.statement("SELECT data, leaf_hash FROM entries WHERE idx = ?")
+    static func entryWithIdentity(_ db: SQLiteConnection, at index: UInt64) throws -> (StoredEntry, String)? {
+        let s = try db.statement("SELECT data, leaf_hash, identity FROM entries WHERE idx = ?")
         s.bind(1, index)
         guard try s.step() else { return nil }
         guard let h = s.hash(1) else { throw StoreError.corrupt("leaf hash of entry \(index)") }
-        return StoredEntry(index: index, data: s.blob(0), leafHash: h)
+        return (StoredEntry(index: index, data: s.blob(0), leafHash: h), s.text(2))
     }
 
     /// The first entry below `size` whose leaf hash is `hash`.
     public func index(ofLeafHash hash: Hash, below size: UInt64) throws -> UInt64? {
-        let pending = pendingIndex.leafIndices(hash).filter { $0 < size }
-        let indexed: UInt64? = try read { db in
+        let pending = pendingIndex.leafCandidates(hash).filter { $0 < size }
+        return try read { db in
             let s = try db.statement("""
                 SELECT i.idx FROM leaf_index i JOIN entries e ON e.idx = i.idx
                 WHERE i.leaf_key = ? AND e.leaf_hash = ? AND i.idx < ? ORDER BY i.idx LIMIT 1
@@ -327,14 +331,30 @@ public final class LogStore: Sendable {
             s.bind(1, Schema.lookupKey(hash))
             s.bind(2, hash)
             s.bind(3, size)
-            return try s.step() ? s.uint64(0) : nil
+            // Indexed entries are older than pending ones: a match in SQLite is the first.
+            if try s.step() { return s.uint64(0) }
+            for index in pending {
+                if try Self.leafHash(db, at: index) == hash { return index }
+            }
+            return nil
         }
-        return [indexed, pending.first].compactMap { $0 }.min()
+    }
+
+    static func leafHash(_ db: SQLiteConnection, at index: UInt64) throws -> Hash? {
+        let s = try db.statement("SELECT leaf_hash FROM entries WHERE idx = ?")
+        s.bind(1, index)
+        return try s.step() ? s.hash(0) : nil
     }
 
     /// The newest entry of `identity` (for the sequencer, on the writer connection).
     func latestIndex(_ db: SQLiteConnection, identity: String) throws -> UInt64? {
-        if let newest = pendingIndex.identityIndices(identity).last { return newest }
+        // Pending entries are newer than indexed ones: the newest candidate that is really this
+        // identity's is the answer.
+        for index in pendingIndex.identityCandidates(identity).reversed() {
+            let s = try db.statement("SELECT identity FROM entries WHERE idx = ?")
+            s.bind(1, index)
+            if try s.step(), s.text(0) == identity { return index }
+        }
         let s = try db.statement("""
             SELECT max(i.idx) FROM identity_index i JOIN entries e ON e.idx = i.idx
             WHERE i.identity_key = ? AND e.identity = ?

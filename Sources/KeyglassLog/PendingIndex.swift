@@ -24,19 +24,19 @@ import Synchronization
 ///
 /// Layout, for memory and for steady latency: the pending rows are exactly the entries from
 /// `indexedSize` on, so row i is entry `indexedSize + i` and a row is found by index without a
-/// search. Each key (the 64-bit lookup keys of SQLite's index tables) maps to its newest pending
-/// entry, and each row links to the previous pending entry with the same key. An earlier version
-/// kept a `[String: [UInt64]]` and a `[Hash: [UInt64]]`; measured at 10M entries under publishes,
-/// the server's RSS grew ~400 bytes per pending row, and growing those dictionaries past 2^17,
-/// 2^18, 2^19 rows rehashed every string under the lock, stalling the writer and every lookup for
-/// 75–280 ms. Now it is ~265 bytes per row (capacity slack included) and growth stalls are 50–110
-/// ms; they happen only while the tables first grow to their working size (neither shrinks).
-/// Keys are 64-bit prefixes, and a prefix collision can be made on purpose, so every hit is
-/// checked against the row's full identity or leaf hash, as the SQL lookups check the entry's.
+/// search. A row holds only the two 64-bit lookup keys (those of SQLite's index tables) and, for
+/// each, the previous pending entry with the same key; each key maps to its newest pending entry.
+/// An earlier version kept a `[String: [UInt64]]` and a `[Hash: [UInt64]]`; measured at 10M
+/// entries under publishes, the server's RSS grew ~400 bytes per pending row, and growing those
+/// dictionaries past 2^17, 2^18, 2^19 rows rehashed every string under the lock, stalling the
+/// writer and every lookup for 75–280 ms. Small rows also let merges be larger for the same
+/// memory, and a larger merge rewrites the same index pages for more rows (see `Sequencer.Options`).
+///
+/// Keys are 64-bit prefixes of SHA-256, so a pair of identities (or leaves) sharing one can be
+/// made on purpose: what this index gives are candidates, and every caller checks the entry's
+/// full identity or leaf hash in SQLite, as the SQL lookups do.
 public final class PendingIndex: Sendable {
     private struct Slot {
-        let identity: String
-        let leaf: Hash
         let identityKey: Int64
         let leafKey: Int64
         /// The previous pending entry with the same identity key, or with the same leaf key
@@ -78,59 +78,55 @@ public final class PendingIndex: Sendable {
 
     /// Replaces the contents: `rows` must be the entries from `indexedSize` on, in order.
     func reset(indexedSize: UInt64, rows: [Row]) {
-        let keyed = Self.keys(rows)
+        let keys = Self.keys(rows)
         state.withLock { s in
             s = State(indexedSize: indexedSize)
-            Self.add(rows, keyed, to: &s)
+            Self.add(rows, keys, to: &s)
         }
     }
 
     /// Adds the rows of a committed batch: the entries that follow the pending ones, in order.
     func add(_ rows: [Row]) {
         guard !rows.isEmpty else { return }
-        let keyed = Self.keys(rows)  // SHA-256 of each identity, outside the lock
-        state.withLock { Self.add(rows, keyed, to: &$0) }
+        let keys = Self.keys(rows)  // SHA-256 of each identity, outside the lock
+        state.withLock { Self.add(rows, keys, to: &$0) }
     }
 
-    private static func keys(_ rows: [Row]) -> [(Int64, Int64)] {
+    private static func keys(_ rows: [Row]) -> [(identity: Int64, leaf: Int64)] {
         rows.map { (Schema.identityKey($0.identity), Schema.lookupKey($0.leaf)) }
     }
 
-    private static func add(_ rows: [Row], _ keys: [(Int64, Int64)], to s: inout State) {
-        for (r, (identityKey, leafKey)) in zip(rows, keys) {
+    private static func add(_ rows: [Row], _ keys: [(identity: Int64, leaf: Int64)], to s: inout State) {
+        for (r, key) in zip(rows, keys) {
             // The sequencer gives out indices one after another; a gap would misplace every row.
             precondition(r.index == s.indexedSize + UInt64(s.slots.count), "pending index rows out of order")
-            let slot = Slot(identity: r.identity, leaf: r.leaf, identityKey: identityKey, leafKey: leafKey,
-                            previousOfIdentity: s.newestOfIdentity.updateValue(r.index, forKey: identityKey) ?? none,
-                            previousOfLeaf: s.newestOfLeaf.updateValue(r.index, forKey: leafKey) ?? none)
-            s.slots.append(slot)
+            s.slots.append(Slot(identityKey: key.identity, leafKey: key.leaf,
+                                previousOfIdentity: s.newestOfIdentity.updateValue(r.index, forKey: key.identity) ?? none,
+                                previousOfLeaf: s.newestOfLeaf.updateValue(r.index, forKey: key.leaf) ?? none))
         }
     }
 
-    /// The pending entries of `identity`, oldest first.
-    func identityIndices(_ identity: String) -> [UInt64] {
+    /// The pending entries whose identity has the lookup key of `identity`, oldest first:
+    /// candidates, to be checked against each entry's identity.
+    func identityCandidates(_ identity: String) -> [UInt64] {
         let key = Schema.identityKey(identity)
-        return state.withLock { s in
-            Self.chain(from: s.newestOfIdentity[key], in: s, next: \.previousOfIdentity) { $0.identity == identity }
-        }
+        return state.withLock { s in Self.chain(from: s.newestOfIdentity[key], in: s, next: \.previousOfIdentity) }
     }
 
-    /// The pending entries whose leaf hash is `leaf`, oldest first.
-    func leafIndices(_ leaf: Hash) -> [UInt64] {
+    /// The pending entries whose leaf hash has the lookup key of `leaf`, oldest first: candidates,
+    /// to be checked against each entry's leaf hash.
+    func leafCandidates(_ leaf: Hash) -> [UInt64] {
         let key = Schema.lookupKey(leaf)
-        return state.withLock { s in
-            Self.chain(from: s.newestOfLeaf[key], in: s, next: \.previousOfLeaf) { $0.leaf == leaf }
-        }
+        return state.withLock { s in Self.chain(from: s.newestOfLeaf[key], in: s, next: \.previousOfLeaf) }
     }
 
-    /// Walks a key's chain from its newest pending entry; keeps the entries that really match.
-    private static func chain(from newest: UInt64?, in s: State, next: KeyPath<Slot, UInt64>, matches: (Slot) -> Bool) -> [UInt64] {
+    /// Walks a key's chain from its newest pending entry.
+    private static func chain(from newest: UInt64?, in s: State, next: KeyPath<Slot, UInt64>) -> [UInt64] {
         var found: [UInt64] = []
         var index = newest ?? none
         while index != none, index >= s.indexedSize {
-            let slot = s.slots[Int(index - s.indexedSize)]
-            if matches(slot) { found.append(index) }
-            index = slot[keyPath: next]
+            found.append(index)
+            index = s.slots[Int(index - s.indexedSize)][keyPath: next]
         }
         return found.reversed()
     }

@@ -35,18 +35,20 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// Most publishes waiting; beyond it publishes fail fast with `overloaded` (HTTP 503).
         public var maxQueue: Int = 100_000
         /// Lookup-index rows held in memory (see `PendingIndex`). Once a merge's worth waits, the
-        /// writer merges the oldest rows into SQLite between two batches; after a quiet
-        /// `indexMergeIdle`, all of them. A merge's worth is `indexMergeChunk`, or 1/32 of the
-        /// rows already indexed if that is more (at most 2^18).
+        /// writer merges the oldest rows into SQLite; after a quiet `indexMergeIdle`, all of them.
+        /// A merge's worth is `indexMergeChunk`, or 1/16 of the rows already indexed if that is
+        /// more, at most 2^19. Memory: at 10M entries under full publish load the server's RSS
+        /// peaks at ~155 MB against ~70 MB idle, mostly these rows and the ones that arrive while a
+        /// merge runs; the same as 2^18-row merges cost with the earlier, fatter rows.
         ///
         /// Why it grows: a sorted merge rewrites about every index page its keys land on, and a
         /// log of n entries has ~n/200 pages per index, so chunks much smaller than that rewrite
         /// the same pages again and again (measured at 2.4M entries: 8192 rows took 3.9 s, while
-        /// 65,536 rows took 1.2 s at 9M). Why it starts small: publishes wait while a merge runs
-        /// (measured at ~0.5M entries: 8192 rows ~45 ms, publish p99 ~50 ms; 65,536 rows 200–300 ms,
-        /// p99 up to 270 ms). So a merge is written in slices of at most `indexMergeSlice`, one
-        /// after each batch (`IndexMerge`): a publish waits for one slice, not the whole merge
-        /// (about a second at 10M entries).
+        /// 65,536 rows took 1.2 s at 9M; at 10M entries 2^18 rows took 1.4–1.8 s and 2^19 rows
+        /// 2.4 s, and publishes/s went from ~22k to ~24.6k). Publishes do not wait for a whole
+        /// merge: it is written in slices of at most `indexMergeSlice`, one after each batch
+        /// (`IndexMerge`). Before slices, a merge of 2^18 rows at 10M entries held every publish
+        /// for ~3 s.
         public var indexMergeEntries: Int = 8_192
         public var indexMergeChunk: Int = 8_192
         public var indexMergeIdle: Duration = .seconds(1)
@@ -259,9 +261,9 @@ public final class Sequencer: Service, @unchecked Sendable {
         while store.pendingIndex.count > 0, mergeSlice(), inbox.withLock({ $0.queue.isEmpty }) {}
     }
 
-    /// Rows per merge: `indexMergeChunk`, or 1/32 of the indexed rows if more (see `Options`).
+    /// Rows per merge: `indexMergeChunk`, or 1/16 of the indexed rows if more (see `Options`).
     private var mergeChunk: Int {
-        max(1, options.indexMergeChunk, min(1 << 18, Int(clamping: store.pendingIndex.indexedSize / 32)))
+        max(1, options.indexMergeChunk, min(1 << 19, Int(clamping: store.pendingIndex.indexedSize / 16)))
     }
 
     /// Writes one slice of the merge under way, starting a merge of the oldest pending rows if none

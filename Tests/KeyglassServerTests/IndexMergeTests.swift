@@ -163,6 +163,41 @@ final class IndexMergeTests: XCTestCase {
         XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 13)
     }
 
+    /// Pending rows give candidates by 64-bit key; the store checks each against the entry. Keys
+    /// that collide are played here by editing the entries behind the server's back.
+    func testPendingCandidatesAreCheckedAgainstTheEntry() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = Sequencer.Options()
+        options.indexMergeIdle = .seconds(3600)
+        try await log.withServer(options: options) { server in
+            for id in ["alice@example.com", "bob@example.com", "carol@example.com"] { try await log.publish(server, identity: id) }
+        }
+        // Entry 1's leaf hash now shares entry 0's lookup key (its first 8 bytes) but not the rest;
+        // and nothing is merged, so all three are pending after the restart.
+        try log.tamper("UPDATE entries SET leaf_hash = substr((SELECT leaf_hash FROM entries WHERE idx = 0), 1, 8) || substr(leaf_hash, 9) WHERE idx = 1")
+        try log.tamper("UPDATE meta SET value = '0' WHERE key = 'indexed_size'")
+        try log.tamper("DELETE FROM identity_index")
+        try log.tamper("DELETE FROM leaf_index")
+        try await log.withServer(options: options) { server in
+            XCTAssertEqual(server.store.pendingIndex.count, 3)
+            for index in [UInt64(0), 1] {
+                let entry = try XCTUnwrap(try server.store.entry(at: index))
+                let hash = entry.leafHash.base64.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+                let (status, data) = try await server.client.raw("GET", "/v1/proof/inclusion?leaf_hash=\(hash)&tree_size=3")
+                XCTAssertEqual(status, 200, String(decoding: data, as: UTF8.self))
+                XCTAssertEqual(try JSONDecoder().decode(InclusionAnswer.self, from: data).index, index, "the entry whose whole leaf hash matches")
+            }
+            // Bob's pending row still carries his identity's key, but the entry now names someone
+            // else: the lookup must not hand it out as Bob's.
+            try log.tamper("UPDATE entries SET identity = 'mallory@example.com' WHERE idx = 1")
+            let (status, body) = try await server.client.raw("GET", "/v1/keys/bob@example.com")
+            XCTAssertEqual(status, 404, String(decoding: body, as: UTF8.self))
+            let carol = try await server.client.keys(identity: "carol@example.com")
+            XCTAssertEqual(carol.entries.map(\.index), [2])
+        }
+    }
+
     func testQuietLogMergesAfterIdleTime() async throws {
         let log = try await TestLog()
         defer { log.remove() }
