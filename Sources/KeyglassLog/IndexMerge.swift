@@ -46,26 +46,23 @@ struct IndexMerge {
         var leaf = leafDone
         try db.transaction {
             var written = 0
-            // Checked before a row, so a slice that stops early always leaves rows to the next.
-            func outOfTime() -> Bool { written > 0 && written % 256 == 0 && ContinuousClock.now >= deadline }
-            while identity < byIdentity.count {
-                if outOfTime() { return }
-                let s = try db.statement("INSERT OR IGNORE INTO identity_index(identity_key, idx) VALUES(?, ?)")
-                s.bind(1, byIdentity[identity].key)
-                s.bind(2, byIdentity[identity].index)
-                try s.step()
-                identity += 1
-                written += 1
+            // Inserts rows[next...] in order until done or out of time; true when done. Time is
+            // checked before a row, so a slice that stops early always leaves rows to the next.
+            func insert(_ rows: [(key: Int64, index: UInt64)], from next: inout Int, _ sql: String) throws -> Bool {
+                while next < rows.count {
+                    if written > 0, written % 256 == 0, ContinuousClock.now >= deadline { return false }
+                    let s = try db.statement(sql)
+                    s.bind(1, rows[next].key)
+                    s.bind(2, rows[next].index)
+                    try s.step()
+                    next += 1
+                    written += 1
+                }
+                return true
             }
-            while leaf < byLeaf.count {
-                if outOfTime() { return }
-                let s = try db.statement("INSERT OR IGNORE INTO leaf_index(leaf_key, idx) VALUES(?, ?)")
-                s.bind(1, byLeaf[leaf].key)
-                s.bind(2, byLeaf[leaf].index)
-                try s.step()
-                leaf += 1
-                written += 1
-            }
+            guard try insert(byIdentity, from: &identity, "INSERT OR IGNORE INTO identity_index(identity_key, idx) VALUES(?, ?)"),
+                  try insert(byLeaf, from: &leaf, "INSERT OR IGNORE INTO leaf_index(leaf_key, idx) VALUES(?, ?)")
+            else { return }
             let m = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size', ?)")
             m.bind(1, String(indexedSize))
             try m.step()

@@ -23,17 +23,12 @@ struct PublishBody: Decodable, Equatable {
 
     struct UnknownFields: Error { let names: [String] }
 
-    init(identity: String, key_type: String, public_key: String, signature: String?, previous_index: UInt64?, revocation: Bool?) {
-        self.identity = identity
-        self.key_type = key_type
-        self.public_key = public_key
-        self.signature = signature
-        self.previous_index = previous_index
-        self.revocation = revocation
-    }
-
     static let fields: Set<String> = ["identity", "key_type", "public_key", "signature", "previous_index", "revocation"]
 
+}
+
+// In an extension, so the struct keeps its memberwise initialiser (used by PublishBodyScanner).
+extension PublishBody {
     init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: AnyKey.self)
         let unknown = c.allKeys.map(\.stringValue).filter { !Self.fields.contains($0) }
