@@ -15,7 +15,7 @@ import Foundation
 /// again; the slices that did commit make those inserts no-ops (`INSERT OR IGNORE`). Until the
 /// last slice commits the rows stay in `PendingIndex` too, and lookups, which read both, drop the
 /// duplicates.
-struct IndexMerge {
+struct IndexMerge: Sendable {
     /// How many pending rows (the oldest) this merge covers.
     let rowCount: Int
     /// `indexed_size` once the merge is complete: every entry below it is in the SQLite index.

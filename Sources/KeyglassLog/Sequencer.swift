@@ -54,6 +54,11 @@ public final class Sequencer: Service, @unchecked Sendable {
         public var indexMergeIdle: Duration = .seconds(1)
         /// Longest a merge's transaction runs before the writer turns to the publishes again.
         public var indexMergeSlice: Duration = .milliseconds(20)
+        /// Merges up to this many rows are prepared (copied and sorted) on the writer thread;
+        /// larger ones on another thread while the writer goes on with batches: at 10M entries,
+        /// preparing 2^19 rows took ~200 ms, and every publish waited for it (p99 204 ms in a
+        /// window with a merge, measured).
+        public var indexMergeInlinePreparation: Int = 65_536
         public init() {}
     }
 
@@ -75,8 +80,15 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// The lookup-index merge under way, between its slices.
         var merge: IndexMerge?
         var mergeStarted = ContinuousClock.now
+        /// Copying and sorting the merge's rows, before its first slice.
+        var mergePreparation: Duration = .zero
         var longestSlice: Duration = .zero
+        /// A large merge being prepared on `mergePreparationQueue`; done when the group is.
+        var preparing: DispatchGroup?
     }
+
+    private let mergePreparationQueue = DispatchQueue(label: "keyglass.index-merge-preparation")
+    private let preparedMerge = Mutex<IndexMerge?>(nil)
 
     private let store: LogStore
     private let signer: NoteSigner
@@ -244,10 +256,12 @@ public final class Sequencer: Service, @unchecked Sendable {
                 integrate(batch)
                 // One slice of a merge after each batch, once a merge's worth waits.
                 let due = max(options.indexMergeEntries, mergeChunk)
-                if writerState.merge != nil || store.pendingIndex.count >= due { _ = mergeSlice() }
+                if writerState.merge != nil || writerState.preparing != nil || store.pendingIndex.count >= due {
+                    _ = mergeSlice(waitForPreparation: false)
+                }
                 // When batches outrun the slices (bulk loads), the writer merges until it catches
                 // up: memory for pending rows stays bounded, and publishes wait instead.
-                while store.pendingIndex.count >= 2 * due, mergeSlice() {}
+                while store.pendingIndex.count >= 2 * due, mergeSlice(waitForPreparation: true) {}
             }
             if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) {
                 mergeAllIndexRows()
@@ -258,7 +272,7 @@ public final class Sequencer: Service, @unchecked Sendable {
 
     /// Merges until nothing is pending, or a merge fails, or publishes are waiting.
     private func mergeAllIndexRows() {
-        while store.pendingIndex.count > 0, mergeSlice(), inbox.withLock({ $0.queue.isEmpty }) {}
+        while store.pendingIndex.count > 0, mergeSlice(waitForPreparation: true), inbox.withLock({ $0.queue.isEmpty }) {}
     }
 
     /// Rows per merge: `indexMergeChunk`, or 1/16 of the indexed rows if more (see `Options`).
@@ -268,11 +282,42 @@ public final class Sequencer: Service, @unchecked Sendable {
 
     /// Writes one slice of the merge under way, starting a merge of the oldest pending rows if none
     /// is; false if the slice failed (its rows stay pending, lookups still find them, and the next
-    /// slice retries).
-    private func mergeSlice() -> Bool {
+    /// slice retries). A large merge is first prepared off the writer thread: without
+    /// `waitForPreparation` this returns at once until it is ready.
+    private func mergeSlice(waitForPreparation: Bool) -> Bool {
         if writerState.merge == nil {
-            writerState.merge = store.beginIndexMerge(limit: mergeChunk)
-            writerState.mergeStarted = .now
+            if writerState.preparing == nil {
+                let limit = mergeChunk
+                writerState.mergeStarted = .now
+                if min(limit, store.pendingIndex.count) <= options.indexMergeInlinePreparation {
+                    writerState.merge = store.beginIndexMerge(limit: limit)
+                } else {
+                    // Only the writer removes pending rows (when a merge completes), and none is
+                    // under way: the oldest `limit` rows stay put while they are sorted.
+                    let group = DispatchGroup()
+                    group.enter()
+                    // Touches only `store` and `preparedMerge` (a Mutex), never `writerState`.
+                    mergePreparationQueue.async { [self] in
+                        let merge = store.beginIndexMerge(limit: limit)
+                        preparedMerge.withLock { $0 = merge }
+                        group.leave()
+                    }
+                    writerState.preparing = group
+                }
+            }
+            if let group = writerState.preparing {
+                if waitForPreparation {
+                    group.wait()
+                } else if group.wait(timeout: .now()) == .timedOut {
+                    return true
+                }
+                writerState.preparing = nil
+                writerState.merge = preparedMerge.withLock { prepared in
+                    defer { prepared = nil }
+                    return prepared
+                }
+            }
+            writerState.mergePreparation = .now - writerState.mergeStarted
             writerState.longestSlice = .zero
         }
         guard var merge = writerState.merge else { return true }
@@ -290,7 +335,8 @@ public final class Sequencer: Service, @unchecked Sendable {
             let longest = writerState.longestSlice
             logger.log(level: longest > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
                        metadata: ["rows": "\(merge.rowCount)", "ms": "\(Self.milliseconds(.now - writerState.mergeStarted))",
-                                  "longest_slice_ms": "\(Self.milliseconds(longest))"])
+                                  "preparation_ms": "\(Self.milliseconds(writerState.mergePreparation))",
+                                  "longest_slice_ms": "\(Self.milliseconds(writerState.longestSlice))"])
             return true
         } catch {
             logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(store.pendingIndex.count)"])

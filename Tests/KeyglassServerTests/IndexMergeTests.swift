@@ -134,6 +134,33 @@ final class IndexMergeTests: XCTestCase {
         }
     }
 
+    /// Large merges are prepared off the writer thread (played here with every merge so): the
+    /// writer goes on with batches meanwhile, and every row still lands in SQLite exactly once.
+    func testMergesPreparedOffTheWriterThread() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = Sequencer.Options()
+        options.indexMergeEntries = 40
+        options.indexMergeChunk = 40
+        options.indexMergeInlinePreparation = 0
+        options.indexMergeIdle = .milliseconds(100)
+        let ids = (0..<10).map { "p\($0)@example.com" }
+        try await log.withServer(options: options) { server in
+            let got = try await publishRounds(log, server, identities: ids, rounds: 15)  // 150 entries
+            try await assertLookups(server, log, got)
+            var waited = 0
+            while server.store.pendingIndex.count > 0 && waited < 200 {
+                try await Task.sleep(for: .milliseconds(25))
+                waited += 1
+            }
+            XCTAssertEqual(server.store.pendingIndex.count, 0, "merged once the log was quiet")
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 150)
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 150)
+            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 150)
+            try await assertLookups(server, log, got)
+        }
+    }
+
     /// A crash between two slices: some rows of the merge are in SQLite beyond `indexed_size`.
     /// They are rebuilt as pending, lookups do not show them twice, and merging them again is
     /// harmless.

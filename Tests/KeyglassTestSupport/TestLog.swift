@@ -113,10 +113,16 @@ extension TestLog {
         var db: OpaquePointer?
         guard sqlite3_open_v2(directory.database, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK else { throw ClientError.network("cannot open database") }
         defer { sqlite3_close(db) }
+        // Tests poll this while the server writes: wait out a momentary lock rather than fail.
+        sqlite3_busy_timeout(db, 5000)
         var stmt: OpaquePointer?
-        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { throw ClientError.network(String(cString: sqlite3_errmsg(db))) }
+        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { throw ClientError.network("scalar \(sql): \(String(cString: sqlite3_errmsg(db)))") }
         defer { sqlite3_finalize(stmt) }
-        return sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0
+        switch sqlite3_step(stmt) {
+        case SQLITE_ROW: return sqlite3_column_int64(stmt, 0)
+        case SQLITE_DONE: return 0
+        default: throw ClientError.network("scalar \(sql): \(String(cString: sqlite3_errmsg(db)))")
+        }
     }
 
     /// A fresh state directory for an auditor.
