@@ -35,6 +35,16 @@ final class IndexMergeTests: XCTestCase {
         }
     }
 
+    /// Waits (up to 5 s) for the idle merge to empty the pending rows.
+    private func waitUntilQuietMergeDone(_ server: RunningServer, file: StaticString = #filePath, line: UInt = #line) async throws {
+        var waited = 0
+        while server.store.pendingIndex.count > 0 && waited < 200 {
+            try await Task.sleep(for: .milliseconds(25))
+            waited += 1
+        }
+        XCTAssertEqual(server.store.pendingIndex.count, 0, "merged once the log was quiet", file: file, line: line)
+    }
+
     func testLookupsFindMergedAndPendingEntriesAcrossRestarts() async throws {
         let log = try await TestLog()
         defer { log.remove() }
@@ -148,12 +158,7 @@ final class IndexMergeTests: XCTestCase {
         try await log.withServer(options: options) { server in
             let got = try await publishRounds(log, server, identities: ids, rounds: 15)  // 150 entries
             try await assertLookups(server, log, got)
-            var waited = 0
-            while server.store.pendingIndex.count > 0 && waited < 200 {
-                try await Task.sleep(for: .milliseconds(25))
-                waited += 1
-            }
-            XCTAssertEqual(server.store.pendingIndex.count, 0, "merged once the log was quiet")
+            try await waitUntilQuietMergeDone(server)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 150)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 150)
             XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 150)
@@ -232,12 +237,7 @@ final class IndexMergeTests: XCTestCase {
         options.indexMergeIdle = .milliseconds(100)
         try await log.withServer(options: options) { server in
             for i in 0..<4 { try await log.publish(server, identity: "quiet\(i)@example.com") }
-            var waited = 0
-            while server.store.pendingIndex.count > 0 && waited < 100 {
-                try await Task.sleep(for: .milliseconds(50))
-                waited += 1
-            }
-            XCTAssertEqual(server.store.pendingIndex.count, 0, "merged once the log was quiet")
+            try await waitUntilQuietMergeDone(server)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 4)
             try await assertLookups(server, log, ["quiet2@example.com": [2]])
         }
