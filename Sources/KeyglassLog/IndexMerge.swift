@@ -26,7 +26,7 @@ struct IndexMerge: Sendable {
     private var identityDone = 0
     private var leafDone = 0
 
-    init?(rows: [PendingIndex.MergeRow]) {
+    init?(rows: [PendingIndex.Row]) {
         guard let last = rows.last else { return nil }
         rowCount = rows.count
         indexedSize = last.index + 1

@@ -285,14 +285,15 @@ public final class LogStore: Sendable {
     /// The identity's entries below `size`, oldest first, at most `limit` (the newest ones).
     public func entries(identity: String, below size: UInt64, limit: Int) throws -> [StoredEntry] {
         // The tail first, then SQLite (see `PendingIndex` for why this order never misses one).
-        let pending = pendingIndex.identityCandidates(identity).filter { $0 < size }
+        let key = Schema.identityKey(identity)
+        let pending = pendingIndex.identityCandidates(identityKey: key).filter { $0 < size }
         return try read { db in
             var found: [UInt64: StoredEntry] = [:]
             let s = try db.statement("""
                 SELECT e.idx, e.data, e.leaf_hash FROM identity_index i JOIN entries e ON e.idx = i.idx
                 WHERE i.identity_key = ? AND e.identity = ? AND i.idx < ? ORDER BY i.idx DESC LIMIT ?
                 """)
-            s.bind(1, Schema.identityKey(identity))
+            s.bind(1, key)
             s.bind(2, identity)
             s.bind(3, size)
             s.bind(4, Int64(limit))
@@ -322,13 +323,14 @@ public final class LogStore: Sendable {
 
     /// The first entry below `size` whose leaf hash is `hash`.
     public func index(ofLeafHash hash: Hash, below size: UInt64) throws -> UInt64? {
-        let pending = pendingIndex.leafCandidates(hash).filter { $0 < size }
+        let key = Schema.lookupKey(hash)
+        let pending = pendingIndex.leafCandidates(leafKey: key).filter { $0 < size }
         return try read { db in
             let s = try db.statement("""
                 SELECT i.idx FROM leaf_index i JOIN entries e ON e.idx = i.idx
                 WHERE i.leaf_key = ? AND e.leaf_hash = ? AND i.idx < ? ORDER BY i.idx LIMIT 1
                 """)
-            s.bind(1, Schema.lookupKey(hash))
+            s.bind(1, key)
             s.bind(2, hash)
             s.bind(3, size)
             // Indexed entries are older than pending ones: a match in SQLite is the first.
@@ -346,11 +348,12 @@ public final class LogStore: Sendable {
         return try s.step() ? s.hash(0) : nil
     }
 
-    /// The newest entry of `identity` (for the sequencer, on the writer connection).
-    func latestIndex(_ db: SQLiteConnection, identity: String) throws -> UInt64? {
+    /// The newest entry of `identity`, whose lookup key the caller has computed already (for the
+    /// sequencer, on the writer connection).
+    func latestIndex(_ db: SQLiteConnection, identity: String, identityKey key: Int64) throws -> UInt64? {
         // Pending entries are newer than indexed ones: the newest candidate that is really this
         // identity's is the answer.
-        for index in pendingIndex.identityCandidates(identity).reversed() {
+        for index in pendingIndex.identityCandidates(identityKey: key).reversed() {
             let s = try db.statement("SELECT identity FROM entries WHERE idx = ?")
             s.bind(1, index)
             if try s.step(), s.text(0) == identity { return index }
@@ -359,7 +362,7 @@ public final class LogStore: Sendable {
             SELECT max(i.idx) FROM identity_index i JOIN entries e ON e.idx = i.idx
             WHERE i.identity_key = ? AND e.identity = ?
             """)
-        s.bind(1, Schema.identityKey(identity))
+        s.bind(1, key)
         s.bind(2, identity)
         try s.step()
         return s.isNull(0) ? nil : s.uint64(0)
@@ -371,12 +374,12 @@ public final class LogStore: Sendable {
     func loadPendingIndex(_ db: SQLiteConnection) throws {
         let m = try db.statement("SELECT value FROM meta WHERE key = 'indexed_size'")
         let indexedSize = try m.step() ? UInt64(m.text(0)) ?? 0 : 0
-        let s = try db.statement("SELECT idx, identity, leaf_hash FROM entries WHERE idx >= ? ORDER BY idx")
+        // The entries store their lookup keys: nothing to hash again.
+        let s = try db.statement("SELECT idx, identity_key, leaf_key FROM entries WHERE idx >= ? ORDER BY idx")
         s.bind(1, indexedSize)
         var rows: [PendingIndex.Row] = []
         while try s.step() {
-            guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
-            rows.append(PendingIndex.Row(index: s.uint64(0), identity: s.text(1), leaf: h))
+            rows.append(PendingIndex.Row(index: s.uint64(0), identityKey: s.int64(1), leafKey: s.int64(2)))
         }
         pendingIndex.reset(indexedSize: indexedSize, rows: rows)
     }

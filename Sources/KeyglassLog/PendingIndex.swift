@@ -55,14 +55,9 @@ public final class PendingIndex: Sendable {
         var newestOfLeaf: [Int64: UInt64] = [:]
     }
 
+    /// One entry's rows of both index tables: its index and the two lookup keys, as the entries
+    /// table stores them (computed once, when the entry is written).
     struct Row: Sendable {
-        let index: UInt64
-        let identity: String
-        let leaf: Hash
-    }
-
-    /// What a merge writes of a row: the keys of both index tables.
-    struct MergeRow: Sendable {
         let index: UInt64
         let identityKey: Int64
         let leafKey: Int64
@@ -78,46 +73,38 @@ public final class PendingIndex: Sendable {
 
     /// Replaces the contents: `rows` must be the entries from `indexedSize` on, in order.
     func reset(indexedSize: UInt64, rows: [Row]) {
-        let keys = Self.keys(rows)
         state.withLock { s in
             s = State(indexedSize: indexedSize)
-            Self.add(rows, keys, to: &s)
+            Self.add(rows, to: &s)
         }
     }
 
     /// Adds the rows of a committed batch: the entries that follow the pending ones, in order.
     func add(_ rows: [Row]) {
         guard !rows.isEmpty else { return }
-        let keys = Self.keys(rows)  // SHA-256 of each identity, outside the lock
-        state.withLock { Self.add(rows, keys, to: &$0) }
+        state.withLock { Self.add(rows, to: &$0) }
     }
 
-    private static func keys(_ rows: [Row]) -> [(identity: Int64, leaf: Int64)] {
-        rows.map { (Schema.identityKey($0.identity), Schema.lookupKey($0.leaf)) }
-    }
-
-    private static func add(_ rows: [Row], _ keys: [(identity: Int64, leaf: Int64)], to s: inout State) {
-        for (r, key) in zip(rows, keys) {
+    private static func add(_ rows: [Row], to s: inout State) {
+        for r in rows {
             // The sequencer gives out indices one after another; a gap would misplace every row.
             precondition(r.index == s.indexedSize + UInt64(s.slots.count), "pending index rows out of order")
-            s.slots.append(Slot(identityKey: key.identity, leafKey: key.leaf,
-                                previousOfIdentity: s.newestOfIdentity.updateValue(r.index, forKey: key.identity) ?? none,
-                                previousOfLeaf: s.newestOfLeaf.updateValue(r.index, forKey: key.leaf) ?? none))
+            s.slots.append(Slot(identityKey: r.identityKey, leafKey: r.leafKey,
+                                previousOfIdentity: s.newestOfIdentity.updateValue(r.index, forKey: r.identityKey) ?? none,
+                                previousOfLeaf: s.newestOfLeaf.updateValue(r.index, forKey: r.leafKey) ?? none))
         }
     }
 
-    /// The pending entries whose identity has the lookup key of `identity`, oldest first:
-    /// candidates, to be checked against each entry's identity.
-    func identityCandidates(_ identity: String) -> [UInt64] {
-        let key = Schema.identityKey(identity)
-        return state.withLock { s in Self.chain(from: s.newestOfIdentity[key], in: s, next: \.previousOfIdentity) }
+    /// The pending entries whose identity has lookup key `identityKey`, oldest first: candidates,
+    /// to be checked against each entry's identity.
+    func identityCandidates(identityKey key: Int64) -> [UInt64] {
+        state.withLock { s in Self.chain(from: s.newestOfIdentity[key], in: s, next: \.previousOfIdentity) }
     }
 
-    /// The pending entries whose leaf hash has the lookup key of `leaf`, oldest first: candidates,
-    /// to be checked against each entry's leaf hash.
-    func leafCandidates(_ leaf: Hash) -> [UInt64] {
-        let key = Schema.lookupKey(leaf)
-        return state.withLock { s in Self.chain(from: s.newestOfLeaf[key], in: s, next: \.previousOfLeaf) }
+    /// The pending entries whose leaf hash has lookup key `leafKey`, oldest first: candidates, to
+    /// be checked against each entry's leaf hash.
+    func leafCandidates(leafKey key: Int64) -> [UInt64] {
+        state.withLock { s in Self.chain(from: s.newestOfLeaf[key], in: s, next: \.previousOfLeaf) }
     }
 
     /// Walks a key's chain from its newest pending entry.
@@ -132,10 +119,10 @@ public final class PendingIndex: Sendable {
     }
 
     /// The oldest pending rows (at most `limit`), for a merge.
-    func rowsToMerge(limit: Int) -> [MergeRow] {
+    func rowsToMerge(limit: Int) -> [Row] {
         state.withLock { s in
             s.slots.prefix(limit).enumerated().map { i, slot in
-                MergeRow(index: s.indexedSize + UInt64(i), identityKey: slot.identityKey, leafKey: slot.leafKey)
+                Row(index: s.indexedSize + UInt64(i), identityKey: slot.identityKey, leafKey: slot.leafKey)
             }
         }
     }

@@ -416,7 +416,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             if let cached = latestForIdentity[request.identity] {
                 previous = cached
             } else {
-                previous = try store.latestIndex(db, identity: request.identity)
+                previous = try store.latestIndex(db, identity: request.identity, identityKey: identityKey)
             }
             var signature: [UInt8]?
             if case let .chained(expected, sig) = request.authorization {
@@ -435,13 +435,14 @@ public final class Sequencer: Service, @unchecked Sendable {
                                  previousIndex: previous, signature: signature)
             let bytes = try entry.encode()
             let leaf = Merkle.leafHash(bytes)
+            let leafKey = Schema.lookupKey(leaf)
             let index = range.size
             let s = try db.statement(insertEntry)
             s.bind(1, index)
             s.bind(2, request.identity)
             s.bind(3, identityKey)
             s.bind(4, leaf)
-            s.bind(5, Schema.lookupKey(leaf))
+            s.bind(5, leafKey)
             s.bind(6, bytes)
             try s.step()
             var nodeError: Error?
@@ -457,7 +458,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             }
             if let e = nodeError { throw e }
             latestForIdentity[request.identity] = .some(index)
-            indexRows.append(PendingIndex.Row(index: index, identity: request.identity, leaf: leaf))
+            indexRows.append(PendingIndex.Row(index: index, identityKey: identityKey, leafKey: leafKey))
             appended.append((index, bytes, leaf, results.count))
             results.append(.failure(.storage("not integrated")))  // replaced below once signed
         }

@@ -35,6 +35,18 @@ final class IndexMergeTests: XCTestCase {
         }
     }
 
+    /// Sequencer options with merges of `rows` rows once as many wait (the defaults if nil), and
+    /// the idle merge after `idle` of quiet (in effect never, by default).
+    private func mergeOptions(every rows: Int? = nil, idle: Duration = .seconds(3600)) -> Sequencer.Options {
+        var options = Sequencer.Options()
+        if let rows {
+            options.indexMergeEntries = rows
+            options.indexMergeChunk = rows
+        }
+        options.indexMergeIdle = idle
+        return options
+    }
+
     /// Waits (up to 5 s) for the idle merge to empty the pending rows.
     private func waitUntilQuietMergeDone(_ server: RunningServer, file: StaticString = #filePath, line: UInt = #line) async throws {
         var waited = 0
@@ -48,10 +60,7 @@ final class IndexMergeTests: XCTestCase {
     func testLookupsFindMergedAndPendingEntriesAcrossRestarts() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        var options = Sequencer.Options()
-        options.indexMergeEntries = 5
-        options.indexMergeChunk = 5
-        options.indexMergeIdle = .seconds(3600)  // merges only by count here
+        let options = mergeOptions(every: 5)  // merges only by count here
         let ids = ["alice@example.com", "bob@example.com", "carol@example.com"]
         let expected = try await log.withServer(options: options) { server in
             let got = try await publishRounds(log, server, identities: ids, rounds: 6)  // 18 entries
@@ -94,11 +103,8 @@ final class IndexMergeTests: XCTestCase {
     func testMergeIsWrittenInSlicesBetweenBatches() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        var options = Sequencer.Options()
-        options.indexMergeEntries = 300
-        options.indexMergeChunk = 300
+        var options = mergeOptions(every: 300)
         options.indexMergeSlice = .zero  // a slice stops after its first 256 rows
-        options.indexMergeIdle = .seconds(3600)
         let indexedSize = "SELECT coalesce((SELECT value FROM meta WHERE key = 'indexed_size'), 0)"
         try await log.withServer(options: options) { server in
             var got: [String: [UInt64]] = [:]
@@ -149,11 +155,8 @@ final class IndexMergeTests: XCTestCase {
     func testMergesPreparedOffTheWriterThread() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        var options = Sequencer.Options()
-        options.indexMergeEntries = 40
-        options.indexMergeChunk = 40
+        var options = mergeOptions(every: 40, idle: .milliseconds(100))
         options.indexMergeInlinePreparation = 0
-        options.indexMergeIdle = .milliseconds(100)
         let ids = (0..<10).map { "p\($0)@example.com" }
         try await log.withServer(options: options) { server in
             let got = try await publishRounds(log, server, identities: ids, rounds: 15)  // 150 entries
@@ -178,10 +181,7 @@ final class IndexMergeTests: XCTestCase {
         // The first slice of a merge of entries 5..11 committed (identity rows), the rest did not.
         try log.tamper("UPDATE meta SET value = '5' WHERE key = 'indexed_size'")
         try log.tamper("DELETE FROM leaf_index WHERE idx >= 5")
-        var options = Sequencer.Options()
-        options.indexMergeEntries = 2
-        options.indexMergeChunk = 2
-        options.indexMergeIdle = .seconds(3600)
+        let options = mergeOptions(every: 2)
         try await log.withServer(options: options) { server in
             XCTAssertEqual(server.store.pendingIndex.count, 7)
             try await assertLookups(server, log, expected)
@@ -200,14 +200,14 @@ final class IndexMergeTests: XCTestCase {
     func testPendingCandidatesAreCheckedAgainstTheEntry() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        var options = Sequencer.Options()
-        options.indexMergeIdle = .seconds(3600)
+        let options = mergeOptions()
         try await log.withServer(options: options) { server in
             for id in ["alice@example.com", "bob@example.com", "carol@example.com"] { try await log.publish(server, identity: id) }
         }
         // Entry 1's leaf hash now shares entry 0's lookup key (its first 8 bytes) but not the rest;
         // and nothing is merged, so all three are pending after the restart.
-        try log.tamper("UPDATE entries SET leaf_hash = substr((SELECT leaf_hash FROM entries WHERE idx = 0), 1, 8) || substr(leaf_hash, 9) WHERE idx = 1")
+        // (The entries table stores each entry's lookup key; a real collision has equal ones.)
+        try log.tamper("UPDATE entries SET leaf_hash = substr((SELECT leaf_hash FROM entries WHERE idx = 0), 1, 8) || substr(leaf_hash, 9), leaf_key = (SELECT leaf_key FROM entries WHERE idx = 0) WHERE idx = 1")
         try log.tamper("UPDATE meta SET value = '0' WHERE key = 'indexed_size'")
         try log.tamper("DELETE FROM identity_index")
         try log.tamper("DELETE FROM leaf_index")
@@ -233,9 +233,7 @@ final class IndexMergeTests: XCTestCase {
     func testQuietLogMergesAfterIdleTime() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        var options = Sequencer.Options()
-        options.indexMergeIdle = .milliseconds(100)
-        try await log.withServer(options: options) { server in
+        try await log.withServer(options: mergeOptions(idle: .milliseconds(100))) { server in
             for i in 0..<4 { try await log.publish(server, identity: "quiet\(i)@example.com") }
             try await waitUntilQuietMergeDone(server)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 4)

@@ -13,7 +13,9 @@ final class PendingIndexTests: XCTestCase {
     }
 
     private func rows(from start: UInt64, _ spec: [(String, Hash)]) -> [PendingIndex.Row] {
-        spec.enumerated().map { PendingIndex.Row(index: start + UInt64($0.offset), identity: $0.element.0, leaf: $0.element.1) }
+        spec.enumerated().map {
+            PendingIndex.Row(index: start + UInt64($0.offset), identityKey: Schema.identityKey($0.element.0), leafKey: Schema.lookupKey($0.element.1))
+        }
     }
 
     func testChainsFindEveryPendingEntryOfAKeyOldestFirst() {
@@ -21,10 +23,10 @@ final class PendingIndexTests: XCTestCase {
         p.reset(indexedSize: 10, rows: rows(from: 10, [("a", leaf(1, 1)), ("b", leaf(2, 2))]))
         p.add(rows(from: 12, [("a", leaf(3, 3)), ("c", leaf(4, 4)), ("a", leaf(1, 1))]))
         XCTAssertEqual(p.count, 5)
-        XCTAssertEqual(p.identityCandidates("a"), [10, 12, 14])
-        XCTAssertEqual(p.identityCandidates("b"), [11])
-        XCTAssertEqual(p.identityCandidates("nobody"), [])
-        XCTAssertEqual(p.leafCandidates(leaf(1, 1)), [10, 14])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("a")), [10, 12, 14])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("b")), [11])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("nobody")), [])
+        XCTAssertEqual(p.leafCandidates(leafKey: Schema.lookupKey(leaf(1, 1))), [10, 14])
         XCTAssertEqual(p.rowsToMerge(limit: 2).map(\.index), [10, 11])
         XCTAssertEqual(p.rowsToMerge(limit: 2).map(\.identityKey), [Schema.identityKey("a"), Schema.identityKey("b")])
 
@@ -32,18 +34,18 @@ final class PendingIndexTests: XCTestCase {
         p.dropMerged(3)
         XCTAssertEqual(p.count, 2)
         XCTAssertEqual(p.indexedSize, 13)
-        XCTAssertEqual(p.identityCandidates("a"), [14])
-        XCTAssertEqual(p.identityCandidates("b"), [])
-        XCTAssertEqual(p.leafCandidates(leaf(1, 1)), [14])
-        XCTAssertEqual(p.leafCandidates(leaf(3, 3)), [])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("a")), [14])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("b")), [])
+        XCTAssertEqual(p.leafCandidates(leafKey: Schema.lookupKey(leaf(1, 1))), [14])
+        XCTAssertEqual(p.leafCandidates(leafKey: Schema.lookupKey(leaf(3, 3))), [])
         XCTAssertEqual(p.rowsToMerge(limit: 10).map(\.index), [13, 14])
 
         // New entries after a merge chain on from the right place.
         p.add(rows(from: 15, [("b", leaf(5, 5)), ("a", leaf(6, 6))]))
-        XCTAssertEqual(p.identityCandidates("a"), [14, 16])
-        XCTAssertEqual(p.identityCandidates("b"), [15])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("a")), [14, 16])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("b")), [15])
         p.dropMerged(4)
-        XCTAssertEqual(p.identityCandidates("a"), [])
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("a")), [])
         XCTAssertEqual(p.count, 0)
         XCTAssertEqual(p.indexedSize, 17)
     }
@@ -55,8 +57,8 @@ final class PendingIndexTests: XCTestCase {
         XCTAssertEqual(Schema.lookupKey(one), Schema.lookupKey(other))
         let p = PendingIndex()
         p.reset(indexedSize: 0, rows: rows(from: 0, [("x", one), ("y", other), ("z", leaf(8, 1))]))
-        XCTAssertEqual(p.leafCandidates(one), [0, 1])
-        XCTAssertEqual(p.leafCandidates(leaf(9, 3)), [0, 1])
-        XCTAssertEqual(p.leafCandidates(leaf(8, 1)), [2])
+        XCTAssertEqual(p.leafCandidates(leafKey: Schema.lookupKey(one)), [0, 1])
+        XCTAssertEqual(p.leafCandidates(leafKey: Schema.lookupKey(leaf(9, 3))), [0, 1])
+        XCTAssertEqual(p.leafCandidates(leafKey: Schema.lookupKey(leaf(8, 1))), [2])
     }
 }
