@@ -7,9 +7,18 @@ public enum VerificationError: Error, CustomStringConvertible, Equatable {
     case checkpoint(String)
     case proof(String)
     case entry(String)
+    /// The answer's tree cannot be consistent with one the client holds: a fork.
+    case splitView(String)
+    /// The answer is older than what the client already verified.
+    case stale(String)
+    /// The answer lacks the witness cosignatures the client requires.
+    case witnesses(String)
 
     public var description: String {
         switch self {
+        case let .splitView(m): return "split view: \(m)"
+        case let .stale(m): return "stale answer: \(m)"
+        case let .witnesses(m): return "witness policy not met: \(m)"
         case let .checkpoint(m): return "checkpoint does not verify: \(m)"
         case let .proof(m): return "proof does not verify: \(m)"
         case let .entry(m): return "entry is not valid: \(m)"

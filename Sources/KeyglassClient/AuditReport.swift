@@ -17,8 +17,16 @@ public struct Alert: Codable, Sendable, Equatable {
         /// A watched identity's chain is broken: a chained entry whose signature does not verify, or
         /// a previous index that is not the identity's previous entry.
         case brokenChain = "broken_chain"
+        /// A watched identity got back a key its owner had replaced or revoked.
+        case retiredKey = "retired_key"
+        /// The operator (not the owner's key) revoked a key the watch file lists as in use.
+        case revokedByOperator = "revoked_by_operator"
+        /// A key was revoked with its own signature, but the watch file does not mark it revoked.
+        case unlistedRevocation = "unlisted_revocation"
         /// Entry timestamps go backwards.
         case backdated
+        /// An entry is stamped further ahead of the auditor's clock than clocks drift.
+        case futureTimestamp = "future_timestamp"
         /// The newest valid witness cosignature is older than allowed.
         case freeze
     }
@@ -50,17 +58,22 @@ public struct AuditReport: Codable, Sendable {
     public var alerts: [Alert] = []
     public var notices: [String] = []
     public var error: String?
+    /// The error was the log not answering (unreachable, timeouts, 5xx), not bad input or state.
+    public var logNotAnswering = false
 
     enum CodingKeys: String, CodingKey {
         case status, origin, previousSize = "previous_size", size, root, entriesChecked = "entries_checked", alerts, notices, error
+        case logNotAnswering = "log_not_answering"
     }
 
     public init() {}
 
-    /// 0 consistent; 2 alert (evidence of misbehaviour); 1 could not check.
+    /// 2 alert (evidence of misbehaviour; wins over any error that came after it); 3 the log
+    /// stopped answering; 1 could not check for another reason; 0 consistent.
     public var exitCode: Int32 {
         if !alerts.isEmpty { return 2 }
-        return error == nil ? 0 : 1
+        guard error != nil else { return 0 }
+        return logNotAnswering ? 3 : 1
     }
 
     public var json: String {

@@ -10,6 +10,12 @@ struct AuditState: Codable, Equatable {
         var keyType: String
         var publicKey: String
         var revoked: Bool
+
+        /// The identity's newest entry as the rotation rule takes it.
+        func previous(identity: String) -> RotationRule.Previous? {
+            guard let type = KeyType(rawValue: keyType), let key = Base64.decode(publicKey) else { return nil }
+            return RotationRule.Previous(index: index, identity: identity, keyType: type, publicKey: key, revoked: revoked)
+        }
     }
 
     /// A position inside the entries of one checkpoint, saved while a long audit runs so that a
@@ -47,6 +53,9 @@ struct AuditState: Codable, Equatable {
     var pending: Cursor?
     /// Alerts found in the part of a pending audit already done (reported when it completes).
     var pendingAlerts: [Alert]?
+    /// Watched identities whose whole audited history has been checked. An identity added to the
+    /// watch file later is missing here, and the next run re-scans the audited entries for it.
+    var watched: [String]?
 
     static func load(_ dir: String) throws -> AuditState? {
         let path = dir + "/state.json"

@@ -14,7 +14,7 @@ public struct Auditor: Sendable {
         public var logKey: NoteVerifierKey
         public var watch: WatchList?
         /// Checkpoints other parties saw (`--compare FILE`, `--gossip URL`), with where they came from.
-        public var otherViews: [(source: String, note: String)] = []
+        public var otherViews: [OtherView] = []
         /// Called as entries are checked: (done, total).
         public var progress: (@Sendable (UInt64, UInt64) -> Void)?
         /// Save the audit position every this many entries, so a killed run resumes.
@@ -27,6 +27,9 @@ public struct Auditor: Sendable {
         /// A freeze alert when the newest valid cosignature is older than this many seconds.
         public var maxAge: UInt64?
         public var now: @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }
+        /// The whole run's deadline: past it, the run saves its position and ends (exit 3), so a
+        /// log that answers slowly cannot keep a cron auditor running until the next one starts.
+        public var deadline: Duration = .seconds(30 * 60)
 
         public init(stateDirectory: String, logKey: NoteVerifierKey) {
             self.stateDirectory = stateDirectory
@@ -47,6 +50,8 @@ public struct Auditor: Sendable {
     public func run() async -> AuditReport {
         var report = AuditReport()
         report.origin = options.logKey.name
+        let alertLog = AlertLog(directory: dir)
+        var run = Run(alertLog: alertLog, deadline: ContinuousClock.now + options.deadline)
         do {
             try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
@@ -56,10 +61,16 @@ public struct Auditor: Sendable {
             guard state.verifierKey == options.logKey.description else {
                 throw AuditError.pinnedKeyDiffers(pinned: state.verifierKey, given: options.logKey.description)
             }
+            if let watch = options.watch, watch.isEmpty {
+                report.notices.append("the watch file lists no identity: no key is checked against its owner's list")
+            }
             report.previousSize = state.audited.size
-            try await audit(&state, &report)
+            try await audit(&state, &report, &run)
             if report.alerts.isEmpty, let note = state.checkpoint {
-                try await compareViews(current: note, &report)
+                let (alerts, notices) = try await ViewComparison.compare(ours: note, with: options.otherViews, logKey: options.logKey,
+                                                                        client: client, keep: keepEvidence)
+                run.raise(alerts, &report)
+                report.notices += notices
             }
             if let note = state.checkpoint, let cp = try? Checkpoint.parse(SignedNote.parse(note).text) {
                 report.size = cp.size
@@ -67,50 +78,87 @@ public struct Auditor: Sendable {
             }
         } catch {
             report.error = "\(error)"
+            report.logNotAnswering = (error as? ClientError)?.isLogNotAnswering ?? false
         }
         report.status = !report.alerts.isEmpty ? .alert : (report.error == nil ? .ok : .error)
-        recordAlerts(report.alerts)
         return report
+    }
+
+    /// One run's bookkeeping: alerts go to alerts.jsonl the moment they are found (a run that fails
+    /// later, or is killed, has still written them), and the run's deadline.
+    struct Run {
+        let alertLog: AlertLog
+        let deadline: ContinuousClock.Instant
+
+        func raise(_ alerts: [Alert], _ report: inout AuditReport) {
+            guard !alerts.isEmpty else { return }
+            alertLog.record(alerts)
+            report.alerts += alerts
+        }
+
+        func checkDeadline() throws {
+            guard ContinuousClock.now < deadline else {
+                throw ClientError.timeout("the audit did not finish within its deadline (--deadline); its position is saved and the next run goes on from there")
+            }
+        }
     }
 
     private func open(_ note: String) throws -> Checkpoint {
         try AnswerVerifier.openCheckpoint(note, logKey: options.logKey).checkpoint
     }
 
-    private func audit(_ state: inout AuditState, _ report: inout AuditReport) async throws {
-        // A run that was killed part-way finishes the checkpoint it had verified first.
-        if let pendingNote = state.pendingCheckpoint, let cursor = state.pending {
-            report.notices.append("resuming the audit of checkpoint \(try open(pendingNote).size) at entry \(cursor.size)")
-            try await scan(&state, target: try open(pendingNote), note: pendingNote, from: cursor, &report)
+    private func audit(_ state: inout AuditState, _ report: inout AuditReport, _ run: inout Run) async throws {
+        // Identities added to the watch file since the last run are checked against everything
+        // audited so far before anything else. A half-done audit is then started again from the
+        // audited checkpoint, so the new identities are checked in its entries too.
+        let newlyWatched = Set(options.watch?.identities ?? []).subtracting(state.watched ?? [])
+        if !newlyWatched.isEmpty {
+            if state.pendingCheckpoint != nil {
+                report.alerts += state.pendingAlerts ?? []  // recorded when they were found
+                state.pendingCheckpoint = nil
+                state.pending = nil
+                state.pendingAlerts = nil
+            }
+            if state.audited.size > 0 { try await rescan(&state, for: newlyWatched, &report, run) }
+            state.watched = options.watch?.identities
+            try state.save(dir)
             if !report.alerts.isEmpty { return }
         }
 
+        // A run that was killed part-way finishes the checkpoint it had verified first.
+        if let pendingNote = state.pendingCheckpoint, let cursor = state.pending {
+            report.notices.append("resuming the audit of checkpoint \(try open(pendingNote).size) at entry \(cursor.size)")
+            try await scan(&state, target: try open(pendingNote), note: pendingNote, from: cursor, &report, run)
+            if !report.alerts.isEmpty { return }
+        }
+
+        try run.checkDeadline()
         let note = try await client.checkpoint()
         let new = try open(note)
         try keepEvidence(note, new)
-        try checkWitnesses(note, &report)
+        try checkWitnesses(note, &report, run)
         if let oldNote = state.checkpoint {
             let old = try open(oldNote)
             if new.size < old.size {
-                report.alerts.append(Alert(kind: .rollback, message: "the log now serves size \(new.size) after signing size \(old.size)", evidence: [oldNote, note]))
+                run.raise([Alert(kind: .rollback, message: "the log now serves size \(new.size) after signing size \(old.size)", evidence: [oldNote, note])], &report)
                 return
             }
             if new.size == old.size {
                 if new.root != old.root {
-                    report.alerts.append(Alert(kind: .splitView, message: "two signed checkpoints of size \(new.size) with different roots", evidence: [oldNote, note]))
+                    run.raise([Alert(kind: .splitView, message: "two signed checkpoints of size \(new.size) with different roots", evidence: [oldNote, note])], &report)
                 }
                 return
             }
             if old.size > 0 {
                 let proof: [Hash]
-                do { proof = try await client.consistencyProof(from: old.size, to: new.size) } catch ClientError.http(let status, let message) {
-                    report.alerts.append(Alert(kind: .splitView, message: "the log will not prove size \(new.size) extends size \(old.size) (\(status): \(message))", evidence: [oldNote, note]))
+                do { proof = try await client.consistencyProof(from: old.size, to: new.size) } catch let ClientError.http(status, message) where status < 500 && status != 429 {
+                    run.raise([Alert(kind: .splitView, message: "the log will not prove size \(new.size) extends size \(old.size) (\(status): \(message))", evidence: [oldNote, note])], &report)
                     return
                 }
                 do {
                     try ProofVerifier.verifyConsistency(size1: old.size, size2: new.size, root1: old.root, root2: new.root, proof: proof)
                 } catch {
-                    report.alerts.append(Alert(kind: .splitView, message: "checkpoint \(new.size) is not consistent with checkpoint \(old.size): \(error)", evidence: [oldNote, note]))
+                    run.raise([Alert(kind: .splitView, message: "checkpoint \(new.size) is not consistent with checkpoint \(old.size): \(error)", evidence: [oldNote, note])], &report)
                     return
                 }
             }
@@ -118,59 +166,165 @@ public struct Auditor: Sendable {
         state.pendingCheckpoint = note
         state.pending = state.audited
         try state.save(dir)
-        try await scan(&state, target: new, note: note, from: state.audited, &report)
+        try await scan(&state, target: new, note: note, from: state.audited, &report, run)
     }
 
     /// Checks entries [cursor.size, target.size) and, if they re-derive the target's root, commits
-    /// the target as the audited checkpoint.
+    /// the target as the audited checkpoint. If the log stops answering part-way, the position
+    /// reached is saved and the alerts found so far stand.
     private func scan(_ state: inout AuditState, target: Checkpoint, note: String, from cursor: AuditState.Cursor,
-                      _ report: inout AuditReport) async throws {
+                      _ report: inout AuditReport, _ run: Run) async throws {
         var range = try cursor.compactRange()
-        var checker = EntryChecker(watch: options.watch, note: note, lastTimestamp: cursor.lastTimestamp, chains: cursor.chains)
+        var checker = EntryChecker(watch: options.watch, note: note, lastTimestamp: cursor.lastTimestamp, chains: cursor.chains,
+                                   nowMillis: options.now() * 1000)
         let start = cursor.size
         let end = target.size
         var lastSaved = start
-        let http = PipelinedHTTPClient(base: client.base)
+        // Level-8 node hashes (one per full tile of 256 entries) computed on the way: a bundle read
+        // again later to check a rotation signature is proved by them, without a proof per entry.
+        var tileRoots: [UInt64: Hash] = [:]
+        var chained: [(index: UInt64, entry: KeyEntry)] = []
+        let http = PipelinedHTTPClient(base: client.base, limits: client.limits)
         defer { if let http { Task { await http.shutdown() } } }
         var bundles = BundleFetcher(client: client, http: http, start: start, end: end, window: options.prefetch, watch: options.watch)
-        while let bundle = try await bundles.next() {
-            // A cancelled run (SIGINT, a test) stops here; the saved position lets the next run resume.
-            try Task.checkCancellation()
-            for (offset, inspected) in bundle.entries.enumerated() {
-                let index = bundle.firstIndex + UInt64(offset)
-                if index < range.size { continue }
-                checker.check(inspected, index: index)
-                range.append(bundle.leafHashes[offset])
+        do {
+            while true {
+                try run.checkDeadline()
+                guard let bundle = try await bundles.next() else { break }
+                // A cancelled run (SIGINT, a test) stops here; the saved position lets the next run resume.
+                try Task.checkCancellation()
+                for (offset, inspected) in bundle.entries.enumerated() {
+                    let index = bundle.firstIndex + UInt64(offset)
+                    if index < range.size { continue }
+                    checker.check(inspected, index: index)
+                    range.append(bundle.leafHashes[offset]) { id, hash in
+                        if id.level == UInt8(TileLayout.height) { tileRoots[id.index] = hash }
+                    }
+                }
+                let found = checker.takeAlerts()
+                run.raise(found, &report)
+                state.pendingAlerts = (state.pendingAlerts ?? []) + found
+                chained += checker.takeUnresolvedChained()
+                options.progress?(range.size - start, end - start)
+                if range.size - lastSaved >= options.saveEvery && range.size < end {
+                    state.pending = .init(size: range.size, range: range, lastTimestamp: checker.lastTimestamp, chains: checker.chains)
+                    try state.save(dir)
+                    lastSaved = range.size
+                }
             }
-            options.progress?(range.size - start, end - start)
-            if range.size - lastSaved >= options.saveEvery && range.size < end {
-                state.pending = .init(size: range.size, range: range, lastTimestamp: checker.lastTimestamp, chains: checker.chains)
-                state.pendingAlerts = (state.pendingAlerts ?? []) + checker.takeAlerts()
-                try state.save(dir)
-                lastSaved = range.size
-            }
+        } catch {
+            // Keep what was checked: the next run resumes here, and the alerts found stand (exit 2).
+            state.pending = .init(size: range.size, range: range, lastTimestamp: checker.lastTimestamp, chains: checker.chains)
+            try? state.save(dir)
+            throw error
         }
+        let earlier = (state.pendingAlerts ?? []).filter { old in !report.alerts.contains(old) }
         guard range.size == end, range.root == target.root else {
             let culprit = try? await findAlteredEntry(start: start, end: end)
-            report.alerts.append(Alert(
+            run.raise([Alert(
                 kind: .rootMismatch,
                 message: "the log's entries \(start)..<\(end) do not hash to the root it signed" + (culprit.map { "; entry \($0) differs from the tree's leaf hash" } ?? ""),
-                index: culprit, evidence: [note]))
+                index: culprit, evidence: [note])], &report)
             state.pendingCheckpoint = nil
             state.pending = nil
             state.pendingAlerts = nil
             try state.save(dir)
             return
         }
-        report.alerts += (state.pendingAlerts ?? []) + checker.takeAlerts()
+        report.alerts += earlier
         report.notices += checker.notices
+        report.notices += try await checkChainedSignatures(chained, target: target, note: note, tileRoots: tileRoots, &report, run)
         report.entriesChecked += end - start
         state.audited = .init(size: end, range: range, lastTimestamp: checker.lastTimestamp, chains: checker.chains)
         state.checkpoint = note
         state.pendingCheckpoint = nil
         state.pending = nil
         state.pendingAlerts = nil
+        state.watched = options.watch?.identities ?? state.watched
         try state.save(dir)
+        // The audited checkpoint as a plain signed note, for others' --compare (lookups, auditors).
+        try Files.writeAtomically(note, to: dir + "/checkpoint")
+    }
+
+    /// Checks newly watched identities against the entries audited before they were watched: the
+    /// same bundles again, proved by re-deriving the audited root.
+    private func rescan(_ state: inout AuditState, for identities: Set<String>, _ report: inout AuditReport, _ run: Run) async throws {
+        guard let note = state.checkpoint, let watch = options.watch?.only(identities) else { return }
+        let target = try open(note)
+        report.notices.append("checking \(identities.count) newly watched identit\(identities.count == 1 ? "y" : "ies") against the \(target.size) entries audited before")
+        var checker = EntryChecker(watch: watch, note: note, lastTimestamp: 0, chains: [:], nowMillis: options.now() * 1000, watchedOnly: true)
+        var range = CompactRange()
+        let http = PipelinedHTTPClient(base: client.base, limits: client.limits)
+        defer { if let http { Task { await http.shutdown() } } }
+        var bundles = BundleFetcher(client: client, http: http, start: 0, end: target.size, window: options.prefetch, watch: watch)
+        while true {
+            try run.checkDeadline()
+            guard let bundle = try await bundles.next() else { break }
+            for (offset, inspected) in bundle.entries.enumerated() {
+                checker.check(inspected, index: bundle.firstIndex + UInt64(offset))
+                range.append(bundle.leafHashes[offset])
+            }
+            run.raise(checker.takeAlerts(), &report)
+        }
+        guard range.size == target.size, range.root == target.root else {
+            run.raise([Alert(kind: .rootMismatch, message: "the log's entries 0..<\(target.size), read again for newly watched identities, no longer hash to the root it signed", evidence: [note])], &report)
+            return
+        }
+        report.notices += checker.notices
+        for (identity, chain) in checker.chains { state.audited.chains[identity] = chain }
+    }
+
+    /// The rotation rule for chained entries of identities nobody watches: each signature must
+    /// verify under the key of the entry it names, which must be the same identity's and able to
+    /// sign. The named entries are read again, proved by the tile hashes of this scan or, for
+    /// entries audited in earlier runs, by inclusion proofs. A refusal is a notice: nobody has said
+    /// which keys these identities should have (watch one to be alerted).
+    private func checkChainedSignatures(_ chained: [(index: UInt64, entry: KeyEntry)], target: Checkpoint, note: String,
+                                        tileRoots: [UInt64: Hash], _ report: inout AuditReport, _ run: Run) async throws -> [String] {
+        guard !chained.isEmpty else { return [] }
+        let width = TileLayout.width
+        let needed = Dictionary(grouping: Set(chained.compactMap { $0.entry.previousIndex }), by: { $0 / width })
+        var previous: [UInt64: RotationRule.Previous] = [:]
+        var unreadable: [UInt64: String] = [:]
+        for (tile, indices) in needed.sorted(by: { $0.key < $1.key }) {
+            try run.checkDeadline()
+            let partial = TileLayout.partialWidth(tileIndex: tile, count: target.size)
+            let data = try await client.get("/" + TileLayout.entriesPath(index: tile, partial: partial))
+            let entries = data.withUnsafeBytes { b in EntryBundle.ranges(b)?.map { Array(b[$0]) } } ?? []
+            guard entries.count == Int(partial == 0 ? width : partial) else {
+                throw ClientError.malformed("entry bundle \(tile) has \(entries.count) entries")
+            }
+            let provedByTile = partial == 0 && tileRoots[tile] != nil
+            if provedByTile, Merkle.rootOf(leafHashes: entries.map { Merkle.leafHash($0) }) != tileRoots[tile] {
+                run.raise([Alert(kind: .rootMismatch, message: "entry bundle \(tile), read again, differs from the one that re-derived the signed root", index: tile * width, evidence: [note])], &report)
+                return []
+            }
+            for p in indices {
+                let bytes = entries[Int(p % width)]
+                if !provedByTile {
+                    let proof = try await client.inclusionProof(index: p, treeSize: target.size)
+                    do {
+                        try ProofVerifier.verifyInclusion(index: p, size: target.size, leafHash: Merkle.leafHash(bytes), proof: proof, root: target.root)
+                    } catch {
+                        run.raise([Alert(kind: .rootMismatch, message: "entry \(p), read again, is not the entry the signed tree holds: \(error)", index: p, evidence: [note])], &report)
+                        return []
+                    }
+                }
+                do { previous[p] = RotationRule.Previous(index: p, entry: try KeyEntry.parse(bytes)) } catch { unreadable[p] = error.description }
+            }
+        }
+        var notices: [String] = []
+        for (index, entry) in chained {
+            guard let p = entry.previousIndex else { continue }
+            if let why = unreadable[p] {
+                notices.append("entry \(index) for \(entry.identity) names entry \(p), which is not a canonical entry (\(why))")
+                continue
+            }
+            do { _ = try RotationRule.authorise(entry, at: index, previous: previous[p]) } catch {
+                notices.append("entry \(index) for \(entry.identity) (not watched) \(error): the log's own rule refuses it")
+            }
+        }
+        return notices
     }
 
     /// After a root mismatch: the first entry whose hash differs from the level-0 tile, if any.
@@ -188,40 +342,8 @@ public struct Auditor: Sendable {
         return nil
     }
 
-    /// Compares the audited checkpoint with checkpoints others saw: two valid signatures on views
-    /// that cannot both be true is a split view.
-    private func compareViews(current: String, _ report: inout AuditReport) async throws {
-        let ours = try open(current)
-        for (source, note) in options.otherViews {
-            let theirs: Checkpoint
-            do { theirs = try open(note) } catch {
-                report.notices.append("ignored \(source): \(error)")
-                continue
-            }
-            try keepEvidence(note, theirs)
-            if theirs.size == ours.size {
-                if theirs.root != ours.root {
-                    report.alerts.append(Alert(kind: .splitView, message: "\(source) holds a signed checkpoint of size \(theirs.size) with a different root", evidence: [current, note]))
-                }
-                continue
-            }
-            let (small, big) = theirs.size < ours.size ? (theirs, ours) : (ours, theirs)
-            if small.size == 0 { continue }
-            do {
-                let proof = try await client.consistencyProof(from: small.size, to: big.size)
-                try ProofVerifier.verifyConsistency(size1: small.size, size2: big.size, root1: small.root, root2: big.root, proof: proof)
-            } catch let e as ClientError {
-                if case .http = e {
-                    report.alerts.append(Alert(kind: .splitView, message: "the log will not prove \(source)'s checkpoint \(theirs.size) consistent with ours \(ours.size): \(e)", evidence: [current, note]))
-                } else { throw e }
-            } catch {
-                report.alerts.append(Alert(kind: .splitView, message: "\(source)'s checkpoint \(theirs.size) is not consistent with ours \(ours.size): \(error)", evidence: [current, note]))
-            }
-        }
-    }
-
     /// The witness policy: at least `quorum` valid cosignatures, the newest no older than `maxAge`.
-    private func checkWitnesses(_ note: String, _ report: inout AuditReport) throws {
+    private func checkWitnesses(_ note: String, _ report: inout AuditReport, _ run: Run) throws {
         guard options.quorum > 0 || options.maxAge != nil else { return }
         let opened: SignedNote.Opened
         do { opened = try SignedCheckpoint.open(note, logKey: options.logKey, witnesses: options.witnesses).1 } catch {
@@ -235,7 +357,7 @@ public struct Auditor: Sendable {
             guard let newest = times.max() else { throw WitnessPolicyError.quorum(have: 0, need: 1) }
             let now = options.now()
             if now > newest && now - newest > maxAge {
-                report.alerts.append(Alert(kind: .freeze, message: "the newest witness cosignature is \(now - newest) s old (allowed: \(maxAge) s): the log may be frozen for this view", evidence: [note]))
+                run.raise([Alert(kind: .freeze, message: "the newest witness cosignature is \(now - newest) s old (allowed: \(maxAge) s): the log may be frozen for this view", evidence: [note])], &report)
             }
         }
     }
@@ -246,20 +368,27 @@ public struct Auditor: Sendable {
         if !FileManager.default.fileExists(atPath: name) { try Files.writeAtomically(note, to: name) }
     }
 
-    private func recordAlerts(_ alerts: [Alert]) {
-        guard !alerts.isEmpty, FileManager.default.fileExists(atPath: dir) else { return }
+}
+
+/// alerts.jsonl in the state directory: one JSON alert a line, appended and synced as each alert
+/// is found, so cron mail or a pager reading the file sees it even if the run dies afterwards.
+final class AlertLog: Sendable {
+    let path: String
+    init(directory: String) { path = directory + "/alerts.jsonl" }
+
+    func record(_ alerts: [Alert]) {
+        guard !alerts.isEmpty, FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent) else { return }
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var lines = ""
         for a in alerts { lines += String(decoding: (try? e.encode(a)) ?? Data(), as: UTF8.self) + "\n" }
-        let path = dir + "/alerts.jsonl"
         if let h = FileHandle(forWritingAtPath: path) {
             h.seekToEndOfFile()
             h.write(Data(lines.utf8))
             try? h.synchronize()
             try? h.close()
         } else {
-            try? Files.writeAtomically(lines, to: path)
+            try? Files.writeAtomically(lines, to: path, mode: 0o600)
         }
     }
 }
@@ -296,17 +425,30 @@ struct BundleFetcher {
             let (c, http, watch) = (client, http, watch)
             let path = "/" + TileLayout.entriesPath(index: t, partial: partial)
             let count = Int(partial == 0 ? TileLayout.width : partial)
+            let limits = c.limits
             inFlight.append(Task {
-                if let http {
-                    let (status, body) = try await http.get(path)
-                    guard status == 200 else { throw ClientError.http(status: status, message: LogClient.message(Data(body.readableBytesView))) }
-                    return try body.withUnsafeReadableBytes { b in
-                        try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
+                // A log that stalls or fails a bundle gets `limits.attempts` tries with back-off;
+                // each try is bounded by the request deadline and the body cap.
+                var wait = limits.backoff
+                var attempt = 1
+                while true {
+                    do {
+                        if let http {
+                            let (status, body) = try await http.get(path)
+                            guard status == 200 else { throw ClientError.http(status: status, message: LogClient.message(Data(body.readableBytesView))) }
+                            return try body.withUnsafeReadableBytes { b in
+                                try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
+                            }
+                        }
+                        let data = try await c.get(path)
+                        return try data.withUnsafeBytes { b in
+                            try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
+                        }
+                    } catch let e as ClientError where http != nil && e.isLogNotAnswering && attempt < limits.attempts {
+                        attempt += 1
+                        try await Task.sleep(for: wait)
+                        wait *= 2
                     }
-                }
-                let data = try await c.get(path)
-                return try data.withUnsafeBytes { b in
-                    try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
                 }
             })
             nextTile += 1

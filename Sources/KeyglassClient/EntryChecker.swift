@@ -10,12 +10,19 @@ struct InspectedEntry: Sendable {
     var malformed: String?
     /// The whole entry, only when its identity is on the watch list.
     var watched: KeyEntry?
+    /// The whole entry, when it is chained and not watched: its signature is checked once the
+    /// entry it names has been read (`ChainedSignatureCheck`).
+    var chained: KeyEntry?
 
     static func inspect(_ bytes: UnsafeRawBufferPointer, watch: WatchList?) -> InspectedEntry {
         let view: KeyEntry.View
         do { view = try KeyEntry.View.parse(bytes) } catch { return InspectedEntry(malformed: error.description) }
         var out = InspectedEntry(timestampMillis: view.timestampMillis, previousIndex: view.previousIndex)
-        if let watch, watch.isWatched(view.identity(in: bytes)) { out.watched = view.entry(in: bytes) }
+        if let watch, watch.isWatched(view.identity(in: bytes)) {
+            out.watched = view.entry(in: bytes)
+        } else if view.signature != nil {
+            out.chained = view.entry(in: bytes)
+        }
         return out
     }
 }
@@ -45,21 +52,37 @@ struct InspectedBundle: Sendable {
     }
 }
 
-/// Checks entries one by one, in log order, as the auditor downloads them.
+/// Checks entries one by one, in log order, as the auditor downloads them: what every entry must
+/// be (canonical, timestamps, previous indices pointing back) and, for watched identities, the
+/// rotation rule and the watch file's policy (`WatchPolicy`).
 struct EntryChecker {
     let watch: WatchList?
     /// The checkpoint that commits to the entries being checked: the evidence for any alert.
     let note: String
     var lastTimestamp: UInt64
     var chains: [String: AuditState.Chain]
+    /// Entries stamped later than this (the auditor's clock plus the allowed skew) are in the future.
+    let latestPlausibleMillis: UInt64
+    /// Only watched identities' entries are checked: a re-scan of entries audited before, whose
+    /// other checks were made then.
+    let watchedOnly: Bool
     private(set) var notices: [String] = []
     private var alerts: [Alert] = []
+    private var futureReported = false
+    /// Chained entries of identities nobody watches, to check once the entries they name are read.
+    private(set) var unresolvedChained: [(index: UInt64, entry: KeyEntry)] = []
 
-    init(watch: WatchList?, note: String, lastTimestamp: UInt64, chains: [String: AuditState.Chain]) {
+    /// How far ahead of the auditor's clock an entry may be stamped (clocks drift; logs stamp on receipt).
+    static let allowedSkewMillis: UInt64 = 5 * 60 * 1000
+
+    init(watch: WatchList?, note: String, lastTimestamp: UInt64, chains: [String: AuditState.Chain],
+         nowMillis: UInt64 = UInt64(max(0, Date().timeIntervalSince1970 * 1000)), watchedOnly: Bool = false) {
+        self.watchedOnly = watchedOnly
         self.watch = watch
         self.note = note
         self.lastTimestamp = lastTimestamp
         self.chains = chains
+        self.latestPlausibleMillis = nowMillis + Self.allowedSkewMillis
     }
 
     mutating func takeAlerts() -> [Alert] {
@@ -67,11 +90,20 @@ struct EntryChecker {
         return alerts
     }
 
+    mutating func takeUnresolvedChained() -> [(index: UInt64, entry: KeyEntry)] {
+        defer { unresolvedChained = [] }
+        return unresolvedChained
+    }
+
     private mutating func alert(_ kind: Alert.Kind, _ message: String, _ index: UInt64) {
         alerts.append(Alert(kind: kind, message: message, index: index, evidence: [note]))
     }
 
     mutating func check(_ inspected: InspectedEntry, index: UInt64) {
+        if watchedOnly {
+            if let watch, let entry = inspected.watched { checkWatched(entry, index: index, watch: watch) }
+            return
+        }
         if let why = inspected.malformed {
             alert(.malformedEntry, "entry \(index) is not a canonical key entry: \(why)", index)
             return
@@ -79,35 +111,82 @@ struct EntryChecker {
         if inspected.timestampMillis < lastTimestamp {
             alert(.backdated, "entry \(index) is timestamped \(inspected.timestampMillis), before the previous entry's \(lastTimestamp)", index)
         }
+        if inspected.timestampMillis > latestPlausibleMillis && !futureReported {
+            // Reported once a run: every later entry of such a log is stamped in the future too.
+            futureReported = true
+            alert(.futureTimestamp, "entry \(index) is timestamped \(inspected.timestampMillis) ms, more than \(Self.allowedSkewMillis / 60000) minutes ahead of this auditor's clock", index)
+        }
         lastTimestamp = max(lastTimestamp, inspected.timestampMillis)
+        if let watch, let entry = inspected.watched {
+            checkWatched(entry, index: index, watch: watch)
+            return
+        }
         if let p = inspected.previousIndex, p >= index {
             alert(.brokenChain, "entry \(index) names a previous entry \(p) that is not before it", index)
+        } else if let entry = inspected.chained {
+            unresolvedChained.append((index, entry))
         }
-        guard let watch, let entry = inspected.watched else { return }
+    }
 
+    /// A watched identity's entry: the rotation rule against its newest entry, then the watch file.
+    private mutating func checkWatched(_ entry: KeyEntry, index: UInt64, watch: WatchList) {
+        let id = entry.identity
+        let chain = chains[id]
+        var authorisation: RotationRule.Authorisation?
+        do {
+            authorisation = try RotationRule.authorise(entry, at: index, previous: chain?.previous(identity: id))
+        } catch {
+            alert(.brokenChain, "entry \(index) for \(id) \(error) (the log's own rule refuses this entry)", index)
+        }
+        let outcome = WatchPolicy.judge(entry, authorisation: authorisation, current: chain, watch: watch)
+        switch outcome {
+        case .fine: break
+        case .notice(let text): notices.append("entry \(index): \(text)")
+        case .alert(let kind, let text): alert(kind, "entry \(index): \(text)", index)
+        }
+        chains[id] = AuditState.Chain(index: index, keyType: entry.keyType.rawValue, publicKey: Base64.encode(entry.publicKey), revoked: entry.revocation)
+    }
+}
+
+/// What the watch file says of one new entry of a watched identity. The file lists every key the
+/// owner published, oldest first; see `WatchList`.
+enum WatchPolicy {
+    enum Outcome: Equatable {
+        case fine
+        case notice(String)
+        case alert(Alert.Kind, String)
+    }
+
+    /// `authorisation` is the rotation rule's verdict (nil: refused, alerted already); `current` is the
+    /// identity's newest entry before this one.
+    static func judge(_ entry: KeyEntry, authorisation: RotationRule.Authorisation?, current: AuditState.Chain?, watch: WatchList) -> Outcome {
         let id = entry.identity
         let key = Base64.encode(entry.publicKey)
-        if !watch.isListed(id, entry.keyType, entry.publicKey) {
-            alert(.injectedKey, "\(id) got \(entry.keyType.rawValue) key \(key) that its owner did not publish" +
-                  (entry.isChained ? " (signed by the previous key: that key may be stolen)" : " (authorised by the operator, not the owner)"), index)
+        let who = authorisation == .chained ? "signed by the previous key: that key may be stolen" : "authorised by the operator, not the owner"
+        guard let position = watch.position(id, entry.keyType, entry.publicKey), let listed = watch.keys[id]?[position] else {
+            let what = entry.revocation ? "a revocation of \(entry.keyType.rawValue) key \(key), a key its owner never listed" : "\(entry.keyType.rawValue) key \(key) that its owner did not publish"
+            return .alert(.injectedKey, "\(id) got \(what) (\(who))")
         }
-        let chain = chains[id]
-        if let p = entry.previousIndex {
-            if let chain, chain.index != p {
-                alert(.brokenChain, "entry \(index) for \(id) names previous entry \(p), but the identity's previous entry is \(chain.index)", index)
+        if entry.revocation {
+            if listed.revoked { return .fine }
+            if authorisation == .chained {
+                return .alert(.unlistedRevocation, "\(id)'s key \(key) was revoked with its own signature, but the watch file lists it as in use (the key may be stolen; if its owner revoked it, mark its line `revoked`)")
             }
-            if entry.isChained {
-                if let chain, chain.keyType == KeyType.ed25519.rawValue, let prevKey = Base64.decode(chain.publicKey) {
-                    if !entry.isSigned(by: prevKey) {
-                        alert(.brokenChain, "entry \(index) for \(id) claims a signature by the previous key that does not verify", index)
-                    }
-                }
-            } else {
-                notices.append("entry \(index): unchained rotation for \(id) (the operator, not \(id)'s previous key, authorised key \(key))")
-            }
-        } else if let chain {
-            alert(.brokenChain, "entry \(index) for \(id) claims to be its first entry, but entry \(chain.index) came before", index)
+            return .alert(.revokedByOperator, "the operator revoked \(id)'s key \(key), which the watch file lists as in use")
         }
-        chains[id] = AuditState.Chain(index: index, keyType: entry.keyType.rawValue, publicKey: key, revoked: entry.revocation)
+        guard let current, let currentType = KeyType(rawValue: current.keyType), let currentKey = Base64.decode(current.publicKey),
+              let currentPosition = watch.position(id, currentType, currentKey) else {
+            return .fine
+        }
+        if position < currentPosition {
+            return .alert(.retiredKey, "\(id)'s key \(key) was published again after its owner replaced it with \(current.publicKey) (\(who))")
+        }
+        if position == currentPosition {
+            if current.revoked {
+                return .alert(.retiredKey, "\(id)'s key \(key) was published again after it was revoked in entry \(current.index) (\(who))")
+            }
+            return .notice("\(id)'s current key \(key) published again, unchanged")
+        }
+        return .fine
     }
 }

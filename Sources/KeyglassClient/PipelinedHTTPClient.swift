@@ -5,7 +5,13 @@ import NIOPosix
 import Synchronization
 
 /// GETs many paths from one plain-HTTP server over a few keep-alive connections, pipelining the
-/// requests: the audit's bulk download of entry bundles.
+/// requests: the audit's bulk download of entry bundles, and every GET a client makes of an
+/// http:// log.
+///
+/// A log is not trusted to answer at all, so every request has a deadline counted from when it
+/// was sent (a server that trickles a byte at a time cannot stretch it) and every answer a size
+/// cap (a server cannot make the client buffer gigabytes). Either ends the connection: the
+/// requests pipelined behind fail too, and the caller retries them on a new one.
 ///
 /// URLSession on Linux (libcurl under dispatch) spent more CPU per 256-entry bundle — thread
 /// switches, mostly — than parsing and hashing the bundle's entries; with it the audit ran at
@@ -19,12 +25,12 @@ public final class PipelinedHTTPClient: Sendable {
     private let next = ManagedCounter()
 
     /// nil unless `base` is an http:// URL with a host.
-    public init?(base: URL, connections: Int = 2) {
+    public init?(base: URL, connections: Int = 2, limits: HTTPLimits = HTTPLimits()) {
         guard base.scheme?.lowercased() == "http", let host = base.host else { return nil }
         self.host = host
         self.port = base.port ?? 80
         let prefix = base.path.hasSuffix("/") ? String(base.path.dropLast()) : base.path
-        self.connections = (0..<max(1, connections)).map { _ in Connection(host: host, port: base.port ?? 80, pathPrefix: prefix) }
+        self.connections = (0..<max(1, connections)).map { _ in Connection(host: host, port: base.port ?? 80, pathPrefix: prefix, limits: limits) }
     }
 
     /// GET `path`; the status and body as they came.
@@ -49,23 +55,28 @@ private final class Connection: Sendable {
     let host: String
     let port: Int
     let pathPrefix: String
+    let limits: HTTPLimits
     private let channel = Mutex<EventLoopFuture<any Channel>?>(nil)
 
-    init(host: String, port: Int, pathPrefix: String) {
+    init(host: String, port: Int, pathPrefix: String, limits: HTTPLimits) {
         self.host = host
         self.port = port
         self.pathPrefix = pathPrefix
+        self.limits = limits
     }
 
     private func connected() -> EventLoopFuture<any Channel> {
         channel.withLock { current in
             if let c = current { return c }
+            let limits = limits
             let future = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.nanoseconds(Int64(limits.requestTimeout.components.seconds) * 1_000_000_000
+                                             + limits.requestTimeout.components.attoseconds / 1_000_000_000))
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture {
                         try ch.pipeline.syncOperations.addHTTPClientHandlers()
-                        try ch.pipeline.syncOperations.addHandler(PipelinedResponses())
+                        try ch.pipeline.syncOperations.addHandler(PipelinedResponses(limits: limits))
                     }
                 }
                 .connect(host: host, port: port)
@@ -113,13 +124,33 @@ private final class PipelinedResponses: ChannelDuplexHandler {
         let promise: EventLoopPromise<(Int, ByteBuffer)>
     }
 
-    private var waiting = CircularBuffer<EventLoopPromise<(Int, ByteBuffer)>>()
+    private struct Waiting {
+        let path: String
+        let promise: EventLoopPromise<(Int, ByteBuffer)>
+        let deadline: Scheduled<Void>
+    }
+
+    private let limits: HTTPLimits
+    private var waiting = CircularBuffer<Waiting>()
     private var status = 0
     private var body = ByteBuffer()
 
+    init(limits: HTTPLimits) {
+        self.limits = limits
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        waiting.append(request.promise)
+        // The deadline fails this request and everything pipelined behind it, and closes the
+        // connection: answers come in order, so nothing behind a stuck answer can arrive either.
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let path = request.head.uri
+        let timeout = limits.requestTimeout
+        let deadline = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            let (handler, context) = bound.value
+            handler.fail(ClientError.timeout("GET \(path): no complete answer within \(timeout)"), context: context)
+        }
+        waiting.append(Waiting(path: path, promise: request.promise, deadline: deadline))
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         context.write(wrapOutboundOut(.end(nil)), promise: promise)
     }
@@ -128,19 +159,32 @@ private final class PipelinedResponses: ChannelDuplexHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = Int(head.status.code)
-            body = context.channel.allocator.buffer(capacity: head.headers.first(name: "content-length").flatMap { Int($0) }.map { min($0, 1 << 20) } ?? 0)
+            let declared = head.headers.first(name: "content-length").flatMap { Int($0) }
+            if let declared, declared > limits.maxBodyBytes {
+                fail(tooLarge(declared), context: context)
+                return
+            }
+            body = context.channel.allocator.buffer(capacity: declared.map { min($0, 1 << 20) } ?? 0)
         case .body(var part):
+            guard body.readableBytes + part.readableBytes <= limits.maxBodyBytes else {
+                fail(tooLarge(body.readableBytes + part.readableBytes), context: context)
+                return
+            }
             body.writeBuffer(&part)
         case .end:
-            guard !waiting.isEmpty else { return }
-            waiting.removeFirst().succeed((status, body))
+            guard let first = waiting.popFirst() else { return }
+            first.deadline.cancel()
+            first.promise.succeed((status, body))
             body = ByteBuffer()
         }
     }
 
+    private func tooLarge(_ bytes: Int) -> ClientError {
+        .malformed("GET \(waiting.first?.path ?? "?"): answer of \(bytes) bytes or more is over the limit of \(limits.maxBodyBytes)")
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failAll(error)
-        context.close(promise: nil)
+        fail(error, context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -148,7 +192,15 @@ private final class PipelinedResponses: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    private func fail(_ error: Error, context: ChannelHandlerContext) {
+        failAll(error)
+        context.close(promise: nil)
+    }
+
     private func failAll(_ error: Error) {
-        while let p = waiting.popFirst() { p.fail(error) }
+        while let w = waiting.popFirst() {
+            w.deadline.cancel()
+            w.promise.fail(error)
+        }
     }
 }

@@ -78,19 +78,38 @@ extension KeyglassAPI {
 
     /// GET /v1/keys/<identity>: the identity's history, each entry with an inclusion proof against
     /// one checkpoint, returned with it, so a client verifies everything against one signed head.
+    /// At most `maxKeysPerIdentity` entries, the newest; `truncated` says older ones exist, and
+    /// `?before=I&tree_size=N` pages back through them against the same checkpoint.
     func keys(_ request: Request) async throws -> Response {
         guard let raw = request.pathRemainder(after: "/v1/keys/"), !raw.isEmpty else { throw APIError.badRequest("missing identity") }
         guard let decoded = String(raw).removingPercentEncoding else { throw APIError.badRequest("identity is not valid percent-encoded UTF-8") }
         let identity: String
         do { identity = try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
-        let cp = sequencer.latestCheckpoint
-        let stored = try store.entries(identity: identity, below: cp.size, limit: options.maxKeysPerIdentity)
-        guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)") }
+        let query = Query(request)
+        let before = try query.uint64("before")
+        let cp = try answeringCheckpoint(treeSize: try query.uint64("tree_size"))
+        let limit = options.maxKeysPerIdentity
+        let stored = try store.entries(identity: identity, below: min(cp.size, before ?? .max), limit: limit)
+        guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)" + (before.map { " before entry \($0)" } ?? "")) }
         var out: [EntryJSON] = []
         for s in stored {
             out.append(try EntryJSON(s, proof: try store.inclusionProof(index: s.index, size: cp.size)))
         }
-        return try .json(KeysResponse(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out))
+        // The oldest entry returned names an earlier one: the history goes on before this page.
+        let truncated = (try? KeyEntry.parse(stored[0].data).previousIndex) != nil
+        return try .json(KeysResponse(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out, truncated: truncated))
+    }
+
+    /// The checkpoint a lookup is answered against: the newest (with the witnesses' cosignatures when
+    /// they are for it), or the signed checkpoint of the size asked for (paging).
+    func answeringCheckpoint(treeSize: UInt64?) throws -> (size: UInt64, note: String) {
+        let latest = sequencer.latestCheckpoint
+        guard let size = treeSize, size != latest.size else {
+            return (latest.size, witnesses?.served(latest) ?? latest.note)
+        }
+        try requireCheckpointSize(size, name: "tree_size")
+        guard let cp = try store.checkpoint(size: size) else { throw APIError.badRequest("no signed checkpoint has tree size \(size)") }
+        return (cp.size, cp.note)
     }
 
     /// c2sp.org/tlog-tiles: hash tiles and entry bundles, immutable once written.

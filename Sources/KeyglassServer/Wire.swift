@@ -38,6 +38,8 @@ struct KeysResponse: Encodable {
     let tree_size: UInt64
     let checkpoint: String
     let entries: [EntryJSON]
+    /// Older entries of the identity exist: page with ?before=<oldest index>&tree_size=<tree_size>.
+    let truncated: Bool
 }
 
 struct ConsistencyResponse: Encodable {

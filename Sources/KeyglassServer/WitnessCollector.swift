@@ -51,7 +51,12 @@ public actor WitnessCollector: Service {
 
     /// The newest checkpoint note with every cosignature collected for exactly that checkpoint.
     public nonisolated func servedCheckpoint() -> String {
-        let note = sequencer.latestCheckpoint.note
+        served(sequencer.latestCheckpoint)
+    }
+
+    /// `checkpoint`'s note with the cosignatures collected for exactly it, if any.
+    public nonisolated func served(_ checkpoint: StoredCheckpoint) -> String {
+        let note = checkpoint.note
         guard let text = try? SignedNote.parse(note).text else { return note }
         return collected.withLock { c in
             c.text == text ? note + c.lines.keys.sorted().compactMap { c.lines[$0] }.joined() : note

@@ -13,11 +13,21 @@ struct Audit: AsyncParsableCommand {
         Each run verifies the newest checkpoint against the pinned verifier key, proves it extends the
         last audited one, downloads every new entry and re-derives the signed root, checks watched
         identities for keys their owners did not publish, and saves its state atomically in --state
-        (every verified checkpoint is kept there as evidence; alerts are appended to alerts.jsonl).
+        (every verified checkpoint is kept there as evidence; alerts are appended to alerts.jsonl the
+        moment they are found; the audited checkpoint is STATE/checkpoint, for others' --compare).
 
-        Watch file lines:  identity key_type base64key   (# starts a comment)
+        Watch file: every key each watched identity's owner published, oldest first, one a line:
+            identity key_type base64key [revoked]        (# starts a comment)
+        The last key listed is the one in use. A key not listed is injected; an earlier or revoked key
+        published again is a retired key; a revocation the file does not mark `revoked` is an alert.
+        Identities added to the file later are checked against everything audited before.
 
-        Exit codes: 0 all consistent; 2 ALERT (evidence printed); 1 could not check.
+        Every request has a deadline (--timeout) and a size cap, failed requests are tried again with
+        back-off, and the whole run has a deadline (--deadline): a log that stalls cannot keep a cron
+        job running. Alerts found before a failure still count.
+
+        Exit codes: 0 all consistent; 2 ALERT (evidence printed; wins over later errors); 3 the log
+        stopped answering (position saved); 1 could not check for another reason (bad input, state).
         Example crontab line:  */10 * * * * keyglass audit --log URL --vkey KEY --state ~/.keyglass-audit --watch ~/watch.txt
         """)
 
@@ -47,6 +57,9 @@ struct Audit: AsyncParsableCommand {
     @Option(name: .long, help: "Save the audit position every N entries, so a killed run resumes there.")
     var saveEvery: UInt64 = 65536
 
+    @Option(name: .long, help: "Deadline for the whole run (e.g. 30m); past it the position is saved and the run exits 3.")
+    var deadline = "30m"
+
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
@@ -65,15 +78,15 @@ struct Audit: AsyncParsableCommand {
                 guard !options.witnesses.isEmpty else { throw ValidationError("--max-age needs --witness keys") }
                 options.maxAge = seconds
             }
-            if let watch { options.watch = try WatchList(text: try Files.readText(watch)) }
-            for path in compare { options.otherViews.append((source: path, note: try Files.readText(path))) }
-            for url in gossip {
-                guard let u = URL(string: url) else { throw ValidationError("bad --gossip URL \(url)") }
-                let other = LogClient(base: u)
-                do { options.otherViews.append((source: url, note: try await other.checkpoint())) } catch {
-                    FileHandle.standardError.write(Data("keyglass audit: gossip \(url): \(error)\n".utf8))
+            guard let runSeconds = parseDuration(deadline), runSeconds > 0 else { throw ValidationError("--deadline takes a duration like 30m or 2h") }
+            options.deadline = .seconds(Int64(runSeconds))
+            if let watch {
+                do { options.watch = try WatchList(text: try Files.readText(watch)) } catch let e as WatchList.ParseError {
+                    throw ValidationError("\(watch): \(e)")
                 }
             }
+            options.otherViews = try compare.map { try OtherView.read($0) }
+            for url in gossip { options.otherViews.append(try await gossipView(url, limits: try logOptions.limits())) }
         } catch let e as ValidationError { throw e } catch { throw fail("audit", error) }
         if isatty(STDERR_FILENO) == 1 && !json {
             options.progress = { done, total in

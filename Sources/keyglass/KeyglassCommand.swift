@@ -12,8 +12,9 @@ struct KeyglassCommand: AsyncParsableCommand {
         Nothing the log says is trusted: every answer is checked against the log's verifier key
         (printed by `keyglass-server init`, also in DATA/verifier-key) and the Merkle proofs.
 
-        Exit codes: 0 ok; 1 could not check (network, bad input); 2 ALERT: the log misbehaved, and
-        the evidence is printed.
+        Exit codes: 0 ok; 1 could not check (bad input, unusable state); 2 ALERT or refusal: the log's
+        answer does not verify or contradicts what was seen before, and the evidence is printed;
+        3 the log did not answer (unreachable, timed out, or failing on its side after retries).
         """,
         subcommands: [Publish.self, Lookup.self, Verify.self, Keygen.self, Audit.self, WitnessCommand.self])
 }
@@ -26,11 +27,21 @@ struct LogOptions: ParsableArguments {
     @Option(name: .long, help: "The log's verifier key (name+hash+base64), or a file holding it.")
     var vkey: String
 
+    @Option(name: .long, help: "Deadline for each request to the log, from sending to the answer's last byte (e.g. 30s, 2m).")
+    var timeout = "30s"
+
     func client() throws -> LogClient {
         guard let url = URL(string: log), url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--log must be an http(s) URL")
         }
-        return LogClient(base: url)
+        return LogClient(base: url, limits: try limits())
+    }
+
+    func limits() throws -> HTTPLimits {
+        guard let seconds = parseDuration(timeout), seconds > 0 else { throw ValidationError("--timeout takes a duration like 30s or 2m") }
+        var l = HTTPLimits()
+        l.requestTimeout = .seconds(Int64(seconds))
+        return l
     }
 
     func verifierKey() throws -> NoteVerifierKey { try readVerifierKey(vkey) }
@@ -44,14 +55,16 @@ func readVerifierKey(_ value: String) throws -> NoteVerifierKey {
     }
 }
 
-/// Maps a failure to the CLI's exit codes: verification failures are evidence (2), the rest 1.
+/// Maps a failure to the CLI's exit codes: verification failures are evidence (2), a log that does
+/// not answer 3, the rest 1.
 func fail(_ command: String, _ error: Error) -> ExitCode {
     let message = "\(error)"
     if error is VerificationError {
-        FileHandle.standardError.write(Data("ALERT: \(command): the log's answer does not verify: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("ALERT: \(command): the log's answer is refused: \(message)\n".utf8))
         return ExitCode(2)
     }
     FileHandle.standardError.write(Data("keyglass \(command): \(message)\n".utf8))
+    if let e = error as? ClientError, e.isLogNotAnswering { return ExitCode(3) }
     return ExitCode(1)
 }
 
@@ -109,8 +122,23 @@ struct Publish: AsyncParsableCommand {
 
 struct Lookup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print an identity's key history after verifying the checkpoint and every inclusion proof.",
-        discussion: "Refuses (exit 2) an answer whose signature or proofs do not verify.")
+        abstract: "Print an identity's key history, only once it is proved to be the history auditors check.",
+        discussion: """
+        Verifies the checkpoint signature, every inclusion proof, that the history is whole (its first
+        entry names no earlier one; long histories are paged) and that every entry passes the rotation
+        rule (chained entries' signatures verify under the previous key, which must be Ed25519 and not
+        revoked). Then the answer's checkpoint must be consistent with the newest one this command
+        verified before for the log (kept in --state; an older answer is refused as stale) and with the
+        log's /checkpoint, may be required to carry witness cosignatures (--witness, --quorum,
+        --max-age), and may be compared with checkpoints auditors saw (--compare, --gossip).
+
+        The newest verified checkpoint is kept as a plain signed note in
+        STATE/<log name>-<key id>/checkpoint; `keyglass audit --compare` reads it (and this command's
+        --compare reads an auditor's STATE/checkpoint), so lookups and auditors check each other.
+
+        Exit codes: 0 verified; 2 refused (does not verify, stale, split view, witness policy unmet);
+        1 bad input; 3 the log did not answer.
+        """)
 
     @OptionGroup var logOptions: LogOptions
 
@@ -123,39 +151,98 @@ struct Lookup: AsyncParsableCommand {
     @Option(name: .long, help: "Also write each entry's proof as a c2sp.org/tlog-proof file into this directory.")
     var writeProofs: String?
 
+    @Option(name: .long, help: "State directory (default: $XDG_STATE_HOME/keyglass or ~/.local/state/keyglass).")
+    var state: String?
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Witness cosignature verifier keys whose cosignatures count.")
+    var witness: [String] = []
+
+    @Option(name: .long, help: "How many valid witness cosignatures the answer's checkpoint must carry.")
+    var quorum = 0
+
+    @Option(name: .long, help: "Refuse when the newest witness cosignature is older than this (e.g. 15m, 2h).")
+    var maxAge: String?
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Checkpoints others saw: signed note files, tlog-proof files or state directories (an auditor's).")
+    var compare: [String] = []
+
+    @Option(name: .long, parsing: .upToNextOption, help: "URLs serving a checkpoint of the same log (mirrors, auditors).")
+    var gossip: [String] = []
+
     func run() async throws {
         do {
             let client = try logOptions.client()
-            let key = try logOptions.verifierKey()
-            let normalized = try Identity.normalize(identity)
-            let answer = try await client.keys(identity: normalized)
-            let (cp, entries) = try AnswerVerifier.verifyLookup(answer, logKey: key, identity: normalized)
+            var options = KeyLookup.Options(logKey: try logOptions.verifierKey(), stateDirectory: state ?? KeyLookup.defaultStateDirectory)
+            options.witnesses = try witness.map { try readVerifierKey($0) }
+            guard quorum <= options.witnesses.count else { throw ValidationError("--quorum \(quorum) is more than the \(options.witnesses.count) --witness keys given") }
+            options.quorum = quorum
+            if let maxAge {
+                guard let seconds = parseDuration(maxAge) else { throw ValidationError("--max-age takes a duration like 90s, 15m, 2h or 1d") }
+                guard !options.witnesses.isEmpty else { throw ValidationError("--max-age needs --witness keys") }
+                options.maxAge = seconds
+            }
+            options.otherViews = try compare.map { try OtherView.read($0) }
+            for url in gossip { options.otherViews.append(try await gossipView(url, limits: try logOptions.limits())) }
+            let result = try await KeyLookup(client: client, options: options).run(identity: identity)
             if let dir = writeProofs {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                for (e, raw) in zip(entries, answer.entries) {
-                    let proof = TLogProof(extra: e.bytes, index: e.index, proof: (raw.inclusion_proof ?? []).compactMap { Hash(base64: $0) }, checkpoint: answer.checkpoint)
-                    try Files.writeAtomically(proof.serialized, to: "\(dir)/\(e.index).tlog-proof")
+                for (e, proof) in zip(result.entries, result.proofs) {
+                    let file = TLogProof(extra: e.bytes, index: e.index, proof: proof, checkpoint: result.note)
+                    try Files.writeAtomically(file.serialized, to: "\(dir)/\(e.index).tlog-proof")
                 }
             }
+            for n in result.notices { FileHandle.standardError.write(Data("notice: \(n)\n".utf8)) }
+            let revived = revivedKeys(result.entries)
             if json {
-                let items = entries.map { e -> [String: Any] in
+                let items = zip(result.entries, result.authorisations).map { e, how -> [String: Any] in
                     var d: [String: Any] = ["index": e.index, "key_type": e.entry.keyType.rawValue, "public_key": Base64.encode(e.entry.publicKey),
-                                            "timestamp_ms": e.entry.timestampMillis, "chained": e.entry.isChained, "revocation": e.entry.revocation]
+                                            "timestamp_ms": e.entry.timestampMillis, "chained": e.entry.isChained, "revocation": e.entry.revocation,
+                                            "authorised_by": how == .chained ? "previous_key" : (how == .first ? "first" : "operator"),
+                                            "revived": revived.contains(e.index)]
                     if let p = e.entry.previousIndex { d["previous_index"] = p }
                     return d
                 }
-                let out: [String: Any] = ["identity": normalized, "tree_size": cp.checkpoint.size, "root": cp.checkpoint.root.base64, "verified": true, "entries": items]
+                let out: [String: Any] = ["identity": result.identity, "tree_size": result.checkpoint.size, "root": result.checkpoint.root.base64,
+                                          "verified": true, "entries": items]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
             } else {
-                print("\(normalized): \(entries.count) entr\(entries.count == 1 ? "y" : "ies"), verified in checkpoint of size \(cp.checkpoint.size)")
-                for e in entries {
+                let n = result.entries.count
+                print("\(result.identity): \(n) entr\(n == 1 ? "y" : "ies"), verified in checkpoint of size \(result.checkpoint.size), consistent with what this client saw before")
+                for (e, how) in zip(result.entries, result.authorisations) {
                     let date = Date(timeIntervalSince1970: Double(e.entry.timestampMillis) / 1000)
-                    let how = e.entry.isChained ? "chained" : (e.entry.previousIndex == nil ? "first" : "operator")
-                    print("  #\(e.index)  \(date)  \(e.entry.keyType.rawValue)  \(Base64.encode(e.entry.publicKey))  \(how)\(e.entry.revocation ? "  REVOKED" : "")")
+                    print("  #\(e.index)  \(date)  \(e.entry.keyType.rawValue)  \(Base64.encode(e.entry.publicKey))  \(how.rawValue)"
+                          + (e.entry.revocation ? "  REVOKED" : "")
+                          + (revived.contains(e.index) ? "  (a key this identity had replaced or revoked, back again)" : ""))
                 }
             }
-        } catch let e as ValidationError { throw e } catch { throw fail("lookup", error) }
+        } catch let e as ValidationError { throw e } catch let e as ValidationFailure { throw ValidationError(e.description) } catch { throw fail("lookup", error) }
     }
+
+    /// Entries that bring back a key the identity had before, after it was replaced or revoked.
+    func revivedKeys(_ entries: [VerifiedEntry]) -> Set<UInt64> {
+        var retired: Set<[UInt8]> = []
+        var current: [UInt8]?
+        var out: Set<UInt64> = []
+        for e in entries {
+            let key = Array(e.entry.keyType.rawValue.utf8) + e.entry.publicKey
+            if e.entry.revocation {
+                retired.insert(key)
+                if current == key { current = nil }
+                continue
+            }
+            if retired.contains(key) { out.insert(e.index) }
+            if let c = current, c != key { retired.insert(c) }
+            current = key
+        }
+        return out
+    }
+}
+
+/// A checkpoint fetched from a gossip peer. A peer that cannot be reached is an error (exit 3): a
+/// check that was asked for and silently skipped would read as a pass.
+func gossipView(_ url: String, limits: HTTPLimits) async throws -> OtherView {
+    guard let u = URL(string: url), u.scheme == "http" || u.scheme == "https" else { throw ValidationError("bad --gossip URL \(url)") }
+    return OtherView(source: url, note: try await LogClient(base: u, limits: limits).checkpoint())
 }
 
 struct Verify: AsyncParsableCommand {

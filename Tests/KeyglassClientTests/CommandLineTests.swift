@@ -88,12 +88,12 @@ final class CommandLineTests: XCTestCase {
         r = try Binaries.run("keyglass", audit)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
 
-        // Bad input and an unreachable log are exit 1, not an alert.
+        // Bad input is exit 1 and an unreachable log exit 3, never an alert.
         r = try Binaries.run("keyglass", ["lookup", "--log", url, "--vkey", "not-a-key", "ann"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertNotEqual(r.status, 2)
         r = try Binaries.run("keyglass", ["audit", "--log", "http://127.0.0.1:1", "--vkey", vkeyLine, "--state", work + "/audit"])
-        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertEqual(r.status, 3, r.stdout + r.stderr)
 
         // SIGTERM: the server drains and exits 0; restarted, it serves the same checkpoint.
         let before = try await LogClient(base: URL(string: url)!).checkpoint()

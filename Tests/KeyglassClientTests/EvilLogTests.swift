@@ -11,7 +11,7 @@ final class EvilLogTests: XCTestCase {
                  otherViews: [(String, String)] = []) -> Auditor {
         var o = Auditor.Options(stateDirectory: state, logKey: log.verifierKey)
         o.watch = watch
-        o.otherViews = otherViews.map { (source: $0.0, note: $0.1) }
+        o.otherViews = otherViews.map { OtherView(source: $0.0, note: $0.1) }
         return Auditor(client: server.client, options: o)
     }
 
@@ -267,8 +267,11 @@ final class EvilLogTests: XCTestCase {
             let task = Task { await auditor.run() }
             holder.set(task)
             let interrupted = await task.value
-            XCTAssertEqual(interrupted.exitCode, 1, interrupted.text)
-            XCTAssertTrue(interrupted.alerts.isEmpty, "an interrupted run reports no alert yet")
+            // The alert found before the interruption stands (exit 2) and is already on disk.
+            XCTAssertEqual(interrupted.exitCode, 2, interrupted.text)
+            XCTAssertEqual(interrupted.alerts.map(\.kind), [.injectedKey], interrupted.text)
+            XCTAssertNotNil(interrupted.error, "the run was interrupted")
+            XCTAssertEqual(try alertLines(state).map(\.kind), [.injectedKey])
 
             o.progress = nil
             let resumed = await Auditor(client: server.client, options: o).run()
@@ -276,10 +279,16 @@ final class EvilLogTests: XCTestCase {
             XCTAssertEqual(resumed.alerts.map(\.kind), [.injectedKey], resumed.text)
             XCTAssertEqual(resumed.alerts.first?.index, injected.index)
             XCTAssertEqual(resumed.size, 1802)
+            XCTAssertEqual(try alertLines(state).map(\.kind), [.injectedKey], "the resumed run does not write the alert twice")
             let quiet = await Auditor(client: server.client, options: o).run()
             XCTAssertEqual(quiet.status, .ok, quiet.text)
         }
     }
+}
+
+/// The alerts an auditor wrote to STATE/alerts.jsonl.
+func alertLines(_ state: String) throws -> [Alert] {
+    try Files.readText(state + "/alerts.jsonl").split(separator: "\n").map { try JSONDecoder().decode(Alert.self, from: Data($0.utf8)) }
 }
 
 /// Lets a progress callback cancel the task running the audit.

@@ -49,7 +49,7 @@ public final class TestLog: Sendable {
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ClientError.network("server did not start") }
-        return RunningServer(client: LogClient(base: URL(string: "http://127.0.0.1:\(port)")!), group: group, task: task, store: store)
+        return RunningServer(client: LogClient(base: URL(string: "http://127.0.0.1:\(port)")!), group: group, task: task, store: store, sequencer: sequencer)
     }
 }
 
@@ -58,6 +58,9 @@ public struct RunningServer: Sendable {
     let group: ServiceGroup
     let task: Task<Void, Error>
     public let store: LogStore
+    /// The sequencer itself: a test that plays an operator running modified software submits
+    /// entries here, past every check the HTTP layer makes.
+    public let sequencer: Sequencer
 
     /// Stops like SIGTERM does: graceful shutdown, in-flight work finished.
     public func stop() async {

@@ -1,0 +1,196 @@
+import Foundation
+import KeyglassCore
+
+/// `keyglass lookup`: an identity's keys, shown only once the answer is proved to come from the
+/// same history auditors check.
+///
+/// A signed checkpoint and inclusion proofs prove an entry is in *a* tree the log signed, not in
+/// the tree everyone else is shown: a log (or a front end routing requests) can answer lookups
+/// from a fork. So a lookup also keeps state like an auditor: the newest checkpoint it verified,
+/// per log. Every answer's checkpoint must be consistent with that one (a proof from the log) and
+/// with the log's advertised head, must not be older than what was already seen (stale answers
+/// hide revocations), may be required to carry witness cosignatures, and may be held against
+/// checkpoints auditors saw (`--compare`, `--gossip`). The history must be whole (its first entry
+/// names no previous one) and every entry must pass the rotation rule, signatures included.
+public struct KeyLookup: Sendable {
+    public struct Options: Sendable {
+        public var logKey: NoteVerifierKey
+        /// Where the newest verified checkpoint of each log is kept; nil keeps no state (tests of
+        /// the verification alone).
+        public var stateDirectory: String?
+        public var witnesses: [NoteVerifierKey] = []
+        public var quorum = 0
+        /// Refuse when the newest valid cosignature is older than this many seconds.
+        public var maxAge: UInt64?
+        public var otherViews: [OtherView] = []
+        public var now: @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }
+
+        public init(logKey: NoteVerifierKey, stateDirectory: String?) {
+            self.logKey = logKey
+            self.stateDirectory = stateDirectory
+        }
+    }
+
+    public struct Result: Sendable {
+        public let identity: String
+        /// The signed note the entries are proved against (with any cosignatures).
+        public let note: String
+        public let checkpoint: Checkpoint
+        public let entries: [VerifiedEntry]
+        /// Each entry's authorisation under the rotation rule, in order.
+        public let authorisations: [RotationRule.Authorisation]
+        /// The raw answers' proofs, entry by entry (for --write-proofs).
+        public let proofs: [[Hash]]
+        public let notices: [String]
+    }
+
+    public let client: LogClient
+    public let options: Options
+
+    public init(client: LogClient, options: Options) {
+        self.client = client
+        self.options = options
+    }
+
+    /// The default state directory: $XDG_STATE_HOME/keyglass, else ~/.local/state/keyglass.
+    public static var defaultStateDirectory: String {
+        let env = ProcessInfo.processInfo.environment
+        if let xdg = env["XDG_STATE_HOME"], xdg.hasPrefix("/") { return xdg + "/keyglass" }
+        return (env["HOME"] ?? NSHomeDirectory()) + "/.local/state/keyglass"
+    }
+
+    /// The file holding the newest verified checkpoint of this log (a plain signed note, which
+    /// `keyglass audit --compare` reads as it is).
+    public var checkpointFile: String? {
+        guard let dir = options.stateDirectory else { return nil }
+        let name = options.logKey.name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
+        return "\(dir)/\(String(name))-\(String(format: "%08x", options.logKey.keyID))/checkpoint"
+    }
+
+    public func run(identity raw: String) async throws -> Result {
+        let identity: String
+        do { identity = try Identity.normalize(raw) } catch { throw ValidationFailure(description: "identity: \(error)") }
+
+        // The whole history, paging back against one checkpoint when the server cuts it.
+        var answer = try await client.keys(identity: identity)
+        var entries = answer.entries
+        var pages = 1
+        while answer.truncated == true, let oldest = entries.first {
+            pages += 1
+            guard pages <= 10_000 else { throw VerificationError.entry("the history of \(identity) does not end") }
+            let page: KeysAnswer
+            do { page = try await client.keys(identity: identity, before: oldest.index, treeSize: answer.tree_size) } catch ClientError.http(404, _) {
+                break  // the log says there is nothing older: the history's start is missing, refused below
+            }
+            guard page.tree_size == answer.tree_size else {
+                throw VerificationError.checkpoint("a page of the history was answered against tree \(page.tree_size), not \(answer.tree_size)")
+            }
+            // An empty page leaves the history without its start: refused below.
+            guard !page.entries.isEmpty else { break }
+            entries = page.entries + entries
+            answer = KeysAnswer(identity: answer.identity, tree_size: answer.tree_size, checkpoint: answer.checkpoint, entries: entries, truncated: page.truncated)
+        }
+        let whole = KeysAnswer(identity: answer.identity, tree_size: answer.tree_size, checkpoint: answer.checkpoint, entries: entries, truncated: nil)
+        let (signed, verified) = try AnswerVerifier.verifyLookup(whole, logKey: options.logKey, identity: identity)
+
+        // Whole and authorised: the first entry starts the chain, each later one passes the rule.
+        guard let first = verified.first else { throw VerificationError.entry("the answer holds no entry for \(identity)") }
+        if let p = first.entry.previousIndex {
+            throw VerificationError.entry("the history of \(identity) starts at entry \(first.index), which names an earlier entry \(p) the answer leaves out")
+        }
+        var authorisations: [RotationRule.Authorisation] = []
+        var previous: RotationRule.Previous?
+        for v in verified {
+            do { authorisations.append(try RotationRule.authorise(v.entry, at: v.index, previous: previous)) } catch {
+                throw VerificationError.entry("entry \(v.index) for \(identity) \(error)")
+            }
+            previous = RotationRule.Previous(index: v.index, entry: v.entry)
+        }
+
+        var notices: [String] = []
+        try checkWitnesses(answer.checkpoint)
+        let newest = try await checkFreshnessAndConsistency(answer.checkpoint, signed.checkpoint, &notices)
+        if !options.otherViews.isEmpty {
+            let (alerts, ignored) = try await ViewComparison.compare(ours: answer.checkpoint, with: options.otherViews, logKey: options.logKey, client: client)
+            notices += ignored
+            if let alert = alerts.first { throw VerificationError.splitView(alert.message + "\n" + alert.evidence.joined(separator: "\n")) }
+        }
+        if let file = checkpointFile {
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try Files.writeAtomically(newest, to: file)
+        }
+        return Result(identity: identity, note: answer.checkpoint, checkpoint: signed.checkpoint, entries: verified,
+                      authorisations: authorisations, proofs: entries.map { ($0.inclusion_proof ?? []).compactMap { Hash(base64: $0) } },
+                      notices: notices)
+    }
+
+    /// At least `quorum` valid cosignatures, the newest no older than `maxAge`.
+    private func checkWitnesses(_ note: String) throws {
+        guard options.quorum > 0 || options.maxAge != nil else { return }
+        let opened: SignedNote.Opened
+        do { opened = try SignedCheckpoint.open(note, logKey: options.logKey, witnesses: options.witnesses).1 } catch {
+            throw VerificationError.checkpoint(error.description)
+        }
+        let times = opened.verified.compactMap { opened.cosignatureTime(of: $0.key) }
+        guard times.count >= options.quorum else {
+            throw VerificationError.witnesses("the answer's checkpoint has \(times.count) valid witness cosignature(s); \(options.quorum) required")
+        }
+        if let maxAge = options.maxAge {
+            let now = options.now()
+            guard let newest = times.max(), now <= newest || now - newest <= maxAge else {
+                throw VerificationError.witnesses("the answer's newest witness cosignature is older than \(maxAge) s: the log may be showing a frozen view")
+            }
+        }
+    }
+
+    /// The answer's checkpoint against what this client saw before and against the log's head;
+    /// returns the newest checkpoint now proved consistent (to keep).
+    private func checkFreshnessAndConsistency(_ note: String, _ answer: Checkpoint, _ notices: inout [String]) async throws -> String {
+        var newest = (note: note, checkpoint: answer)
+        if let file = checkpointFile, FileManager.default.fileExists(atPath: file) {
+            let seenNote = try Files.readText(file)
+            let seen = try AnswerVerifier.openCheckpoint(seenNote, logKey: options.logKey).checkpoint
+            if answer.size < seen.size {
+                throw VerificationError.stale("the answer is proved against tree \(answer.size), older than tree \(seen.size) this client already verified (\(file)): a stale or replayed answer can hide a newer key or a revocation")
+            }
+            try await requireConsistent(seenNote, seen, note, answer, what: "the checkpoint this client verified before")
+        }
+        // The log's advertised head must extend the answer's tree (or the reverse): an answer from a
+        // fork fails here even on a first lookup, unless the whole log is forked (witnesses and
+        // --compare catch that).
+        let headNote = try await client.checkpoint()
+        let head = try AnswerVerifier.openCheckpoint(headNote, logKey: options.logKey).checkpoint
+        try await requireConsistent(note, answer, headNote, head, what: "the log's /checkpoint")
+        if head.size > newest.checkpoint.size { newest = (headNote, head) }
+        return newest.note
+    }
+
+    private func requireConsistent(_ noteA: String, _ a: Checkpoint, _ noteB: String, _ b: Checkpoint, what: String) async throws {
+        let (small, big) = a.size <= b.size ? (a, b) : (b, a)
+        if small.size == big.size {
+            guard small.root == big.root else {
+                throw VerificationError.splitView("the answer's tree \(a.size) and \(what) have the same size and different roots\n\(noteA)\n\(noteB)")
+            }
+            return
+        }
+        if small.size == 0 { return }
+        do {
+            let proof = try await client.consistencyProof(from: small.size, to: big.size)
+            try ProofVerifier.verifyConsistency(size1: small.size, size2: big.size, root1: small.root, root2: big.root, proof: proof)
+        } catch let e as ClientError where !e.isLogNotAnswering {
+            throw VerificationError.splitView("the log will not prove the answer's tree \(a.size) consistent with \(what) (tree \(b.size)): \(e)\n\(noteA)\n\(noteB)")
+        } catch let e as VerificationError {
+            throw e
+        } catch let e as ClientError {
+            throw e
+        } catch {
+            throw VerificationError.splitView("the answer's tree \(a.size) is not consistent with \(what) (tree \(b.size)): \(error)\n\(noteA)\n\(noteB)")
+        }
+    }
+}
+
+/// Bad input to a command (exit 1), as opposed to an answer that does not verify (exit 2).
+public struct ValidationFailure: Error, CustomStringConvertible {
+    public let description: String
+}

@@ -1,0 +1,210 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassLog
+import KeyglassTestSupport
+import XCTest
+
+/// What a lookup shows must be what auditors check. The operator holds the signing key and the
+/// database and puts a front end of its choosing before the log; each test is an attack that a
+/// lookup used to accept, and must now refuse.
+final class LookupViewTests: XCTestCase {
+    func lookup(_ client: LogClient, _ log: TestLog, state: String?, configure: (inout KeyLookup.Options) -> Void = { _ in }) -> KeyLookup {
+        var o = KeyLookup.Options(logKey: log.verifierKey, stateDirectory: state)
+        configure(&o)
+        return KeyLookup(client: client, options: o)
+    }
+
+    func refusal(_ body: () async throws -> Void, file: StaticString = #filePath, line: UInt = #line) async -> VerificationError? {
+        do {
+            try await body()
+            XCTFail("expected the lookup to be refused", file: file, line: line)
+            return nil
+        } catch let e as VerificationError {
+            return e
+        } catch {
+            XCTFail("expected a verification error, got \(error)", file: file, line: line)
+            return nil
+        }
+    }
+
+    /// The log's data directory copied (same signing key), a key injected for alice in the copy, and
+    /// a front end that sends `/v1/keys/*` to the copy and everything else to the honest log.
+    func testForkServedOnlyToLookupsIsRefused() async throws {
+        let honest = try await TestLog()
+        defer { honest.remove() }
+        let alice = Ed25519.generate()
+        try await honest.withServer { server in
+            try await honest.publish(server, identity: "alice@example.com", key: alice.publicKey)
+            for i in 0..<7 { try await honest.publish(server, identity: "pad\(i)") }
+        }
+        let fork = try await TestLog(copying: honest)
+        defer { fork.remove() }
+        let honestServer = try await honest.start()
+        let forkServer = try await fork.start()
+        let state = TestLog.temporaryDirectory("lookup")
+        let auditState = TestLog.temporaryDirectory("audit")
+        do {
+            let injected = Ed25519.generate().publicKey
+            try await fork.publish(forkServer, identity: "alice@example.com", key: injected)
+            try await honest.publish(honestServer, identity: "bob@example.com")  // both logs now hold a tree of size 9
+            let front = try await FrontEnd.start { _, target in
+                target.hasPrefix("/v1/keys/") ? .forward(forkServer.client) : .forward(honestServer.client)
+            }
+            defer { Task { await front.stop() } }
+
+            // The auditor, through the same front end, sees the honest log and is content.
+            var o = Auditor.Options(stateDirectory: auditState, logKey: honest.verifierKey)
+            o.watch = try WatchList(text: "alice@example.com ed25519 \(Base64.encode(alice.publicKey))\n")
+            let audit = await Auditor(client: front.client(), options: o).run()
+            XCTAssertEqual(audit.status, .ok, audit.text)
+
+            // The lookup, with no state of its own yet, is refused: the answer's tree (size 9, the
+            // fork) and the log's /checkpoint (size 9, honest) have different roots.
+            let error = await refusal { _ = try await self.lookup(front.client(), honest, state: state).run(identity: "alice@example.com") }
+            guard case .splitView = error else { return XCTFail("expected a split view, got \(String(describing: error))") }
+            let stateFile = try XCTUnwrap(lookup(front.client(), honest, state: state).checkpointFile)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: stateFile), "a refused answer is not remembered")
+
+            // A front end that forks everything fools a lone client once — but its checkpoint,
+            // handed to the auditor, is a split view, and the auditor's, handed to the lookup, too.
+            let forked = try await FrontEnd.start { _, _ in .forward(forkServer.client) }
+            defer { Task { await forked.stop() } }
+            let proofs = TestLog.temporaryDirectory("proofs")
+            let seen = try await lookup(forked.client(), honest, state: state).run(identity: "alice@example.com")
+            XCTAssertEqual(seen.entries.last?.entry.publicKey, injected)
+            for (e, proof) in zip(seen.entries, seen.proofs) {
+                try FileManager.default.createDirectory(atPath: proofs, withIntermediateDirectories: true)
+                try Files.writeAtomically(TLogProof(extra: e.bytes, index: e.index, proof: proof, checkpoint: seen.note).serialized, to: "\(proofs)/\(e.index).tlog-proof")
+            }
+            for handed in [stateFile, "\(proofs)/\(seen.entries.last!.index).tlog-proof"] {
+                var compared = o
+                compared.otherViews = [try OtherView.read(handed)]
+                let report = await Auditor(client: honestServer.client, options: compared).run()
+                XCTAssertEqual(report.alerts.map(\.kind), [.splitView], "\(handed): \(report.text)")
+                XCTAssertEqual(report.alerts.first?.evidence.count, 2)
+            }
+            let againstAuditor = await refusal {
+                _ = try await self.lookup(forked.client(), honest, state: TestLog.temporaryDirectory("lookup")) {
+                    $0.otherViews = [try! OtherView.read(auditState)]
+                }.run(identity: "alice@example.com")
+            }
+            guard case .splitView = againstAuditor else { return XCTFail("expected a split view, got \(String(describing: againstAuditor))") }
+
+            // And once the lookup has seen the fork, the honest log's answer is refused in turn.
+            let back = await refusal { _ = try await self.lookup(honestServer.client, honest, state: state).run(identity: "alice@example.com") }
+            guard case .splitView = back else { return XCTFail("expected a split view, got \(String(describing: back))") }
+        } catch {
+            XCTFail("\(error)")
+        }
+        await honestServer.stop()
+        await forkServer.stop()
+    }
+
+    /// A witness cosigns only the history it has seen grow; a lookup that requires its cosignature
+    /// refuses the fork, which has none.
+    func testLookupRequiringWitnessesRefusesUncosignedFork() async throws {
+        let honest = try await TestLog()
+        defer { honest.remove() }
+        let witness = try await RunningWitness.start(name: "witness.example/w1", logs: [honest.verifierKey], state: TestLog.temporaryDirectory("witness"))
+        let server = try await honest.start(witnesses: [witness.config], heartbeat: .milliseconds(50))
+        let fork = try await TestLog(copying: honest)
+        defer { fork.remove() }
+        let forkServer = try await fork.start()
+        do {
+            try await honest.publish(server, identity: "bob@example.com")
+            try await fork.publish(forkServer, identity: "bob@example.com")
+            // Wait for the witness to cosign the honest checkpoint (bounded).
+            var cosigned = false
+            for _ in 0..<200 where !cosigned {
+                cosigned = try await server.client.checkpoint().contains("witness.example/w1")
+                if !cosigned { try await Task.sleep(for: .milliseconds(25)) }
+            }
+            XCTAssertTrue(cosigned, "the witness never cosigned")
+            let policy: (inout KeyLookup.Options) -> Void = { $0.witnesses = [witness.witness.verifierKey]; $0.quorum = 1 }
+            let ok = try await lookup(server.client, honest, state: nil, configure: policy).run(identity: "bob@example.com")
+            XCTAssertEqual(ok.entries.count, 1)
+            let error = await refusal { _ = try await self.lookup(forkServer.client, honest, state: nil, configure: policy).run(identity: "bob@example.com") }
+            guard case .witnesses = error else { return XCTFail("expected the witness policy to refuse, got \(String(describing: error))") }
+        } catch {
+            XCTFail("\(error)")
+        }
+        await server.stop()
+        await forkServer.stop()
+        await witness.stop()
+    }
+
+    /// An older answer replayed against a newer log, and an answer missing the identity's first
+    /// entry, are refused; a history longer than the server's page is read whole.
+    func testStaleAndGappedAnswersAreRefusedAndLongHistoriesPaged() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer(configure: { $0.maxKeysPerIdentity = 3 }) { server in
+            var seed: [UInt8]?
+            let publisher = Publisher(client: server.client, logKey: log.verifierKey)
+            for _ in 0..<7 {
+                let next = Ed25519.generate()
+                _ = try await publisher.publish(identity: "carol@example.com", keyType: .ed25519, publicKey: next.publicKey,
+                                                token: seed == nil ? log.token : nil, signingSeed: seed)
+                seed = next.seed
+                try await log.publish(server, identity: "crowd-\(UUID().uuidString.prefix(8))")
+            }
+            let state = TestLog.temporaryDirectory("lookup")
+            // Seven entries, three a page: the lookup pages back to the first one.
+            let whole = try await lookup(server.client, log, state: state).run(identity: "carol@example.com")
+            XCTAssertEqual(whole.entries.count, 7)
+            XCTAssertNil(whole.entries.first?.entry.previousIndex)
+            XCTAssertEqual(whole.authorisations, [.first] + Array(repeating: .chained, count: 6))
+
+            // The operator keeps an old answer and replays it after the log has grown.
+            let old = try await server.client.raw("GET", "/v1/keys/carol@example.com").1
+            try await log.publish(server, identity: "dave@example.com")
+            _ = try await lookup(server.client, log, state: state).run(identity: "dave@example.com")
+            let replay = try await FrontEnd.start { _, target in
+                target.hasPrefix("/v1/keys/carol") && !target.contains("before=") ? .body(old, contentType: "application/json") : .forward(server.client)
+            }
+            defer { Task { await replay.stop() } }
+            let stale = await refusal { _ = try await self.lookup(replay.client(), log, state: state).run(identity: "carol@example.com") }
+            guard case .stale = stale else { return XCTFail("expected a stale answer, got \(String(describing: stale))") }
+
+            // The front end hides carol's first entries (drops every older page): a gap.
+            let gap = try await FrontEnd.start { method, target in
+                target.contains("before=") ? .fail(404) : .forward(server.client)
+            }
+            defer { Task { await gap.stop() } }
+            let gapped = await refusal { _ = try await self.lookup(gap.client(), log, state: nil).run(identity: "carol@example.com") }
+            guard case .entry(let why) = gapped, why.contains("leaves out") || why.contains("names an earlier entry") else {
+                return XCTFail("expected a gap, got \(String(describing: gapped))")
+            }
+        }
+    }
+
+    /// An operator running modified software logs a "chained" entry whose signature is 64 random
+    /// bytes. The lookup refuses it; the auditor alerts for a watched identity and notes it for others.
+    func testForgedRotationSignatureIsRefusedByEveryReader() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            let erin = Ed25519.generate()
+            let first = try await log.publish(server, identity: "erin@example.com", key: erin.publicKey)
+            let other = try await log.publish(server, identity: "frank@example.com")
+            let forgedKey = Ed25519.generate().publicKey
+            let junk = (0..<64).map { _ in UInt8.random(in: 0...255) }
+            for (identity, previous) in [("erin@example.com", first.index), ("frank@example.com", other.index)] {
+                _ = try await server.sequencer.submit(PublishRequest(identity: identity, keyType: .ed25519, publicKey: forgedKey,
+                                                                      authorization: .chained(previousIndex: previous, signature: junk)))
+            }
+            for i in 0..<300 { try await log.publish(server, identity: "pad\(i)") }
+
+            let error = await refusal { _ = try await self.lookup(server.client, log, state: nil).run(identity: "erin@example.com") }
+            guard case .entry(let why) = error, why.contains("signature") else { return XCTFail("expected a bad signature, got \(String(describing: error))") }
+
+            var o = Auditor.Options(stateDirectory: TestLog.temporaryDirectory("audit"), logKey: log.verifierKey)
+            o.watch = try WatchList(text: "erin@example.com ed25519 \(Base64.encode(erin.publicKey))\n")
+            let report = await Auditor(client: server.client, options: o).run()
+            XCTAssertEqual(Set(report.alerts.map(\.kind)), [.brokenChain, .injectedKey], report.text)
+            XCTAssertTrue(report.alerts.contains { $0.kind == .brokenChain && $0.message.contains("signature") }, report.text)
+            XCTAssertTrue(report.notices.contains { $0.contains("frank@example.com") && $0.contains("signature") }, report.notices.joined(separator: "\n"))
+        }
+    }
+}
