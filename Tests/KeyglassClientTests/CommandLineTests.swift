@@ -52,10 +52,15 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("\"chained\":true"), r.stdout)
 
         // Job 3: query inclusion proofs.
-        r = try Binaries.run("keyglass", ["lookup", "--log", url, "--vkey", vkeyLine, "ann@example.com", "--json", "--write-proofs", work + "/proofs"])
+        let lookupState = work + "/lookup-state"
+        r = try Binaries.run("keyglass", ["lookup", "--log", url, "--vkey", vkeyLine, "ann@example.com", "--json", "--write-proofs", work + "/proofs",
+                                          "--state", lookupState])
         XCTAssertEqual(r.status, 0, r.stderr)
         let lookup = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        XCTAssertEqual((lookup["entries"] as? [Any])?.count, 2)
+        XCTAssertEqual((lookup["entries"] as? [[String: Any]])?.map { $0["authorised_by"] as? String }, ["first", "previous_key"])
+        // The lookup keeps the checkpoint it verified, as a plain signed note an auditor can compare with.
+        let lookupCheckpoint = try XCTUnwrap(try FileManager.default.subpathsOfDirectory(atPath: lookupState).first { $0.hasSuffix("/checkpoint") })
+        XCTAssertEqual(try AnswerVerifier.openCheckpoint(try Files.readText(lookupState + "/" + lookupCheckpoint), logKey: vkey).checkpoint.size, 2)
         r = try Binaries.run("keyglass", ["verify", "--vkey", vkeyLine, "--proof", work + "/proofs/1.tlog-proof"])
         XCTAssertEqual(r.status, 0, r.stderr)
         r = try Binaries.run("keyglass", ["verify", "--vkey", vkeyLine, "--log", url, "--index", "0", "--out", work + "/0.tlog-proof"])
@@ -87,12 +92,20 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(alert["index"] as? Int, 2)
         r = try Binaries.run("keyglass", audit)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        // Lookups and auditors check each other's checkpoints (both consistent here).
+        r = try Binaries.run("keyglass", audit + ["--compare", lookupState + "/" + lookupCheckpoint, work + "/proofs/1.tlog-proof"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        r = try Binaries.run("keyglass", ["lookup", "--log", url, "--vkey", vkeyLine, "ann@example.com", "--state", lookupState, "--compare", work + "/audit"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("operator"), "the injected key is shown as the operator's: \(r.stdout)")
 
         // Bad input is exit 1 and an unreachable log exit 3, never an alert.
         r = try Binaries.run("keyglass", ["lookup", "--log", url, "--vkey", "not-a-key", "ann"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertNotEqual(r.status, 2)
         r = try Binaries.run("keyglass", ["audit", "--log", "http://127.0.0.1:1", "--vkey", vkeyLine, "--state", work + "/audit"])
+        XCTAssertEqual(r.status, 3, r.stdout + r.stderr)
+        r = try Binaries.run("keyglass", ["lookup", "--log", "http://127.0.0.1:1", "--vkey", vkeyLine, "--state", lookupState, "ann@example.com"])
         XCTAssertEqual(r.status, 3, r.stdout + r.stderr)
 
         // SIGTERM: the server drains and exits 0; restarted, it serves the same checkpoint.
