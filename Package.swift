@@ -92,9 +92,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/KeyglassTestSupport"),
 
+        // A SQLite VFS that simulates power loss (writes no sync covered are lost or torn), for the
+        // power-cut tests. Test-only; C because a VFS is a table of C callbacks.
+        .target(name: "CKeyglassCrashVFS", dependencies: ["CKeyglassSQLite"], path: "Tests/CKeyglassCrashVFS"),
+
         .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore", "KeyglassTestSupport"]),
         .testTarget(name: "KeyglassServerTests", dependencies: [
-            "KeyglassTestSupport", "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient",
+            "KeyglassTestSupport", "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "CKeyglassCrashVFS",
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
             "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore", "KeyglassWitness",

@@ -51,11 +51,13 @@ public final class LogStore: Sendable {
 
     /// `maxPages`: a quota on the database's size in pages (PRAGMA max_page_count); a write beyond
     /// it fails as a full disk does, which is also how the tests provoke one.
+    /// `vfs` names a registered SQLite VFS (nil: the default); the power-cut tests use one that
+    /// simulates losing every write no sync covered.
     public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil,
-                upperTreeBudget: Int = 1 << 19) throws {
+                upperTreeBudget: Int = 1 << 19, vfs: String? = nil) throws {
         self.path = path
         upperTree = UpperTreeCache(budget: upperTreeBudget)
-        let w = try SQLiteConnection(path: path)
+        let w = try SQLiteConnection(path: path, vfs: vfs)
         for s in Schema.statements { try w.execute(s) }
         try Schema.migrate(w)
         if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
@@ -64,7 +66,7 @@ public final class LogStore: Sendable {
         // re-read on every batch. Readers keep SQLite's default 2 MiB: memory stays flat.
         try w.execute("PRAGMA cache_size=-16384")
         writer = SQLiteWorker(connection: w, label: "keyglass.sqlite.writer")
-        readers = try ReaderPool(path: path, warm: readerCount)
+        readers = try ReaderPool(path: path, warm: readerCount, vfs: vfs)
     }
 
     /// Runs a read on a reader connection, on the calling thread (see `ReaderPool`). Reads are

@@ -16,21 +16,24 @@ final class ReaderPool: @unchecked Sendable {
     private var idle: [SQLiteConnection] = []
     private let maxIdle: Int
 
-    init(path: String, warm: Int, maxIdle: Int = 16) throws {
+    private let vfs: String?
+
+    init(path: String, warm: Int, maxIdle: Int = 16, vfs: String? = nil) throws {
         self.path = path
         self.maxIdle = maxIdle
-        let conns = try (0..<max(1, warm)).map { _ in try Self.open(path) }
+        self.vfs = vfs
+        let conns = try (0..<max(1, warm)).map { _ in try Self.open(path, vfs: vfs) }
         idle = conns
     }
 
-    private static func open(_ path: String) throws -> SQLiteConnection {
-        let c = try SQLiteConnection(path: path)
+    private static func open(_ path: String, vfs: String?) throws -> SQLiteConnection {
+        let c = try SQLiteConnection(path: path, vfs: vfs)
         try c.execute("PRAGMA query_only=ON")
         return c
     }
 
     func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
-        let conn = try lock.withLock { idle.popLast() } ?? Self.open(path)
+        let conn = try lock.withLock { idle.popLast() } ?? Self.open(path, vfs: vfs)
         defer {
             conn.releaseStatements()
             lock.withLock { if idle.count < maxIdle { idle.append(conn) } }

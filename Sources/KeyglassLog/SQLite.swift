@@ -24,10 +24,11 @@ final class SQLiteConnection {
         }
     }
 
-    init(path: String, readOnly: Bool = false) throws {
+    /// `vfs`: a registered SQLite VFS by name, nil for the default (the tests' power-cut VFS).
+    init(path: String, readOnly: Bool = false, vfs: String? = nil) throws {
         self.path = path
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, vfs)
         guard rc == SQLITE_OK else {
             let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close(db)

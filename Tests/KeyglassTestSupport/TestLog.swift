@@ -31,16 +31,20 @@ public final class TestLog: Sendable {
 
     public func remove() { try? FileManager.default.removeItem(atPath: directory.path) }
 
+    /// `sync` and `vfs` are the store's (tests run with NORMAL unless durability is what they test).
     public func start(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
-                      heartbeat: Duration = .seconds(60), maxPages: Int? = nil,
+                      heartbeat: Duration = .seconds(60), maxPages: Int? = nil, sync: SyncMode = .normal, vfs: String? = nil,
+                      logLevel: Logger.Level = .warning,
                       configure: (inout ServerOptions) -> Void = { _ in }) async throws -> RunningServer {
-        let store = try LogStore(path: directory.database, sync: .normal, maxPages: maxPages)
-        let sequencer = try await Sequencer(store: store, signer: try directory.loadSigner(), options: options)
+        let store = try LogStore(path: directory.database, sync: sync, maxPages: maxPages, vfs: vfs)
+        var logger = Logger(label: "keyglass-test")
+        logger.logLevel = logLevel
+        var sequencerLogger = Logger(label: "keyglass.sequencer")
+        sequencerLogger.logLevel = logLevel > .warning ? logLevel : .info  // as before, unless asked to be quieter
+        let sequencer = try await Sequencer(store: store, signer: try directory.loadSigner(), options: options, logger: sequencerLogger)
         var serverOptions = ServerOptions()
         serverOptions.publishTokens = [token]
         configure(&serverOptions)
-        var logger = Logger(label: "keyglass-test")
-        logger.logLevel = .warning
         let collector = witnesses.isEmpty ? nil : WitnessCollector(witnesses: witnesses, sequencer: sequencer, store: store, heartbeat: heartbeat, logger: logger)
         let api = KeyglassAPI(store: store, sequencer: sequencer, options: serverOptions, logger: logger, witnesses: collector)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
@@ -72,10 +76,10 @@ public struct RunningServer: Sendable {
 extension TestLog {
     /// Runs `body` against a started server and stops it afterwards, also when `body` throws.
     public func withServer<T>(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
-                              heartbeat: Duration = .seconds(60), maxPages: Int? = nil,
+                              heartbeat: Duration = .seconds(60), maxPages: Int? = nil, sync: SyncMode = .normal,
                               configure: (inout ServerOptions) -> Void = { _ in },
                               _ body: (RunningServer) async throws -> T) async throws -> T {
-        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat, maxPages: maxPages, configure: configure)
+        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat, maxPages: maxPages, sync: sync, configure: configure)
         do {
             let result = try await body(server)
             await server.stop()
