@@ -59,8 +59,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Address to listen on.")
     var host = "127.0.0.1"
 
-    @Option(name: .long, help: "Port to listen on.")
+    @Option(name: .long, help: "Port to listen on (0: any free port; see --port-file).")
     var port = 8080
+
+    @Option(name: .long, help: "Once listening, write the port to this file (atomically): with --port 0, how a supervisor or test learns it without racing for a free port.")
+    var portFile: String?
 
     @Option(name: .long, help: "Durability of each batch: FULL (fsync every commit; survives power loss) or NORMAL.")
     var sync: String = "FULL"
@@ -130,7 +133,12 @@ struct Serve: AsyncParsableCommand {
             let cp = sequencer.latestCheckpoint
             logger.info("serving", metadata: ["origin": "\(signer.name)", "tree_size": "\(cp.size)",
                                               "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
-            try await api.application(host: host, port: port).runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            let portFile = portFile
+            let listening = logger
+            try await api.application(host: host, port: port) { bound in
+                listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
+                if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
+            }.runService(gracefulShutdownSignals: [.sigterm, .sigint])
         } catch let e as ValidationError {
             throw e
         } catch {

@@ -32,11 +32,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(again.status, 1)
         XCTAssertTrue(again.stderr.contains("refusing to overwrite"), again.stderr)
 
-        let port = Binaries.freePort()
-        let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)"], log: work + "/server.log")
+        let (server, port, _) = try await Binaries.startServer(data: data, log: work + "/server.log")
         defer { if server.isRunning { server.terminate() } }
         let url = "http://127.0.0.1:\(port)"
-        try await Binaries.waitUntilServing(LogClient(base: URL(string: url)!), server)
 
         // Job 1: publish a key (operator token), then a self-signed rotation.
         let keygen = try Binaries.run("keyglass", ["keygen", "--out", work + "/k1"])
@@ -120,12 +118,22 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(check.stdout.contains(root), "the stored tree still has the served root")
     }
 
+    /// The signing key and either token file (the hash the server keeps, or the token itself when
+    /// the hash is absent) are refused when group or others may read them.
     func testServeRefusesSecretsReadableByOthers() throws {
-        let data = work + "/data"
-        XCTAssertEqual(try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "perm.example/log"]).status, 0)
-        chmod(data + "/signing-key", 0o644)
-        let r = try Binaries.run("keyglass-server", ["serve", "--data", data, "--port", "\(Binaries.freePort())"])
-        XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("chmod 600") || r.stdout.contains("chmod 600"), r.stderr + r.stdout)
+        for (n, secret) in ["signing-key", "publish-token.sha256", "publish-token"].enumerated() {
+            let data = work + "/data\(n)"
+            XCTAssertEqual(try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "perm.example/log"]).status, 0)
+            if secret == "publish-token" { try? FileManager.default.removeItem(atPath: data + "/publish-token.sha256") }
+            // The server starts with the secrets private (so the refusal below is about the mode).
+            if n == 0 {
+                let ok = try Binaries.run("keyglass-server", ["check", "--data", data])
+                XCTAssertEqual(ok.status, 0, ok.stderr)
+            }
+            chmod(data + "/" + secret, 0o644)
+            let r = try Binaries.run("keyglass-server", ["serve", "--data", data, "--port", "0"])
+            XCTAssertEqual(r.status, 1, "\(secret): \(r.stdout + r.stderr)")
+            XCTAssertTrue(r.stderr.contains("chmod 600") || r.stdout.contains("chmod 600"), "\(secret): " + r.stderr + r.stdout)
+        }
     }
 }

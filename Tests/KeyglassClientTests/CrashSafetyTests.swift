@@ -20,10 +20,14 @@ final class StopFlag: @unchecked Sendable {
 final class CrashSafetyTests: XCTestCase {
     actor Acks {
         var entries: [UInt64: String] = [:]
-        var checkpoints: [String] = []
-        func add(_ a: PublishAnswer) {
+        /// Every distinct checkpoint a publisher was given (one per batch), by size.
+        var checkpoints: [UInt64: String] = [:]
+        /// Some acknowledged identities, to look up after each crash.
+        var identities: [UInt64: String] = [:]
+        func add(_ a: PublishAnswer, identity: String) {
             entries[a.index] = a.leaf_hash
-            if checkpoints.count < 400 { checkpoints.append(a.checkpoint) }
+            checkpoints[a.tree_size] = a.checkpoint
+            if a.index % 40 == 0 { identities[a.index] = identity }
         }
     }
 
@@ -42,10 +46,7 @@ final class CrashSafetyTests: XCTestCase {
         auditOptions.saveEvery = 64
 
         for round in 0..<rounds {
-            let port = Binaries.freePort()
-            let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "error"], log: work + "/server-\(round).log")
-            let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!, timeout: 5)
-            try await Binaries.waitUntilServing(client, server)
+            let (server, _, client) = try await Binaries.startServer(data: data, ["--log-level", "error"], log: work + "/server-\(round).log")
 
             // Before new load: everything acknowledged so far is still there, at its index.
             try await checkAcknowledged(acks, client, vkey)
@@ -61,9 +62,10 @@ final class CrashSafetyTests: XCTestCase {
                     var n = 0
                     while !stop.isSet {
                         n += 1
-                        let body = PublishRequestBody(identity: "crash-\(round)-\(worker)-\(n)", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
+                        let identity = "crash-\(round)-\(worker)-\(n)"
+                        let body = PublishRequestBody(identity: identity, key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
                         guard let answer = try? await client.publish(body, token: token) else { continue }
-                        await acks.add(answer)
+                        await acks.add(answer, identity: identity)
                     }
                 }
             }
@@ -74,10 +76,7 @@ final class CrashSafetyTests: XCTestCase {
         }
 
         // A last restart: the final checks, and SQLite's own integrity check.
-        let port = Binaries.freePort()
-        let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)"], log: work + "/server-final.log")
-        let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await Binaries.waitUntilServing(client, server)
+        let (server, _, client) = try await Binaries.startServer(data: data, log: work + "/server-final.log")
         let acknowledged = try await checkAcknowledged(acks, client, vkey)
         XCTAssertGreaterThan(acknowledged, rounds * 10, "the rounds published under load")
         let report = await Auditor(client: client, options: auditOptions).run()
@@ -96,36 +95,52 @@ final class CrashSafetyTests: XCTestCase {
         let data = work + "/data"
         XCTAssertEqual(try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "ak.example/log"]).status, 0)
         XCTAssertEqual(try Binaries.run("keyglass-server", ["bulk-load", "--data", data, "--count", "40000", "--sync", "NORMAL"]).status, 0)
-        let port = Binaries.freePort()
-        let server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "error"], log: work + "/server.log")
-        let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await Binaries.waitUntilServing(client, server)
-        let args = ["audit", "--log", "http://127.0.0.1:\(port)", "--vkey", data + "/verifier-key", "--state", work + "/state", "--save-every", "1024", "--json"]
-        var rng = SystemRandomNumberGenerator()
-        var killed = 0
-        for _ in 0..<4 {
-            let audit = try Binaries.start("keyglass", args, log: work + "/audit-\(killed).log")
-            try await Task.sleep(for: .milliseconds(Int.random(in: 150...600, using: &rng)))
-            guard audit.isRunning else { break }
-            await Binaries.kill9(audit)
-            killed += 1
-            // The state on disk is always a complete JSON document (atomic replace).
-            if FileManager.default.fileExists(atPath: work + "/state/state.json") {
-                XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(try Files.readText(work + "/state/state.json").utf8)))
-            }
+        let (server, _, client) = try await Binaries.startServer(data: data, ["--log-level", "error"], log: work + "/server.log")
+        // Each bundle is held 15 ms by a front end, so an audit takes seconds and every kill lands
+        // mid-audit (the test used to skip its check when an audit finished before the kill).
+        let front = try await FrontEnd.start { _, target in
+            target.hasPrefix("/tile/entries/") ? .delay(.milliseconds(15), client) : .forward(client)
         }
+        defer { Task { await front.stop() } }
+        let args = ["audit", "--log", front.url.absoluteString, "--vkey", data + "/verifier-key", "--state", work + "/state", "--save-every", "1024", "--json"]
+        var saved: [Int] = []
+        for round in 0..<4 {
+            let audit = try Binaries.start("keyglass", args, log: work + "/audit-\(round).log")
+            // Kill once the run has saved a position past the last round's (bounded wait).
+            let target = (saved.last ?? 0) + 2048
+            var position = 0
+            for _ in 0..<2000 where position < target {
+                position = pendingPosition(work + "/state/state.json")
+                if position < target { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            XCTAssertTrue(audit.isRunning, "round \(round): the audit ended before it could be killed")
+            await Binaries.kill9(audit)
+            saved.append(pendingPosition(work + "/state/state.json"))
+            // The state on disk is always a complete JSON document (atomic replace).
+            XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(try Files.readText(work + "/state/state.json").utf8)))
+        }
+        XCTAssertEqual(saved, saved.sorted(), "every run resumed from the last saved position and moved on: \(saved)")
+        XCTAssertGreaterThan(saved.last ?? 0, 0)
         let final = try Binaries.run("keyglass", args)
         XCTAssertEqual(final.status, 0, final.stdout + final.stderr)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(final.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(report["size"] as? Int, 40000)
         XCTAssertEqual((report["alerts"] as? [Any])?.count, 0)
-        if killed > 0, let notices = report["notices"] as? [String] {
-            XCTAssertTrue(notices.contains { $0.hasPrefix("resuming") } || (report["entries_checked"] as? Int ?? 0) < 40000, "\(notices)")
-        }
+        let notices = report["notices"] as? [String] ?? []
+        XCTAssertTrue(notices.contains { $0.hasPrefix("resuming the audit of checkpoint 40000 at entry \(saved.last!)") }, "\(notices)")
+        let killed = saved.count
         await Binaries.kill9(server)
         print("auditor: killed \(killed) times mid-audit, resumed to size 40000 without an alert")
     }
 
+
+    /// The entry a killed audit's saved position points at (0 when none is saved).
+    func pendingPosition(_ stateFile: String) -> Int {
+        guard let data = FileManager.default.contents(atPath: stateFile),
+              let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let pending = state["pending"] as? [String: Any], let size = pending["size"] as? Int else { return 0 }
+        return size
+    }
 
     /// Checks every acknowledged entry and every served checkpoint against the current log.
     @discardableResult
@@ -142,11 +157,16 @@ final class CrashSafetyTests: XCTestCase {
         for (index, leaf) in entries {
             XCTAssertEqual(stored[index], leaf, "acknowledged entry \(index) is in the log unchanged")
         }
-        for note in await acks.checkpoints {
+        for note in await acks.checkpoints.values {
             let cp = try AnswerVerifier.openCheckpoint(note, logKey: vkey).checkpoint
             guard cp.size > 0 else { continue }
             let proof = try await client.consistencyProof(from: cp.size, to: current.size)
             XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: cp.size, size2: current.size, root1: cp.root, root2: current.root, proof: proof))
+        }
+        // Lookups find acknowledged keys after every crash (index rows rebuilt from the entries).
+        for (index, identity) in await acks.identities {
+            let found = try await KeyLookup(client: client, options: .init(logKey: vkey, stateDirectory: nil)).run(identity: identity)
+            XCTAssertEqual(found.entries.map(\.index), [index], "lookup of \(identity)")
         }
         return entries.count
     }

@@ -18,10 +18,7 @@ final class SecretsTests: XCTestCase {
         try FileManager.default.removeItem(atPath: data + "/publish-token")
         let oldKey = try NoteVerifierKey(try Files.readText(data + "/verifier-key").trimmingCharacters(in: .whitespacesAndNewlines))
 
-        var port = Binaries.freePort()
-        var server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "trace"], log: work + "/trace-1.log")
-        var client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await Binaries.waitUntilServing(client, server)
+        var (server, _, client) = try await Binaries.startServer(data: data, ["--log-level", "trace"], log: work + "/trace-1.log")
         let owner = Ed25519.generate()
         let publisher = Publisher(client: client, logKey: oldKey)
         _ = try await publisher.publish(identity: "sam", keyType: .ed25519, publicKey: owner.publicKey, token: token, signingSeed: nil)
@@ -40,10 +37,7 @@ final class SecretsTests: XCTestCase {
         XCTAssertNotEqual(newKey, oldKey)
         XCTAssertTrue(try Files.readText(data + "/verifier-keys.history").contains(oldKey.description))
 
-        port = Binaries.freePort()
-        server = try Binaries.start("keyglass-server", ["serve", "--data", data, "--port", "\(port)", "--log-level", "trace"], log: work + "/trace-2.log")
-        client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
-        try await Binaries.waitUntilServing(client, server)
+        (server, _, client) = try await Binaries.startServer(data: data, ["--log-level", "trace"], log: work + "/trace-2.log")
         // The served checkpoint is the new key's from the start; old notes still verify with the old key.
         let resigned = try AnswerVerifier.openCheckpoint(try await client.checkpoint(), logKey: newKey).checkpoint
         let old = try AnswerVerifier.openCheckpoint(oldNote, logKey: oldKey).checkpoint

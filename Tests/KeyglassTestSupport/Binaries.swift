@@ -73,18 +73,25 @@ public enum Binaries {
         throw ClientError.network("server did not start")
     }
 
-    /// A free loopback port: bind port 0, read it back, release it.
-    public static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
+    /// Starts `keyglass-server serve` on a port the kernel picks (`--port 0`) and waits, bounded,
+    /// until the server has written the port it bound to `--port-file` and answers /healthz.
+    /// Nothing else can take the port in between, as it could when a test picked a "free" port,
+    /// released it and handed it on.
+    public static func startServer(data: String, _ args: [String] = [], log: String) async throws -> (Process, Int, LogClient) {
+        let portFile = log + ".port"
+        try? FileManager.default.removeItem(atPath: portFile)
+        let p = try start("keyglass-server", ["serve", "--data", data, "--port", "0", "--port-file", portFile] + args, log: log)
+        for _ in 0..<400 {
+            if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                let client = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!, timeout: 5)
+                try await waitUntilServing(client, p)
+                return (p, port, client)
+            }
+            guard p.isRunning else { throw ClientError.network("keyglass-server exited before listening; see \(log)") }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        p.terminate()
+        throw ClientError.network("keyglass-server did not report its port within 10 s; see \(log)")
     }
 }
 
