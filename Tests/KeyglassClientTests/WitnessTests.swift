@@ -25,9 +25,20 @@ final class WitnessTests: XCTestCase {
         try await log.withServer(witnesses: [w1.config, w2.config]) { server in
             for i in 0..<3 { try await log.publish(server, identity: "w\(i)") }
             let note = try await cosignedCheckpoint(server, size: 3, count: 2)
-            // Go's note format: the cosignatures verify as cosignature/v1 over the checkpoint.
+            // The cosignatures verify as c2sp.org/tlog-cosignature (cosignature/v1) through the core...
             let opened = try SignedCheckpoint.open(note, logKey: log.verifierKey, witnesses: [w1.witness.verifierKey, w2.witness.verifierKey]).1
             XCTAssertEqual(opened.verified.count, 3)
+            // ...and by hand, independently of the core's note code (Go's x/mod note knows only
+            // Ed25519 note signatures, not cosignature/v1): each line's signature is Ed25519 over
+            // "cosignature/v1\ntime T\n" + the checkpoint text, T the big-endian 8 bytes after the key ID.
+            let parsed = try SignedNote.parse(note)
+            for w in [w1, w2] {
+                let line = try XCTUnwrap(parsed.signatures.first { $0.name == w.witness.verifierKey.name })
+                XCTAssertEqual(line.signature.count, 8 + 64)
+                let time = line.signature.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                let message = Array("cosignature/v1\ntime \(time)\n".utf8) + Array(parsed.text.utf8)
+                XCTAssertTrue(Ed25519.verify(signature: Array(line.signature.suffix(64)), message: message, publicKey: w.witness.verifierKey.publicKey))
+            }
 
             var o = Auditor.Options(stateDirectory: state, logKey: log.verifierKey)
             o.witnesses = [w1.witness.verifierKey, w2.witness.verifierKey]

@@ -51,39 +51,48 @@ final class MerkleVectorTests: XCTestCase {
         return decoded.contains(where: { $0 == nil }) ? nil : decoded.map { $0! }
     }
 
+    /// Every probe's fields decode (a decoding failure fails the test, it is never counted as a
+    /// rejection). A leaf hash that is not 32 bytes is refused by its type, `Hash` — the size check
+    /// Go's verifier makes first; every other failing probe must be rejected by the verifier itself.
     func testInclusionProbes() throws {
         let probes = try Vectors.load("transparency-dev-merkle.json").list("inclusion_probes")
         XCTAssertEqual(probes.count, 98)
-        var failing = 0
+        var rejectedByVerifier = 0, rejectedBySize = 0
         for p in probes {
             let name = try p.string("file")
             let wantErr = try p.bool("wantErr")
-            var ok = false
-                        if let root = hash(try p.string("root")), let leaf = Hash(base64: try p.string("leafHash")),  // a leaf hash must be 32 bytes, as in Go
-               
-               let proof = hashes(p["proof"]) {
-                ok = (try? ProofVerifier.verifyInclusion(index: try p.u64("leafIdx"), size: try p.u64("treeSize"),
-                                                          leafHash: leaf, proof: proof, root: root)) != nil
+            let root = try XCTUnwrap(hash(try p.string("root")), "\(name): root is not base64")
+            let proof = try XCTUnwrap(hashes(p["proof"]), "\(name): proof is not base64")
+            let rawLeaf = try XCTUnwrap(Base64.decode(try p.string("leafHash")), "\(name): leaf hash is not base64")
+            guard let leaf = Hash(bytes: rawLeaf) else {
+                XCTAssertTrue(wantErr, "\(name): a \(rawLeaf.count)-byte leaf hash in a probe that should verify")
+                rejectedBySize += 1
+                continue
             }
+            let ok = (try? ProofVerifier.verifyInclusion(index: try p.u64("leafIdx"), size: try p.u64("treeSize"),
+                                                          leafHash: leaf, proof: proof, root: root)) != nil
             XCTAssertEqual(ok, !wantErr, name)
-            if wantErr { failing += 1 }
+            if wantErr && !ok { rejectedByVerifier += 1 }
         }
-        XCTAssertGreaterThan(failing, 50)
+        XCTAssertEqual(rejectedByVerifier + rejectedBySize, probes.filter { ($0["wantErr"] as? Bool) == true }.count)
+        XCTAssertGreaterThan(rejectedByVerifier, 75, "the verifier itself rejects the failing probes, not the decoding")
     }
 
     func testConsistencyProbes() throws {
         let probes = try Vectors.load("transparency-dev-merkle.json").list("consistency_probes")
         XCTAssertEqual(probes.count, 98)
+        var rejectedByVerifier = 0
         for p in probes {
             let name = try p.string("file")
             let wantErr = try p.bool("wantErr")
-            var ok = false
-            if let r1 = hash(try p.string("root1")), let r2 = hash(try p.string("root2")),
-               let proof = hashes(p["proof"]) {
-                ok = (try? ProofVerifier.verifyConsistency(size1: try p.u64("size1"), size2: try p.u64("size2"),
+            let r1 = try XCTUnwrap(hash(try p.string("root1")), "\(name): root1 is not base64")
+            let r2 = try XCTUnwrap(hash(try p.string("root2")), "\(name): root2 is not base64")
+            let proof = try XCTUnwrap(hashes(p["proof"]), "\(name): proof is not base64")
+            let ok = (try? ProofVerifier.verifyConsistency(size1: try p.u64("size1"), size2: try p.u64("size2"),
                                                             root1: r1, root2: r2, proof: proof)) != nil
-            }
             XCTAssertEqual(ok, !wantErr, name)
+            if wantErr && !ok { rejectedByVerifier += 1 }
         }
+        XCTAssertEqual(rejectedByVerifier, probes.filter { ($0["wantErr"] as? Bool) == true }.count, "the verifier itself rejects every failing probe")
     }
 }
