@@ -81,17 +81,25 @@ public struct LogClient: Sendable {
 
     /// One request through URLSession, as it was sent (tests use it to send odd requests).
     public func raw(_ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]) async throws -> (Int, Data) {
+        let (status, _, data) = try await rawResponse(method, path, body: body, headers: headers)
+        return (status, data)
+    }
+
+    /// As `raw`, with the answer's header fields (names lower-cased).
+    public func rawResponse(_ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]) async throws -> (Int, [String: String], Data) {
         guard let url = URL(string: base.absoluteString + path) else { throw ClientError.malformed("bad URL path \(path)") }
         var req = URLRequest(url: url)
         req.httpMethod = method
         req.httpBody = body
         for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
         let (session, request) = (session, req)
-        let (status, data): (Int, Data) = try await withDeadline(limits.requestTimeout, "\(method) \(url.absoluteString)") {
+        let (status, fields, data): (Int, [String: String], Data) = try await withDeadline(limits.requestTimeout, "\(method) \(url.absoluteString)") {
             do {
                 let (data, response) = try await session.data(for: request)
                 guard let http = response as? HTTPURLResponse else { throw ClientError.network("not an HTTP response") }
-                return (http.statusCode, data)
+                var fields: [String: String] = [:]
+                for (k, v) in http.allHeaderFields { fields["\(k)".lowercased()] = "\(v)" }
+                return (http.statusCode, fields, data)
             } catch let e as ClientError {
                 throw e
             } catch {
@@ -101,7 +109,7 @@ public struct LogClient: Sendable {
         guard data.count <= limits.maxBodyBytes else {
             throw ClientError.malformed("\(method) \(path): answer of \(data.count) bytes is over the limit of \(limits.maxBodyBytes)")
         }
-        return (status, data)
+        return (status, fields, data)
     }
 
     /// GET expecting 200; any other status is `ClientError.http` with the log's message. Network

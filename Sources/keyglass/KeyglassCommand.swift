@@ -154,7 +154,7 @@ struct Lookup: AsyncParsableCommand {
     @Option(name: .long, help: "State directory (default: $XDG_STATE_HOME/keyglass or ~/.local/state/keyglass).")
     var state: String?
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Witness cosignature verifier keys whose cosignatures count.")
+    @Option(name: .long, help: "A witness cosignature verifier key whose cosignatures count (repeat the option for more).")
     var witness: [String] = []
 
     @Option(name: .long, help: "How many valid witness cosignatures the answer's checkpoint must carry.")
@@ -163,10 +163,10 @@ struct Lookup: AsyncParsableCommand {
     @Option(name: .long, help: "Refuse when the newest witness cosignature is older than this (e.g. 15m, 2h).")
     var maxAge: String?
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Checkpoints others saw: signed note files, tlog-proof files or state directories (an auditor's).")
+    @Option(name: .long, help: "A checkpoint others saw: a signed note file, a tlog-proof file or a state directory, e.g. an auditor's (repeatable).")
     var compare: [String] = []
 
-    @Option(name: .long, parsing: .upToNextOption, help: "URLs serving a checkpoint of the same log (mirrors, auditors).")
+    @Option(name: .long, help: "A URL serving a checkpoint of the same log, a mirror or an auditor (repeatable).")
     var gossip: [String] = []
 
     func run() async throws {

@@ -91,12 +91,22 @@ final class StorageFaultTests: XCTestCase {
         options.maxBatch = 1
         options.batchDelay = .milliseconds(50)
         try await log.withServer(options: options) { server in
-            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                for i in 0..<30 { group.addTask { try await Self.publishStatus(log, server, "q\(i)").0 } }
-                var out: [Int] = []
-                for try await s in group { out.append(s) }
+            let answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+                for i in 0..<30 {
+                    group.addTask {
+                        let body = #"{"identity":"q\#(i)","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#
+                        let (status, fields, _) = try await server.client.rawResponse("POST", "/v1/keys", body: Data(body.utf8),
+                                                                                      headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"])
+                        return (status, fields["retry-after"])
+                    }
+                }
+                var out: [(Int, String?)] = []
+                for try await a in group { out.append(a) }
                 return out
             }
+            let statuses = answers.map(\.0)
+            // Every 503 tells the client when to come back.
+            for (status, retryAfter) in answers where status == 503 { XCTAssertEqual(retryAfter, "1") }
             XCTAssertTrue(statuses.allSatisfy { $0 == 200 || $0 == 503 }, "\(statuses)")
             XCTAssertGreaterThan(statuses.filter { $0 == 503 }.count, 0, "the queue cap was hit")
             let accepted = statuses.filter { $0 == 200 }.count

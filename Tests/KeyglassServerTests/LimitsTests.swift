@@ -1,0 +1,61 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassLog
+import KeyglassTestSupport
+import XCTest
+
+/// The bounds the threat model promises, each checked where it bites.
+final class LimitsTests: XCTestCase {
+    /// /v1/entries answers at most 1000 entries a page (the server's default), however many are asked for.
+    func testEntriesPagesHoldAtMost1000() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            try await withThrowingTaskGroup(of: Void.self) { g in
+                for w in 0..<16 {
+                    g.addTask { for i in 0..<64 { try await log.publish(server, identity: "p\(w)-\(i)", keyType: .x25519, key: Ed25519.randomBytes(32)) } }
+                }
+                try await g.waitForAll()
+            }
+            let first = try await server.client.entries(start: 0, end: 1024)
+            XCTAssertEqual(first.entries.count, 1000)
+            XCTAssertEqual(first.end, 1000)
+            XCTAssertEqual(first.entries.map(\.index), Array(0..<1000))
+            let rest = try await server.client.entries(start: first.end, end: 1024)
+            XCTAssertEqual(rest.entries.map(\.index), Array(1000..<1024))
+        }
+    }
+
+    /// Lookup-index rows wait in memory only until a merge's worth has gathered: under a steady
+    /// stream of publishes the pending rows stay near that size instead of growing with the log,
+    /// and a quiet moment merges them all.
+    func testPendingIndexRowsStayBounded() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = Sequencer.Options()
+        options.indexMergeEntries = 256
+        options.indexMergeChunk = 256
+        options.maxBatch = 64
+        options.indexMergeIdle = .milliseconds(200)
+        try await log.withServer(options: options) { server in
+            var peak = 0
+            for burst in 0..<24 {
+                try await withThrowingTaskGroup(of: Void.self) { g in
+                    for i in 0..<100 { g.addTask { try await log.publish(server, identity: "b\(burst)-\(i)", keyType: .x25519, key: Ed25519.randomBytes(32)) } }
+                    try await g.waitForAll()
+                }
+                peak = max(peak, server.store.pendingIndex.count)
+            }
+            // 2,400 entries went in; at most a merge's worth plus what arrived during one waited.
+            XCTAssertLessThanOrEqual(peak, 256 + 2 * 100, "pending rows grew with the log")
+            var idle = server.store.pendingIndex.count
+            for _ in 0..<200 where idle > 0 {
+                try await Task.sleep(for: .milliseconds(25))
+                idle = server.store.pendingIndex.count
+            }
+            XCTAssertEqual(idle, 0, "a quiet moment merges every pending row")
+            XCTAssertEqual(server.store.pendingIndex.indexedSize, 2400)
+        }
+    }
+}
