@@ -51,7 +51,7 @@ public struct Auditor: Sendable {
         var report = AuditReport()
         report.origin = options.logKey.name
         let alertLog = AlertLog(directory: dir)
-        var run = Run(alertLog: alertLog, deadline: ContinuousClock.now + options.deadline)
+        let run = Run(alertLog: alertLog, deadline: ContinuousClock.now + options.deadline)
         do {
             try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
@@ -65,7 +65,7 @@ public struct Auditor: Sendable {
                 report.notices.append("the watch file lists no identity: no key is checked against its owner's list")
             }
             report.previousSize = state.audited.size
-            try await audit(&state, &report, &run)
+            try await audit(&state, &report, run)
             if report.alerts.isEmpty, let note = state.checkpoint {
                 let (alerts, notices) = try await ViewComparison.compare(ours: note, with: options.otherViews, logKey: options.logKey,
                                                                         client: client, keep: keepEvidence)
@@ -107,7 +107,7 @@ public struct Auditor: Sendable {
         try AnswerVerifier.openCheckpoint(note, logKey: options.logKey).checkpoint
     }
 
-    private func audit(_ state: inout AuditState, _ report: inout AuditReport, _ run: inout Run) async throws {
+    private func audit(_ state: inout AuditState, _ report: inout AuditReport, _ run: Run) async throws {
         // Identities added to the watch file since the last run are checked against everything
         // audited so far before anything else. A half-done audit is then started again from the
         // audited checkpoint, so the new identities are checked in its entries too.
