@@ -126,24 +126,38 @@ public enum ProofVerifier {
         guard computed == root else { throw .rootMismatch }
     }
 
+    /// The root that `proof` leads to from `leafHash` at `index` in a tree of `size` leaves
+    /// (RFC 9162 §2.1.3.2, step by step).
+    ///
+    /// Walk up from the leaf. `fn` is the index of the node reached so far at the current level,
+    /// `sn` the index of the last node of the tree at that level; each proof hash is the sibling of
+    /// the node reached, so it goes on the left when the node is a right child (`fn` odd) or the
+    /// rightmost node of its level (`fn == sn`: its sibling subtree is to the left, and the right one
+    /// does not exist), on the right otherwise.
     public static func rootFromInclusion(index: UInt64, size: UInt64, leafHash: Hash, proof: [Hash]) throws(ProofError) -> Hash {
         guard index < size else { throw .indexOutOfRange }
         var fn = index
         var sn = size - 1
         var r = leafHash
         for p in proof {
+            // The walk reached the root (sn == 0) and there are hashes left: too long a proof.
             guard sn != 0 else { throw .wrongProofLength }
             if fn & 1 == 1 || fn == sn {
                 r = Merkle.nodeHash(p, r)
+                // A rightmost node that is a left child has no sibling on this level: the tree is
+                // not full there. Climb (without hashing) until the node is a right child, which is
+                // the level where `p`, its left sibling subtree, joined it.
                 if fn & 1 == 0 {
                     while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
                 }
             } else {
                 r = Merkle.nodeHash(r, p)
             }
+            // One level up.
             fn >>= 1
             sn >>= 1
         }
+        // The walk must end exactly at the root: otherwise the proof was too short.
         guard sn == 0 else { throw .wrongProofLength }
         return r
     }
@@ -160,22 +174,32 @@ public enum ProofVerifier {
             return
         }
         guard !proof.isEmpty else { throw .wrongProofLength }
+        // RFC 9162 §2.1.4.2. When size1 is a power of two the old tree is one perfect subtree of the
+        // new one, and the proof leaves its root out (the verifier has it): put it back in front.
         var path = proof
         if size1 & (size1 - 1) == 0 { path.insert(root1, at: 0) }
+        // `fn` walks the old tree's last leaf, `sn` the new tree's, up the levels. Skip the levels
+        // where the old tree's last node is a right child: those nodes are inside the first proof
+        // hash (the largest perfect subtree the two trees share on the right edge).
         var fn = size1 - 1
         var sn = size2 - 1
         while fn & 1 == 1 { fn >>= 1; sn >>= 1 }
+        // Two roots are rebuilt at once from the same path: `fr`, the old tree's, and `sr`, the new
+        // tree's. Both start from the shared subtree.
         var fr = path[0]
         var sr = path[0]
         for c in path.dropFirst() {
             guard sn != 0 else { throw .wrongProofLength }
             if fn & 1 == 1 || fn == sn {
+                // `c` is a left sibling: part of both trees.
                 fr = Merkle.nodeHash(c, fr)
                 sr = Merkle.nodeHash(c, sr)
+                // As in inclusion: a rightmost left child climbs until it is a right child.
                 if fn & 1 == 0 {
                     while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
                 }
             } else {
+                // `c` is a right sibling: only in the new tree.
                 sr = Merkle.nodeHash(sr, c)
             }
             fn >>= 1
