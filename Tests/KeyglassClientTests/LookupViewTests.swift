@@ -205,6 +205,22 @@ final class LookupViewTests: XCTestCase {
             XCTAssertEqual(Set(report.alerts.map(\.kind)), [.brokenChain, .injectedKey], report.text)
             XCTAssertTrue(report.alerts.contains { $0.kind == .brokenChain && $0.message.contains("signature") }, report.text)
             XCTAssertTrue(report.notices.contains { $0.contains("frank@example.com") && $0.contains("signature") }, report.notices.joined(separator: "\n"))
+
+            // The next run: a forgery naming an entry audited in an earlier run (read again and
+            // proved by an inclusion proof, not by this run's tile hashes), and an honest rotation.
+            let (gina, hank) = (Ed25519.generate(), Ed25519.generate())
+            let ginaFirst = try await log.publish(server, identity: "gina@example.com", key: gina.publicKey)
+            try await log.publish(server, identity: "hank@example.com", key: hank.publicKey)
+            _ = await Auditor(client: server.client, options: o).run()
+            _ = try await server.sequencer.submit(PublishRequest(identity: "gina@example.com", keyType: .ed25519, publicKey: forgedKey,
+                                                                  authorization: .chained(previousIndex: ginaFirst.index, signature: junk)))
+            // hank rotates with his own key: an honest chained entry whose previous entry is old too.
+            _ = try await Publisher(client: server.client, logKey: log.verifierKey)
+                .publish(identity: "hank@example.com", keyType: .ed25519, publicKey: Ed25519.generate().publicKey, token: nil, signingSeed: hank.seed)
+            let later = await Auditor(client: server.client, options: o).run()
+            XCTAssertEqual(later.alerts, [], later.text)
+            XCTAssertEqual(later.notices.filter { $0.contains("signature") }.count, 1, later.notices.joined(separator: "\n"))
+            XCTAssertTrue(later.notices.contains { $0.contains("gina@example.com") }, later.notices.joined(separator: "\n"))
         }
     }
 }
