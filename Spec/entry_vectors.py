@@ -70,6 +70,10 @@ invalid = [
     dict(name="p256 point not on the curve", hex=encode(0, "alice", "p256", b"\x02" + bytes(31) + b"\x03").hex()),
     dict(name="p256 bad prefix", hex=encode(0, "alice", "p256", b"\x05" + p256_g[1:]).hex()),
     dict(name="invalid UTF-8 identity", hex=(bytes([1]) + struct.pack(">Q", 0) + field8(b"\xff\xfe") + field8(b"ed25519") + field16(alice_pk) + b"\x00").hex()),
+    dict(name="identity with a default-ignorable character (U+034F combining grapheme joiner)", hex=encode(0, "alice\u034f@example.com", "ed25519", alice_pk).hex()),
+    dict(name="identity with a variation selector (U+FE0F)", hex=encode(0, "alice\ufe0f", "ed25519", alice_pk).hex()),
+    dict(name="identity with a Hangul filler (U+3164)", hex=encode(0, "\u3164alice", "ed25519", alice_pk).hex()),
+    dict(name="identity with a blank-looking character (U+2800 braille pattern blank)", hex=encode(0, "alice\u2800", "ed25519", alice_pk).hex()),
 ]
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entry-vectors.json")
 with open(path, "w") as f:

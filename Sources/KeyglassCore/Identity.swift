@@ -1,7 +1,9 @@
 import Foundation
 
 /// Identities are the names keys are published under ("alice@example.com"). One spelling per
-/// identity: Unicode NFC, so visually equal names that differ only in composition are one identity.
+/// identity: Unicode NFC, so visually equal names that differ only in composition are one identity,
+/// and nothing invisible, so a name cannot be copied with a character nobody sees added. The profile,
+/// and why case is not folded and confusables are not refused, is in Spec/entry.md.
 public enum Identity {
     public static let maxBytes = 255
 
@@ -47,11 +49,21 @@ public enum Identity {
                 throw .forbiddenCharacter(s.value)
             default: break
             }
+            // Default-ignorable code points are invisible by definition (fonts draw nothing): the
+            // combining grapheme joiner U+034F, variation selectors, Hangul fillers, Khmer inherent
+            // vowels… Most are not Cf, so the categories above miss them.
+            if s.properties.isDefaultIgnorableCodePoint || blankLooking.contains(s.value) { throw .forbiddenCharacter(s.value) }
         }
         guard identity.precomposedStringWithCanonicalMapping.unicodeScalars.elementsEqual(identity.unicodeScalars) else {
             throw .notNormalized
         }
     }
+
+    /// Characters that render as blank space but are neither spaces nor default-ignorable: U+2800
+    /// BRAILLE PATTERN BLANK, U+16FE4 KHITAN SMALL SCRIPT FILLER, U+1D159 MUSICAL SYMBOL NULL
+    /// NOTEHEAD. Plus the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0), default-ignorable in
+    /// current Unicode, named so that a platform with older tables refuses them too.
+    static let blankLooking: Set<UInt32> = [0x2800, 0x16FE4, 0x1D159, 0x115F, 0x1160, 0x3164, 0xFFA0]
 
     /// 0x20…0x7E only: such a string is NFC and needs no Unicode tables to check.
     static func isPrintableASCII(_ s: String) -> Bool {

@@ -61,7 +61,17 @@ public enum TileLayout {
     }
 
     /// Parses the level segment ("0"…"63", no leading zeros) and the index part (`x001/x234/067[.p/W]`).
+    /// Only the canonical spelling, the one `tilePath`/`entriesPath` write, is accepted: one tile,
+    /// one path (`x000/000` would be a second name for tile 0, cached and served separately).
     public static func parse(level levelText: Substring, index indexText: Substring) throws(ParseError) -> Coordinate {
+        let c = try parseGroups(level: levelText, index: indexText)
+        // The grammar below allows leading `x000` groups; writing the index back and comparing is
+        // the simplest exact test of canonical form.
+        guard indexWithSuffix(c.index, partial: c.partial) == indexText else { throw .malformed("index is not in canonical form (no leading x000 groups)") }
+        return c
+    }
+
+    private static func parseGroups(level levelText: Substring, index indexText: Substring) throws(ParseError) -> Coordinate {
         let level: UInt8?
         if levelText == "entries" {
             level = nil

@@ -59,6 +59,12 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// preparing 2^19 rows took ~200 ms, and every publish waited for it (p99 204 ms in a
         /// window with a merge, measured).
         public var indexMergeInlinePreparation: Int = 65_536
+        /// Entry timestamps never decrease: a batch is stamped max(now, newest entry). A newest entry
+        /// further ahead of this clock than this (forged in storage, or written while the clock ran
+        /// fast) would drag every later entry into its future, so publishes are refused instead
+        /// (`PublishError.futureTimestamp`, HTTP 503) until the clock catches up or the operator
+        /// acts. A smaller lead, e.g. the clock stepped back by NTP, is carried as before.
+        public var maxClockSkew: Duration = .seconds(300)
         public init() {}
     }
 
@@ -85,6 +91,8 @@ public final class Sequencer: Service, @unchecked Sendable {
         var longestSlice: Duration = .zero
         /// A large merge being prepared on `mergePreparationQueue`; done when the group is.
         var preparing: DispatchGroup?
+        /// The last batch was refused for a future-stamped newest entry (already logged).
+        var refusingFutureTimestamp = false
     }
 
     private let mergePreparationQueue = DispatchQueue(label: "keyglass.index-merge-preparation")
@@ -123,7 +131,12 @@ public final class Sequencer: Service, @unchecked Sendable {
                 let s = try db.statement("SELECT data FROM entries WHERE idx = ?")
                 s.bind(1, cp.size - 1)
                 try s.step()
-                last = try KeyEntry.parse(s.blob(0)).timestampMillis
+                // Only the timestamp is needed (bytes 1–8, Spec/entry.md), not a full parse: an
+                // entry that a later identity rule made malformed (an auditor flags it) must not
+                // stop the log from opening.
+                let data = s.blob(0)
+                guard data.count >= 9, data[0] == KeyEntry.version else { throw StoreError.corrupt("entry \(cp.size - 1) is not a version-1 key entry") }
+                last = data[1..<9].reduce(0) { $0 << 8 | UInt64($1) }
             }
             return (cp, range, last)
         }
@@ -140,6 +153,17 @@ public final class Sequencer: Service, @unchecked Sendable {
         self.logger = logger
         self.writerState = WriterState(range: state.1, lastTimestamp: state.2)
         self.published = Mutex(state.0)
+        if let refusal = futureTimestampRefusal(lastTimestamp: state.2, now: Self.nowMillis()) {
+            logger.error("publishes will be refused: \(refusal)")
+        }
+    }
+
+    /// The refusal for every publish while the newest entry is more than `maxClockSkew` ahead of `now`.
+    private func futureTimestampRefusal(lastTimestamp: UInt64, now: UInt64) -> PublishError? {
+        let c = options.maxClockSkew.components
+        let skew = UInt64(max(0, c.seconds)) * 1000 + UInt64(max(0, c.attoseconds / 1_000_000_000_000_000))
+        guard lastTimestamp > now &+ skew else { return nil }
+        return .futureTimestamp(newestMillis: lastTimestamp, nowMillis: now, maxSkewMillis: skew)
     }
 
     /// Creates the first, empty checkpoint of a new log. Refuses if the log has any checkpoint.
@@ -362,13 +386,23 @@ public final class Sequencer: Service, @unchecked Sendable {
     private func integrate(_ batch: [Waiter]) {
         let requests = batch.map(\.request)
         let start = writerState
+        let now = Self.nowMillis()
+        if let refusal = futureTimestampRefusal(lastTimestamp: start.lastTimestamp, now: now) {
+            // Logged once per run of refusals, not per batch: under load that would be thousands.
+            if !writerState.refusingFutureTimestamp { logger.error("publish refused: \(refusal)") }
+            writerState.refusingFutureTimestamp = true
+            for waiter in batch { waiter.done(.failure(refusal)) }
+            return
+        }
+        writerState.refusingFutureTimestamp = false
         let signer = self.signer
         let cachedFrom = store.upperTree.lowestLevel
         let t0 = ContinuousClock.now
         do {
             let outcome = try store.writer.runHere { db in
                 try db.transaction {
-                    try Self.write(requests, db: db, store: store, range: start.range, lastTimestamp: start.lastTimestamp, signer: signer, cachedFrom: cachedFrom)
+                    try Self.write(requests, db: db, store: store, range: start.range, lastTimestamp: start.lastTimestamp, now: now,
+                                   signer: signer, cachedFrom: cachedFrom)
                 }
             }
             let took = ContinuousClock.now - t0
@@ -399,11 +433,12 @@ public final class Sequencer: Service, @unchecked Sendable {
 
     /// The body of one batch's transaction. Runs on the writer's queue.
     private static func write(_ requests: [PublishRequest], db: SQLiteConnection, store: LogStore, range start: CompactRange,
-                              lastTimestamp: UInt64, signer: NoteSigner, cachedFrom: UInt8) throws -> BatchOutcome {
+                              lastTimestamp: UInt64, now: UInt64, signer: NoteSigner, cachedFrom: UInt8) throws -> BatchOutcome {
         var range = start
         var latestForIdentity: [String: UInt64?] = [:]
         var results: [Result<PublishReceipt, PublishError>] = []
-        let timestamp = max(nowMillis(), lastTimestamp)
+        // Never before the newest entry; `integrate` refused the batch if that is too far ahead.
+        let timestamp = max(now, lastTimestamp)
         let insertEntry = "INSERT INTO entries(idx, identity, identity_key, leaf_hash, leaf_key, data) VALUES(?, ?, ?, ?, ?, ?)"
         let insertNode = "INSERT INTO nodes(id, hash) VALUES(?, ?)"
         var appended: [(UInt64, [UInt8], Hash, Int)] = []  // index, entry, leaf hash, result slot

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// An error the API reports to the client as JSON `{"error": code, "message": text}`.
 public struct APIError: Error, Sendable {
@@ -44,13 +45,22 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let e as APIError {
             return e.response()
         } catch is NIOTooManyBytesError {
-            return APIError(.contentTooLarge, "too_large", "request body is too large").response()
+            return APIError.bodyTooLarge.response()
+        } catch let e as HTTPParserError {
+            // The request stream broke while a handler read the body: most often the client closed
+            // its side before sending the Content-Length it announced. The client's mistake, not a
+            // server fault; nothing after it on the connection can be parsed, so close.
+            var err = APIError.badRequest(e == .invalidEOFState
+                ? "the request ended before the body its Content-Length announced"
+                : "malformed HTTP request: \(e.debugDescription)")
+            err.headers[.connection] = "close"
+            return err.response()
         } catch let e as HTTPResponseError {
             let code: String
             let message: String
             switch e.status {
             case .notFound: (code, message) = ("not_found", "no such resource: \(request.method) \(request.uri.path)")
-            case .contentTooLarge: (code, message) = ("too_large", "request body is too large")
+            case .contentTooLarge: return APIError.bodyTooLarge.response()
             case .methodNotAllowed: (code, message) = ("method_not_allowed", "\(request.method) is not allowed here")
             default: (code, message) = ("http_error", (e as? HTTPError)?.body ?? e.status.reasonPhrase)
             }

@@ -44,8 +44,15 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// request's response; so does this path).
     private var closeAfterAnswer = false
     private var waiting: [HTTPRequestPart] = []
+    /// An error from the decoder (e.g. the stream ended mid-request) and the end of the client's
+    /// input that arrived behind `waiting`: passed on after them, so that neither the router's
+    /// answer to the error nor its closing of the connection comes before the publish's answer.
+    private var waitingError: Error?
+    private var waitingInputClosed = false
     /// Reading from the socket is paused because a pipelined request arrived behind a publish.
     private var readingPaused = false
+    /// The router's answer being written says `Connection: close`: close once it is written.
+    private var closeAfterRouterAnswer = false
 
     init(api: KeyglassAPI) {
         self.api = api
@@ -65,6 +72,25 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             handle(part, context: context)
         }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if publishing {
+            waitingError = waitingError ?? error
+            return
+        }
+        // A request held here when the stream breaks (the client closed mid-body) goes to the
+        // router with what arrived, ahead of the error, so it answers it as any broken body (400).
+        passHeldToRouter(context)
+        context.fireErrorCaught(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if publishing, case ChannelEvent.inputClosed = event {
+            waitingInputClosed = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
@@ -144,8 +170,21 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         write(answer, context: context)
         guard context.channel.isActive else { return }
+        let replaying = !waiting.isEmpty
         while !publishing, !waiting.isEmpty {
             handle(waiting.removeFirst(), context: context)
+        }
+        // The async channel behind us buffers what it is handed until a read completes, and the
+        // socket read that brought these parts completed long ago: without this, requests
+        // replayed to the router waited for the client's next bytes (observed: 70 s).
+        if replaying { context.fireChannelReadComplete() }
+        if !publishing, let error = waitingError {
+            waitingError = nil
+            errorCaught(context: context, error: error)
+        }
+        if !publishing, waitingInputClosed {
+            waitingInputClosed = false
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         }
         if readingPaused, !publishing {
             readingPaused = false
@@ -169,9 +208,27 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The router's answers pass here on their way out.
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data), withRouter > 0 { withRouter -= 1 }
-        context.write(data, promise: promise)
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            // HTTP/1.1: a server that says `Connection: close` closes after that answer (a 413 or a
+            // broken request: the rest of the request stream is not read). Hummingbird itself
+            // closes only when the request asked.
+            if head.headerFields[.connection]?.lowercased() == "close" { closeAfterRouterAnswer = true }
+            context.write(data, promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            if withRouter > 0 { withRouter -= 1 }
+            guard closeAfterRouterAnswer else {
+                context.write(data, promise: promise)
+                return
+            }
+            context.writeAndFlush(data, promise: promise)
+            waiting.removeAll()
+            context.close(promise: nil)
+        }
     }
 }
 
@@ -181,7 +238,13 @@ extension KeyglassAPI {
     /// Requests the fast path may answer, judged on the head: GETs of the hot read paths, and
     /// publishes carrying the operator token (signed publishes are rate limited by the router).
     func isFast(_ head: HTTPRequest) -> Bool {
-        guard let path = head.path else { return false }
+        guard let target = head.path else { return false }
+        let path = target.prefix { $0 != "?" }
+        // The router refuses these before routing (`CanonicalRequestMiddleware`): a path that is
+        // not canonical (404), a body declared over the limit (413, before reading it).
+        guard CanonicalPath.isCanonical(path), !declaresOversizedBody(head.headerFields, maxBodyBytes: options.maxBodyBytes) else {
+            return false
+        }
         switch head.method {
         case .get:
             return path.hasPrefix("/v1/proof/") || path.hasPrefix("/tile/") || path == "/checkpoint" || path == "/healthz" || path == "/v1/log"

@@ -53,12 +53,15 @@ public struct KeyglassAPI: Sendable {
     public func router() -> Router<KeyglassRequestContext> {
         let router = Router(context: KeyglassRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(logger: logger))
-        if readLimiter != nil || signedPublishLimiter != nil {
-            router.add(middleware: RateLimitMiddleware(reads: readLimiter, signedPublishes: signedPublishLimiter))
-        }
+        // Every GET counts, the refused ones below included.
+        if let readLimiter { router.add(middleware: ReadLimitMiddleware(reads: readLimiter)) }
+        router.add(middleware: CanonicalRequestMiddleware(maxBodyBytes: options.maxBodyBytes))
         router.get("/checkpoint") { _, _ in checkpoint().response }
         router.get("/tile/**") { request, _ in try tile(path: request.uri.path[...]).response }
-        router.post("/v1/keys") { request, _ in try await publish(request) }
+        router.post("/v1/keys") { request, context in
+            try limitSignedPublish(request, context: context)
+            return try await publish(request)
+        }
         router.get("/v1/keys/**") { request, _ in try await keys(request) }
         router.get("/v1/proof/inclusion") { request, _ in try inclusionProof(Query(request)).response }
         router.get("/v1/proof/consistency") { request, _ in try consistencyProof(Query(request)).response }

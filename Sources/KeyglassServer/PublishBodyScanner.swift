@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reads the common shape of a publish body without JSONDecoder: one flat object whose values are
 /// plain ASCII strings without escapes, unsigned integers or booleans, each known key at most once.
 /// Anything else — escapes, non-ASCII, null, nesting, duplicates, unknown keys, trailing bytes —
@@ -36,6 +38,34 @@ enum PublishBodyScanner {
         guard s.atEnd, let identity, let keyType, let publicKey else { return nil }
         return PublishBody(identity: identity, key_type: keyType, public_key: publicKey, signature: signature,
                            previous_index: previous, revocation: revocation)
+    }
+
+    /// The names of a JSON object's members, in order, escapes decoded; nil if the bytes are not
+    /// one object. Values are skipped, whatever their shape. Used to refuse repeated names in the
+    /// bodies `scan` leaves to JSONDecoder (`KeyglassAPI.decode`); it only has to be exact on
+    /// input JSONDecoder accepts, and bodies it cannot read are refused when JSONDecoder accepts
+    /// them (`PublishBodyScannerTests` checks it reads every such body).
+    static func memberNames(_ bytes: UnsafeRawBufferPointer) -> [String]? {
+        var s = Scanner(bytes: bytes)
+        var names: [String] = []
+        s.skipSpace()
+        guard s.take(UInt8(ascii: "{")) else { return nil }
+        s.skipSpace()
+        if s.take(UInt8(ascii: "}")) { return s.atEndAfterSpace() ? names : nil }
+        repeat {
+            s.skipSpace()
+            // Foundation's JSONDecoder accepts a trailing comma: `{"a":1,}`.
+            if !names.isEmpty, s.at < bytes.count, bytes[s.at] == UInt8(ascii: "}") { break }
+            guard let name = s.anyString() else { return nil }
+            names.append(name)
+            s.skipSpace()
+            guard s.take(UInt8(ascii: ":")) else { return nil }
+            s.skipSpace()
+            guard s.skipValue() else { return nil }
+            s.skipSpace()
+        } while s.take(UInt8(ascii: ","))
+        guard s.take(UInt8(ascii: "}")), s.atEndAfterSpace() else { return nil }
+        return names
     }
 
     private struct Scanner {
@@ -86,6 +116,66 @@ enum PublishBodyScanner {
             // A fraction or exponent follows: not an integer this scanner reads.
             if at < bytes.count, bytes[at] == UInt8(ascii: ".") || bytes[at] == UInt8(ascii: "e") || bytes[at] == UInt8(ascii: "E") { return nil }
             return v
+        }
+
+        mutating func atEndAfterSpace() -> Bool {
+            skipSpace()
+            return atEnd
+        }
+
+        /// A string with any content; escapes are decoded by JSONDecoder itself, so a name compares
+        /// exactly as JSONDecoder's copy of it does.
+        mutating func anyString() -> String? {
+            let start = at
+            guard let escaped = skipString() else { return nil }
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<at])
+            guard escaped else { return String(decoding: raw.dropFirst().dropLast(), as: UTF8.self) }
+            return try? JSONDecoder().decode(String.self, from: Data(raw))
+        }
+
+        /// Moves past a string, quotes included; whether it holds escapes, or nil if it does not end.
+        mutating func skipString() -> Bool? {
+            guard take(UInt8(ascii: "\"")) else { return nil }
+            var escaped = false
+            while at < bytes.count {
+                let b = bytes[at]
+                at += 1
+                if b == UInt8(ascii: "\"") { return escaped }
+                if b == UInt8(ascii: "\\") {
+                    escaped = true
+                    at += 1  // the escaped byte, which may be a quote
+                }
+            }
+            return nil
+        }
+
+        /// Skips one value of any kind: a string, an object or array (strings inside may hold
+        /// brackets), or a number or literal (up to the next delimiter).
+        mutating func skipValue() -> Bool {
+            guard at < bytes.count else { return false }
+            switch bytes[at] {
+            case UInt8(ascii: "\""):
+                return skipString() != nil
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                var depth = 0
+                while at < bytes.count {
+                    switch bytes[at] {
+                    case UInt8(ascii: "\""):
+                        guard skipString() != nil else { return false }
+                        continue
+                    case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                    case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+                    default: break
+                    }
+                    at += 1
+                    if depth == 0 { return true }
+                }
+                return false
+            default:
+                let start = at
+                while at < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0a, 0x0d, 0x09].contains(bytes[at]) { at += 1 }
+                return at > start
+            }
         }
 
         mutating func boolean() -> Bool? {

@@ -97,6 +97,8 @@ extension KeyglassAPI {
             return err
         case .storage: return APIError(.serviceUnavailable, "storage_unavailable", e.description)
         case .logFull: return APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", e.description)
+        // No Retry-After: retrying does not help until the operator has looked at the log.
+        case .futureTimestamp: return APIError(.serviceUnavailable, "future_timestamp", e.description)
         }
     }
 
@@ -113,7 +115,22 @@ extension KeyglassAPI {
         return .json(json)
     }
 
+    /// Bodies the scanner leaves (escapes, non-ASCII, duplicates, errors…). JSONDecoder keeps one
+    /// of two values given for a name without a word, so the names are read first and a repeated
+    /// one refused: `{"identity":"zz…","identity":"alice…"}` must not publish for either.
     func decode(_ data: Data) throws -> PublishBody {
+        let names = data.withUnsafeBytes { PublishBodyScanner.memberNames($0) }
+        var seen = Set<String>()  // String equality, as JSONDecoder's keys compare
+        for name in names ?? [] where !seen.insert(name).inserted {
+            throw APIError.badRequest("duplicate field \(name)")
+        }
+        let body = try decodeFields(data)
+        // JSONDecoder took a body whose names could not be read: never guess what it kept.
+        guard names != nil else { throw APIError.badRequest("malformed JSON body") }
+        return body
+    }
+
+    private func decodeFields(_ data: Data) throws -> PublishBody {
         do {
             return try JSONDecoder().decode(PublishBody.self, from: data)
         } catch let e as PublishBody.UnknownFields {
@@ -157,7 +174,11 @@ extension KeyglassAPI {
         guard previous < size, let stored = try store.entry(at: previous) else {
             throw APIError(.conflict, "conflict", "previous_index \(previous) is not in the log")
         }
-        let prior = try KeyEntry.parse(stored.data)
+        // An entry stored before a rule was added may now be malformed (e.g. an identity with an
+        // invisible character): it authorises nothing, and that is the client's answer, not a 500.
+        guard let prior = try? KeyEntry.parse(stored.data) else {
+            throw APIError(.forbidden, "forbidden", "entry \(previous) is not a valid key entry under this log's current rules and cannot authorise a rotation; publish with the operator token")
+        }
         guard prior.identity == identity else { throw APIError(.forbidden, "forbidden", "entry \(previous) belongs to another identity") }
         guard prior.keyType.canSignRotation else { throw APIError(.forbidden, "forbidden", "the current key is \(prior.keyType.rawValue), which cannot sign; publish with the operator token") }
         guard !prior.revocation else { throw APIError(.forbidden, "forbidden", "the current key is revoked and cannot sign") }

@@ -48,29 +48,42 @@ final class RateLimiter: Sendable {
     }
 }
 
-/// Applies the read limit to GETs and the signed-publish limit to publishes that carry no operator
-/// token. The operator's own back end (a valid token) is never throttled here: the sequencer's
-/// queue cap bounds it.
-struct RateLimitMiddleware: RouterMiddleware {
+/// Applies the read limit to every GET. (The signed-publish limit is applied by the publish route
+/// itself: `KeyglassAPI.limitSignedPublish`.)
+struct ReadLimitMiddleware: RouterMiddleware {
     typealias Context = KeyglassRequestContext
-    let reads: RateLimiter?
-    let signedPublishes: RateLimiter?
+    let reads: RateLimiter
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let client = context.remoteAddress?.ipAddress ?? "unknown"
-        let limiter: RateLimiter?
         if request.method == .get {
-            limiter = reads
-        } else if request.method == .post && request.uri.path == "/v1/keys" && request.headers[.authorization] == nil {
-            limiter = signedPublishes
-        } else {
-            limiter = nil
-        }
-        if let limiter, !limiter.allow(client) {
-            var e = APIError(.tooManyRequests, "rate_limited", "too many requests from \(client); slow down")
-            e.headers[.retryAfter] = "1"
-            throw e
+            let client = context.remoteAddress?.ipAddress ?? "unknown"
+            guard reads.allow(client) else { throw APIError.rateLimited(client) }
         }
         return try await next(request, context)
+    }
+}
+
+extension APIError {
+    static func rateLimited(_ client: String) -> APIError {
+        var e = APIError(.tooManyRequests, "rate_limited", "too many requests from \(client); slow down")
+        e.headers[.retryAfter] = "1"
+        return e
+    }
+}
+
+extension KeyglassAPI {
+    /// Counts a publish against the client's signed-publish limit unless it carries a valid
+    /// operator token: a good signature, a bad one (an Ed25519 check), a wrong token or garbage
+    /// all use up the allowance. Called by the publish route, so the limit covers exactly what
+    /// that route answers, however the path was spelled on the way (only the canonical spelling
+    /// gets there: `CanonicalPath`). The operator's back end is not throttled here; the
+    /// sequencer's queue cap bounds it.
+    func limitSignedPublish(_ request: Request, context: KeyglassRequestContext) throws {
+        guard let limiter = signedPublishLimiter else { return }
+        if let header = request.headers[.authorization], header.hasPrefix("Bearer "), authorizer.accepts(String(header.dropFirst(7))) {
+            return
+        }
+        let client = context.remoteAddress?.ipAddress ?? "unknown"
+        guard limiter.allow(client) else { throw APIError.rateLimited(client) }
     }
 }

@@ -83,6 +83,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")
     var maxQueue = 100_000
 
+    @Option(name: .long, help: "Seconds the newest entry's timestamp may be ahead of this server's clock; beyond it publishes are refused with 503 (entries are never stamped in the future).")
+    var maxClockSkew = 300
+
     @Option(name: .long, help: "Per-client limit on reads, requests per second (0: unlimited).")
     var readRate: Double = 0
 
@@ -120,6 +123,7 @@ struct Serve: AsyncParsableCommand {
             seqOptions.indexMergeEntries = max(1, indexMergeRows)
             seqOptions.indexMergeChunk = max(1, indexMergeRows)
             seqOptions.indexMergeSlice = .milliseconds(max(1, indexMergeSliceMs))
+            seqOptions.maxClockSkew = .seconds(max(0, maxClockSkew))
             let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
             options.publishTokenHashes = [tokenHash]

@@ -62,6 +62,33 @@ final class EntryTests: XCTestCase {
         XCTAssertNoThrow(try Identity.normalize(String(repeating: "a", count: 255)))
     }
 
+    /// Default-ignorable code points (invisible by definition) and characters that render blank
+    /// without being one are refused: `alice@example.com` + U+034F would be an identity no watch
+    /// file names. Entries already holding one are malformed to the parser.
+    func testIdentityRefusesInvisibleAndBlankCharacters() throws {
+        let refused: [UInt32] = [0x034F, 0xFE0F, 0xFE00, 0x3164, 0xFFA0, 0x2800, 0x16FE4, 0x1D159, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180E,
+                                 0x200B, 0x200D, 0x2060, 0x2064, 0xFEFF, 0x00AD, 0x061C, 0x1D173, 0xE0001, 0xE0041, 0xE0100, 0xE01EF, 0x3000, 0x00A0]
+        let key = Ed25519.generate().publicKey
+        for value in refused {
+            let c = String(Character(Unicode.Scalar(value)!))
+            for identity in ["alice" + c + "@example.com", c + "alice", "alice" + c, "zoë" + c] {
+                XCTAssertThrowsError(try Identity.normalize(identity), "U+\(String(value, radix: 16))") { error in
+                    XCTAssertEqual(error as? Identity.IdentityError, .forbiddenCharacter(value))
+                }
+            }
+            // Built by hand: the encoder refuses it too.
+            let id = Array(("alice" + c).utf8)
+            let bytes: [UInt8] = [1] + [UInt8](repeating: 0, count: 8) + [UInt8(id.count)] + id + [7] + Array("ed25519".utf8) + [0, 32] + key + [0]
+            XCTAssertThrowsError(try KeyEntry.parse(bytes), "an entry whose identity has U+\(String(value, radix: 16)) is malformed")
+        }
+        // What stays: letters, marks that compose, scripts other than Latin (confusables are not
+        // refused: Spec/entry.md says what a watcher does about them).
+        for ok in ["zoë@example.com", "josé", "ñandú@example.es", "δοκιμή@example.gr", "пример@example.ru", "用户@example.cn",
+                   "사용자@example.kr", "a-b_c.d+e@example.com", "a/b"] {
+            XCTAssertNoThrow(try Identity.normalize(ok), ok)
+        }
+    }
+
     func testKeyTypeValidation() {
         let ed = Ed25519.generate().publicKey
         XCTAssertNoThrow(try KeyType.ed25519.validate(ed))

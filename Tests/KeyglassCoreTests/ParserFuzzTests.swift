@@ -101,6 +101,23 @@ final class ParserFuzzTests: XCTestCase {
         }
     }
 
+    /// The parser accepts exactly the paths `tilePath`/`entriesPath` write: no `x000` group the
+    /// index does not need, so one tile has one path (c2sp.org/tlog-tiles).
+    func testTilePathParserRefusesNonCanonicalIndices() {
+        for (level, index) in [("entries", "x000/000"), ("0", "x000/001"), ("0", "x000/x000/000"), ("entries", "x000/123.p/5"),
+                               ("1", "x000/x001/000"), ("entries", "x00/000"), ("0", "x0001/000"), ("0", "00"), ("0", "000.p/01"),
+                               ("0", "x001/x000/000.p/0"), ("0", "000.p"), ("entries", "000/"), ("0", "/000")] {
+            XCTAssertThrowsError(try TileLayout.parse(level: level[...], index: index[...]), "\(level)/\(index)")
+        }
+        for (level, index, n, w) in [("entries", "000", UInt64(0), UInt64(0)), ("0", "x001/000", 1000, 0), ("0", "x001/x000/000", 1_000_000, 0),
+                                     ("entries", "x001/234.p/5", 1234, 5), ("63", "999", 999, 0),
+                                     ("0", "x018/x446/x744/x073/x709/x551/615", UInt64.max, 0)] {
+            let c = try? TileLayout.parse(level: level[...], index: index[...])
+            XCTAssertEqual(c?.index, n, "\(level)/\(index)")
+            XCTAssertEqual(c?.partial, w, "\(level)/\(index)")
+        }
+    }
+
     func testTilePathParser() {
         let seeds = ["0/x001/x234/067.p/89", "entries/x123/456", "63/000", "1/x001/000.p/1"].map { Array($0.utf8) }
         fuzz("tile", seeds: seeds) { input in

@@ -32,6 +32,78 @@ final class AbuseLimitTests: XCTestCase {
         }
     }
 
+    /// A self-signed rotation of `identity` to `key`, signed by `seed`'s key, chained to `previous`.
+    static func signedPublishBody(_ identity: String, key: [UInt8], previous: UInt64, seed: [UInt8]) -> String {
+        let msg = KeyEntry.rotationMessage(identity: identity, keyType: .ed25519, publicKey: key, revocation: false, previousIndex: previous)
+        return #"{"identity":"\#(identity)","key_type":"ed25519","public_key":"\#(Base64.encode(key))","previous_index":\#(previous),"signature":"\#(Base64.encode(Ed25519.sign(message: msg, seed: seed)))"}"#
+    }
+
+    /// `/v1/keys/`, `//v1/keys`, `/v1//keys`… used to publish past the signed-publish limit, which
+    /// matched only the exact path. Now every spelling but the canonical one is a 404 before any
+    /// route or limit sees it, so the limit's path and the route's are the same.
+    func testNonCanonicalPathsCannotBypassTheSignedPublishLimit() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        // One self-signed publish per client, then one every 10 s.
+        try await log.withServer(configure: { o in
+            o.signedPublishesPerSecond = 0.1
+            o.burst = 10
+        }) { server in
+            let first = Ed25519.generate()
+            let a0 = try await log.publish(server, identity: "dana", key: first.publicKey)
+            let conn = try FastPathTests.RawConnection(port: try XCTUnwrap(server.client.base.port))
+            func post(_ path: String, _ body: String, token: Bool = false) -> (status: Int, headers: [String: String], body: String)? {
+                conn.send("POST \(path) HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                    + (token ? "Authorization: Bearer \(log.token)\r\n" : "") + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+                return conn.response()
+            }
+            for path in ["/v1/keys/", "//v1/keys", "/v1//keys", "/v1/./keys", "/v1/x/../keys", "/v1%2Fkeys", "/v1/keys//", "///v1/keys"] {
+                let rotation = Self.signedPublishBody("dana", key: Ed25519.generate().publicKey, previous: a0.index, seed: first.seed)
+                let answer = post(path, rotation)
+                XCTAssertEqual(answer?.status, 404, "\(path): \(answer?.body ?? "no answer")")
+                XCTAssertTrue(answer?.body.contains("\"error\":\"not_found\"") == true, answer?.body ?? "")
+                // The operator's token does not make them canonical either (the fast path refuses too).
+                let op = post(path, #"{"identity":"op","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#, token: true)
+                XCTAssertEqual(op?.status, 404, "\(path) with the token: \(op?.body ?? "no answer")")
+            }
+            let size = try AnswerVerifier.openCheckpoint(try await server.client.checkpoint(), logKey: log.verifierKey).checkpoint.size
+            XCTAssertEqual(size, 1, "no spelling but the canonical one published")
+            // The canonical path: the one allowed publish, then the limit.
+            let second = Ed25519.generate()
+            XCTAssertEqual(post("/v1/keys", Self.signedPublishBody("dana", key: second.publicKey, previous: a0.index, seed: first.seed))?.status, 200)
+            let limited = post("/v1/keys", Self.signedPublishBody("dana", key: Ed25519.generate().publicKey, previous: 1, seed: second.seed))
+            XCTAssertEqual(limited?.status, 429, limited?.body ?? "no answer")
+        }
+    }
+
+    /// The signed-publish limit counts every publish that lacks a valid operator token: a wrong
+    /// token (which the old rule exempted as "has an Authorization header") and a signature that
+    /// fails (an Ed25519 check each) use up the client's allowance like a good signature does.
+    func testEveryPublishWithoutAValidTokenCountsAgainstTheSignedLimit() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        // Two self-signed publishes per client, then one every 10 s.
+        try await log.withServer(configure: { o in
+            o.signedPublishesPerSecond = 0.1
+            o.burst = 20
+        }) { server in
+            let first = Ed25519.generate()
+            let a0 = try await log.publish(server, identity: "erin", key: first.publicKey)
+            let json = ["Content-Type": "application/json"]
+            let wrongToken = try await server.client.raw("POST", "/v1/keys", body: Data(#"{"identity":"erin","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#.utf8),
+                                                        headers: json.merging(["Authorization": "Bearer not-the-token"]) { $1 })
+            XCTAssertEqual(wrongToken.0, 403)
+            let badSignature = Self.signedPublishBody("erin", key: Ed25519.generate().publicKey, previous: a0.index, seed: Ed25519.generate().seed)
+            let badStatus = try await server.client.raw("POST", "/v1/keys", body: Data(badSignature.utf8), headers: json).0
+            XCTAssertEqual(badStatus, 403)
+            let good = Self.signedPublishBody("erin", key: Ed25519.generate().publicKey, previous: a0.index, seed: first.seed)
+            let (status, data) = try await server.client.raw("POST", "/v1/keys", body: Data(good.utf8), headers: json)
+            XCTAssertEqual(status, 429, String(decoding: data, as: UTF8.self))
+            // The operator's back end is never limited here.
+            try await log.publish(server, identity: "erin")
+        }
+    }
+
     func testIdleConnectionsAreClosed() async throws {
         let log = try await TestLog()
         defer { log.remove() }

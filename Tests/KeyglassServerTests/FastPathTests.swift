@@ -12,7 +12,7 @@ final class FastPathTests: XCTestCase {
         let fd: Int32
         private var buffer: [UInt8] = []
 
-        init(port: Int) throws {
+        init(port: Int, timeoutSeconds: Int = 10) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var addr = sockaddr_in()
             addr.sin_family = sa_family_t(AF_INET)
@@ -20,7 +20,7 @@ final class FastPathTests: XCTestCase {
             addr.sin_addr.s_addr = inet_addr("127.0.0.1")
             let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             guard rc == 0 else { throw ClientError.network("connect failed") }
-            var tv = timeval(tv_sec: 10, tv_usec: 0)
+            var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         }
 
@@ -35,6 +35,9 @@ final class FastPathTests: XCTestCase {
                 sent += n
             }
         }
+
+        /// Half-closes: the server sees the end of the request stream, and may still answer.
+        func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
         /// Reads one response: (status, headers lower-cased, body). nil when the server closed.
         func response() -> (status: Int, headers: [String: String], body: String)? {
@@ -120,6 +123,78 @@ final class FastPathTests: XCTestCase {
             let last = conn.response()
             XCTAssertEqual(last?.status, 200)
             XCTAssertTrue(last?.body.contains("\n4\n") == true, last?.body ?? "no answer")
+        }
+    }
+
+    /// Requests the router answers, pipelined behind a publish the fast path took: they wait in the
+    /// fast path while the publish commits, and are answered afterwards without the client sending
+    /// anything more (they used to sit in the async channel's buffer until the next read).
+    func testRouterRequestPipelinedBehindAFastPublishIsAnswered() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            try await log.publish(server, identity: "alice@example.com")
+            let conn = try RawConnection(port: try XCTUnwrap(server.client.base.port), timeoutSeconds: 5)
+            func publish(_ identity: String, _ k: Int) -> String {
+                let key = Data((0..<32).map { UInt8(($0 + k * 7) & 0xff) }).base64EncodedString()
+                let body = #"{"identity":"\#(identity)","key_type":"x25519","public_key":"\#(key)"}"#
+                return "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(log.token)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            }
+            let start = Date()
+            // Fast publish, router, router, fast publish (taken by the router: one is still there),
+            // unknown route: all in one write.
+            conn.send(publish("bob@example.com", 1)
+                + "GET /v1/keys/alice@example.com HTTP/1.1\r\nHost: t\r\n\r\n"
+                + "GET /v1/entries?start=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+                + publish("carol@example.com", 2)
+                + "GET /v2/nothing HTTP/1.1\r\nHost: t\r\n\r\n")
+            let answers = (0..<5).compactMap { _ in conn.response() }
+            XCTAssertLessThan(Date().timeIntervalSince(start), 4, "answered without more bytes from the client")
+            XCTAssertEqual(answers.map(\.status), [200, 200, 200, 200, 404], answers.map(\.body).joined(separator: "\n"))
+            guard answers.count == 5 else { return }
+            XCTAssertEqual(try JSONDecoder().decode(PublishAnswer.self, from: Data(answers[0].body.utf8)).index, 1)
+            XCTAssertTrue(answers[1].body.contains("\"identity\":\"alice@example.com\""), answers[1].body)
+            XCTAssertTrue(answers[2].body.contains("bob@example.com"), "the read after the publish sees it: \(answers[2].body)")
+            XCTAssertEqual(try JSONDecoder().decode(PublishAnswer.self, from: Data(answers[3].body.utf8)).index, 2)
+            // A fast publish then a router request once more, on the same connection.
+            conn.send(publish("dave@example.com", 3) + "GET /v1/keys/dave@example.com HTTP/1.1\r\nHost: t\r\n\r\n")
+            let more = (0..<2).compactMap { _ in conn.response() }
+            XCTAssertEqual(more.map(\.status), [200, 200], more.map(\.body).joined(separator: "\n"))
+        }
+    }
+
+    /// One spelling per resource: empty or dot segments, a trailing slash and percent-encoding
+    /// outside the identity are 404 before routing, with the same bytes on both paths (Hummingbird's
+    /// router alone would route `/checkpoint/` or `//v1/keys` as if they were canonical).
+    func testNonCanonicalPathsAre404OnBothPaths() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            try await log.publish(server, identity: "alice@example.com")
+            try await log.publish(server, identity: "a/b")
+            let conn = try RawConnection(port: try XCTUnwrap(server.client.base.port))
+            let refused = ["/checkpoint/", "//checkpoint", "/v1//log", "/healthz/", "/v1/proof/./inclusion?index=0&tree_size=1",
+                           "/v1/x/../proof/inclusion?index=0&tree_size=1", "/v1/proof/inclusion/?index=0&tree_size=1",
+                           "/tile/0/../entries/000.p/1", "/tile/entries//000.p/1", "/tile//entries/000.p/1", "/tile/entries/%30%30%30.p/1",
+                           "/v1/keys/alice@example.com/", "/v1//keys/alice@example.com", "/v1/keys//alice@example.com",
+                           "/v1%2Fkeys/alice@example.com", "/v1/keys/./alice@example.com", "/v1/entries/?start=0", "/."]
+            for path in refused {
+                conn.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+                let fast = try XCTUnwrap(conn.response(), path)
+                conn.send("GET \(path) HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx")
+                let routed = try XCTUnwrap(conn.response(), path)
+                XCTAssertEqual(fast.status, 404, "\(path): \(fast.body)")
+                XCTAssertEqual(routed.status, 404, "\(path): \(routed.body)")
+                XCTAssertEqual(fast.body, routed.body, path)
+                XCTAssertTrue(fast.body.contains("\"error\":\"not_found\""), fast.body)
+            }
+            // Their canonical spellings answer (the identity is a value: %2F and %40 are fine there).
+            for path in ["/checkpoint", "/v1/log", "/healthz", "/v1/proof/inclusion?index=0&tree_size=1", "/tile/entries/000.p/1",
+                         "/v1/keys/alice@example.com", "/v1/keys/alice%40example.com", "/v1/entries?start=0", "/v1/keys/a%2Fb"] {
+                conn.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+                let answer = try XCTUnwrap(conn.response(), path)
+                XCTAssertEqual(answer.status, 200, "\(path): \(answer.body)")
+            }
         }
     }
 

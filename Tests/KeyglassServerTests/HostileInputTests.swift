@@ -1,6 +1,7 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassServer
 import KeyglassTestSupport
 import XCTest
 
@@ -31,6 +32,86 @@ final class HostileInputTests: XCTestCase {
             let after = try await server.client.checkpoint()
             XCTAssertEqual(after, before, "no hostile request changed the tree")
             print("hostile input: \(count) requests, statuses \(statuses.sorted { $0.key < $1.key })")
+        }
+    }
+
+    /// Publishes whose body is declared larger than the limit get 413 at once, before any of it is
+    /// read, and the connection closes (the rest is never read); bodies that end before their
+    /// Content-Length (the client half-closes) get a 400 or a closed connection. Never a 500 (the
+    /// router used to report the cut-short stream as an internal error, depending on timing), on
+    /// either path (operator token: fast path; none: router). Seeded, one connection per try.
+    func testOversizedAndTruncatedBodiesGet413Or400NeverA500() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            let port = try XCTUnwrap(server.client.base.port)
+            let valid = Array(#"{"identity":"t@example.com","key_type":"x25519","public_key":"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}"#.utf8)
+            let limit = ServerOptions().maxBodyBytes
+            var rng = SplitMix64(state: 20260417)
+            var outcomes: [String: Int] = [:]
+            for _ in 0..<240 {
+                let oversized = Bool.random(using: &rng)
+                let token = Bool.random(using: &rng)
+                let sent = Int.random(in: 0..<valid.count, using: &rng)
+                let declared = oversized
+                    ? pick([limit + 1, 20_000, 1 << 20, 1_000_000_000_000, Int.max], &rng)
+                    : Int.random(in: (sent + 1)...limit, using: &rng)
+                // An oversized declaration is answered without waiting for the body; a truncated one
+                // once the client half-closes.
+                let halfClose = !oversized || Bool.random(using: &rng)
+                let conn = try FastPathTests.RawConnection(port: port, timeoutSeconds: 5)
+                conn.send("POST /v1/keys HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                    + (token ? "Authorization: Bearer \(log.token)\r\n" : "")
+                    + "Content-Length: \(declared)\r\n\r\n" + String(decoding: valid.prefix(sent), as: UTF8.self))
+                if halfClose {
+                    if Bool.random(using: &rng) { usleep(UInt32.random(in: 0..<3000, using: &rng)) }
+                    conn.shutdownWrite()
+                }
+                let answer = conn.response()
+                let what = "Content-Length \(declared), \(sent) bytes sent, token \(token), half-closed \(halfClose)"
+                outcomes["\(oversized ? "oversized" : "truncated") \(answer.map { String($0.status) } ?? "closed")", default: 0] += 1
+                if oversized {
+                    XCTAssertEqual(answer?.status, 413, "\(what): \(answer?.body ?? "no answer")")
+                    XCTAssertNil(conn.response(), "\(what): the connection closes after the 413")
+                } else if let answer {
+                    XCTAssertEqual(answer.status, 400, "\(what): \(answer.body)")
+                }
+                if let answer {
+                    let json = try? JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any]
+                    XCTAssertNotNil(json?["error"] as? String, "\(what): a JSON error: \(answer.body)")
+                }
+            }
+            print("oversized and truncated bodies: \(outcomes.sorted { $0.key < $1.key })")
+            let size = try AnswerVerifier.openCheckpoint(try await server.client.checkpoint(), logKey: log.verifierKey).checkpoint.size
+            XCTAssertEqual(size, 0)
+        }
+    }
+
+    /// A client that half-closes right after a publish the fast path holds for its commit, with or
+    /// without a request cut short behind it: the publish is answered first, then the broken
+    /// request (400, or the connection closes). The end of input and the stream's error used to
+    /// overtake the publish: the client got a bare 400, or nothing, where its answer belonged.
+    func testBrokenRequestBehindAFastPublishWaitsForThePublishAnswer() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            let port = try XCTUnwrap(server.client.base.port)
+            for k in 0..<20 {
+                let body = #"{"identity":"pipelined\#(k)@example.com","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#
+                let conn = try FastPathTests.RawConnection(port: port, timeoutSeconds: 5)
+                let broken = "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(log.token)\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: 500\r\n\r\n{\"identity\":"
+                conn.send("POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(log.token)\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)" + (k % 2 == 0 ? "" : broken))
+                conn.shutdownWrite()
+                let first = conn.response()
+                XCTAssertEqual(first?.status, 200, first?.body ?? "no answer")
+                XCTAssertTrue(first?.body.contains("\"index\":\(k),") == true, first?.body ?? "no answer")
+                if let second = conn.response() {
+                    XCTAssertEqual(second.status, 400, second.body)
+                    XCTAssertTrue(second.body.contains("\"error\":\"bad_request\""), second.body)
+                }
+            }
         }
     }
 

@@ -111,6 +111,49 @@ final class PublishAndProofTests: XCTestCase {
         }
     }
 
+    /// Entry timestamps never decrease, so the sequencer stamps max(now, newest). A newest entry
+    /// stamped far ahead (forged in storage, or written under a clock that ran fast) used to drag
+    /// every later entry to its date; now publishes are refused with a 503 that says so while the
+    /// newest entry is more than `maxClockSkew` (5 minutes) ahead, and a small lead is still carried
+    /// (a clock stepped back a little keeps timestamps monotonic).
+    func testNewestEntryStampedInTheFutureStopsPublishesWith503() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let newest = try await log.withServer { server in
+            try await log.publish(server, identity: "a@example.com")
+            try await log.publish(server, identity: "b@example.com")
+            return try KeyEntry.parse(try XCTUnwrap(try server.store.entry(at: 1)).data)
+        }
+        // Behind the stopped server, restamp entry 1. Only `data` changes: its stored leaf hash and
+        // the tree nodes stay, so the server opens the log as before.
+        func restamp(_ ms: UInt64) throws {
+            var e = newest
+            e.timestampMillis = ms
+            try log.tamper("UPDATE entries SET data = x'\(Hex.encode(try e.encode()))' WHERE idx = 1")
+        }
+        let year2100: UInt64 = 4_102_444_800_000
+        try restamp(year2100)
+        try await log.withServer { server in
+            for identity in ["c@example.com", "d@example.com"] {
+                let (status, data) = try await StorageFaultTests.publishStatus(log, server, identity)
+                XCTAssertEqual(status, 503, data)
+                XCTAssertTrue(data.contains("future"), data)
+                XCTAssertTrue(data.contains("\"error\":\"future_timestamp\""), data)
+            }
+            let size = try AnswerVerifier.openCheckpoint(try await server.client.checkpoint(), logKey: log.verifierKey).checkpoint.size
+            XCTAssertEqual(size, 2, "nothing stamped in 2100")
+        }
+        // A minute ahead is within the skew: carried, so timestamps never go backwards.
+        let aheadBy1Minute = UInt64(Date().timeIntervalSince1970 * 1000) + 60_000
+        try restamp(aheadBy1Minute)
+        try await log.withServer { server in
+            let answer = try await log.publish(server, identity: "c@example.com")
+            let entry = try KeyEntry.parse(try XCTUnwrap(Base64.decode(answer.entry)))
+            XCTAssertEqual(answer.index, 2)
+            XCTAssertEqual(entry.timestampMillis, aheadBy1Minute)
+        }
+    }
+
     func testConcurrentPublishesGetDistinctIndicesAndOneTree() async throws {
         let log = try await TestLog()
         defer { log.remove() }

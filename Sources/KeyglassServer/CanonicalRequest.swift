@@ -1,0 +1,62 @@
+import Hummingbird
+import HTTPTypes
+
+/// One spelling per resource. Hummingbird's router skips empty path segments, so `/v1/keys/`,
+/// `//v1/keys` and `/v1//keys` all reached the publish route while a limit that compared the path
+/// with "/v1/keys" let them through. Both the router (`CanonicalRequestMiddleware`, before any
+/// route or limit) and the fast path (`KeyglassAPI.isFast`) apply this one rule, and refuse what
+/// breaks it with a 404: whatever a route, a limit or a cache sees has the one spelling.
+enum CanonicalPath {
+    /// The route whose last part is a value rather than a name (`/v1/keys/<identity>`).
+    static let identityPrefix = "/v1/keys/"
+
+    /// True for "/" and for paths of segments that are not empty, not "." or "..", without a
+    /// trailing "/" and without percent-encoding, except in the identity after `/v1/keys/`: a
+    /// value its handler percent-decodes once, never a routing segment (clients write a "/" that
+    /// is part of an identity as %2F).
+    static func isCanonical(_ path: Substring) -> Bool {
+        if path == "/" { return true }
+        guard path.first == "/" else { return false }
+        for segment in path.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
+            if segment.isEmpty || segment == "." || segment == ".." { return false }
+        }
+        let routed = path.hasPrefix(identityPrefix) ? path.prefix(identityPrefix.count) : path
+        return !routed.contains("%")
+    }
+}
+
+/// Refuses before any route or limit sees the request: a non-canonical path (404, see
+/// `CanonicalPath`) and a body declared larger than the limit (413, before any of it is read; the
+/// answer says `Connection: close` and `FastPathHandler` closes the connection once it is written,
+/// so the rest of such a body is never read either).
+struct CanonicalRequestMiddleware: RouterMiddleware {
+    typealias Context = KeyglassRequestContext
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard CanonicalPath.isCanonical(request.uri.path[...]) else {
+            throw APIError.notFound("no such resource: \(request.method) \(request.uri.path) (a path has no empty, \".\" or \"..\" "
+                + "segments, no trailing \"/\" and no percent-encoding outside an identity)")
+        }
+        if declaresOversizedBody(request.headers, maxBodyBytes: maxBodyBytes) { throw APIError.bodyTooLarge }
+        return try await next(request, context)
+    }
+}
+
+/// True when the request's Content-Length is above `maxBodyBytes`. (A length NIO's parser let
+/// through but that does not fit 64 bits is over any limit too.)
+func declaresOversizedBody(_ fields: HTTPFields, maxBodyBytes: Int) -> Bool {
+    guard let value = fields[.contentLength] else { return false }
+    guard let length = UInt64(value) else { return !value.isEmpty && value.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }
+    return length > UInt64(maxBodyBytes)
+}
+
+extension APIError {
+    /// 413 for a body over the limit. The connection is closed after it: the rest of the body is
+    /// not read, so nothing after it on the connection could be parsed.
+    static var bodyTooLarge: APIError {
+        var e = APIError(.contentTooLarge, "too_large", "request body is too large")
+        e.headers[.connection] = "close"
+        return e
+    }
+}
