@@ -65,6 +65,9 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// (`PublishError.futureTimestamp`, HTTP 503) until the clock catches up or the operator
         /// acts. A smaller lead, e.g. the clock stepped back by NTP, is carried as before.
         public var maxClockSkew: Duration = .seconds(300)
+        /// The clock entries are stamped by, in milliseconds since the Unix epoch. Tests set it to
+        /// play a log whose clock misbehaves (a backdated or future-stamped entry).
+        public var clock: @Sendable () -> UInt64 = { Sequencer.nowMillis() }
         public init() {}
     }
 
@@ -153,7 +156,7 @@ public final class Sequencer: Service, @unchecked Sendable {
         self.logger = logger
         self.writerState = WriterState(range: state.1, lastTimestamp: state.2)
         self.published = Mutex(state.0)
-        if let refusal = futureTimestampRefusal(lastTimestamp: state.2, now: Self.nowMillis()) {
+        if let refusal = futureTimestampRefusal(lastTimestamp: state.2, now: options.clock()) {
             logger.error("publishes will be refused: \(refusal)")
         }
     }
@@ -386,7 +389,7 @@ public final class Sequencer: Service, @unchecked Sendable {
     private func integrate(_ batch: [Waiter]) {
         let requests = batch.map(\.request)
         let start = writerState
-        let now = Self.nowMillis()
+        let now = options.clock()
         if let refusal = futureTimestampRefusal(lastTimestamp: start.lastTimestamp, now: now) {
             // Logged once per run of refusals, not per batch: under load that would be thousands.
             if !writerState.refusingFutureTimestamp { logger.error("publish refused: \(refusal)") }
@@ -516,5 +519,5 @@ public final class Sequencer: Service, @unchecked Sendable {
         return BatchOutcome(results: results, range: range, lastTimestamp: timestamp, checkpoint: checkpoint, upperNodes: upperNodes, indexRows: indexRows)
     }
 
-    static func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+    public static func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassLog
 import KeyglassTestSupport
 import XCTest
 
@@ -186,6 +187,41 @@ final class EvilLogTests: XCTestCase {
             // And a checkpoint signed by someone else is refused too.
             let impostor = try NoteSigner.generate(name: log.verifierKey.name)
             XCTAssertThrowsError(try AnswerVerifier.verifyLookup(good, logKey: impostor.verifierKey, identity: "erin"))
+        }
+    }
+
+    /// The operator rewrites the history with an entry stamped before the one preceding it
+    /// (the honest sequencer never does: timestamps never decrease).
+    func testBackdatedEntryIsAnAlert() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let now = Sequencer.nowMillis()
+        try log.forgeHistory((0..<6).map { i in
+            KeyEntry(timestampMillis: now - 60_000 + UInt64(i) * 1000 - (i == 4 ? 10_000 : 0), identity: "t\(i)@example.com",
+                     keyType: .x25519, publicKey: Ed25519.randomBytes(32))
+        })
+        try await log.withServer { server in
+            let report = await auditor(server, log, state: TestLog.temporaryDirectory("audit")).run()
+            XCTAssertEqual(report.alerts.map(\.kind), [.backdated], report.text)
+            XCTAssertEqual(report.alerts.first?.index, 4)
+        }
+    }
+
+    /// The operator's newest entry is stamped in 2100: the auditor alerts, and the honest server,
+    /// restarted on that history, refuses to stamp anything after it (covered in PublishAndProofTests).
+    func testEntryStampedInTheFutureIsAnAlert() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let now = Sequencer.nowMillis()
+        let year2100: UInt64 = 4_102_444_800_000
+        try log.forgeHistory((0..<6).map { i in
+            KeyEntry(timestampMillis: i == 5 ? year2100 : now - 60_000 + UInt64(i) * 1000, identity: "f\(i)@example.com",
+                     keyType: .x25519, publicKey: Ed25519.randomBytes(32))
+        })
+        try await log.withServer { server in
+            let report = await auditor(server, log, state: TestLog.temporaryDirectory("audit")).run()
+            XCTAssertEqual(report.alerts.map(\.kind), [.futureTimestamp], report.text)
+            XCTAssertEqual(report.alerts.first?.index, 5)
         }
     }
 
