@@ -179,12 +179,20 @@ extension KeyglassAPI {
         guard let prior = try? KeyEntry.parse(stored.data) else {
             throw APIError(.forbidden, "forbidden", "entry \(previous) is not a valid key entry under this log's current rules and cannot authorise a rotation; publish with the operator token")
         }
-        guard prior.identity == identity else { throw APIError(.forbidden, "forbidden", "entry \(previous) belongs to another identity") }
-        guard prior.keyType.canSignRotation else { throw APIError(.forbidden, "forbidden", "the current key is \(prior.keyType.rawValue), which cannot sign; publish with the operator token") }
-        guard !prior.revocation else { throw APIError(.forbidden, "forbidden", "the current key is revoked and cannot sign") }
-        let message = KeyEntry.rotationMessage(identity: identity, keyType: keyType, publicKey: key, revocation: revocation, previousIndex: previous)
-        guard Ed25519.verify(signature: signature, message: message, publicKey: prior.publicKey) else {
-            throw APIError(.forbidden, "forbidden", "signature does not verify under the key of entry \(previous)")
+        // The one rotation rule every reader applies too (`RotationRule`). Whether `previous` is
+        // still the identity's newest entry is settled by the sequencer, in order, when it writes.
+        let candidate = KeyEntry(timestampMillis: 0, identity: identity, keyType: keyType, publicKey: key, revocation: revocation,
+                                 previousIndex: previous, signature: signature)
+        do {
+            _ = try RotationRule.authorise(candidate, previous: RotationRule.Previous(index: previous, entry: prior))
+        } catch {
+            switch error {
+            case .previousOfAnotherIdentity: throw APIError(.forbidden, "forbidden", "entry \(previous) belongs to another identity")
+            case .signerCannotSign(_, let type): throw APIError(.forbidden, "forbidden", "the current key is \(type.rawValue), which cannot sign; publish with the operator token")
+            case .signerRevoked: throw APIError(.forbidden, "forbidden", "the current key is revoked and cannot sign")
+            case .badSignature: throw APIError(.forbidden, "forbidden", "signature does not verify under the key of entry \(previous)")
+            default: throw APIError(.forbidden, "forbidden", "entry \(error)")
+            }
         }
         return .chained(previousIndex: previous, signature: signature)
     }
