@@ -12,6 +12,8 @@ public enum Identity {
         case tooLong(Int)
         case forbiddenCharacter(UInt32)
         case notNormalized
+        /// "." or "..": a lookup's URL path could not name it (`/v1/keys/..` is not a canonical path).
+        case dotSegment
 
         public var description: String {
             switch self {
@@ -19,6 +21,7 @@ public enum Identity {
             case let .tooLong(n): return "identity is \(n) bytes; at most \(Identity.maxBytes)"
             case let .forbiddenCharacter(c): return "identity contains a forbidden character U+\(String(c, radix: 16, uppercase: true))"
             case .notNormalized: return "identity is not in Unicode NFC"
+            case .dotSegment: return "identity may not be \".\" or \"..\" (no URL path can name it)"
             }
         }
     }
@@ -36,6 +39,7 @@ public enum Identity {
         guard !identity.isEmpty else { throw .empty }
         let n = identity.utf8.count
         guard n <= maxBytes else { throw .tooLong(n) }
+        if isDotSegment(identity.utf8) { throw .dotSegment }
         if isPrintableASCII(identity) {
             if identity.utf8.contains(0x20) { throw .forbiddenCharacter(0x20) }
             return
@@ -64,6 +68,11 @@ public enum Identity {
     /// NOTEHEAD. Plus the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0), default-ignorable in
     /// current Unicode, named so that a platform with older tables refuses them too.
     static let blankLooking: Set<UInt32> = [0x2800, 0x16FE4, 0x1D159, 0x115F, 0x1160, 0x3164, 0xFFA0]
+
+    /// "." and "..", which URL paths treat as dot segments. (The entry parser checks it on bytes.)
+    static func isDotSegment<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+        (bytes.count == 1 || bytes.count == 2) && bytes.allSatisfy { $0 == UInt8(ascii: ".") }
+    }
 
     /// 0x20…0x7E only: such a string is NFC and needs no Unicode tables to check.
     static func isPrintableASCII(_ s: String) -> Bool {

@@ -127,6 +127,7 @@ public struct KeyEntry: Sendable, Equatable {
             // Printable ASCII without space is valid NFC as it stands; anything else goes through
             // strict UTF-8 decoding (String(validating:) refuses invalid sequences instead of
             // repairing them) and the full identity rules.
+            if Identity.isDotSegment(idBytes) { throw .identity(.dotSegment) }
             if !idBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) {
                 guard let text = String(validating: idBytes, as: UTF8.self) else { throw .malformed("identity is not UTF-8") }
                 do { try Identity.validate(text) } catch { throw .identity(error) }

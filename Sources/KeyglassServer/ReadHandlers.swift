@@ -73,7 +73,7 @@ extension KeyglassAPI {
         guard end <= size else { throw APIError.badRequest("end \(end) is beyond the log's size \(size)") }
         let pageEnd = min(end, start + options.maxPageSize)
         let stored = try store.entries(start: start, end: pageEnd)
-        return try .json(EntriesResponse(start: start, end: pageEnd, entries: try stored.map { try EntryJSON($0) }))
+        return try .json(EntriesResponse(start: start, end: pageEnd, entries: stored.map { EntryJSON($0) }))
     }
 
     /// GET /v1/keys/<identity>: the identity's history, each entry with an inclusion proof against
@@ -93,7 +93,7 @@ extension KeyglassAPI {
         guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)" + (before.map { " before entry \($0)" } ?? "")) }
         var out: [EntryJSON] = []
         for s in stored {
-            out.append(try EntryJSON(s, proof: try store.inclusionProof(index: s.index, size: cp.size)))
+            out.append(EntryJSON(s, proof: try store.inclusionProof(index: s.index, size: cp.size)))
         }
         // The oldest entry returned names an earlier one: the history goes on before this page.
         let truncated = (try? KeyEntry.parse(stored[0].data).previousIndex) != nil

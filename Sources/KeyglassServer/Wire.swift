@@ -8,28 +8,38 @@ struct EntryJSON: Encodable {
     let index: UInt64
     let entry: String
     let leaf_hash: String
-    let identity: String
-    let key_type: String
-    let public_key: String
-    let timestamp_ms: UInt64
+    /// The fields below are read from `entry`; an entry stored before a rule it breaks was added
+    /// (e.g. the identity profile) is served as it is stored, with `malformed` saying why instead:
+    /// the tree holds its bytes, and an auditor must be able to fetch them.
+    let identity: String?
+    let key_type: String?
+    let public_key: String?
+    let timestamp_ms: UInt64?
     let previous_index: UInt64?
-    let chained: Bool
-    let revocation: Bool
+    let chained: Bool?
+    let revocation: Bool?
+    let malformed: String?
     var inclusion_proof: [String]?
 
-    init(_ stored: StoredEntry, proof: [Hash]? = nil) throws {
-        let e = try KeyEntry.parse(stored.data)
+    init(_ stored: StoredEntry, proof: [Hash]? = nil) {
         index = stored.index
         entry = Base64.encode(stored.data)
         leaf_hash = stored.leafHash.base64
-        identity = e.identity
-        key_type = e.keyType.rawValue
-        public_key = Base64.encode(e.publicKey)
-        timestamp_ms = e.timestampMillis
-        previous_index = e.previousIndex
-        chained = e.isChained
-        revocation = e.revocation
         inclusion_proof = proof?.map(\.base64)
+        do {
+            let e = try KeyEntry.parse(stored.data)
+            identity = e.identity
+            key_type = e.keyType.rawValue
+            public_key = Base64.encode(e.publicKey)
+            timestamp_ms = e.timestampMillis
+            previous_index = e.previousIndex
+            chained = e.isChained
+            revocation = e.revocation
+            malformed = nil
+        } catch {
+            (identity, key_type, public_key, timestamp_ms, previous_index, chained, revocation) = (nil, nil, nil, nil, nil, nil, nil)
+            malformed = error.description
+        }
     }
 }
 

@@ -225,6 +225,34 @@ final class EvilLogTests: XCTestCase {
         }
     }
 
+    /// An entry stored before today's identity profile (an invisible U+034F in the name): the
+    /// server still serves its bytes (the tree holds them) with `malformed` saying why, and the
+    /// auditor flags it; nothing answers 500.
+    func testEntryStoredUnderOlderRulesIsServedAndFlagged() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let good = KeyEntry(timestampMillis: Sequencer.nowMillis() - 5000, identity: "ok@example.com", keyType: .x25519, publicKey: Ed25519.randomBytes(32))
+        let oldName = "alice\u{034F}@example.com"
+        var bytes: [UInt8] = [KeyEntry.version]
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: (Sequencer.nowMillis() - 4000) >> UInt64(shift))) }
+        bytes += [UInt8(oldName.utf8.count)] + Array(oldName.utf8) + [6] + Array("x25519".utf8) + [0, 32] + Ed25519.randomBytes(32) + [0]
+        XCTAssertThrowsError(try KeyEntry.parse(bytes), "the profile refuses it now")
+        try log.forgeHistory(raw: [(good.identity, try good.encode()), (oldName, bytes)])
+        try await log.withServer { server in
+            let (status, data) = try await server.client.raw("GET", "/v1/entries?start=0&end=2")
+            XCTAssertEqual(status, 200, String(decoding: data, as: UTF8.self))
+            let page = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+            let entries = try XCTUnwrap(page?["entries"] as? [[String: Any]])
+            XCTAssertEqual(entries.count, 2)
+            XCTAssertNil(entries[0]["malformed"])
+            XCTAssertEqual(entries[1]["entry"] as? String, Base64.encode(bytes))
+            XCTAssertTrue((entries[1]["malformed"] as? String)?.contains("U+34F") ?? false, "\(entries[1])")
+            let report = await auditor(server, log, state: TestLog.temporaryDirectory("audit")).run()
+            XCTAssertEqual(report.alerts.map(\.kind), [.malformedEntry], report.text)
+            XCTAssertEqual(report.alerts.first?.index, 1)
+        }
+    }
+
     // The honest case: a growing log audited again and again never alerts.
     func testHonestLogAuditedRepeatedlyNeverAlerts() async throws {
         let log = try await TestLog()

@@ -147,6 +147,14 @@ final class BadInputTests: XCTestCase {
                 let (lookup, _) = try await server.client.raw("GET", path)
                 XCTAssertEqual(lookup, 400, path)
             }
+            // "." and ".." would be published but never looked up: no canonical URL path names them.
+            for identity in [".", ".."] {
+                let body = try JSONSerialization.data(withJSONObject: ["identity": identity, "key_type": "x25519", "public_key": Base64.encode(Ed25519.randomBytes(32))])
+                let (status, data) = try await server.client.raw("POST", "/v1/keys", body: body,
+                                                                 headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"])
+                XCTAssertEqual(status, 400, String(decoding: data, as: UTF8.self))
+                XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("no URL path can name it"))
+            }
             let size = try AnswerVerifier.openCheckpoint(try await server.client.checkpoint(), logKey: log.verifierKey).checkpoint.size
             XCTAssertEqual(size, 0, "nothing was published")
         }

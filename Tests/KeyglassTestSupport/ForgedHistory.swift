@@ -11,6 +11,12 @@ extension TestLog {
     /// in the future, chained without a valid signature). Run it while no server is open on the
     /// log; the next server started on it serves the forged history as its own.
     public func forgeHistory(_ entries: [KeyEntry]) throws {
+        try forgeHistory(raw: try entries.map { ($0.identity, try $0.encode()) })
+    }
+
+    /// As `forgeHistory(_:)`, from entry bytes as stored (with the identity column's text), so a
+    /// test can store bytes no encoder of today would write.
+    public func forgeHistory(raw entries: [(identity: String, data: [UInt8])]) throws {
         let signer = try directory.loadSigner()
         var db: OpaquePointer?
         guard sqlite3_open(directory.database, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }
@@ -41,13 +47,12 @@ extension TestLog {
         try exec("INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size', '0')")
         var range = CompactRange()
         try checkpoint(range)
-        for entry in entries {
-            let data = try entry.encode()
+        for (identity, data) in entries {
             let leaf = Merkle.leafHash(data)
             try insert("INSERT INTO entries(idx, identity, identity_key, leaf_hash, leaf_key, data) VALUES(?, ?, ?, ?, ?, ?)") { s in
                 sqlite3_bind_int64(s, 1, Int64(range.size))
-                sqlite3_bind_text(s, 2, entry.identity, -1, transient)
-                sqlite3_bind_int64(s, 3, Schema.identityKey(entry.identity))
+                sqlite3_bind_text(s, 2, identity, -1, transient)
+                sqlite3_bind_int64(s, 3, Schema.identityKey(identity))
                 blob(s, 4, leaf.bytes)
                 sqlite3_bind_int64(s, 5, Schema.lookupKey(leaf))
                 blob(s, 6, data)
