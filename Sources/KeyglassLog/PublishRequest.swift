@@ -2,6 +2,12 @@ import Foundation
 import KeyglassCore
 
 /// A validated request to append one key, and who authorised it.
+///
+/// A chained request can only be made by `chained(…)`, which applies the rotation rule
+/// (`RotationRule`) to it against the entry it names: signature, signer's key type and revocation,
+/// same identity. What the rule asks last — that the named entry is still the identity's newest —
+/// the sequencer checks when it writes the batch, in log order. So the sequencer never writes a
+/// chained entry the rule refuses, whoever submits it.
 public struct PublishRequest: Sendable {
     public enum Authorization: Sendable, Equatable {
         /// The provider's operator token: the provider vouches for the account. Unchained.
@@ -17,12 +23,30 @@ public struct PublishRequest: Sendable {
     public let revocation: Bool
     public let authorization: Authorization
 
-    public init(identity: String, keyType: KeyType, publicKey: [UInt8], revocation: Bool = false, authorization: Authorization) {
+    /// A publish the operator authorised (its token).
+    public init(identity: String, keyType: KeyType, publicKey: [UInt8], revocation: Bool = false) {
+        self.init(identity: identity, keyType: keyType, publicKey: publicKey, revocation: revocation, authorization: .operatorToken)
+    }
+
+    /// Any authorisation, unchecked: internal, so only this module (and tests that play an operator
+    /// running modified software) can make a chained request without the rule.
+    init(identity: String, keyType: KeyType, publicKey: [UInt8], revocation: Bool = false, authorization: Authorization) {
         self.identity = identity
         self.keyType = keyType
         self.publicKey = publicKey
         self.revocation = revocation
         self.authorization = authorization
+    }
+
+    /// A rotation signed by the identity's key, checked with the rotation rule against `previous`,
+    /// the entry it names.
+    public static func chained(identity: String, keyType: KeyType, publicKey: [UInt8], revocation: Bool = false,
+                               previous: RotationRule.Previous, signature: [UInt8]) throws(RotationRule.Refusal) -> PublishRequest {
+        let candidate = KeyEntry(timestampMillis: 0, identity: identity, keyType: keyType, publicKey: publicKey, revocation: revocation,
+                                 previousIndex: previous.index, signature: signature)
+        _ = try RotationRule.authorise(candidate, previous: previous)
+        return PublishRequest(identity: identity, keyType: keyType, publicKey: publicKey, revocation: revocation,
+                              authorization: .chained(previousIndex: previous.index, signature: signature))
     }
 }
 

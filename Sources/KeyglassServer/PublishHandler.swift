@@ -84,8 +84,7 @@ extension KeyglassAPI {
         guard let key = Base64.decode(body.public_key) else { throw APIError.badRequest("public_key is not canonical base64") }
         do { try keyType.validate(key) } catch { throw APIError.badRequest(error.description) }
         let revocation = body.revocation ?? false
-        let auth = try authorize(authorization, body: body, identity: identity, keyType: keyType, key: key, revocation: revocation)
-        return PublishRequest(identity: identity, keyType: keyType, publicKey: key, revocation: revocation, authorization: auth)
+        return try authorize(authorization, body: body, identity: identity, keyType: keyType, key: key, revocation: revocation)
     }
 
     static func apiError(_ e: PublishError) -> APIError {
@@ -150,7 +149,7 @@ extension KeyglassAPI {
     /// A bearer token, if presented, must be valid. A signature, if present, must be the identity's
     /// current key's over the rotation message; it makes the entry chained. Neither: 401.
     private func authorize(_ authorization: String?, body: PublishBody, identity: String, keyType: KeyType, key: [UInt8],
-                           revocation: Bool) throws -> PublishRequest.Authorization {
+                           revocation: Bool) throws -> PublishRequest {
         var tokenOK = false
         if let header = authorization {
             guard header.hasPrefix("Bearer ") else { throw APIError(.unauthorized, "unauthorized", "Authorization must be a Bearer token") }
@@ -164,7 +163,7 @@ extension KeyglassAPI {
                 throw e
             }
             guard body.previous_index == nil else { throw APIError.badRequest("previous_index is only for signed (chained) publishes") }
-            return .operatorToken
+            return PublishRequest(identity: identity, keyType: keyType, publicKey: key, revocation: revocation)
         }
         guard let signature = Base64.decode(sigText), signature.count == Ed25519.signatureLength else {
             throw APIError.badRequest("signature must be base64 of a 64-byte Ed25519 signature")
@@ -179,12 +178,12 @@ extension KeyglassAPI {
         guard let prior = try? KeyEntry.parse(stored.data) else {
             throw APIError(.forbidden, "forbidden", "entry \(previous) is not a valid key entry under this log's current rules and cannot authorise a rotation; publish with the operator token")
         }
-        // The one rotation rule every reader applies too (`RotationRule`). Whether `previous` is
-        // still the identity's newest entry is settled by the sequencer, in order, when it writes.
-        let candidate = KeyEntry(timestampMillis: 0, identity: identity, keyType: keyType, publicKey: key, revocation: revocation,
-                                 previousIndex: previous, signature: signature)
+        // The one rotation rule every reader applies too (`RotationRule`), applied by the only way
+        // to make a chained request. Whether `previous` is still the identity's newest entry is
+        // settled by the sequencer, in order, when it writes.
         do {
-            _ = try RotationRule.authorise(candidate, previous: RotationRule.Previous(index: previous, entry: prior))
+            return try PublishRequest.chained(identity: identity, keyType: keyType, publicKey: key, revocation: revocation,
+                                              previous: RotationRule.Previous(index: previous, entry: prior), signature: signature)
         } catch {
             switch error {
             case .previousOfAnotherIdentity: throw APIError(.forbidden, "forbidden", "entry \(previous) belongs to another identity")
@@ -194,6 +193,5 @@ extension KeyglassAPI {
             default: throw APIError(.forbidden, "forbidden", "entry \(error)")
             }
         }
-        return .chained(previousIndex: previous, signature: signature)
     }
 }

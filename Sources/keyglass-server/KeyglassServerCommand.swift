@@ -208,7 +208,7 @@ struct BulkLoad: AsyncParsableCommand {
                 for i in 0..<n {
                     let id = "bulk-\(base + UInt64(done + i))@example.test"
                     group.addTask {
-                        _ = try await sequencer.submit(PublishRequest(identity: id, keyType: .x25519, publicKey: Ed25519.randomBytes(32), authorization: .operatorToken))
+                        _ = try await sequencer.submit(PublishRequest(identity: id, keyType: .x25519, publicKey: Ed25519.randomBytes(32)))
                     }
                 }
                 try await group.waitForAll()

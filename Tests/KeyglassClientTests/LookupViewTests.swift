@@ -1,7 +1,7 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
-import KeyglassLog
+@testable import KeyglassLog
 import KeyglassTestSupport
 import XCTest
 
@@ -180,7 +180,8 @@ final class LookupViewTests: XCTestCase {
     }
 
     /// An operator running modified software logs a "chained" entry whose signature is 64 random
-    /// bytes. The lookup refuses it; the auditor alerts for a watched identity and notes it for others.
+    /// bytes (past the rule that `PublishRequest.chained` applies: the test reaches the unchecked
+    /// initialiser, as modified software would). The lookup refuses it; the auditor alerts for a watched identity and notes it for others.
     func testForgedRotationSignatureIsRefusedByEveryReader() async throws {
         let log = try await TestLog()
         defer { log.remove() }

@@ -86,10 +86,13 @@ final class StorageFaultTests: XCTestCase {
     func testFullQueueAnswers503WithRetryAfter() async throws {
         let log = try await TestLog()
         defer { log.remove() }
+        // The writer waits 2 s for a batch to fill once two publishes are queued, holding them: every
+        // publish arriving meanwhile finds the queue (cap 2) full, however slowly a loaded machine
+        // sends them. (With a short wait the cap was hit only when requests happened to bunch up.)
         var options = Sequencer.Options()
         options.maxQueue = 2
-        options.maxBatch = 1
-        options.batchDelay = .milliseconds(50)
+        options.maxBatch = 64
+        options.batchDelay = .seconds(2)
         try await log.withServer(options: options) { server in
             let answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
                 for i in 0..<30 {

@@ -20,7 +20,7 @@ final class UpperTreeCacheTests: XCTestCase {
                 for i in 0..<(37 * (round + 1)) {
                     g.addTask {
                         _ = try await sequencer.submit(PublishRequest(identity: "c\(round)-\(i)", keyType: .x25519,
-                                                                      publicKey: Ed25519.randomBytes(32), authorization: .operatorToken))
+                                                                      publicKey: Ed25519.randomBytes(32)))
                     }
                 }
                 try await g.waitForAll()

@@ -21,7 +21,7 @@ final class WALBoundTests: XCTestCase {
                 for i in 0..<500 {
                     g.addTask {
                         _ = try await sequencer.submit(PublishRequest(identity: "wal-\(batch)-\(i)", keyType: .x25519,
-                                                                      publicKey: Ed25519.randomBytes(32), authorization: .operatorToken))
+                                                                      publicKey: Ed25519.randomBytes(32)))
                     }
                 }
                 try await g.waitForAll()
