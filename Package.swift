@@ -42,7 +42,7 @@ let package = Package(
 
         // The HTTP API on Hummingbird 2.
         .target(name: "KeyglassServer", dependencies: [
-            "KeyglassCore", "KeyglassLog", "KeyglassClient",
+            "KeyglassCore", "KeyglassLog", "KeyglassWire", "KeyglassWitness",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -54,17 +54,30 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
 
-        // The client side: HTTP client, lookup verification, auditor, witness state.
-        .target(name: "KeyglassClient", dependencies: [
-            "KeyglassCore",
+        // The JSON bodies of the HTTP API, defined once for the server and its clients.
+        .target(name: "KeyglassWire", dependencies: ["KeyglassCore"]),
+
+        // Private and atomic file writes, key files: for the CLI, the auditor's state, the witness.
+        .target(name: "KeyglassFiles", dependencies: ["KeyglassCore"]),
+
+        // HTTP for clients that do not trust the server to answer: deadlines, size caps, the
+        // pipelined NIO client, URLSession bounded the same way.
+        .target(name: "KeyglassHTTP", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
 
-        // A c2sp.org/tlog-witness any auditor can run (`keyglass witness serve`).
+        // The client side: the log client, lookup verification, auditor.
+        .target(name: "KeyglassClient", dependencies: [
+            "KeyglassCore", "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+
+        // A c2sp.org/tlog-witness any auditor can run (`keyglass witness serve`), and the client a
+        // log uses to ask witnesses for cosignatures.
         .target(name: "KeyglassWitness", dependencies: [
-            "KeyglassCore", "KeyglassClient",
+            "KeyglassCore", "KeyglassFiles", "KeyglassHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -79,7 +92,7 @@ let package = Package(
         .executableTarget(name: "keyglass-bench", dependencies: ["KeyglassCore", "CKeyglassSQLite"], path: "Benchmarks/KeyglassBench"),
 
         .executableTarget(name: "keyglass", dependencies: [
-            "KeyglassClient", "KeyglassCore", "KeyglassWitness",
+            "KeyglassClient", "KeyglassCore", "KeyglassWitness", "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -87,6 +100,7 @@ let package = Package(
         // Starts real servers on loopback for the tests (not shipped in any product).
         .target(name: "KeyglassTestSupport", dependencies: [
             "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "KeyglassWitness", "CKeyglassSQLite",
+            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -99,9 +113,11 @@ let package = Package(
         .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore", "KeyglassTestSupport"]),
         .testTarget(name: "KeyglassServerTests", dependencies: [
             "KeyglassTestSupport", "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "CKeyglassCrashVFS",
+            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
             "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore", "KeyglassWitness",
+            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassCore
+import KeyglassWire
 
 /// Checks the log's answers against its key. Nothing the log says is believed until its
 /// checkpoint signature and every inclusion proof verify; a failure here is evidence, not noise.

@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassCore
+import KeyglassFiles
 
 /// What the auditor remembers between runs, in DIR/state.json (replaced atomically). Memory and
 /// state stay bounded whatever the log's size: the tree is kept as its compact range (≤ 64 hashes).

@@ -1,5 +1,7 @@
 import Foundation
 import KeyglassCore
+import KeyglassFiles
+import KeyglassHTTP
 import NIOCore
 
 /// `keyglass audit`: trusts nothing the log says, only signatures and hashes.

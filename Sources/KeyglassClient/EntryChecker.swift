@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassCore
+import KeyglassHTTP
 
 /// What can be checked of one entry without the entries before it. Computed for a whole bundle at
 /// a time, in parallel with the sequential checks (`EntryChecker.check`).

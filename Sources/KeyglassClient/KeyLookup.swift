@@ -1,5 +1,8 @@
 import Foundation
 import KeyglassCore
+import KeyglassFiles
+import KeyglassHTTP
+import KeyglassWire
 
 /// `keyglass lookup`: an identity's keys, shown only once the answer is proved to come from the
 /// same history auditors check.

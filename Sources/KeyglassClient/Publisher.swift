@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassCore
+import KeyglassWire
 
 /// `keyglass publish`: publish a key, then verify the checkpoint and inclusion proof the log returns
 /// before reporting success.
@@ -25,7 +26,7 @@ public struct Publisher: Sendable {
                         token: String?, signingSeed: [UInt8]?) async throws -> (SignedCheckpoint, VerifiedEntry) {
         let identity = try Identity.normalize(rawIdentity)
         try keyType.validate(publicKey)
-        var body = PublishRequestBody(identity: identity, key_type: keyType.rawValue, public_key: Base64.encode(publicKey),
+        var body = PublishBody(identity: identity, key_type: keyType.rawValue, public_key: Base64.encode(publicKey),
                                       revocation: revocation ? true : nil)
         if let seed = signingSeed {
             guard let signer = Ed25519.keyPair(seed: seed) else { throw PublishFailure.notCurrentKey("bad signing key") }

@@ -1,5 +1,7 @@
 import Foundation
 import KeyglassCore
+import KeyglassFiles
+import KeyglassHTTP
 
 /// Checkpoints of one log seen by someone else (another auditor, a lookup, a witness, a mirror),
 /// and the check that ours and theirs can both be true. Two validly signed checkpoints that the

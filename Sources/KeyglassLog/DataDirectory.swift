@@ -49,6 +49,9 @@ public struct DataDirectory: Sendable {
         try (signer.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
         let store = try LogStore(path: database, readers: 1)
         _ = try await Sequencer.initialise(store: store, signer: signer)
+        // Closed here, not whenever the last reference goes: a server (or a copy of the directory)
+        // that comes next must find the database whole, with no connection of ours still open.
+        store.close()
         return signer.verifierKey
     }
 

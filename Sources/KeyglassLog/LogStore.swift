@@ -83,6 +83,14 @@ public final class LogStore: Sendable {
     }
 
     /// Pages the database file uses now (for quotas and tests).
+    /// Closes every connection, the writer's after the work queued on it. When it returns the
+    /// database is whole on disk (the WAL checkpointed into it), so it can be copied; the store is
+    /// unusable afterwards. Call it once nothing reads or writes any more.
+    public func close() {
+        writer.close()
+        readers.close()
+    }
+
     public func pageCount() async throws -> Int {
         try await writer.run { db in
             let s = try db.statement("PRAGMA page_count")

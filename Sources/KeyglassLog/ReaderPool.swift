@@ -8,13 +8,14 @@ import Foundation
 /// writer without waiting for it.
 ///
 /// `@unchecked Sendable` is safe because a connection is only ever used by the one thread that
-/// took it out of `idle` under the lock, until it puts it back; `idle` itself is only touched
-/// under the lock.
+/// took it out of `idle` under the lock, until it puts it back; `idle` and `closed` are only
+/// touched under the lock.
 final class ReaderPool: @unchecked Sendable {
     private let path: String
     private let lock = NSLock()
     private var idle: [SQLiteConnection] = []
     private let maxIdle: Int
+    private var closed = false
 
     private let vfs: String?
 
@@ -32,11 +33,28 @@ final class ReaderPool: @unchecked Sendable {
         return c
     }
 
+    /// Closes the idle reader connections and every one handed back afterwards: for when the
+    /// log is closed, so no connection outlives it (and the database is whole on disk, WAL
+    /// checkpointed, the moment `LogStore.close` returns).
+    func close() {
+        let conns = lock.withLock { () -> [SQLiteConnection] in
+            closed = true
+            defer { idle.removeAll() }
+            return idle
+        }
+        for c in conns { c.close() }
+    }
+
     func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         let conn = try lock.withLock { idle.popLast() } ?? Self.open(path, vfs: vfs)
         defer {
             conn.releaseStatements()
-            lock.withLock { if idle.count < maxIdle { idle.append(conn) } }
+            let keep = lock.withLock { () -> Bool in
+                guard !closed, idle.count < maxIdle else { return false }
+                idle.append(conn)
+                return true
+            }
+            if !keep { conn.close() }
         }
         return try body(conn)
     }

@@ -40,9 +40,16 @@ final class SQLiteConnection {
         sqlite3_busy_timeout(db, 5000)
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Finalises every statement and closes the connection (the last one to close a WAL database
+    /// checkpoints it and removes the WAL). Idempotent; the connection is unusable afterwards.
+    func close() {
+        inUse.removeAll()
         for (_, s) in cache { sqlite3_finalize(s) }
-        sqlite3_close_v2(db)
+        cache.removeAll()
+        if db != nil { sqlite3_close_v2(db) }
+        db = nil
     }
 
     /// Resets every statement used since the last call, ending their implicit read transactions.

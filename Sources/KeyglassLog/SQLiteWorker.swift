@@ -25,6 +25,11 @@ final class SQLiteWorker: @unchecked Sendable {
         }
     }
 
+    /// Closes the connection once the work queued before has run; returns when it is closed.
+    func close() {
+        queue.sync { connection.close() }
+    }
+
     func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { cont in
             queue.async {

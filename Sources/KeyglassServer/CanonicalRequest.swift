@@ -1,5 +1,5 @@
-import Hummingbird
 import HTTPTypes
+import Hummingbird
 
 /// One spelling per resource. Hummingbird's router skips empty path segments, so `/v1/keys/`,
 /// `//v1/keys` and `/v1//keys` all reached the publish route while a limit that compared the path

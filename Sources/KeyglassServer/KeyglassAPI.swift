@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import KeyglassCore
 import KeyglassLog
+import KeyglassWire
 import Logging
 
 /// Limits and secrets of one server.
@@ -93,12 +94,12 @@ public struct KeyglassAPI: Sendable {
     }
 
     func health() throws -> ReadAnswer {
-        try .json(HealthResponse(status: "ok", tree_size: sequencer.latestCheckpoint.size))
+        try .json(HealthAnswer(status: "ok", tree_size: sequencer.latestCheckpoint.size))
     }
 
     func logInfo() throws -> ReadAnswer {
         let cp = sequencer.latestCheckpoint
-        return try .json(LogInfoResponse(origin: sequencer.origin, verifier_key: sequencer.verifierKey.description,
+        return try .json(LogInfo(origin: sequencer.origin, verifier_key: sequencer.verifierKey.description,
                                          tree_size: cp.size, root_hash: cp.root.base64, checkpoint: cp.note))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KeyglassWire
 
 /// Reads the common shape of a publish body without JSONDecoder: one flat object whose values are
 /// plain ASCII strings without escapes, unsigned integers or booleans, each known key at most once.

@@ -2,46 +2,8 @@ import Foundation
 import Hummingbird
 import KeyglassCore
 import KeyglassLog
+import KeyglassWire
 import Synchronization
-
-/// POST /v1/keys body. Decoded in one pass that also refuses unknown fields, so a typo such as
-/// "signatur" is an error instead of an unsigned publish.
-struct PublishBody: Decodable, Equatable {
-    let identity: String
-    let key_type: String
-    let public_key: String
-    let signature: String?
-    let previous_index: UInt64?
-    let revocation: Bool?
-
-    struct AnyKey: CodingKey {
-        let stringValue: String
-        init?(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-    }
-
-    struct UnknownFields: Error { let names: [String] }
-
-    static let fields: Set<String> = ["identity", "key_type", "public_key", "signature", "previous_index", "revocation"]
-
-}
-
-// In an extension, so the struct keeps its memberwise initialiser (used by PublishBodyScanner).
-extension PublishBody {
-    init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let unknown = c.allKeys.map(\.stringValue).filter { !Self.fields.contains($0) }
-        guard unknown.isEmpty else { throw UnknownFields(names: unknown.sorted()) }
-        func key(_ s: String) -> AnyKey { AnyKey(stringValue: s)! }
-        identity = try c.decode(String.self, forKey: key("identity"))
-        key_type = try c.decode(String.self, forKey: key("key_type"))
-        public_key = try c.decode(String.self, forKey: key("public_key"))
-        signature = try c.decodeIfPresent(String.self, forKey: key("signature"))
-        previous_index = try c.decodeIfPresent(UInt64.self, forKey: key("previous_index"))
-        revocation = try c.decodeIfPresent(Bool.self, forKey: key("revocation"))
-    }
-}
 
 /// The newest checkpoint note as a JSON string literal: every publish of a batch answers with the
 /// same note, so it is escaped once per batch rather than once per publish.

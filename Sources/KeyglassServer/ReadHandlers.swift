@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import KeyglassCore
 import KeyglassLog
+import KeyglassWire
 
 /// The body of a successful read answer. Read answers are computed synchronously, so the same code
 /// serves both the router and the event-loop fast path (`FastPathHandler`).
@@ -61,7 +62,7 @@ extension KeyglassAPI {
         try requireCheckpointSize(to, name: "to")
         try requireCheckpointSize(from, name: "from")
         let proof = try store.consistencyProof(from: from, to: to)
-        return try .json(ConsistencyResponse(from: from, to: to, proof: proof.map(\.base64)))
+        return try .json(ConsistencyAnswer(from: from, to: to, proof: proof.map(\.base64)))
     }
 
     func entries(_ request: Request) async throws -> Response {
@@ -73,7 +74,7 @@ extension KeyglassAPI {
         guard end <= size else { throw APIError.badRequest("end \(end) is beyond the log's size \(size)") }
         let pageEnd = min(end, start + options.maxPageSize)
         let stored = try store.entries(start: start, end: pageEnd)
-        return try .json(EntriesResponse(start: start, end: pageEnd, entries: stored.map { EntryJSON($0) }))
+        return try .json(EntriesAnswer(start: start, end: pageEnd, entries: stored.map { EntryAnswer($0) }))
     }
 
     /// GET /v1/keys/<identity>: the identity's history, each entry with an inclusion proof against
@@ -91,13 +92,13 @@ extension KeyglassAPI {
         let limit = options.maxKeysPerIdentity
         let stored = try store.entries(identity: identity, below: min(cp.size, before ?? .max), limit: limit)
         guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)" + (before.map { " before entry \($0)" } ?? "")) }
-        var out: [EntryJSON] = []
+        var out: [EntryAnswer] = []
         for s in stored {
-            out.append(EntryJSON(s, proof: try store.inclusionProof(index: s.index, size: cp.size)))
+            out.append(EntryAnswer(s, proof: try store.inclusionProof(index: s.index, size: cp.size)))
         }
         // The oldest entry returned names an earlier one: the history goes on before this page.
         let truncated = (try? KeyEntry.parse(stored[0].data).previousIndex) != nil
-        return try .json(KeysResponse(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out, truncated: truncated))
+        return try .json(KeysAnswer(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out, truncated: truncated))
     }
 
     /// The checkpoint a lookup is answered against: the newest (with the witnesses' cosignatures when

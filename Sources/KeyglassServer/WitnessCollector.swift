@@ -1,7 +1,7 @@
 import Foundation
-import KeyglassClient
 import KeyglassCore
 import KeyglassLog
+import KeyglassWitness
 import Logging
 import ServiceLifecycle
 import Synchronization

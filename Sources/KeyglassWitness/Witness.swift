@@ -1,6 +1,6 @@
 import Foundation
-import KeyglassClient
 import KeyglassCore
+import KeyglassFiles
 
 /// A c2sp.org/tlog-witness: cosigns a log's checkpoint only if it is signed by the log's key and
 /// provably extends the last checkpoint it cosigned for that log. It therefore never cosigns two

@@ -4,6 +4,7 @@ import KeyglassClient
 import KeyglassCore
 #if canImport(Glibc)
 import Glibc
+import KeyglassFiles
 #endif
 
 struct Audit: AsyncParsableCommand {

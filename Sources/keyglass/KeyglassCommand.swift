@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassFiles
+import KeyglassHTTP
 
 @main
 struct KeyglassCommand: AsyncParsableCommand {

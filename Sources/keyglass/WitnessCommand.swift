@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import KeyglassClient
 import KeyglassCore
+import KeyglassFiles
 import KeyglassWitness
 import Logging
 

@@ -1,6 +1,7 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassFiles
 import KeyglassTestSupport
 import XCTest
 

@@ -1,7 +1,9 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassFiles
 import KeyglassTestSupport
+import KeyglassWire
 import XCTest
 
 /// A flag the publishers poll.
@@ -63,7 +65,7 @@ final class CrashSafetyTests: XCTestCase {
                     while !stop.isSet {
                         n += 1
                         let identity = "crash-\(round)-\(worker)-\(n)"
-                        let body = PublishRequestBody(identity: identity, key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
+                        let body = PublishBody(identity: identity, key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
                         guard let answer = try? await client.publish(body, token: token) else { continue }
                         await acks.add(answer, identity: identity)
                     }

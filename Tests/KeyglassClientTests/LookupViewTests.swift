@@ -1,6 +1,7 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassFiles
 @testable import KeyglassLog
 import KeyglassTestSupport
 import XCTest

@@ -1,7 +1,9 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassHTTP
 import KeyglassTestSupport
+import KeyglassWitness
 import XCTest
 
 final class WitnessTests: XCTestCase {

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 @testable import KeyglassCore
+import XCTest
 
 /// The entry codec against Spec/entry-vectors.json (made by an independent Python encoder).
 final class EntryTests: XCTestCase {

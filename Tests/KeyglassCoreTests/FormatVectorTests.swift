@@ -1,5 +1,5 @@
-import XCTest
 @testable import KeyglassCore
+import XCTest
 
 /// Checkpoint bodies (transparency-dev/formats, sumdb/tlog) and tile paths (tessera, C2SP).
 final class FormatVectorTests: XCTestCase {

@@ -1,5 +1,5 @@
-import XCTest
 @testable import KeyglassCore
+import XCTest
 
 /// transparency-dev/merkle: hasher vectors, the reference tree, and every inclusion and consistency
 /// probe, including each one that must fail.

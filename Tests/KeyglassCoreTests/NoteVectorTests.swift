@@ -1,5 +1,5 @@
-import XCTest
 @testable import KeyglassCore
+import XCTest
 
 /// golang.org/x/mod/sumdb/note and c2sp.org/signed-note vectors, byte for byte.
 final class NoteVectorTests: XCTestCase {

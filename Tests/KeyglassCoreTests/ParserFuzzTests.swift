@@ -1,6 +1,6 @@
+@testable import KeyglassCore
 import KeyglassTestSupport
 import XCTest
-@testable import KeyglassCore
 
 /// Mutation fuzzing of every parser an attacker can reach: thousands of corrupted inputs each.
 /// No input may crash a parser, and any input a parser accepts must be canonical: serialising

@@ -1,5 +1,5 @@
-import XCTest
 @testable import KeyglassCore
+import XCTest
 
 /// Proofs built from stored node hashes (as the server builds them) verify for random sizes up to a
 /// few thousand, and flipping any single bit of any proof hash makes them fail.

@@ -1,5 +1,5 @@
-import XCTest
 @testable import KeyglassCore
+import XCTest
 
 /// The rotation rule, case by case: the server, the auditor and `lookup` all apply this one function.
 final class RotationRuleTests: XCTestCase {

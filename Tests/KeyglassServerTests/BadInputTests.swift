@@ -1,7 +1,9 @@
 import Foundation
 import KeyglassClient
-import KeyglassTestSupport
 import KeyglassCore
+import KeyglassHTTP
+import KeyglassTestSupport
+import KeyglassWire
 import XCTest
 
 /// Every malformed request gets a 4xx JSON error that says what is wrong, and nothing is written.
@@ -167,9 +169,9 @@ final class BadInputTests: XCTestCase {
             let first = Ed25519.generate()
             let a0 = try await log.publish(server, identity: "dana", key: first.publicKey)
             let second = Ed25519.generate()
-            func signed(_ key: [UInt8], previous: UInt64, by seed: [UInt8]) -> PublishRequestBody {
+            func signed(_ key: [UInt8], previous: UInt64, by seed: [UInt8]) -> PublishBody {
                 let msg = KeyEntry.rotationMessage(identity: "dana", keyType: .ed25519, publicKey: key, revocation: false, previousIndex: previous)
-                return PublishRequestBody(identity: "dana", key_type: "ed25519", public_key: Base64.encode(key),
+                return PublishBody(identity: "dana", key_type: "ed25519", public_key: Base64.encode(key),
                                           signature: Base64.encode(Ed25519.sign(message: msg, seed: seed)), previous_index: previous)
             }
             let a1 = try await server.client.publish(signed(second.publicKey, previous: a0.index, by: first.seed), token: nil)

@@ -1,7 +1,9 @@
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassHTTP
 import KeyglassTestSupport
+import KeyglassWire
 import XCTest
 
 /// The event-loop fast path (`FastPathHandler`) must be invisible: the same bytes as the router,

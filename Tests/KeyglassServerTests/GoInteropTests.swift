@@ -1,7 +1,7 @@
 import Foundation
 import KeyglassClient
-import KeyglassTestSupport
 import KeyglassCore
+import KeyglassTestSupport
 import XCTest
 
 /// Go's golang.org/x/mod/sumdb/note and sumdb/tlog verify our checkpoints and proofs without

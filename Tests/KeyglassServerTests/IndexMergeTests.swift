@@ -3,6 +3,7 @@ import KeyglassClient
 import KeyglassCore
 import KeyglassLog
 import KeyglassTestSupport
+import KeyglassWire
 import XCTest
 
 /// The lookup indexes are merged into SQLite behind the sequencer (`PendingIndex`): lookups must

@@ -1,8 +1,9 @@
 import Foundation
 import KeyglassClient
-import KeyglassTestSupport
 import KeyglassCore
 import KeyglassLog
+import KeyglassTestSupport
+import KeyglassWire
 import XCTest
 
 final class PublishAndProofTests: XCTestCase {

@@ -1,7 +1,8 @@
 import Foundation
-import KeyglassTestSupport
-import XCTest
 @testable import KeyglassServer
+import KeyglassTestSupport
+import KeyglassWire
+import XCTest
 
 /// The publish-body scanner may only ever accept what JSONDecoder accepts, with the same values.
 final class PublishBodyScannerTests: XCTestCase {

@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassClient
+import KeyglassHTTP
 
 /// Runs the built executables (`keyglass`, `keyglass-server`) as a user would.
 public enum Binaries {

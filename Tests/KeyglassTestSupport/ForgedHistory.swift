@@ -2,6 +2,7 @@ import CKeyglassSQLite
 import Foundation
 import KeyglassClient
 import KeyglassCore
+import KeyglassHTTP
 @testable import KeyglassLog
 
 extension TestLog {

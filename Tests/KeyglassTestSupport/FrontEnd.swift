@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import KeyglassClient
+import KeyglassHTTP
 import Logging
 import NIOCore
 import ServiceLifecycle

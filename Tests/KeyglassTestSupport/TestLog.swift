@@ -1,13 +1,15 @@
+import CKeyglassSQLite
 import Foundation
 import Hummingbird
 import KeyglassClient
 import KeyglassCore
+import KeyglassHTTP
 import KeyglassLog
 import KeyglassServer
+import KeyglassWire
 import KeyglassWitness
 import Logging
 import ServiceLifecycle
-import CKeyglassSQLite
 
 /// A real log for tests: a fresh data directory (real SQLite file, real signing key) and a real
 /// HTTP server on a loopback port chosen by the kernel.
@@ -70,6 +72,9 @@ public struct RunningServer: Sendable {
     public func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
+        // Every service has stopped: close the database now rather than whenever the last
+        // reference goes, so a test that copies or reopens the directory next finds it whole.
+        store.close()
     }
 }
 
@@ -94,7 +99,7 @@ extension TestLog {
     @discardableResult
     public func publish(_ server: RunningServer, identity: String, keyType: KeyType = .ed25519, key: [UInt8]? = nil) async throws -> PublishAnswer {
         let k = key ?? Ed25519.generate().publicKey
-        return try await server.client.publish(PublishRequestBody(identity: identity, key_type: keyType.rawValue, public_key: Base64.encode(k)), token: token)
+        return try await server.client.publish(PublishBody(identity: identity, key_type: keyType.rawValue, public_key: Base64.encode(k)), token: token)
     }
 }
 

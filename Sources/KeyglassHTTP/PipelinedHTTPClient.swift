@@ -17,7 +17,7 @@ import Synchronization
 /// switches, mostly — than parsing and hashing the bundle's entries; with it the audit ran at
 /// ~650k entries/s, and perf showed the HTTP client as its largest cost. This client answers each
 /// request on NIO's event loop with one write and no thread hop. Only for `http://`; other schemes
-/// keep using `LogClient` (URLSession).
+/// go through `HTTPRequester` (URLSession, bounded the same way).
 public final class PipelinedHTTPClient: Sendable {
     private let host: String
     private let port: Int

@@ -1,5 +1,6 @@
 import Foundation
 import KeyglassCore
+import KeyglassHTTP
 
 /// Talks to a c2sp.org/tlog-witness and classifies its answer by status, as the spec defines them.
 public struct WitnessClient: Sendable {
@@ -18,11 +19,17 @@ public struct WitnessClient: Sendable {
         case failed(Int, String)
     }
 
-    public let client: LogClient
-    public init(url: URL) { client = LogClient(base: url, timeout: 10) }
+    let requester: HTTPRequester
+
+    /// A witness at `url`; each request must be answered completely within 10 s.
+    public init(url: URL) {
+        var limits = HTTPLimits()
+        limits.requestTimeout = .seconds(10)
+        requester = HTTPRequester(base: url, limits: limits)
+    }
 
     public func addCheckpoint(_ request: AddCheckpointRequest) async throws -> Outcome {
-        let (status, data) = try await client.raw("POST", "/add-checkpoint", body: Data(request.body.utf8))
+        let (status, _, data) = try await requester.send("POST", "/add-checkpoint", body: Data(request.body.utf8))
         let text = String(decoding: data, as: UTF8.self)
         switch status {
         case 200:
