@@ -2,10 +2,12 @@
 /// leaves, largest (leftmost) first, one per set bit of `size`. At most 64 hashes, whatever the size:
 /// this is how the sequencer appends and how the auditor re-derives a tree in bounded memory.
 public struct CompactRange: Sendable, Equatable {
+    /// Number of leaves the range covers.
     public private(set) var size: UInt64
     /// Subtree roots, leftmost first; `hashes[i]` covers 2^(level of the i-th set bit, from the top) leaves.
     public private(set) var hashes: [Hash]
 
+    /// The empty tree's range: size 0, no hashes, root `Merkle.emptyRoot`.
     public init() {
         size = 0
         hashes = []
@@ -66,13 +68,17 @@ public struct CompactRange: Sendable, Equatable {
 
 /// A perfect subtree: 2^level leaves starting at leaf index × 2^level.
 public struct NodeID: Hashable, Sendable, CustomStringConvertible {
+    /// Height above the leaves: 0 is one leaf; a node at level L covers 2^L leaves.
     public var level: UInt8
+    /// 0-based position among the nodes of its level, from the left.
     public var index: UInt64
 
+    /// The node covering leaves index × 2^level up to (index + 1) × 2^level, exclusive.
     public init(level: UInt8, index: UInt64) {
         self.level = level
         self.index = index
     }
 
+    /// `(level,index)`, for logs and test failures.
     public var description: String { "(\(level),\(index))" }
 }

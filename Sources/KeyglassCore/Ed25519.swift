@@ -3,17 +3,22 @@ import CKeyglassSodium
 /// Ed25519 from libsodium. Nothing here implements a primitive; it only sizes buffers and checks
 /// return codes.
 public enum Ed25519 {
+    /// Bytes in a public key (RFC 8032 §5.1.5).
     public static let publicKeyLength = 32
+    /// Bytes in a seed: the RFC 8032 private key, from which libsodium derives its 64-byte secret key.
     public static let seedLength = 32
+    /// Bytes in a signature, R ‖ S (RFC 8032 §5.1.6).
     public static let signatureLength = 64
 
     /// sodium_init must run before any other libsodium call; it is idempotent and thread-safe,
     /// and a global `let` runs it exactly once.
     static let ready: Bool = sodium_init() >= 0
 
+    /// A seed and the public key derived from it.
     public struct KeyPair: Sendable {
         /// The 32-byte seed: the private key. Never printed or logged.
         public let seed: [UInt8]
+        /// The 32-byte public key derived from `seed`.
         public let publicKey: [UInt8]
     }
 
@@ -25,6 +30,7 @@ public enum Ed25519 {
         return keyPair(seed: seed)!
     }
 
+    /// Derives the key pair of a seed; nil unless the seed is exactly 32 bytes.
     public static func keyPair(seed: [UInt8]) -> KeyPair? {
         precondition(ready, "libsodium failed to initialise")
         guard seed.count == seedLength else { return nil }
@@ -35,6 +41,8 @@ public enum Ed25519 {
         return KeyPair(seed: seed, publicKey: pk)
     }
 
+    /// The 64-byte RFC 8032 signature of `message` by the key of `seed`. The secret key is derived for
+    /// the call and wiped after it. A seed of the wrong length is a programming error and traps.
     public static func sign(message: [UInt8], seed: [UInt8]) -> [UInt8] {
         precondition(ready, "libsodium failed to initialise")
         precondition(seed.count == seedLength)
@@ -47,6 +55,8 @@ public enum Ed25519 {
         return sig
     }
 
+    /// True if `signature` is valid for `message` under `publicKey`. Wrong lengths are false, not a trap:
+    /// these come from the network. libsodium refuses non-canonical signatures and small-order keys.
     public static func verify(signature: [UInt8], message: [UInt8], publicKey: [UInt8]) -> Bool {
         precondition(ready, "libsodium failed to initialise")
         guard signature.count == signatureLength, publicKey.count == publicKeyLength else { return false }
@@ -58,6 +68,7 @@ public enum Ed25519 {
         key.withUnsafeBytes { isValidPublicKey($0) }
     }
 
+    /// The same check on bytes in place, so the entry parser need not copy the key.
     public static func isValidPublicKey(_ key: UnsafeRawBufferPointer) -> Bool {
         precondition(ready, "libsodium failed to initialise")
         guard key.count == publicKeyLength else { return false }

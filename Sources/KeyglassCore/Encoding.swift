@@ -3,44 +3,13 @@ import Foundation
 /// Standard base64 (RFC 4648 §4, with padding), strict: a value decodes only if re-encoding it gives
 /// back the same text, so no two spellings of one value are ever accepted.
 public enum Base64 {
+    /// The padded base64 of `bytes`.
     public static func encode<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         Data(bytes).base64EncodedString()
     }
 
-    /// Appends the encoding of `bytes` to `out`, without a String in between (the hot JSON answers
-    /// encode dozens of hashes each). Table-driven: only for public data, never for secrets.
-    /// Tested against Foundation's encoder.
-    public static func append(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i + 3 <= bytes.count {
-            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out.append(alphabet[Int(v >> 18)])
-            out.append(alphabet[Int(v >> 12 & 63)])
-            out.append(alphabet[Int(v >> 6 & 63)])
-            out.append(alphabet[Int(v & 63)])
-            i += 3
-        }
-        switch bytes.count - i {
-        case 1:
-            let v = UInt32(bytes[i]) << 16
-            out.append(alphabet[Int(v >> 18)])
-            out.append(alphabet[Int(v >> 12 & 63)])
-            out.append(UInt8(ascii: "="))
-            out.append(UInt8(ascii: "="))
-        case 2:
-            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-            out.append(alphabet[Int(v >> 18)])
-            out.append(alphabet[Int(v >> 12 & 63)])
-            out.append(alphabet[Int(v >> 6 & 63)])
-            out.append(UInt8(ascii: "="))
-        default:
-            break
-        }
-    }
-
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
+    /// The bytes of `text`, or nil for anything `encode` would not write: missing padding, whitespace,
+    /// the URL alphabet, non-zero padding bits.
     public static func decode(_ text: String) -> [UInt8]? {
         guard let data = Data(base64Encoded: text) else { return nil }
         // Rejects non-zero padding bits and any other non-canonical spelling.
@@ -53,6 +22,7 @@ public enum Base64 {
 public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
+    /// Two lower-case hex digits per byte.
     public static func encode<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         var out = [UInt8]()
         for b in bytes {

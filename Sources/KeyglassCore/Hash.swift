@@ -7,6 +7,7 @@ import CKeyglassOpenSSL
 public struct Hash: Hashable, Sendable, CustomStringConvertible {
     private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
 
+    /// A SHA-256 digest's length: 32 bytes.
     public static let byteCount = 32
 
     /// The all-zero value, used only as a placeholder before assignment.
@@ -22,37 +23,41 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
         self = h
     }
 
+    /// Takes exactly 32 bytes; anything else is nil.
     public init?(bytes: [UInt8]) {
         guard let h = bytes.withUnsafeBytes({ Hash(bytes: $0) }) else { return nil }
         self = h
     }
 
+    /// Takes exactly 32 bytes; anything else is nil.
     public init?(bytes: ArraySlice<UInt8>) {
         guard let h = bytes.withUnsafeBytes({ Hash(bytes: $0) }) else { return nil }
         self = h
     }
 
+    /// The 32 digest bytes, copied into an array.
     public var bytes: [UInt8] { Swift.withUnsafeBytes(of: self) { Array($0) } }
 
+    /// Calls `body` with the 32 digest bytes in place, without copying them.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try Swift.withUnsafeBytes(of: self, body)
     }
 
+    /// 64 lower-case hex digits, as test vectors and logs print hashes.
     public var hex: String { Hex.encode(bytes) }
+    /// 44 characters of padded base64, as checkpoints, proofs and the JSON API write hashes.
     public var base64: String { Base64.encode(bytes) }
 
-    /// Appends the 44-character base64 form to `out` (see `Base64.append`).
-    public func appendBase64(to out: inout [UInt8]) {
-        withUnsafeBytes { Base64.append($0, to: &out) }
-    }
-
+    /// The hex form.
     public var description: String { hex }
 
+    /// Parses 64 hex digits of either case; nil for any other length or character.
     public init?(hex: String) {
         guard let b = Hex.decode(hex) else { return nil }
         self.init(bytes: b)
     }
 
+    /// Parses the strict base64 (`Base64.decode`) of exactly 32 bytes; nil otherwise.
     public init?(base64: String) {
         guard let b = Base64.decode(base64) else { return nil }
         self.init(bytes: b)
@@ -69,6 +74,7 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
         return out
     }
 
+    /// SHA-256 of arbitrary bytes.
     public static func sha256(_ data: [UInt8]) -> Hash {
         data.withUnsafeBytes { sha256($0) }
     }
@@ -77,8 +83,9 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
     static func sha256(prefix: UInt8, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Hash {
         var out = Hash()
         Swift.withUnsafeMutableBytes(of: &out) { o in
-            keyglass_sha256_prefixed(prefix, a.baseAddress, a.count, b.baseAddress, b.count,
-                                     o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            keyglass_sha256_prefixed(
+                prefix, a.baseAddress, a.count, b.baseAddress, b.count,
+                o.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         return out
     }

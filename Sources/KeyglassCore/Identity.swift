@@ -5,21 +5,28 @@ import Foundation
 /// and nothing invisible, so a name cannot be copied with a character nobody sees added. The profile,
 /// and why case is not folded and confusables are not refused, is in Spec/entry.md.
 public enum Identity {
+    /// Longest identity in UTF-8 bytes: the entry stores its length in one byte (Spec/entry.md).
     public static let maxBytes = 255
 
+    /// Which rule of the identity profile (Spec/entry.md) an identity breaks.
     public enum IdentityError: Error, Equatable, CustomStringConvertible {
+        /// No characters at all.
         case empty
+        /// Longer than `maxBytes`; carries the UTF-8 length.
         case tooLong(Int)
+        /// A space, control, invisible or blank-looking character; carries its scalar value.
         case forbiddenCharacter(UInt32)
+        /// Not in NFC (only `validate` throws this; `normalize` normalises first).
         case notNormalized
         /// "." or "..": a lookup's URL path could not name it (`/v1/keys/..` is not a canonical path).
         case dotSegment
 
+        /// One line for logs and error answers.
         public var description: String {
             switch self {
             case .empty: return "identity is empty"
-            case let .tooLong(n): return "identity is \(n) bytes; at most \(Identity.maxBytes)"
-            case let .forbiddenCharacter(c): return "identity contains a forbidden character U+\(String(c, radix: 16, uppercase: true))"
+            case .tooLong(let n): return "identity is \(n) bytes; at most \(Identity.maxBytes)"
+            case .forbiddenCharacter(let c): return "identity contains a forbidden character U+\(String(c, radix: 16, uppercase: true))"
             case .notNormalized: return "identity is not in Unicode NFC"
             case .dotSegment: return "identity may not be \".\" or \"..\" (no URL path can name it)"
             }
@@ -49,7 +56,7 @@ public enum Identity {
             // make two identities look alike; none belongs in a name.
             switch s.properties.generalCategory {
             case .control, .format, .lineSeparator, .paragraphSeparator, .spaceSeparator,
-                 .surrogate, .privateUse, .unassigned:
+                .surrogate, .privateUse, .unassigned:
                 throw .forbiddenCharacter(s.value)
             default: break
             }

@@ -2,14 +2,22 @@
 /// Spec/entry.md; `encode` and `parse` are its only implementation, and `parse` accepts exactly the
 /// bytes `encode` would produce.
 public struct KeyEntry: Sendable, Equatable {
+    /// The first byte of every entry. Any change to the format, a new key type included, is a new version.
     public static let version: UInt8 = 1
     /// Entry bundles prefix each entry with a uint16 length (c2sp.org/tlog-tiles).
     public static let maxEncodedSize = 65535
+    /// Largest public key accepted, in bytes (Spec/entry.md). The largest v1 key, an uncompressed
+    /// P-256 point, is 65.
     public static let maxKeyBytes = 1024
+    /// Longest key type name accepted, in bytes (Spec/entry.md).
     public static let maxKeyTypeBytes = 16
 
+    /// The flags byte (Spec/entry.md). Any other bit set is refused by `parse`, so a flag added later is
+    /// never silently ignored.
     public struct Flags: OptionSet, Sendable, Hashable {
+        /// The byte as encoded.
         public let rawValue: UInt8
+        /// Any byte; `parse`, not this initialiser, refuses unknown bits.
         public init(rawValue: UInt8) { self.rawValue = rawValue }
         /// The entry withdraws this key for the identity.
         public static let revocation = Flags(rawValue: 1 << 0)
@@ -24,18 +32,26 @@ public struct KeyEntry: Sendable, Equatable {
     public var timestampMillis: UInt64
     /// NFC-normalised identity.
     public var identity: String
+    /// How `publicKey` is encoded and checked.
     public var keyType: KeyType
+    /// The key in its type's encoding: 32 raw bytes for Ed25519 and X25519, a SEC1 point for P-256.
     public var publicKey: [UInt8]
+    /// True if the entry withdraws `publicKey` for the identity from this index on, instead of publishing it.
     public var revocation: Bool
     /// Index of this identity's previous entry in the log, if any.
     public var previousIndex: UInt64?
     /// Ed25519 signature by the previous entry's key over `rotationMessage`, if self-authorised.
     public var signature: [UInt8]?
 
+    /// True when the owner's previous key authorised the entry (it carries `signature`), false when the
+    /// provider's operator did or when it is the identity's first.
     public var isChained: Bool { signature != nil }
 
-    public init(timestampMillis: UInt64, identity: String, keyType: KeyType, publicKey: [UInt8],
-                revocation: Bool = false, previousIndex: UInt64? = nil, signature: [UInt8]? = nil) {
+    /// An entry from its fields. Nothing is checked here: `validate` and `encode` do it.
+    public init(
+        timestampMillis: UInt64, identity: String, keyType: KeyType, publicKey: [UInt8],
+        revocation: Bool = false, previousIndex: UInt64? = nil, signature: [UInt8]? = nil
+    ) {
         self.timestampMillis = timestampMillis
         self.identity = identity
         self.keyType = keyType
@@ -45,16 +61,18 @@ public struct KeyEntry: Sendable, Equatable {
         self.signature = signature
     }
 
+    /// Why an entry is not canonical: its layout, its identity or its key.
     public enum EntryError: Error, Equatable, CustomStringConvertible {
         case malformed(String)
         case identity(Identity.IdentityError)
         case key(KeyType.KeyError)
 
+        /// One line for logs and error answers.
         public var description: String {
             switch self {
-            case let .malformed(why): return "malformed entry: \(why)"
-            case let .identity(e): return e.description
-            case let .key(e): return e.description
+            case .malformed(let why): return "malformed entry: \(why)"
+            case .identity(let e): return e.description
+            case .key(let e): return e.description
             }
         }
     }
@@ -78,6 +96,8 @@ public struct KeyEntry: Sendable, Equatable {
         }
     }
 
+    /// The canonical bytes (Spec/entry.md). Throws what `validate` throws, so no entry is encoded that
+    /// `parse` would refuse.
     public func encode() throws(EntryError) -> [UInt8] {
         try validate()
         var out: [UInt8] = [KeyEntry.version]
@@ -107,15 +127,23 @@ public struct KeyEntry: Sendable, Equatable {
     /// `KeyEntry.parse` makes (it is the one implementation of them) without copying a field, so
     /// an auditor can check millions of entries without allocating for each.
     public struct View {
+        /// Milliseconds since the Unix epoch, set by the log.
         public let timestampMillis: UInt64
         /// Byte ranges of the buffer that was parsed.
         public let identity: Range<Int>
+        /// The key's type, from the closed set.
         public let keyType: KeyType
+        /// The key's bytes, already checked for its type.
         public let publicKey: Range<Int>
+        /// True if the entry withdraws its key.
         public let revocation: Bool
+        /// The log index of the identity's previous entry, if the entry names one.
         public let previousIndex: UInt64?
+        /// The 64-byte rotation signature, if the entry is chained.
         public let signature: Range<Int>?
 
+        /// Checks `b` is a canonical entry and says where its fields are. Refuses what `KeyEntry.parse`
+        /// refuses; the result is valid only with the same buffer.
         public static func parse(_ b: UnsafeRawBufferPointer) throws(EntryError) -> View {
             guard b.count <= maxEncodedSize else { throw .malformed("entry longer than 65535 bytes") }
             var r = ByteReader(b)
@@ -154,8 +182,9 @@ public struct KeyEntry: Sendable, Equatable {
             }
             guard r.atEnd else { throw .malformed("trailing bytes") }
             do { try keyType.validate(UnsafeRawBufferPointer(rebasing: b[key])) } catch { throw .key(error) }
-            return View(timestampMillis: ts, identity: identity, keyType: keyType, publicKey: key,
-                        revocation: flags.contains(.revocation), previousIndex: previous, signature: signature)
+            return View(
+                timestampMillis: ts, identity: identity, keyType: keyType, publicKey: key,
+                revocation: flags.contains(.revocation), previousIndex: previous, signature: signature)
         }
 
         /// The identity as text (the bytes are valid UTF-8: `parse` checked them).
@@ -165,9 +194,10 @@ public struct KeyEntry: Sendable, Equatable {
 
         /// The entry itself, copied out of the buffer `parse` read.
         public func entry(in b: UnsafeRawBufferPointer) -> KeyEntry {
-            KeyEntry(timestampMillis: timestampMillis, identity: identity(in: b), keyType: keyType,
-                     publicKey: Array(UnsafeRawBufferPointer(rebasing: b[publicKey])), revocation: revocation,
-                     previousIndex: previousIndex, signature: signature.map { Array(UnsafeRawBufferPointer(rebasing: b[$0])) })
+            KeyEntry(
+                timestampMillis: timestampMillis, identity: identity(in: b), keyType: keyType,
+                publicKey: Array(UnsafeRawBufferPointer(rebasing: b[publicKey])), revocation: revocation,
+                previousIndex: previousIndex, signature: signature.map { Array(UnsafeRawBufferPointer(rebasing: b[$0])) })
         }
     }
 
@@ -184,6 +214,7 @@ public struct KeyEntry: Sendable, Equatable {
         return m
     }
 
+    /// The message the previous key signs for this entry; nil for a first entry (nothing to sign for).
     public var rotationMessage: [UInt8]? {
         guard let p = previousIndex else { return nil }
         return KeyEntry.rotationMessage(identity: identity, keyType: keyType, publicKey: publicKey, revocation: revocation, previousIndex: p)
@@ -235,12 +266,15 @@ extension Array where Element == UInt8 {
 
 /// Entry bundles (c2sp.org/tlog-tiles): each entry prefixed by its uint16 big-endian length.
 public enum EntryBundle {
+    /// Concatenates length-prefixed entries. Traps on an entry over 65,535 bytes, which `KeyEntry.encode`
+    /// never produces.
     public static func encode(_ entries: [[UInt8]]) -> [UInt8] {
         var out: [UInt8] = []
         for e in entries { out.appendField16(e) }
         return out
     }
 
+    /// The entries of a bundle, copied out; nil if it is truncated (a length or an entry runs past the end).
     public static func decode(_ bundle: [UInt8]) -> [[UInt8]]? {
         bundle.withUnsafeBytes { b in ranges(b).map { $0.map { Array(b[$0]) } } }
     }

@@ -3,22 +3,30 @@ import CKeyglassOpenSSL
 /// The public-key types a v1 entry may carry. A closed set: a new type is a new entry version, so an
 /// old auditor never silently accepts a key it cannot check.
 public enum KeyType: String, Sendable, CaseIterable {
+    /// 32 bytes (RFC 8032); the only type that can sign a rotation.
     case ed25519
+    /// 32 bytes (RFC 7748), for key agreement.
     case x25519
+    /// A SEC1 point on NIST P-256, compressed (33 bytes) or not (65).
     case p256
 
+    /// Why a key type or a key was refused.
     public enum KeyError: Error, Equatable, CustomStringConvertible {
+        /// A type name outside the closed set; carries the name.
         case unknownType(String)
+        /// A key of a known type that fails its check; carries the reason.
         case invalidKey(KeyType, String)
 
+        /// One line for logs and error answers.
         public var description: String {
             switch self {
-            case let .unknownType(t): return "unknown key type \"\(t)\" (known: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")))"
-            case let .invalidKey(t, why): return "invalid \(t.rawValue) key: \(why)"
+            case .unknownType(let t): return "unknown key type \"\(t)\" (known: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")))"
+            case .invalidKey(let t, let why): return "invalid \(t.rawValue) key: \(why)"
             }
         }
     }
 
+    /// The type with this exact name (lower case, as entries spell it).
     public static func parse(_ name: String) throws(KeyError) -> KeyType {
         guard let t = KeyType(rawValue: name) else { throw .unknownType(name) }
         return t
@@ -28,11 +36,15 @@ public enum KeyType: String, Sendable, CaseIterable {
     /// all zero, the one value every implementation refuses); an on-curve SEC1 point for P-256.
     public func validate(_ key: [UInt8]) throws(KeyError) {
         let result: Result<Void, KeyError> = key.withUnsafeBytes { b in
-            do throws(KeyError) { try validate(b); return .success(()) } catch { return .failure(error) }
+            do throws(KeyError) {
+                try validate(b)
+                return .success(())
+            } catch { return .failure(error) }
         }
         try result.get()
     }
 
+    /// The same checks on bytes in place, so the entry parser need not copy the key.
     public func validate(_ key: UnsafeRawBufferPointer) throws(KeyError) {
         switch self {
         case .ed25519:
@@ -46,7 +58,9 @@ public enum KeyType: String, Sendable, CaseIterable {
             case (33, 0x02), (33, 0x03), (65, 0x04): break
             default: throw .invalidKey(self, "must be a SEC1 point: 33 bytes starting 02/03 or 65 bytes starting 04")
             }
-            guard keyglass_p256_point_is_valid(key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count) == 1 else { throw .invalidKey(self, "point is not on the curve") }
+            guard keyglass_p256_point_is_valid(key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count) == 1 else {
+                throw .invalidKey(self, "point is not on the curve")
+            }
         }
     }
 

@@ -8,6 +8,7 @@ public enum Merkle {
         Hash.sha256(prefix: 0x00, entry, UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
+    /// MTH({d}) = SHA-256(0x00 ‖ d), for an entry held in an array.
     public static func leafHash(_ entry: [UInt8]) -> Hash {
         entry.withUnsafeBytes { leafHash($0) }
     }

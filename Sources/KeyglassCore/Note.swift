@@ -1,45 +1,54 @@
 /// Signed notes (c2sp.org/signed-note): a UTF-8 text ending in a newline, a blank line, then one
 /// or more lines `— name base64(keyID ‖ signature)`.
 public struct NoteSignature: Sendable, Equatable {
+    /// The signing key's name, as in its verifier key; no spaces or '+'.
     public let name: String
+    /// The key's 4-byte ID (`noteKeyID`); with `name`, it picks which known key checks the signature.
     public let keyID: UInt32
     /// The signature bytes after the 4-byte key ID.
     public let signature: [UInt8]
 
+    /// A signature line's parts; nothing is checked (`SignedNote.parse` checks lines it reads).
     public init(name: String, keyID: UInt32, signature: [UInt8]) {
         self.name = name
         self.keyID = keyID
         self.signature = signature
     }
 
+    /// The signature line as sent: `— name base64(keyID ‖ signature)` and a newline.
     public var line: String {
         let id: [UInt8] = [UInt8(keyID >> 24), UInt8(keyID >> 16 & 0xff), UInt8(keyID >> 8 & 0xff), UInt8(keyID & 0xff)]
         return "— \(name) \(Base64.encode(id + signature))\n"
     }
 }
 
+/// Why a note was refused: its form, a bad signature by a known key, or no known key at all.
 public enum NoteError: Error, Equatable, CustomStringConvertible {
     case malformed(String)
     case invalidSignature(name: String, keyID: UInt32)
     case noVerifiableSignature
 
+    /// One line for logs and error answers.
     public var description: String {
         switch self {
-        case let .malformed(why): return "malformed note: \(why)"
-        case let .invalidSignature(name, id): return "invalid signature for key \(name)+\(hex8(id))"
+        case .malformed(let why): return "malformed note: \(why)"
+        case .invalidSignature(let name, let id): return "invalid signature for key \(name)+\(hex8(id))"
         case .noVerifiableSignature: return "note has no verifiable signatures"
         }
     }
 }
 
+/// A c2sp.org/signed-note: the text and its signature lines, verified or not.
 public struct SignedNote: Sendable, Equatable {
     /// The signed text, ending in "\n".
     public let text: String
+    /// Signature lines in the order they appear, known keys and unknown ones alike.
     public let signatures: [NoteSignature]
 
     /// Go's sumdb/note refuses more than this many signature lines; so do we.
     public static let maxSignatures = 100
 
+    /// A note from its parts; nothing is checked (`open` does that).
     public init(text: String, signatures: [NoteSignature]) {
         self.text = text
         self.signatures = signatures
@@ -84,6 +93,7 @@ public struct SignedNote: Sendable, Equatable {
 
     /// The result of opening a note against a set of known keys.
     public struct Opened: Sendable {
+        /// The whole note, every signature line included.
         public let note: SignedNote
         /// Signatures by known keys that verified, one per key.
         public let verified: [(key: NoteVerifierKey, signature: NoteSignature)]
@@ -93,7 +103,8 @@ public struct SignedNote: Sendable, Equatable {
         /// For cosignature/v1 signatures: the timestamp each verified witness attested to.
         public func cosignatureTime(of key: NoteVerifierKey) -> UInt64? {
             guard key.type == .cosignatureV1,
-                  let s = verified.first(where: { $0.key == key })?.signature.signature else { return nil }
+                let s = verified.first(where: { $0.key == key })?.signature.signature
+            else { return nil }
             return Cosignature.timestamp(of: s)
         }
     }
@@ -125,8 +136,9 @@ public struct SignedNote: Sendable, Equatable {
             return Ed25519.verify(signature: signature, message: Array(text.utf8), publicKey: key.publicKey)
         case .cosignatureV1:
             guard signature.count == 8 + Ed25519.signatureLength, let time = Cosignature.timestamp(of: signature) else { return false }
-            return Ed25519.verify(signature: Array(signature[8...]), message: Cosignature.message(time: time, checkpointText: text),
-                                  publicKey: key.publicKey)
+            return Ed25519.verify(
+                signature: Array(signature[8...]), message: Cosignature.message(time: time, checkpointText: text),
+                publicKey: key.publicKey)
         }
     }
 
@@ -150,6 +162,7 @@ public struct SignedNote: Sendable, Equatable {
 /// c2sp.org/tlog-cosignature: a witness signs "cosignature/v1\ntime T\n" followed by the checkpoint
 /// text; the signature blob after the key ID is an 8-byte big-endian T and the 64-byte signature.
 public enum Cosignature {
+    /// What a witness signs: `cosignature/v1`, `time T` (seconds since the Unix epoch), then the checkpoint text.
     public static func message(time: UInt64, checkpointText: String) -> [UInt8] {
         Array("cosignature/v1\ntime \(time)\n".utf8) + Array(checkpointText.utf8)
     }

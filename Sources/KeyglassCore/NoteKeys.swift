@@ -7,11 +7,15 @@ public enum SignatureType: UInt8, Sendable {
     case cosignatureV1 = 0x04
 }
 
+/// Why a verifier key, private key or key name was refused.
 public enum NoteKeyError: Error, Equatable, CustomStringConvertible {
     case malformed(String)
 
+    /// One line for logs and error answers.
     public var description: String {
-        switch self { case let .malformed(why): return "malformed key: \(why)" }
+        switch self {
+        case .malformed(let why): return "malformed key: \(why)"
+        }
     }
 }
 
@@ -43,11 +47,17 @@ func hex8(_ v: UInt32) -> String {
 
 /// A verifier key: who signed, and the public key to check it with.
 public struct NoteVerifierKey: Sendable, Equatable, CustomStringConvertible {
+    /// The key's name; notes signed with it use the same name (for a log key, the log's origin).
     public let name: String
+    /// What the key signs: note text (Ed25519) or cosignature/v1 messages.
     public let type: SignatureType
+    /// The 32-byte Ed25519 public key.
     public let publicKey: [UInt8]
+    /// The 4-byte key ID that signature lines carry (`noteKeyID`).
     public var keyID: UInt32 { noteKeyID(name: name, type: type, publicKey: publicKey) }
 
+    /// A key from its parts. Refuses an invalid name (empty, or with whitespace, a control character or
+    /// '+') and a key that is not 32 bytes.
     public init(name: String, type: SignatureType = .ed25519, publicKey: [UInt8]) throws(NoteKeyError) {
         guard isValidKeyName(name) else { throw .malformed("invalid key name") }
         guard publicKey.count == Ed25519.publicKeyLength else { throw .malformed("public key must be 32 bytes") }
@@ -72,6 +82,7 @@ public struct NoteVerifierKey: Sendable, Equatable, CustomStringConvertible {
         guard keyID == hash else { throw .malformed("key hash does not match the key") }
     }
 
+    /// The verifier key text, `name+hex8+base64(type ‖ key)`, which `init(_:)` reads back.
     public var description: String {
         "\(name)+\(hex8(keyID))+\(Base64.encode([type.rawValue] + publicKey))"
     }
@@ -79,10 +90,13 @@ public struct NoteVerifierKey: Sendable, Equatable, CustomStringConvertible {
 
 /// A note signer holding an Ed25519 seed. `description` never shows the seed.
 public struct NoteSigner: Sendable, CustomStringConvertible {
+    /// The key's name, used in the signature lines it writes.
     public let name: String
     private let seed: [UInt8]
+    /// The matching Ed25519 verifier key, to publish.
     public let verifierKey: NoteVerifierKey
 
+    /// A signer from a 32-byte seed. Refuses another length and an invalid name.
     public init(name: String, seed: [UInt8]) throws(NoteKeyError) {
         guard let pair = Ed25519.keyPair(seed: seed) else { throw .malformed("seed must be 32 bytes") }
         self.name = name
@@ -104,6 +118,7 @@ public struct NoteSigner: Sendable, CustomStringConvertible {
         guard verifierKey.keyID == hash else { throw .malformed("key hash does not match the key") }
     }
 
+    /// A signer with a fresh random seed. Refuses an invalid name.
     public static func generate(name: String) throws(NoteKeyError) -> NoteSigner {
         try NoteSigner(name: name, seed: Ed25519.generate().seed)
     }
@@ -113,8 +128,10 @@ public struct NoteSigner: Sendable, CustomStringConvertible {
         "PRIVATE+KEY+\(name)+\(hex8(verifierKey.keyID))+\(Base64.encode([SignatureType.ed25519.rawValue] + seed))"
     }
 
+    /// The 64-byte Ed25519 signature of `message`.
     public func sign(_ message: [UInt8]) -> [UInt8] { Ed25519.sign(message: message, seed: seed) }
 
+    /// Names the verifier key only, so a signer can be logged.
     public var description: String { "NoteSigner(\(verifierKey))" }
 }
 

@@ -7,14 +7,18 @@ public enum ProofPlan {
     /// One proof element: MTH of a leaf range, as the perfect subtrees that make it up (leftmost first).
     public typealias Element = [NodeID]
 
+    /// A proof asked for that no tree has: a leaf past the end, or sizes out of order.
     public enum PlanError: Error, Equatable, CustomStringConvertible {
+        /// The leaf `index` is not below `size`.
         case indexOutOfRange(index: UInt64, size: UInt64)
+        /// `from` is larger than `to`.
         case badSizes(from: UInt64, to: UInt64)
 
+        /// One line for logs and error answers.
         public var description: String {
             switch self {
-            case let .indexOutOfRange(i, n): return "index \(i) is not below tree size \(n)"
-            case let .badSizes(m, n): return "cannot prove consistency from size \(m) to size \(n)"
+            case .indexOutOfRange(let i, let n): return "index \(i) is not below tree size \(n)"
+            case .badSizes(let m, let n): return "cannot prove consistency from size \(m) to size \(n)"
             }
         }
     }
@@ -100,13 +104,20 @@ public enum ProofPlan {
     }
 }
 
+/// Why a proof did not verify. Any of these means the proof, or the log that served it, is wrong.
 public enum ProofError: Error, Equatable, CustomStringConvertible {
+    /// The leaf index is not below the tree size.
     case indexOutOfRange
+    /// Too many or too few hashes for the sizes given.
     case wrongProofLength
+    /// The hashes lead to another root: the leaf is not in this tree, or the trees differ.
     case rootMismatch
+    /// The first tree is larger than the second.
     case badSizes
+    /// A consistency proof from size 0: RFC 9162 defines none (any tree extends the empty one).
     case emptyTreeConsistency
 
+    /// One line for logs and error answers.
     public var description: String {
         switch self {
         case .indexOutOfRange: return "leaf index is not below the tree size"
@@ -148,7 +159,10 @@ public enum ProofVerifier {
                 // not full there. Climb (without hashing) until the node is a right child, which is
                 // the level where `p`, its left sibling subtree, joined it.
                 if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
+                    while fn & 1 == 0 && fn != 0 {
+                        fn >>= 1
+                        sn >>= 1
+                    }
                 }
             } else {
                 r = Merkle.nodeHash(r, p)
@@ -183,7 +197,10 @@ public enum ProofVerifier {
         // hash (the largest perfect subtree the two trees share on the right edge).
         var fn = size1 - 1
         var sn = size2 - 1
-        while fn & 1 == 1 { fn >>= 1; sn >>= 1 }
+        while fn & 1 == 1 {
+            fn >>= 1
+            sn >>= 1
+        }
         // Two roots are rebuilt at once from the same path: `fr`, the old tree's, and `sr`, the new
         // tree's. Both start from the shared subtree.
         var fr = path[0]
@@ -196,7 +213,10 @@ public enum ProofVerifier {
                 sr = Merkle.nodeHash(c, sr)
                 // As in inclusion: a rightmost left child climbs until it is a right child.
                 if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
+                    while fn & 1 == 0 && fn != 0 {
+                        fn >>= 1
+                        sn >>= 1
+                    }
                 }
             } else {
                 // `c` is a right sibling: only in the new tree.

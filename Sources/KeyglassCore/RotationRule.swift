@@ -14,12 +14,18 @@ public enum RotationRule {
     /// knows. A caller that holds only the entry a chained one names (not the whole history) passes
     /// that entry; whether it is really the newest is then beyond what the caller can check.
     public struct Previous: Sendable, Equatable {
+        /// 0-based position of the previous entry in the log.
         public let index: UInt64
+        /// The identity the previous entry belongs to.
         public let identity: String
+        /// Its key's type; only Ed25519 can sign a rotation.
         public let keyType: KeyType
+        /// Its key, which must have made a chained entry's signature.
         public let publicKey: [UInt8]
+        /// True if that entry revoked its key, which then signs nothing.
         public let revoked: Bool
 
+        /// From the fields a caller keeps (an index row, say) without the whole entry.
         public init(index: UInt64, identity: String, keyType: KeyType, publicKey: [UInt8], revoked: Bool) {
             self.index = index
             self.identity = identity
@@ -28,17 +34,23 @@ public enum RotationRule {
             self.revoked = revoked
         }
 
+        /// From the entry at `index`.
         public init(index: UInt64, entry: KeyEntry) {
             self.init(index: index, identity: entry.identity, keyType: entry.keyType, publicKey: entry.publicKey, revoked: entry.revocation)
         }
     }
 
+    /// Who allowed an entry the rule accepts.
     public enum Authorisation: String, Sendable, Equatable {
+        /// The identity's first entry.
         case first
+        /// The provider, with its operator token; the owner's key did not sign.
         case `operator`
+        /// The owner, with the key of the identity's previous entry.
         case chained
     }
 
+    /// Why the rule refuses an entry. Indexes are 0-based log positions.
     public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         /// The entry claims to be the identity's first, but the identity has entry `existing`.
         case notFirst(existing: UInt64)
@@ -57,16 +69,17 @@ public enum RotationRule {
         /// The signature does not verify under the previous entry's key.
         case badSignature(previous: UInt64)
 
+        /// Completes a sentence about the entry: "entry 7 for alice@example.com names previous entry 3, …".
         public var description: String {
             switch self {
-            case let .notFirst(e): return "claims to be the identity's first entry, but entry \(e) came before"
-            case let .noPreviousEntry(p): return "names previous entry \(p), but the identity has no earlier entry"
-            case let .previousNotNewest(p, n): return "names previous entry \(p), but the identity's newest entry is \(n)"
-            case let .previousOfAnotherIdentity(p, owner): return "names previous entry \(p), which belongs to \(owner)"
-            case let .previousNotBefore(p): return "names previous entry \(p), which is not before it"
-            case let .signerCannotSign(i, t): return "is signed by the key of entry \(i), a \(t.rawValue) key, which cannot sign"
-            case let .signerRevoked(i): return "is signed by the key of entry \(i), which was revoked"
-            case let .badSignature(p): return "carries a signature that does not verify under the key of entry \(p)"
+            case .notFirst(let e): return "claims to be the identity's first entry, but entry \(e) came before"
+            case .noPreviousEntry(let p): return "names previous entry \(p), but the identity has no earlier entry"
+            case .previousNotNewest(let p, let n): return "names previous entry \(p), but the identity's newest entry is \(n)"
+            case .previousOfAnotherIdentity(let p, let owner): return "names previous entry \(p), which belongs to \(owner)"
+            case .previousNotBefore(let p): return "names previous entry \(p), which is not before it"
+            case .signerCannotSign(let i, let t): return "is signed by the key of entry \(i), a \(t.rawValue) key, which cannot sign"
+            case .signerRevoked(let i): return "is signed by the key of entry \(i), which was revoked"
+            case .badSignature(let p): return "carries a signature that does not verify under the key of entry \(p)"
             }
         }
     }
@@ -85,7 +98,8 @@ public enum RotationRule {
         guard previous.keyType.canSignRotation else { throw .signerCannotSign(index: named, previous.keyType) }
         guard !previous.revoked else { throw .signerRevoked(index: named) }
         guard let message = entry.rotationMessage,
-              Ed25519.verify(signature: signature, message: message, publicKey: previous.publicKey) else {
+            Ed25519.verify(signature: signature, message: message, publicKey: previous.publicKey)
+        else {
             throw .badSignature(previous: named)
         }
         return .chained

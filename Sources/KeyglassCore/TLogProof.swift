@@ -7,14 +7,19 @@
 ///     <blank line>
 ///     <signed checkpoint note>
 public struct TLogProof: Sendable, Equatable {
+    /// The first line: the format's name and version.
     public static let header = "c2sp.org/tlog-proof@v1"
 
+    /// Opaque bytes for the application; Keyglass puts the encoded entry here.
     public var extra: [UInt8]?
+    /// 0-based position of the entry in the log.
     public var index: UInt64
+    /// The inclusion proof of the entry at `index` in the checkpoint's tree (RFC 9162 §2.1.3).
     public var proof: [Hash]
     /// The signed checkpoint note the proof is against.
     public var checkpoint: String
 
+    /// A proof from its parts; nothing is verified.
     public init(extra: [UInt8]?, index: UInt64, proof: [Hash], checkpoint: String) {
         self.extra = extra
         self.index = index
@@ -22,6 +27,7 @@ public struct TLogProof: Sendable, Equatable {
         self.checkpoint = checkpoint
     }
 
+    /// The file's text: header, optional `extra`, `index`, proof hashes, blank line, checkpoint.
     public var serialized: String {
         var s = TLogProof.header + "\n"
         if let e = extra { s += "extra \(Base64.encode(e))\n" }
@@ -30,13 +36,21 @@ public struct TLogProof: Sendable, Equatable {
         return s + "\n" + checkpoint
     }
 
+    /// Why a proof file was refused.
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case malformed(String)
+        /// One line for logs and error answers.
         public var description: String {
-            switch self { case let .malformed(m): return "malformed tlog-proof: \(m)" }
+            switch self {
+            case .malformed(let m): return "malformed tlog-proof: \(m)"
+            }
         }
     }
 
+    /// Parses a proof file. Refuses a missing header or blank line, a non-canonical index, an `extra`
+    /// that is not strict base64, a proof line that is not base64 of 32 bytes, and more than 64 proof
+    /// hashes (no 64-bit tree needs more).
+    /// The checkpoint and the proof are returned unverified.
     public static func parse(_ text: String) throws(ParseError) -> TLogProof {
         guard let blank = text.range(of: "\n\n") else { throw .malformed("no blank line before the checkpoint") }
         let head = text[..<blank.lowerBound]

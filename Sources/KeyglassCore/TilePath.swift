@@ -8,6 +8,7 @@ public enum TileLayout {
     /// The deepest tile level a 64-bit log can need.
     public static let maxLevel = 63
 
+    /// The index `N` in three-digit groups, all but the last prefixed with "x": 1234067 → `x001/x234/067`.
     public static func encodeIndex(_ n: UInt64) -> String {
         var groups: [String] = []
         var v = n
@@ -26,10 +27,12 @@ public enum TileLayout {
         return partial > 0 && partial < width ? "\(base).p/\(partial)" : base
     }
 
+    /// `tile/<L>/<N>[.p/<W>]`: hash tile `index` at tile level `level`.
     public static func tilePath(level: UInt8, index: UInt64, partial: UInt64 = 0) -> String {
         "tile/\(level)/\(indexWithSuffix(index, partial: partial))"
     }
 
+    /// `tile/entries/<N>[.p/<W>]`: entry bundle `index` (entries 256·N onwards).
     public static func entriesPath(index: UInt64, partial: UInt64 = 0) -> String {
         "tile/entries/\(indexWithSuffix(index, partial: partial))"
     }
@@ -46,17 +49,24 @@ public enum TileLayout {
         return count >= start + width ? 0 : count - start
     }
 
+    /// Why a tile path was refused (the server answers 400).
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case malformed(String)
+        /// One line for logs and error answers.
         public var description: String {
-            switch self { case let .malformed(why): return "malformed tile path: \(why)" }
+            switch self {
+            case .malformed(let why): return "malformed tile path: \(why)"
+            }
         }
     }
 
     /// A parsed tile coordinate: `level` nil for an entry bundle; `partial` 0 for a full tile.
     public struct Coordinate: Equatable, Sendable {
+        /// Tile level, 0 to 63; nil for an entry bundle.
         public var level: UInt8?
+        /// 0-based position of the tile in its level.
         public var index: UInt64
+        /// Width of a partial tile, 1 to 255; 0 for a full one.
         public var partial: UInt64
     }
 
@@ -67,7 +77,9 @@ public enum TileLayout {
         let c = try parseGroups(level: levelText, index: indexText)
         // The grammar below allows leading `x000` groups; writing the index back and comparing is
         // the simplest exact test of canonical form.
-        guard indexWithSuffix(c.index, partial: c.partial) == indexText else { throw .malformed("index is not in canonical form (no leading x000 groups)") }
+        guard indexWithSuffix(c.index, partial: c.partial) == indexText else {
+            throw .malformed("index is not in canonical form (no leading x000 groups)")
+        }
         return c
     }
 

@@ -1,9 +1,12 @@
 import Foundation
 import KeyglassCore
+@testable import KeyglassServer
 import KeyglassTestSupport
 import XCTest
 
-final class EncodingTests: XCTestCase {
+/// The server's base64 writers (`Base64.append`, `Hash.appendBase64`, in Base64Append.swift) agree
+/// with Foundation's encoder.
+final class Base64AppendTests: XCTestCase {
     /// The hash-to-base64 writer used for proofs agrees with Foundation's encoder.
     func testHashBase64MatchesFoundation() throws {
         var rng = SplitMix64(state: 42)
