@@ -8,9 +8,13 @@ root = pathlib.Path(__file__).resolve().parent.parent
 spec = yaml.safe_load((root / "Spec/openapi.yaml").read_text())
 validate(spec)
 documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-source = (root / "Sources/KeyglassServer/KeyglassAPI.swift").read_text()
+source = (root / "Sources/KeyglassServer/Routes.swift").read_text()
 missing = []
-for method, path in re.findall(r'router\.(get|post)\("([^"]+)"\)', source):
+routes = [(m, p if kind == "exact" else p + "**")
+          for m, kind, p in re.findall(r'Route\(method: \.(get|post), match: \.(exact|under)\("([^"]+)"\)', source)]
+if len(routes) < 9:
+    sys.exit(f"Spec/check_openapi.py found only {len(routes)} routes in Routes.swift: the route table's form changed")
+for method, path in routes:
     # "/tile/**" is documented as its two tile forms, "/v1/keys/**" as /v1/keys/{identity}.
     wanted = {"/tile/**": ["/tile/{level}/{index}", "/tile/entries/{index}"], "/v1/keys/**": ["/v1/keys/{identity}"]}.get(path, [path])
     missing += [f"{method.upper()} {w}" for w in wanted if (method.upper(), w) not in documented]

@@ -245,14 +245,9 @@ extension KeyglassAPI {
         guard CanonicalPath.isCanonical(path), !declaresOversizedBody(head.headerFields, maxBodyBytes: options.maxBodyBytes) else {
             return false
         }
-        switch head.method {
-        case .get:
-            return path.hasPrefix("/v1/proof/") || path.hasPrefix("/tile/") || path == "/checkpoint" || path == "/healthz" || path == "/v1/log"
-        case .post:
-            return path == "/v1/keys" && head.headerFields[.authorization] != nil
-        default:
-            return false
-        }
+        guard let route = Self.route(head.method, path), route.onEventLoop else { return false }
+        // Publishes without the operator token are rate limited by the router (`limitSignedPublish`).
+        return head.method != .post || head.headerFields[.authorization] != nil
     }
 
     /// A publish checked and ready to queue, or nil to let the router answer (including every error).
@@ -270,19 +265,8 @@ extension KeyglassAPI {
         guard let target = head.path else { return nil }
         if let reads = readLimiter, !reads.allow(client?.ipAddress ?? "unknown") { return nil }
         let uri = URI(target)
-        do {
-            switch uri.path {
-            case "/v1/proof/inclusion": return try inclusionProof(Query(uri))
-            case "/v1/proof/consistency": return try consistencyProof(Query(uri))
-            case "/checkpoint": return checkpoint()
-            case "/healthz": return try health()
-            case "/v1/log": return try logInfo()
-            case let p where p.hasPrefix("/tile/"): return try tile(path: p[...])
-            default: return nil
-            }
-        } catch {
-            return nil
-        }
+        guard let route = Self.route(.get, uri.path[...]), route.onEventLoop, case .read(let answer) = route.handler else { return nil }
+        return try? answer(self, uri)
     }
 }
 

@@ -57,18 +57,7 @@ public struct KeyglassAPI: Sendable {
         // Every GET counts, the refused ones below included.
         if let readLimiter { router.add(middleware: ReadLimitMiddleware(reads: readLimiter)) }
         router.add(middleware: CanonicalRequestMiddleware(maxBodyBytes: options.maxBodyBytes))
-        router.get("/checkpoint") { _, _ in checkpoint().response }
-        router.get("/tile/**") { request, _ in try tile(path: request.uri.path[...]).response }
-        router.post("/v1/keys") { request, context in
-            try limitSignedPublish(request, context: context)
-            return try await publish(request)
-        }
-        router.get("/v1/keys/**") { request, _ in try await keys(request) }
-        router.get("/v1/proof/inclusion") { request, _ in try inclusionProof(Query(request)).response }
-        router.get("/v1/proof/consistency") { request, _ in try consistencyProof(Query(request)).response }
-        router.get("/v1/entries") { request, _ in try await entries(request) }
-        router.get("/v1/log") { _, _ in try logInfo().response }
-        router.get("/healthz") { _, _ in try health().response }
+        register(on: router)
         return router
     }
 
