@@ -1,6 +1,8 @@
 /// The HTTP API's JSON bodies (Spec/openapi.yaml), defined once for both sides: the server encodes
-/// them (its hottest answers are written by `JSONObjectWriter` in the same shapes, and tests hold
-/// the two to the same bytes) and clients decode them. Field names are the wire's.
+/// them and clients decode them. The two hottest answers (publish, inclusion proof) are written by
+/// the server's `JSONObjectWriter` in the same shapes, for speed; every client decodes those with
+/// the types here, so a shape that drifted would fail every publish and proof test. Field names
+/// are the wire's.
 
 /// POST /v1/keys. Decoding refuses unknown fields, so a typo such as "signatur" is an error
 /// instead of an unsigned publish; encoding leaves out what is nil.
