@@ -356,23 +356,15 @@ public struct Auditor: Sendable {
         return nil
     }
 
-    /// The witness policy: at least `quorum` valid cosignatures, the newest no older than `maxAge`.
+    /// The witness policy: too few cosignatures is an error (the run cannot vouch for the view);
+    /// cosignatures older than allowed are a `freeze` alert (the view may be frozen).
     private func checkWitnesses(_ note: String, _ report: inout AuditReport, _ run: Run) throws {
-        guard options.quorum > 0 || options.maxAge != nil else { return }
-        let opened: SignedNote.Opened
-        do { opened = try SignedCheckpoint.open(note, logKey: options.logKey, witnesses: options.witnesses).1 } catch {
-            throw VerificationError.checkpoint(error.description)
-        }
-        let times = opened.verified.compactMap { opened.cosignatureTime(of: $0.key) }
-        guard times.count >= options.quorum else {
-            throw WitnessPolicyError.quorum(have: times.count, need: options.quorum)
-        }
-        if let maxAge = options.maxAge {
-            guard let newest = times.max() else { throw WitnessPolicyError.quorum(have: 0, need: 1) }
-            let now = options.now()
-            if now > newest && now - newest > maxAge {
-                run.raise([Alert(kind: .freeze, message: "the newest witness cosignature is \(now - newest) s old (allowed: \(maxAge) s): the log may be frozen for this view", evidence: [note])], &report)
-            }
+        let policy = WitnessPolicy(witnesses: options.witnesses, quorum: options.quorum, maxAge: options.maxAge)
+        switch try policy.evaluate(note, logKey: options.logKey, now: options.now()) {
+        case .met: break
+        case let .tooFew(have, need): throw WitnessPolicyError.quorum(have: have, need: need)
+        case let .stale(age, allowed):
+            run.raise([Alert(kind: .freeze, message: "the newest witness cosignature is \(age) s old (allowed: \(allowed) s): the log may be frozen for this view", evidence: [note])], &report)
         }
     }
 

@@ -128,22 +128,15 @@ public struct KeyLookup: Sendable {
                       notices: notices)
     }
 
-    /// At least `quorum` valid cosignatures, the newest no older than `maxAge`.
+    /// The witness policy, as a refusal: an answer its witnesses do not vouch for is not shown.
     private func checkWitnesses(_ note: String) throws {
-        guard options.quorum > 0 || options.maxAge != nil else { return }
-        let opened: SignedNote.Opened
-        do { opened = try SignedCheckpoint.open(note, logKey: options.logKey, witnesses: options.witnesses).1 } catch {
-            throw VerificationError.checkpoint(error.description)
-        }
-        let times = opened.verified.compactMap { opened.cosignatureTime(of: $0.key) }
-        guard times.count >= options.quorum else {
-            throw VerificationError.witnesses("the answer's checkpoint has \(times.count) valid witness cosignature(s); \(options.quorum) required")
-        }
-        if let maxAge = options.maxAge {
-            let now = options.now()
-            guard let newest = times.max(), now <= newest || now - newest <= maxAge else {
-                throw VerificationError.witnesses("the answer's newest witness cosignature is older than \(maxAge) s: the log may be showing a frozen view")
-            }
+        let policy = WitnessPolicy(witnesses: options.witnesses, quorum: options.quorum, maxAge: options.maxAge)
+        switch try policy.evaluate(note, logKey: options.logKey, now: options.now()) {
+        case .met: break
+        case let .tooFew(have, need):
+            throw VerificationError.witnesses("the answer's checkpoint has \(have) valid witness cosignature(s); \(need) required")
+        case let .stale(age, allowed):
+            throw VerificationError.witnesses("the answer's newest witness cosignature is \(age) s old (allowed: \(allowed) s): the log may be showing a frozen view")
         }
     }
 

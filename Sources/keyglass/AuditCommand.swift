@@ -46,14 +46,7 @@ struct Audit: AsyncParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "URLs that serve a checkpoint of the same log (mirrors, other auditors).")
     var gossip: [String] = []
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Witness cosignature verifier keys whose cosignatures count.")
-    var witness: [String] = []
-
-    @Option(name: .long, help: "How many valid witness cosignatures the checkpoint must carry.")
-    var quorum = 0
-
-    @Option(name: .long, help: "Freeze alert when the newest witness cosignature is older than this (e.g. 90s, 15m, 2h, 1d).")
-    var maxAge: String?
+    @OptionGroup var witnessOptions: WitnessOptions
 
     @Option(name: .long, help: "Save the audit position every N entries, so a killed run resumes there.")
     var saveEvery: UInt64 = 65536
@@ -71,14 +64,8 @@ struct Audit: AsyncParsableCommand {
             client = try logOptions.client()
             options = Auditor.Options(stateDirectory: state, logKey: try logOptions.verifierKey())
             options.saveEvery = max(1, saveEvery)
-            options.witnesses = try witness.map { try readVerifierKey($0) }
-            guard quorum <= options.witnesses.count else { throw ValidationError("--quorum \(quorum) is more than the \(options.witnesses.count) --witness keys given") }
-            options.quorum = quorum
-            if let maxAge {
-                guard let seconds = parseDuration(maxAge) else { throw ValidationError("--max-age takes a duration like 90s, 15m, 2h or 1d") }
-                guard !options.witnesses.isEmpty else { throw ValidationError("--max-age needs --witness keys") }
-                options.maxAge = seconds
-            }
+            let policy = try witnessOptions.policy()
+            (options.witnesses, options.quorum, options.maxAge) = (policy.witnesses, policy.quorum, policy.maxAge)
             guard let runSeconds = parseDuration(deadline), runSeconds > 0 else { throw ValidationError("--deadline takes a duration like 30m or 2h") }
             options.deadline = .seconds(Int64(runSeconds))
             if let watch {

@@ -49,6 +49,30 @@ struct LogOptions: ParsableArguments {
     func verifierKey() throws -> NoteVerifierKey { try readVerifierKey(vkey) }
 }
 
+/// The witness policy options `audit` and `lookup` share.
+struct WitnessOptions: ParsableArguments {
+    @Option(name: .long, help: "A witness cosignature verifier key whose cosignatures count (repeat the option for more).")
+    var witness: [String] = []
+
+    @Option(name: .long, help: "How many valid witness cosignatures the checkpoint must carry.")
+    var quorum = 0
+
+    @Option(name: .long, help: "Most age of the newest witness cosignature (e.g. 90s, 15m, 2h, 1d): older is a freeze (audit: alert; lookup: refused).")
+    var maxAge: String?
+
+    func policy() throws -> WitnessPolicy {
+        let keys = try witness.map { try readVerifierKey($0) }
+        guard quorum <= keys.count else { throw ValidationError("--quorum \(quorum) is more than the \(keys.count) --witness keys given") }
+        var seconds: UInt64?
+        if let maxAge {
+            guard let s = parseDuration(maxAge) else { throw ValidationError("--max-age takes a duration like 90s, 15m, 2h or 1d") }
+            guard !keys.isEmpty else { throw ValidationError("--max-age needs --witness keys") }
+            seconds = s
+        }
+        return WitnessPolicy(witnesses: keys, quorum: quorum, maxAge: seconds)
+    }
+}
+
 func readVerifierKey(_ value: String) throws -> NoteVerifierKey {
     var text = value
     if FileManager.default.fileExists(atPath: value) { text = try Files.readText(value) }
@@ -156,14 +180,7 @@ struct Lookup: AsyncParsableCommand {
     @Option(name: .long, help: "State directory (default: $XDG_STATE_HOME/keyglass or ~/.local/state/keyglass).")
     var state: String?
 
-    @Option(name: .long, help: "A witness cosignature verifier key whose cosignatures count (repeat the option for more).")
-    var witness: [String] = []
-
-    @Option(name: .long, help: "How many valid witness cosignatures the answer's checkpoint must carry.")
-    var quorum = 0
-
-    @Option(name: .long, help: "Refuse when the newest witness cosignature is older than this (e.g. 15m, 2h).")
-    var maxAge: String?
+    @OptionGroup var witnessOptions: WitnessOptions
 
     @Option(name: .long, help: "A checkpoint others saw: a signed note file, a tlog-proof file or a state directory, e.g. an auditor's (repeatable).")
     var compare: [String] = []
@@ -175,14 +192,8 @@ struct Lookup: AsyncParsableCommand {
         do {
             let client = try logOptions.client()
             var options = KeyLookup.Options(logKey: try logOptions.verifierKey(), stateDirectory: state ?? KeyLookup.defaultStateDirectory)
-            options.witnesses = try witness.map { try readVerifierKey($0) }
-            guard quorum <= options.witnesses.count else { throw ValidationError("--quorum \(quorum) is more than the \(options.witnesses.count) --witness keys given") }
-            options.quorum = quorum
-            if let maxAge {
-                guard let seconds = parseDuration(maxAge) else { throw ValidationError("--max-age takes a duration like 90s, 15m, 2h or 1d") }
-                guard !options.witnesses.isEmpty else { throw ValidationError("--max-age needs --witness keys") }
-                options.maxAge = seconds
-            }
+            let policy = try witnessOptions.policy()
+            (options.witnesses, options.quorum, options.maxAge) = (policy.witnesses, policy.quorum, policy.maxAge)
             options.otherViews = try compare.map { try OtherView.read($0) }
             for url in gossip { options.otherViews.append(try await gossipView(url, limits: try logOptions.limits())) }
             let result = try await KeyLookup(client: client, options: options).run(identity: identity)
