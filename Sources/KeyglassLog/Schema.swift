@@ -1,22 +1,25 @@
 import KeyglassCore
 
 /// The database layout. Every statement is idempotent so opening an existing log is the same code.
-enum Schema {
+/// Public only for its key functions, which tools that write a log's database directly (the tests'
+/// forged histories) must compute the same way.
+public enum Schema {
     /// 2: the lookup indexes are tables of their own, merged behind the sequencer (`PendingIndex`).
     static let version = "2"
 
     /// Node ids pack (level, index) into one integer key: level in the bits above 48, so the nodes of
     /// one level are contiguous and a tile is one range scan. 2^48 leaves is far beyond any log.
-    static func nodeKey(level: UInt8, index: UInt64) -> Int64 { Int64(level) << 48 | Int64(index) }
+    public static func nodeKey(level: UInt8, index: UInt64) -> Int64 { Int64(level) << 48 | Int64(index) }
     static let maxIndex: UInt64 = (1 << 48) - 1
 
     /// The first 8 bytes of a hash as a signed integer: an index key. Collisions only cost a
     /// second comparison, since every query also compares the full identity or leaf hash.
-    static func lookupKey(_ h: Hash) -> Int64 {
+    public static func lookupKey(_ h: Hash) -> Int64 {
         h.withUnsafeBytes { Int64(bitPattern: $0.loadUnaligned(as: UInt64.self)) }
     }
 
-    static func identityKey(_ identity: String) -> Int64 { lookupKey(Hash.sha256(Array(identity.utf8))) }
+    /// The identity's lookup key: `lookupKey` of the SHA-256 of its UTF-8.
+    public static func identityKey(_ identity: String) -> Int64 { lookupKey(Hash.sha256(Array(identity.utf8))) }
 
     static let statements = [
         "PRAGMA journal_mode=WAL",

@@ -3,7 +3,7 @@ import Foundation
 import KeyglassClient
 import KeyglassCore
 import KeyglassHTTP
-@testable import KeyglassLog
+import KeyglassLog
 
 extension TestLog {
     /// Replaces the log's whole history with `entries`, exactly as given, and signs a checkpoint for
