@@ -11,23 +11,23 @@ struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Audit the log (made for cron): consistency, re-derived root, injected keys, split views.",
         discussion: """
-        Each run verifies the newest checkpoint against the pinned verifier key, proves it extends the
-        last audited one, downloads every new entry and re-derives the signed root, checks watched
-        identities for keys their owners did not publish, and saves its state atomically in --state
-        (every verified checkpoint is kept there as evidence; alerts are appended to alerts.jsonl the
+        Each run verifies the newest checkpoint against the pinned verifier key, proves it extends the \
+        last audited one, downloads every new entry and re-derives the signed root, checks watched \
+        identities for keys their owners did not publish, and saves its state atomically in --state \
+        (every verified checkpoint is kept there as evidence; alerts are appended to alerts.jsonl the \
         moment they are found; the audited checkpoint is STATE/checkpoint, for others' --compare).
 
         Watch file: every key each watched identity's owner published, oldest first, one a line:
             identity key_type base64key [revoked]        (# starts a comment)
-        The last key listed is the one in use. A key not listed is injected; an earlier or revoked key
-        published again is a retired key; a revocation the file does not mark `revoked` is an alert.
+        The last key listed is the one in use. A key not listed is injected; an earlier or revoked key \
+        published again is a retired key; a revocation the file does not mark `revoked` is an alert. \
         Identities added to the file later are checked against everything audited before.
 
-        Every request has a deadline (--timeout) and a size cap, failed requests are tried again with
-        back-off, and the whole run has a deadline (--deadline): a log that stalls cannot keep a cron
+        Every request has a deadline (--timeout) and a size cap, failed requests are tried again with \
+        back-off, and the whole run has a deadline (--deadline): a log that stalls cannot keep a cron \
         job running. Alerts found before a failure still count.
 
-        Exit codes: 0 all consistent; 2 ALERT (evidence printed; wins over later errors); 3 the log
+        Exit codes: 0 all consistent; 2 ALERT (evidence printed; wins over later errors); 3 the log \
         stopped answering (position saved); 1 could not check for another reason (bad input, state).
         Example crontab line:  */10 * * * * keyglass audit --log URL --vkey KEY --state ~/.keyglass-audit --watch ~/watch.txt
         """)

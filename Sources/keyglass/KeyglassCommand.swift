@@ -11,11 +11,11 @@ struct KeyglassCommand: AsyncParsableCommand {
         commandName: "keyglass",
         abstract: "Publish keys to a Keyglass log, look them up with proofs, and audit the log.",
         discussion: """
-        Nothing the log says is trusted: every answer is checked against the log's verifier key
+        Nothing the log says is trusted: every answer is checked against the log's verifier key \
         (printed by `keyglass-server init`, also in DATA/verifier-key) and the Merkle proofs.
 
-        Exit codes: 0 ok; 1 could not check (bad input, unusable state); 2 ALERT or refusal: the log's
-        answer does not verify or contradicts what was seen before, and the evidence is printed;
+        Exit codes: 0 ok; 1 could not check (bad input, unusable state); 2 ALERT or refusal: the log's \
+        answer does not verify or contradicts what was seen before, and the evidence is printed; \
         3 the log did not answer (unreachable, timed out, or failing on its side after retries).
         """,
         subcommands: [Publish.self, Lookup.self, Verify.self, Keygen.self, Audit.self, WitnessCommand.self])
@@ -98,8 +98,8 @@ struct Publish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Publish a public key for an identity, then verify the log's checkpoint and inclusion proof.",
         discussion: """
-        Authorise with the provider's operator token (--token-file), or with the identity's current
-        Ed25519 private key (--sign-with, made by `keyglass keygen`) for a self-signed, chained rotation.
+        Authorise with the provider's operator token (--token-file), or with the identity's current \
+        Ed25519 private key (--sign-with, made by `keyglass keygen`) for a self-signed, chained rotation. \
         Says "ok" only after the returned checkpoint signature and inclusion proof verify.
         """)
 
@@ -150,19 +150,19 @@ struct Lookup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print an identity's key history, only once it is proved to be the history auditors check.",
         discussion: """
-        Verifies the checkpoint signature, every inclusion proof, that the history is whole (its first
-        entry names no earlier one; long histories are paged) and that every entry passes the rotation
-        rule (chained entries' signatures verify under the previous key, which must be Ed25519 and not
-        revoked). Then the answer's checkpoint must be consistent with the newest one this command
-        verified before for the log (kept in --state; an older answer is refused as stale) and with the
-        log's /checkpoint, may be required to carry witness cosignatures (--witness, --quorum,
+        Verifies the checkpoint signature, every inclusion proof, that the history is whole (its first \
+        entry names no earlier one; long histories are paged) and that every entry passes the rotation \
+        rule (chained entries' signatures verify under the previous key, which must be Ed25519 and not \
+        revoked). Then the answer's checkpoint must be consistent with the newest one this command \
+        verified before for the log (kept in --state; an older answer is refused as stale) and with the \
+        log's /checkpoint, may be required to carry witness cosignatures (--witness, --quorum, \
         --max-age), and may be compared with checkpoints auditors saw (--compare, --gossip).
 
-        The newest verified checkpoint is kept as a plain signed note in
-        STATE/<log name>-<key id>/checkpoint; `keyglass audit --compare` reads it (and this command's
+        The newest verified checkpoint is kept as a plain signed note in \
+        STATE/<log name>-<key id>/checkpoint; `keyglass audit --compare` reads it (and this command's \
         --compare reads an auditor's STATE/checkpoint), so lookups and auditors check each other.
 
-        Exit codes: 0 verified; 2 refused (does not verify, stale, split view, witness policy unmet);
+        Exit codes: 0 verified; 2 refused (does not verify, stale, split view, witness policy unmet); \
         1 bad input; 3 the log did not answer.
         """)
 
