@@ -132,7 +132,8 @@ final class CommandLineTests: XCTestCase {
                 XCTAssertEqual(ok.status, 0, ok.stderr)
             }
             chmod(data + "/" + secret, 0o644)
-            let r = try Binaries.run("keyglass-server", ["serve", "--data", data, "--port", "0"])
+            // Bounded: a server that does not refuse would serve for ever.
+            let r = try Binaries.run("keyglass-server", ["serve", "--data", data, "--port", "0"], timeout: 20)
             XCTAssertEqual(r.status, 1, "\(secret): \(r.stdout + r.stderr)")
             XCTAssertTrue(r.stderr.contains("chmod 600") || r.stdout.contains("chmod 600"), "\(secret): " + r.stderr + r.stdout)
         }

@@ -22,8 +22,9 @@ public enum Binaries {
         public let stderr: String
     }
 
-    /// Runs `name args…` to completion.
-    public static func run(_ name: String, _ args: [String]) throws -> Result {
+    /// Runs `name args…` to completion, or until `timeout` (then SIGKILLs it: status 9 by signal,
+    /// so a command that should have refused to start fails its test instead of hanging it).
+    public static func run(_ name: String, _ args: [String], timeout: Double = 300) throws -> Result {
         let p = Process()
         p.executableURL = directory.appendingPathComponent(name)
         p.arguments = args
@@ -31,6 +32,10 @@ public enum Binaries {
         p.standardOutput = out
         p.standardError = err
         try p.run()
+        let pid = p.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        defer { watchdog.cancel() }
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
