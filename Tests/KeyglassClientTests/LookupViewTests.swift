@@ -127,6 +127,17 @@ final class LookupViewTests: XCTestCase {
             XCTAssertEqual(ok.entries.count, 1)
             let error = await refusal { _ = try await self.lookup(forkServer.client, honest, state: nil, configure: policy).run(identity: "bob@example.com") }
             guard case .witnesses = error else { return XCTFail("expected the witness policy to refuse, got \(String(describing: error))") }
+            // Cosigned, but by a witness last heard from an hour ago (the client's clock an hour on):
+            // a frozen view is refused too.
+            let later = UInt64(Date().timeIntervalSince1970) + 3600
+            let frozen = await refusal {
+                _ = try await self.lookup(server.client, honest, state: nil) {
+                    policy(&$0)
+                    $0.maxAge = 60
+                    $0.now = { later }
+                }.run(identity: "bob@example.com")
+            }
+            guard case .witnesses(let why) = frozen, why.contains("old") else { return XCTFail("expected a stale cosignature, got \(String(describing: frozen))") }
         } catch {
             XCTFail("\(error)")
         }

@@ -3,6 +3,7 @@ import KeyglassClient
 import KeyglassCore
 import KeyglassHTTP
 import KeyglassTestSupport
+import Synchronization
 import XCTest
 
 /// A log that wants an auditor to stay silent need not lie: it can stall, trickle, fail or flood.
@@ -116,6 +117,63 @@ final class StalledLogTests: XCTestCase {
             let report = await auditor(front, log, state: TestLog.temporaryDirectory("audit"), limits: l).run()
             XCTAssertEqual(report.exitCode, 1, report.text)
             XCTAssertTrue(report.error?.contains("over the limit") ?? false, report.error ?? "")
+        }
+    }
+
+    /// Fails each path the first time it is asked for: what a flaky proxy or a restarting server does.
+    final class FailOnce: Sendable {
+        private let seen = Mutex<Set<String>>([])
+        func isFirst(_ target: String) -> Bool { seen.withLock { $0.insert(target).inserted } }
+    }
+
+    /// One 503 per request is retried away (exit 0); with retries off, the same log is exit 3.
+    func testFailedRequestsAreRetriedWithBackOff() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            for i in 0..<300 { try await log.publish(server, identity: "r\(i)") }
+            for attempts in [2, 1] {
+                let once = FailOnce()
+                let front = try await FrontEnd.start { _, target in
+                    (target == "/checkpoint" || target.hasPrefix("/tile/entries/")) && once.isFirst(target) ? .fail(503) : .forward(server.client)
+                }
+                var l = limits
+                l.attempts = attempts
+                let report = await auditor(front, log, state: TestLog.temporaryDirectory("audit"), limits: l).run()
+                await front.stop()
+                if attempts == 2 {
+                    XCTAssertEqual(report.status, .ok, report.text)
+                    XCTAssertEqual(report.entriesChecked, 300)
+                } else {
+                    XCTAssertEqual(report.exitCode, 3, report.text)
+                }
+            }
+        }
+    }
+
+    /// The whole run's deadline holds even when every single request is within its own: three
+    /// bundles 200 ms each against a 300 ms run. The position is saved and the next run goes on.
+    func testRunDeadlineEndsALongRunAndTheNextResumes() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            for i in 0..<700 { try await log.publish(server, identity: "d\(i)") }
+            let front = try await FrontEnd.start { _, target in
+                target.hasPrefix("/tile/entries/") ? .delay(.milliseconds(200), server.client) : .forward(server.client)
+            }
+            defer { Task { await front.stop() } }
+            var o = Auditor.Options(stateDirectory: state, logKey: log.verifierKey)
+            o.deadline = .milliseconds(300)
+            o.prefetch = 1
+            let started = ContinuousClock.now
+            let report = await Auditor(client: front.client(limits: limits), options: o).run()
+            XCTAssertEqual(report.exitCode, 3, report.text)
+            XCTAssertTrue(report.error?.contains("deadline") ?? false, report.error ?? "")
+            XCTAssertLessThan(ContinuousClock.now - started, .seconds(3))
+            let next = await Auditor(client: server.client, options: Auditor.Options(stateDirectory: state, logKey: log.verifierKey)).run()
+            XCTAssertEqual(next.status, .ok, next.text)
+            XCTAssertTrue(next.notices.contains { $0.hasPrefix("resuming") }, next.text)
         }
     }
 }

@@ -54,6 +54,27 @@ final class WatchPolicyTests: XCTestCase {
         }
     }
 
+    /// bob's key revoked with bob's own key, but the watch file does not mark it revoked: either a
+    /// thief holds the key, or bob forgot to update the file. Both deserve a person's look.
+    func testRevocationTheWatchFileDoesNotMarkIsAnAlert() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            let publisher = Publisher(client: server.client, logKey: log.verifierKey)
+            let bob = Ed25519.generate()
+            _ = try await publisher.publish(identity: "bob@example.com", keyType: .ed25519, publicKey: bob.publicKey, token: log.token, signingSeed: nil)
+            let revoked = try await publisher.publish(identity: "bob@example.com", keyType: .ed25519, publicKey: bob.publicKey, revocation: true,
+                                                      token: nil, signingSeed: bob.seed)
+            let state = TestLog.temporaryDirectory("audit")
+            let report = try await audit(server, log, state: state, watch: line("bob@example.com", bob.publicKey))
+            XCTAssertEqual(report.alerts.map(\.kind), [.unlistedRevocation], report.text)
+            XCTAssertEqual(report.alerts.first?.index, revoked.1.index)
+            // Marked `revoked`, the same history is quiet.
+            let marked = try await audit(server, log, state: TestLog.temporaryDirectory("audit"), watch: line("bob@example.com", bob.publicKey, revoked: true))
+            XCTAssertEqual(marked.status, .ok, marked.text)
+        }
+    }
+
     /// A watch file written on Windows (CRLF), starting with a comment, with a byte-order mark, tabs
     /// and trailing blanks, still watches every identity it names.
     func testWatchFileLineEndingsAndBlanksStillWatch() async throws {

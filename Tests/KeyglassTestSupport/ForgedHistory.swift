@@ -22,6 +22,7 @@ extension TestLog {
         var db: OpaquePointer?
         guard sqlite3_open(directory.database, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }
         defer { sqlite3_close(db) }
+        sqlite3_busy_timeout(db, 5000)
         func exec(_ sql: String) throws {
             guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw ClientError.network("forge: \(String(cString: sqlite3_errmsg(db)))") }
         }
