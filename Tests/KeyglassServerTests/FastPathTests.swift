@@ -41,7 +41,8 @@ final class FastPathTests: XCTestCase {
         /// Half-closes: the server sees the end of the request stream, and may still answer.
         func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
-        /// Reads one response: (status, headers lower-cased, body). nil when the server closed.
+        /// Reads one response: (status, headers lower-cased, body). nil when the server closed; a
+        /// receive timeout fails the test (and returns nil).
         func response() -> (status: Int, headers: [String: String], body: String)? {
             while true {
                 if let end = headerEnd() {
@@ -62,7 +63,12 @@ final class FastPathTests: XCTestCase {
                 }
                 var chunk = [UInt8](repeating: 0, count: 65536)
                 let n = recv(fd, &chunk, chunk.count, 0)
-                guard n > 0 else { return nil }
+                if n == 0 { return nil }  // the server closed the connection
+                guard n > 0 else {
+                    // Neither an answer nor a close within the receive timeout: a hang, never a pass.
+                    XCTFail("no answer and no close within the receive timeout (errno \(errno))")
+                    return nil
+                }
                 buffer += chunk[0..<n]
             }
         }

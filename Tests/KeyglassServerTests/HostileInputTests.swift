@@ -50,6 +50,8 @@ final class HostileInputTests: XCTestCase {
             var rng = SplitMix64(state: 20260417)
             var outcomes: [String: Int] = [:]
             for _ in 0..<240 {
+                // A broken server would make every try wait out its timeout: stop at the first failure.
+                if (testRun?.failureCount ?? 0) > 0 { break }
                 let oversized = Bool.random(using: &rng)
                 let token = Bool.random(using: &rng)
                 let sent = Int.random(in: 0..<valid.count, using: &rng)
@@ -75,6 +77,7 @@ final class HostileInputTests: XCTestCase {
                     XCTAssertNil(conn.response(), "\(what): the connection closes after the 413")
                 } else if let answer {
                     XCTAssertEqual(answer.status, 400, "\(what): \(answer.body)")
+                    XCTAssertEqual(answer.headers["connection"], "close", "\(what): the rest of the stream cannot be parsed")
                 }
                 if let answer {
                     let json = try? JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any]
