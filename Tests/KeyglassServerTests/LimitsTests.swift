@@ -3,6 +3,7 @@ import KeyglassClient
 import KeyglassCore
 import KeyglassLog
 import KeyglassTestSupport
+import Synchronization
 import XCTest
 
 /// The bounds the threat model promises, each checked where it bites.
@@ -56,6 +57,35 @@ final class LimitsTests: XCTestCase {
             }
             XCTAssertEqual(idle, 0, "a quiet moment merges every pending row")
             XCTAssertEqual(server.store.pendingIndex.indexedSize, 2400)
+        }
+    }
+
+    /// When batches outrun the merge slices (20,000 publishes queued at once, batches of 4,096,
+    /// slices as short as they can be), the writer stops taking batches and merges until it has
+    /// caught up: pending rows stay under two merges' worth plus a batch, not the whole burst.
+    func testPendingIndexCatchesUpWhenBatchesOutrunSlices() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = Sequencer.Options()
+        options.indexMergeEntries = 256
+        options.indexMergeChunk = 256
+        options.indexMergeSlice = .nanoseconds(1)
+        options.indexMergeIdle = .seconds(60)  // no idle merge during the test
+        options.maxBatch = 4096
+        try await log.withServer(options: options) { server in
+            let n = 20_000
+            let remaining = Mutex(n)
+            let (done, finished) = AsyncStream.makeStream(of: Void.self)
+            for i in 0..<n {
+                server.sequencer.submit(PublishRequest(identity: "q\(i)", keyType: .x25519, publicKey: Ed25519.randomBytes(32))) { result in
+                    if case .failure(let e) = result { XCTFail("\(e)") }
+                    if remaining.withLock({ $0 -= 1; return $0 }) == 0 { finished.finish() }
+                }
+            }
+            for await _ in done {}
+            let pending = server.store.pendingIndex.count
+            XCTAssertLessThanOrEqual(pending, 2 * 256 + 4096, "pending rows grew with the burst (\(pending) of \(n))")
+            XCTAssertEqual(server.sequencer.latestCheckpoint.size, UInt64(n))
         }
     }
 }

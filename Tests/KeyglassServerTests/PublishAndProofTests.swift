@@ -155,6 +155,50 @@ final class PublishAndProofTests: XCTestCase {
         }
     }
 
+    /// A restart rebuilds the tree's edge from the stored nodes and checks it against the newest
+    /// signed checkpoint: storage altered behind the server's back stops it from serving a tree that
+    /// is not the one it signed (so no later checkpoint can contradict an earlier one).
+    func testRestartRefusesAStoredTreeThatIsNotTheSignedOne() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in for i in 0..<6 { try await log.publish(server, identity: "e\(i)") } }
+        // Size 6 = subtrees (2,0) over leaves 0–3 and (1,2) over leaves 4–5: alter the right edge.
+        try log.tamper("UPDATE nodes SET hash = zeroblob(32) WHERE id = \((1 << 48) | 2)")
+        do {
+            _ = try await log.start()
+            XCTFail("the server started on a tree that is not the signed one")
+        } catch let e as StoreError {
+            guard case .corrupt(let why) = e else { return XCTFail("\(e)") }
+            XCTAssertTrue(why.contains("root"), why)
+        }
+    }
+
+    /// No batch is half-written: when its transaction fails part-way (here the checkpoint row it
+    /// must write already exists, as a second signer's would), none of it is stored, the publish is
+    /// refused, and the next one takes the same index. The same row shows two checkpoints of one
+    /// size cannot be stored.
+    func testAFailedBatchLeavesNothingAndOneSizeHasOneCheckpoint() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            for i in 0..<3 { try await log.publish(server, identity: "c\(i)") }
+            // Behind the running server's back, the row the next batch must write.
+            try log.tamper("INSERT INTO checkpoints(size, root, note, signed_at_ms) VALUES(4, zeroblob(32), 'not the log''s', 0)")
+            XCTAssertThrowsError(try log.tamper("INSERT INTO checkpoints(size, root, note, signed_at_ms) VALUES(4, randomblob(32), 'another', 0)"),
+                                 "a second checkpoint of size 4")
+            let body = #"{"identity":"x@example.com","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#
+            let (status, _) = try await server.client.raw("POST", "/v1/keys", body: Data(body.utf8),
+                                                         headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"])
+            XCTAssertEqual(status, 503)
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM entries"), 3, "the failed batch's entry is not stored")
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM nodes WHERE id = \((1 << 48) | 1)"), 0, "nor its tree nodes")
+            XCTAssertEqual(server.sequencer.latestCheckpoint.size, 3)
+            try log.tamper("DELETE FROM checkpoints WHERE size = 4")
+            let next = try await log.publish(server, identity: "x@example.com")
+            XCTAssertEqual(next.index, 3, "the next publish takes the index the failed one did not")
+        }
+    }
+
     func testConcurrentPublishesGetDistinctIndicesAndOneTree() async throws {
         let log = try await TestLog()
         defer { log.remove() }
