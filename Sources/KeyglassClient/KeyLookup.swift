@@ -74,19 +74,34 @@ public struct KeyLookup: Sendable {
         let identity: String
         do { identity = try Identity.normalize(raw) } catch { throw ValidationFailure(description: "identity: \(error)") }
 
-        // The whole history, paging back against one checkpoint when the server cuts it.
-        var answer = try await client.keys(identity: identity)
+        // The log's head first, then the history against exactly that tree. An answer against any
+        // other tree is refused: a bigger one could be a fork stacked on the head (its proof of
+        // extending the head would come from the same hostile host), a smaller one a stale answer
+        // hiding a newer entry (a revocation). The head itself is checked against what this client
+        // saw before, the witnesses and others' views below.
+        let headNote = try await client.checkpoint()
+        let head = try AnswerVerifier.openCheckpoint(headNote, logKey: options.logKey).checkpoint
+        var answer = try await client.keys(identity: identity, treeSize: head.size)
+        guard answer.tree_size == head.size else {
+            throw VerificationError.checkpoint("asked for the history in the tree of size \(head.size) (the log's /checkpoint), got one in the tree of size \(answer.tree_size)")
+        }
         var entries = answer.entries
         var pages = 1
         while answer.truncated == true, let oldest = entries.first {
             pages += 1
             guard pages <= 10_000 else { throw VerificationError.entry("the history of \(identity) does not end") }
             let page: KeysAnswer
-            do { page = try await client.keys(identity: identity, before: oldest.index, treeSize: answer.tree_size) } catch ClientError.http(404, _) {
+            do { page = try await client.keys(identity: identity, before: oldest.index, treeSize: head.size) } catch ClientError.http(404, _) {
                 break  // the log says there is nothing older: the history's start is missing, refused below
             }
-            guard page.tree_size == answer.tree_size else {
-                throw VerificationError.checkpoint("a page of the history was answered against tree \(page.tree_size), not \(answer.tree_size)")
+            guard page.tree_size == head.size else {
+                throw VerificationError.checkpoint("a page of the history was answered against tree \(page.tree_size), not \(head.size)")
+            }
+            // Each page must move back: ascending, all before the oldest entry so far. (Checked here so
+            // a log cannot keep a client paging through repeats; the proofs are checked below.)
+            guard zip(page.entries, page.entries.dropFirst()).allSatisfy({ $0.index < $1.index }),
+                  page.entries.allSatisfy({ $0.index < oldest.index }) else {
+                throw VerificationError.entry("a page of \(identity)'s history does not lead back before entry \(oldest.index)")
             }
             // An empty page leaves the history without its start: refused below.
             guard !page.entries.isEmpty else { break }
@@ -95,6 +110,9 @@ public struct KeyLookup: Sendable {
         }
         let whole = KeysAnswer(identity: answer.identity, tree_size: answer.tree_size, checkpoint: answer.checkpoint, entries: entries, truncated: nil)
         let (signed, verified) = try AnswerVerifier.verifyLookup(whole, logKey: options.logKey, identity: identity)
+        guard signed.checkpoint.root == head.root else {
+            throw VerificationError.splitView("the history was proved against a tree of size \(head.size) whose root differs from the log's /checkpoint\n\(answer.checkpoint)\n\(headNote)")
+        }
 
         // Whole and authorised: the first entry starts the chain, each later one passes the rule.
         guard let first = verified.first else { throw VerificationError.entry("the answer holds no entry for \(identity)") }
@@ -110,22 +128,20 @@ public struct KeyLookup: Sendable {
             previous = RotationRule.Previous(index: v.index, entry: v.entry)
         }
 
-        var notices: [String] = []
-        try checkWitnesses(answer.checkpoint)
-        let newest = try await checkFreshnessAndConsistency(answer.checkpoint, signed.checkpoint, &notices)
+        try checkWitnesses(headNote)
+        try await checkAgainstSeen(headNote, head)
         if !options.otherViews.isEmpty {
-            let (alerts, ignored) = try await ViewComparison.compare(ours: answer.checkpoint, with: options.otherViews, logKey: options.logKey, client: client)
-            notices += ignored
+            let (alerts, _) = try await ViewComparison.compare(ours: headNote, with: options.otherViews, logKey: options.logKey, client: client)
             if let alert = alerts.first { throw VerificationError.splitView(alert.message + "\n" + alert.evidence.joined(separator: "\n")) }
         }
         if let file = checkpointFile {
             try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
-            try Files.writeAtomically(newest, to: file)
+            try Files.writeAtomically(headNote, to: file)
         }
-        return Result(identity: identity, note: answer.checkpoint, checkpoint: signed.checkpoint, entries: verified,
+        return Result(identity: identity, note: headNote, checkpoint: head, entries: verified,
                       authorisations: authorisations, proofs: entries.map { ($0.inclusion_proof ?? []).compactMap { Hash(base64: $0) } },
-                      notices: notices)
+                      notices: [])
     }
 
     /// The witness policy, as a refusal: an answer its witnesses do not vouch for is not shown.
@@ -140,26 +156,16 @@ public struct KeyLookup: Sendable {
         }
     }
 
-    /// The answer's checkpoint against what this client saw before and against the log's head;
-    /// returns the newest checkpoint now proved consistent (to keep).
-    private func checkFreshnessAndConsistency(_ note: String, _ answer: Checkpoint, _ notices: inout [String]) async throws -> String {
-        var newest = (note: note, checkpoint: answer)
-        if let file = checkpointFile, FileManager.default.fileExists(atPath: file) {
-            let seenNote = try Files.readText(file)
-            let seen = try AnswerVerifier.openCheckpoint(seenNote, logKey: options.logKey).checkpoint
-            if answer.size < seen.size {
-                throw VerificationError.stale("the answer is proved against tree \(answer.size), older than tree \(seen.size) this client already verified (\(file)): a stale or replayed answer can hide a newer key or a revocation")
-            }
-            try await requireConsistent(seenNote, seen, note, answer, what: "the checkpoint this client verified before")
+    /// The head the answer is proved against, against the newest checkpoint this client verified
+    /// before: never older (a stale view can hide a newer entry), and consistent.
+    private func checkAgainstSeen(_ note: String, _ head: Checkpoint) async throws {
+        guard let file = checkpointFile, FileManager.default.fileExists(atPath: file) else { return }
+        let seenNote = try Files.readText(file)
+        let seen = try AnswerVerifier.openCheckpoint(seenNote, logKey: options.logKey).checkpoint
+        if head.size < seen.size {
+            throw VerificationError.stale("the log answers with tree \(head.size), older than tree \(seen.size) this client already verified (\(file)): a stale or replayed view can hide a newer key or a revocation")
         }
-        // The log's advertised head must extend the answer's tree (or the reverse): an answer from a
-        // fork fails here even on a first lookup, unless the whole log is forked (witnesses and
-        // --compare catch that).
-        let headNote = try await client.checkpoint()
-        let head = try AnswerVerifier.openCheckpoint(headNote, logKey: options.logKey).checkpoint
-        try await requireConsistent(note, answer, headNote, head, what: "the log's /checkpoint")
-        if head.size > newest.checkpoint.size { newest = (headNote, head) }
-        return newest.note
+        try await requireConsistent(seenNote, seen, note, head, what: "the checkpoint this client verified before")
     }
 
     private func requireConsistent(_ noteA: String, _ a: Checkpoint, _ noteB: String, _ b: Checkpoint, what: String) async throws {

@@ -36,18 +36,19 @@ public struct OtherView: Sendable, Equatable {
 
 public enum ViewComparison {
     /// Compares `ours` (a verified checkpoint note) with each other view through the log's
-    /// consistency proofs. A view that is not a checkpoint of this log (bad signature) is a notice,
-    /// not evidence. Alerts carry both signed notes.
+    /// consistency proofs. A view that is not a checkpoint of this log (bad signature) is an error:
+    /// the comparison asked for cannot be made. Alerts carry both signed notes.
     public static func compare(ours note: String, with others: [OtherView], logKey: NoteVerifierKey, client: LogClient,
                                keep: (String, Checkpoint) throws -> Void = { _, _ in }) async throws -> (alerts: [Alert], notices: [String]) {
         let ours = try AnswerVerifier.openCheckpoint(note, logKey: logKey).checkpoint
         var alerts: [Alert] = []
-        var notices: [String] = []
+        let notices: [String] = []
         for other in others {
+            // A view that was asked for and cannot be checked is an error, never a skipped check:
+            // junk or another log's note from a gossip peer would otherwise turn the check off.
             let theirs: Checkpoint
             do { theirs = try AnswerVerifier.openCheckpoint(other.note, logKey: logKey).checkpoint } catch {
-                notices.append("ignored \(other.source): \(error)")
-                continue
+                throw ClientError.malformed("\(other.source) is not a checkpoint of this log, so it cannot be compared: \(error)")
             }
             try keep(other.note, theirs)
             if theirs.size == ours.size {

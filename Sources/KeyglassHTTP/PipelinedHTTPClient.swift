@@ -96,7 +96,11 @@ private final class Connection: Sendable {
             let promise = ch.eventLoop.makePromise(of: (Int, ByteBuffer).self)
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: pathPrefix + path)
             head.headers.add(name: "Host", value: port == 80 ? host : "\(host):\(port)")
-            ch.writeAndFlush(PipelinedResponses.Request(head: head, promise: promise), promise: nil)
+            // A write that fails before the handler sees it (the connection closed in between) must
+            // fail the request too: otherwise nothing would ever complete it, deadline included.
+            let written = ch.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenFailure { promise.fail($0) }
+            ch.writeAndFlush(PipelinedResponses.Request(head: head, promise: promise), promise: written)
             let (status, body) = try await promise.futureResult.get()
             return (status, body)
         } catch let e as ClientError {

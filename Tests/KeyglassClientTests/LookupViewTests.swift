@@ -67,6 +67,18 @@ final class LookupViewTests: XCTestCase {
             let stateFile = try XCTUnwrap(lookup(front.client(), honest, state: state).checkpointFile)
             XCTAssertFalse(FileManager.default.fileExists(atPath: stateFile), "a refused answer is not remembered")
 
+            // The fork stacked on a smaller head: honest at 9 (bob) — so take the fork's own view of
+            // size 8 as the head, with lookups and proofs from the fork. Pinned to the head, the
+            // lookup asks the fork for the tree of size 8, where the injected key is not: it is
+            // never shown.
+            let stackedHead = try XCTUnwrap(try honestServer.store.checkpoint(size: 8)).note
+            let stacked = try await FrontEnd.start { _, target in
+                target == "/checkpoint" ? .body(Data(stackedHead.utf8), contentType: "text/plain") : .forward(forkServer.client)
+            }
+            defer { Task { await stacked.stop() } }
+            let pinned = try await lookup(stacked.client(), honest, state: nil).run(identity: "alice@example.com")
+            XCTAssertEqual(pinned.entries.map(\.entry.publicKey), [alice.publicKey], "the key stacked past the head is not shown")
+
             // A front end that forks everything fools a lone client once — but its checkpoint,
             // handed to the auditor, is a split view, and the auditor's, handed to the lookup, too.
             let forked = try await FrontEnd.start { _, _ in .forward(forkServer.client) }
@@ -177,7 +189,15 @@ final class LookupViewTests: XCTestCase {
             }
             defer { Task { await replay.stop() } }
             let stale = await refusal { _ = try await self.lookup(replay.client(), log, state: state).run(identity: "carol@example.com") }
-            guard case .stale = stale else { return XCTFail("expected a stale answer, got \(String(describing: stale))") }
+            guard case .checkpoint(let why) = stale, why.contains("tree of size") else { return XCTFail("expected an answer against an older tree to be refused, got \(String(describing: stale))") }
+            // The operator serves an old /checkpoint too: older than what this client has seen.
+            let staleHeadNote = try await replayNote(log, server, size: 8)
+            let staleHead = try await FrontEnd.start { _, target in
+                target == "/checkpoint" ? .body(Data(staleHeadNote.utf8), contentType: "text/plain") : .forward(server.client)
+            }
+            defer { Task { await staleHead.stop() } }
+            let staleView = await refusal { _ = try await self.lookup(staleHead.client(), log, state: state).run(identity: "carol@example.com") }
+            guard case .stale = staleView else { return XCTFail("expected a stale view, got \(String(describing: staleView))") }
 
             // The front end hides carol's first entries (drops every older page): a gap.
             let gap = try await FrontEnd.start { method, target in
@@ -189,6 +209,11 @@ final class LookupViewTests: XCTestCase {
                 return XCTFail("expected a gap, got \(String(describing: gapped))")
             }
         }
+    }
+
+    /// The signed checkpoint of `size` the log once served (every one is kept), as an old view.
+    func replayNote(_ log: TestLog, _ server: RunningServer, size: UInt64) async throws -> String {
+        try XCTUnwrap(try server.store.checkpoint(size: size)).note
     }
 
     /// An operator running modified software logs a "chained" entry whose signature is 64 random
