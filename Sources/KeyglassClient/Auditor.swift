@@ -208,7 +208,14 @@ public struct Auditor: Sendable {
                 state.pendingAlerts = (state.pendingAlerts ?? []) + found
                 chained += checker.takeUnresolvedChained()
                 options.progress?(range.size - start, end - start)
-                if range.size - lastSaved >= options.saveEvery && range.size < end {
+                let saveDue = range.size - lastSaved >= options.saveEvery && range.size < end
+                // Chained entries are checked before a position is saved (a run resumed from it
+                // never sees them again), and whenever many wait (memory stays bounded).
+                if saveDue || chained.count >= 65_536 {
+                    report.notices += try await checkChainedSignatures(chained, target: target, note: note, tileRoots: tileRoots, &report, run)
+                    chained = []
+                }
+                if saveDue {
                     state.pending = .init(size: range.size, range: range, lastTimestamp: checker.lastTimestamp, chains: checker.chains)
                     try state.save(dir)
                     lastSaved = range.size
@@ -216,8 +223,15 @@ public struct Auditor: Sendable {
             }
         } catch {
             // Keep what was checked: the next run resumes here, and the alerts found stand (exit 2).
-            state.pending = .init(size: range.size, range: range, lastTimestamp: checker.lastTimestamp, chains: checker.chains)
-            try? state.save(dir)
+            // Only once the chained entries met so far are checked, though (past the deadline if it
+            // was the deadline that stopped the run); if the log will not serve what that needs,
+            // the next run starts from the last saved position and meets them again.
+            if let notices = try? await checkChainedSignatures(chained, target: target, note: note, tileRoots: tileRoots, &report, run,
+                                                                enforceDeadline: false) {
+                report.notices += notices
+                state.pending = .init(size: range.size, range: range, lastTimestamp: checker.lastTimestamp, chains: checker.chains)
+                try? state.save(dir)
+            }
             throw error
         }
         let earlier = (state.pendingAlerts ?? []).filter { old in !report.alerts.contains(old) }
@@ -282,14 +296,15 @@ public struct Auditor: Sendable {
     /// entries audited in earlier runs, by inclusion proofs. A refusal is a notice: nobody has said
     /// which keys these identities should have (watch one to be alerted).
     private func checkChainedSignatures(_ chained: [(index: UInt64, entry: KeyEntry)], target: Checkpoint, note: String,
-                                        tileRoots: [UInt64: Hash], _ report: inout AuditReport, _ run: Run) async throws -> [String] {
+                                        tileRoots: [UInt64: Hash], _ report: inout AuditReport, _ run: Run,
+                                        enforceDeadline: Bool = true) async throws -> [String] {
         guard !chained.isEmpty else { return [] }
         let width = TileLayout.width
         let needed = Dictionary(grouping: Set(chained.compactMap { $0.entry.previousIndex }), by: { $0 / width })
         var previous: [UInt64: RotationRule.Previous] = [:]
         var unreadable: [UInt64: String] = [:]
         for (tile, indices) in needed.sorted(by: { $0.key < $1.key }) {
-            try run.checkDeadline()
+            if enforceDeadline { try run.checkDeadline() }
             let partial = TileLayout.partialWidth(tileIndex: tile, count: target.size)
             let data = try await client.get("/" + TileLayout.entriesPath(index: tile, partial: partial))
             let entries = data.withUnsafeBytes { b in EntryBundle.ranges(b)?.map { Array(b[$0]) } } ?? []

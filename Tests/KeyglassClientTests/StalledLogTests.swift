@@ -2,6 +2,7 @@ import Foundation
 import KeyglassClient
 import KeyglassCore
 import KeyglassHTTP
+@testable import KeyglassLog
 import KeyglassTestSupport
 import Synchronization
 import XCTest
@@ -158,6 +159,11 @@ final class StalledLogTests: XCTestCase {
         defer { log.remove() }
         let state = TestLog.temporaryDirectory("audit")
         try await log.withServer { server in
+            // A forged rotation in the first bundle: the run that stops at its deadline must not
+            // leave it unchecked behind the position it saves.
+            let first = try await log.publish(server, identity: "frank@example.com")
+            _ = try await server.sequencer.submit(PublishRequest(identity: "frank@example.com", keyType: .ed25519, publicKey: Ed25519.generate().publicKey,
+                                                                  authorization: .chained(previousIndex: first.index, signature: Array(repeating: 7, count: 64))))
             for i in 0..<700 { try await log.publish(server, identity: "d\(i)") }
             let front = try await FrontEnd.start { _, target in
                 target.hasPrefix("/tile/entries/") ? .delay(.milliseconds(200), server.client) : .forward(server.client)
@@ -174,6 +180,8 @@ final class StalledLogTests: XCTestCase {
             let next = await Auditor(client: server.client, options: Auditor.Options(stateDirectory: state, logKey: log.verifierKey)).run()
             XCTAssertEqual(next.status, .ok, next.text)
             XCTAssertTrue(next.notices.contains { $0.hasPrefix("resuming") }, next.text)
+            let forged = (report.notices + next.notices).filter { $0.contains("frank@example.com") && $0.contains("signature") }
+            XCTAssertEqual(forged.count, 1, "the forged rotation is reported once, by one of the two runs: \(report.notices + next.notices)")
         }
     }
 }
