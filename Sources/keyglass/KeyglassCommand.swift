@@ -153,10 +153,11 @@ struct Lookup: AsyncParsableCommand {
         Verifies the checkpoint signature, every inclusion proof, that the history is whole (its first \
         entry names no earlier one; long histories are paged) and that every entry passes the rotation \
         rule (chained entries' signatures verify under the previous key, which must be Ed25519 and not \
-        revoked). Then the answer's checkpoint must be consistent with the newest one this command \
-        verified before for the log (kept in --state; an older answer is refused as stale) and with the \
-        log's /checkpoint, may be required to carry witness cosignatures (--witness, --quorum, \
-        --max-age), and may be compared with checkpoints auditors saw (--compare, --gossip).
+        revoked). The history is asked for in exactly the tree of the log's /checkpoint (an answer in \
+        any other tree is refused), and that checkpoint must be consistent with, and not older than, \
+        the newest one this command verified before for the log (kept in --state); it may be required \
+        to carry witness cosignatures (--witness, --quorum, --max-age), and may be compared with \
+        checkpoints auditors saw (--compare, --gossip).
 
         The newest verified checkpoint is kept as a plain signed note in \
         STATE/<log name>-<key id>/checkpoint; `keyglass audit --compare` reads it (and this command's \
