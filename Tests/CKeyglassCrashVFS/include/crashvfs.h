@@ -12,7 +12,9 @@
  * files on disk are then exactly what survived the cut: copy them (without the -shm file, which
  * is shared memory, not data) and open the copy to see what a rebooted machine would find.
  *
- * For tests only: one global lock serialises every operation.
+ * Limits of the model: creating and deleting files take effect at once (directory entries are not
+ * simulated; SQLite syncs directories itself), and a torn write keeps a prefix of the write in
+ * 512-byte steps from its own offset. For tests only: one global lock serialises every operation.
  */
 
 /* Registers the VFS under the name "keyglass-crash" (not as the default). Idempotent. */
