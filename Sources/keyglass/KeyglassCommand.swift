@@ -221,7 +221,7 @@ struct Lookup: AsyncParsableCommand {
                 print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
             } else {
                 let n = result.entries.count
-                print("\(result.identity): \(n) entr\(n == 1 ? "y" : "ies"), verified in checkpoint of size \(result.checkpoint.size), consistent with what this client saw before")
+                print("\(result.identity): \(n) entr\(n == 1 ? "y" : "ies"), verified in the log's checkpoint of size \(result.checkpoint.size)")
                 for (e, how) in zip(result.entries, result.authorisations) {
                     let date = Date(timeIntervalSince1970: Double(e.entry.timestampMillis) / 1000)
                     print("  #\(e.index)  \(date)  \(e.entry.keyType.rawValue)  \(Base64.encode(e.entry.publicKey))  \(how.rawValue)"
