@@ -68,7 +68,9 @@ public struct Auditor: Sendable {
             }
             report.previousSize = state.audited.size
             try await audit(&state, &report, run)
-            if report.alerts.isEmpty, let note = state.checkpoint {
+            // Compared whatever else the run found: a log that provokes one alert must not delay
+            // the detection of a split view to the next run.
+            if let note = state.checkpoint {
                 let (alerts, notices) = try await ViewComparison.compare(ours: note, with: options.otherViews, logKey: options.logKey,
                                                                         client: client, keep: keepEvidence)
                 run.raise(alerts, &report)

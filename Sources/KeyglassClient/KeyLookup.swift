@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import KeyglassCore
 import KeyglassFiles
 import KeyglassHTTP
@@ -134,11 +137,7 @@ public struct KeyLookup: Sendable {
             let (alerts, _) = try await ViewComparison.compare(ours: headNote, with: options.otherViews, logKey: options.logKey, client: client)
             if let alert = alerts.first { throw VerificationError.splitView(alert.message + "\n" + alert.evidence.joined(separator: "\n")) }
         }
-        if let file = checkpointFile {
-            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            try Files.writeAtomically(headNote, to: file)
-        }
+        if let file = checkpointFile { try keep(headNote, head, in: file) }
         return Result(identity: identity, note: headNote, checkpoint: head, entries: verified,
                       authorisations: authorisations, proofs: entries.map { ($0.inclusion_proof ?? []).compactMap { Hash(base64: $0) } },
                       notices: [])
@@ -154,6 +153,24 @@ public struct KeyLookup: Sendable {
         case let .stale(age, allowed):
             throw VerificationError.witnesses("the answer's newest witness cosignature is \(age) s old (allowed: \(allowed) s): the log may be showing a frozen view")
         }
+    }
+
+    /// Saves `note` as the newest verified checkpoint unless a newer one is already there (another
+    /// lookup may have run meanwhile: the state never goes back). Lookups of one log serialise on a
+    /// lock file beside it.
+    private func keep(_ note: String, _ checkpoint: Checkpoint, in file: String) throws {
+        let dir = (file as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let lock = open(dir + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw Files.FileError.io("cannot open \(dir)/lock") }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
+        defer { flock(lock, LOCK_UN) }
+        if let text = try? Files.readText(file), let saved = try? AnswerVerifier.openCheckpoint(text, logKey: options.logKey).checkpoint,
+           saved.size > checkpoint.size {
+            return
+        }
+        try Files.writeAtomically(note, to: file)
     }
 
     /// The head the answer is proved against, against the newest checkpoint this client verified
