@@ -184,4 +184,22 @@ final class StalledLogTests: XCTestCase {
             XCTAssertEqual(forged.count, 1, "the forged rotation is reported once, by one of the two runs: \(report.notices + next.notices)")
         }
     }
+
+    /// The URLSession path (https logs, and every non-GET) counts an answer as it arrives: a 512 MiB
+    /// body is refused at the cap, not read whole first.
+    func testOversizedAnswerOverURLSessionIsRefusedAtTheCap() async throws {
+        let front = try await FrontEnd.start { _, _ in .junk(bytes: 512 << 20) }
+        defer { Task { await front.stop() } }
+        var l = HTTPLimits()
+        l.maxBodyBytes = 1 << 20
+        l.requestTimeout = .seconds(20)
+        let started = ContinuousClock.now
+        do {
+            _ = try await front.client(limits: l).raw("POST", "/v1/keys", body: Data("{}".utf8))
+            XCTFail("a 512 MiB answer was accepted")
+        } catch let e as ClientError {
+            XCTAssertTrue(e.description.contains("over the limit"), "\(e)")
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(10))
+    }
 }
