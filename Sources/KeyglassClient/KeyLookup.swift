@@ -140,7 +140,7 @@ public struct KeyLookup: Sendable {
         if let file = checkpointFile { try keep(headNote, head, in: file) }
         return Result(identity: identity, note: headNote, checkpoint: head, entries: verified,
                       authorisations: authorisations, proofs: entries.map { ($0.inclusion_proof ?? []).compactMap { Hash(base64: $0) } },
-                      notices: [])
+                      notices: otherKeysNotice())
     }
 
     /// The witness policy, as a refusal: an answer its witnesses do not vouch for is not shown.
@@ -153,6 +153,20 @@ public struct KeyLookup: Sendable {
         case let .stale(age, allowed):
             throw VerificationError.witnesses("the answer's newest witness cosignature is \(age) s old (allowed: \(allowed) s): the log may be showing a frozen view")
         }
+    }
+
+    /// State kept for a log of the same name under another key: the log's key changed (a
+    /// rotation, or someone else's log). Said out loud, so trust is not silently started anew.
+    private func otherKeysNotice() -> [String] {
+        guard let file = checkpointFile else { return [] }
+        let dir = (file as NSString).deletingLastPathComponent
+        let mine = (dir as NSString).lastPathComponent
+        let prefix = String(mine.dropLast(8))  // "<name>-" without this key's 8 hex digits
+        let others = ((try? FileManager.default.contentsOfDirectory(atPath: (dir as NSString).deletingLastPathComponent)) ?? [])
+            .filter { $0 != mine && $0.hasPrefix(prefix) && $0.count == mine.count }
+        guard !others.isEmpty else { return [] }
+        return ["this client verified \(options.logKey.name) before under another key (\(others.sorted().joined(separator: ", "))): "
+                + "if the log did not announce a key rotation, this key is not the log you used before"]
     }
 
     /// Saves `note` as the newest verified checkpoint unless a newer one is already there (another

@@ -176,6 +176,13 @@ final class LookupViewTests: XCTestCase {
             let state = TestLog.temporaryDirectory("lookup")
             // Seven entries, three a page: the lookup pages back to the first one.
             let whole = try await lookup(server.client, log, state: state).run(identity: "carol@example.com")
+            XCTAssertEqual(whole.notices, [])
+            // State under another key for the same log name is said out loud.
+            let other = try NoteSigner.generate(name: log.verifierKey.name).verifierKey
+            let otherDir = try XCTUnwrap(KeyLookup(client: server.client, options: .init(logKey: other, stateDirectory: state)).checkpointFile)
+            try FileManager.default.createDirectory(atPath: (otherDir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let warned = try await lookup(server.client, log, state: state).run(identity: "carol@example.com")
+            XCTAssertTrue(warned.notices.first?.contains("under another key") ?? false, "\(warned.notices)")
             XCTAssertEqual(whole.entries.count, 7)
             XCTAssertNil(whole.entries.first?.entry.previousIndex)
             XCTAssertEqual(whole.authorisations, [.first] + Array(repeating: .chained, count: 6))
