@@ -451,27 +451,20 @@ struct BundleFetcher {
             let limits = c.limits
             inFlight.append(Task {
                 // A log that stalls or fails a bundle gets `limits.attempts` tries with back-off;
-                // each try is bounded by the request deadline and the body cap.
-                var wait = limits.backoff
-                var attempt = 1
-                while true {
-                    do {
-                        if let http {
-                            let (status, body) = try await http.get(path)
-                            guard status == 200 else { throw ClientError.http(status: status, message: LogClient.message(Data(body.readableBytesView))) }
-                            return try body.withUnsafeReadableBytes { b in
-                                try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
-                            }
-                        }
-                        let data = try await c.get(path)
-                        return try data.withUnsafeBytes { b in
+                // each try is bounded by the request deadline and the body cap. (`LogClient.get`
+                // retries the same way on its own.)
+                if let http {
+                    return try await limits.retrying {
+                        let (status, body) = try await http.get(path)
+                        guard status == 200 else { throw ClientError.http(status: status, message: LogClient.message(Data(body.readableBytesView))) }
+                        return try body.withUnsafeReadableBytes { b in
                             try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
                         }
-                    } catch let e as ClientError where http != nil && e.isLogNotAnswering && attempt < limits.attempts {
-                        attempt += 1
-                        try await Task.sleep(for: wait)
-                        wait *= 2
                     }
+                }
+                let data = try await c.get(path)
+                return try data.withUnsafeBytes { b in
+                    try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
                 }
             })
             nextTile += 1

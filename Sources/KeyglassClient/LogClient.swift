@@ -43,17 +43,7 @@ public struct LogClient: Sendable {
     /// GET expecting 200; any other status is `ClientError.http` with the log's message. Network
     /// errors, timeouts, 5xx and 429 are tried again (`limits.attempts`, with back-off).
     public func get(_ path: String) async throws -> Data {
-        var wait = limits.backoff
-        var attempt = 1
-        while true {
-            do {
-                return try await getOnce(path)
-            } catch let e as ClientError where e.isLogNotAnswering && attempt < limits.attempts {
-                attempt += 1
-                try await Task.sleep(for: wait)
-                wait *= 2
-            }
-        }
+        try await limits.retrying { try await getOnce(path) }
     }
 
     private func getOnce(_ path: String) async throws -> Data {

@@ -49,6 +49,22 @@ public struct HTTPLimits: Sendable {
     public var backoff: Duration = .milliseconds(250)
 
     public init() {}
+
+    /// Runs `attempt` up to `attempts` times while it fails because the log is not answering
+    /// (network, timeout, 5xx, 429), waiting `backoff`, then twice as long, between tries.
+    public func retrying<T>(_ attempt: () async throws -> T) async throws -> T {
+        var wait = backoff
+        var tries = 1
+        while true {
+            do {
+                return try await attempt()
+            } catch let e as ClientError where e.isLogNotAnswering && tries < attempts {
+                tries += 1
+                try await Task.sleep(for: wait)
+                wait *= 2
+            }
+        }
+    }
 }
 
 /// Runs `operation`, or throws `ClientError.timeout` once `limit` has passed, whichever is first.
