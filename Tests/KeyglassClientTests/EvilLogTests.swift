@@ -191,39 +191,37 @@ final class EvilLogTests: XCTestCase {
         }
     }
 
+    /// Audits a history the operator forged with these timestamps (one x25519 entry each) and
+    /// returns the alerts' kinds and indices.
+    func auditForgedTimestamps(_ stamps: [UInt64]) async throws -> [(Alert.Kind, UInt64?)] {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try log.forgeHistory(stamps.enumerated().map { i, t in
+            KeyEntry(timestampMillis: t, identity: "t\(i)@example.com", keyType: .x25519, publicKey: Ed25519.randomBytes(32))
+        })
+        return try await log.withServer { server in
+            let report = await auditor(server, log, state: TestLog.temporaryDirectory("audit")).run()
+            return report.alerts.map { ($0.kind, $0.index) }
+        }
+    }
+
     /// The operator rewrites the history with an entry stamped before the one preceding it
     /// (the honest sequencer never does: timestamps never decrease).
     func testBackdatedEntryIsAnAlert() async throws {
-        let log = try await TestLog()
-        defer { log.remove() }
         let now = Sequencer.nowMillis()
-        try log.forgeHistory((0..<6).map { i in
-            KeyEntry(timestampMillis: now - 60_000 + UInt64(i) * 1000 - (i == 4 ? 10_000 : 0), identity: "t\(i)@example.com",
-                     keyType: .x25519, publicKey: Ed25519.randomBytes(32))
-        })
-        try await log.withServer { server in
-            let report = await auditor(server, log, state: TestLog.temporaryDirectory("audit")).run()
-            XCTAssertEqual(report.alerts.map(\.kind), [.backdated], report.text)
-            XCTAssertEqual(report.alerts.first?.index, 4)
-        }
+        let alerts = try await auditForgedTimestamps((0..<6).map { i in now - 60_000 + UInt64(i) * 1000 - (i == 4 ? 10_000 : 0) })
+        XCTAssertEqual(alerts.map(\.0), [.backdated])
+        XCTAssertEqual(alerts.first?.1, 4)
     }
 
     /// The operator's newest entry is stamped in 2100: the auditor alerts, and the honest server,
     /// restarted on that history, refuses to stamp anything after it (covered in PublishAndProofTests).
     func testEntryStampedInTheFutureIsAnAlert() async throws {
-        let log = try await TestLog()
-        defer { log.remove() }
         let now = Sequencer.nowMillis()
         let year2100: UInt64 = 4_102_444_800_000
-        try log.forgeHistory((0..<6).map { i in
-            KeyEntry(timestampMillis: i == 5 ? year2100 : now - 60_000 + UInt64(i) * 1000, identity: "f\(i)@example.com",
-                     keyType: .x25519, publicKey: Ed25519.randomBytes(32))
-        })
-        try await log.withServer { server in
-            let report = await auditor(server, log, state: TestLog.temporaryDirectory("audit")).run()
-            XCTAssertEqual(report.alerts.map(\.kind), [.futureTimestamp], report.text)
-            XCTAssertEqual(report.alerts.first?.index, 5)
-        }
+        let alerts = try await auditForgedTimestamps((0..<6).map { i in i == 5 ? year2100 : now - 60_000 + UInt64(i) * 1000 })
+        XCTAssertEqual(alerts.map(\.0), [.futureTimestamp])
+        XCTAssertEqual(alerts.first?.1, 5)
     }
 
     /// An entry stored before today's identity profile (an invisible U+034F in the name): the

@@ -117,33 +117,9 @@ final class PublishBodyScannerTests: XCTestCase {
     /// Random bodies, valid and mutated: whenever the scanner accepts, JSONDecoder agrees.
     func testScannerNeverDisagreesWithJSONDecoder() {
         var rng = SplitMix64(state: 2026)
-        let keys = ["identity", "key_type", "public_key", "signature", "previous_index", "revocation", "other"]
-        let pieces: [String] = ["\"", "\\", " ", "\n", ",", ":", "{", "}", "0", "1", "-", ".", "e", "true", "false", "null", "é", "\u{01}"]
         var scanned = 0
         for _ in 0..<20_000 {
-            var fields: [String] = []
-            let required: Set = ["identity", "key_type", "public_key"]
-            for key in keys.shuffled(using: &rng) where required.contains(key) ? rng.next() % 20 != 0 : rng.next() % 3 == 0 {
-                let value: String
-                switch required.contains(key) ? 2 + rng.next() % 8 : rng.next() % 5 {
-                case 0: value = String(rng.next() % 100_000)
-                case 1: value = rng.next() % 2 == 0 ? "true" : "false"
-                default: value = "\"" + String((0..<(rng.next() % 12)).map { _ in Character(UnicodeScalar(UInt8(0x21 + rng.next() % 90))) }).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-                }
-                fields.append("\"\(key)\"\(rng.next() % 3 == 0 ? " : " : ":")\(value)")
-            }
-            var text = "{" + fields.joined(separator: ",") + "}"
-            // Mutate some: insert, delete or replace a piece.
-            for _ in 0..<(rng.next() % 4 == 0 ? 1 + rng.next() % 3 : 0) where !text.isEmpty {
-                var chars = Array(text)
-                let at = Int(rng.next() % UInt64(chars.count))
-                switch rng.next() % 3 {
-                case 0: chars.insert(contentsOf: pieces[Int(rng.next() % UInt64(pieces.count))], at: at)
-                case 1: chars.remove(at: at)
-                default: chars[at] = pieces[Int(rng.next() % UInt64(pieces.count))].first!
-                }
-                text = String(chars)
-            }
+            let text = Self.randomBody(&rng)
             if check(text) { scanned += 1 }
         }
         XCTAssertGreaterThan(scanned, 1000, "the scanner handled the common shapes")
