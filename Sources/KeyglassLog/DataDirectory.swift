@@ -47,11 +47,11 @@ public struct DataDirectory: Sendable {
         try SecretFile.create(publishToken, contents: token + "\n")
         try SecretFile.create(publishTokenHash, contents: Hash.sha256(Array(token.utf8)).hex + "\n")
         try (signer.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
-        let store = try LogStore(path: database, readers: 1)
-        _ = try await Sequencer.initialise(store: store, signer: signer)
+        let storage = try SQLiteStorage(path: database, readers: 1)
         // Closed here, not whenever the last reference goes: a server (or a copy of the directory)
         // that comes next must find the database whole, with no connection of ours still open.
-        store.close()
+        defer { storage.close() }
+        _ = try LogAdmin.initialise(storage, signer: signer)
         return signer.verifierKey
     }
 
@@ -83,8 +83,9 @@ public struct DataDirectory: Sendable {
         let new = try NoteSigner.generate(name: old.name)
         let retired = "\(path)/signing-key.\(String(old.verifierKey.keyID, radix: 16)).retired"
         try SecretFile.create(retired, contents: old.encodedPrivateKey + "\n")
-        let store = try LogStore(path: database, readers: 1)
-        try await Sequencer.resign(store: store, with: new)
+        let storage = try SQLiteStorage(path: database, readers: 1)
+        defer { storage.close() }
+        try LogAdmin.resign(storage, with: new)
         let history = (try? String(contentsOfFile: path + "/verifier-keys.history", encoding: .utf8)) ?? ""
         try (history + old.verifierKey.description + "\n").write(toFile: path + "/verifier-keys.history", atomically: true, encoding: .utf8)
         let tmp = signingKey + ".new"

@@ -69,6 +69,9 @@ public enum PublishError: Error, Equatable, CustomStringConvertible {
     /// The batch could not be written; nothing of it was stored.
     case storage(String)
     case logFull
+    /// The entry cannot be encoded (the HTTP layer checks first, so only a caller that skipped
+    /// those checks meets this); the batch's other publishes go on.
+    case invalid(String)
     /// The newest entry is stamped more than the allowed skew ahead of this server's clock.
     /// Timestamps never decrease, so every new entry would be stamped that far in the future too.
     case futureTimestamp(newestMillis: UInt64, nowMillis: UInt64, maxSkewMillis: UInt64)
@@ -80,6 +83,7 @@ public enum PublishError: Error, Equatable, CustomStringConvertible {
         case .shuttingDown: return "the log is shutting down"
         case let .storage(m): return "the entry could not be stored: \(m)"
         case .logFull: return "the log has reached its maximum size"
+        case let .invalid(m): return "the entry is not valid: \(m)"
         case let .futureTimestamp(newest, now, skew):
             func date(_ ms: UInt64) -> String { Date(timeIntervalSince1970: Double(ms) / 1000).ISO8601Format() }
             return "the newest entry is stamped \(date(newest)), in the future: more than \(skew / 1000) s ahead of this server's clock "

@@ -4,19 +4,21 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// The one writer. Publishes queue up; each batch is given indices, written with its new tree nodes
-/// and its signed checkpoint in one SQLite transaction, and only after the commit are its callers
-/// answered. Batches form naturally: while one commits (an fsync), the next one queues.
+/// The one writer: it sequences. Publishes queue up; each batch is given indices, its entries
+/// encoded and hashed into the tree, its checkpoint signed, and the whole handed to the storage
+/// engine in one `append` (one transaction); only after that returns are its callers answered.
+/// Batches form naturally: while one commits (an fsync, or a network round trip), the next queues.
+/// What storage does with it (SQL, index merges) is the engine's business (`LogStorage`).
 ///
-/// The batches are written by one dedicated thread (group commit). An actor did this before, and
+/// The batches are built by one dedicated thread (group commit). An actor did this before, and
 /// between two commits it waited its turn on Swift's task pool behind the HTTP handlers' jobs:
 /// measured, the writer sat idle ~40% of the time under load. The thread picks up the next batch
 /// the moment a commit ends.
 ///
-/// Guarantees: indices are assigned in one place, so no two publishes share one; the checkpoints
-/// table's primary key is the tree size, so two different roots for one size cannot be stored; a
-/// batch whose commit fails is rolled back whole and its callers told so, and the tree edge moves
-/// only after a commit succeeds.
+/// Guarantees: indices are assigned in one place, so no two publishes share one; `append` is a
+/// compare-and-swap on the newest checkpoint, so two different trees of one size cannot be stored;
+/// a batch whose append fails is answered with an error, and the tree edge is re-read from storage
+/// (an append over the network can fail after it committed) before the next batch is built.
 ///
 /// `@unchecked Sendable`: every stored property is a `let` of a Sendable type or a `Mutex`, except
 /// `writerState`, which only the writer thread reads or writes (`writeLoop` and what it calls) once
@@ -27,38 +29,12 @@ public final class Sequencer: Service, @unchecked Sendable {
         public var maxBatch: Int = 4096
         /// Extra time to let a batch fill before it is written, when publishes are arriving
         /// concurrently (more than one is queued, or the previous batch held more than one); 0: only
-        /// natural batching. Every
-        /// commit writes the tree's right-edge pages and a checkpoint whatever its size, so under
-        /// load fewer, larger batches cost less: measured, 1 ms raised publishes/s by ~15% at
-        /// 128 clients. A lone publish is never delayed.
+        /// natural batching. Every commit writes the tree's right-edge pages and a checkpoint
+        /// whatever its size, so under load fewer, larger batches cost less: measured, 1 ms raised
+        /// publishes/s by ~15% at 128 clients. A lone publish is never delayed.
         public var batchDelay: Duration = .milliseconds(1)
         /// Most publishes waiting; beyond it publishes fail fast with `overloaded` (HTTP 503).
         public var maxQueue: Int = 100_000
-        /// Lookup-index rows held in memory (see `PendingIndex`). Once a merge's worth waits, the
-        /// writer merges the oldest rows into SQLite; after a quiet `indexMergeIdle`, all of them.
-        /// A merge's worth is `indexMergeChunk`, or 1/16 of the rows already indexed if that is
-        /// more, at most 2^19. Memory: at 10M entries under full publish load the server's RSS
-        /// peaks at ~155 MB against ~70 MB idle, mostly these rows and the ones that arrive while a
-        /// merge runs; the same as 2^18-row merges cost with the earlier, fatter rows.
-        ///
-        /// Why it grows: a sorted merge rewrites about every index page its keys land on, and a
-        /// log of n entries has ~n/200 pages per index, so chunks much smaller than that rewrite
-        /// the same pages again and again (measured at 2.4M entries: 8192 rows took 3.9 s, while
-        /// 65,536 rows took 1.2 s at 9M; at 10M entries 2^18 rows took 1.4–1.8 s and 2^19 rows
-        /// 2.4 s, and publishes/s went from ~22k to ~24.6k). Publishes do not wait for a whole
-        /// merge: it is written in slices of at most `indexMergeSlice`, one after each batch
-        /// (`IndexMerge`). Before slices, a merge of 2^18 rows at 10M entries held every publish
-        /// for ~3 s.
-        public var indexMergeEntries: Int = 8_192
-        public var indexMergeChunk: Int = 8_192
-        public var indexMergeIdle: Duration = .seconds(1)
-        /// Longest a merge's transaction runs before the writer turns to the publishes again.
-        public var indexMergeSlice: Duration = .milliseconds(20)
-        /// Merges up to this many rows are prepared (copied and sorted) on the writer thread;
-        /// larger ones on another thread while the writer goes on with batches: at 10M entries,
-        /// preparing 2^19 rows took ~200 ms, and every publish waited for it (p99 204 ms in a
-        /// window with a merge, measured).
-        public var indexMergeInlinePreparation: Int = 65_536
         /// Entry timestamps never decrease: a batch is stamped max(now, newest entry). A newest entry
         /// further ahead of this clock than this (forged in storage, or written while the clock ran
         /// fast) would drag every later entry into its future, so publishes are refused instead
@@ -66,7 +42,7 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// acts. A smaller lead, e.g. the clock stepped back by NTP, is carried as before.
         public var maxClockSkew: Duration = .seconds(300)
         /// The clock entries are stamped by, in milliseconds since the Unix epoch. Tests set it to
-        /// play a log whose clock misbehaves (a backdated or future-stamped entry).
+        /// step time (a clock stepped back, a log whose newest entry is in the future).
         public var clock: @Sendable () -> UInt64 = { Sequencer.nowMillis() }
         public init() {}
     }
@@ -84,24 +60,13 @@ public final class Sequencer: Service, @unchecked Sendable {
 
     /// The tree edge and the newest timestamp: the writer thread's alone.
     private struct WriterState {
-        var range: CompactRange
-        var lastTimestamp: UInt64
-        /// The lookup-index merge under way, between its slices.
-        var merge: IndexMerge?
-        var mergeStarted = ContinuousClock.now
-        /// Copying and sorting the merge's rows, before its first slice.
-        var mergePreparation: Duration = .zero
-        var longestSlice: Duration = .zero
-        /// A large merge being prepared on `mergePreparationQueue`; done when the group is.
-        var preparing: DispatchGroup?
+        var head: LogHead
         /// The last batch was refused for a future-stamped newest entry (already logged).
         var refusingFutureTimestamp = false
     }
 
-    private let mergePreparationQueue = DispatchQueue(label: "keyglass.index-merge-preparation")
-    private let preparedMerge = Mutex<IndexMerge?>(nil)
-
     private let store: LogStore
+    private var storage: any LogStorage { store.storage }
     private let signer: NoteSigner
     private let options: Options
     private let logger: Logger
@@ -116,47 +81,18 @@ public final class Sequencer: Service, @unchecked Sendable {
     public var origin: String { signer.name }
     public var verifierKey: NoteVerifierKey { signer.verifierKey }
 
-    /// Opens the log: loads the newest checkpoint and the tree edge, and checks they agree.
-    public init(store: LogStore, signer: NoteSigner, options: Options = Options(), logger: Logger = Logger(label: "keyglass.sequencer")) async throws {
-        let state = try await store.writer.run { db -> (StoredCheckpoint, CompactRange, UInt64) in
-            guard let cp = try LogStore.latestCheckpoint(db) else { throw StoreError.notInitialised("no checkpoint; run keyglass-server init") }
-            let count = try db.statement("SELECT count(*), coalesce(max(idx) + 1, 0) FROM entries")
-            try count.step()
-            guard count.uint64(0) == cp.size, count.uint64(1) == cp.size else {
-                throw StoreError.corrupt("\(count.uint64(0)) entries stored but the newest checkpoint has size \(cp.size)")
-            }
-            let range = try LogStore.compactRange(db, size: cp.size)
-            guard range.root == cp.root else { throw StoreError.corrupt("stored tree root differs from the newest checkpoint's root") }
-            try store.loadUpperTree(db, size: cp.size)
-            try store.loadPendingIndex(db)
-            var last: UInt64 = 0
-            if cp.size > 0 {
-                let s = try db.statement("SELECT data FROM entries WHERE idx = ?")
-                s.bind(1, cp.size - 1)
-                try s.step()
-                // Only the timestamp is needed (bytes 1–8, Spec/entry.md), not a full parse: an
-                // entry that a later identity rule made malformed (an auditor flags it) must not
-                // stop the log from opening.
-                let data = s.blob(0)
-                guard data.count >= 9, data[0] == KeyEntry.version else { throw StoreError.corrupt("entry \(cp.size - 1) is not a version-1 key entry") }
-                last = data[1..<9].reduce(0) { $0 << 8 | UInt64($1) }
-            }
-            return (cp, range, last)
-        }
-        let checkpointOrigin = try Checkpoint.parse(try SignedNote.parse(state.0.note).text).origin
-        guard checkpointOrigin == signer.name else {
-            throw StoreError.corrupt("the signing key is for \"\(signer.name)\" but the log's origin is \"\(checkpointOrigin)\"")
-        }
-        guard (try? SignedNote.open(state.0.note, verifiers: [signer.verifierKey])) != nil else {
-            throw StoreError.corrupt("the newest checkpoint is not signed by this signing key; after replacing the key by hand, run `keyglass-server rotate-key`")
-        }
+    /// Opens the log: loads the newest checkpoint and the tree edge, checks they agree and that the
+    /// checkpoint is this key's, and fills the upper-tree cache.
+    public init(store: LogStore, signer: NoteSigner, options: Options = Options(), logger: Logger = Logger(label: "keyglass.sequencer")) throws {
+        let head = try LogHead.load(from: store.storage, signer: signer)
+        try store.loadUpperTree(size: head.checkpoint.size)
         self.store = store
         self.signer = signer
         self.options = options
         self.logger = logger
-        self.writerState = WriterState(range: state.1, lastTimestamp: state.2)
-        self.published = Mutex(state.0)
-        if let refusal = futureTimestampRefusal(lastTimestamp: state.2, now: options.clock()) {
+        self.writerState = WriterState(head: head)
+        self.published = Mutex(head.checkpoint)
+        if let refusal = futureTimestampRefusal(lastTimestamp: head.newestTimestamp, now: options.clock()) {
             logger.error("publishes will be refused: \(refusal)")
         }
     }
@@ -167,43 +103,6 @@ public final class Sequencer: Service, @unchecked Sendable {
         let skew = UInt64(max(0, c.seconds)) * 1000 + UInt64(max(0, c.attoseconds / 1_000_000_000_000_000))
         guard lastTimestamp > now &+ skew else { return nil }
         return .futureTimestamp(newestMillis: lastTimestamp, nowMillis: now, maxSkewMillis: skew)
-    }
-
-    /// Creates the first, empty checkpoint of a new log. Refuses if the log has any checkpoint.
-    public static func initialise(store: LogStore, signer: NoteSigner) async throws -> StoredCheckpoint {
-        let signed = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: 0, root: Merkle.emptyRoot), with: signer)
-        let note = signed.note.serialized
-        return try await store.writer.run { db in
-            try db.transaction {
-                guard try LogStore.latestCheckpoint(db) == nil else { throw StoreError.corrupt("the log already has checkpoints") }
-                let s = try db.statement("INSERT INTO checkpoints(size, root, note, signed_at_ms) VALUES(0, ?, ?, ?)")
-                s.bind(1, Merkle.emptyRoot)
-                s.bind(2, note)
-                s.bind(3, Self.nowMillis())
-                try s.step()
-                let m = try db.statement("INSERT INTO meta(key, value) VALUES('origin', ?), ('schema', ?)")
-                m.bind(1, signer.name)
-                m.bind(2, Schema.version)
-                try m.step()
-            }
-            return StoredCheckpoint(size: 0, root: Merkle.emptyRoot, note: note)
-        }
-    }
-
-    /// Re-signs the newest checkpoint (same origin, size and root) with a new key, for key rotation.
-    public static func resign(store: LogStore, with signer: NoteSigner) async throws {
-        try await store.writer.run { db in
-            try db.transaction {
-                guard let cp = try LogStore.latestCheckpoint(db) else { throw StoreError.notInitialised("no checkpoint") }
-                let text = try SignedNote.parse(cp.note).text
-                guard try Checkpoint.parse(text).origin == signer.name else { throw StoreError.corrupt("new key's name differs from the origin") }
-                let note = try SignedNote.sign(text: text, with: signer).serialized
-                let s = try db.statement("UPDATE checkpoints SET note = ? WHERE size = ?")
-                s.bind(1, note)
-                s.bind(2, cp.size)
-                try s.step()
-            }
-        }
     }
 
     /// Queues a publish and returns once it is durable, integrated and covered by a signed checkpoint.
@@ -254,18 +153,11 @@ public final class Sequencer: Service, @unchecked Sendable {
         wake.signal()
     }
 
-    /// The writer thread: takes whatever has queued, writes it as one batch, repeats; merges the
-    /// pending lookup index when it is large or the log is quiet.
+    /// The writer thread: takes whatever has queued, writes it as one batch, repeats.
     private func writeLoop() {
         var lastBatchSize = 0
         while true {
-            if store.pendingIndex.count == 0 {
-                wake.wait()
-            } else {
-                let idle = options.indexMergeIdle.components
-                let nanos = Int(idle.seconds) * 1_000_000_000 + Int(idle.attoseconds / 1_000_000_000)
-                if wake.wait(timeout: .now() + .nanoseconds(nanos)) == .timedOut { mergeAllIndexRows() }
-            }
+            wake.wait()
             while true {
                 // Concurrent publishers (a queue, or a full last batch) make waiting worth it.
                 if options.batchDelay > .zero,
@@ -281,93 +173,8 @@ public final class Sequencer: Service, @unchecked Sendable {
                 if batch.isEmpty { break }
                 lastBatchSize = batch.count
                 integrate(batch)
-                // One slice of a merge after each batch, once a merge's worth waits.
-                let due = max(options.indexMergeEntries, mergeChunk)
-                if writerState.merge != nil || writerState.preparing != nil || store.pendingIndex.count >= due {
-                    _ = mergeSlice(waitForPreparation: false)
-                }
-                // When batches outrun the slices (bulk loads), the writer merges until it catches
-                // up: memory for pending rows stays bounded, and publishes wait instead.
-                while store.pendingIndex.count >= 2 * due, mergeSlice(waitForPreparation: true) {}
             }
-            if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) {
-                mergeAllIndexRows()
-                return
-            }
-        }
-    }
-
-    /// Merges until nothing is pending, or a merge fails, or publishes are waiting.
-    private func mergeAllIndexRows() {
-        while store.pendingIndex.count > 0, mergeSlice(waitForPreparation: true), inbox.withLock({ $0.queue.isEmpty }) {}
-    }
-
-    /// Rows per merge: `indexMergeChunk`, or 1/16 of the indexed rows if more (see `Options`).
-    private var mergeChunk: Int {
-        max(1, options.indexMergeChunk, min(1 << 19, Int(clamping: store.pendingIndex.indexedSize / 16)))
-    }
-
-    /// Writes one slice of the merge under way, starting a merge of the oldest pending rows if none
-    /// is; false if the slice failed (its rows stay pending, lookups still find them, and the next
-    /// slice retries). A large merge is first prepared off the writer thread: without
-    /// `waitForPreparation` this returns at once until it is ready.
-    private func mergeSlice(waitForPreparation: Bool) -> Bool {
-        if writerState.merge == nil {
-            if writerState.preparing == nil {
-                let limit = mergeChunk
-                writerState.mergeStarted = .now
-                if min(limit, store.pendingIndex.count) <= options.indexMergeInlinePreparation {
-                    writerState.merge = store.beginIndexMerge(limit: limit)
-                } else {
-                    // Only the writer removes pending rows (when a merge completes), and none is
-                    // under way: the oldest `limit` rows stay put while they are sorted.
-                    let group = DispatchGroup()
-                    group.enter()
-                    // Touches only `store` and `preparedMerge` (a Mutex), never `writerState`.
-                    mergePreparationQueue.async { [self] in
-                        let merge = store.beginIndexMerge(limit: limit)
-                        preparedMerge.withLock { $0 = merge }
-                        group.leave()
-                    }
-                    writerState.preparing = group
-                }
-            }
-            if let group = writerState.preparing {
-                if waitForPreparation {
-                    group.wait()
-                } else if group.wait(timeout: .now()) == .timedOut {
-                    return true
-                }
-                writerState.preparing = nil
-                writerState.merge = preparedMerge.withLock { prepared in
-                    defer { prepared = nil }
-                    return prepared
-                }
-            }
-            writerState.mergePreparation = .now - writerState.mergeStarted
-            writerState.longestSlice = .zero
-        }
-        guard var merge = writerState.merge else { return true }
-        let start = ContinuousClock.now
-        do {
-            let complete = try store.writer.runHere { db in try merge.writeSlice(db, budget: options.indexMergeSlice) }
-            writerState.longestSlice = max(writerState.longestSlice, .now - start)
-            guard complete else {
-                writerState.merge = merge
-                return true
-            }
-            store.finishIndexMerge(merge)
-            writerState.merge = nil
-            // Publishes wait for a slice: a slow one is worth an operator's attention.
-            let longest = writerState.longestSlice
-            logger.log(level: longest > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
-                       metadata: ["rows": "\(merge.rowCount)", "ms": "\(Self.milliseconds(.now - writerState.mergeStarted))",
-                                  "preparation_ms": "\(Self.milliseconds(writerState.mergePreparation))",
-                                  "longest_slice_ms": "\(Self.milliseconds(writerState.longestSlice))"])
-            return true
-        } catch {
-            logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(store.pendingIndex.count)"])
-            return false
+            if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) { return }
         }
     }
 
@@ -375,22 +182,10 @@ public final class Sequencer: Service, @unchecked Sendable {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 
-    private struct BatchOutcome: Sendable {
-        var results: [Result<PublishReceipt, PublishError>]
-        var range: CompactRange
-        var lastTimestamp: UInt64
-        var checkpoint: StoredCheckpoint?
-        /// Nodes the batch completed at the levels the upper-tree cache keeps.
-        var upperNodes: [(NodeID, Hash)] = []
-        /// The batch's lookup-index rows, for `PendingIndex`.
-        var indexRows: [PendingIndex.Row] = []
-    }
-
     private func integrate(_ batch: [Waiter]) {
-        let requests = batch.map(\.request)
-        let start = writerState
+        let head = writerState.head
         let now = options.clock()
-        if let refusal = futureTimestampRefusal(lastTimestamp: start.lastTimestamp, now: now) {
+        if let refusal = futureTimestampRefusal(lastTimestamp: head.newestTimestamp, now: now) {
             // Logged once per run of refusals, not per batch: under load that would be thousands.
             if !writerState.refusingFutureTimestamp { logger.error("publish refused: \(refusal)") }
             writerState.refusingFutureTimestamp = true
@@ -398,125 +193,74 @@ public final class Sequencer: Service, @unchecked Sendable {
             return
         }
         writerState.refusingFutureTimestamp = false
-        let signer = self.signer
-        let cachedFrom = store.upperTree.lowestLevel
         let t0 = ContinuousClock.now
+        let built: BatchBuilder.Built
         do {
-            let outcome = try store.writer.runHere { db in
-                try db.transaction {
-                    try Self.write(requests, db: db, store: store, range: start.range, lastTimestamp: start.lastTimestamp, now: now,
-                                   signer: signer, cachedFrom: cachedFrom)
-                }
-            }
-            let took = ContinuousClock.now - t0
-            // Only now, after the commit, does the tree edge move and do callers hear back.
-            // The cache first: a reader that sees the new checkpoint finds its nodes there.
-            store.upperTree.append(outcome.upperNodes)
-            store.pendingIndex.add(outcome.indexRows)
-            writerState.range = outcome.range
-            writerState.lastTimestamp = outcome.lastTimestamp
-            if let cp = outcome.checkpoint { published.withLock { $0 = cp } }
-            for (waiter, result) in zip(batch, outcome.results) { waiter.done(result) }
-            // Every publish of the batch waited for this commit: a slow one (an fsync stalled by
-            // the disk, a checkpoint of the WAL) is worth an operator's attention.
-            if took > .milliseconds(250) {
-                logger.notice("slow batch commit", metadata: ["ms": "\(Self.milliseconds(took))", "entries": "\(batch.count)"])
-            }
+            let previous = try storage.newestEntries(of: Set(batch.map(\.request.identity)))
+            built = try BatchBuilder.build(batch.map(\.request), after: head, newestOfIdentity: previous,
+                                           timestamp: max(now, head.newestTimestamp), maxSize: storage.maxSize,
+                                           signer: signer, cachedFrom: store.upperTree.lowestLevel)
         } catch {
-            logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
-            let message: String
-            if let f = error as? SQLiteConnection.Failure, f.isStorageFault {
-                message = "storage is full or read-only (\(f.description)); nothing of this batch was written, reads continue"
-            } else {
-                message = "\(error)"
-            }
-            for waiter in batch { waiter.done(.failure(.storage(message))) }
+            fail(batch, error, appendAttempted: false)
+            return
+        }
+        guard let appended = built.batch else {
+            // Nothing to write: every publish of the batch was refused.
+            for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
+            return
+        }
+        do {
+            try storage.append(appended)
+        } catch {
+            fail(batch, error, appendAttempted: true)
+            return
+        }
+        let took = ContinuousClock.now - t0
+        // Only now, after the commit, does the tree edge move and do callers hear back.
+        // The cache first: a reader that sees the new checkpoint finds its nodes there.
+        store.upperTree.append(built.upperNodes)
+        writerState.head = built.head
+        published.withLock { $0 = built.head.checkpoint }
+        for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
+        // Every publish of the batch waited for this commit: a slow one (an fsync stalled by
+        // the disk, a checkpoint of the WAL) is worth an operator's attention.
+        if took > .milliseconds(250) {
+            logger.notice("slow batch commit", metadata: ["ms": "\(Self.milliseconds(took))", "entries": "\(batch.count)"])
         }
     }
 
-    /// The body of one batch's transaction. Runs on the writer's queue.
-    private static func write(_ requests: [PublishRequest], db: SQLiteConnection, store: LogStore, range start: CompactRange,
-                              lastTimestamp: UInt64, now: UInt64, signer: NoteSigner, cachedFrom: UInt8) throws -> BatchOutcome {
-        var range = start
-        var latestForIdentity: [String: UInt64?] = [:]
-        var results: [Result<PublishReceipt, PublishError>] = []
-        // Never before the newest entry; `integrate` refused the batch if that is too far ahead.
-        let timestamp = max(now, lastTimestamp)
-        let insertEntry = "INSERT INTO entries(idx, identity, identity_key, leaf_hash, leaf_key, data) VALUES(?, ?, ?, ?, ?, ?)"
-        let insertNode = "INSERT INTO nodes(id, hash) VALUES(?, ?)"
-        var appended: [(UInt64, [UInt8], Hash, Int)] = []  // index, entry, leaf hash, result slot
-        var upperNodes: [(NodeID, Hash)] = []
-        var indexRows: [PendingIndex.Row] = []
+    /// Answers every publish of a batch that was not stored. If the append itself failed, it may
+    /// still have committed (an engine across a network can lose the answer to a COMMIT), or lost a
+    /// compare-and-swap to another writer: first the head is read again, and if storage moved on,
+    /// the sequencer moves on with it. Only then are the callers answered, so whoever hears of the
+    /// failure finds the sequencer already at the head storage holds.
+    private func fail(_ batch: [Waiter], _ error: Error, appendAttempted: Bool) {
+        logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
+        if appendAttempted { resynchronise() }
+        let message: String
+        if case let .storage(m) = error as? StoreError { message = m } else { message = "\(error)" }
+        for waiter in batch { waiter.done(.failure(.storage(message))) }
+    }
 
-        for request in requests {
-            let identityKey = Schema.identityKey(request.identity)
-            let previous: UInt64?
-            if let cached = latestForIdentity[request.identity] {
-                previous = cached
-            } else {
-                previous = try store.latestIndex(db, identity: request.identity, identityKey: identityKey)
+    /// Re-reads the head after a failed append and continues from it if storage is ahead. The head
+    /// is checked as when the log opens (`LogHead.load`: this key's signature, the stored tree
+    /// folds to its root); one that went back is refused.
+    private func resynchronise() {
+        do {
+            let head = try LogHead.load(from: storage, signer: signer)
+            guard head.checkpoint != writerState.head.checkpoint else { return }
+            guard head.checkpoint.size > writerState.head.checkpoint.size else {
+                throw StoreError.corrupt("storage went back from size \(writerState.head.checkpoint.size) to \(head.checkpoint.size)")
             }
-            var signature: [UInt8]?
-            if case let .chained(expected, sig) = request.authorization {
-                guard previous == expected else {
-                    results.append(.failure(.conflict("identity's latest entry is \(previous.map(String.init) ?? "none"), not \(expected): look it up and sign again")))
-                    continue
-                }
-                signature = sig
-            }
-            guard range.size <= Schema.maxIndex else {
-                results.append(.failure(.logFull))
-                continue
-            }
-            let entry = KeyEntry(timestampMillis: timestamp, identity: request.identity, keyType: request.keyType,
-                                 publicKey: request.publicKey, revocation: request.revocation,
-                                 previousIndex: previous, signature: signature)
-            let bytes = try entry.encode()
-            let leaf = Merkle.leafHash(bytes)
-            let leafKey = Schema.lookupKey(leaf)
-            let index = range.size
-            let s = try db.statement(insertEntry)
-            s.bind(1, index)
-            s.bind(2, request.identity)
-            s.bind(3, identityKey)
-            s.bind(4, leaf)
-            s.bind(5, leafKey)
-            s.bind(6, bytes)
-            try s.step()
-            var nodeError: Error?
-            range.append(leaf) { id, hash in
-                guard id.level > 0, nodeError == nil else { return }
-                if id.level >= cachedFrom { upperNodes.append((id, hash)) }
-                do {
-                    let n = try db.statement(insertNode)
-                    n.bind(1, Schema.nodeKey(level: id.level, index: id.index))
-                    n.bind(2, hash)
-                    try n.step()
-                } catch { nodeError = error }
-            }
-            if let e = nodeError { throw e }
-            latestForIdentity[request.identity] = .some(index)
-            indexRows.append(PendingIndex.Row(index: index, identityKey: identityKey, leafKey: leafKey))
-            appended.append((index, bytes, leaf, results.count))
-            results.append(.failure(.storage("not integrated")))  // replaced below once signed
+            try store.loadUpperTree(size: head.checkpoint.size)
+            writerState.head = head
+            published.withLock { $0 = head.checkpoint }
+            logger.notice("storage is ahead of the sequencer (another writer, or an append that reported failure but committed); continuing from it",
+                          metadata: ["tree_size": "\(head.checkpoint.size)"])
+        } catch {
+            // The next append's compare-and-swap refuses whatever does not extend what storage holds.
+            logger.error("cannot re-read the log's head after a failed append", metadata: ["error": "\(error)"])
         }
-
-        guard !appended.isEmpty else {
-            return BatchOutcome(results: results, range: start, lastTimestamp: lastTimestamp, checkpoint: nil)
-        }
-        let root = range.root
-        let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: range.size, root: root), with: signer).note.serialized
-        let c = try db.statement("INSERT INTO checkpoints(size, root, note, signed_at_ms) VALUES(?, ?, ?, ?)")
-        c.bind(1, range.size)
-        c.bind(2, root)
-        c.bind(3, note)
-        c.bind(4, nowMillis())
-        try c.step()
-        let checkpoint = StoredCheckpoint(size: range.size, root: root, note: note)
-        for (index, bytes, leaf, slot) in appended {
-            results[slot] = .success(PublishReceipt(index: index, entry: bytes, leafHash: leaf, checkpoint: checkpoint))
-        }
-        return BatchOutcome(results: results, range: range, lastTimestamp: timestamp, checkpoint: checkpoint, upperNodes: upperNodes, indexRows: indexRows)
     }
 
     public static func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }

@@ -5,6 +5,7 @@ import KeyglassCore
 import KeyglassLog
 import KeyglassWire
 import Logging
+import ServiceLifecycle
 
 /// Limits and secrets of one server.
 public struct ServerOptions: Sendable {
@@ -62,7 +63,10 @@ public struct KeyglassAPI: Sendable {
     }
 
     /// Builds the application; `onRunning` receives the bound port (tests bind port 0).
-    public func application(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+    /// `background`: services that run beside the sequencer, stopped after it (e.g. the SQLite
+    /// engine's `IndexMergeFollower`, which then merges what the sequencer's last batches left).
+    public func application(host: String, port: Int, background: [any Service] = [],
+                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
         -> some ApplicationProtocol {
         Application(
             router: router(),
@@ -70,7 +74,9 @@ public struct KeyglassAPI: Sendable {
                 KeyglassHTTP1Channel(responder: responder, idleTimeout: .seconds(options.idleTimeout.components.seconds), api: self)
             },
             configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
-            services: witnesses.map { [sequencer, $0] } ?? [sequencer],
+            // Shut down in reverse order: witnesses, then the sequencer (it drains its queue), then
+            // the background services.
+            services: background + [sequencer] + (witnesses.map { [$0] } ?? []),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }

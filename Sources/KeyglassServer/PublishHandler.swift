@@ -57,6 +57,7 @@ extension KeyglassAPI {
             err.headers[.retryAfter] = "1"
             return err
         case .storage: return APIError(.serviceUnavailable, "storage_unavailable", e.description)
+        case .invalid: return APIError.badRequest(e.description)
         case .logFull: return APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", e.description)
         // No Retry-After: retrying does not help until the operator has looked at the log.
         case .futureTimestamp: return APIError(.serviceUnavailable, "future_timestamp", e.description)

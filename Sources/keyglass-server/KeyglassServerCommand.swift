@@ -115,16 +115,19 @@ struct Serve: AsyncParsableCommand {
             }
             let signer = try dir.loadSigner()
             let tokenHash = try dir.loadTokenHash()
-            let store = try LogStore(path: dir.database, sync: syncMode)
+            let sqlite = try SQLiteStorage(path: dir.database, sync: syncMode)
+            let store = LogStore(storage: sqlite)
+            var mergeOptions = IndexMergeFollower.Options()
+            mergeOptions.mergeAt = max(1, indexMergeRows)
+            mergeOptions.chunk = max(1, indexMergeRows)
+            mergeOptions.slice = .milliseconds(max(1, indexMergeSliceMs))
+            let merges = IndexMergeFollower(storage: sqlite, options: mergeOptions, logger: logger)
             var seqOptions = Sequencer.Options()
             seqOptions.maxBatch = max(1, maxBatch)
             seqOptions.batchDelay = .milliseconds(max(0, batchDelayMs))
             seqOptions.maxQueue = max(1, maxQueue)
-            seqOptions.indexMergeEntries = max(1, indexMergeRows)
-            seqOptions.indexMergeChunk = max(1, indexMergeRows)
-            seqOptions.indexMergeSlice = .milliseconds(max(1, indexMergeSliceMs))
             seqOptions.maxClockSkew = .seconds(max(0, maxClockSkew))
-            let sequencer = try await Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
+            let sequencer = try Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
             options.publishTokenHashes = [tokenHash]
             options.readsPerSecond = readRate
@@ -139,7 +142,7 @@ struct Serve: AsyncParsableCommand {
                                               "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
             let portFile = portFile
             let listening = logger
-            try await api.application(host: host, port: port) { bound in
+            try await api.application(host: host, port: port, background: [merges]) { bound in
                 listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
                 if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
             }.runService(gracefulShutdownSignals: [.sigterm, .sigint])
@@ -162,10 +165,11 @@ struct Check: AsyncParsableCommand {
     func run() async throws {
         let dir = DataDirectory(path: data)
         do {
-            let store = try LogStore(path: dir.database, readers: 1)
-            let integrity = try store.integrityCheck()
+            let sqlite = try SQLiteStorage(path: dir.database, readers: 1)
+            defer { sqlite.close() }
+            let integrity = try sqlite.integrityCheck()
             guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
-            let sequencer = try await Sequencer(store: store, signer: try dir.loadSigner())
+            let sequencer = try Sequencer(store: LogStore(storage: sqlite), signer: try dir.loadSigner())
             print("ok: tree size \(sequencer.latestCheckpoint.size), root \(sequencer.latestCheckpoint.root.base64)")
         } catch {
             throw commandFailed("check", error)
@@ -193,12 +197,15 @@ struct BulkLoad: AsyncParsableCommand {
 
     func run() async throws {
         let dir = DataDirectory(path: data)
-        let store = try LogStore(path: dir.database, readers: 1, sync: SyncMode(rawValue: sync.uppercased()) ?? .normal)
+        let sqlite = try SQLiteStorage(path: dir.database, readers: 1, sync: SyncMode(rawValue: sync.uppercased()) ?? .normal)
+        defer { sqlite.close() }
+        let merges = IndexMergeFollower(storage: sqlite)
         var options = Sequencer.Options()
         options.maxBatch = batch
         options.maxQueue = max(batch * 2, 1)
-        let sequencer = try await Sequencer(store: store, signer: try dir.loadSigner(), options: options)
+        let sequencer = try Sequencer(store: LogStore(storage: sqlite), signer: try dir.loadSigner(), options: options)
         let runner = Task { try await sequencer.run() }
+        let merger = Task { try await merges.run() }
         let start = ContinuousClock.now
         let base = sequencer.latestCheckpoint.size
         var done = 0
@@ -222,6 +229,8 @@ struct BulkLoad: AsyncParsableCommand {
         }
         runner.cancel()
         _ = try? await runner.value
+        merger.cancel()
+        _ = try? await merger.value
         print("tree size \(sequencer.latestCheckpoint.size)")
     }
 }

@@ -211,7 +211,7 @@ final class FastPathTests: XCTestCase {
         defer { log.remove() }
         try await log.withServer { server in
             for i in 0..<300 { try await log.publish(server, identity: "p\(i)@example.com", keyType: .x25519, key: Ed25519.randomBytes(32)) }
-            let size = server.store.pendingIndex.indexedSize + UInt64(server.store.pendingIndex.count)
+            let size = server.sequencer.latestCheckpoint.size
             let conn = try RawConnection(port: try XCTUnwrap(server.client.base.port))
             let paths = ["/checkpoint", "/v1/log", "/healthz", "/v1/proof/inclusion?index=17&tree_size=\(size)",
                          "/v1/proof/consistency?from=1&to=\(size)", "/tile/0/000", "/tile/entries/000", "/tile/0/001.p/44",

@@ -36,26 +36,33 @@ final class IndexMergeTests: XCTestCase {
         }
     }
 
-    /// Sequencer options with merges of `rows` rows once as many wait (the defaults if nil), and
+    /// Follower options with merges of `rows` rows once as many wait (the defaults if nil), and
     /// the idle merge after `idle` of quiet (in effect never, by default).
-    private func mergeOptions(every rows: Int? = nil, idle: Duration = .seconds(3600)) -> Sequencer.Options {
-        var options = Sequencer.Options()
+    private func mergeOptions(every rows: Int? = nil, idle: Duration = .seconds(3600)) -> IndexMergeFollower.Options {
+        var options = IndexMergeFollower.Options()
         if let rows {
-            options.indexMergeEntries = rows
-            options.indexMergeChunk = rows
+            options.mergeAt = rows
+            options.chunk = rows
         }
-        options.indexMergeIdle = idle
+        options.idle = idle
         return options
+    }
+
+    /// A server whose follower does not run: the test steps it (`mergeDue`), with its `options`.
+    private func steppedServer<T>(_ log: TestLog, _ options: IndexMergeFollower.Options, _ body: (RunningServer, IndexMergeFollower) async throws -> T) async throws -> T {
+        try await log.withServer(merges: nil) { server in
+            try await body(server, IndexMergeFollower(storage: server.sqlite, options: options))
+        }
     }
 
     /// Waits (up to 5 s) for the idle merge to empty the pending rows.
     private func waitUntilQuietMergeDone(_ server: RunningServer, file: StaticString = #filePath, line: UInt = #line) async throws {
         var waited = 0
-        while server.store.pendingIndex.count > 0 && waited < 200 {
+        while server.sqlite.pendingIndex.count > 0 && waited < 200 {
             try await Task.sleep(for: .milliseconds(25))
             waited += 1
         }
-        XCTAssertEqual(server.store.pendingIndex.count, 0, "merged once the log was quiet", file: file, line: line)
+        XCTAssertEqual(server.sqlite.pendingIndex.count, 0, "merged once the log was quiet", file: file, line: line)
     }
 
     func testLookupsFindMergedAndPendingEntriesAcrossRestarts() async throws {
@@ -63,11 +70,17 @@ final class IndexMergeTests: XCTestCase {
         defer { log.remove() }
         let options = mergeOptions(every: 5)  // merges only by count here
         let ids = ["alice@example.com", "bob@example.com", "carol@example.com"]
-        let expected = try await log.withServer(options: options) { server in
-            let got = try await publishRounds(log, server, identities: ids, rounds: 6)  // 18 entries
-            // Merges ran at 5, 10 and 15 entries; 3 are pending.
-            XCTAssertEqual(server.store.pendingIndex.count, 3)
-            XCTAssertEqual(server.store.pendingIndex.indexedSize, 15)
+        let expected = try await steppedServer(log, options) { server, merges in
+            var got: [String: [UInt64]] = [:]
+            for _ in 0..<6 {
+                for id in ids {
+                    got[id, default: []].append(try await log.publish(server, identity: id).index)
+                    while merges.mergeDue() {}
+                }
+            }
+            // 18 entries: merges ran at 5, 10 and 15; 3 are pending.
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 3)
+            XCTAssertEqual(server.sqlite.pendingIndex.indexedSize, 15)
             try await assertLookups(server, log, got)
             // Each publish named its identity's previous entry, whether merged or pending.
             for (id, indices) in got {
@@ -77,9 +90,9 @@ final class IndexMergeTests: XCTestCase {
                     XCTAssertEqual(entry.previousIndex, n == 0 ? nil : indices[n - 1], "\(id) entry \(e.index)")
                 }
             }
+            merges.mergeAll()
             return got
         }
-        // Shut down gracefully: the last rows were merged on the way out.
         XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 18)
         XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 18)
         XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 18)
@@ -88,8 +101,8 @@ final class IndexMergeTests: XCTestCase {
         try log.tamper("UPDATE meta SET value = '11' WHERE key = 'indexed_size'")
         try log.tamper("DELETE FROM identity_index WHERE idx >= 11")
         try log.tamper("DELETE FROM leaf_index WHERE idx >= 11")
-        try await log.withServer(options: options) { server in
-            XCTAssertEqual(server.store.pendingIndex.count, 7, "rebuilt from the entries the index does not cover")
+        try await log.withServer(merges: options) { server in
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 7, "rebuilt from the entries the index does not cover")
             try await assertLookups(server, log, expected)
             // And the log goes on from there.
             let more = try await log.publish(server, identity: "alice@example.com")
@@ -99,73 +112,67 @@ final class IndexMergeTests: XCTestCase {
         }
     }
 
-    /// A merge is written in slices, one after each batch: between slices part of its rows are in
-    /// SQLite and all of them still pending, and lookups find each entry exactly once.
-    func testMergeIsWrittenInSlicesBetweenBatches() async throws {
+    /// A merge is written in slices: between slices part of its rows are in SQLite and all of them
+    /// still pending, and lookups find each entry exactly once. Stepped by hand, slice by slice.
+    func testMergeIsWrittenInSlices() async throws {
         let log = try await TestLog()
         defer { log.remove() }
         var options = mergeOptions(every: 300)
-        options.indexMergeSlice = .zero  // a slice stops after its first 256 rows
+        options.slice = .zero  // a slice stops after its first 256 rows
         let indexedSize = "SELECT coalesce((SELECT value FROM meta WHERE key = 'indexed_size'), 0)"
-        try await log.withServer(options: options) { server in
+        try await steppedServer(log, options) { server, merges in
             var got: [String: [UInt64]] = [:]
-            // One publish at a time: one batch each, and the writer has finished whatever followed
-            // a batch (a slice) before it integrates the next.
             func publish(_ n: Int) async throws {
                 let id = "user\(n % 40)@example.com"
                 got[id, default: []].append(try await log.publish(server, identity: id).index)
             }
-            // The writer writes a slice right after answering a batch: wait for it to land.
-            func waitFor(_ sql: String, atLeast value: Int64) async throws {
-                var waited = 0
-                while try log.scalar(sql) < value, waited < 500 {
-                    try await Task.sleep(for: .milliseconds(10))
-                    waited += 1
-                }
-            }
             let identityRows = "SELECT count(*) FROM identity_index", leafRows = "SELECT count(*) FROM leaf_index"
-            for n in 0..<300 { try await publish(n) }
-            // Entry 299 made 300 pending: the merge began with 256 of its 600 index rows.
-            try await waitFor(identityRows, atLeast: 1)
+            for n in 0..<299 { try await publish(n) }
+            XCTAssertFalse(merges.mergeDue(), "299 rows wait: no merge is due")
+            try await publish(299)
+            // 300 pending: the merge begins with 256 of its 600 index rows.
+            XCTAssertTrue(merges.mergeDue())
             XCTAssertEqual(try log.scalar(identityRows), 256)
             XCTAssertEqual(try log.scalar(leafRows), 0)
             XCTAssertEqual(try log.scalar(indexedSize), 0, "indexed_size moves with the last slice only")
-            XCTAssertEqual(server.store.pendingIndex.count, 300, "rows stay pending until the merge completes")
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 300, "rows stay pending until the merge completes")
             try await assertLookups(server, log, got.filter { ["user0@example.com", "user7@example.com", "user39@example.com"].contains($0.key) })
-            // The next batch, the next slice: the other 44 identity rows, 212 leaf rows.
+            // A publish between two slices, then the next slice: the other 44 identity rows, 212 leaf rows.
             try await publish(300)
-            try await waitFor(leafRows, atLeast: 1)
+            XCTAssertTrue(merges.mergeDue())
             XCTAssertEqual(try log.scalar(identityRows), 300)
             XCTAssertEqual(try log.scalar(leafRows), 212)
             XCTAssertEqual(try log.scalar(indexedSize), 0)
-            XCTAssertEqual(server.store.pendingIndex.count, 301)
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 301)
             try await assertLookups(server, log, got.filter { ["user1@example.com", "user20@example.com"].contains($0.key) })
-            // And the last slice completes it.
+            // And the last slice completes it; the entry published meanwhile waits for the next merge.
             try await publish(301)
-            try await waitFor(indexedSize, atLeast: 300)
+            XCTAssertTrue(merges.mergeDue())
             XCTAssertEqual(try log.scalar(leafRows), 300)
             XCTAssertEqual(try log.scalar(indexedSize), 300)
-            XCTAssertEqual(server.store.pendingIndex.count, 2)
-            XCTAssertEqual(server.store.pendingIndex.indexedSize, 300)
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 2)
+            XCTAssertEqual(server.sqlite.pendingIndex.indexedSize, 300)
+            XCTAssertFalse(merges.mergeDue(), "2 rows wait: no merge is due")
             try await assertLookups(server, log, got.filter { ["user0@example.com", "user21@example.com", "user22@example.com"].contains($0.key) })
         }
     }
 
-    /// Large merges are prepared off the writer thread (played here with every merge so): the
-    /// writer goes on with batches meanwhile, and every row still lands in SQLite exactly once.
-    func testMergesPreparedOffTheWriterThread() async throws {
+    /// The follower runs on its own thread beside the sequencer: it merges while publishes go on,
+    /// every row lands in SQLite exactly once, and a graceful stop merges what is left.
+    func testFollowerMergesWhilePublishesGoOn() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        var options = mergeOptions(every: 40, idle: .milliseconds(100))
-        options.indexMergeInlinePreparation = 0
         let ids = (0..<10).map { "p\($0)@example.com" }
-        try await log.withServer(options: options) { server in
+        let got = try await log.withServer(merges: mergeOptions(every: 40)) { server in
             let got = try await publishRounds(log, server, identities: ids, rounds: 15)  // 150 entries
             try await assertLookups(server, log, got)
-            try await waitUntilQuietMergeDone(server)
-            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 150)
-            XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 150)
-            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 150)
+            return got
+        }
+        XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 150)
+        XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 150)
+        XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 150, "merged on the way out")
+        try await log.withServer(merges: mergeOptions(every: 40)) { server in
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 0)
             try await assertLookups(server, log, got)
         }
     }
@@ -183,8 +190,8 @@ final class IndexMergeTests: XCTestCase {
         try log.tamper("UPDATE meta SET value = '5' WHERE key = 'indexed_size'")
         try log.tamper("DELETE FROM leaf_index WHERE idx >= 5")
         let options = mergeOptions(every: 2)
-        try await log.withServer(options: options) { server in
-            XCTAssertEqual(server.store.pendingIndex.count, 7)
+        try await log.withServer(merges: options) { server in
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 7)
             try await assertLookups(server, log, expected)
             let more = try await log.publish(server, identity: "grace@example.com")
             var grown = expected
@@ -202,7 +209,7 @@ final class IndexMergeTests: XCTestCase {
         let log = try await TestLog()
         defer { log.remove() }
         let options = mergeOptions()
-        try await log.withServer(options: options) { server in
+        try await log.withServer(merges: options) { server in
             for id in ["alice@example.com", "bob@example.com", "carol@example.com"] { try await log.publish(server, identity: id) }
         }
         // Entry 1's leaf hash now shares entry 0's lookup key (its first 8 bytes) but not the rest;
@@ -212,8 +219,8 @@ final class IndexMergeTests: XCTestCase {
         try log.tamper("UPDATE meta SET value = '0' WHERE key = 'indexed_size'")
         try log.tamper("DELETE FROM identity_index")
         try log.tamper("DELETE FROM leaf_index")
-        try await log.withServer(options: options) { server in
-            XCTAssertEqual(server.store.pendingIndex.count, 3)
+        try await log.withServer(merges: options) { server in
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 3)
             for index in [UInt64(0), 1] {
                 let entry = try XCTUnwrap(try server.store.entry(at: index))
                 let hash = entry.leafHash.base64.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
@@ -234,7 +241,7 @@ final class IndexMergeTests: XCTestCase {
     func testQuietLogMergesAfterIdleTime() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        try await log.withServer(options: mergeOptions(idle: .milliseconds(100))) { server in
+        try await log.withServer(merges: mergeOptions(idle: .milliseconds(100))) { server in
             for i in 0..<4 { try await log.publish(server, identity: "quiet\(i)@example.com") }
             try await waitUntilQuietMergeDone(server)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 4)
@@ -255,7 +262,7 @@ final class IndexMergeTests: XCTestCase {
         try log.tamper("DELETE FROM meta WHERE key = 'indexed_size'")
         try log.tamper("UPDATE meta SET value = '1' WHERE key = 'schema'")
         try await log.withServer { server in
-            XCTAssertEqual(server.store.pendingIndex.count, 0)
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 0)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'entries_by_%'"), 0)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 6)
             XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'schema'"), 2)

@@ -35,44 +35,46 @@ final class LimitsTests: XCTestCase {
         let log = try await TestLog()
         defer { log.remove() }
         var options = Sequencer.Options()
-        options.indexMergeEntries = 256
-        options.indexMergeChunk = 256
         options.maxBatch = 64
-        options.indexMergeIdle = .milliseconds(200)
-        try await log.withServer(options: options) { server in
+        var merges = IndexMergeFollower.Options()
+        merges.mergeAt = 256
+        merges.chunk = 256
+        merges.idle = .milliseconds(200)
+        try await log.withServer(options: options, merges: merges) { server in
             var peak = 0
             for burst in 0..<24 {
                 try await withThrowingTaskGroup(of: Void.self) { g in
                     for i in 0..<100 { g.addTask { try await log.publish(server, identity: "b\(burst)-\(i)", keyType: .x25519, key: Ed25519.randomBytes(32)) } }
                     try await g.waitForAll()
                 }
-                peak = max(peak, server.store.pendingIndex.count)
+                peak = max(peak, server.sqlite.pendingIndex.count)
             }
             // 2,400 entries went in; at most a merge's worth plus what arrived during one waited.
             XCTAssertLessThanOrEqual(peak, 256 + 2 * 100, "pending rows grew with the log")
-            var idle = server.store.pendingIndex.count
+            var idle = server.sqlite.pendingIndex.count
             for _ in 0..<200 where idle > 0 {
                 try await Task.sleep(for: .milliseconds(25))
-                idle = server.store.pendingIndex.count
+                idle = server.sqlite.pendingIndex.count
             }
             XCTAssertEqual(idle, 0, "a quiet moment merges every pending row")
-            XCTAssertEqual(server.store.pendingIndex.indexedSize, 2400)
+            XCTAssertEqual(server.sqlite.pendingIndex.indexedSize, 2400)
         }
     }
 
     /// When batches outrun the merge slices (20,000 publishes queued at once, batches of 4,096,
-    /// slices as short as they can be), the writer stops taking batches and merges until it has
-    /// caught up: pending rows stay under two merges' worth plus a batch, not the whole burst.
+    /// slices as short as they can be), each append first merges until the follower has caught
+    /// up: pending rows stay under two merges' worth plus a batch, not the whole burst.
     func testPendingIndexCatchesUpWhenBatchesOutrunSlices() async throws {
         let log = try await TestLog()
         defer { log.remove() }
         var options = Sequencer.Options()
-        options.indexMergeEntries = 256
-        options.indexMergeChunk = 256
-        options.indexMergeSlice = .nanoseconds(1)
-        options.indexMergeIdle = .seconds(60)  // no idle merge during the test
         options.maxBatch = 4096
-        try await log.withServer(options: options) { server in
+        var merges = IndexMergeFollower.Options()
+        merges.mergeAt = 256
+        merges.chunk = 256
+        merges.slice = .nanoseconds(1)
+        merges.idle = .seconds(60)  // no idle merge during the test
+        try await log.withServer(options: options, merges: merges) { server in
             let n = 20_000
             let remaining = Mutex(n)
             let (done, finished) = AsyncStream.makeStream(of: Void.self)
@@ -83,7 +85,7 @@ final class LimitsTests: XCTestCase {
                 }
             }
             for await _ in done {}
-            let pending = server.store.pendingIndex.count
+            let pending = server.sqlite.pendingIndex.count
             XCTAssertLessThanOrEqual(pending, 2 * 256 + 4096, "pending rows grew with the burst (\(pending) of \(n))")
             XCTAssertEqual(server.sequencer.latestCheckpoint.size, UInt64(n))
         }

@@ -107,7 +107,7 @@ final class PublishAndProofTests: XCTestCase {
         let old = try AnswerVerifier.openCheckpoint(before, logKey: log.verifierKey).checkpoint
         let proof = try await server.client.consistencyProof(from: 37, to: cp.size)
         XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: 37, size2: cp.size, root1: old.root, root2: cp.root, proof: proof))
-        let integrity = try server.store.integrityCheck()
+        let integrity = try server.sqlite.integrityCheck()
         XCTAssertEqual(integrity, "ok")
         }
     }

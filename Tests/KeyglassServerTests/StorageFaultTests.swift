@@ -21,7 +21,7 @@ final class StorageFaultTests: XCTestCase {
         // First learn how big the database is, then allow only a little more.
         let pages = try await log.withServer { server in
             for i in 0..<20 { try await log.publish(server, identity: "before\(i)") }
-            return try await server.store.pageCount()
+            return try server.sqlite.pageCount()
         }
         try await log.withServer(maxPages: pages + 2) { server in
             let before = try await server.client.checkpoint()
@@ -50,7 +50,7 @@ final class StorageFaultTests: XCTestCase {
             let old = try AnswerVerifier.openCheckpoint(before, logKey: log.verifierKey).checkpoint
             let proof = try await server.client.consistencyProof(from: old.size, to: cp.size)
             XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: old.size, size2: cp.size, root1: old.root, root2: cp.root, proof: proof))
-            let integrity = try server.store.integrityCheck()
+            let integrity = try server.sqlite.integrityCheck()
             XCTAssertEqual(integrity, "ok")
         }
         // Storage back (no quota): the log continues with the next index.
@@ -67,7 +67,7 @@ final class StorageFaultTests: XCTestCase {
         try await log.withServer { server in
             for i in 0..<5 { try await log.publish(server, identity: "ro\(i)") }
             let before = try await server.client.checkpoint()
-            try await server.store.setWritesRefused(true)
+            try server.sqlite.setWritesRefused(true)
             let (status, text) = try await Self.publishStatus(log, server, "refused")
             XCTAssertEqual(status, 503, text)
             XCTAssertTrue(text.contains("full or read-only"), text)
@@ -77,7 +77,7 @@ final class StorageFaultTests: XCTestCase {
             XCTAssertFalse(proof.isEmpty)
             let keys = try await server.client.keys(identity: "ro3")
             XCTAssertEqual(keys.entries.count, 1)
-            try await server.store.setWritesRefused(false)
+            try server.sqlite.setWritesRefused(false)
             let next = try await log.publish(server, identity: "back")
             XCTAssertEqual(next.index, 5, "no index was used up by the refused publish")
         }

@@ -11,8 +11,8 @@ final class UpperTreeCacheTests: XCTestCase {
         let log = try await TestLog()
         defer { log.remove() }
         // A budget of 64 hashes: as the tree grows the cache sheds its lowest levels.
-        let small = try LogStore(path: log.directory.database, readers: 1, sync: .normal, upperTreeBudget: 64)
-        let sequencer = try await Sequencer(store: small, signer: try log.directory.loadSigner())
+        let small = LogStore(storage: try SQLiteStorage(path: log.directory.database, readers: 1, sync: .normal), upperTreeBudget: 64)
+        let sequencer = try Sequencer(store: small, signer: try log.directory.loadSigner())
         let runner = Task { try await sequencer.run() }
         var checkpoints: [StoredCheckpoint] = []
         for round in 0..<9 {
@@ -36,10 +36,10 @@ final class UpperTreeCacheTests: XCTestCase {
 
         // Another store on the same file, opened with a cache holding every level ≥ 1, and one
         // freshly opened small: all three give the same proofs, and they verify.
-        let large = try LogStore(path: log.directory.database, readers: 1, sync: .normal)
-        _ = try await Sequencer(store: large, signer: try log.directory.loadSigner())
-        let reopened = try LogStore(path: log.directory.database, readers: 1, sync: .normal, upperTreeBudget: 64)
-        _ = try await Sequencer(store: reopened, signer: try log.directory.loadSigner())
+        let large = LogStore(storage: try SQLiteStorage(path: log.directory.database, readers: 1, sync: .normal))
+        _ = try Sequencer(store: large, signer: try log.directory.loadSigner())
+        let reopened = LogStore(storage: try SQLiteStorage(path: log.directory.database, readers: 1, sync: .normal), upperTreeBudget: 64)
+        _ = try Sequencer(store: reopened, signer: try log.directory.loadSigner())
         XCTAssertEqual(large.upperTree.lowestLevel, 1)
         var rng = SplitMix64(state: 7)
         for cp in checkpoints {

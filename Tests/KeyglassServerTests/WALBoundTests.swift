@@ -11,11 +11,14 @@ final class WALBoundTests: XCTestCase {
     func testWALStaysBoundedUnderManyBatches() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        let store = try LogStore(path: log.directory.database, readers: 1, sync: .normal)
+        let sqlite = try SQLiteStorage(path: log.directory.database, readers: 1, sync: .normal)
+        defer { sqlite.close() }
+        let merges = IndexMergeFollower(storage: sqlite)
         var options = Sequencer.Options()
         options.maxBatch = 500
-        let sequencer = try await Sequencer(store: store, signer: try log.directory.loadSigner(), options: options)
+        let sequencer = try Sequencer(store: LogStore(storage: sqlite), signer: try log.directory.loadSigner(), options: options)
         let runner = Task { try await sequencer.run() }
+        let merger = Task { try await merges.run() }
         for batch in 0..<24 {
             try await withThrowingTaskGroup(of: Void.self) { g in
                 for i in 0..<500 {
@@ -35,5 +38,7 @@ final class WALBoundTests: XCTestCase {
         XCTAssertGreaterThan(db, 1 << 20, "the database file holds the checkpointed pages")
         runner.cancel()
         _ = try? await runner.value
+        merger.cancel()
+        _ = try? await merger.value
     }
 }

@@ -34,28 +34,34 @@ public final class TestLog: Sendable {
     public func remove() { try? FileManager.default.removeItem(atPath: directory.path) }
 
     /// `sync` and `vfs` are the store's (tests run with NORMAL unless durability is what they test).
-    public func start(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
+    /// `merges`: the lookup-index follower's options; nil leaves it stopped, for tests that step it
+    /// by hand (`RunningServer.merges`).
+    public func start(options: Sequencer.Options = Sequencer.Options(), merges: IndexMergeFollower.Options? = IndexMergeFollower.Options(),
+                      witnesses: [WitnessConfig] = [],
                       heartbeat: Duration = .seconds(60), maxPages: Int? = nil, sync: SyncMode = .normal, vfs: String? = nil,
-                      logLevel: Logger.Level = .warning,
+                      logLevel: Logger.Level = .warning, wrapStorage: (SQLiteStorage) -> any LogStorage = { $0 },
                       configure: (inout ServerOptions) -> Void = { _ in }) async throws -> RunningServer {
-        let store = try LogStore(path: directory.database, sync: sync, maxPages: maxPages, vfs: vfs)
+        let sqlite = try SQLiteStorage(path: directory.database, sync: sync, maxPages: maxPages, vfs: vfs)
+        let store = LogStore(storage: wrapStorage(sqlite))
         var logger = Logger(label: "keyglass-test")
         logger.logLevel = logLevel
         var sequencerLogger = Logger(label: "keyglass.sequencer")
         sequencerLogger.logLevel = logLevel > .warning ? logLevel : .info  // as before, unless asked to be quieter
-        let sequencer = try await Sequencer(store: store, signer: try directory.loadSigner(), options: options, logger: sequencerLogger)
+        let follower = IndexMergeFollower(storage: sqlite, options: merges ?? IndexMergeFollower.Options(), logger: sequencerLogger)
+        let sequencer = try Sequencer(store: store, signer: try directory.loadSigner(), options: options, logger: sequencerLogger)
         var serverOptions = ServerOptions()
         serverOptions.publishTokens = [token]
         configure(&serverOptions)
         let collector = witnesses.isEmpty ? nil : WitnessCollector(witnesses: witnesses, sequencer: sequencer, store: store, heartbeat: heartbeat, logger: logger)
         let api = KeyglassAPI(store: store, sequencer: sequencer, options: serverOptions, logger: logger, witnesses: collector)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = api.application(host: "127.0.0.1", port: 0) { port in portContinuation.yield(port) }
+        let app = api.application(host: "127.0.0.1", port: 0, background: merges == nil ? [] : [follower]) { port in portContinuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ClientError.network("server did not start") }
-        return RunningServer(client: LogClient(base: URL(string: "http://127.0.0.1:\(port)")!), group: group, task: task, store: store, sequencer: sequencer)
+        return RunningServer(client: LogClient(base: URL(string: "http://127.0.0.1:\(port)")!), group: group, task: task, store: store,
+                             sqlite: sqlite, merges: follower, sequencer: sequencer)
     }
 }
 
@@ -64,6 +70,10 @@ public struct RunningServer: Sendable {
     let group: ServiceGroup
     let task: Task<Void, Error>
     public let store: LogStore
+    /// The SQLite engine under `store` (under the test's wrapper, if it gave one).
+    public let sqlite: SQLiteStorage
+    /// The lookup-index follower: running unless the test started the server with `merges: nil`.
+    public let merges: IndexMergeFollower
     /// The sequencer itself: a test that plays an operator running modified software submits
     /// entries here, past every check the HTTP layer makes.
     public let sequencer: Sequencer
@@ -80,11 +90,14 @@ public struct RunningServer: Sendable {
 
 extension TestLog {
     /// Runs `body` against a started server and stops it afterwards, also when `body` throws.
-    public func withServer<T>(options: Sequencer.Options = Sequencer.Options(), witnesses: [WitnessConfig] = [],
+    public func withServer<T>(options: Sequencer.Options = Sequencer.Options(),
+                              merges: IndexMergeFollower.Options? = IndexMergeFollower.Options(), witnesses: [WitnessConfig] = [],
                               heartbeat: Duration = .seconds(60), maxPages: Int? = nil, sync: SyncMode = .normal,
+                              wrapStorage: (SQLiteStorage) -> any LogStorage = { $0 },
                               configure: (inout ServerOptions) -> Void = { _ in },
                               _ body: (RunningServer) async throws -> T) async throws -> T {
-        let server = try await start(options: options, witnesses: witnesses, heartbeat: heartbeat, maxPages: maxPages, sync: sync, configure: configure)
+        let server = try await start(options: options, merges: merges, witnesses: witnesses, heartbeat: heartbeat, maxPages: maxPages,
+                                     sync: sync, wrapStorage: wrapStorage, configure: configure)
         do {
             let result = try await body(server)
             await server.stop()

@@ -1,0 +1,239 @@
+import Foundation
+import KeyglassCore
+import Synchronization
+
+/// Durability of each batch's commit. `full` fsyncs the WAL on every commit: an acknowledged
+/// publish survives power loss. `normal` survives a process crash but not power loss.
+public enum SyncMode: String, Sendable, CaseIterable {
+    case full = "FULL"
+    case normal = "NORMAL"
+}
+
+/// The embedded storage engine: one SQLite file in WAL mode, one writer connection (the
+/// sequencer's appends and the index merges, serialised on one queue) and a pool of reader
+/// connections, so reads never wait behind writes. All of Keyglass's SQL is in this folder.
+///
+/// Beyond the `LogStorage` contract it keeps the lookup index of the newest entries in memory
+/// (`PendingIndex`): each append commits only its entries, nodes and checkpoint, and an
+/// `IndexMergeFollower` merges the index rows into SQLite behind it.
+public final class SQLiteStorage: LogStorage {
+    let writer: SQLiteWorker
+    private let readers: ReaderPool
+    public let path: String
+    /// Lookup-index rows of the newest entries, not yet merged into SQLite (see `PendingIndex`).
+    public let pendingIndex = PendingIndex()
+    /// Set by an `IndexMergeFollower`: `beforeAppend` runs before every append (when the follower
+    /// lags too far it merges there, on the sequencer's thread, until caught up: bulk loads wait
+    /// instead of piling rows up in memory); `appended` after every committed one.
+    private let follower = Mutex<(beforeAppend: @Sendable () -> Void, appended: @Sendable () -> Void)?>(nil)
+
+    public var readsAreLocal: Bool { true }
+    public var maxSize: UInt64 { Schema.maxIndex + 1 }
+
+    /// `maxPages`: a quota on the database's size in pages (PRAGMA max_page_count); a write beyond
+    /// it fails as a full disk does, which is also how the tests provoke one.
+    /// `vfs` names a registered SQLite VFS (nil: the default); the power-cut tests use one that
+    /// simulates losing every write no sync covered.
+    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil, vfs: String? = nil) throws {
+        self.path = path
+        let w = try SQLiteConnection(path: path, vfs: vfs)
+        for s in Schema.statements { try w.execute(s) }
+        try Schema.migrate(w)
+        if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
+        try w.execute("PRAGMA synchronous=\(sync.rawValue)")
+        // The writer touches index pages all over the file; 16 MiB of cache keeps them from being
+        // re-read on every batch. Readers keep SQLite's default 2 MiB: memory stays flat.
+        try w.execute("PRAGMA cache_size=-16384")
+        try Self.loadPendingIndex(w, into: pendingIndex)
+        w.releaseStatements()
+        writer = SQLiteWorker(connection: w, label: "keyglass.sqlite.writer")
+        readers = try ReaderPool(path: path, warm: readerCount, vfs: vfs)
+    }
+
+    /// Runs a read on a reader connection, on the calling thread (see `ReaderPool`).
+    func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        try readers.read(body)
+    }
+
+    public func close() {
+        writer.close()
+        readers.close()
+    }
+
+    // MARK: Writes
+
+    public func initialise(first: StoredCheckpoint, origin: String, signedAtMillis: UInt64) throws {
+        try writer.runHere { db in
+            try db.transaction {
+                guard try Self.latestCheckpoint(db) == nil else { throw StoreError.corrupt("the log already has checkpoints") }
+                try Self.insertCheckpoint(db, first, signedAtMillis: signedAtMillis)
+                let m = try db.statement("INSERT INTO meta(key, value) VALUES('origin', ?), ('schema', ?)")
+                m.bind(1, origin)
+                m.bind(2, Schema.version)
+                try m.step()
+            }
+        }
+    }
+
+    public func newestEntries(of identities: Set<String>) throws -> [String: UInt64] {
+        // On the writer connection: it alone writes entries, so what it reads is the newest, and no
+        // index merge (the follower's slices share its queue) moves rows while it reads.
+        try Self.describingStorageFaults {
+            try writer.runHere { db in
+                var found: [String: UInt64] = [:]
+                for identity in identities {
+                    if let index = try latestIndex(db, identity: identity) { found[identity] = index }
+                }
+                return found
+            }
+        }
+    }
+
+    public func append(_ batch: SequencedBatch) throws {
+        follower.withLock { $0?.beforeAppend }?()
+        var rows: [PendingIndex.Row] = []
+        rows.reserveCapacity(batch.entries.count)
+        try Self.describingStorageFaults { try write(batch, rows: &rows) }
+        // Committed: only now do the rows join the pending index (a reader that sees the new
+        // checkpoint later finds them there or, once merged, in SQLite).
+        pendingIndex.add(rows)
+        follower.withLock { $0?.appended }?()
+    }
+
+    /// A full disk, a read-only database or an I/O error is the operator's to fix: said so, in words
+    /// a publisher's error answer can carry.
+    private static func describingStorageFaults<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let f as SQLiteConnection.Failure where f.isStorageFault {
+            throw StoreError.storage("storage is full or read-only (\(f.description)); nothing of this batch was written, reads continue")
+        }
+    }
+
+    /// `append`'s transaction.
+    private func write(_ batch: SequencedBatch, rows: inout [PendingIndex.Row]) throws {
+        try writer.runHere { db in
+            try db.transaction {
+                let newest = try Self.latestCheckpoint(db)?.size
+                guard newest == batch.previousSize else {
+                    // Another connection wrote entries this engine's pending index has never seen:
+                    // rebuild it from the table, as when the log opens, before anyone appends again.
+                    try Self.loadPendingIndex(db, into: pendingIndex)
+                    throw StoreError.conflict("the batch extends size \(batch.previousSize) but the newest checkpoint has size \(newest.map(String.init) ?? "none")")
+                }
+                let insertEntry = "INSERT INTO entries(idx, identity, identity_key, leaf_hash, leaf_key, data) VALUES(?, ?, ?, ?, ?, ?)"
+                for e in batch.entries {
+                    let identityKey = Schema.identityKey(e.identity)
+                    let leafKey = Schema.lookupKey(e.leafHash)
+                    let s = try db.statement(insertEntry)
+                    s.bind(1, e.index)
+                    s.bind(2, e.identity)
+                    s.bind(3, identityKey)
+                    s.bind(4, e.leafHash)
+                    s.bind(5, leafKey)
+                    s.bind(6, e.data)
+                    try s.step()
+                    rows.append(PendingIndex.Row(index: e.index, identityKey: identityKey, leafKey: leafKey))
+                }
+                for node in batch.nodes {
+                    let n = try db.statement("INSERT INTO nodes(id, hash) VALUES(?, ?)")
+                    n.bind(1, Schema.nodeKey(level: node.id.level, index: node.id.index))
+                    n.bind(2, node.hash)
+                    try n.step()
+                }
+                try Self.insertCheckpoint(db, batch.checkpoint, signedAtMillis: batch.signedAtMillis)
+            }
+        }
+    }
+
+    public func replaceNote(size: UInt64, root: Hash, note: String) throws {
+        try writer.runHere { db in
+            try db.transaction {
+                guard let cp = try Self.latestCheckpoint(db), cp.size == size, cp.root == root else {
+                    throw StoreError.conflict("the newest checkpoint is no longer of size \(size)")
+                }
+                let s = try db.statement("UPDATE checkpoints SET note = ? WHERE size = ?")
+                s.bind(1, note)
+                s.bind(2, size)
+                try s.step()
+            }
+        }
+    }
+
+    private static func insertCheckpoint(_ db: SQLiteConnection, _ cp: StoredCheckpoint, signedAtMillis: UInt64) throws {
+        let c = try db.statement("INSERT INTO checkpoints(size, root, note, signed_at_ms) VALUES(?, ?, ?, ?)")
+        c.bind(1, cp.size)
+        c.bind(2, cp.root)
+        c.bind(3, cp.note)
+        c.bind(4, signedAtMillis)
+        try c.step()
+    }
+
+    /// The newest entry of `identity` (on the writer connection).
+    private func latestIndex(_ db: SQLiteConnection, identity: String) throws -> UInt64? {
+        let key = Schema.identityKey(identity)
+        // Pending entries are newer than indexed ones: the newest candidate that is really this
+        // identity's is the answer.
+        for index in pendingIndex.identityCandidates(identityKey: key).reversed() {
+            let s = try db.statement("SELECT identity FROM entries WHERE idx = ?")
+            s.bind(1, index)
+            if try s.step(), s.text(0) == identity { return index }
+        }
+        let s = try db.statement("""
+            SELECT max(i.idx) FROM identity_index i JOIN entries e ON e.idx = i.idx
+            WHERE i.identity_key = ? AND e.identity = ?
+            """)
+        s.bind(1, key)
+        s.bind(2, identity)
+        try s.step()
+        return s.isNull(0) ? nil : s.uint64(0)
+    }
+
+    // MARK: Maintenance (SQLite's own)
+
+    /// Maintenance mode: while on, the writer refuses every write (as a read-only database does)
+    /// and publishes fail with a clear error; reads go on.
+    public func setWritesRefused(_ refused: Bool) throws {
+        try writer.runHere { db in try db.execute("PRAGMA query_only=\(refused ? "ON" : "OFF")") }
+    }
+
+    /// Pages the database file uses now (for quotas and tests).
+    public func pageCount() throws -> Int {
+        try writer.runHere { db in
+            let s = try db.statement("PRAGMA page_count")
+            try s.step()
+            return Int(s.int64(0))
+        }
+    }
+
+    /// Runs SQLite's own consistency check (used by tests and `keyglass-server check`).
+    public func integrityCheck() throws -> String {
+        try read { db in
+            let s = try db.statement("PRAGMA integrity_check")
+            var lines: [String] = []
+            while try s.step() { lines.append(s.text(0)) }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    // MARK: The lookup index's follower
+
+    /// Called by `IndexMergeFollower` when it starts following this log.
+    func attach(beforeAppend: @escaping @Sendable () -> Void, appended: @escaping @Sendable () -> Void) {
+        follower.withLock { $0 = (beforeAppend, appended) }
+    }
+
+    /// Rebuilds the pending index from the entries the index tables do not cover (when the log opens).
+    private static func loadPendingIndex(_ db: SQLiteConnection, into pending: PendingIndex) throws {
+        let m = try db.statement("SELECT value FROM meta WHERE key = 'indexed_size'")
+        let indexedSize = try m.step() ? UInt64(m.text(0)) ?? 0 : 0
+        // The entries store their lookup keys: nothing to hash again.
+        let s = try db.statement("SELECT idx, identity_key, leaf_key FROM entries WHERE idx >= ? ORDER BY idx")
+        s.bind(1, indexedSize)
+        var rows: [PendingIndex.Row] = []
+        while try s.step() {
+            rows.append(PendingIndex.Row(index: s.uint64(0), identityKey: s.int64(1), leafKey: s.int64(2)))
+        }
+        pending.reset(indexedSize: indexedSize, rows: rows)
+    }
+}

@@ -1,0 +1,124 @@
+import KeyglassCore
+
+/// What the log needs from a storage engine. Everything above it (the sequencer, proofs, the HTTP
+/// API) is written against this protocol; all of one engine's code (SQL, files, connections) lives
+/// in its driver (`SQLiteStorage`, the embedded default).
+///
+/// The contract is shaped for an engine whose writes go over the network (PostgreSQL next):
+/// - A batch is written by **one call**, `append`, that stores its entries, the tree nodes they
+///   complete and the checkpoint signed over them in one transaction. Nothing is read inside that
+///   transaction: what the sequencer needs to know first (each identity's newest entry) it asks
+///   for in one call per batch, `newestEntries`, before it builds the batch.
+/// - `append` is a compare-and-swap on the newest checkpoint: it names the size it extends and
+///   the engine refuses (`StoreError.conflict`) if that is no longer the newest. Two writers on one
+///   database can then never both extend one tree: the loser finds out and writes nothing.
+/// - A failed `append` may still have committed (a connection lost after COMMIT was sent). The
+///   sequencer therefore re-reads the head after every failure instead of assuming nothing moved.
+///
+/// Calls block the calling thread. The sequencer calls the write methods from its own thread, one
+/// at a time. Reads come from any thread, concurrently; the SQLite driver answers them from local
+/// pages in microseconds, which is why the HTTP layer may run them on its event loop
+/// (`readsAreLocal`). A driver whose reads cross the network says `false`, and must not be read
+/// from an event loop.
+public protocol LogStorage: AnyObject, Sendable {
+    /// True when reads are answered from this machine's memory and disk (no network round trip).
+    var readsAreLocal: Bool { get }
+    /// The largest tree the engine can hold (its key layout's limit).
+    var maxSize: UInt64 { get }
+
+    // MARK: Writes: the sequencer's and the admin commands', one caller at a time
+
+    /// Stores the first checkpoint of a new log (size 0) and its origin; refuses if the log has any
+    /// checkpoint.
+    func initialise(first: StoredCheckpoint, origin: String, signedAtMillis: UInt64) throws
+
+    /// The newest entry index of each of `identities` that has one (one round trip for a batch).
+    func newestEntries(of identities: Set<String>) throws -> [String: UInt64]
+
+    /// Appends a batch and its checkpoint atomically (see `SequencedBatch`); returns once durable.
+    /// Throws `StoreError.conflict` if the newest stored checkpoint is not of `batch.previousSize`.
+    func append(_ batch: SequencedBatch) throws
+
+    /// Replaces the signed note of the newest checkpoint (same size, same root), for a new signing
+    /// key. Throws if the newest checkpoint is not of `size` and `root`.
+    func replaceNote(size: UInt64, root: Hash, note: String) throws
+
+    // MARK: Reads
+
+    /// How many entries are stored; throws `StoreError.corrupt` if they are not 0..<count.
+    func entryCount() throws -> UInt64
+    func latestCheckpoint() throws -> StoredCheckpoint?
+    func checkpoint(size: UInt64) throws -> StoredCheckpoint?
+    func checkpointCount() throws -> UInt64
+    /// Perfect-subtree hashes: level 0 are the entries' leaf hashes. Throws if one is missing.
+    func nodeHashes(_ ids: [NodeID]) throws -> [Hash]
+    /// `count` consecutive hashes of one level from `start`, concatenated (a tile's body).
+    func levelHashes(level: UInt8, start: UInt64, count: UInt64) throws -> [UInt8]
+    func entries(start: UInt64, end: UInt64) throws -> [StoredEntry]
+    /// Entries [start, end) as a c2sp.org/tlog-tiles entry bundle (each prefixed by its uint16 length).
+    func entryBundle(start: UInt64, end: UInt64) throws -> [UInt8]
+    /// The identity's entries below `size`, oldest first, at most `limit` (the newest ones).
+    func entries(identity: String, below size: UInt64, limit: Int) throws -> [StoredEntry]
+    /// The first entry below `size` whose leaf hash is `hash`.
+    func index(ofLeafHash hash: Hash, below size: UInt64) throws -> UInt64?
+
+    /// Closes the engine's connections once queued work has run. Call once nothing reads or writes.
+    func close()
+}
+
+/// One batch as the sequencer built it: everything `LogStorage.append` writes in one transaction.
+public struct SequencedBatch: Sendable {
+    public struct Entry: Sendable {
+        public let index: UInt64
+        public let identity: String
+        /// The encoded entry (Spec/entry.md), exactly as served.
+        public let data: [UInt8]
+        public let leafHash: Hash
+    }
+
+    /// A perfect subtree (level ≥ 1) that one of the batch's leaves completed.
+    public struct Node: Sendable {
+        public let id: NodeID
+        public let hash: Hash
+    }
+
+    /// The size of the checkpoint this batch extends: the compare-and-swap's expected value.
+    public let previousSize: UInt64
+    public let entries: [Entry]
+    public let nodes: [Node]
+    /// Signed over the tree that ends with the batch's last entry.
+    public let checkpoint: StoredCheckpoint
+    public let signedAtMillis: UInt64
+}
+
+/// A stored entry with its position in the log.
+public struct StoredEntry: Sendable, Equatable {
+    public let index: UInt64
+    public let data: [UInt8]
+    public let leafHash: Hash
+}
+
+/// A checkpoint the log signed, as stored.
+public struct StoredCheckpoint: Sendable, Equatable {
+    public let size: UInt64
+    public let root: Hash
+    /// The signed note, exactly as served.
+    public let note: String
+}
+
+public enum StoreError: Error, CustomStringConvertible, Equatable {
+    case notInitialised(String)
+    case corrupt(String)
+    case storage(String)
+    /// Another writer extended the log first (`append`'s compare-and-swap lost).
+    case conflict(String)
+
+    public var description: String {
+        switch self {
+        case let .notInitialised(m): return "log not initialised: \(m)"
+        case let .corrupt(m): return "log database is inconsistent: \(m)"
+        case let .storage(m): return "storage failure: \(m)"
+        case let .conflict(m): return "another writer extended the log: \(m)"
+        }
+    }
+}
