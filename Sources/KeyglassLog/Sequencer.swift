@@ -201,7 +201,8 @@ public final class Sequencer: Service, @unchecked Sendable {
                                            timestamp: max(now, head.newestTimestamp), maxSize: storage.maxSize,
                                            signer: signer, cachedFrom: store.upperTree.lowestLevel)
         } catch {
-            fail(batch, error, appendAttempted: false)
+            logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
+            fail(batch, error)
             return
         }
         guard let appended = built.batch else {
@@ -212,7 +213,16 @@ public final class Sequencer: Service, @unchecked Sendable {
         do {
             try storage.append(appended)
         } catch {
-            fail(batch, error, appendAttempted: true)
+            logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
+            // Before anyone hears of it: the append may have committed, or lost to another writer.
+            if let head = resynchronise(), head.checkpoint == built.head.checkpoint {
+                // Storage holds exactly this batch: it committed and only its answer was lost.
+                // Its callers get their receipts, so none of them retries into a duplicate.
+                logger.notice("the failed append had committed; its publishes are answered", metadata: ["tree_size": "\(head.checkpoint.size)"])
+                for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
+                return
+            }
+            fail(batch, error)
             return
         }
         let took = ContinuousClock.now - t0
@@ -229,37 +239,37 @@ public final class Sequencer: Service, @unchecked Sendable {
         }
     }
 
-    /// Answers every publish of a batch that was not stored. If the append itself failed, it may
-    /// still have committed (an engine across a network can lose the answer to a COMMIT), or lost a
-    /// compare-and-swap to another writer: first the head is read again, and if storage moved on,
-    /// the sequencer moves on with it. Only then are the callers answered, so whoever hears of the
-    /// failure finds the sequencer already at the head storage holds.
-    private func fail(_ batch: [Waiter], _ error: Error, appendAttempted: Bool) {
-        logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
-        if appendAttempted { resynchronise() }
+    /// Answers every publish of a batch that was not stored.
+    private func fail(_ batch: [Waiter], _ error: Error) {
         let message: String
         if case let .storage(m) = error as? StoreError { message = m } else { message = "\(error)" }
         for waiter in batch { waiter.done(.failure(.storage(message))) }
     }
 
-    /// Re-reads the head after a failed append and continues from it if storage is ahead. The head
-    /// is checked as when the log opens (`LogHead.load`: this key's signature, the stored tree
-    /// folds to its root); one that went back is refused.
-    private func resynchronise() {
+    /// After a failed append: re-reads the head, and continues from it if storage is ahead (another
+    /// writer, or an append that committed though it reported failure). The head is checked as when
+    /// the log opens (`LogHead.load`: this key's signature, the stored tree folds to its root) and
+    /// must extend the tree this sequencer signed: the checkpoint of its old size must be the one
+    /// it holds. A head that went back, or forked, is refused and nothing is adopted; every later
+    /// append then fails its compare-and-swap, and the log stops taking publishes (fail closed).
+    /// Returns the adopted head, or nil if nothing changed or nothing could be adopted.
+    private func resynchronise() -> LogHead? {
+        let old = writerState.head.checkpoint
         do {
             let head = try LogHead.load(from: storage, signer: signer)
-            guard head.checkpoint != writerState.head.checkpoint else { return }
-            guard head.checkpoint.size > writerState.head.checkpoint.size else {
-                throw StoreError.corrupt("storage went back from size \(writerState.head.checkpoint.size) to \(head.checkpoint.size)")
+            guard head.checkpoint != old else { return nil }
+            guard head.checkpoint.size > old.size, try storage.checkpoint(size: old.size)?.root == old.root else {
+                throw StoreError.corrupt("storage's newest checkpoint (size \(head.checkpoint.size)) does not extend the one this sequencer signed (size \(old.size))")
             }
             try store.loadUpperTree(size: head.checkpoint.size)
             writerState.head = head
             published.withLock { $0 = head.checkpoint }
             logger.notice("storage is ahead of the sequencer (another writer, or an append that reported failure but committed); continuing from it",
                           metadata: ["tree_size": "\(head.checkpoint.size)"])
+            return head
         } catch {
-            // The next append's compare-and-swap refuses whatever does not extend what storage holds.
-            logger.error("cannot re-read the log's head after a failed append", metadata: ["error": "\(error)"])
+            logger.critical("cannot continue from storage's head after a failed append; publishes will fail", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 

@@ -49,8 +49,9 @@ final class LimitsTests: XCTestCase {
                 }
                 peak = max(peak, server.sqlite.pendingIndex.count)
             }
-            // 2,400 entries went in; at most a merge's worth plus what arrived during one waited.
-            XCTAssertLessThanOrEqual(peak, 256 + 2 * 100, "pending rows grew with the log")
+            // 2,400 entries went in; the follower merges as rows arrive, and an append that finds
+            // two merges' worth waiting first lets it catch up: never more than that plus a burst.
+            XCTAssertLessThanOrEqual(peak, 2 * 256 + 100, "pending rows grew with the log")
             var idle = server.sqlite.pendingIndex.count
             for _ in 0..<200 where idle > 0 {
                 try await Task.sleep(for: .milliseconds(25))

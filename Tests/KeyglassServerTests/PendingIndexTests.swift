@@ -31,7 +31,7 @@ final class PendingIndexTests: XCTestCase {
         XCTAssertEqual(p.rowsToMerge(limit: 2).map(\.identityKey), [Schema.identityKey("a"), Schema.identityKey("b")])
 
         // A merge of the first three: their entries leave, newer ones of the same keys stay.
-        p.dropMerged(3)
+        p.dropMerged(below: 13)
         XCTAssertEqual(p.count, 2)
         XCTAssertEqual(p.indexedSize, 13)
         XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("a")), [14])
@@ -44,10 +44,16 @@ final class PendingIndexTests: XCTestCase {
         p.add(rows(from: 15, [("b", leaf(5, 5)), ("a", leaf(6, 6))]))
         XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("a")), [14, 16])
         XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("b")), [15])
-        p.dropMerged(4)
+        p.dropMerged(below: 17)
         XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("a")), [])
         XCTAssertEqual(p.count, 0)
         XCTAssertEqual(p.indexedSize, 17)
+        // A merge that ends below what is already indexed (the rows were rebuilt from a later
+        // indexed_size meanwhile) drops nothing newer.
+        p.add(rows(from: 17, [("c", leaf(7, 7))]))
+        p.dropMerged(below: 15)
+        XCTAssertEqual(p.count, 1)
+        XCTAssertEqual(p.identityCandidates(identityKey: Schema.identityKey("c")), [17])
     }
 
     func testCandidatesAreEveryEntryOfTheKey() {

@@ -53,8 +53,8 @@ final class SequencerTests: XCTestCase {
     }
 
     /// An engine across a network can lose the answer to a COMMIT: the append reports failure but
-    /// the batch is stored. The sequencer reads the head again and continues from what is stored,
-    /// instead of signing a second, different tree of the same size.
+    /// the batch is stored. The sequencer reads the head again, finds its own batch, answers it and
+    /// continues from what is stored, instead of signing a second, different tree of the same size.
     func testAppendThatCommitsButReportsFailureIsAdoptedNotForked() async throws {
         let log = try await TestLog()
         defer { log.remove() }
@@ -62,8 +62,12 @@ final class SequencerTests: XCTestCase {
         try await log.withServer(wrapStorage: { faulty = FaultyStorage($0); return faulty }) { server in
             for id in ["a@example.com", "b@example.com"] { guard case .success = await publish(server, id) else { return XCTFail(id) } }
             faulty.failNextAppend(.afterCommit)
-            guard case .failure(.storage) = await publish(server, "lost-answer@example.com") else { return XCTFail("the lost answer is an error") }
+            // The sequencer finds its own batch stored: the publish is answered, not failed (a
+            // failure would make the client publish the same key twice).
+            guard case .success(let lost) = await publish(server, "lost-answer@example.com") else { return XCTFail("the committed batch is answered") }
+            XCTAssertEqual(lost.index, 2)
             XCTAssertEqual(server.sequencer.latestCheckpoint.size, 3, "the committed batch was adopted")
+            XCTAssertEqual(server.sequencer.latestCheckpoint, lost.checkpoint)
             guard case .success(let next) = await publish(server, "c@example.com") else { return XCTFail("publish after the fault") }
             XCTAssertEqual(next.index, 3)
             XCTAssertEqual(next.checkpoint.size, 4)
@@ -101,6 +105,81 @@ final class SequencerTests: XCTestCase {
             let keys = try await server.client.keys(identity: "other@example.com")
             XCTAssertEqual(keys.entries.map(\.index), [2], "the other writer's entry is found (the pending index was rebuilt)")
             try assertOneTree(server, log)
+        }
+    }
+
+    /// A head that does not extend what this sequencer signed (storage rewritten behind its back
+    /// while another writer appended) is not adopted: publishes fail from then on, and the log
+    /// never signs a tree on top of a history it did not sign.
+    func testHeadThatDoesNotExtendTheSignedOneIsNotAdopted() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            for id in ["a@example.com", "b@example.com"] { guard case .success = await publish(server, id) else { return XCTFail(id) } }
+            let signed = server.sequencer.latestCheckpoint
+            let otherEngine = try SQLiteStorage(path: log.directory.database, readers: 1, sync: .normal)
+            defer { otherEngine.close() }
+            let other = try Sequencer(store: LogStore(storage: otherEngine), signer: try log.directory.loadSigner())
+            let runner = Task { try await other.run() }
+            _ = try await other.submit(PublishRequest(identity: "other@example.com", keyType: .x25519, publicKey: Ed25519.randomBytes(32)))
+            runner.cancel()
+            _ = try? await runner.value
+            // The stored checkpoint of the size this sequencer signed now says another root.
+            try log.tamper("UPDATE checkpoints SET root = zeroblob(32) WHERE size = 2")
+            for id in ["c@example.com", "d@example.com"] {
+                guard case .failure(.storage) = await publish(server, id) else { return XCTFail("\(id) is refused") }
+            }
+            XCTAssertEqual(server.sequencer.latestCheckpoint, signed, "nothing adopted")
+            XCTAssertEqual(try server.store.latestCheckpoint()?.size, 3, "and nothing written on top")
+        }
+    }
+
+    /// An index merge under way when a second writer appends and merges further: the engine
+    /// rebuilds its pending rows from the table, the merge completes by index (dropping nothing it
+    /// did not merge, never moving indexed_size back), and every entry is still found.
+    func testMergeUnderWayWhenAnotherWriterAppends() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var mergeOptions = IndexMergeFollower.Options()
+        mergeOptions.mergeAt = 300
+        mergeOptions.chunk = 300
+        mergeOptions.slice = .zero  // 256 rows per slice
+        try await log.withServer(merges: nil) { server in
+            let merges = IndexMergeFollower(storage: server.sqlite, options: mergeOptions)
+            var got: [String: [UInt64]] = [:]
+            for n in 0..<300 {
+                let id = "m\(n % 30)@example.com"
+                guard case .success(let r) = await publish(server, id) else { return XCTFail(id) }
+                got[id, default: []].append(r.index)
+            }
+            XCTAssertTrue(merges.mergeDue(), "first slice of the merge of rows 0..<300")
+            let otherEngine = try SQLiteStorage(path: log.directory.database, readers: 1, sync: .normal)
+            defer { otherEngine.close() }
+            let other = try Sequencer(store: LogStore(storage: otherEngine), signer: try log.directory.loadSigner())
+            let runner = Task { try await other.run() }
+            let theirs = try await other.submit(PublishRequest(identity: "m7@example.com", keyType: .x25519, publicKey: Ed25519.randomBytes(32)))
+            runner.cancel()
+            _ = try? await runner.value
+            // And the other writer merges the whole index (indexed_size moves to 301 under our merge).
+            XCTAssertTrue(IndexMergeFollower(storage: otherEngine).mergeAll())
+            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 301)
+            got["m7@example.com"]!.append(theirs.index)
+            guard case .failure = await publish(server, "m8@example.com") else { return XCTFail("the stale append loses") }
+            guard case .success(let after) = await publish(server, "m8@example.com") else { return XCTFail("then continues") }
+            got["m8@example.com"]!.append(after.index)
+            // Our merge of rows 0..<300 completes: it drops nothing newer than what it merged, and
+            // does not move indexed_size back.
+            while merges.mergeDue() {}
+            XCTAssertEqual(server.sqlite.pendingIndex.indexedSize, 301)
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 1)
+            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 301)
+            for (id, indices) in got {
+                let keys = try await server.client.keys(identity: id)
+                XCTAssertEqual(keys.entries.map(\.index), indices, id)
+            }
+            XCTAssertTrue(merges.mergeAll())
+            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 302)
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 302)
         }
     }
 

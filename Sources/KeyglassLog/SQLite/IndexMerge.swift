@@ -63,8 +63,12 @@ struct IndexMerge: Sendable {
             guard try insert(byIdentity, from: &identity, "INSERT OR IGNORE INTO identity_index(identity_key, idx) VALUES(?, ?)"),
                   try insert(byLeaf, from: &leaf, "INSERT OR IGNORE INTO leaf_index(leaf_key, idx) VALUES(?, ?)")
             else { return }
-            let m = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size', ?)")
-            m.bind(1, String(indexedSize))
+            // Never backwards: another writer on the file may have merged further already.
+            let m = try db.statement("""
+                INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size',
+                    CAST(max(?, coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_size'), 0)) AS TEXT))
+                """)
+            m.bind(1, Int64(indexedSize))
             try m.step()
         }
         // Committed: only now does the merge move on.

@@ -97,7 +97,8 @@ public final class IndexMergeFollower: Service, Sendable {
     }
 
     /// Before an append (on the sequencer's thread): while more than two merges' worth waits,
-    /// merge here, so bulk loads cannot pile rows up in memory.
+    /// merge here, so bulk loads cannot pile rows up in memory. Merges started here are also
+    /// prepared here: the appends wait for the catch-up anyway.
     func catchUp() {
         while pending >= 2 * due, state.withLock({ writeSlice(&$0) }) {}
     }
@@ -119,7 +120,7 @@ public final class IndexMergeFollower: Service, Sendable {
             s.longestSlice = max(s.longestSlice, .now - start)
             s.merge = merge
             guard complete else { return true }
-            storage.pendingIndex.dropMerged(merge.rowCount)
+            storage.pendingIndex.dropMerged(below: merge.indexedSize)
             s.merge = nil
             // Publishes wait for a slice: a slow one is worth an operator's attention.
             logger.log(level: s.longestSlice > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",

@@ -70,6 +70,8 @@ public final class PendingIndex: Sendable {
     /// Entries not yet in the SQLite index tables.
     public var count: Int { state.withLock { $0.slots.count } }
     public var indexedSize: UInt64 { state.withLock { $0.indexedSize } }
+    /// The index of the entry whose rows come next.
+    var nextIndex: UInt64 { state.withLock { $0.indexedSize + UInt64($0.slots.count) } }
 
     /// Replaces the contents: `rows` must be the entries from `indexedSize` on, in order.
     func reset(indexedSize: UInt64, rows: [Row]) {
@@ -127,11 +129,12 @@ public final class PendingIndex: Sendable {
         }
     }
 
-    /// After a merge of the first `merged` rows committed: they are in SQLite now. Costs what was
-    /// merged, not what is still pending.
-    func dropMerged(_ merged: Int) {
+    /// After a merge of every row below entry `end` committed: they are in SQLite now. Costs what
+    /// was merged, not what is still pending. By index, not by count: if the rows were rebuilt
+    /// meanwhile (`reset`) from a later `indexed_size`, only what is still pending below `end` goes.
+    func dropMerged(below end: UInt64) {
         state.withLock { s in
-            let n = min(merged, s.slots.count)
+            let n = Int(clamping: min(UInt64(s.slots.count), end > s.indexedSize ? end - s.indexedSize : 0))
             for (i, slot) in s.slots.prefix(n).enumerated() {
                 let index = s.indexedSize + UInt64(i)
                 // A key whose newest entry is merged has no pending entries left; a newer one's

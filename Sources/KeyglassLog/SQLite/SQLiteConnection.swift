@@ -89,8 +89,10 @@ final class SQLiteConnection {
     }
 
     /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
-    func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
+    /// `readOnly`: a deferred transaction, which takes no write lock (allowed on a query-only
+    /// connection): many reads share one snapshot instead of taking one each.
+    func transaction<T>(readOnly: Bool = false, _ body: () throws -> T) throws -> T {
+        try execute(readOnly ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE")
         do {
             let result = try body()
             // A statement left mid-result (e.g. a SELECT that returned its row) keeps a read

@@ -80,11 +80,14 @@ public final class SQLiteStorage: LogStorage {
         // index merge (the follower's slices share its queue) moves rows while it reads.
         try Self.describingStorageFaults {
             try writer.runHere { db in
-                var found: [String: UInt64] = [:]
-                for identity in identities {
-                    if let index = try latestIndex(db, identity: identity) { found[identity] = index }
+                // One snapshot for the whole batch: a WAL read lock per statement costs more than the reads.
+                try db.transaction(readOnly: true) {
+                    var found: [String: UInt64] = [:]
+                    for identity in identities {
+                        if let index = try latestIndex(db, identity: identity) { found[identity] = index }
+                    }
+                    return found
                 }
-                return found
             }
         }
     }
@@ -116,11 +119,12 @@ public final class SQLiteStorage: LogStorage {
             try db.transaction {
                 let newest = try Self.latestCheckpoint(db)?.size
                 guard newest == batch.previousSize else {
-                    // Another connection wrote entries this engine's pending index has never seen:
-                    // rebuild it from the table, as when the log opens, before anyone appends again.
-                    try Self.loadPendingIndex(db, into: pendingIndex)
                     throw StoreError.conflict("the batch extends size \(batch.previousSize) but the newest checkpoint has size \(newest.map(String.init) ?? "none")")
                 }
+                // Another connection wrote entries this engine's pending index has never seen (a
+                // second writer on the file, whose append won): rebuild it from the table first,
+                // as when the log opens, so its rows follow on without a gap.
+                if pendingIndex.nextIndex != batch.previousSize { try Self.loadPendingIndex(db, into: pendingIndex) }
                 let insertEntry = "INSERT INTO entries(idx, identity, identity_key, leaf_hash, leaf_key, data) VALUES(?, ?, ?, ?, ?, ?)"
                 for e in batch.entries {
                     let identityKey = Schema.identityKey(e.identity)
@@ -218,7 +222,8 @@ public final class SQLiteStorage: LogStorage {
 
     // MARK: The lookup index's follower
 
-    /// Called by `IndexMergeFollower` when it starts following this log.
+    /// Called by `IndexMergeFollower` when it starts following this log. One follower per engine:
+    /// a second one attached replaces the first (the tests that step merges by hand do this).
     func attach(beforeAppend: @escaping @Sendable () -> Void, appended: @escaping @Sendable () -> Void) {
         follower.withLock { $0 = (beforeAppend, appended) }
     }
