@@ -256,7 +256,15 @@ public final class Sequencer: Service, @unchecked Sendable {
     private func resynchronise() -> LogHead? {
         let old = writerState.head.checkpoint
         do {
-            let head = try LogHead.load(from: storage, signer: signer)
+            let head: LogHead
+            do {
+                head = try LogHead.load(from: storage, signer: signer)
+            } catch {
+                // Storage cannot be read either (a disk error, a lost connection): the next batch
+                // tries again, and its compare-and-swap refuses it if storage moved meanwhile.
+                logger.error("cannot re-read the log's head after a failed append", metadata: ["error": "\(error)"])
+                return nil
+            }
             guard head.checkpoint != old else { return nil }
             guard head.checkpoint.size > old.size, try storage.checkpoint(size: old.size)?.root == old.root else {
                 throw StoreError.corrupt("storage's newest checkpoint (size \(head.checkpoint.size)) does not extend the one this sequencer signed (size \(old.size))")

@@ -63,11 +63,13 @@ public final class IndexMergeFollower: Service, Sendable {
         self.storage = storage
         self.options = options
         self.logger = logger
-        let wake = self.wake
-        storage.attach(beforeAppend: { [weak self] in self?.catchUp() }, appended: { wake.signal() })
+        storage.attach(self)
     }
 
     private var pending: Int { storage.pendingIndex.count }
+
+    /// After each committed append (on the sequencer's thread).
+    func appended() { wake.signal() }
 
     /// Rows per merge (see `Options.chunk`).
     private var chunk: Int {
@@ -173,11 +175,24 @@ public final class IndexMergeFollower: Service, Sendable {
                 mergeAll()
                 continue
             }
-            // After each slice the writer's queue serves whatever append queued meanwhile.
-            while !isStopping, mergeDue() {}
+            while !isStopping, mergeDue() { awaitTurn() }
         }
         mergeAll()
     }
+
+    /// Between two slices: while appends are flowing, the next slice waits for the next append, so
+    /// merges take one slice per batch, as when the sequencer wrote them itself. Without this the
+    /// follower could slip a slice between a batch's identity lookups and its append (two calls on
+    /// the writer's queue), and a batch would wait for two slices. A quiet log (no append for
+    /// `quietGapMillis`) gets its slices back to back.
+    private func awaitTurn() {
+        while wake.wait(timeout: .now()) == .success {}  // forget the appends already seen
+        _ = wake.wait(timeout: .now() + .milliseconds(Self.quietGapMillis))
+    }
+
+    /// An append this recent means publishes are flowing (a batch commits every few milliseconds
+    /// under load).
+    private static let quietGapMillis = 5
 
     private static func milliseconds(_ d: Duration) -> Int64 {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
