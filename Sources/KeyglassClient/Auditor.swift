@@ -329,7 +329,7 @@ public struct Auditor: Sendable {
                         return []
                     }
                 }
-                do { previous[p] = RotationRule.Previous(index: p, entry: try KeyEntry.parse(bytes)) } catch { unreadable[p] = error.description }
+                do { previous[p] = RotationRule.Previous(index: p, entry: try KeyEntry.parse(bytes, keys: .form)) } catch { unreadable[p] = error.description }
             }
         }
         // Signature checks cost as much as everything else per entry: spread them over the cores.

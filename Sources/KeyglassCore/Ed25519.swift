@@ -75,6 +75,43 @@ public enum Ed25519 {
         return crypto_core_ed25519_is_valid_point(key.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1
     }
 
+    /// True for a canonical encoding (y below 2^255 − 19) of a y-coordinate that is not one of a
+    /// small-order point's (sign bit ignored). Byte comparisons only, ~100× cheaper than
+    /// `isValidPublicKey`, which also decodes the point and multiplies it by the group order to
+    /// prove it is in the main subgroup. What it lets through (a y with no point on the curve, a
+    /// point with a torsion component) every client refuses when it uses the key, because clients
+    /// check with `isValidPublicKey`; see Spec/decisions.md 25 for who checks what.
+    public static func isCanonicalAndNotSmallOrder(_ key: UnsafeRawBufferPointer) -> Bool {
+        guard key.count == publicKeyLength else { return false }
+        // y ≥ p: the last byte's low 7 bits all set, bytes 30…1 all 0xff, byte 0 ≥ 0xed.
+        let top = key[31] & 0x7f
+        if top == 0x7f, (1...30).allSatisfy({ key[$0] == 0xff }), key[0] >= 0xed { return false }
+        return !smallOrderY.contains { y in
+            (0..<31).allSatisfy { key[$0] == y[$0] } && top == y[31]
+        }
+    }
+
+    /// The y-coordinates (little-endian, sign bit clear) of the eight points whose order divides 8:
+    /// y = 1 (the identity), y = −1 (order 2), y = 0 (the two points of order 4), and the two y
+    /// of the four points of order 8, the roots of d·y⁴ + 2·y² − 1 = 0 (a point of order 8 doubles
+    /// to one with y = 0). `Ed25519Tests` re-derives them: 8·P is the identity for each.
+    static let smallOrderY: [[UInt8]] = [
+        [1] + [UInt8](repeating: 0, count: 31),
+        [0xec] + [UInt8](repeating: 0xff, count: 30) + [0x7f],
+        [UInt8](repeating: 0, count: 32),
+        hexBytes("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+        hexBytes("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    ]
+
+    private static func hexBytes(_ hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var it = hex.utf8.makeIterator()
+        while let h = it.next(), let l = it.next() {
+            out.append(UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16)!)
+        }
+        return out
+    }
+
     /// Random bytes from libsodium's CSPRNG (tokens, seeds).
     public static func randomBytes(_ count: Int) -> [UInt8] {
         precondition(ready, "libsodium failed to initialise")

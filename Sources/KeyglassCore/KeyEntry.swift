@@ -86,9 +86,10 @@ public struct KeyEntry: Sendable, Equatable {
     }
 
     /// Checks every field against the format's rules (the same checks `parse` makes).
-    public func validate() throws(EntryError) {
+    /// `keys`: how much of the key to check (`KeyType.Check`).
+    public func validate(keys: KeyType.Check = .full) throws(EntryError) {
         do { try Identity.validate(identity) } catch { throw .identity(error) }
-        do { try keyType.validate(publicKey) } catch { throw .key(error) }
+        do { try keyType.validate(publicKey, check: keys) } catch { throw .key(error) }
         guard publicKey.count <= KeyEntry.maxKeyBytes else { throw .malformed("key too long") }
         if let s = signature {
             guard s.count == Ed25519.signatureLength else { throw .malformed("signature must be 64 bytes") }
@@ -98,8 +99,10 @@ public struct KeyEntry: Sendable, Equatable {
 
     /// The canonical bytes (Spec/entry.md). Throws what `validate` throws, so no entry is encoded that
     /// `parse` would refuse.
-    public func encode() throws(EntryError) -> [UInt8] {
-        try validate()
+    /// `keys: .form` is for a caller that has already checked the key in full (the server checks
+    /// each published key once, when the request is made).
+    public func encode(keys: KeyType.Check = .full) throws(EntryError) -> [UInt8] {
+        try validate(keys: keys)
         var out: [UInt8] = [KeyEntry.version]
         out.appendBigEndian(timestampMillis)
         out.appendField8(Array(identity.utf8))
@@ -112,10 +115,12 @@ public struct KeyEntry: Sendable, Equatable {
     }
 
     /// Parses canonical bytes only: unknown versions, flags, types, lengths or trailing bytes fail.
-    public static func parse<Bytes: Collection>(_ bytes: Bytes) throws(EntryError) -> KeyEntry where Bytes.Element == UInt8 {
+    /// `keys`: how much of the key to check (`KeyType.Check`).
+    public static func parse<Bytes: Collection>(_ bytes: Bytes, keys: KeyType.Check = .full) throws(EntryError) -> KeyEntry
+    where Bytes.Element == UInt8 {
         let result: Result<KeyEntry, EntryError> = Array(bytes).withUnsafeBytes { b in
             do throws(EntryError) {
-                return .success(try View.parse(b).entry(in: b))
+                return .success(try View.parse(b, keys: keys).entry(in: b))
             } catch {
                 return .failure(error)
             }
@@ -143,8 +148,9 @@ public struct KeyEntry: Sendable, Equatable {
         public let signature: Range<Int>?
 
         /// Checks `b` is a canonical entry and says where its fields are. Refuses what `KeyEntry.parse`
-        /// refuses; the result is valid only with the same buffer.
-        public static func parse(_ b: UnsafeRawBufferPointer) throws(EntryError) -> View {
+        /// refuses; the result is valid only with the same buffer. `keys`: how much of the key to
+        /// check (`KeyType.Check`).
+        public static func parse(_ b: UnsafeRawBufferPointer, keys: KeyType.Check = .full) throws(EntryError) -> View {
             guard b.count <= maxEncodedSize else { throw .malformed("entry longer than 65535 bytes") }
             var r = ByteReader(b)
             guard let version = r.u8() else { throw .malformed("empty") }
@@ -181,7 +187,7 @@ public struct KeyEntry: Sendable, Equatable {
                 signature = s
             }
             guard r.atEnd else { throw .malformed("trailing bytes") }
-            do { try keyType.validate(UnsafeRawBufferPointer(rebasing: b[key])) } catch { throw .key(error) }
+            do { try keyType.validate(UnsafeRawBufferPointer(rebasing: b[key]), check: keys) } catch { throw .key(error) }
             return View(
                 timestampMillis: ts, identity: identity, keyType: keyType, publicKey: key,
                 revocation: flags.contains(.revocation), previousIndex: previous, signature: signature)

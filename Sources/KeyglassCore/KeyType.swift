@@ -32,12 +32,24 @@ public enum KeyType: String, Sendable, CaseIterable {
         return t
     }
 
+    /// How much of a key to check. The server checks `full` once per publish and clients `full` for
+    /// every key they use; an auditor checks `form` for the millions of keys nobody watches, where
+    /// `full` would cost a scalar multiplication each (Spec/decisions.md 25).
+    public enum Check: Sendable {
+        /// Every check: for Ed25519 a point of the main subgroup, not of small order; for P-256 a
+        /// point on the curve.
+        case full
+        /// Length and encoding only: for Ed25519 canonical and not of small order (byte
+        /// comparisons); for P-256 a SEC1 prefix of the right length; X25519 as `full`.
+        case form
+    }
+
     /// Checks length and form: a canonical Ed25519 point not of small order; 32 bytes for X25519 (not
     /// all zero, the one value every implementation refuses); an on-curve SEC1 point for P-256.
-    public func validate(_ key: [UInt8]) throws(KeyError) {
+    public func validate(_ key: [UInt8], check: Check = .full) throws(KeyError) {
         let result: Result<Void, KeyError> = key.withUnsafeBytes { b in
             do throws(KeyError) {
-                try validate(b)
+                try validate(b, check: check)
                 return .success(())
             } catch { return .failure(error) }
         }
@@ -45,11 +57,12 @@ public enum KeyType: String, Sendable, CaseIterable {
     }
 
     /// The same checks on bytes in place, so the entry parser need not copy the key.
-    public func validate(_ key: UnsafeRawBufferPointer) throws(KeyError) {
+    public func validate(_ key: UnsafeRawBufferPointer, check: Check = .full) throws(KeyError) {
         switch self {
         case .ed25519:
             guard key.count == 32 else { throw .invalidKey(self, "must be 32 bytes, got \(key.count)") }
-            guard Ed25519.isValidPublicKey(key) else { throw .invalidKey(self, "not a valid curve point") }
+            guard Ed25519.isCanonicalAndNotSmallOrder(key) else { throw .invalidKey(self, "not a canonical point, or of small order") }
+            guard check == .form || Ed25519.isValidPublicKey(key) else { throw .invalidKey(self, "not a valid curve point") }
         case .x25519:
             guard key.count == 32 else { throw .invalidKey(self, "must be 32 bytes, got \(key.count)") }
             guard key.contains(where: { $0 != 0 }) else { throw .invalidKey(self, "all-zero key") }
@@ -58,7 +71,7 @@ public enum KeyType: String, Sendable, CaseIterable {
             case (33, 0x02), (33, 0x03), (65, 0x04): break
             default: throw .invalidKey(self, "must be a SEC1 point: 33 bytes starting 02/03 or 65 bytes starting 04")
             }
-            guard keyglass_p256_point_is_valid(key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count) == 1 else {
+            guard check == .form || keyglass_p256_point_is_valid(key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count) == 1 else {
                 throw .invalidKey(self, "point is not on the curve")
             }
         }

@@ -85,7 +85,7 @@ enum BatchBuilder {
                                  publicKey: request.publicKey, revocation: request.revocation,
                                  previousIndex: previous, signature: signature)
             let bytes: [UInt8]
-            do { bytes = try entry.encode() } catch {
+            do { bytes = try entry.encode(keys: request.keyCheckWhenEncoding) } catch {
                 results.append(.failure(.invalid(error.description)))
                 continue
             }

@@ -76,6 +76,27 @@ public final class LogStore: Sendable {
         return (extra[0], proof)
     }
 
+    /// Inclusion proofs of several entries in the tree of `size`, their nodes read in one call to
+    /// the engine (a lookup proves every entry of an identity's history at once).
+    public func inclusionProofs(indices: [UInt64], size: UInt64) throws -> [[Hash]] {
+        let plans = try indices.map { try ProofPlan.inclusion(index: $0, size: size) }
+        var ids: [NodeID] = []
+        var position: [NodeID: Int] = [:]
+        for plan in plans {
+            for id in ProofPlan.nodes(of: plan) where position[id] == nil {
+                position[id] = ids.count
+                ids.append(id)
+            }
+        }
+        let hashes = try hashes(of: ids)
+        return try plans.map { plan in
+            try ProofPlan.assemble(plan) { id in
+                guard let i = position[id] else { throw StoreError.corrupt("missing node \(id)") }
+                return hashes[i]
+            }
+        }
+    }
+
     public func consistencyProof(from: UInt64, to: UInt64) throws -> [Hash] {
         try assemble(ProofPlan.consistency(from: from, to: to)).proof
     }

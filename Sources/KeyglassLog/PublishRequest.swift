@@ -22,6 +22,10 @@ public struct PublishRequest: Sendable {
     public let publicKey: [UInt8]
     public let revocation: Bool
     public let authorization: Authorization
+    /// How much of the key the sequencer checks when it encodes the entry: `full` unless whoever
+    /// made the request checked it in full already (`keyCheckedInFull`), so a publish pays for the
+    /// costly point check (~35–70 µs for Ed25519) once, not twice.
+    private(set) var keyCheckWhenEncoding: KeyType.Check = .full
 
     /// A publish the operator authorised (its token).
     public init(identity: String, keyType: KeyType, publicKey: [UInt8], revocation: Bool = false) {
@@ -36,6 +40,14 @@ public struct PublishRequest: Sendable {
         self.publicKey = publicKey
         self.revocation = revocation
         self.authorization = authorization
+    }
+
+    /// The same request, marked as carrying a key its maker checked in full (`KeyType.validate`).
+    /// Package-internal: only this package's HTTP layer, which has just made that check, may say so.
+    package func keyCheckedInFull() -> PublishRequest {
+        var copy = self
+        copy.keyCheckWhenEncoding = .form
+        return copy
     }
 
     /// A rotation signed by the identity's key, checked with the rotation rule against `previous`,

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import KeyglassCore
 import KeyglassLog
 import KeyglassWire
@@ -81,23 +82,27 @@ extension KeyglassAPI {
     /// one checkpoint, returned with it, so a client verifies everything against one signed head.
     /// At most `maxKeysPerIdentity` entries, the newest; `truncated` says older ones exist, and
     /// `?before=I&tree_size=N` pages back through them against the same checkpoint.
-    func keys(_ request: Request) async throws -> Response {
-        guard let raw = request.pathRemainder(after: "/v1/keys/"), !raw.isEmpty else { throw APIError.badRequest("missing identity") }
+    /// Synchronous and read in two trips to the engine (the entries, then every proof's nodes at
+    /// once), so the event loop answers it: lookups of people who exist are the most frequent
+    /// request a directory gets.
+    func keys(_ uri: URI) throws -> ReadAnswer {
+        let path = uri.path
+        guard path.hasPrefix("/v1/keys/") else { throw APIError.badRequest("missing identity") }
+        let raw = path.dropFirst("/v1/keys/".count)
+        guard !raw.isEmpty else { throw APIError.badRequest("missing identity") }
         guard let decoded = String(raw).removingPercentEncoding else { throw APIError.badRequest("identity is not valid percent-encoded UTF-8") }
         let identity: String
         do { identity = try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
-        let query = Query(request)
+        let query = Query(uri)
         let before = try query.uint64("before")
         let cp = try answeringCheckpoint(treeSize: try query.uint64("tree_size"))
         let limit = options.maxKeysPerIdentity
         let stored = try store.entries(identity: identity, below: min(cp.size, before ?? .max), limit: limit)
         guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)" + (before.map { " before entry \($0)" } ?? "")) }
-        var out: [EntryAnswer] = []
-        for s in stored {
-            out.append(EntryAnswer(s, proof: try store.inclusionProof(index: s.index, size: cp.size)))
-        }
+        let proofs = try store.inclusionProofs(indices: stored.map(\.index), size: cp.size)
+        let out = zip(stored, proofs).map { EntryAnswer($0, proof: $1) }
         // The oldest entry returned names an earlier one: the history goes on before this page.
-        let truncated = (try? KeyEntry.parse(stored[0].data).previousIndex) != nil
+        let truncated = (try? KeyEntry.parse(stored[0].data, keys: .form).previousIndex) != nil
         return try .json(KeysAnswer(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out, truncated: truncated))
     }
 

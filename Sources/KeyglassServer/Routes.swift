@@ -57,7 +57,7 @@ extension KeyglassAPI {
             try api.limitSignedPublish(request, context: context)
             return try await api.publish(request)
         }, onEventLoop: true),
-        Route(method: .get, match: .under("/v1/keys/"), handler: .request { api, request, _ in try await api.keys(request) }, onEventLoop: false),
+        Route(method: .get, match: .under("/v1/keys/"), handler: .read { api, uri in try api.keys(uri) }, onEventLoop: true),
         Route(method: .get, match: .exact("/v1/proof/inclusion"), handler: .read { api, uri in try api.inclusionProof(Query(uri)) }, onEventLoop: true),
         Route(method: .get, match: .exact("/v1/proof/consistency"), handler: .read { api, uri in try api.consistencyProof(Query(uri)) }, onEventLoop: true),
         Route(method: .get, match: .exact("/v1/entries"), handler: .request { api, request, _ in try await api.entries(request) }, onEventLoop: false),

@@ -1,3 +1,4 @@
+import CKeyglassSodium
 import Foundation
 import KeyglassClient
 import KeyglassCore
@@ -250,6 +251,47 @@ final class EvilLogTests: XCTestCase {
             XCTAssertEqual(report.alerts.map(\.kind), [.malformedEntry], report.text)
             XCTAssertEqual(report.alerts.first?.index, 1)
         }
+    }
+
+    /// A key on the curve but outside the main subgroup (a valid key plus a point of order 8): it
+    /// passes the form check auditors apply to keys nobody watches, and every client refuses it.
+    /// For a watched identity the auditor checks in full and alerts; a lookup refuses it; the log's
+    /// own server never stores one (its publish check is the full one).
+    func testKeyOutsideTheMainSubgroupIsAnAlertForWatchersAndRefusedByLookups() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let owner = Ed25519.generate()
+        let torsioned = try Self.withTorsion(owner.publicKey)
+        let forged = KeyEntry(timestampMillis: Sequencer.nowMillis() - 5000, identity: "alice@example.com", keyType: .ed25519, publicKey: torsioned)
+        XCTAssertThrowsError(try forged.encode(), "the full check refuses it")
+        let unwatched = KeyEntry(timestampMillis: Sequencer.nowMillis() - 4000, identity: "bob@example.com", keyType: .ed25519, publicKey: torsioned)
+        try log.forgeHistory(raw: [(forged.identity, try forged.encode(keys: .form)), (unwatched.identity, try unwatched.encode(keys: .form))])
+        try await log.withServer { server in
+            var o = Auditor.Options(stateDirectory: TestLog.temporaryDirectory("audit"), logKey: log.verifierKey)
+            // (A watch file refuses such a key itself: it lists the owner's real one.)
+            o.watch = try WatchList(text: "alice@example.com ed25519 \(Base64.encode(owner.publicKey))\n")
+            let report = await Auditor(client: server.client, options: o).run()
+            XCTAssertEqual(report.alerts.map(\.kind), [.malformedEntry, .injectedKey], report.text)
+            XCTAssertEqual(report.alerts.map(\.index), [0, 0], "the watched identity's entry; bob's is left to the clients that use it")
+            for id in ["alice@example.com", "bob@example.com"] {
+                let lookup = KeyLookup(client: server.client, options: .init(logKey: log.verifierKey, stateDirectory: nil))
+                do {
+                    _ = try await lookup.run(identity: id)
+                    XCTFail("a lookup of \(id) accepted a key outside the main subgroup")
+                } catch {}
+            }
+            // And the server refuses to publish it.
+            let (status, _) = try await server.client.raw("POST", "/v1/keys", body: Data("{\"identity\":\"carol@example.com\",\"key_type\":\"ed25519\",\"public_key\":\"\(Base64.encode(torsioned))\"}".utf8),
+                                                         headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"])
+            XCTAssertEqual(status, 400)
+        }
+    }
+
+    static func withTorsion(_ key: [UInt8]) throws -> [UInt8] {
+        var r = [UInt8](repeating: 0, count: 32)
+        let order8 = Hex.decode("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")!
+        guard crypto_core_ed25519_add(&r, key, order8) == 0 else { throw KeyEntry.EntryError.malformed("add failed") }
+        return r
     }
 
     // The honest case: a growing log audited again and again never alerts.
