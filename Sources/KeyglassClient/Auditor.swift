@@ -32,6 +32,12 @@ public struct Auditor: Sendable {
         /// The whole run's deadline: past it, the run saves its position and ends (exit 3), so a
         /// log that answers slowly cannot keep a cron auditor running until the next one starts.
         public var deadline: Duration = .seconds(30 * 60)
+        /// Also apply the rotation rule, signature included, to chained entries of identities
+        /// nobody watches (a notice when it refuses one): each costs a signature verification and
+        /// a second read of the entry it names, together more than the rest of an audit. Off by
+        /// default: every client that looks such an identity up checks its rotations itself, and
+        /// watched identities' entries are always checked (Spec/decisions.md 25).
+        public var checkUnwatchedRotations = false
 
         public init(stateDirectory: String, logKey: NoteVerifierKey) {
             self.stateDirectory = stateDirectory
@@ -180,7 +186,7 @@ public struct Auditor: Sendable {
                       _ report: inout AuditReport, _ run: Run) async throws {
         var range = try cursor.compactRange()
         var checker = EntryChecker(watch: options.watch, note: note, lastTimestamp: cursor.lastTimestamp, chains: cursor.chains,
-                                   nowMillis: options.now() * 1000)
+                                   nowMillis: options.now() * 1000, unwatchedRotations: options.checkUnwatchedRotations)
         let start = cursor.size
         let end = target.size
         var lastSaved = start

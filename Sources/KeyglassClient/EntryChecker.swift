@@ -80,9 +80,15 @@ struct EntryChecker {
     /// How far ahead of the auditor's clock an entry may be stamped (clocks drift; logs stamp on receipt).
     static let allowedSkewMillis: UInt64 = 5 * 60 * 1000
 
+    /// Chained entries of identities nobody watches are collected for the rotation rule
+    /// (`Auditor.Options.checkUnwatchedRotations`).
+    let unwatchedRotations: Bool
+
     init(watch: WatchList?, note: String, lastTimestamp: UInt64, chains: [String: AuditState.Chain],
-         nowMillis: UInt64 = UInt64(max(0, Date().timeIntervalSince1970 * 1000)), watchedOnly: Bool = false) {
+         nowMillis: UInt64 = UInt64(max(0, Date().timeIntervalSince1970 * 1000)), watchedOnly: Bool = false,
+         unwatchedRotations: Bool = false) {
         self.watchedOnly = watchedOnly
+        self.unwatchedRotations = unwatchedRotations
         self.watch = watch
         self.note = note
         self.lastTimestamp = lastTimestamp
@@ -128,7 +134,7 @@ struct EntryChecker {
         }
         if let p = inspected.previousIndex, p >= index {
             alert(.brokenChain, "entry \(index) names a previous entry \(p) that is not before it", index)
-        } else if let entry = inspected.chained {
+        } else if unwatchedRotations, let entry = inspected.chained {
             unresolvedChained.append((index, entry))
         }
     }

@@ -181,7 +181,7 @@ struct BulkLoad: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bulk-load",
         abstract: "Append synthetic entries through the sequencer, without HTTP (for building big test logs).",
-        discussion: "Entries are x25519 keys for identities bulk-<n>@example.test, sequenced, stored and signed exactly as publishes are.")
+        discussion: "Entries are keys (x25519 by default) for identities bulk-<n>@example.test, sequenced, stored and signed exactly as publishes are. Ed25519 keys come from a pool of 1024 generated ones (a valid point is costly to make).")
 
     @Option(name: .long, help: "Data directory made by `init`.")
     var data: String
@@ -195,7 +195,12 @@ struct BulkLoad: AsyncParsableCommand {
     @Option(name: .long, help: "FULL or NORMAL.")
     var sync = "NORMAL"
 
+    @Option(name: .long, help: "Key type of the entries: x25519 or ed25519.")
+    var keyType = "x25519"
+
     func run() async throws {
+        guard let type = KeyType(rawValue: keyType), type != .p256 else { throw ValidationError("--key-type must be x25519 or ed25519") }
+        let pool = type == .ed25519 ? (0..<1024).map { _ in Ed25519.generate().publicKey } : []
         let dir = DataDirectory(path: data)
         let sqlite = try SQLiteStorage(path: dir.database, readers: 1, sync: SyncMode(rawValue: sync.uppercased()) ?? .normal)
         defer { sqlite.close() }
@@ -215,7 +220,9 @@ struct BulkLoad: AsyncParsableCommand {
                 for i in 0..<n {
                     let id = "bulk-\(base + UInt64(done + i))@example.test"
                     group.addTask {
-                        _ = try await sequencer.submit(PublishRequest(identity: id, keyType: .x25519, publicKey: Ed25519.randomBytes(32)))
+                        let key = type == .ed25519 ? pool[Int.random(in: 0..<pool.count)] : Ed25519.randomBytes(32)
+                        // Generated keys: checked by construction, not again for each entry.
+                        _ = try await sequencer.submit(PublishRequest(identity: id, keyType: type, publicKey: key).keyCheckedInFull())
                     }
                 }
                 try await group.waitForAll()

@@ -54,6 +54,9 @@ struct Audit: AsyncParsableCommand {
     @Option(name: .long, help: "Deadline for the whole run (e.g. 30m); past it the position is saved and the run exits 3.")
     var deadline = "30m"
 
+    @Flag(name: .long, help: "Also check the rotations of identities nobody watches (signature included; a notice when the rule refuses one). Costs a signature check and a second read per rotation; lookups check the rotations they show anyway.")
+    var checkUnwatchedRotations = false
+
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
@@ -64,6 +67,7 @@ struct Audit: AsyncParsableCommand {
             client = try logOptions.client()
             options = Auditor.Options(stateDirectory: state, logKey: try logOptions.verifierKey())
             options.saveEvery = max(1, saveEvery)
+            options.checkUnwatchedRotations = checkUnwatchedRotations
             let policy = try witnessOptions.policy()
             (options.witnesses, options.quorum, options.maxAge) = (policy.witnesses, policy.quorum, policy.maxAge)
             guard let runSeconds = parseDuration(deadline), runSeconds > 0 else { throw ValidationError("--deadline takes a duration like 30m or 2h") }

@@ -225,7 +225,8 @@ final class LookupViewTests: XCTestCase {
 
     /// An operator running modified software logs a "chained" entry whose signature is 64 random
     /// bytes (past the rule that `PublishRequest.chained` applies: the test reaches the unchecked
-    /// initialiser, as modified software would). The lookup refuses it; the auditor alerts for a watched identity and notes it for others.
+    /// initialiser, as modified software would). The lookup refuses it; the auditor alerts for a
+    /// watched identity and, when asked to check unwatched rotations, notes it for others.
     func testForgedRotationSignatureIsRefusedByEveryReader() async throws {
         let log = try await TestLog()
         defer { log.remove() }
@@ -244,8 +245,19 @@ final class LookupViewTests: XCTestCase {
             let error = await refusal { _ = try await self.lookup(server.client, log, state: nil).run(identity: "erin@example.com") }
             guard case .entry(let why) = error, why.contains("signature") else { return XCTFail("expected a bad signature, got \(String(describing: error))") }
 
+            // By default the auditor leaves unwatched rotations to the clients that look them up
+            // (the lookup above refused erin's): frank's forgery is not reported...
             var o = Auditor.Options(stateDirectory: TestLog.temporaryDirectory("audit"), logKey: log.verifierKey)
             o.watch = try WatchList(text: "erin@example.com ed25519 \(Base64.encode(erin.publicKey))\n")
+            let byDefault = await Auditor(client: server.client, options: o).run()
+            XCTAssertEqual(Set(byDefault.alerts.map(\.kind)), [.brokenChain, .injectedKey], byDefault.text)
+            XCTAssertFalse(byDefault.notices.contains { $0.contains("frank@example.com") }, byDefault.notices.joined(separator: "\n"))
+            let frankLookup = await refusal { _ = try await self.lookup(server.client, log, state: nil).run(identity: "frank@example.com") }
+            guard case .entry(let frankWhy) = frankLookup, frankWhy.contains("signature") else { return XCTFail("frank's lookup: \(String(describing: frankLookup))") }
+            // ...and with --check-unwatched-rotations it is a notice.
+            o = Auditor.Options(stateDirectory: TestLog.temporaryDirectory("audit"), logKey: log.verifierKey)
+            o.watch = try WatchList(text: "erin@example.com ed25519 \(Base64.encode(erin.publicKey))\n")
+            o.checkUnwatchedRotations = true
             let report = await Auditor(client: server.client, options: o).run()
             XCTAssertEqual(Set(report.alerts.map(\.kind)), [.brokenChain, .injectedKey], report.text)
             XCTAssertTrue(report.alerts.contains { $0.kind == .brokenChain && $0.message.contains("signature") }, report.text)

@@ -172,12 +172,15 @@ final class StalledLogTests: XCTestCase {
             var o = Auditor.Options(stateDirectory: state, logKey: log.verifierKey)
             o.deadline = .milliseconds(300)
             o.prefetch = 1
+            o.checkUnwatchedRotations = true
             let started = ContinuousClock.now
             let report = await Auditor(client: front.client(limits: limits), options: o).run()
             XCTAssertEqual(report.exitCode, 3, report.text)
             XCTAssertTrue(report.error?.contains("deadline") ?? false, report.error ?? "")
             XCTAssertLessThan(ContinuousClock.now - started, .seconds(3))
-            let next = await Auditor(client: server.client, options: Auditor.Options(stateDirectory: state, logKey: log.verifierKey)).run()
+            var resumed = Auditor.Options(stateDirectory: state, logKey: log.verifierKey)
+            resumed.checkUnwatchedRotations = true
+            let next = await Auditor(client: server.client, options: resumed).run()
             XCTAssertEqual(next.status, .ok, next.text)
             XCTAssertTrue(next.notices.contains { $0.hasPrefix("resuming") }, next.text)
             let forged = (report.notices + next.notices).filter { $0.contains("frank@example.com") && $0.contains("signature") }
