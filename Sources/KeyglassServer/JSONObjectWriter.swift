@@ -108,6 +108,23 @@ struct JSONObjectWriter {
         out.append(UInt8(ascii: "\""))
     }
 
+    mutating func field(_ k: String, bool: Bool) {
+        key(k)
+        out += Array((bool ? "true" : "false").utf8)
+    }
+
+    /// An array of finished objects.
+    mutating func field(_ k: String, objects: [JSONObjectWriter]) {
+        key(k)
+        out.append(UInt8(ascii: "["))
+        for (i, o) in objects.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: o.out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
     /// The finished object.
     func finish() -> ByteBuffer {
         var buffer = ByteBuffer()

@@ -100,10 +100,16 @@ extension KeyglassAPI {
         let stored = try store.entries(identity: identity, below: min(cp.size, before ?? .max), limit: limit)
         guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)" + (before.map { " before entry \($0)" } ?? "")) }
         let proofs = try store.inclusionProofs(indices: stored.map(\.index), size: cp.size)
-        let out = zip(stored, proofs).map { EntryAnswer($0, proof: $1) }
         // The oldest entry returned names an earlier one: the history goes on before this page.
         let truncated = (try? KeyEntry.parse(stored[0].data, keys: .form).previousIndex) != nil
-        return try .json(KeysAnswer(identity: identity, tree_size: cp.size, checkpoint: cp.note, entries: out, truncated: truncated))
+        // `KeysAnswer`'s JSON, written directly (see `JSONObjectWriter.entryAnswer`).
+        var json = JSONObjectWriter()
+        json.field("checkpoint", string: cp.note)
+        json.field("entries", objects: zip(stored, proofs).map { JSONObjectWriter.entryAnswer($0, proof: $1) })
+        json.field("identity", string: identity)
+        json.field("tree_size", number: cp.size)
+        json.field("truncated", bool: truncated)
+        return .json(json)
     }
 
     /// The checkpoint a lookup is answered against: the newest (with the witnesses' cosignatures when

@@ -1,0 +1,45 @@
+import Foundation
+import KeyglassCore
+@testable import KeyglassLog
+@testable import KeyglassServer
+import KeyglassTestSupport
+import KeyglassWire
+import XCTest
+
+/// The lookup answer is written without Codable (`JSONObjectWriter.entryAnswer`): it must be the
+/// bytes the Codable types give with the API's encoder, for every kind of entry.
+final class WireEncodingTests: XCTestCase {
+    private func stored(_ index: UInt64, _ data: [UInt8]) -> StoredEntry {
+        StoredEntry(index: index, data: data, leafHash: Merkle.leafHash(data))
+    }
+
+    func testLookupAnswerIsTheCodableAnswerByteForByte() throws {
+        let owner = Ed25519.generate()
+        let first = KeyEntry(timestampMillis: 1_700_000_000_123, identity: "alice@example.com", keyType: .ed25519, publicKey: owner.publicKey)
+        let next = Ed25519.generate().publicKey
+        let message = KeyEntry.rotationMessage(identity: "alice@example.com", keyType: .ed25519, publicKey: next, revocation: false, previousIndex: 0)
+        let chained = KeyEntry(timestampMillis: 1_700_000_000_456, identity: "alice@example.com", keyType: .ed25519, publicKey: next,
+                               previousIndex: 0, signature: Ed25519.sign(message: message, seed: owner.seed))
+        let revoked = KeyEntry(timestampMillis: 1_700_000_000_789, identity: "zoë@例え.jp", keyType: .x25519, publicKey: Ed25519.randomBytes(32),
+                               revocation: true, previousIndex: 1)
+        let malformed: [UInt8] = [KeyEntry.version, 0, 0, 0, 0, 0, 0, 0, 1, 3] + Array("a\"b".utf8) + [9] + Array("blake3key".utf8)
+        let entries = [stored(0, try first.encode()), stored(1, try chained.encode()), stored(7, try revoked.encode()), stored(9, malformed)]
+        let proofs: [[Hash]?] = [nil, [], [Merkle.leafHash([1]), Merkle.leafHash([2])], [Merkle.emptyRoot]]
+        for (entry, proof) in zip(entries, proofs) {
+            let fast = JSONObjectWriter.entryAnswer(entry, proof: proof).finish()
+            let codable = try JSONEncoder.api.encode(EntryAnswer(entry, proof: proof))
+            XCTAssertEqual(String(buffer: fast), String(decoding: codable, as: UTF8.self), "entry \(entry.index)")
+        }
+        // The whole answer, as `keys` writes it.
+        let note = "test.keyglass.example/log\n10\n\(Merkle.emptyRoot.base64)\n\n— test.keyglass.example/log abc\"\\=\n"
+        var json = JSONObjectWriter()
+        json.field("checkpoint", string: note)
+        json.field("entries", objects: zip(entries, proofs).map { JSONObjectWriter.entryAnswer($0, proof: $1) })
+        json.field("identity", string: "alice@example.com")
+        json.field("tree_size", number: 10)
+        json.field("truncated", bool: false)
+        let codable = try JSONEncoder.api.encode(KeysAnswer(identity: "alice@example.com", tree_size: 10, checkpoint: note,
+                                                            entries: zip(entries, proofs).map { EntryAnswer($0, proof: $1) }, truncated: false))
+        XCTAssertEqual(String(buffer: json.finish()), String(decoding: codable, as: UTF8.self))
+    }
+}
