@@ -21,8 +21,10 @@ public struct Auditor: Sendable {
         public var progress: (@Sendable (UInt64, UInt64) -> Void)?
         /// Save the audit position every this many entries, so a killed run resumes.
         public var saveEvery: UInt64 = 65536
-        /// Bundles fetched ahead of the one being checked.
-        public var prefetch = 4
+        /// Bundles fetched ahead of the one being checked (each ~40 KB). Measured on a 1M-entry log
+        /// over loopback: 4 ahead took 0.53 s, 8 took 0.48 s, 16 took 0.40 s; 32 and 64 no better
+        /// and noisier. Enough requests in flight keep both of the server's event loops busy.
+        public var prefetch = 16
         /// Witnesses (cosignature/v1 keys) whose cosignatures count, and how many are required.
         public var witnesses: [NoteVerifierKey] = []
         public var quorum = 0
