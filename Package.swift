@@ -89,7 +89,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // `make bench` reference measurements (raw SQLite inserts, SHA-256 rate, entry export for Go).
-        .executableTarget(name: "keyglass-bench", dependencies: ["KeyglassCore", "CKeyglassSQLite"], path: "Benchmarks/KeyglassBench"),
+        .executableTarget(name: "keyglass-bench", dependencies: [
+            "KeyglassCore", "KeyglassLog", "KeyglassWire", "CKeyglassSQLite", "CKeyglassSodium", "CKeyglassOpenSSL",
+        ], path: "Benchmarks/KeyglassBench"),
 
         .executableTarget(name: "keyglass", dependencies: [
             "KeyglassClient", "KeyglassCore", "KeyglassWitness", "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",

@@ -11,19 +11,31 @@ import KeyglassCore
 ///                                               as the log grows) or, `inline`, written with each batch (schema 1)
 ///   keyglass-bench sha256 COUNT                 SHA-256 of 65-byte inputs (a Merkle node) per second
 ///   keyglass-bench export DB OUT                the log's entries as uint16-length-prefixed records (for Go)
+///   keyglass-bench crypto COUNT                 KeyglassCore's Ed25519.isValidPublicKey
+///                                               (crypto_core_ed25519_is_valid_point) and Ed25519.verify
+///                                               (crypto_sign_verify_detached) per second on one core:
+///                                               prints two numbers
+///   keyglass-bench prepare --data DIR …         a log users would make, and wrk request files (Prepare.swift)
 ///
-/// Each prints one number (per second) or nothing, so Benchmarks/run.sh can tabulate it.
+/// Each prints one number (per second) or nothing, so Benchmarks/run.sh can tabulate it (crypto: two;
+/// prepare: progress on standard error, the tree size last).
 @main
 enum KeyglassBench {
-    static func main() throws {
+    static func main() async throws {
         let args = CommandLine.arguments
-        guard args.count >= 3 else { fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT") }
+        guard args.count >= 3 else {
+            fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT | crypto COUNT | prepare --data DIR …")
+        }
         switch args[1] {
         case "sqlite-reference":
             print(try sqliteReference(rows: Int(args[2]) ?? 100_000, sync: args.count > 3 ? args[3] : "FULL",
                                       inlineIndexes: args.count > 4 && args[4] == "inline"))
         case "sha256": print(sha256Rate(count: Int(args[2]) ?? 5_000_000))
         case "export": try export(db: args[2], out: args[3])
+        case "crypto":
+            let (points, verifies) = cryptoRates(count: Int(args[2]) ?? 40_000)
+            print("\(points) \(verifies)")
+        case "prepare": try await Prepare(arguments: args.dropFirst(2)).run()
         default: fail("unknown benchmark \(args[1])")
         }
     }
@@ -135,6 +147,28 @@ enum KeyglassBench {
         let secs = seconds(ContinuousClock.now - start)
         if left == Hash.zero { print("impossible") }  // keeps the loop from being optimised away
         return Int(Double(count) / secs)
+    }
+
+    /// Ed25519 point checks and signature verifications per second, one thread, over 256 distinct
+    /// keys and rotation-sized messages (what the server does per Ed25519 publish, and the server
+    /// and auditor per owner-signed rotation).
+    static func cryptoRates(count: Int) -> (Int, Int) {
+        let pairs = (0..<256).map { Ed25519.keyPair(seed: Prepare.seed("crypto", $0))! }
+        let messages = pairs.enumerated().map { i, p in
+            KeyEntry.rotationMessage(identity: "c\(i)@bench.test", keyType: .ed25519, publicKey: p.publicKey, revocation: false, previousIndex: UInt64(i))
+        }
+        let signatures = zip(pairs, messages).map { Ed25519.sign(message: $1, seed: $0.seed) }
+        var ok = 0
+        var start = ContinuousClock.now
+        for i in 0..<count where Ed25519.isValidPublicKey(pairs[i & 255].publicKey) { ok += 1 }
+        let points = Double(count) / seconds(ContinuousClock.now - start)
+        start = ContinuousClock.now
+        for i in 0..<count where Ed25519.verify(signature: signatures[i & 255], message: messages[i & 255], publicKey: pairs[i & 255].publicKey) {
+            ok += 1
+        }
+        let verifies = Double(count) / seconds(ContinuousClock.now - start)
+        if ok != 2 * count { fail("crypto: \(2 * count - ok) checks failed") }
+        return (Int(points), Int(verifies))
     }
 
     static func export(db path: String, out: String) throws {
