@@ -198,7 +198,8 @@ public struct Auditor: Sendable {
         var chained: [(index: UInt64, entry: KeyEntry)] = []
         let http = PipelinedHTTPClient(base: client.base, limits: client.limits)
         defer { if let http { Task { await http.shutdown() } } }
-        var bundles = BundleFetcher(client: client, http: http, start: start, end: end, window: options.prefetch, watch: options.watch)
+        var bundles = BundleFetcher(client: client, http: http, start: start, end: end, window: options.prefetch, watch: options.watch,
+                                    keepChained: options.checkUnwatchedRotations)
         do {
             while true {
                 try run.checkDeadline()
@@ -282,7 +283,7 @@ public struct Auditor: Sendable {
         var range = CompactRange()
         let http = PipelinedHTTPClient(base: client.base, limits: client.limits)
         defer { if let http { Task { await http.shutdown() } } }
-        var bundles = BundleFetcher(client: client, http: http, start: 0, end: target.size, window: options.prefetch, watch: watch)
+        var bundles = BundleFetcher(client: client, http: http, start: 0, end: target.size, window: options.prefetch, watch: watch, keepChained: false)
         while true {
             try run.checkDeadline()
             guard let bundle = try await bundles.next() else { break }
@@ -368,7 +369,7 @@ public struct Auditor: Sendable {
 
     /// After a root mismatch: the first entry whose hash differs from the level-0 tile, if any.
     private func findAlteredEntry(start: UInt64, end: UInt64) async throws -> UInt64? {
-        var fetcher = BundleFetcher(client: client, http: nil, start: start, end: end, window: 2, watch: nil)
+        var fetcher = BundleFetcher(client: client, http: nil, start: start, end: end, window: 2, watch: nil, keepChained: false)
         while let bundle = try await fetcher.next() {
             let first = bundle.firstIndex
             let tile = TileLayout.partialWidth(tileIndex: first / TileLayout.width, count: end)
@@ -433,11 +434,14 @@ struct BundleFetcher {
     let end: UInt64
     let window: Int
     let watch: WatchList?
+    /// Copy out unwatched chained entries for the rotation rule (`Options.checkUnwatchedRotations`).
+    let keepChained: Bool
     private var nextTile: UInt64
     private let lastTile: UInt64
     private var inFlight: [Task<InspectedBundle, Error>] = []
 
-    init(client: LogClient, http: PipelinedHTTPClient?, start: UInt64, end: UInt64, window: Int, watch: WatchList?) {
+    init(client: LogClient, http: PipelinedHTTPClient?, start: UInt64, end: UInt64, window: Int, watch: WatchList?, keepChained: Bool) {
+        self.keepChained = keepChained
         self.client = client
         self.http = http
         self.end = end
@@ -453,7 +457,7 @@ struct BundleFetcher {
         while inFlight.count < window && nextTile <= lastTile {
             let t = nextTile
             let partial = TileLayout.partialWidth(tileIndex: t, count: end)
-            let (c, http, watch) = (client, http, watch)
+            let (c, http, watch, keepChained) = (client, http, watch, keepChained)
             let path = "/" + TileLayout.entriesPath(index: t, partial: partial)
             let count = Int(partial == 0 ? TileLayout.width : partial)
             let limits = c.limits
@@ -466,13 +470,13 @@ struct BundleFetcher {
                         let (status, body) = try await http.get(path)
                         guard status == 200 else { throw ClientError.http(status: status, message: LogClient.message(Data(body.readableBytesView))) }
                         return try body.withUnsafeReadableBytes { b in
-                            try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
+                            try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch, keepChained: keepChained)
                         }
                     }
                 }
                 let data = try await c.get(path)
                 return try data.withUnsafeBytes { b in
-                    try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch)
+                    try InspectedBundle.inspect(b, firstIndex: t * TileLayout.width, count: count, watch: watch, keepChained: keepChained)
                 }
             })
             nextTile += 1

@@ -15,7 +15,9 @@ struct InspectedEntry: Sendable {
     /// entry it names has been read (`ChainedSignatureCheck`).
     var chained: KeyEntry?
 
-    static func inspect(_ bytes: UnsafeRawBufferPointer, watch: WatchList?) -> InspectedEntry {
+    /// `keepChained`: copy out chained entries of unwatched identities (only when they are to be
+    /// checked: `Auditor.Options.checkUnwatchedRotations`; a copy per rotation costs otherwise).
+    static func inspect(_ bytes: UnsafeRawBufferPointer, watch: WatchList?, keepChained: Bool) -> InspectedEntry {
         let view: KeyEntry.View
         // The key's form only (canonical, not of small order): the full point check costs a scalar
         // multiplication, ~35–70 µs, as much as the rest of an audit per entry many times over.
@@ -25,7 +27,7 @@ struct InspectedEntry: Sendable {
         var out = InspectedEntry(timestampMillis: view.timestampMillis, previousIndex: view.previousIndex)
         if let watch, watch.isWatched(view.identity(in: bytes)) {
             out.watched = view.entry(in: bytes)
-        } else if view.signature != nil {
+        } else if keepChained, view.signature != nil {
             out.chained = view.entry(in: bytes)
         }
         return out
@@ -39,7 +41,8 @@ struct InspectedBundle: Sendable {
     let entries: [InspectedEntry]
 
     /// Splits, hashes and inspects a bundle that must hold exactly `count` entries.
-    static func inspect(_ bundle: UnsafeRawBufferPointer, firstIndex: UInt64, count: Int, watch: WatchList?) throws -> InspectedBundle {
+    static func inspect(_ bundle: UnsafeRawBufferPointer, firstIndex: UInt64, count: Int, watch: WatchList?,
+                        keepChained: Bool) throws -> InspectedBundle {
         guard let ranges = EntryBundle.ranges(bundle) else { throw ClientError.malformed("entry bundle at \(firstIndex)") }
         guard ranges.count == count else {
             throw ClientError.malformed("entry bundle at \(firstIndex) has \(ranges.count) entries, expected \(count)")
@@ -51,7 +54,7 @@ struct InspectedBundle: Sendable {
         for r in ranges {
             let bytes = UnsafeRawBufferPointer(rebasing: bundle[r])
             hashes.append(Merkle.leafHash(bytes))
-            entries.append(InspectedEntry.inspect(bytes, watch: watch))
+            entries.append(InspectedEntry.inspect(bytes, watch: watch, keepChained: keepChained))
         }
         return InspectedBundle(firstIndex: firstIndex, leafHashes: hashes, entries: entries)
     }
