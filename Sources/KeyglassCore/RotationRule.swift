@@ -1,6 +1,7 @@
 /// The one rule for who may append an entry to an identity's chain. The server applies it before
-/// it queues a publish; the auditor and `keyglass lookup` apply it to every entry they read, so a
-/// log that accepts what its own rule refuses is caught by the first reader that looks.
+/// it queues a publish; `keyglass lookup` applies it to every entry it shows, and the auditor to
+/// every entry of a watched identity (to every entry with `--check-unwatched-rotations`), so a log
+/// that accepts what its own rule refuses is caught by the first reader that looks.
 ///
 /// An entry is exactly one of:
 /// - **first**: no previous index, and the identity has no entry yet;

@@ -44,6 +44,13 @@ struct JSONObjectWriter {
             case 0x09:
                 out.append(0x5c)
                 out.append(UInt8(ascii: "t"))
+            // As Foundation's JSONEncoder writes them, so the answers stay byte for byte the same.
+            case 0x08:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "b"))
+            case 0x0c:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "f"))
             case 0..<0x20:
                 out.append(contentsOf: [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xf)]])
             default: out.append(b)

@@ -4,6 +4,7 @@ import HummingbirdCore
 import KeyglassCore
 import KeyglassLog
 import KeyglassWire
+import NIOPosix
 
 /// The body of a successful read answer. Read answers are computed synchronously, so the same code
 /// serves both the router and the event-loop fast path (`FastPathHandler`).
@@ -96,8 +97,14 @@ extension KeyglassAPI {
         let query = Query(uri)
         let before = try query.uint64("before")
         let cp = try answeringCheckpoint(treeSize: try query.uint64("tree_size"))
-        let limit = options.maxKeysPerIdentity
+        // On an event loop only short histories: a long one (up to `maxKeysPerIdentity` entries and
+        // their proofs, ~1 MB) would hold every other request of that loop, so it goes to the router.
+        let onEventLoop = MultiThreadedEventLoopGroup.currentEventLoop != nil
+        let limit = onEventLoop ? min(options.maxKeysPerIdentity, Self.eventLoopHistoryLimit + 1) : options.maxKeysPerIdentity
         let stored = try store.entries(identity: identity, below: min(cp.size, before ?? .max), limit: limit)
+        if onEventLoop, stored.count > Self.eventLoopHistoryLimit, options.maxKeysPerIdentity > Self.eventLoopHistoryLimit {
+            throw LongHistory()
+        }
         guard !stored.isEmpty else { throw APIError.notFound("no keys published for \(identity)" + (before.map { " before entry \($0)" } ?? "")) }
         let proofs = try store.inclusionProofs(indices: stored.map(\.index), size: cp.size)
         // The oldest entry returned names an earlier one: the history goes on before this page.
@@ -111,6 +118,14 @@ extension KeyglassAPI {
         json.field("truncated", bool: truncated)
         return .json(json)
     }
+
+    /// Most entries a lookup answered on the event loop may hold; longer histories are answered by
+    /// the router, off the loop (the fast path hands over any request whose handler throws).
+    static let eventLoopHistoryLimit = 32
+
+    /// Thrown on the event loop for a history longer than `eventLoopHistoryLimit`: not an error
+    /// anyone sees, the router answers instead.
+    struct LongHistory: Error {}
 
     /// The checkpoint a lookup is answered against: the newest (with the witnesses' cosignatures when
     /// they are for it), or the signed checkpoint of the size asked for (paging).

@@ -206,6 +206,23 @@ final class FastPathTests: XCTestCase {
         }
     }
 
+    /// A history longer than the event loop answers (32 entries) is answered by the router, whole,
+    /// and the same as a short one is on the loop.
+    func testLongHistoryIsAnsweredOffTheEventLoopWhole() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            for _ in 0..<40 { try await log.publish(server, identity: "long@example.com") }
+            let answer = try await server.client.keys(identity: "long@example.com")
+            XCTAssertEqual(answer.entries.count, 40)
+            XCTAssertEqual(answer.entries.map(\.index), Array(0..<40))
+            XCTAssertNoThrow(try AnswerVerifier.verifyLookup(answer, logKey: log.verifierKey, identity: "long@example.com"))
+            try await log.publish(server, identity: "short@example.com")
+            let short = try await server.client.keys(identity: "short@example.com")
+            XCTAssertEqual(short.entries.count, 1)
+        }
+    }
+
     func testFastAndRouterAnswersAreTheSameBytes() async throws {
         let log = try await TestLog()
         defer { log.remove() }

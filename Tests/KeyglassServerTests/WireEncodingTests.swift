@@ -23,8 +23,12 @@ final class WireEncodingTests: XCTestCase {
         let revoked = KeyEntry(timestampMillis: 1_700_000_000_789, identity: "zoë@例え.jp", keyType: .x25519, publicKey: Ed25519.randomBytes(32),
                                revocation: true, previousIndex: 1)
         let malformed: [UInt8] = [KeyEntry.version, 0, 0, 0, 0, 0, 0, 0, 1, 3] + Array("a\"b".utf8) + [9] + Array("blake3key".utf8)
-        let entries = [stored(0, try first.encode()), stored(1, try chained.encode()), stored(7, try revoked.encode()), stored(9, malformed)]
-        let proofs: [[Hash]?] = [nil, [], [Merkle.leafHash([1]), Merkle.leafHash([2])], [Merkle.emptyRoot]]
+        // A key type of control bytes: the refusal quotes it, and every one must be escaped as
+        // JSONEncoder escapes it.
+        let controls: [UInt8] = [KeyEntry.version, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0x61, 12] + [0, 1, 8, 9, 10, 12, 13, 0x1f, 0x22, 0x5c, 0x2f, 0x7f]
+        let entries = [stored(0, try first.encode()), stored(1, try chained.encode()), stored(7, try revoked.encode()), stored(9, malformed),
+                       stored(10, controls)]
+        let proofs: [[Hash]?] = [nil, [], [Merkle.leafHash([1]), Merkle.leafHash([2])], [Merkle.emptyRoot], nil]
         for (entry, proof) in zip(entries, proofs) {
             let fast = JSONObjectWriter.entryAnswer(entry, proof: proof).finish()
             let codable = try JSONEncoder.api.encode(EntryAnswer(entry, proof: proof))
