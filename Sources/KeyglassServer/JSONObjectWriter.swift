@@ -31,29 +31,22 @@ struct JSONObjectWriter {
         }
         let hex = Array("0123456789abcdef".utf8)
         for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                out.append(0x5c)
+            // The short escapes JSONEncoder writes; other control bytes as \u00XX.
+            let short: UInt8? = switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): b
+            case 0x08: UInt8(ascii: "b")
+            case 0x09: UInt8(ascii: "t")
+            case 0x0a: UInt8(ascii: "n")
+            case 0x0c: UInt8(ascii: "f")
+            case 0x0d: UInt8(ascii: "r")
+            default: nil
+            }
+            if let short {
+                out += [0x5c, short]
+            } else if b < 0x20 {
+                out += [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xf)]]
+            } else {
                 out.append(b)
-            case 0x0a:
-                out.append(0x5c)
-                out.append(UInt8(ascii: "n"))
-            case 0x0d:
-                out.append(0x5c)
-                out.append(UInt8(ascii: "r"))
-            case 0x09:
-                out.append(0x5c)
-                out.append(UInt8(ascii: "t"))
-            // As Foundation's JSONEncoder writes them, so the answers stay byte for byte the same.
-            case 0x08:
-                out.append(0x5c)
-                out.append(UInt8(ascii: "b"))
-            case 0x0c:
-                out.append(0x5c)
-                out.append(UInt8(ascii: "f"))
-            case 0..<0x20:
-                out.append(contentsOf: [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xf)]])
-            default: out.append(b)
             }
         }
         out.append(UInt8(ascii: "\""))

@@ -76,7 +76,12 @@ extension KeyglassAPI {
         guard end <= size else { throw APIError.badRequest("end \(end) is beyond the log's size \(size)") }
         let pageEnd = min(end, start + options.maxPageSize)
         let stored = try store.entries(start: start, end: pageEnd)
-        return try .json(EntriesAnswer(start: start, end: pageEnd, entries: stored.map { EntryAnswer($0) }))
+        // `EntriesAnswer`'s JSON, written directly as lookups are (`JSONObjectWriter.entryAnswer`).
+        var json = JSONObjectWriter()
+        json.field("end", number: pageEnd)
+        json.field("entries", objects: stored.map { JSONObjectWriter.entryAnswer($0, proof: nil) })
+        json.field("start", number: start)
+        return json.response()
     }
 
     /// GET /v1/keys/<identity>: the identity's history, each entry with an inclusion proof against

@@ -3,37 +3,17 @@ import KeyglassCore
 import KeyglassLog
 import KeyglassWire
 
-/// The wire types are `KeyglassWire`'s, shared with clients; this builds the entry answer from
-/// what the store holds.
-extension EntryAnswer {
-    /// The decoded fields are read from the stored bytes; an entry stored before a rule it breaks
-    /// was added (e.g. the identity profile) is served as it is stored, with `malformed` saying why
-    /// instead: the tree holds its bytes, and an auditor must be able to fetch them.
-    init(_ stored: StoredEntry, proof: [Hash]? = nil) {
-        let entry = Base64.encode(stored.data)
-        let proofText = proof?.map(\.base64)
-        do {
-            // `.form`: each key was checked in full when it was published; the full point check
-            // here would cost a scalar multiplication per entry of every lookup. Clients check
-            // the keys they use in full (`AnswerVerifier`).
-            let e = try KeyEntry.parse(stored.data, keys: .form)
-            self.init(index: stored.index, entry: entry, leaf_hash: stored.leafHash.base64, identity: e.identity,
-                      key_type: e.keyType.rawValue, public_key: Base64.encode(e.publicKey), timestamp_ms: e.timestampMillis,
-                      previous_index: e.previousIndex, chained: e.isChained, revocation: e.revocation, malformed: nil,
-                      inclusion_proof: proofText)
-        } catch {
-            self.init(index: stored.index, entry: entry, leaf_hash: stored.leafHash.base64, identity: nil, key_type: nil,
-                      public_key: nil, timestamp_ms: nil, previous_index: nil, chained: nil, revocation: nil,
-                      malformed: error.description, inclusion_proof: proofText)
-        }
-    }
-}
-
+/// The wire types are `KeyglassWire`'s, shared with clients. The server writes the entry answers
+/// (lookups and entry pages) with `JSONObjectWriter`, not Codable: one way to build them.
 extension JSONObjectWriter {
-    /// The JSON of `EntryAnswer(stored, proof:)`, byte for byte what its Codable encoding with
+    /// The JSON of an `EntryAnswer` for `stored`, byte for byte what its Codable encoding with
     /// `JSONEncoder.api` gives (sorted keys, absent optionals left out), written without Codable:
     /// lookups answer many entries each, and Codable cost more than the reads behind them
     /// (measured: half of a lookup's time). `WireEncodingTests` compares the two.
+    /// The decoded fields are read from the stored bytes, the key checked for its form only (it
+    /// was checked in full when published; clients check in full the keys they use); an entry
+    /// stored before a rule it breaks was added is served as stored, with `malformed` saying why:
+    /// the tree holds its bytes, and an auditor must be able to fetch them.
     static func entryAnswer(_ stored: StoredEntry, proof: [Hash]?) -> JSONObjectWriter {
         var json = JSONObjectWriter()
         let parsed: Result<KeyEntry, KeyEntry.EntryError>

@@ -6,9 +6,25 @@ import KeyglassTestSupport
 import KeyglassWire
 import XCTest
 
-/// The lookup answer is written without Codable (`JSONObjectWriter.entryAnswer`): it must be the
-/// bytes the Codable types give with the API's encoder, for every kind of entry.
+/// The lookup and entry-page answers are written without Codable (`JSONObjectWriter.entryAnswer`):
+/// they must be the bytes the Codable types give with the API's encoder, for every kind of entry.
 final class WireEncodingTests: XCTestCase {
+    /// The reference: the Codable answer built field by field from the parsed entry.
+    private func codableAnswer(_ stored: StoredEntry, proof: [Hash]?) -> EntryAnswer {
+        let entry = Base64.encode(stored.data), proofText = proof?.map(\.base64)
+        do {
+            let e = try KeyEntry.parse(stored.data, keys: .form)
+            return EntryAnswer(index: stored.index, entry: entry, leaf_hash: stored.leafHash.base64, identity: e.identity,
+                               key_type: e.keyType.rawValue, public_key: Base64.encode(e.publicKey), timestamp_ms: e.timestampMillis,
+                               previous_index: e.previousIndex, chained: e.isChained, revocation: e.revocation, malformed: nil,
+                               inclusion_proof: proofText)
+        } catch {
+            return EntryAnswer(index: stored.index, entry: entry, leaf_hash: stored.leafHash.base64, identity: nil, key_type: nil,
+                               public_key: nil, timestamp_ms: nil, previous_index: nil, chained: nil, revocation: nil,
+                               malformed: error.description, inclusion_proof: proofText)
+        }
+    }
+
     private func stored(_ index: UInt64, _ data: [UInt8]) -> StoredEntry {
         StoredEntry(index: index, data: data, leafHash: Merkle.leafHash(data))
     }
@@ -31,7 +47,7 @@ final class WireEncodingTests: XCTestCase {
         let proofs: [[Hash]?] = [nil, [], [Merkle.leafHash([1]), Merkle.leafHash([2])], [Merkle.emptyRoot], nil]
         for (entry, proof) in zip(entries, proofs) {
             let fast = JSONObjectWriter.entryAnswer(entry, proof: proof).finish()
-            let codable = try JSONEncoder.api.encode(EntryAnswer(entry, proof: proof))
+            let codable = try JSONEncoder.api.encode(codableAnswer(entry, proof: proof))
             XCTAssertEqual(String(buffer: fast), String(decoding: codable, as: UTF8.self), "entry \(entry.index)")
         }
         // The whole answer, as `keys` writes it.
@@ -43,7 +59,14 @@ final class WireEncodingTests: XCTestCase {
         json.field("tree_size", number: 10)
         json.field("truncated", bool: false)
         let codable = try JSONEncoder.api.encode(KeysAnswer(identity: "alice@example.com", tree_size: 10, checkpoint: note,
-                                                            entries: zip(entries, proofs).map { EntryAnswer($0, proof: $1) }, truncated: false))
+                                                            entries: zip(entries, proofs).map { codableAnswer($0, proof: $1) }, truncated: false))
         XCTAssertEqual(String(buffer: json.finish()), String(decoding: codable, as: UTF8.self))
+        // And an entry page, as `entries` writes it.
+        var page = JSONObjectWriter()
+        page.field("end", number: 11)
+        page.field("entries", objects: entries.map { JSONObjectWriter.entryAnswer($0, proof: nil) })
+        page.field("start", number: 0)
+        let codablePage = try JSONEncoder.api.encode(EntriesAnswer(start: 0, end: 11, entries: entries.map { codableAnswer($0, proof: nil) }))
+        XCTAssertEqual(String(buffer: page.finish()), String(decoding: codablePage, as: UTF8.self))
     }
 }
