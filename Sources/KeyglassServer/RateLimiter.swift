@@ -32,19 +32,35 @@ final class RateLimiter: Sendable {
 
     /// True if `client` may make a request now; takes one token.
     func allow(_ client: String) -> Bool {
-        let now = DispatchTime.now().uptimeNanoseconds
-        return buckets.withLock { b in
-            if b.count > maxClients {
-                b = b.filter { min(burst, $0.value.tokens + Double(now - $0.value.last) / 1e9 * rate) < burst }
-            }
-            var bucket = b[client] ?? Bucket(tokens: burst, last: now)
-            bucket.tokens = min(burst, bucket.tokens + Double(now - bucket.last) / 1e9 * rate)
-            bucket.last = now
-            let ok = bucket.tokens >= 1
-            if ok { bucket.tokens -= 1 }
-            b[client] = bucket
-            return ok
+        // The clock is read under the lock, so a bucket's `last` never moves back: read before it,
+        // a thread that waited for the lock would hold an instant older than the one another thread
+        // had just stored (once computed as an unsigned difference, that crashed the server: two
+        // concurrent unsigned publishes from one address were enough).
+        buckets.withLock { b in allow(client, at: DispatchTime.now().uptimeNanoseconds, in: &b) }
+    }
+
+    /// `allow` at the instant `now` (tests pass instants out of order, as threads may see them).
+    func allow(_ client: String, at now: UInt64) -> Bool {
+        buckets.withLock { b in allow(client, at: now, in: &b) }
+    }
+
+    private func allow(_ client: String, at now: UInt64, in b: inout [String: Bucket]) -> Bool {
+        if b.count > maxClients {
+            b = b.filter { refilled($0.value, at: now) < burst }
         }
+        var bucket = b[client] ?? Bucket(tokens: burst, last: now)
+        bucket.tokens = refilled(bucket, at: now)
+        bucket.last = max(bucket.last, now)
+        let ok = bucket.tokens >= 1
+        if ok { bucket.tokens -= 1 }
+        b[client] = bucket
+        return ok
+    }
+
+    /// The bucket's tokens at `now`; an instant before its last one adds nothing.
+    private func refilled(_ bucket: Bucket, at now: UInt64) -> Double {
+        let elapsed = now > bucket.last ? now - bucket.last : 0
+        return min(burst, bucket.tokens + Double(elapsed) / 1e9 * rate)
     }
 }
 

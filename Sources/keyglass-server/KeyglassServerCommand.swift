@@ -77,10 +77,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Milliseconds to let a batch fill before committing while publishes arrive concurrently (0: commit as soon as the previous batch is done). A lone publish is never delayed.")
     var batchDelayMs = 1
 
-    @Option(name: .long, help: "Fewest lookup-index rows merged into SQLite at a time; merges grow to 1/16 of the indexed rows, at most 524,288 (larger merges cost less per row).")
+    @Option(name: .long, help: "Fewest lookup-index rows merged from memory into SQLite at a time; merges grow to 1/16 of the indexed rows, at most 65,536 (larger merges cost less per row and more memory; compactions move them on into the main index).")
     var indexMergeRows = 8_192
 
-    @Option(name: .long, help: "Longest transaction of a lookup-index merge, in milliseconds: a merge is written in slices between batches, and publishes wait for one slice at most (longer slices: fewer commits, longer waits).")
+    @Option(name: .long, help: "Longest transaction of a lookup-index merge or compaction, in milliseconds: each is written in slices between batches, and publishes wait for one slice at most (longer slices: fewer commits, longer waits).")
     var indexMergeSliceMs = 20
 
     @Option(name: .long, help: "Most publishes queued before the server answers 503 + Retry-After.")

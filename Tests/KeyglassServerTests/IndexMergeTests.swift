@@ -94,13 +94,13 @@ final class IndexMergeTests: XCTestCase {
             return got
         }
         XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 18)
-        XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 18)
-        XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 18)
+        XCTAssertEqual(try log.scalar(TestLog.indexRows("identity_index")), 18)
+        XCTAssertEqual(try log.scalar(TestLog.indexRows("leaf_index")), 18)
 
         // A crash leaves rows unmerged: play it by forgetting the last 7 merged rows.
         try log.tamper("UPDATE meta SET value = '11' WHERE key = 'indexed_size'")
-        try log.tamper("DELETE FROM identity_index WHERE idx >= 11")
-        try log.tamper("DELETE FROM leaf_index WHERE idx >= 11")
+        try log.forgetIndexRows("identity_index", from: 11)
+        try log.forgetIndexRows("leaf_index", from: 11)
         try await log.withServer(merges: options) { server in
             XCTAssertEqual(server.sqlite.pendingIndex.count, 7, "rebuilt from the entries the index does not cover")
             try await assertLookups(server, log, expected)
@@ -126,7 +126,7 @@ final class IndexMergeTests: XCTestCase {
                 let id = "user\(n % 40)@example.com"
                 got[id, default: []].append(try await log.publish(server, identity: id).index)
             }
-            let identityRows = "SELECT count(*) FROM identity_index", leafRows = "SELECT count(*) FROM leaf_index"
+            let identityRows = TestLog.indexRows("identity_index"), leafRows = TestLog.indexRows("leaf_index")
             for n in 0..<299 { try await publish(n) }
             XCTAssertFalse(merges.mergeDue(), "299 rows wait: no merge is due")
             try await publish(299)
@@ -168,8 +168,8 @@ final class IndexMergeTests: XCTestCase {
             try await assertLookups(server, log, got)
             return got
         }
-        XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 150)
-        XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 150)
+        XCTAssertEqual(try log.scalar(TestLog.indexRows("identity_index")), 150)
+        XCTAssertEqual(try log.scalar(TestLog.indexRows("leaf_index")), 150)
         XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 150, "merged on the way out")
         try await log.withServer(merges: mergeOptions(every: 40)) { server in
             XCTAssertEqual(server.sqlite.pendingIndex.count, 0)
@@ -185,10 +185,10 @@ final class IndexMergeTests: XCTestCase {
         defer { log.remove() }
         let ids = ["frank@example.com", "grace@example.com", "heidi@example.com"]
         let expected = try await log.withServer { server in try await publishRounds(log, server, identities: ids, rounds: 4) }
-        XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 12)
+        XCTAssertEqual(try log.scalar(TestLog.indexRows("identity_index")), 12)
         // The first slice of a merge of entries 5..11 committed (identity rows), the rest did not.
         try log.tamper("UPDATE meta SET value = '5' WHERE key = 'indexed_size'")
-        try log.tamper("DELETE FROM leaf_index WHERE idx >= 5")
+        try log.forgetIndexRows("leaf_index", from: 5)
         let options = mergeOptions(every: 2)
         try await log.withServer(merges: options) { server in
             XCTAssertEqual(server.sqlite.pendingIndex.count, 7)
@@ -199,8 +199,8 @@ final class IndexMergeTests: XCTestCase {
             try await assertLookups(server, log, grown)
         }
         XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'indexed_size'"), 13)
-        XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 13)
-        XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 13)
+        XCTAssertEqual(try log.scalar(TestLog.indexRows("identity_index")), 13)
+        XCTAssertEqual(try log.scalar(TestLog.indexRows("leaf_index")), 13)
     }
 
     /// Pending rows give candidates by 64-bit key; the store checks each against the entry. Keys
@@ -217,8 +217,8 @@ final class IndexMergeTests: XCTestCase {
         // (The entries table stores each entry's lookup key; a real collision has equal ones.)
         try log.tamper("UPDATE entries SET leaf_hash = substr((SELECT leaf_hash FROM entries WHERE idx = 0), 1, 8) || substr(leaf_hash, 9), leaf_key = (SELECT leaf_key FROM entries WHERE idx = 0) WHERE idx = 1")
         try log.tamper("UPDATE meta SET value = '0' WHERE key = 'indexed_size'")
-        try log.tamper("DELETE FROM identity_index")
-        try log.tamper("DELETE FROM leaf_index")
+        try log.forgetIndexRows("identity_index", from: 0)
+        try log.forgetIndexRows("leaf_index", from: 0)
         try await log.withServer(merges: options) { server in
             XCTAssertEqual(server.sqlite.pendingIndex.count, 3)
             for index in [UInt64(0), 1] {
@@ -244,7 +244,7 @@ final class IndexMergeTests: XCTestCase {
         try await log.withServer(merges: mergeOptions(idle: .milliseconds(100))) { server in
             for i in 0..<4 { try await log.publish(server, identity: "quiet\(i)@example.com") }
             try await waitUntilQuietMergeDone(server)
-            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 4)
+            XCTAssertEqual(try log.scalar(TestLog.indexRows("identity_index")), 4)
             try await assertLookups(server, log, ["quiet2@example.com": [2]])
         }
     }
@@ -257,16 +257,111 @@ final class IndexMergeTests: XCTestCase {
         // Turn the database back into schema 1: the indexes on the entries table, no index tables' rows.
         try log.tamper("CREATE INDEX entries_by_identity ON entries(identity_key, idx)", requireChanges: false)
         try log.tamper("CREATE INDEX entries_by_leaf_hash ON entries(leaf_key)", requireChanges: false)
-        try log.tamper("DELETE FROM identity_index")
-        try log.tamper("DELETE FROM leaf_index")
+        try log.forgetIndexRows("identity_index", from: 0)
+        try log.forgetIndexRows("leaf_index", from: 0)
         try log.tamper("DELETE FROM meta WHERE key = 'indexed_size'")
         try log.tamper("UPDATE meta SET value = '1' WHERE key = 'schema'")
         try await log.withServer { server in
             XCTAssertEqual(server.sqlite.pendingIndex.count, 0)
             XCTAssertEqual(try log.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'entries_by_%'"), 0)
-            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 6)
-            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'schema'"), 2)
+            XCTAssertEqual(try log.scalar(TestLog.indexRows("identity_index")), 6)
+            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'schema'"), 3)
             try await assertLookups(server, log, expected)
+        }
+    }
+
+    /// Merges land in the recent level; a compaction moves that level into the main one in key
+    /// order, slice by slice. Between slices each row is in exactly one level, lookups find every
+    /// entry once, and rows merged behind the compaction's cursor wait for the next compaction.
+    func testCompactionMovesTheRecentLevelInSlices() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = mergeOptions(every: 100)
+        options.compactAt = 300
+        options.slice = .zero  // one step (256 rows) per slice
+        let main = "SELECT count(*) FROM identity_index", recent = "SELECT count(*) FROM identity_index_recent"
+        let mainLeaf = "SELECT count(*) FROM leaf_index", recentLeaf = "SELECT count(*) FROM leaf_index_recent"
+        try await steppedServer(log, options) { server, merges in
+            var got: [String: [UInt64]] = [:]
+            func publish(_ n: Int) async throws {
+                let id = "c\(n % 50)@example.com"
+                got[id, default: []].append(try await log.publish(server, identity: id).index)
+            }
+            for n in 0..<300 {
+                try await publish(n)
+                if server.sqlite.pendingIndex.count >= 100 { XCTAssertTrue(merges.mergeAll()) }
+            }
+            XCTAssertEqual(try log.scalar(recent), 300, "merges write the recent level")
+            XCTAssertEqual(try log.scalar(main), 0)
+            // 300 recent rows: a compaction is due. Its first slice moves the 256 smallest keys.
+            XCTAssertTrue(merges.mergeDue())
+            XCTAssertEqual(try log.scalar(main), 256)
+            XCTAssertEqual(try log.scalar(recent), 44)
+            XCTAssertEqual(try log.scalar(mainLeaf), 0)
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index m JOIN identity_index_recent r USING (identity_key, idx)"), 0,
+                           "a row is in one level")
+            // The cursor: the last row moved, in (key, index) order.
+            let cursor = "(SELECT identity_key, idx FROM identity_index ORDER BY identity_key DESC, idx DESC LIMIT 1)"
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index_recent WHERE (identity_key, idx) <= \(cursor)"), 0, "moved in key order")
+            try await assertLookups(server, log, got.filter { ["c0@example.com", "c13@example.com", "c49@example.com"].contains($0.key) })
+            // Rows merged now land behind the cursor or ahead of it; those ahead go with this compaction.
+            for n in 300..<400 { try await publish(n) }
+            XCTAssertTrue(merges.mergeDue(), "a merge from memory comes before the compaction's next slice")
+            XCTAssertEqual(server.sqlite.pendingIndex.count, 0)
+            let behindCursor = try log.scalar("SELECT count(*) FROM identity_index_recent WHERE (identity_key, idx) <= \(cursor)")
+            XCTAssertGreaterThan(behindCursor, 0, "100 rows of 50 identities: some fall behind the cursor")
+            // The leaf pass starts after the merge, from the smallest key: it takes every leaf row.
+            while try log.scalar(recentLeaf) > 0 { XCTAssertTrue(merges.mergeDue()) }
+            XCTAssertEqual(try log.scalar(recent), behindCursor, "the compaction left exactly the rows merged behind its cursor")
+            XCTAssertEqual(try log.scalar(main) + behindCursor, 400)
+            XCTAssertEqual(try log.scalar(mainLeaf), 400)
+            try await assertLookups(server, log, got)
+            // And the next compaction takes them.
+            XCTAssertTrue(merges.compactAll())
+            XCTAssertEqual(try log.scalar(recent), 0)
+            XCTAssertEqual(try log.scalar(recentLeaf), 0)
+            XCTAssertEqual(try log.scalar(main), 400)
+            XCTAssertEqual(try log.scalar(mainLeaf), 400)
+            XCTAssertFalse(merges.mergeDue(), "nothing pending, nothing recent")
+            try await assertLookups(server, log, got)
+        }
+    }
+
+    /// A crash in the middle of a compaction (its slices so far committed, the rest not), and a
+    /// crash that leaves rows in both levels (merged again from memory after a compaction moved
+    /// them): lookups show every entry once, and compacting again ends with each row once.
+    func testCrashDuringCompactionIsHarmless() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = mergeOptions(every: 50)
+        options.compactAt = 200
+        options.slice = .zero
+        let ids = (0..<20).map { "k\($0)@example.com" }
+        let expected = try await steppedServer(log, options) { server, merges in
+            var got: [String: [UInt64]] = [:]
+            for round in 0..<12 {
+                for id in ids { got[id, default: []].append(try await log.publish(server, identity: id).index) }
+                if round % 3 == 2 { XCTAssertTrue(merges.mergeAll()) }
+            }
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index_recent"), 240)
+            XCTAssertTrue(merges.mergeDue(), "the compaction's first slice")
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 240, "240 rows: one step moves them all")
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index_recent"), 0)
+            return got
+        }  // the server stops here: the compaction under way is abandoned
+        XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 0, "its leaf pass never ran")
+        // Rows in both levels: what a merge from memory leaves when it is redone after a crash.
+        try log.tamper("INSERT INTO identity_index_recent SELECT identity_key, idx FROM identity_index WHERE idx < 100")
+        try await log.withServer(merges: nil) { server in
+            let merges = IndexMergeFollower(storage: server.sqlite, options: options)
+            try await assertLookups(server, log, expected)
+            XCTAssertTrue(merges.mergeDue(), "240 recent leaf rows counted when the log opened: a compaction is due")
+            XCTAssertTrue(merges.compactAll())
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index"), 240)
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM leaf_index"), 240)
+            XCTAssertEqual(try log.scalar(TestLog.indexRows("identity_index")), 240)
+            try await assertLookups(server, log, expected)
+            XCTAssertEqual(try server.sqlite.integrityCheck(), "ok")
         }
     }
 }

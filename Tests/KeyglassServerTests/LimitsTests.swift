@@ -64,7 +64,8 @@ final class LimitsTests: XCTestCase {
 
     /// When batches outrun the merge slices (20,000 publishes queued at once, batches of 4,096,
     /// slices as short as they can be), each append first merges until the follower has caught
-    /// up: pending rows stay under two merges' worth plus a batch, not the whole burst. (The old
+    /// up: pending rows stay under two merges' worth plus a batch, not the whole burst, and the
+    /// recent level under two compactions' worth. (The old
     /// bound, 2 × 256 + 4096, forgot that merges grow with the log, and failed once in `make test`
     /// at 5,384 rows with merges of ~640.)
     func testPendingIndexCatchesUpWhenBatchesOutrunSlices() async throws {
@@ -77,6 +78,11 @@ final class LimitsTests: XCTestCase {
         merges.chunk = 256
         merges.slice = .nanoseconds(1)
         merges.idle = .seconds(60)  // no idle merge during the test
+        // Merges stop growing at maxChunk (their rows are what memory holds); the recent level is
+        // compacted once it holds compactAt rows (1/16 of the log here, at most maxCompactAt).
+        merges.maxChunk = 512
+        merges.compactAt = 1024
+        merges.maxCompactAt = 2048
         try await log.withServer(options: options, merges: merges) { server in
             let n = 20_000
             let remaining = Mutex(n)
@@ -89,12 +95,13 @@ final class LimitsTests: XCTestCase {
             }
             for await _ in done {}
             let pending = server.sqlite.pendingIndex.count
-            // A merge's worth grows with the log (`IndexMergeFollower.Options.chunk`: 1/16 of the
-            // indexed rows once that is more than 256), so the bound is two of today's merges plus
-            // a batch: well under the burst.
-            let merge = max(256, Int(server.sqlite.pendingIndex.indexedSize / 16))
-            XCTAssertLessThanOrEqual(pending, 2 * merge + 4096, "pending rows grew with the burst (\(pending) of \(n))")
+            // Two merges' worth (at most maxChunk each, however large the log) plus a batch.
+            XCTAssertLessThanOrEqual(pending, 2 * 512 + 4096, "pending rows grew with the burst (\(pending) of \(n))")
             XCTAssertLessThan(pending, n / 3)
+            // The recent level kept up as well: two compactions' worth plus the merge that followed.
+            let recent = try log.scalar("SELECT count(*) FROM identity_index_recent")
+            XCTAssertLessThanOrEqual(recent, 2 * 2048 + 512, "the recent level grew with the burst")
+            XCTAssertGreaterThan(try log.scalar("SELECT count(*) FROM identity_index"), 0, "compactions ran")
             XCTAssertEqual(server.sequencer.latestCheckpoint.size, UInt64(n))
         }
     }

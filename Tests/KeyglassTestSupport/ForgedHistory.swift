@@ -45,7 +45,7 @@ extension TestLog {
             }
         }
         try exec("BEGIN")
-        for table in ["entries", "nodes", "checkpoints", "identity_index", "leaf_index"] { try exec("DELETE FROM \(table)") }
+        for table in ["entries", "nodes", "checkpoints", "identity_index", "leaf_index", "identity_index_recent", "leaf_index_recent"] { try exec("DELETE FROM \(table)") }
         try exec("INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size', '0')")
         var range = CompactRange()
         try checkpoint(range)

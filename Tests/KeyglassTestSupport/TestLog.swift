@@ -133,6 +133,18 @@ extension TestLog {
         guard !requireChanges || sqlite3_changes(db) > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
     }
 
+    /// Counts the rows of a lookup index, `identity_index` or `leaf_index`, in both of its levels.
+    public static func indexRows(_ table: String) -> String {
+        "SELECT (SELECT count(*) FROM \(table)) + (SELECT count(*) FROM \(table)_recent)"
+    }
+
+    /// Deletes the rows of `table` (a lookup index) from entry `index` on, in both levels: what a
+    /// crash leaves when the slices that wrote them had not committed.
+    public func forgetIndexRows(_ table: String, from index: UInt64) throws {
+        try tamper("DELETE FROM \(table) WHERE idx >= \(index)", requireChanges: false)
+        try tamper("DELETE FROM \(table)_recent WHERE idx >= \(index)", requireChanges: false)
+    }
+
     /// The first column of the first row of a query on the log's database (0 if there is no row).
     public func scalar(_ sql: String) throws -> Int64 {
         var db: OpaquePointer?

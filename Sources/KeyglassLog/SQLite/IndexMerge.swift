@@ -1,11 +1,13 @@
 import Foundation
 
-/// One merge of the oldest pending lookup-index rows (`PendingIndex`) into SQLite, written as
-/// several short transactions ("slices") rather than one long one.
+/// One merge of the oldest pending lookup-index rows (`PendingIndex`) into the recent level of
+/// SQLite's lookup indexes (`identity_index_recent`, `leaf_index_recent`; `IndexCompaction` moves
+/// them on into the main level), written as several short transactions ("slices") rather than one
+/// long one.
 ///
-/// Why slices: a merge rewrites about every index page its keys land on, so merges must grow with
-/// the log (see `Sequencer.Options`), and publishes wait while the writer merges: written as one
-/// transaction, a merge of 2^18 rows at 10M entries held every publish for about a second. Sorted
+/// Why slices: a merge rewrites about every index page its keys land on, and publishes wait while
+/// the writer merges: written as one transaction, a merge of 2^18 rows into a 10M-entry index held
+/// every publish for about a second. Sorted
 /// by key, the rows fall into consecutive key ranges that touch mostly different pages, so writing
 /// them range by range costs about the same in all, and between two slices the writer commits
 /// the publishes that queued meanwhile: a publish waits for one slice at most.
@@ -60,8 +62,8 @@ struct IndexMerge: Sendable {
                 }
                 return true
             }
-            guard try insert(byIdentity, from: &identity, "INSERT OR IGNORE INTO identity_index(identity_key, idx) VALUES(?, ?)"),
-                  try insert(byLeaf, from: &leaf, "INSERT OR IGNORE INTO leaf_index(leaf_key, idx) VALUES(?, ?)")
+            guard try insert(byIdentity, from: &identity, "INSERT OR IGNORE INTO identity_index_recent(identity_key, idx) VALUES(?, ?)"),
+                  try insert(byLeaf, from: &leaf, "INSERT OR IGNORE INTO leaf_index_recent(leaf_key, idx) VALUES(?, ?)")
             else { return }
             // Never backwards: another writer on the file may have merged further already.
             let m = try db.statement("""

@@ -4,36 +4,45 @@ import ServiceLifecycle
 import Synchronization
 
 /// Merges the pending lookup-index rows (`PendingIndex`) into SQLite's index tables, behind the
-/// sequencer, on a thread of its own.
+/// sequencer, on a thread of its own, and compacts the recent level of those tables into the main
+/// level (`IndexCompaction`).
 ///
 /// It follows the log: woken by every append, it starts a merge once `Options.mergeAt` rows wait
 /// and writes it in slices of at most `Options.slice` (`IndexMerge`). Slices and appends share the
 /// writer connection's serial queue, first come first served, so a publish waits for one slice at
-/// most. After `Options.idle` without an append it merges every pending row. If appends outrun it
-/// (a bulk load), the storage calls `catchUp` before each append and the merge runs on the
-/// appending thread until the follower is back within two merges: pending rows stay bounded in
-/// memory, and the appends wait instead.
+/// most. After `Options.idle` without an append it merges every pending row. When no merge is due
+/// and the recent level holds `compactAt` rows, it compacts, in slices too. If appends outrun it
+/// (a bulk load), the storage calls `catchUp` before each append and the merge (or compaction)
+/// runs on the appending thread until the follower is back within two of them: pending rows stay
+/// bounded in memory, and the appends wait instead.
 ///
 /// Merges are prepared (rows copied and sorted) on this thread, never the sequencer's: at 10M
 /// entries preparing 2^19 rows took ~200 ms, and when the sequencer's thread did it, every publish
 /// waited for it (p99 204 ms in a window with a merge, measured).
 ///
-/// Tests step it by hand: `mergeDue` writes one slice if a merge is due, `mergeAll` merges
-/// everything, with no thread running and nothing to wait for.
+/// Tests step it by hand: `mergeDue` writes one slice if a merge or compaction is due, `mergeAll`
+/// merges every pending row, `compactAll` compacts, with no thread running and nothing to wait for.
 public final class IndexMergeFollower: Service, Sendable {
     public struct Options: Sendable {
         /// Pending rows that start a merge.
         public var mergeAt: Int = 8_192
-        /// Rows per merge: this, or 1/16 of the rows already indexed if that is more, at most 2^19.
+        /// Rows per merge: this, or 1/16 of the rows already indexed if that is more, at most
+        /// `maxChunk`.
         ///
-        /// Why it grows: a sorted merge rewrites about every index page its keys land on, and a log
-        /// of n entries has ~n/200 pages per index, so merges much smaller than that rewrite the
-        /// same pages again and again (measured at 2.4M entries: 8192 rows took 3.9 s, while
-        /// 65,536 rows took 1.2 s at 9M; at 10M entries 2^18 rows took 1.4–1.8 s and 2^19 rows
-        /// 2.4 s, and publishes/s went from ~22k to ~24.6k). Memory: at 10M entries under full
-        /// publish load the server's RSS peaks at ~155 MB against ~70 MB idle, mostly these rows
-        /// and the ones that arrive while a merge runs.
+        /// Why it grows: a sorted merge rewrites about every page of the recent level its keys
+        /// land on, so merges much smaller than that level rewrite the same pages again and again.
+        /// Why it stops growing: its rows wait in memory (about 100 bytes each with their share of
+        /// the pending index's maps, twice over while a merge runs). Before the recent level
+        /// existed merges went straight into the main level and grew to 2^19 rows at 10M entries:
+        /// the server peaked at 165 MB while publishing.
         public var chunk: Int = 8_192
+        public var maxChunk: Int = 1 << 16
+        /// Rows in the recent level that start a compaction: this, or 1/16 of the rows already
+        /// indexed if that is more, at most `maxCompactAt`. A compaction rewrites about every page
+        /// of the main level (~n/200 per index at n entries), so it must move many rows at once to
+        /// be cheap per row; a larger recent level makes each merge from memory rewrite more pages.
+        public var compactAt: Int = 1 << 16
+        public var maxCompactAt: Int = 1 << 21
         /// Quiet time after which every pending row is merged.
         public var idle: Duration = .seconds(1)
         /// Longest one slice's transaction runs before the appends get the writer again.
@@ -44,6 +53,12 @@ public final class IndexMergeFollower: Service, Sendable {
     private struct MergeState {
         /// The merge under way, between its slices.
         var merge: IndexMerge?
+        /// The compaction under way, between its slices.
+        var compaction: IndexCompaction?
+        /// Rows in the recent level (rows merged twice after a crash count twice until compacted).
+        var recentRows: Int
+        var compactionStarted = ContinuousClock.now
+        var longestCompactionSlice: Duration = .zero
         var started = ContinuousClock.now
         /// Copying and sorting the merge's rows, before its first slice.
         var preparation: Duration = .zero
@@ -54,7 +69,7 @@ public final class IndexMergeFollower: Service, Sendable {
     private let options: Options
     private let logger: Logger
     /// Held while a slice is prepared or written: by this thread, or by the sequencer's in `catchUp`.
-    private let state = Mutex(MergeState())
+    private let state: Mutex<MergeState>
     private let wake = DispatchSemaphore(value: 0)
     private let stopping = Atomic<Bool>(false)
 
@@ -63,6 +78,14 @@ public final class IndexMergeFollower: Service, Sendable {
         self.storage = storage
         self.options = options
         self.logger = logger
+        var recentRows = 0
+        do {
+            recentRows = try storage.recentIndexRows()
+        } catch {
+            // Counted as empty: compactions start later than they should, nothing is lost.
+            logger.error("could not count the recent lookup-index rows", metadata: ["error": "\(error)"])
+        }
+        state = Mutex(MergeState(recentRows: recentRows))
         storage.attach(self)
     }
 
@@ -73,18 +96,27 @@ public final class IndexMergeFollower: Service, Sendable {
 
     /// Rows per merge (see `Options.chunk`).
     private var chunk: Int {
-        max(1, options.chunk, min(1 << 19, Int(clamping: storage.pendingIndex.indexedSize / 16)))
+        max(1, options.chunk, min(options.maxChunk, Int(clamping: storage.pendingIndex.indexedSize / 16)))
     }
 
     /// Pending rows from which a merge starts.
     private var due: Int { max(options.mergeAt, chunk) }
 
-    /// Writes one slice if a merge is under way or due; true if it wrote one.
+    /// Recent-level rows from which a compaction starts (see `Options.compactAt`).
+    private var compactAt: Int {
+        max(1, options.compactAt, min(options.maxCompactAt, Int(clamping: storage.pendingIndex.indexedSize / 8)))
+    }
+
+    private func compactionIsDue(_ s: MergeState) -> Bool { s.compaction != nil || s.recentRows >= compactAt }
+
+    /// Writes one slice if a merge or a compaction is under way or due (merges first: their rows
+    /// are the ones held in memory); true if it wrote one.
     @discardableResult
     public func mergeDue() -> Bool {
         state.withLock { s in
-            guard s.merge != nil || pending >= due else { return false }
-            return writeSlice(&s)
+            if s.merge != nil || pending >= due { return writeSlice(&s) }
+            if compactionIsDue(s) { return compactionSlice(&s) }
+            return false
         }
     }
 
@@ -98,11 +130,25 @@ public final class IndexMergeFollower: Service, Sendable {
         return true
     }
 
+    /// Moves every row of the recent level into the main level (one whole compaction, or the rest
+    /// of the one under way); false if a slice failed.
+    @discardableResult
+    public func compactAll() -> Bool {
+        state.withLock { s in
+            if s.compaction == nil { s.compaction = IndexCompaction() }
+            while s.compaction != nil {
+                guard compactionSlice(&s) else { return false }
+            }
+            return true
+        }
+    }
+
     /// Before an append (on the sequencer's thread): while more than two merges' worth waits,
     /// merge here, so bulk loads cannot pile rows up in memory. Merges started here are also
     /// prepared here: the appends wait for the catch-up anyway.
     func catchUp() {
         while pending >= 2 * due, state.withLock({ writeSlice(&$0) }) {}
+        while state.withLock({ $0.recentRows >= 2 * compactAt && compactionSlice(&$0) }) {}
     }
 
     /// Writes the next slice of the merge under way, starting a merge of the oldest pending rows
@@ -123,6 +169,7 @@ public final class IndexMergeFollower: Service, Sendable {
             s.merge = merge
             guard complete else { return true }
             storage.pendingIndex.dropMerged(below: merge.indexedSize)
+            s.recentRows += merge.rowCount
             s.merge = nil
             // Publishes wait for a slice: a slow one is worth an operator's attention.
             logger.log(level: s.longestSlice > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
@@ -132,6 +179,38 @@ public final class IndexMergeFollower: Service, Sendable {
             return true
         } catch {
             logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(pending)"])
+            return false
+        }
+    }
+
+    /// Writes the next slice of the compaction under way, starting one if none is; false if the
+    /// slice failed.
+    private func compactionSlice(_ s: inout MergeState) -> Bool {
+        var compaction = s.compaction ?? IndexCompaction()
+        if s.compaction == nil {
+            s.compactionStarted = .now
+            s.longestCompactionSlice = .zero
+        }
+        let start = ContinuousClock.now
+        let before = compaction.leafRowsMoved
+        do {
+            let complete = try storage.writer.runHere { db in try compaction.writeSlice(db, budget: options.slice) }
+            s.longestCompactionSlice = max(s.longestCompactionSlice, .now - start)
+            // Counted by the leaf pass, which comes last: the level is not emptied before it.
+            s.recentRows = max(0, s.recentRows - (compaction.leafRowsMoved - before))
+            guard complete else {
+                s.compaction = compaction
+                return true
+            }
+            s.compaction = nil
+            // Rows merged behind the cursor meanwhile are still there: count what is left.
+            s.recentRows = (try? storage.recentIndexRows()) ?? s.recentRows
+            logger.log(level: s.longestCompactionSlice > .milliseconds(250) ? .notice : .debug, "compacted lookup index rows",
+                       metadata: ["rows": "\(compaction.identityRowsMoved)", "leaf_rows": "\(compaction.leafRowsMoved)", "ms": "\(Self.milliseconds(.now - s.compactionStarted))",
+                                  "longest_slice_ms": "\(Self.milliseconds(s.longestCompactionSlice))", "left": "\(s.recentRows)"])
+            return true
+        } catch {
+            logger.error("lookup index compaction failed", metadata: ["error": "\(error)", "recent_rows": "\(s.recentRows)"])
             return false
         }
     }
@@ -168,9 +247,10 @@ public final class IndexMergeFollower: Service, Sendable {
         let idle = options.idle.components
         let idleNanos = Int(idle.seconds) * 1_000_000_000 + Int(idle.attoseconds / 1_000_000_000)
         while !isStopping {
-            if pending == 0 {
+            let compactionDue = state.withLock { compactionIsDue($0) }
+            if pending == 0 && !compactionDue {
                 wake.wait()
-            } else if wake.wait(timeout: .now() + .nanoseconds(idleNanos)) == .timedOut {
+            } else if !compactionDue, wake.wait(timeout: .now() + .nanoseconds(idleNanos)) == .timedOut {
                 // Quiet: merge everything (a failed slice waits for the next wake or quiet spell).
                 mergeAll()
                 continue

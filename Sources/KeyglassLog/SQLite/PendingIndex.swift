@@ -9,11 +9,12 @@ import Synchronization
 /// those rows dirtied about two random index pages per entry, and the WAL wrote every one at each
 /// commit: measured, ~35 µs of each publish's ~56 µs in the writer, and the raw SQLite rate with
 /// them was ~23k rows/s. Instead each batch commits only its entries, nodes and checkpoint
-/// (appends), the new index rows wait here, and the writer merges them into the SQLite index
-/// tables in key order, `Sequencer.Options.indexMergeChunk` rows or more at a time once
-/// `indexMergeEntries` wait (and all of them after a quiet second), each merge written in short
-/// slices between batches (`IndexMerge`). A sorted merge touches each index page once, however
-/// many of its rows land on it. Rows leave this tail only after their merge's last slice commits.
+/// (appends), the new index rows wait here, and `IndexMergeFollower` merges them into the recent
+/// level of the SQLite index tables in key order, `IndexMergeFollower.Options.chunk` rows or more
+/// at a time (and all of them after a quiet second), each merge written in short slices between
+/// batches (`IndexMerge`); compactions move them on into the main level (`IndexCompaction`). A
+/// sorted merge touches each index page once, however many of its rows land on it. Rows leave
+/// this tail only after their merge's last slice commits.
 ///
 /// Nothing is lost in a crash: the entries are committed, and on open the rows of every entry from
 /// `indexed_size` (stored with each merge) onward are rebuilt from the entries table.

@@ -58,6 +58,9 @@ final class SQLiteConnection {
         inUse.removeAll(keepingCapacity: true)
     }
 
+    /// Rows changed by the latest INSERT, UPDATE or DELETE on this connection.
+    var changes: Int { Int(sqlite3_changes(db)) }
+
     func execute(_ sql: String) throws {
         var err: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(db, sql, nil, nil, &err)

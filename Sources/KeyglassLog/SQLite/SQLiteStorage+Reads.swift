@@ -129,8 +129,8 @@ extension SQLiteStorage {
         return try read { db in
             var found: [UInt64: StoredEntry] = [:]
             let s = try db.statement("""
-                SELECT e.idx, e.data, e.leaf_hash FROM identity_index i JOIN entries e ON e.idx = i.idx
-                WHERE i.identity_key = ? AND e.identity = ? AND i.idx < ? ORDER BY i.idx DESC LIMIT ?
+                SELECT e.idx, e.data, e.leaf_hash FROM (\(Self.identityRows)) i JOIN entries e ON e.idx = i.idx
+                WHERE e.identity = ?2 ORDER BY i.idx DESC LIMIT ?4
                 """)
             s.bind(1, key)
             s.bind(2, identity)
@@ -165,8 +165,8 @@ extension SQLiteStorage {
         let pending = pendingIndex.leafCandidates(leafKey: key).filter { $0 < size }
         return try read { db in
             let s = try db.statement("""
-                SELECT i.idx FROM leaf_index i JOIN entries e ON e.idx = i.idx
-                WHERE i.leaf_key = ? AND e.leaf_hash = ? AND i.idx < ? ORDER BY i.idx LIMIT 1
+                SELECT i.idx FROM (\(Self.leafRows)) i JOIN entries e ON e.idx = i.idx
+                WHERE e.leaf_hash = ?2 ORDER BY i.idx LIMIT 1
                 """)
             s.bind(1, key)
             s.bind(2, hash)

@@ -192,11 +192,12 @@ public final class SQLiteStorage: LogStorage {
             if try s.step(), s.text(0) == identity { return index }
         }
         let s = try db.statement("""
-            SELECT max(i.idx) FROM identity_index i JOIN entries e ON e.idx = i.idx
-            WHERE i.identity_key = ? AND e.identity = ?
+            SELECT max(i.idx) FROM (\(Self.identityRows)) i JOIN entries e ON e.idx = i.idx
+            WHERE e.identity = ?2
             """)
         s.bind(1, key)
         s.bind(2, identity)
+        s.bind(3, Int64.max)
         try s.step()
         return s.isNull(0) ? nil : s.uint64(0)
     }
@@ -235,6 +236,30 @@ public final class SQLiteStorage: LogStorage {
     func attach(_ follower: IndexMergeFollower) {
         self.follower.withLock { $0.value = follower }
     }
+
+    /// Rows in the recent level (of the index that has more: after a crash midway through a
+    /// compaction, one index's pass may be done and the other's not): how far the next compaction
+    /// is (`IndexMergeFollower`).
+    func recentIndexRows() throws -> Int {
+        try writer.runHere { db in
+            let s = try db.statement("SELECT max((SELECT count(*) FROM identity_index_recent), (SELECT count(*) FROM leaf_index_recent))")
+            try s.step()
+            return Int(s.int64(0))
+        }
+    }
+
+    /// The entry indices below ?3 whose identity has lookup key ?1, from both levels of the index
+    /// (a row can be in both after a crash between a merge's slices: `UNION` drops the copy).
+    static let identityRows = """
+        SELECT idx FROM identity_index WHERE identity_key = ?1 AND idx < ?3
+        UNION SELECT idx FROM identity_index_recent WHERE identity_key = ?1 AND idx < ?3
+        """
+
+    /// The entry indices below ?3 whose leaf hash has lookup key ?1, from both levels.
+    static let leafRows = """
+        SELECT idx FROM leaf_index WHERE leaf_key = ?1 AND idx < ?3
+        UNION SELECT idx FROM leaf_index_recent WHERE leaf_key = ?1 AND idx < ?3
+        """
 
     /// Rebuilds the pending index from the entries the index tables do not cover (when the log opens).
     private static func loadPendingIndex(_ db: SQLiteConnection, into pending: PendingIndex) throws {

@@ -5,7 +5,8 @@ import KeyglassCore
 /// forged histories) must compute the same way.
 public enum Schema {
     /// 2: the lookup indexes are tables of their own, merged behind the sequencer (`PendingIndex`).
-    static let version = "2"
+    /// 3: each lookup index has two levels, a small recent one and the main one (`IndexCompaction`).
+    static let version = "3"
 
     /// Node ids pack (level, index) into one integer key: level in the bits above 48, so the nodes of
     /// one level are contiguous and a tile is one range scan. 2^48 leaves is far beyond any log.
@@ -54,6 +55,22 @@ public enum Schema {
             idx INTEGER NOT NULL,
             PRIMARY KEY(leaf_key, idx)) WITHOUT ROWID
         """,
+        // The recent level of each lookup index: merges from memory land here, in a table small
+        // enough that a merge rewrites few pages; compactions move its rows into the main level
+        // above, a key range at a time (`IndexCompaction`). A row is in one level or both, never
+        // in neither, so lookups read both.
+        """
+        CREATE TABLE IF NOT EXISTS identity_index_recent(
+            identity_key INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            PRIMARY KEY(identity_key, idx)) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS leaf_index_recent(
+            leaf_key INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            PRIMARY KEY(leaf_key, idx)) WITHOUT ROWID
+        """,
         // Every perfect subtree of level ≥ 1, written once when the leaf completing it is sequenced.
         """
         CREATE TABLE IF NOT EXISTS nodes(
@@ -71,8 +88,10 @@ public enum Schema {
     ]
 
     /// Logs of schema 1 kept the lookup indexes on the entries table, written with every batch.
-    /// Moves them into the index tables, in one transaction; a no-op on newer logs.
+    /// Moves them into the index tables, in one transaction. Logs of schema 2 only need the recent
+    /// level's tables, which `statements` created (empty); their version is recorded.
     static func migrate(_ db: SQLiteConnection) throws {
+        try db.execute("UPDATE meta SET value = '\(version)' WHERE key = 'schema' AND value = '2'")
         let old = try db.statement("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'entries_by_identity'")
         try old.step()
         let hasOldIndexes = old.int64(0) > 0
