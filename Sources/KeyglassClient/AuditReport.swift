@@ -56,6 +56,10 @@ public struct AuditReport: Codable, Sendable {
     public var root: String = ""
     public var entriesChecked: UInt64 = 0
     public var alerts: [Alert] = []
+    /// Alerts found beyond the first `Auditor.maxAlertsListed`: written to alerts.jsonl like every
+    /// alert, counted here, not listed (nil when none). A log with a million malformed entries
+    /// would otherwise grow this report, and the state saved with it, without bound.
+    public var alertsNotListed: UInt64?
     public var notices: [String] = []
     public var error: String?
     /// The error was the log not answering (unreachable, timeouts, 5xx), not bad input or state.
@@ -63,6 +67,7 @@ public struct AuditReport: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case status, origin, previousSize = "previous_size", size, root, entriesChecked = "entries_checked", alerts, notices, error
+        case alertsNotListed = "alerts_not_listed"
         case logNotAnswering = "log_not_answering"
     }
 
@@ -91,6 +96,7 @@ public struct AuditReport: Codable, Sendable {
                 out += ev.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }
             }
         }
+        if let more = alertsNotListed { out.append("ALERT and \(more) more alerts, not listed here: every alert is in alerts.jsonl in the state directory") }
         if let e = error { out.append("ERROR: \(e)") }
         for n in notices { out.append("notice: \(n)") }
         if alerts.isEmpty && error == nil {

@@ -105,7 +105,9 @@ public struct Auditor: Sendable {
         func raise(_ alerts: [Alert], _ report: inout AuditReport) {
             guard !alerts.isEmpty else { return }
             alertLog.record(alerts)
-            report.alerts += alerts
+            let listed = Auditor.listable(alerts, after: report.alerts.count)
+            report.alerts += listed
+            if listed.count < alerts.count { report.alertsNotListed = (report.alertsNotListed ?? 0) + UInt64(alerts.count - listed.count) }
         }
 
         func checkDeadline() throws {
@@ -113,6 +115,16 @@ public struct Auditor: Sendable {
                 throw ClientError.timeout("the audit did not finish within its deadline (--deadline); its position is saved and the next run goes on from there")
             }
         }
+    }
+
+    /// Alerts listed in a report (and kept in the state between runs) in full; the rest are
+    /// counted (`AuditReport.alertsNotListed`) and, like all, written to alerts.jsonl. A hostile log
+    /// can make an alert of every entry: report, state and the comparisons between them stay small.
+    public static let maxAlertsListed = 1000
+
+    /// The part of `alerts` that still fits in a list already holding `count`.
+    static func listable(_ alerts: [Alert], after count: Int) -> ArraySlice<Alert> {
+        alerts.prefix(max(0, maxAlertsListed - count))
     }
 
     private func open(_ note: String) throws -> Checkpoint {
@@ -216,7 +228,7 @@ public struct Auditor: Sendable {
                 }
                 let found = checker.takeAlerts()
                 run.raise(found, &report)
-                state.pendingAlerts = (state.pendingAlerts ?? []) + found
+                state.pendingAlerts = (state.pendingAlerts ?? []) + Self.listable(found, after: state.pendingAlerts?.count ?? 0)
                 chained += checker.takeUnresolvedChained()
                 options.progress?(range.size - start, end - start)
                 let saveDue = range.size - lastSaved >= options.saveEvery && range.size < end

@@ -30,6 +30,11 @@ public struct KeyLookup: Sendable {
         public var maxAge: UInt64?
         public var otherViews: [OtherView] = []
         public var now: @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }
+        /// The most entries of one history this client holds before verifying them. A log that
+        /// keeps answering "truncated" with full pages would otherwise grow the history until the
+        /// process runs out of memory (each page may be up to the body cap, ~16 MB). Ten thousand
+        /// key changes is far beyond any person's; past it the lookup is refused.
+        public var maxHistoryEntries = 10_000
 
         public init(logKey: NoteVerifierKey, stateDirectory: String?) {
             self.logKey = logKey
@@ -89,6 +94,9 @@ public struct KeyLookup: Sendable {
             throw VerificationError.checkpoint("asked for the history in the tree of size \(head.size) (the log's /checkpoint), got one in the tree of size \(answer.tree_size)")
         }
         var entries = answer.entries
+        guard entries.count <= options.maxHistoryEntries else {
+            throw VerificationError.entry("the history of \(identity) has more than \(options.maxHistoryEntries) entries; refusing to hold more")
+        }
         var pages = 1
         while answer.truncated == true, let oldest = entries.first {
             pages += 1
@@ -108,6 +116,9 @@ public struct KeyLookup: Sendable {
             }
             // An empty page leaves the history without its start: refused below.
             guard !page.entries.isEmpty else { break }
+            guard entries.count + page.entries.count <= options.maxHistoryEntries else {
+                throw VerificationError.entry("the history of \(identity) has more than \(options.maxHistoryEntries) entries; refusing to hold more (a log can page without end)")
+            }
             entries = page.entries + entries
             answer = KeysAnswer(identity: answer.identity, tree_size: answer.tree_size, checkpoint: answer.checkpoint, entries: entries, truncated: page.truncated)
         }

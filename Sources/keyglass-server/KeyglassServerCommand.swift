@@ -88,6 +88,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "Seconds the newest entry's timestamp may be ahead of this server's clock; beyond it publishes are refused with 503 (entries are never stamped in the future).")
     var maxClockSkew = 300
+    static let maxClockSkewLimit = 30 * 86_400
 
     @Option(name: .long, help: "Per-client limit on reads, requests per second (0: unlimited).")
     var readRate: Double = 0
@@ -138,7 +139,11 @@ struct Serve: AsyncParsableCommand {
             seqOptions.maxBatch = max(1, maxBatch)
             seqOptions.batchDelay = .milliseconds(max(0, batchDelayMs))
             seqOptions.maxQueue = max(1, maxQueue)
-            seqOptions.maxClockSkew = .seconds(max(0, maxClockSkew))
+            // Bounded so that the skew in milliseconds cannot overflow (a day is already generous).
+            guard (0...Self.maxClockSkewLimit).contains(maxClockSkew) else {
+                throw ValidationError("--max-clock-skew takes seconds from 0 to \(Self.maxClockSkewLimit) (30 days)")
+            }
+            seqOptions.maxClockSkew = .seconds(maxClockSkew)
             let sequencer = try Sequencer(store: store, signer: signer, options: seqOptions, logger: logger)
             var options = ServerOptions()
             options.publishTokenHashes = [tokenHash]

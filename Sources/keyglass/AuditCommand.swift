@@ -70,7 +70,7 @@ struct Audit: AsyncParsableCommand {
             options.checkUnwatchedRotations = checkUnwatchedRotations
             let policy = try witnessOptions.policy()
             (options.witnesses, options.quorum, options.maxAge) = (policy.witnesses, policy.quorum, policy.maxAge)
-            guard let runSeconds = parseDuration(deadline), runSeconds > 0 else { throw ValidationError("--deadline takes a duration like 30m or 2h") }
+            guard let runSeconds = parseDuration(deadline), runSeconds > 0 else { throw ValidationError("--deadline takes a duration like 30m or 2h (at most 10 years)") }
             options.deadline = .seconds(Int64(runSeconds))
             if let watch {
                 do { options.watch = try WatchList(text: try Files.readText(watch)) } catch let e as WatchList.ParseError {
@@ -92,9 +92,21 @@ struct Audit: AsyncParsableCommand {
     }
 }
 
-/// "90", "90s", "15m", "2h", "1d" → seconds.
+/// "90", "90s", "15m", "2h", "1d" → seconds; nil for anything else or beyond `maxDurationSeconds`
+/// (so a flag can never overflow the arithmetic that turns it into nanoseconds).
 func parseDuration(_ text: String) -> UInt64? {
     let units: [Character: UInt64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-    if let unit = text.last, let mult = units[unit], let n = UInt64(text.dropLast()) { return n * mult }
-    return UInt64(text)
+    var seconds: UInt64
+    if let unit = text.last, let mult = units[unit], let n = UInt64(text.dropLast()) {
+        let (product, overflow) = n.multipliedReportingOverflow(by: mult)
+        guard !overflow else { return nil }
+        seconds = product
+    } else {
+        guard let n = UInt64(text) else { return nil }
+        seconds = n
+    }
+    return seconds <= maxDurationSeconds ? seconds : nil
 }
+
+/// Ten years: longer than any deadline, timeout or age a flag needs.
+let maxDurationSeconds: UInt64 = 10 * 365 * 86_400

@@ -40,7 +40,7 @@ struct LogOptions: ParsableArguments {
     }
 
     func limits() throws -> HTTPLimits {
-        guard let seconds = parseDuration(timeout), seconds > 0 else { throw ValidationError("--timeout takes a duration like 30s or 2m") }
+        guard let seconds = parseDuration(timeout), seconds > 0 else { throw ValidationError("--timeout takes a duration like 30s or 2m (at most 10 years)") }
         var l = HTTPLimits()
         l.requestTimeout = .seconds(Int64(seconds))
         return l

@@ -215,6 +215,30 @@ final class EvilLogTests: XCTestCase {
         XCTAssertEqual(alerts.first?.1, 4)
     }
 
+    /// A log that makes an alert of every entry (1,500 entries, each stamped before the one
+    /// preceding it): the report lists the first `Auditor.maxAlertsListed` and counts the rest,
+    /// alerts.jsonl holds every one, and the exit code is 2. Listed in full they grew the report
+    /// and the saved state without bound, and comparing old alerts with new ones was quadratic.
+    func testAlertFloodIsCountedNotListed() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let now = Sequencer.nowMillis()
+        try log.forgeHistory((0..<1_500).map { i in
+            KeyEntry(timestampMillis: now - 3_600_000 - UInt64(i) * 1000, identity: "flood\(i)@example.com", keyType: .x25519, publicKey: Ed25519.randomBytes(32))
+        })
+        let state = TestLog.temporaryDirectory("audit")
+        try await log.withServer { server in
+            let report = await auditor(server, log, state: state).run()
+            XCTAssertEqual(report.alerts.count, Auditor.maxAlertsListed)
+            XCTAssertEqual(report.alertsNotListed, 1_499 - UInt64(Auditor.maxAlertsListed))
+            XCTAssertEqual(report.exitCode, 2)
+            XCTAssertTrue(report.text.contains("and 499 more alerts"), String(report.text.suffix(300)))
+            XCTAssertTrue(report.json.contains("\"alerts_not_listed\" : 499"), String(report.json.suffix(300)))
+            let logged = try String(contentsOfFile: state + "/alerts.jsonl", encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(logged.count, 1_499, "every alert is in alerts.jsonl")
+        }
+    }
+
     /// The operator's newest entry is stamped in 2100: the auditor alerts, and the honest server,
     /// restarted on that history, refuses to stamp anything after it (covered in PublishAndProofTests).
     func testEntryStampedInTheFutureIsAnAlert() async throws {

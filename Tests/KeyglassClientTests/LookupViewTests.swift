@@ -186,6 +186,15 @@ final class LookupViewTests: XCTestCase {
             XCTAssertEqual(whole.entries.count, 7)
             XCTAssertNil(whole.entries.first?.entry.previousIndex)
             XCTAssertEqual(whole.authorisations, [.first] + Array(repeating: .chained, count: 6))
+            // A client holds at most maxHistoryEntries before verifying: a log that pages without
+            // end (full pages, always "truncated") cannot grow the history until memory runs out.
+            var capped = KeyLookup.Options(logKey: log.verifierKey, stateDirectory: nil)
+            capped.maxHistoryEntries = 5
+            let tooLong = await refusal { _ = try await KeyLookup(client: server.client, options: capped).run(identity: "carol@example.com") }
+            guard case .entry(let why) = tooLong, why.contains("more than 5 entries") else { return XCTFail("expected the history cap, got \(String(describing: tooLong))") }
+            capped.maxHistoryEntries = 7
+            let atTheCap = try await KeyLookup(client: server.client, options: capped).run(identity: "carol@example.com")
+            XCTAssertEqual(atTheCap.entries.count, 7)
 
             // The operator keeps an old answer and replays it after the log has grown.
             let old = try await server.client.raw("GET", "/v1/keys/carol@example.com").1
