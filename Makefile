@@ -68,6 +68,7 @@ test: test-deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	python3 Spec/check_openapi.py
+	python3 Spec/reference/keyglass_v2_reference.py --check
 
 # Benchmarks and soak need wrk and the release build; not part of `make test`.
 bench-deps: test-deps

@@ -1,0 +1,80 @@
+extension MapTree {
+    /// The map of a whole set of (label, value) pairs, built from scratch: its root and its proofs.
+    /// Straight from the definition in `MapTree` (Spec/map.md), for tests, vectors and maps small
+    /// enough to rebuild; the directory's map follower keeps its nodes instead.
+    public struct Builder: Sendable {
+        /// Sorted by label; labels sort by their bytes, which is the order of their bit paths.
+        private let pairs: [(label: Hash, value: Hash)]
+
+        /// The last value given for a label wins.
+        public init(_ pairs: [(label: Hash, value: Hash)]) {
+            var latest: [Hash: Hash] = [:]
+            for p in pairs { latest[p.label] = p.value }
+            self.pairs = latest.map { ($0.key, $0.value) }.sorted { Self.precedes($0.label, $1.label) }
+        }
+
+        public var count: Int { pairs.count }
+
+        public var root: Hash { node(pairs[...], depth: 0) }
+
+        public func value(of label: Hash) -> Hash? {
+            let i = lowerBound(label, in: pairs[...])
+            return i < pairs.endIndex && pairs[i].label == label ? pairs[i].value : nil
+        }
+
+        /// The proof about `label`: membership if the map holds it, absence otherwise.
+        public func proof(for label: Hash) -> Proof {
+            var range = pairs[...]
+            var siblings: [Hash] = []
+            var depth = 0
+            while true {
+                if range.isEmpty { return Proof(terminal: .empty, siblings: siblings) }
+                if range.count == 1, let only = range.first {
+                    let terminal: Terminal = only.label == label ? .member(value: only.value) : .otherLeaf(label: only.label, value: only.value)
+                    return Proof(terminal: terminal, siblings: siblings)
+                }
+                let (left, right) = split(range, depth: depth)
+                if MapTree.bit(label, depth) {
+                    siblings.append(node(left, depth: depth + 1))
+                    range = right
+                } else {
+                    siblings.append(node(right, depth: depth + 1))
+                    range = left
+                }
+                depth += 1
+            }
+        }
+
+        /// The hash of the subtree holding `range` (labels sharing their first `depth` bits).
+        private func node(_ range: ArraySlice<(label: Hash, value: Hash)>, depth: Int) -> Hash {
+            if range.isEmpty { return MapTree.empty }
+            if range.count == 1, let only = range.first { return MapTree.leafHash(label: only.label, value: only.value) }
+            let (left, right) = split(range, depth: depth)
+            return MapTree.interiorHash(node(left, depth: depth + 1), node(right, depth: depth + 1))
+        }
+
+        /// Splits a range on bit `depth`: the labels with 0 there come first (the range is sorted).
+        private func split(_ range: ArraySlice<(label: Hash, value: Hash)>, depth: Int)
+            -> (ArraySlice<(label: Hash, value: Hash)>, ArraySlice<(label: Hash, value: Hash)>) {
+            var low = range.startIndex, high = range.endIndex
+            while low < high {
+                let mid = (low + high) / 2
+                if MapTree.bit(range[mid].label, depth) { high = mid } else { low = mid + 1 }
+            }
+            return (range[range.startIndex..<low], range[low..<range.endIndex])
+        }
+
+        private func lowerBound(_ label: Hash, in range: ArraySlice<(label: Hash, value: Hash)>) -> Int {
+            var low = range.startIndex, high = range.endIndex
+            while low < high {
+                let mid = (low + high) / 2
+                if Self.precedes(range[mid].label, label) { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+
+        static func precedes(_ a: Hash, _ b: Hash) -> Bool {
+            a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.lexicographicallyPrecedes(y) } }
+        }
+    }
+}
