@@ -23,6 +23,7 @@ public enum ECVRF {
     static let suite: UInt8 = 0x03
     private static let challengeLength = 16
 
+    /// Why a proof could not be made.
     public enum Failure: Error, Equatable {
         /// The seed is not 32 bytes.
         case badSeed
@@ -80,9 +81,9 @@ public enum ECVRF {
         let s = Array(proof[48..<80])
         guard isPrimeOrderPoint(y), isPrimeOrderPoint(gamma), isBelowGroupOrder(s) else { return nil }
         guard let h = try? encodeToCurve(publicKey: y, alpha: alpha),
-              let sB = try? multiplyBase(s), let cY = try? multiply(scalar(c), y),
-              let sH = try? multiply(s, h), let cGamma = try? multiply(scalar(c), gamma),
-              let u = try? subtract(sB, cY), let v = try? subtract(sH, cGamma)
+            let sB = try? multiplyBase(s), let cY = try? multiply(scalar(c), y),
+            let sH = try? multiply(s, h), let cGamma = try? multiply(scalar(c), gamma),
+            let u = try? subtract(sB, cY), let v = try? subtract(sH, cGamma)
         else { return nil }
         guard challenge(y, h, gamma, u, v) == c else { return nil }
         return try? output(gamma: gamma)

@@ -14,12 +14,15 @@
 /// This file is what a verifier needs: the hashes and the checks of membership and absence
 /// proofs. `MapTree.Builder` computes roots and proofs from a whole set (tests, auditors).
 public enum MapTree {
+    /// The hash of an empty subtree, and the root of the empty map: 32 zero bytes.
     public static let empty = Hash.zero
 
+    /// SHA-256(0x02 ‖ label ‖ value).
     public static func leafHash(label: Hash, value: Hash) -> Hash {
         label.withUnsafeBytes { l in value.withUnsafeBytes { v in Hash.sha256(prefix: 0x02, l, v) } }
     }
 
+    /// SHA-256(0x03 ‖ left ‖ right).
     public static func interiorHash(_ left: Hash, _ right: Hash) -> Hash {
         left.withUnsafeBytes { l in right.withUnsafeBytes { r in Hash.sha256(prefix: 0x03, l, r) } }
     }
@@ -52,25 +55,31 @@ public enum MapTree {
     /// A proof about one label: where its path ends, and the siblings from the root down to there
     /// (`siblings[i]` is the sibling at depth i + 1, i.e. the other child of the node at depth i).
     public struct Proof: Equatable, Sendable {
+        /// Where the label's path ends.
         public let terminal: Terminal
+        /// The siblings along the path, from depth 0 down to the terminal.
         public let siblings: [Hash]
 
+        /// A proof as received, to be checked with `MapTree.verify`.
         public init(terminal: Terminal, siblings: [Hash]) {
             self.terminal = terminal
             self.siblings = siblings
         }
     }
 
+    /// Why a proof proves nothing.
     public enum ProofError: Error, Equatable, CustomStringConvertible {
         case tooDeep(Int)
         case neighbourOffPath(depth: Int, shared: Int)
         case neighbourIsTheLabel
         case rootMismatch
 
+        /// The reason in words, for an error message.
         public var description: String {
             switch self {
             case .tooDeep(let d): return "the proof is \(d) levels deep; a map is at most 256"
-            case .neighbourOffPath(let d, let s): return "the leaf shown at depth \(d) shares only \(s) bits with the label: it is not on the label's path"
+            case .neighbourOffPath(let d, let s):
+                return "the leaf shown at depth \(d) shares only \(s) bits with the label: it is not on the label's path"
             case .neighbourIsTheLabel: return "an absence proof shows the label's own leaf"
             case .rootMismatch: return "the proof does not lead to the map's root"
             }

@@ -13,10 +13,13 @@ extension MapTree {
             self.pairs = latest.map { ($0.key, $0.value) }.sorted { Self.precedes($0.label, $1.label) }
         }
 
+        /// Labels in the map.
         public var count: Int { pairs.count }
 
+        /// The map's root (`MapTree.empty` when it holds nothing).
         public var root: Hash { node(pairs[...], depth: 0) }
 
+        /// The label's value, if the map holds it.
         public func value(of label: Hash) -> Hash? {
             let i = lowerBound(label, in: pairs[...])
             return i < pairs.endIndex && pairs[i].label == label ? pairs[i].value : nil
@@ -55,8 +58,10 @@ extension MapTree {
 
         /// Splits a range on bit `depth`: the labels with 0 there come first (the range is sorted).
         private func split(_ range: ArraySlice<(label: Hash, value: Hash)>, depth: Int)
-            -> (ArraySlice<(label: Hash, value: Hash)>, ArraySlice<(label: Hash, value: Hash)>) {
-            var low = range.startIndex, high = range.endIndex
+            -> (ArraySlice<(label: Hash, value: Hash)>, ArraySlice<(label: Hash, value: Hash)>)
+        {
+            var low = range.startIndex
+            var high = range.endIndex
             while low < high {
                 let mid = (low + high) / 2
                 if MapTree.bit(range[mid].label, depth) { high = mid } else { low = mid + 1 }
@@ -65,7 +70,8 @@ extension MapTree {
         }
 
         private func lowerBound(_ label: Hash, in range: ArraySlice<(label: Hash, value: Hash)>) -> Int {
-            var low = range.startIndex, high = range.endIndex
+            var low = range.startIndex
+            var high = range.endIndex
             while low < high {
                 let mid = (low + high) / 2
                 if Self.precedes(range[mid].label, label) { low = mid + 1 } else { high = mid }
