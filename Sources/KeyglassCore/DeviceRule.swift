@@ -1,0 +1,75 @@
+/// The one rule that judges every change to a device set (Spec/directory.md), for the server (which
+/// accepts only `first`, `chained`, `accountReset` and `operatorRevoke`), the sequencer, lookups,
+/// owner monitors and auditors (which alert on everything else, and on `accountReset` and
+/// `operatorRevoke` for watched identities).
+public enum DeviceRule {
+    /// What a change is.
+    public enum Verdict: Equatable, Sendable {
+        /// The first device of a label never changed, added by the operator.
+        case first
+        /// Signed by an active device of the label: a notice to its owner.
+        case chained
+        /// The operator replaced every device (account recovery): visible to contacts, an alert for watchers.
+        case accountReset
+        /// The operator revoked a device: an alert for watchers.
+        case operatorRevoke
+        /// A device the owner did not add: an operator add to a set that was ever changed.
+        case ghostDevice
+        /// A key the owner did not make: an operator rotation, or any re-use of a tombstoned id.
+        case injectedKey
+        /// Impossible in any honest history (an unknown device, a bad signature, …); never applied.
+        case invalid(String)
+
+        /// Whether the honest server accepts a change with this verdict.
+        public var isAcceptedByServer: Bool {
+            switch self {
+            case .first, .chained, .accountReset, .operatorRevoke: return true
+            case .ghostDevice, .injectedKey, .invalid: return false
+            }
+        }
+    }
+
+    /// Judges `change` to the label `label` of the log `origin`, whose state before it is `set`.
+    public static func judge(_ change: DeviceChange, to set: DeviceSet, origin: String, label: Hash) -> Verdict {
+        if case .chained(let signer, let signature) = change.authority {
+            guard let newest = set.newestIndex, let device = set.device(signer) else {
+                return .invalid("the signer is not an active device of this identity")
+            }
+            let m = DeviceChange.message(origin: origin, label: label, signer: signer, previousIndex: newest, kind: change.kind)
+            guard Ed25519.verify(signature: signature, message: m, publicKey: device.signingKey) else {
+                return .invalid("the signature does not verify under the signer's key for this change at this position")
+            }
+        }
+        let chained: Bool
+        if case .chained = change.authority { chained = true } else { chained = false }
+        switch change.kind {
+        case .add(let r):
+            if set.device(r.id) != nil { return .invalid("device \(Hex.encode(r.id)) is already active") }
+            if set.isTombstoned(r.id) { return .injectedKey }
+            if chained { return .chained }
+            return set.newestIndex == nil ? .first : .ghostDevice
+        case .rotate(let r):
+            if set.isTombstoned(r.id) { return .injectedKey }
+            guard let current = set.device(r.id) else { return .invalid("device \(Hex.encode(r.id)) is not in the set") }
+            if current == r { return .invalid("the rotation changes nothing") }
+            return chained ? .chained : .injectedKey
+        case .revoke(let id):
+            guard set.device(id) != nil else { return .invalid("device \(Hex.encode(id)) is not active") }
+            return chained ? .chained : .operatorRevoke
+        case .reset(let r):
+            if set.device(r.id) != nil || set.isTombstoned(r.id) { return .injectedKey }
+            return chained ? .chained : .accountReset
+        }
+    }
+
+    /// Judges the change made by the entry at `index` (leaf hash `leafHash`) and applies it unless
+    /// it is invalid: attacks are applied too, since that is what the log now serves and what a
+    /// derivation of its map must follow.
+    @discardableResult
+    public static func apply(_ change: DeviceChange, to set: inout DeviceSet, origin: String, label: Hash, index: UInt64, leafHash: Hash) -> Verdict {
+        let verdict = judge(change, to: set, origin: origin, label: label)
+        if case .invalid = verdict { return verdict }
+        set.apply(change.kind, index: index, leafHash: leafHash)
+        return verdict
+    }
+}

@@ -1,0 +1,77 @@
+/// The state of one label's device set after the changes applied so far (Spec/directory.md): what
+/// the map commits to for the label, and what `DeviceRule` judges the next change against.
+public struct DeviceSet: Equatable, Sendable {
+    /// Changes applied so far.
+    public private(set) var version: UInt64 = 0
+    /// The log index of the newest applied change; nil before the first.
+    public private(set) var newestIndex: UInt64?
+    /// A hash chain over every applied change (index and leaf hash): a monitor that stored it can
+    /// tell the history it saw was extended, not rewritten.
+    public private(set) var chain = Hash.zero
+    /// The active devices, by id.
+    public private(set) var active: [DeviceRecord] = []
+    /// Ids revoked (or replaced by a reset), sorted: never to be used again.
+    public private(set) var tombstoned: [[UInt8]] = []
+
+    /// The state of a label never changed.
+    public init() {}
+
+    /// The active device with this id.
+    public func device(_ id: [UInt8]) -> DeviceRecord? { active.first { $0.id == id } }
+
+    /// True if the id was revoked or replaced by a reset.
+    public func isTombstoned(_ id: [UInt8]) -> Bool { tombstoned.contains(id) }
+
+    /// Applies a change the rule did not find invalid, made by the entry at `index` whose leaf
+    /// hash is `leafHash`. (An invalid change is not applied at all: `DeviceRule.apply`.)
+    mutating func apply(_ kind: DeviceChange.Kind, index: UInt64, leafHash: Hash) {
+        switch kind {
+        case .add(let r):
+            active.append(r)
+        case .rotate(let r):
+            active.removeAll { $0.id == r.id }
+            active.append(r)
+        case .revoke(let id):
+            active.removeAll { $0.id == id }
+            tombstone(id)
+        case .reset(let r):
+            for d in active { tombstone(d.id) }
+            active = [r]
+        }
+        active.sort { $0.id.lexicographicallyPrecedes($1.id) }
+        version += 1
+        newestIndex = index
+        var link: [UInt8] = [0x04] + chain.bytes
+        link.appendBigEndian(index)
+        link += leafHash.bytes
+        chain = Hash.sha256(link)
+    }
+
+    private mutating func tombstone(_ id: [UInt8]) {
+        guard !tombstoned.contains(id) else { return }
+        tombstoned.append(id)
+        tombstoned.sort { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// The label's value in the map; nil for a label never changed (absent from the map).
+    public var mapValue: Hash? {
+        guard let newestIndex else { return nil }
+        var b: [UInt8] = [0x05]
+        b.appendBigEndian(version)
+        b.appendBigEndian(newestIndex)
+        b += chain.bytes
+        b.appendBigEndian16(active.count)
+        for r in active { b.appendField16(r.encoded) }
+        b.appendBigEndian16(tombstoned.count)
+        for id in tombstoned { b += id }
+        return Hash.sha256(b)
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendBigEndian16(_ v: Int) {
+        precondition(v >= 0 && v <= 65535)
+        append(UInt8(v >> 8))
+        append(UInt8(v & 0xff))
+    }
+}
