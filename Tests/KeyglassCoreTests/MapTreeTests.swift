@@ -56,10 +56,10 @@ final class MapTreeTests: XCTestCase {
         XCTAssertNil(try MapTree.verify(absent, label: z, root: map.root))
     }
 
-    /// 2,000 labels: every member's proof gives its value, every other label's proof proves it
+    /// 600 labels: every member's proof gives its value, every other label's proof proves it
     /// absent (an empty subtree or a neighbour on its path), and proofs are about log2(n) long.
     func testMembershipAndAbsenceOnALargerMap() throws {
-        let members = (0..<2_000).map { (label("member \($0)"), value("\($0)")) }
+        let members = (0..<600).map { (label("member \($0)"), value("\($0)")) }
         let map = MapTree.Builder(members)
         let root = map.root
         var longest = 0
@@ -69,9 +69,9 @@ final class MapTreeTests: XCTestCase {
             XCTAssertEqual(try MapTree.verify(p, label: l, root: root), v)
             XCTAssertEqual(map.value(of: l), v)
         }
-        XCTAssertLessThanOrEqual(longest, 40, "2,000 random labels: depth about 2·log2(n)")
+        XCTAssertLessThanOrEqual(longest, 36, "600 random labels: depth about 2·log2(n)")
         var kinds: Set<String> = []
-        for i in 0..<2_000 {
+        for i in 0..<600 {
             let l = label("absent \(i)")
             let p = map.proof(for: l)
             XCTAssertNil(try MapTree.verify(p, label: l, root: root))
@@ -132,5 +132,67 @@ final class MapTreeTests: XCTestCase {
         let bigger = MapTree.Builder(members + [(absent, value("new"))])
         XCTAssertThrowsError(try MapTree.verify(good, label: l, root: bigger.root))
         XCTAssertEqual(try MapTree.verify(bigger.proof(for: absent), label: absent, root: bigger.root), value("new"))
+    }
+}
+
+/// The incremental map against the one built from scratch: after every change the roots are
+/// equal and every proof is the same.
+final class MapTreeIncrementalTests: XCTestCase {
+    private func label(_ s: String) -> Hash { Hash.sha256(Array(s.utf8)) }
+
+    /// Labels that share long prefixes with each other (so splits go deep), from a seed.
+    private func nearLabels(_ base: Hash, count: Int) -> [Hash] {
+        (0..<count).map { i in
+            var b = base.bytes
+            let bit = 200 + (i * 7) % 56
+            b[bit / 8] ^= 0x80 >> UInt8(bit % 8)
+            return Hash(bytes: b)!
+        }
+    }
+
+    func testIncrementalMatchesTheBuilderAfterEveryChange() throws {
+        var map = MapTree.Incremental(store: MemoryMapNodeStore())
+        var pairs: [Hash: Hash] = [:]
+        XCTAssertEqual(try map.root(), MapTree.empty)
+        var labels = (0..<150).map { label("user \($0)") }
+        labels += nearLabels(labels[3], count: 8) + [label("user 3")]  // re-set an existing label
+        var step = 0
+        for l in labels {
+            step += 1
+            let v = Hash.sha256(Array("value \(step)".utf8))
+            try map.set(l, value: v)
+            pairs[l] = v
+            let built = MapTree.Builder(pairs.map { ($0.key, $0.value) })
+            XCTAssertEqual(try map.root(), built.root, "after step \(step)")
+            if step % 10 == 0 || step > 150 {
+                for probe in Array(pairs.keys.prefix(20)) + [label("absent \(step)"), nearLabels(labels[3], count: 9)[8]] {
+                    let p = try map.proof(for: probe)
+                    XCTAssertEqual(p, built.proof(for: probe), "proof for \(probe) at step \(step)")
+                    XCTAssertEqual(try MapTree.verify(p, label: probe, root: built.root), pairs[probe])
+                }
+            }
+        }
+        // Updating values in place keeps the shape: no node is added.
+        let nodes = map.store.count
+        for l in labels.prefix(30) { try map.set(l, value: Hash.sha256(l.bytes)) }
+        XCTAssertEqual(map.store.count, nodes)
+        for l in labels.prefix(30) { pairs[l] = Hash.sha256(l.bytes) }
+        XCTAssertEqual(try map.root(), MapTree.Builder(pairs.map { ($0.key, $0.value) }).root)
+    }
+
+    /// Two labels that share 255 bits: the split goes to the bottom of the tree.
+    func testSplitAtTheLastBit() throws {
+        var a = [UInt8](repeating: 0x5a, count: 32)
+        var b = a
+        b[31] ^= 1
+        a[0] = 0x5a
+        let (la, lb) = (Hash(bytes: a)!, Hash(bytes: b)!)
+        var map = MapTree.Incremental(store: MemoryMapNodeStore())
+        try map.set(la, value: Hash.sha256([1]))
+        try map.set(lb, value: Hash.sha256([2]))
+        let built = MapTree.Builder([(la, Hash.sha256([1])), (lb, Hash.sha256([2]))])
+        XCTAssertEqual(try map.root(), built.root)
+        XCTAssertEqual(try map.proof(for: lb).siblings.count, 256)
+        XCTAssertEqual(try map.proof(for: lb), built.proof(for: lb))
     }
 }

@@ -1,0 +1,155 @@
+/// Where a node of the map sits: its depth and the first `depth` bits of every label under it.
+public struct MapPosition: Hashable, Sendable {
+    /// 0 (the root) … 256.
+    public let depth: Int
+    /// The label bits above `depth`; the rest are zero.
+    public let prefix: Hash
+
+    /// The position at `depth` on `label`'s path.
+    public init(label: Hash, depth: Int) {
+        precondition((0...256).contains(depth))
+        var b = label.bytes
+        let whole = depth / 8
+        if whole < 32 {
+            b[whole] &= UInt8(truncatingIfNeeded: 0xff00 >> (depth % 8))
+            for i in (whole + 1)..<32 { b[i] = 0 }
+        }
+        self.depth = depth
+        prefix = Hash(bytes: b)!
+    }
+
+    /// The other child of this position's parent.
+    var sibling: MapPosition {
+        var b = prefix.bytes
+        b[(depth - 1) / 8] ^= 0x80 >> UInt8((depth - 1) % 8)
+        return MapPosition(label: Hash(bytes: b)!, depth: depth)
+    }
+}
+
+/// A node of the map as stored: a leaf (with its label and value) or an interior node's hash.
+/// An empty subtree is stored as nothing.
+public enum MapNode: Equatable, Sendable {
+    /// A label's leaf.
+    case leaf(label: Hash, value: Hash)
+    /// An interior node (two or more labels below).
+    case interior(Hash)
+
+    /// The node's hash (`MapTree`).
+    public var hash: Hash {
+        switch self {
+        case .leaf(let label, let value): return MapTree.leafHash(label: label, value: value)
+        case .interior(let h): return h
+        }
+    }
+}
+
+/// Where the nodes of a map are kept: memory for tests and small maps, a database for the
+/// directory's follower and auditors.
+public protocol MapNodeStore {
+    /// The node at `position`; nil for an empty subtree.
+    func node(at position: MapPosition) throws -> MapNode?
+    /// Stores `node` at `position` (nil: the subtree is now empty).
+    mutating func set(_ node: MapNode?, at position: MapPosition) throws
+}
+
+/// A `MapNodeStore` in a dictionary.
+public struct MemoryMapNodeStore: MapNodeStore, Sendable {
+    private var nodes: [MapPosition: MapNode] = [:]
+
+    /// An empty map.
+    public init() {}
+
+    /// Nodes stored (leaves and interior nodes).
+    public var count: Int { nodes.count }
+
+    /// The node at `position`; nil for an empty subtree.
+    public func node(at position: MapPosition) -> MapNode? { nodes[position] }
+
+    /// Stores `node` at `position`.
+    public mutating func set(_ node: MapNode?, at position: MapPosition) { nodes[position] = node }
+}
+
+extension MapTree {
+    /// A store whose nodes cannot be a map's.
+    public enum StoreError: Error, Equatable {
+        /// An interior node at depth 256, where only leaves can be.
+        case interiorAtTheBottom
+    }
+
+    /// The map kept up to date one label at a time: each change reads and writes the nodes on one
+    /// path (about log2(n) of them), so a map of millions of labels is updated in an epoch for the
+    /// cost of its changes, not of its size. Its roots and proofs are those of `Builder` for the same
+    /// pairs (`MapTreeTests` checks them against each other).
+    public struct Incremental<Store: MapNodeStore> {
+        /// The nodes.
+        public private(set) var store: Store
+
+        /// The map whose nodes are in `store`.
+        public init(store: Store) {
+            self.store = store
+        }
+
+        /// The root: the hash of the node at depth 0.
+        public func root() throws -> Hash {
+            try store.node(at: MapPosition(label: .zero, depth: 0))?.hash ?? MapTree.empty
+        }
+
+        /// Sets `label`'s value (adding the label if it is new) and rehashes its path.
+        public mutating func set(_ label: Hash, value: Hash) throws {
+            var depth = 0
+            while true {
+                let position = MapPosition(label: label, depth: depth)
+                switch try store.node(at: position) {
+                case nil:
+                    try store.set(.leaf(label: label, value: value), at: position)
+                case .leaf(let other, let otherValue) where other != label:
+                    // Both labels move down to where their paths part; the nodes above them on the
+                    // shared stretch become interior nodes (hashed below).
+                    let parting = MapTree.sharedPrefix(label, other)
+                    for d in depth...parting { try store.set(.interior(.zero), at: MapPosition(label: label, depth: d)) }
+                    try store.set(.leaf(label: other, value: otherValue), at: MapPosition(label: other, depth: parting + 1))
+                    try store.set(.leaf(label: label, value: value), at: MapPosition(label: label, depth: parting + 1))
+                    depth = parting + 1
+                case .leaf:
+                    try store.set(.leaf(label: label, value: value), at: position)
+                case .interior:
+                    depth += 1
+                    guard depth <= 256 else { throw MapTree.StoreError.interiorAtTheBottom }
+                    continue
+                }
+                break
+            }
+            // Rehash the interior nodes above the leaf, deepest first.
+            for d in stride(from: depth - 1, through: 0, by: -1) {
+                let left = try childHash(label, depth: d, bit: false)
+                let right = try childHash(label, depth: d, bit: true)
+                try store.set(.interior(MapTree.interiorHash(left, right)), at: MapPosition(label: label, depth: d))
+            }
+        }
+
+        /// The proof about `label` (membership or absence), read from the stored nodes.
+        public func proof(for label: Hash) throws -> Proof {
+            var siblings: [Hash] = []
+            var depth = 0
+            while true {
+                switch try store.node(at: MapPosition(label: label, depth: depth)) {
+                case nil:
+                    return Proof(terminal: .empty, siblings: siblings)
+                case .leaf(let other, let value):
+                    return Proof(terminal: other == label ? .member(value: value) : .otherLeaf(label: other, value: value), siblings: siblings)
+                case .interior:
+                    depth += 1
+                    guard depth <= 256 else { throw MapTree.StoreError.interiorAtTheBottom }
+                    siblings.append(try store.node(at: MapPosition(label: label, depth: depth).sibling)?.hash ?? MapTree.empty)
+                }
+            }
+        }
+
+        /// The hash of the child of `label`'s node at `depth` on the side `bit` (1: right).
+        private func childHash(_ label: Hash, depth: Int, bit: Bool) throws -> Hash {
+            let onPath = MapPosition(label: label, depth: depth + 1)
+            let child = MapTree.bit(label, depth) == bit ? onPath : onPath.sibling
+            return try store.node(at: child)?.hash ?? MapTree.empty
+        }
+    }
+}
