@@ -29,6 +29,9 @@ public enum DeviceRule {
         }
     }
 
+    /// The most active devices a set holds: what every lookup of the label carries is bounded.
+    public static let maxActiveDevices = 1000
+
     /// Judges `change` to the label `label` of the log `origin`, whose state before it is `set`.
     public static func judge(_ change: DeviceChange, to set: DeviceSet, origin: String, label: Hash) -> Verdict {
         if case .chained(let signer, let signature) = change.authority {
@@ -43,9 +46,17 @@ public enum DeviceRule {
         let chained: Bool
         if case .chained = change.authority { chained = true } else { chained = false }
         switch change.kind {
+        case .add(let r), .reset(let r):
+            let after = change.kind.code == 0x04 ? 1 : set.active.count + (set.device(r.id) == nil ? 1 : 0)
+            guard after <= maxActiveDevices else { return .invalid("a set holds at most \(maxActiveDevices) active devices") }
+        case .rotate, .revoke:
+            break
+        }
+        switch change.kind {
         case .add(let r):
-            if set.device(r.id) != nil { return .invalid("device \(Hex.encode(r.id)) is already active") }
+            // Tombstoned first: an id an attack made active again is still a tombstoned one.
             if set.isTombstoned(r.id) { return .injectedKey }
+            if set.device(r.id) != nil { return .invalid("device \(Hex.encode(r.id)) is already active") }
             if chained { return .chained }
             return set.newestIndex == nil ? .first : .ghostDevice
         case .rotate(let r):

@@ -27,6 +27,7 @@ public struct DeviceSet: Equatable, Sendable {
     mutating func apply(_ kind: DeviceChange.Kind, index: UInt64, leafHash: Hash) {
         switch kind {
         case .add(let r):
+            active.removeAll { $0.id == r.id }  // only an attack re-adds an id that is active
             active.append(r)
         case .rotate(let r):
             active.removeAll { $0.id == r.id }
@@ -60,18 +61,19 @@ public struct DeviceSet: Equatable, Sendable {
         b.appendBigEndian(version)
         b.appendBigEndian(newestIndex)
         b += chain.bytes
-        b.appendBigEndian16(active.count)
+        b.appendBigEndian32(active.count)
         for r in active { b.appendField16(r.encoded) }
-        b.appendBigEndian16(tombstoned.count)
+        b.appendBigEndian32(tombstoned.count)
         for id in tombstoned { b += id }
         return Hash.sha256(b)
     }
 }
 
 extension Array where Element == UInt8 {
-    mutating func appendBigEndian16(_ v: Int) {
-        precondition(v >= 0 && v <= 65535)
-        append(UInt8(v >> 8))
-        append(UInt8(v & 0xff))
+    /// Counts in the map value: active devices are at most `DeviceRule.maxActiveDevices`, and
+    /// tombstones at most the log's entries, far below 2^32 for any log this code writes.
+    mutating func appendBigEndian32(_ v: Int) {
+        let n = UInt32(clamping: v)
+        for shift in [24, 16, 8, 0] { append(UInt8(truncatingIfNeeded: n >> UInt32(shift))) }
     }
 }

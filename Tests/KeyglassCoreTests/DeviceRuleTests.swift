@@ -79,7 +79,8 @@ final class DeviceRuleTests: XCTestCase {
         XCTAssertNotNil(set.device(c.id), "an attack is applied: it is what the log now serves")
         XCTAssertEqual(apply(.revoke(deviceID: c.id), to: &set), .operatorRevoke)
         XCTAssertEqual(apply(.add(try rotated(c).record), to: &set), .injectedKey)
-        XCTAssertEqual(apply(.add(try rotated(c).record), to: &set), .invalid("device \(Hex.encode(c.id)) is already active"))
+        XCTAssertEqual(apply(.add(try rotated(c).record), to: &set), .injectedKey, "active again by an attack, still tombstoned")
+        XCTAssertEqual(apply(.rotate(try rotated(c).record), by: a, to: &set), .injectedKey, "rotating it: judged as tombstoned")
         XCTAssertEqual(apply(.revoke(deviceID: c.id), by: a, to: &set), .chained)
         XCTAssertEqual(apply(.revoke(deviceID: c.id), to: &set), .invalid("device \(Hex.encode(c.id)) is not active"))
         let b2 = try rotated(b)
@@ -102,6 +103,19 @@ final class DeviceRuleTests: XCTestCase {
         XCTAssertEqual(apply(.add(try device().record), by: d, to: &set), .invalid("the signer is not an active device of this identity"), "d was reset away")
         for verdict: DeviceRule.Verdict in [.first, .chained, .accountReset, .operatorRevoke] { XCTAssertTrue(verdict.isAcceptedByServer) }
         for verdict: DeviceRule.Verdict in [.ghostDevice, .injectedKey, .invalid("x")] { XCTAssertFalse(verdict.isAcceptedByServer) }
+    }
+
+    /// A set holds at most `maxActiveDevices`: one more is invalid, a reset always fits.
+    func testActiveDevicesAreBounded() throws {
+        let owner = try device()
+        var set = DeviceSet()
+        apply(.add(owner.record), to: &set)
+        for _ in 1..<DeviceRule.maxActiveDevices { XCTAssertEqual(apply(.add(try device(x25519: false).record), by: owner, to: &set), .chained) }
+        XCTAssertEqual(set.active.count, DeviceRule.maxActiveDevices)
+        XCTAssertEqual(apply(.add(try device().record), by: owner, to: &set), .invalid("a set holds at most 1000 active devices"))
+        XCTAssertEqual(apply(.reset(try device().record), to: &set), .accountReset)
+        XCTAssertEqual(set.active.count, 1)
+        XCTAssertEqual(set.tombstoned.count, DeviceRule.maxActiveDevices)
     }
 
     /// A chained change is good for one log, one label, one signer, one change and one position.
@@ -166,8 +180,8 @@ final class DeviceRuleTests: XCTestCase {
         DeviceRule.apply(DeviceChange(kind: .add(a.record), authority: .operator), to: &replay, origin: origin, label: label, index: 7, leafHash: Hash.sha256([7]))
         var link: [UInt8] = [0x04] + Hash.zero.bytes + [0, 0, 0, 0, 0, 0, 0, 7] + Hash.sha256([7]).bytes
         XCTAssertEqual(replay.chain, Hash.sha256(link))
-        link = [0x05, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7] + replay.chain.bytes + [0, 1, UInt8(a.record.encoded.count >> 8), UInt8(a.record.encoded.count & 0xff)]
-            + a.record.encoded + [0, 0]
+        link = [0x05, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7] + replay.chain.bytes + [0, 0, 0, 1, UInt8(a.record.encoded.count >> 8), UInt8(a.record.encoded.count & 0xff)]
+            + a.record.encoded + [0, 0, 0, 0]
         XCTAssertEqual(replay.mapValue, Hash.sha256(link), "the map value's layout, by hand")
     }
 }

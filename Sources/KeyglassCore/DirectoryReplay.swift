@@ -1,0 +1,94 @@
+/// Replays a v2 log's entries in index order (Spec/directory.md, "Replaying a log"): each change
+/// judged by `DeviceRule` against its label's state, each map head checked against the map of the
+/// changes it covers. What the sequencer's follower builds and what an auditor re-derives are the
+/// same computation, so they are this one type.
+public struct DirectoryReplay<Store: MapNodeStore> {
+    /// What one entry was found to be.
+    public enum Event: Equatable, Sendable {
+        /// Leaf 0.
+        case config(origin: String)
+        /// A change and its verdict (applied unless `.invalid`).
+        case change(index: UInt64, label: Hash, verdict: DeviceRule.Verdict)
+        /// A map head and whether its root is the derived one.
+        case mapHead(index: UInt64, epoch: UInt64, outcome: HeadOutcome)
+        /// Not a v2 entry, or one where it cannot be (a config after leaf 0, no config at 0).
+        case malformed(index: UInt64, why: String)
+    }
+
+    /// A map head checked.
+    public enum HeadOutcome: Equatable, Sendable {
+        /// Its root is the root of the map of the changes it covers.
+        case matches
+        /// It is not: `derived` is the root those changes make (`map_mismatch`).
+        case mismatch(derived: Hash)
+        /// Its epoch or covered size is out of sequence; its root was not checked.
+        case outOfSequence(String)
+    }
+
+    /// The origin and VRF key of leaf 0.
+    public private(set) var origin: String?
+    /// The VRF key labels are proved under.
+    public private(set) var vrfPublicKey: [UInt8]?
+    /// Entries replayed: the next one's index.
+    public private(set) var size: UInt64 = 0
+    /// Each label's state after the newest applied change.
+    public private(set) var states: [Hash: DeviceSet] = [:]
+    /// The map as of the newest map head's covered size.
+    public private(set) var map: MapTree.Incremental<Store>
+    /// The newest map head's epoch and covered size (0 before the first).
+    public private(set) var epoch: UInt64 = 0
+    /// Entries [0, coveredSize) are in `map`.
+    public private(set) var coveredSize: UInt64 = 0
+    /// Changes applied to `states` but not yet to `map`, in index order: (index, label, value).
+    private var queued: [(index: UInt64, label: Hash, value: Hash)] = []
+    private var queueStart = 0
+
+    /// A replay from the empty log, keeping the map's nodes in `store` (empty).
+    public init(store: Store) {
+        map = MapTree.Incremental(store: store)
+    }
+
+    /// Replays the entry at index `size` (its bytes and its leaf hash) and says what it was.
+    public mutating func replay(_ bytes: [UInt8], leafHash: Hash) throws -> Event {
+        let index = size
+        size += 1
+        let entry: DirectoryEntry
+        do { entry = try DirectoryEntry.parse(bytes) } catch { return .malformed(index: index, why: error.description) }
+        switch entry {
+        case .config(let o, let key):
+            guard index == 0 else { return .malformed(index: index, why: "a config entry after leaf 0") }
+            origin = o
+            vrfPublicKey = key
+            return .config(origin: o)
+        case _ where index == 0:
+            return .malformed(index: 0, why: "leaf 0 is not the config entry")
+        case .change(_, let label, let version, let change):
+            var state = states[label] ?? DeviceSet()
+            guard version == state.version + 1 else {
+                return .change(index: index, label: label, verdict: .invalid("the entry says version \(version); the label is at \(state.version)"))
+            }
+            let verdict = DeviceRule.apply(change, to: &state, origin: origin ?? "", label: label, index: index, leafHash: leafHash)
+            if case .invalid = verdict { return .change(index: index, label: label, verdict: verdict) }
+            states[label] = state
+            queued.append((index, label, state.mapValue!))  // applied: the label has a value now
+            return .change(index: index, label: label, verdict: verdict)
+        case .mapHead(_, let e, let covered, let root):
+            guard e == epoch + 1 else { return .mapHead(index: index, epoch: e, outcome: .outOfSequence("epoch \(e) follows epoch \(epoch)")) }
+            guard covered >= coveredSize, covered <= index else {
+                return .mapHead(index: index, epoch: e, outcome: .outOfSequence("covers \(covered) entries: not in \(coveredSize)…\(index)"))
+            }
+            while queueStart < queued.count, queued[queueStart].index < covered {
+                try map.set(queued[queueStart].label, value: queued[queueStart].value)
+                queueStart += 1
+            }
+            if queueStart > 1024, queueStart * 2 > queued.count {
+                queued.removeFirst(queueStart)
+                queueStart = 0
+            }
+            epoch = e
+            coveredSize = covered
+            let derived = try map.root()
+            return .mapHead(index: index, epoch: e, outcome: derived == root ? .matches : .mismatch(derived: derived))
+        }
+    }
+}

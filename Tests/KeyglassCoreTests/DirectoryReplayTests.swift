@@ -1,0 +1,203 @@
+import KeyglassCore
+import XCTest
+
+/// v2 entries and the replay that both the map follower and auditors run: honest logs replay
+/// clean, and each way a log can lie about its map or its changes is named.
+final class DirectoryReplayTests: XCTestCase {
+    private let origin = "example.com/directory"
+    private let vrf = Ed25519.generate()
+
+    private struct Device {
+        let record: DeviceRecord
+        let seed: [UInt8]
+        var id: [UInt8] { record.id }
+    }
+
+    private func device() throws -> Device {
+        let pair = Ed25519.generate()
+        return Device(record: try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: pair.publicKey), seed: pair.seed)
+    }
+
+    private func label(_ s: String) -> Hash { Hash.sha256(Array(s.utf8)) }
+
+    /// A log being written by the test, with the model of what each map head must commit to
+    /// (built independently of `DirectoryReplay`: the rule applied directly, roots by the builder).
+    private struct Log {
+        var entries: [[UInt8]] = []
+        var states: [Hash: DeviceSet] = [:]
+        /// (index, label, map value) of every applied change.
+        var applied: [(UInt64, Hash, Hash)] = []
+        var epoch: UInt64 = 0
+
+        mutating func append(_ e: DirectoryEntry) { entries.append(e.encoded) }
+
+        /// The map root of the changes in entries [0, covered).
+        func root(covering covered: UInt64) -> Hash {
+            var values: [Hash: Hash] = [:]
+            for (i, l, v) in applied where i < covered { values[l] = v }
+            return MapTree.Builder(values.map { ($0.key, $0.value) }).root
+        }
+    }
+
+    private func newLog() -> Log {
+        var log = Log()
+        log.append(.config(origin: origin, vrfPublicKey: vrf.publicKey))
+        return log
+    }
+
+    /// Appends a change the way the honest sequencer would (the label's next version), applying it
+    /// to the model unless the rule finds it invalid.
+    private func change(_ log: inout Log, _ l: Hash, _ kind: DeviceChange.Kind, by signer: Device? = nil, version: UInt64? = nil) {
+        var state = log.states[l] ?? DeviceSet()
+        let c = signer.map { DeviceChange.signed(kind, origin: origin, label: l, signer: $0.id, signerSeed: $0.seed, previousIndex: state.newestIndex ?? 0) }
+            ?? DeviceChange(kind: kind, authority: .operator)
+        let index = UInt64(log.entries.count)
+        let entry = DirectoryEntry.change(timestampMillis: 1_700_000_000_000 + index, label: l, version: version ?? state.version + 1, change: c)
+        log.append(entry)
+        guard version == nil || version == state.version + 1 else { return }
+        let verdict = DeviceRule.apply(c, to: &state, origin: origin, label: l, index: index, leafHash: Merkle.leafHash(entry.encoded))
+        if case .invalid = verdict { return }
+        log.states[l] = state
+        log.applied.append((index, l, state.mapValue!))
+    }
+
+    /// Appends the next map head covering entries [0, covered) (all so far by default), with its
+    /// true root unless `root` is given.
+    private func head(_ log: inout Log, covering covered: UInt64? = nil, root: Hash? = nil, epoch: UInt64? = nil) {
+        let c = covered ?? UInt64(log.entries.count)
+        log.epoch += 1
+        log.append(.mapHead(timestampMillis: 1_700_000_001_000, epoch: epoch ?? log.epoch, coveredSize: c, root: root ?? log.root(covering: c)))
+    }
+
+    private func replay(_ log: Log) throws -> [DirectoryReplay<MemoryMapNodeStore>.Event] {
+        var r = DirectoryReplay(store: MemoryMapNodeStore())
+        return try log.entries.map { try r.replay($0, leafHash: Merkle.leafHash($0)) }
+    }
+
+    private func heads(_ events: [DirectoryReplay<MemoryMapNodeStore>.Event]) -> [DirectoryReplay<MemoryMapNodeStore>.HeadOutcome] {
+        events.compactMap { if case .mapHead(_, _, let o) = $0 { return o } else { return nil } }
+    }
+
+    private func verdicts(_ events: [DirectoryReplay<MemoryMapNodeStore>.Event]) -> [DeviceRule.Verdict] {
+        events.compactMap { if case .change(_, _, let v) = $0 { return v } else { return nil } }
+    }
+
+    func testEntriesEncodeCanonicallyAndMalformedOnesAreRefused() throws {
+        let d = try device()
+        let entries: [DirectoryEntry] = [
+            .config(origin: origin, vrfPublicKey: vrf.publicKey),
+            .change(timestampMillis: 5, label: label("a"), version: 1, change: DeviceChange(kind: .add(d.record), authority: .operator)),
+            .change(timestampMillis: 6, label: label("a"), version: 2,
+                    change: .signed(.revoke(deviceID: d.id), origin: origin, label: label("a"), signer: d.id, signerSeed: d.seed, previousIndex: 1)),
+            .change(timestampMillis: 7, label: label("b"), version: 9, change: DeviceChange(kind: .reset(d.record), authority: .operator)),
+            .mapHead(timestampMillis: 8, epoch: 1, coveredSize: 3, root: label("root")),
+        ]
+        for e in entries { XCTAssertEqual(try DirectoryEntry.parse(e.encoded), e) }
+        let add = entries[1].encoded
+        var bad: [(String, [UInt8])] = [
+            ("version 1", [0x01] + add.dropFirst()), ("unknown type", [0x02, 0x09] + add.dropFirst(2)), ("a byte after", add + [0]),
+            ("cut short", Array(add.dropLast())), ("empty", []),
+        ]
+        var unknownKind = add
+        unknownKind[2 + 8 + 32 + 8] = 0x07
+        bad.append(("change kind 7", unknownKind))
+        var unknownAuthority = add
+        unknownAuthority[unknownAuthority.count - 1] = 0x02
+        bad.append(("authority 2", unknownAuthority))
+        var versionZero = add
+        for i in 42..<50 { versionZero[i] = 0 }
+        bad.append(("version 0", versionZero))
+        let shortRevoke = DirectoryEntry.change(timestampMillis: 1, label: label("a"), version: 1,
+                                                change: DeviceChange(kind: .revoke(deviceID: [1, 2, 3]), authority: .operator)).encoded
+        bad.append(("a 3-byte device id", shortRevoke))
+        let epochZero = DirectoryEntry.mapHead(timestampMillis: 1, epoch: 0, coveredSize: 0, root: .zero).encoded
+        bad.append(("epoch 0", epochZero))
+        let badVRFKey = DirectoryEntry.config(origin: origin, vrfPublicKey: [1] + [UInt8](repeating: 0, count: 31)).encoded
+        bad.append(("a small-order VRF key", badVRFKey))
+        for (why, bytes) in bad { XCTAssertThrowsError(try DirectoryEntry.parse(bytes), why) }
+    }
+
+    /// An honest history (but for one change signed with a key its device had rotated away, which
+    /// is refused and not applied): operator onboarding, devices added and rotated by the owner, a
+    /// second label, heads that lag the sequencer (changes between a head's covered size and the
+    /// head), and a label changed again after a head covered its older value.
+    func testAnHonestLogReplaysClean() throws {
+        var log = newLog()
+        let (a, b, c) = (try device(), try device(), try device())
+        let alice = label("alice"), bob = label("bob")
+        change(&log, alice, .add(a.record))
+        change(&log, alice, .add(b.record), by: a)
+        head(&log)
+        change(&log, bob, .add(c.record))
+        let covered = UInt64(log.entries.count)
+        let newKey = Ed25519.generate()
+        let b2 = Device(record: try DeviceRecord(id: b.id, signingKey: newKey.publicKey), seed: newKey.seed)
+        change(&log, alice, .rotate(b2.record), by: b)  // after the covered size
+        head(&log, covering: covered)
+        change(&log, alice, .revoke(deviceID: a.id), by: b)  // signed with b's old key: refused
+        change(&log, alice, .revoke(deviceID: a.id), by: b2)
+        head(&log)
+        head(&log)  // an epoch with no change
+        let events = try replay(log)
+        XCTAssertEqual(events.first, .config(origin: origin))
+        XCTAssertEqual(verdicts(events), [.first, .chained, .first, .chained, .invalid("the signature does not verify under the signer's key for this change at this position"), .chained])
+        XCTAssertEqual(heads(events), [.matches, .matches, .matches, .matches])
+        var r = DirectoryReplay(store: MemoryMapNodeStore())
+        for e in log.entries { _ = try r.replay(e, leafHash: Merkle.leafHash(e)) }
+        XCTAssertEqual(r.states[alice]?.active.map(\.id), [b.id])
+        XCTAssertEqual(try r.map.proof(for: alice).terminal, .member(value: r.states[alice]!.mapValue!))
+        XCTAssertEqual(r.epoch, 4)
+    }
+
+    /// The log's map lies: a head that leaves out the newest change it covers; a head whose root
+    /// is of another map; heads out of sequence. Each is named, the others still match.
+    func testMapHeadsThatLieAreNamed() throws {
+        var log = newLog()
+        let a = try device(), ghost = try device()
+        let alice = label("alice")
+        change(&log, alice, .add(a.record))
+        head(&log)
+        change(&log, alice, .add(ghost.record))  // a ghost device…
+        let withGhost = UInt64(log.entries.count)
+        head(&log, covering: withGhost, root: log.root(covering: withGhost - 1))  // …that the map leaves out
+        head(&log, epoch: 5)  // skips epochs
+        head(&log, covering: 1)  // covers less than the head before it
+        let events = try replay(log)
+        XCTAssertEqual(verdicts(events), [.first, .ghostDevice], "the ghost is an attack whatever the map says")
+        let outcomes = heads(events)
+        XCTAssertEqual(outcomes.count, 4)
+        XCTAssertEqual(outcomes[0], .matches)
+        guard case .mismatch(let derived) = outcomes[1] else { return XCTFail("\(outcomes[1])") }
+        XCTAssertEqual(derived, log.root(covering: withGhost), "the derived root includes the ghost")
+        guard case .outOfSequence = outcomes[2], case .outOfSequence = outcomes[3] else { return XCTFail("\(outcomes)") }
+        // A head that claims to cover entries at or after itself.
+        var ahead = newLog()
+        change(&ahead, alice, .add(a.record))
+        head(&ahead, covering: 5)
+        guard case .outOfSequence = heads(try replay(ahead)).first else { return XCTFail("a head covering its own future") }
+    }
+
+    /// Changes the log should not hold: a version that skips, a forged signature, a config after
+    /// leaf 0, no config at 0. None is applied; the map heads after them still match the honest map.
+    func testInvalidChangesAreNotApplied() throws {
+        var log = newLog()
+        let a = try device(), b = try device()
+        let alice = label("alice")
+        change(&log, alice, .add(a.record))
+        change(&log, alice, .add(b.record), version: 5)
+        let forged = DeviceChange(kind: .add(b.record), authority: .chained(signer: a.id, signature: [UInt8](repeating: 7, count: 64)))
+        log.append(.change(timestampMillis: 1, label: alice, version: 2, change: forged))
+        log.append(.config(origin: "another.example/log", vrfPublicKey: vrf.publicKey))
+        head(&log)
+        let events = try replay(log)
+        let v = verdicts(events)
+        XCTAssertEqual(v.count, 3)
+        XCTAssertEqual(v[0], .first)
+        guard case .invalid = v[1], case .invalid = v[2] else { return XCTFail("\(v)") }
+        XCTAssertEqual(events[4], .malformed(index: 4, why: "a config entry after leaf 0"))
+        XCTAssertEqual(heads(events), [.matches])
+        var headless = Log()
+        change(&headless, alice, .add(a.record))
+        XCTAssertEqual(try replay(headless).first, .malformed(index: 0, why: "leaf 0 is not the config entry"))
+    }
+}
