@@ -17,10 +17,28 @@ public struct DeviceSet: Equatable, Sendable {
     public init() {}
 
     /// The active device with this id.
-    public func device(_ id: [UInt8]) -> DeviceRecord? { active.first { $0.id == id } }
+    public func device(_ id: [UInt8]) -> DeviceRecord? {
+        let i = Self.lowerBound(id, in: active) { $0.id }
+        return i < active.count && active[i].id == id ? active[i] : nil
+    }
 
     /// True if the id was revoked or replaced by a reset.
-    public func isTombstoned(_ id: [UInt8]) -> Bool { tombstoned.contains(id) }
+    public func isTombstoned(_ id: [UInt8]) -> Bool {
+        let i = Self.lowerBound(id, in: tombstoned) { $0 }
+        return i < tombstoned.count && tombstoned[i] == id
+    }
+
+    /// Where `id` is or would go in `sorted` (ascending bytewise): both lists are searched, not
+    /// scanned, since a hostile log can pile tombstones onto one label.
+    private static func lowerBound<T>(_ id: [UInt8], in sorted: [T], by key: (T) -> [UInt8]) -> Int {
+        var low = 0
+        var high = sorted.count
+        while low < high {
+            let mid = (low + high) / 2
+            if key(sorted[mid]).lexicographicallyPrecedes(id) { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
 
     /// Applies a change the rule did not find invalid, made by the entry at `index` whose leaf
     /// hash is `leafHash`. (An invalid change is not applied at all: `DeviceRule.apply`.)
@@ -49,9 +67,9 @@ public struct DeviceSet: Equatable, Sendable {
     }
 
     private mutating func tombstone(_ id: [UInt8]) {
-        guard !tombstoned.contains(id) else { return }
-        tombstoned.append(id)
-        tombstoned.sort { $0.lexicographicallyPrecedes($1) }
+        let i = Self.lowerBound(id, in: tombstoned) { $0 }
+        guard i == tombstoned.count || tombstoned[i] != id else { return }
+        tombstoned.insert(id, at: i)
     }
 
     /// The label's value in the map; nil for a label never changed (absent from the map).
