@@ -9,11 +9,7 @@ import XCTest
 final class DirectoryVectorTests: XCTestCase {
     private struct BadVector: Error { let why: String }
 
-    private func load() throws -> [String: Any] {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Spec/vectors/map-and-vrf-vectors.json")
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-    }
+    private func load() throws -> [String: Any] { try Vectors.loadSpec("map-and-vrf-vectors.json") }
 
     private func bytes(_ hex: String?) throws -> [UInt8] {
         let s = try XCTUnwrap(hex)
