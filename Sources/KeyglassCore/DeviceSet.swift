@@ -60,10 +60,15 @@ public struct DeviceSet: Equatable, Sendable {
         active.sort { $0.id.lexicographicallyPrecedes($1.id) }
         version += 1
         newestIndex = index
+        chain = Self.extend(chain, index: index, leafHash: leafHash)
+    }
+
+    /// One link of the hash chain: SHA-256(0x04 ‖ chain ‖ index ‖ leaf hash).
+    public static func extend(_ chain: Hash, index: UInt64, leafHash: Hash) -> Hash {
         var link: [UInt8] = [0x04] + chain.bytes
         link.appendBigEndian(index)
         link += leafHash.bytes
-        chain = Hash.sha256(link)
+        return Hash.sha256(link)
     }
 
     private mutating func tombstone(_ id: [UInt8]) {
@@ -75,6 +80,12 @@ public struct DeviceSet: Equatable, Sendable {
     /// The label's value in the map; nil for a label never changed (absent from the map).
     public var mapValue: Hash? {
         guard let newestIndex else { return nil }
+        return Self.mapValue(version: version, newestIndex: newestIndex, chain: chain, active: active, tombstoned: tombstoned)
+    }
+
+    /// The map value of a state given by its parts (a lookup answer's), in the order the map
+    /// commits to them: `active` by id, `tombstoned` ascending (callers check the order).
+    public static func mapValue(version: UInt64, newestIndex: UInt64, chain: Hash, active: [DeviceRecord], tombstoned: [[UInt8]]) -> Hash {
         var b: [UInt8] = [0x05]
         b.appendBigEndian(version)
         b.appendBigEndian(newestIndex)

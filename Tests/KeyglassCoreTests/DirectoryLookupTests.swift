@@ -1,0 +1,215 @@
+import KeyglassCore
+import XCTest
+
+/// v2 lookups: an honest answer proves the whole device set (or a verified "no keys"), and each
+/// way a log can show a contact the wrong devices is refused. Evil-log tests first: every lie is
+/// built from a real log, then altered the way an operator would.
+final class DirectoryLookupTests: XCTestCase {
+    /// A v2 log built in memory: entries, their replay (states and map), and answers to lookups.
+    private struct Directory {
+        let logKey: NoteSigner
+        let vrf: Ed25519.KeyPair
+        var entries: [[UInt8]] = []
+        var leaves: [Hash] = []
+        var replay = DirectoryReplay(store: MemoryMapNodeStore())
+        var histories: [Hash: [(index: UInt64, leafHash: Hash)]] = [:]
+
+        init(origin: String = "example.com/directory", logKey: NoteSigner? = nil, vrf: Ed25519.KeyPair = Ed25519.generate()) throws {
+            self.logKey = try logKey ?? NoteSigner.generate(name: origin)
+            self.vrf = vrf
+            try append(.config(origin: origin, vrfPublicKey: vrf.publicKey))
+        }
+
+        var origin: String { logKey.verifierKey.name }
+
+        func label(_ identity: String) throws -> Hash {
+            Hash(bytes: Array(try ECVRF.proofToHash(try ECVRF.prove(seed: vrf.seed, alpha: Array(identity.utf8))).prefix(32)))!
+        }
+
+        mutating func append(_ e: DirectoryEntry) throws {
+            let bytes = e.encoded
+            let leaf = Merkle.leafHash(bytes)
+            let event = try replay.replay(bytes, leafHash: leaf)
+            if case .change(let index, let label, let verdict) = event {
+                if case .invalid = verdict {} else { histories[label, default: []].append((index, leaf)) }
+            }
+            entries.append(bytes)
+            leaves.append(leaf)
+        }
+
+        /// A change as the honest server would write it.
+        mutating func change(_ identity: String, _ kind: DeviceChange.Kind, by signer: (id: [UInt8], seed: [UInt8])? = nil) throws {
+            let l = try label(identity)
+            let state = replay.states[l] ?? DeviceSet()
+            let c = signer.map {
+                DeviceChange.signed(kind, origin: origin, label: l, signer: $0.id, signerSeed: $0.seed, previousIndex: state.newestIndex ?? 0)
+            } ?? DeviceChange(kind: kind, authority: .operator)
+            try append(.change(timestampMillis: 1_700_000_000_000, label: l, version: state.version + 1, change: c))
+        }
+
+        /// The next map head, covering every entry so far.
+        mutating func head() throws {
+            let root = MapTree.Builder(replay.states.compactMap { l, s in s.mapValue.map { (l, $0) } }).root
+            try append(.mapHead(timestampMillis: 1_700_000_005_000, epoch: replay.epoch + 1, coveredSize: UInt64(entries.count), root: root))
+        }
+
+        func nodeHash(_ id: NodeID) -> Hash {
+            let start = Int(id.index << id.level)
+            return Merkle.rootOf(leafHashes: Array(leaves[start..<min(start + (1 << Int(id.level)), leaves.count)]))
+        }
+
+        func inclusion(_ index: Int) throws -> [Hash] {
+            ProofPlan.assemble(try ProofPlan.inclusion(index: UInt64(index), size: UInt64(leaves.count))) { nodeHash($0) }
+        }
+
+        /// The honest answer for `identity` against the tree as it stands (its last leaf a head).
+        func answer(_ identity: String) throws -> DirectoryLookup.Answer {
+            let cp = Checkpoint(origin: origin, size: UInt64(leaves.count), root: Merkle.rootOf(leafHashes: leaves))
+            let l = try label(identity)
+            let state = replay.states[l].map { s in
+                DirectoryLookup.Answer.State(devices: s.active, tombstoned: s.tombstoned, history: histories[l] ?? [])
+            }
+            return DirectoryLookup.Answer(
+                checkpoint: try SignedCheckpoint.sign(cp, with: logKey).note.serialized,
+                configEntry: entries[0], configProof: try inclusion(0),
+                headEntry: entries[entries.count - 1], headProof: try inclusion(entries.count - 1),
+                vrfProof: try ECVRF.prove(seed: vrf.seed, alpha: Array(identity.utf8)),
+                mapProof: try replay.map.proof(for: l), state: state)
+        }
+    }
+
+    private struct Device {
+        let record: DeviceRecord
+        let seed: [UInt8]
+        var signer: (id: [UInt8], seed: [UInt8]) { (record.id, seed) }
+    }
+
+    private func device() throws -> Device {
+        let pair = Ed25519.generate()
+        return Device(record: try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: pair.publicKey,
+                                               encryptionKeys: [.init(type: .x25519, key: Ed25519.randomBytes(32))]), seed: pair.seed)
+    }
+
+    private func refused(_ answer: DirectoryLookup.Answer, _ identity: String, _ d: Directory, vrfKey: [UInt8]? = nil,
+                         previous: DirectoryLookup.Previous? = nil, file: StaticString = #filePath, line: UInt = #line) -> DirectoryLookup.Failure? {
+        do {
+            let r = try DirectoryLookup.verify(answer, identity: identity, logKey: d.logKey.verifierKey, vrfKey: vrfKey, previous: previous)
+            XCTFail("accepted: \(r.devices.count) devices", file: file, line: line)
+            return nil
+        } catch { return error }
+    }
+
+    func testHonestAnswersProveTheWholeSetOrNoKeys() throws {
+        var d = try Directory()
+        let (a, b) = (try device(), try device())
+        try d.change("alice@example.com", .add(a.record))
+        try d.change("alice@example.com", .add(b.record), by: a.signer)
+        try d.change("carol@example.com", .add(a.record))
+        try d.change("carol@example.com", .revoke(deviceID: a.record.id), by: a.signer)
+        try d.head()
+        let key = d.logKey.verifierKey
+        let alice = try DirectoryLookup.verify(try d.answer("alice@example.com"), identity: "alice@example.com", logKey: key, vrfKey: d.vrf.publicKey)
+        XCTAssertEqual(Set(alice.devices.map(\.id)), [a.record.id, b.record.id])
+        XCTAssertEqual(alice.version, 2)
+        XCTAssertEqual(alice.coveredSize, 5)
+        XCTAssertEqual(alice.epoch, 1)
+        XCTAssertFalse(alice.neverPublished)
+        let bob = try DirectoryLookup.verify(try d.answer("bob@example.com"), identity: "bob@example.com", logKey: key)
+        XCTAssertTrue(bob.neverPublished, "a verified \"no keys\"")
+        let carol = try DirectoryLookup.verify(try d.answer("carol@example.com"), identity: "carol@example.com", logKey: key)
+        XCTAssertEqual(carol.devices, [])
+        XCTAssertFalse(carol.neverPublished, "an empty set after revocations, said distinctly")
+        // The next epoch extends what this client saw.
+        try d.change("alice@example.com", .revoke(deviceID: b.record.id), by: a.signer)
+        try d.head()
+        let later = try DirectoryLookup.verify(try d.answer("alice@example.com"), identity: "alice@example.com", logKey: key,
+                                               previous: .init(epoch: alice.epoch, version: alice.version, chain: alice.chain))
+        XCTAssertEqual(later.devices.map(\.id), [a.record.id])
+        XCTAssertEqual(later.epoch, 2)
+        // An identity typed in another normal form is the same identity: the client normalises
+        // before the VRF, so the decomposed spelling finds the keys instead of a false "no keys".
+        try d.change("zoë@example.com", .add(a.record))
+        try d.head()
+        let decomposed = try Identity.normalize("zoe\u{308}@example.com")
+        XCTAssertEqual(try DirectoryLookup.verify(try d.answer(decomposed), identity: decomposed, logKey: key).devices.count, 1)
+    }
+
+    /// The operator shows a contact more devices, or fewer, than the map commits to; or proves
+    /// the label with another key, or another label's proof.
+    func testDevicesOtherThanTheMapsAreRefused() throws {
+        var d = try Directory()
+        let (a, ghost) = (try device(), try device())
+        try d.change("alice@example.com", .add(a.record))
+        try d.change("bob@example.com", .add(ghost.record))
+        try d.head()
+        let honest = try d.answer("alice@example.com")
+        var extra = honest
+        extra.state?.devices = [a.record, ghost.record].sorted { $0.id.lexicographicallyPrecedes($1.id) }
+        guard case .state = refused(extra, "alice@example.com", d) else { return XCTFail("a ghost device in the answer only") }
+        var hidden = honest
+        hidden.state?.devices = []
+        guard case .state = refused(hidden, "alice@example.com", d) else { return XCTFail("a device hidden from the answer") }
+        var noState = honest
+        noState.state = nil
+        guard case .state = refused(noState, "alice@example.com", d) else { return XCTFail("a member shown without its state") }
+        var otherVRF = honest
+        otherVRF.vrfProof = try ECVRF.prove(seed: Ed25519.generate().seed, alpha: Array("alice@example.com".utf8))
+        guard case .vrf = refused(otherVRF, "alice@example.com", d) else { return XCTFail("a VRF proof under another key than leaf 0's") }
+        let bob = try d.answer("bob@example.com")
+        var swapped = honest
+        swapped.mapProof = bob.mapProof
+        swapped.state = bob.state
+        guard case .map = refused(swapped, "alice@example.com", d) else { return XCTFail("bob's map proof shown for alice") }
+        var absentClaim = honest
+        absentClaim.mapProof = MapTree.Proof(terminal: .empty, siblings: honest.mapProof.siblings)
+        absentClaim.state = nil
+        guard case .map = refused(absentClaim, "alice@example.com", d) else { return XCTFail("alice shown absent") }
+        // Another VRF key in leaf 0 than the one this client pinned for the log.
+        guard case .config = refused(honest, "alice@example.com", d, vrfKey: Ed25519.generate().publicKey) else { return XCTFail("pinned VRF key") }
+    }
+
+    /// The operator forks the log for one contact: alice's history is another one, or she is
+    /// absent, in a tree signed with the log's key. A client that saw her before refuses; and
+    /// it refuses a map head older than one it has verified.
+    func testForksStaleHeadsAndMisplacedLeavesAreRefused() throws {
+        let logKey = try NoteSigner.generate(name: "example.com/directory")
+        let vrf = Ed25519.generate()
+        var real = try Directory(logKey: logKey, vrf: vrf)
+        var fork = try Directory(logKey: logKey, vrf: vrf)
+        let (a, b, injected) = (try device(), try device(), try device())
+        try real.change("alice@example.com", .add(a.record))
+        try real.change("alice@example.com", .add(b.record), by: a.signer)
+        try real.head()
+        let seen = try DirectoryLookup.verify(try real.answer("alice@example.com"), identity: "alice@example.com", logKey: logKey.verifierKey)
+        let previous = DirectoryLookup.Previous(epoch: seen.epoch, version: seen.version, chain: seen.chain)
+        // The fork: alice onboarded with the operator's key, then her real devices, at a later epoch.
+        try fork.change("alice@example.com", .add(injected.record))
+        try fork.change("alice@example.com", .add(a.record), by: (injected.record.id, injected.seed))
+        try fork.head()
+        try fork.head()
+        guard case .rewritten = refused(try fork.answer("alice@example.com"), "alice@example.com", fork, previous: previous) else {
+            return XCTFail("a rewritten history")
+        }
+        var empty = try Directory(logKey: logKey, vrf: vrf)
+        try empty.change("bob@example.com", .add(a.record))
+        try empty.head()
+        try empty.head()
+        guard case .rewritten = refused(try empty.answer("alice@example.com"), "alice@example.com", empty, previous: previous) else {
+            return XCTFail("absence for a label once present")
+        }
+        guard case .stale = refused(try real.answer("alice@example.com"), "alice@example.com", real, previous: .init(epoch: 7)) else {
+            return XCTFail("a head older than one this client verified")
+        }
+        // The checkpoint's last leaf is a change, not the head the answer shows.
+        try real.change("alice@example.com", .revoke(deviceID: b.record.id), by: a.signer)
+        var misplaced = try real.answer("alice@example.com")
+        misplaced.headEntry = real.entries[real.entries.count - 2]
+        misplaced.headProof = try real.inclusion(real.entries.count - 2)
+        guard case .head = refused(misplaced, "alice@example.com", real) else { return XCTFail("a head that is not the last leaf") }
+        // Signed by someone else.
+        var impostor = try real.answer("alice@example.com")
+        impostor.checkpoint = try SignedCheckpoint.sign(Checkpoint(origin: real.origin, size: 3, root: .zero),
+                                                        with: try NoteSigner.generate(name: real.origin)).note.serialized
+        guard case .checkpoint = refused(impostor, "alice@example.com", real) else { return XCTFail("another key's checkpoint") }
+    }
+}
