@@ -120,7 +120,9 @@ REF_INLINE=$("$BIN/keyglass-bench" sqlite-reference 300000 FULL inline)
 CR=(); for k in 1 2 3; do CR+=("$("$BIN/keyglass-bench" crypto 40000)"); done
 PTS=$(median3 "${CR[0]% *}" "${CR[1]% *}" "${CR[2]% *}"); VER=$(median3 "${CR[0]#* }" "${CR[1]#* }" "${CR[2]#* }")
 SHA=$("$BIN/keyglass-bench" sha256 5000000)
-echo "   raw SQLite $REF rows/s (inline indexes $REF_INLINE); is_valid_point ${CR[*]%% *}…: median $PTS/s; verify median $VER/s; SHA-256 $SHA/s"
+VRF=$("$BIN/keyglass-bench" vrf 2000)
+MAP=$("$BIN/keyglass-bench" map 100000)
+echo "   raw SQLite $REF rows/s (inline indexes $REF_INLINE); is_valid_point ${CR[*]%% *}…: median $PTS/s; verify median $VER/s; SHA-256 $SHA/s; ECVRF prove/verify $VRF/s; map updates/proofs $MAP/s"
 
 echo "== 1. publishes users make: prepared log, ${LINES} requests per wrk run (sized for $PUB_RATE/s × ${SECS}s × 1.5)"
 D="$WORK/pub"
@@ -166,6 +168,8 @@ row "raw SQLite rows/s with the lookup indexes written in every batch (schema 1,
 row "Ed25519 point checks/s (crypto_core_ed25519_is_valid_point via Ed25519.isValidPublicKey, one core)" "-" "$PTS" "-" "-" "-"
 row "Ed25519 signature checks/s (crypto_sign_verify_detached via Ed25519.verify, one core)" "-" "$VER" "-" "-" "-"
 row "SHA-256 node hashes/s (OpenSSL, one core)" "-" "$SHA" "-" "-" "-"
+row "ECVRF proofs / verifications per second (RFC 9381 suite 0x03 from libsodium's group operations, one core; issue 14's labels)" "-" "${VRF% *} / ${VRF#* }" "-" "-" "-"
+row "directory map, 100k labels in memory: updates / checked proofs per second (MapTree.Incremental, one core)" "-" "${MAP% *} / ${MAP#* }" "-" "-" "-"
 
 echo "== 2. scale: bulk-loaded logs, proof reads, RSS, publishes into big logs"
 FIRST_N=""; FIRST_P50=""; LAST_N=""; LAST_P50=""

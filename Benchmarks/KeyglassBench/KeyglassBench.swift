@@ -24,7 +24,7 @@ enum KeyglassBench {
     static func main() async throws {
         let args = CommandLine.arguments
         guard args.count >= 3 else {
-            fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT | crypto COUNT | prepare --data DIR …")
+            fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT | crypto COUNT | vrf COUNT | map LABELS | prepare --data DIR …")
         }
         switch args[1] {
         case "sqlite-reference":
@@ -35,6 +35,12 @@ enum KeyglassBench {
         case "crypto":
             let (points, verifies) = cryptoRates(count: Int(args[2]) ?? 40_000)
             print("\(points) \(verifies)")
+        case "vrf":
+            let (proves, verifies) = try vrfRates(count: Int(args[2]) ?? 2_000)
+            print("\(proves) \(verifies)")
+        case "map":
+            let (updates, proofs) = try mapRates(labels: Int(args[2]) ?? 100_000)
+            print("\(updates) \(proofs)")
         case "prepare": try await Prepare(arguments: args.dropFirst(2)).run()
         default: fail("unknown benchmark \(args[1])")
         }
@@ -169,6 +175,40 @@ enum KeyglassBench {
         let verifies = Double(count) / seconds(ContinuousClock.now - start)
         if ok != 2 * count { fail("crypto: \(2 * count - ok) checks failed") }
         return (Int(points), Int(verifies))
+    }
+
+    /// ECVRF proofs made and verified per second, one thread (issue 14: a new identity's label
+    /// costs one proof; its lookups one verification each).
+    static func vrfRates(count: Int) throws -> (Int, Int) {
+        let key = Ed25519.keyPair(seed: Prepare.seed("vrf", 0))!
+        let alphas = (0..<count).map { Array("user\($0)@bench.test".utf8) }
+        var start = ContinuousClock.now
+        let proofs = try alphas.map { try ECVRF.prove(seed: key.seed, alpha: $0) }
+        let proves = Double(count) / seconds(ContinuousClock.now - start)
+        start = ContinuousClock.now
+        let ok = zip(alphas, proofs).filter { ECVRF.verify(publicKey: key.publicKey, alpha: $0, proof: $1) != nil }.count
+        let verifies = Double(count) / seconds(ContinuousClock.now - start)
+        if ok != count { fail("vrf: \(count - ok) proofs did not verify") }
+        return (Int(proves), Int(verifies))
+    }
+
+    /// The directory's map kept in memory (`MapTree.Incremental`): after `labels` labels are in,
+    /// updates of existing labels per second and proofs per second (each proof checked).
+    static func mapRates(labels: Int) throws -> (Int, Int) {
+        var map = MapTree.Incremental(store: MemoryMapNodeStore())
+        let all = (0..<labels).map { Hash.sha256(Array("label \($0)".utf8)) }
+        for l in all { try map.set(l, value: l) }
+        let sample = (0..<20_000).map { all[($0 &* 7919) % labels] }
+        var start = ContinuousClock.now
+        for (i, l) in sample.enumerated() { try map.set(l, value: Hash.sha256(Array("v\(i)".utf8))) }
+        let updates = Double(sample.count) / seconds(ContinuousClock.now - start)
+        let root = try map.root()
+        start = ContinuousClock.now
+        var ok = 0
+        for l in sample where (try? MapTree.verify(try map.proof(for: l), label: l, root: root)) != nil { ok += 1 }
+        let proofs = Double(sample.count) / seconds(ContinuousClock.now - start)
+        if ok != sample.count { fail("map: \(sample.count - ok) proofs failed") }
+        return (Int(updates), Int(proofs))
     }
 
     static func export(db path: String, out: String) throws {
