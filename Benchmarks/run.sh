@@ -122,6 +122,7 @@ PTS=$(median3 "${CR[0]% *}" "${CR[1]% *}" "${CR[2]% *}"); VER=$(median3 "${CR[0]
 SHA=$("$BIN/keyglass-bench" sha256 5000000)
 VRF=$("$BIN/keyglass-bench" vrf 2000)
 MAP=$("$BIN/keyglass-bench" map 100000)
+MAPSQL=$("$BIN/keyglass-bench" map-sqlite 100000 "$WORK/map")
 echo "   raw SQLite $REF rows/s (inline indexes $REF_INLINE); is_valid_point ${CR[*]%% *}…: median $PTS/s; verify median $VER/s; SHA-256 $SHA/s; ECVRF prove/verify $VRF/s; map updates/proofs $MAP/s"
 
 echo "== 1. publishes users make: prepared log, ${LINES} requests per wrk run (sized for $PUB_RATE/s × ${SECS}s × 1.5)"
@@ -170,6 +171,7 @@ row "Ed25519 signature checks/s (crypto_sign_verify_detached via Ed25519.verify,
 row "SHA-256 node hashes/s (OpenSSL, one core)" "-" "$SHA" "-" "-" "-"
 row "ECVRF proofs / verifications per second (RFC 9381 suite 0x03 from libsodium's group operations, one core; issue 14's labels)" "-" "${VRF% *} / ${VRF#* }" "-" "-" "-"
 row "directory map, 100k labels in memory: updates / checked proofs per second (MapTree.Incremental, one core)" "-" "${MAP% *} / ${MAP#* }" "-" "-" "-"
+row "directory map, 100k labels in SQLite (sync FULL, batches of 10k updates, one transaction each): updates per second" "-" "$MAPSQL" "-" "-" "-"
 
 echo "== 2. scale: bulk-loaded logs, proof reads, RSS, publishes into big logs"
 FIRST_N=""; FIRST_P50=""; LAST_N=""; LAST_P50=""

@@ -1,6 +1,7 @@
 import CKeyglassSQLite
 import Foundation
 import KeyglassCore
+import KeyglassLog
 
 /// Reference measurements for `make bench`: the machine's limits that Keyglass is compared with.
 ///
@@ -24,7 +25,7 @@ enum KeyglassBench {
     static func main() async throws {
         let args = CommandLine.arguments
         guard args.count >= 3 else {
-            fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT | crypto COUNT | vrf COUNT | map LABELS | prepare --data DIR …")
+            fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT | crypto COUNT | vrf COUNT | map LABELS | map-sqlite LABELS [DIR] | prepare --data DIR …")
         }
         switch args[1] {
         case "sqlite-reference":
@@ -41,6 +42,7 @@ enum KeyglassBench {
         case "map":
             let (updates, proofs) = try mapRates(labels: Int(args[2]) ?? 100_000)
             print("\(updates) \(proofs)")
+        case "map-sqlite": print(try mapSQLiteRate(labels: Int(args[2]) ?? 100_000, dir: args.count > 3 ? args[3] : "/tmp/keyglass-bench-map"))
         case "prepare": try await Prepare(arguments: args.dropFirst(2)).run()
         default: fail("unknown benchmark \(args[1])")
         }
@@ -209,6 +211,29 @@ enum KeyglassBench {
         let proofs = Double(sample.count) / seconds(ContinuousClock.now - start)
         if ok != sample.count { fail("map: \(sample.count - ok) proofs failed") }
         return (Int(updates), Int(proofs))
+    }
+
+    /// The same map with its nodes in SQLite (`SQLiteMapNodeStore`, sync FULL), updated in batches of
+    /// 10,000 in one transaction each, as a map follower's epoch would be: updates of existing labels
+    /// per second once `labels` are in. Issue 14's follower must keep up with the publishes through this.
+    static func mapSQLiteRate(labels: Int, dir: String) throws -> Int {
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try SQLiteMapNodeStore(path: dir + "/map.sqlite")
+        var map = MapTree.Incremental(store: store)
+        let all = (0..<labels).map { Hash.sha256(Array("label \($0)".utf8)) }
+        for chunk in stride(from: 0, to: labels, by: 10_000) {
+            try store.transaction { try map.set(all[chunk..<min(chunk + 10_000, labels)].map { ($0, $0) }) }
+        }
+        let sample = (0..<20_000).map { all[($0 &* 7919) % labels] }
+        let start = ContinuousClock.now
+        for chunk in stride(from: 0, to: sample.count, by: 10_000) {
+            try store.transaction {
+                try map.set(sample[chunk..<chunk + 10_000].enumerated().map { i, l in (l, Hash.sha256(Array("v\(chunk + i)".utf8))) })
+            }
+        }
+        return Int(Double(sample.count) / seconds(ContinuousClock.now - start))
     }
 
     static func export(db path: String, out: String) throws {

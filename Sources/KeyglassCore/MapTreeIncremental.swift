@@ -26,6 +26,42 @@ public struct MapPosition: Hashable, Sendable {
     }
 }
 
+extension MapPosition {
+    /// A child of `parent`: the left (bit 0) or right (bit 1) one.
+    init(child parent: MapPosition, right: Bool) {
+        var b = parent.prefix.bytes
+        if right { b[parent.depth / 8] |= 0x80 >> UInt8(parent.depth % 8) }
+        self.init(label: Hash(bytes: b)!, depth: parent.depth + 1)
+    }
+}
+
+/// A batch's view of a store: each node is read from it at most once, and writes wait in memory
+/// until `flush`. A class, so that reads can remember what they read.
+private final class BatchCache<Base: MapNodeStore>: MapNodeStore {
+    let base: Base
+    /// Nodes read or written in this batch (`.some(nil)`: known to be empty).
+    private var nodes: [MapPosition: MapNode?] = [:]
+    private var written: Set<MapPosition> = []
+
+    init(store: Base) { base = store }
+
+    func node(at position: MapPosition) throws -> MapNode? {
+        if let known = nodes[position] { return known }
+        let read = try base.node(at: position)
+        nodes[position] = .some(read)
+        return read
+    }
+
+    func set(_ node: MapNode?, at position: MapPosition) {
+        nodes[position] = .some(node)
+        written.insert(position)
+    }
+
+    func flush(into store: inout Base) throws {
+        for position in written { try store.set(nodes[position] ?? nil, at: position) }
+    }
+}
+
 /// A node of the map as stored: a leaf (with its label and value) or an interior node's hash.
 /// An empty subtree is stored as nothing.
 public enum MapNode: Equatable, Sendable {
@@ -124,6 +160,48 @@ extension MapTree {
                 let left = try childHash(label, depth: d, bit: false)
                 let right = try childHash(label, depth: d, bit: true)
                 try store.set(.interior(MapTree.interiorHash(left, right)), at: MapPosition(label: label, depth: d))
+            }
+        }
+
+        /// Sets many labels at once (an epoch's changes; the last value given for a label wins):
+        /// each leaf is placed, then every interior node on their paths is hashed once, deepest
+        /// first, instead of once per label. Nodes are read and written through a cache for the
+        /// batch, so the upper levels every path shares are read once.
+        public mutating func set(_ batch: [(label: Hash, value: Hash)]) throws {
+            var cached = BatchCache(store: store)  // a class: `place` writes through the reference
+            var dirty: Set<MapPosition> = []
+            for (label, value) in batch {
+                let depth = try Self.place(label, value, in: &cached)
+                for d in 0..<depth { dirty.insert(MapPosition(label: label, depth: d)) }
+            }
+            for position in dirty.sorted(by: { $0.depth > $1.depth }) {
+                let left = MapPosition(child: position, right: false), right = MapPosition(child: position, right: true)
+                let hash = MapTree.interiorHash(try cached.node(at: left)?.hash ?? MapTree.empty, try cached.node(at: right)?.hash ?? MapTree.empty)
+                try cached.set(.interior(hash), at: position)
+            }
+            try cached.flush(into: &store)
+        }
+
+        /// Puts `label`'s leaf in place (splitting a leaf it meets), without rehashing; returns
+        /// the leaf's depth.
+        private static func place<S: MapNodeStore>(_ label: Hash, _ value: Hash, in store: inout S) throws -> Int {
+            var depth = 0
+            while true {
+                let position = MapPosition(label: label, depth: depth)
+                switch try store.node(at: position) {
+                case nil, .leaf(label, _):
+                    try store.set(.leaf(label: label, value: value), at: position)
+                    return depth
+                case .leaf(let other, let otherValue):
+                    let parting = MapTree.sharedPrefix(label, other)
+                    for d in depth...parting { try store.set(.interior(.zero), at: MapPosition(label: label, depth: d)) }
+                    try store.set(.leaf(label: other, value: otherValue), at: MapPosition(label: other, depth: parting + 1))
+                    try store.set(.leaf(label: label, value: value), at: MapPosition(label: label, depth: parting + 1))
+                    return parting + 1
+                case .interior:
+                    depth += 1
+                    guard depth <= 256 else { throw MapTree.StoreError.interiorAtTheBottom }
+                }
             }
         }
 

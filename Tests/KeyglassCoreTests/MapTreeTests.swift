@@ -180,6 +180,35 @@ final class MapTreeIncrementalTests: XCTestCase {
         XCTAssertEqual(try map.root(), MapTree.Builder(pairs.map { ($0.key, $0.value) }).root)
     }
 
+    /// Epochs of changes set as batches (new labels, old ones again, labels that split each other,
+    /// a label twice in one batch): the same roots and proofs as the builder's, and as setting them
+    /// one at a time.
+    func testBatchesMatchTheBuilderAndSingleSets() throws {
+        var batched = MapTree.Incremental(store: MemoryMapNodeStore())
+        var single = MapTree.Incremental(store: MemoryMapNodeStore())
+        var pairs: [Hash: Hash] = [:]
+        try batched.set([])
+        XCTAssertEqual(try batched.root(), MapTree.empty)
+        var all: [Hash] = []
+        for epoch in 0..<8 {
+            var batch: [(label: Hash, value: Hash)] = (0..<(epoch * 37 % 90 + 1)).map { (label("e\(epoch) n\($0)"), Hash.sha256(Array("e\(epoch) v\($0)".utf8))) }
+            if let first = all.first { batch += nearLabels(first, count: 3).map { ($0, Hash.sha256($0.bytes + [UInt8(epoch)])) } }
+            batch += all.prefix(10).map { ($0, Hash.sha256($0.bytes + [UInt8(epoch), 1])) }
+            if let l = batch.first?.label { batch.append((l, Hash.sha256([UInt8(epoch), 2]))) }  // twice: the last wins
+            try batched.set(batch)
+            for (l, v) in batch {
+                try single.set(l, value: v)
+                pairs[l] = v
+            }
+            all += batch.map(\.label)
+            let built = MapTree.Builder(pairs.map { ($0.key, $0.value) })
+            XCTAssertEqual(try batched.root(), built.root, "epoch \(epoch)")
+            XCTAssertEqual(try single.root(), built.root)
+            for l in all.prefix(40) + [label("absent \(epoch)")] { XCTAssertEqual(try batched.proof(for: l), built.proof(for: l)) }
+        }
+        XCTAssertEqual(batched.store.count, single.store.count, "no node left over")
+    }
+
     /// Two labels that share 255 bits: the split goes to the bottom of the tree.
     func testSplitAtTheLastBit() throws {
         var a = [UInt8](repeating: 0x5a, count: 32)
