@@ -175,7 +175,8 @@ extension MapTree {
                 for d in 0..<depth { dirty.insert(MapPosition(label: label, depth: d)) }
             }
             for position in dirty.sorted(by: { $0.depth > $1.depth }) {
-                let left = MapPosition(child: position, right: false), right = MapPosition(child: position, right: true)
+                let left = MapPosition(child: position, right: false)
+                let right = MapPosition(child: position, right: true)
                 let hash = MapTree.interiorHash(try cached.node(at: left)?.hash ?? MapTree.empty, try cached.node(at: right)?.hash ?? MapTree.empty)
                 try cached.set(.interior(hash), at: position)
             }
