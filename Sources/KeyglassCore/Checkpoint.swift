@@ -99,7 +99,8 @@ public struct SignedCheckpoint: Sendable, Equatable {
         guard opened.verified.contains(where: { $0.key == logKey }) else { throw .notSignedByLog }
         let cp: Checkpoint
         do { cp = try Checkpoint.parse(opened.note.text) } catch { throw .checkpoint(error) }
-        guard cp.origin == logKey.name else { throw .wrongOrigin(expected: logKey.name, got: cp.origin) }
+        // Bytes, not Swift's string equality (which equates canonically equivalent spellings).
+        guard Array(cp.origin.utf8) == Array(logKey.name.utf8) else { throw .wrongOrigin(expected: logKey.name, got: cp.origin) }
         return (SignedCheckpoint(checkpoint: cp, note: opened.note), opened)
     }
 }

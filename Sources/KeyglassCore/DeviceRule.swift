@@ -31,9 +31,17 @@ public enum DeviceRule {
 
     /// The most active devices a set holds: what every lookup of the label carries is bounded.
     public static let maxActiveDevices = 1000
+    /// The most device ids a label ever uses (active and tombstoned): what a state, its map value
+    /// and a lookup carry is bounded, and so is the cost of replaying a label's changes.
+    public static let maxDeviceIDs = 10_000
+    /// The most changes a label has (its version): a daily rotation for a century stays below it.
+    public static let maxVersion: UInt64 = 100_000
 
     /// Judges `change` to the label `label` of the log `origin`, whose state before it is `set`.
     public static func judge(_ change: DeviceChange, to set: DeviceSet, origin: String, label: Hash) -> Verdict {
+        // The change message carries the origin behind a one-byte length.
+        guard (1...255).contains(origin.utf8.count) else { return .invalid("the log's origin is not 1 to 255 bytes") }
+        guard set.version < maxVersion else { return .invalid("a label has at most \(maxVersion) changes") }
         if case .chained(let signer, let signature) = change.authority {
             guard let newest = set.newestIndex, let device = set.device(signer) else {
                 return .invalid("the signer is not an active device of this identity")
@@ -46,10 +54,16 @@ public enum DeviceRule {
         let chained: Bool
         if case .chained = change.authority { chained = true } else { chained = false }
         switch change.kind {
-        case .add(let r), .reset(let r):
-            let after = change.kind.code == 0x04 ? 1 : set.active.count + (set.device(r.id) == nil ? 1 : 0)
+        case .add(let r), .rotate(let r), .reset(let r):
+            // A rotation of an id that is not active (an attack on a tombstoned id) adds a device too.
+            let isActive = set.device(r.id) != nil
+            let after = change.kind.code == 0x04 ? 1 : set.active.count + (isActive ? 0 : 1)
             guard after <= maxActiveDevices else { return .invalid("a set holds at most \(maxActiveDevices) active devices") }
-        case .rotate, .revoke:
+            let fresh = !isActive && !set.isTombstoned(r.id)
+            guard !fresh || set.active.count + set.tombstoned.count < maxDeviceIDs else {
+                return .invalid("a label uses at most \(maxDeviceIDs) device ids")
+            }
+        case .revoke:
             break
         }
         switch change.kind {

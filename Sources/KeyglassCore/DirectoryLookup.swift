@@ -144,7 +144,10 @@ public enum DirectoryLookup {
                 index: 0, size: size, leafHash: Merkle.leafHash(answer.configEntry), proof: answer.configProof, root: checkpoint.root)
         } catch { throw .config("not in the checkpoint's tree: \(error)") }
         guard case .config(let origin, let vrfKey) = try? DirectoryEntry.parse(answer.configEntry) else { throw .config("not a config entry") }
-        guard origin == checkpoint.origin else { throw .config("names origin \"\(origin)\", the checkpoint \"\(checkpoint.origin)\"") }
+        // Bytes, not Swift's string equality (which equates canonically equivalent spellings).
+        guard Array(origin.utf8) == Array(checkpoint.origin.utf8) else {
+            throw .config("names origin \"\(origin)\", the checkpoint \"\(checkpoint.origin)\"")
+        }
         if let pinned, pinned != vrfKey { throw .config("its VRF key is not the one this client pinned for the log") }
 
         // The last leaf: the map head.
@@ -180,8 +183,9 @@ public enum DirectoryLookup {
         }
         guard zip(state.devices, state.devices.dropFirst()).allSatisfy({ $0.id.lexicographicallyPrecedes($1.id) }),
             zip(state.tombstoned, state.tombstoned.dropFirst()).allSatisfy({ $0.lexicographicallyPrecedes($1) }),
+            state.tombstoned.allSatisfy({ $0.count == 16 }),
             state.devices.count <= DeviceRule.maxActiveDevices
-        else { throw .state("devices and tombstones must be in ascending order of id") }
+        else { throw .state("devices and tombstones must be 16-byte ids in ascending order, at most \(DeviceRule.maxActiveDevices) devices") }
         var chain = Hash.zero
         var chainAtPrevious: Hash?
         for (n, link) in state.history.enumerated() {

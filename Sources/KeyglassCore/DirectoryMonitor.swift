@@ -35,6 +35,8 @@ public enum DirectoryMonitor {
         case rewritten(String)
         /// An entry that is not a change of this label, or out of order.
         case malformed(index: UInt64, why: String)
+        /// The history shown does not lead to the state a verified lookup proved: changes withheld.
+        case incomplete(String)
     }
 
     /// A run's findings and what to store for the next run.
@@ -52,34 +54,40 @@ public enum DirectoryMonitor {
     /// Checks `history` (the label's change entries as the log serves them, with their indices,
     /// oldest first; inclusion in a checkpoint is the caller's to verify) against the owner's
     /// `known` devices (their records as the owner made them) and `since`, the last run's store.
+    /// `asOf`, the owner's own verified lookup, ties the history to a signed map head: a log that
+    /// stops the history short of a change (an operator reset the monitor must not see) cannot
+    /// also make the head's state.
     ///
     /// The first change may be the operator's onboarding add of a device the owner knows; every
     /// other change must be chained, signed by a known device with the key the owner knows for it.
     public static func check(
         history: [(index: UInt64, entry: [UInt8])], label: Hash, origin: String, known: [DeviceRecord],
-        since: Stored? = nil
+        since: Stored? = nil, asOf: DirectoryLookup.Result? = nil
     ) -> Report {
         var report = Report()
         var state = DeviceSet()
         var previous: UInt64?
         var comparedWithStored = since == nil || since?.version == 0
+        // The state after the changes the verified map head covers, to compare with what it proved.
+        var atCovered = (version: UInt64(0), chain: Hash.zero)
         for (index, bytes) in history {
             if let p = previous, index <= p {
                 report.alerts.append(.malformed(index: index, why: "indices must increase (after \(p))"))
                 return report
             }
             previous = index
+            let isNew = since.map { index > $0.newestIndex } ?? true
             guard case .change(_, let l, let version, let change)? = try? DirectoryEntry.parse(bytes), l == label else {
-                report.alerts.append(.malformed(index: index, why: "not a change entry of this label"))
+                if isNew { report.alerts.append(.malformed(index: index, why: "not a change entry of this label")) }
                 continue
             }
-            let isNew = since.map { index > $0.newestIndex } ?? true
             guard version == state.version + 1 else {
                 if isNew { report.alerts.append(.invalid(index: index, why: "version \(version) after \(state.version)")) }
                 continue
             }
             let before = state
             let verdict = DeviceRule.apply(change, to: &state, origin: origin, label: label, index: index, leafHash: Merkle.leafHash(bytes))
+            if let asOf, index < asOf.coveredSize { atCovered = (state.version, state.chain) }
             // Once the history reaches the version checked last time, it must be the same history.
             if let s = since, !comparedWithStored, state.version == s.version {
                 comparedWithStored = true
@@ -98,6 +106,12 @@ public enum DirectoryMonitor {
         }
         if !comparedWithStored, let s = since {
             report.alerts.append(.rewritten("the log shows \(state.version) changes; \(s.version) were checked before"))
+        }
+        if let asOf, atCovered.version != asOf.version || atCovered.chain != asOf.chain {
+            report.alerts.append(
+                .incomplete(
+                    "the map head of epoch \(asOf.epoch) proves version \(asOf.version); the history shown leads to version \(atCovered.version) there"
+                ))
         }
         if let newest = state.newestIndex { report.stored = Stored(version: state.version, chain: state.chain, newestIndex: newest) }
         report.devices = state.active

@@ -39,6 +39,9 @@ public struct DirectoryReplay<Store: MapNodeStore> {
     public private(set) var epoch: UInt64 = 0
     /// Entries [0, coveredSize) are in `map`.
     public private(set) var coveredSize: UInt64 = 0
+    /// The newest map head's index and time.
+    private var headIndex: UInt64 = 0
+    private var headTime: UInt64 = 0
     /// Changes applied to `states` but not yet to `map`, in index order: (index, label, value).
     private var queued: [(index: UInt64, label: Hash, value: Hash)] = []
     private var queueStart = 0
@@ -72,11 +75,19 @@ public struct DirectoryReplay<Store: MapNodeStore> {
             states[label] = state
             queued.append((index, label, state.mapValue!))  // applied: the label has a value now
             return .change(index: index, label: label, verdict: verdict)
-        case .mapHead(_, let e, let covered, let root):
+        case .mapHead(let time, let e, let covered, let root):
             guard e == epoch + 1 else { return .mapHead(index: index, epoch: e, outcome: .outOfSequence("epoch \(e) follows epoch \(epoch)")) }
-            guard covered >= coveredSize, covered <= index else {
-                return .mapHead(index: index, epoch: e, outcome: .outOfSequence("covers \(covered) entries: not in \(coveredSize)…\(index)"))
+            // Every entry before the previous head must be in this one: a map that stopped taking
+            // changes (a revocation left out for ever behind fresh heads) is out of sequence.
+            let least = max(coveredSize, headIndex)
+            guard covered >= least, covered <= index else {
+                return .mapHead(index: index, epoch: e, outcome: .outOfSequence("covers \(covered) entries: not in \(least)…\(index)"))
             }
+            guard time >= headTime else {
+                return .mapHead(index: index, epoch: e, outcome: .outOfSequence("stamped before the map head of epoch \(epoch)"))
+            }
+            headIndex = index
+            headTime = time
             while queueStart < queued.count, queued[queueStart].index < covered {
                 try map.set(queued[queueStart].label, value: queued[queueStart].value)
                 queueStart += 1

@@ -110,6 +110,8 @@ extension MapTree {
     public enum StoreError: Error, Equatable {
         /// An interior node at depth 256, where only leaves can be.
         case interiorAtTheBottom
+        /// A leaf stored at a position its label's path does not pass through.
+        case leafOffItsPath
     }
 
     /// The map kept up to date one label at a time: each change reads and writes the nodes on one
@@ -142,6 +144,7 @@ extension MapTree {
                     // Both labels move down to where their paths part; the nodes above them on the
                     // shared stretch become interior nodes (hashed below).
                     let parting = MapTree.sharedPrefix(label, other)
+                    guard parting >= depth else { throw MapTree.StoreError.leafOffItsPath }
                     for d in depth...parting { try store.set(.interior(.zero), at: MapPosition(label: label, depth: d)) }
                     try store.set(.leaf(label: other, value: otherValue), at: MapPosition(label: other, depth: parting + 1))
                     try store.set(.leaf(label: label, value: value), at: MapPosition(label: label, depth: parting + 1))
@@ -195,6 +198,7 @@ extension MapTree {
                     return depth
                 case .leaf(let other, let otherValue):
                     let parting = MapTree.sharedPrefix(label, other)
+                    guard parting >= depth else { throw MapTree.StoreError.leafOffItsPath }
                     for d in depth...parting { try store.set(.interior(.zero), at: MapPosition(label: label, depth: d)) }
                     try store.set(.leaf(label: other, value: otherValue), at: MapPosition(label: other, depth: parting + 1))
                     try store.set(.leaf(label: label, value: value), at: MapPosition(label: label, depth: parting + 1))

@@ -113,9 +113,44 @@ final class DeviceRuleTests: XCTestCase {
         for _ in 1..<DeviceRule.maxActiveDevices { XCTAssertEqual(apply(.add(try device(x25519: false).record), by: owner, to: &set), .chained) }
         XCTAssertEqual(set.active.count, DeviceRule.maxActiveDevices)
         XCTAssertEqual(apply(.add(try device().record), by: owner, to: &set), .invalid("a set holds at most 1000 active devices"))
+        // A rotation of a tombstoned id would add a device too: refused at the bound.
+        let gone = set.active[1]
+        XCTAssertEqual(apply(.revoke(deviceID: gone.id), by: owner, to: &set), .chained)
+        XCTAssertEqual(apply(.add(try device(x25519: false).record), by: owner, to: &set), .chained)
+        XCTAssertEqual(apply(.rotate(try device(id: gone.id).record), to: &set), .invalid("a set holds at most 1000 active devices"))
         XCTAssertEqual(apply(.reset(try device().record), to: &set), .accountReset)
         XCTAssertEqual(set.active.count, 1)
-        XCTAssertEqual(set.tombstoned.count, DeviceRule.maxActiveDevices)
+        XCTAssertEqual(set.tombstoned.count, DeviceRule.maxActiveDevices + 1)
+    }
+
+    /// Ids ever used and changes are bounded per label, so a state, its map value and a lookup
+    /// are, and replaying a label costs at most so much: a ghost added and revoked again and again
+    /// (each id tombstoned) stops at 10,000 ids; rotations stop at 100,000 changes.
+    func testIdsAndChangesPerLabelAreBounded() throws {
+        var set = DeviceSet()
+        let first = try device()
+        apply(.add(first.record), to: &set)
+        let records = try (0..<2).map { _ in try device(x25519: false).record }
+        for i in 1..<DeviceRule.maxDeviceIDs {
+            // A fresh id each time; records' keys are reused (only ids count).
+            let r = try DeviceRecord(id: Array(Hash.sha256(Array("id \(i)".utf8)).bytes.prefix(16)), signingKey: records[i % 2].signingKey)
+            XCTAssertEqual(apply(.add(r), to: &set), .ghostDevice)
+            XCTAssertEqual(apply(.revoke(deviceID: r.id), to: &set), .operatorRevoke)
+        }
+        XCTAssertEqual(set.active.count + set.tombstoned.count, DeviceRule.maxDeviceIDs)
+        XCTAssertEqual(apply(.add(try device().record), to: &set), .invalid("a label uses at most 10000 device ids"))
+        XCTAssertEqual(apply(.reset(try device().record), to: &set), .invalid("a label uses at most 10000 device ids"))
+        // Rotations add no id; they stop at the change bound.
+        let a = try DeviceRecord(id: first.id, signingKey: records[0].signingKey), b = try DeviceRecord(id: first.id, signingKey: records[1].signingKey)
+        while set.version < DeviceRule.maxVersion {
+            XCTAssertEqual(apply(.rotate(set.device(first.id) == a ? b : a), to: &set), .injectedKey)
+        }
+        XCTAssertEqual(apply(.revoke(deviceID: first.id), to: &set), .invalid("a label has at most 100000 changes"))
+        // And a log whose origin the change message cannot carry judges nothing valid.
+        var fresh = DeviceSet()
+        let long = String(repeating: "o", count: 256)
+        XCTAssertEqual(DeviceRule.apply(DeviceChange(kind: .add(first.record), authority: .operator), to: &fresh, origin: long, label: label, index: 1,
+                                        leafHash: .zero), .invalid("the log's origin is not 1 to 255 bytes"))
     }
 
     /// A chained change is good for one log, one label, one signer, one change and one position.

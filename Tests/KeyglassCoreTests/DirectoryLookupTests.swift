@@ -164,6 +164,20 @@ final class DirectoryLookupTests: XCTestCase {
         absentClaim.mapProof = MapTree.Proof(terminal: .empty, siblings: honest.mapProof.siblings)
         absentClaim.state = nil
         guard case .map = refused(absentClaim, "alice@example.com", d) else { return XCTFail("alice shown absent") }
+        // Tombstones re-split (16 + 16 bytes shown as 24 + 8): the same bytes hashed, refused.
+        var carolLog = try Directory(logKey: d.logKey, vrf: d.vrf)
+        let (c1, c2, c3) = (try device(), try device(), try device())
+        try carolLog.change("carol@example.com", .add(c1.record))
+        try carolLog.change("carol@example.com", .add(c2.record), by: c1.signer)
+        try carolLog.change("carol@example.com", .add(c3.record), by: c1.signer)
+        try carolLog.change("carol@example.com", .revoke(deviceID: c2.record.id), by: c1.signer)
+        try carolLog.change("carol@example.com", .revoke(deviceID: c3.record.id), by: c1.signer)
+        try carolLog.head()
+        var resplit = try carolLog.answer("carol@example.com")
+        let joined = (resplit.state?.tombstoned ?? []).flatMap { $0 }
+        XCTAssertEqual(joined.count, 32)
+        resplit.state?.tombstoned = [Array(joined.prefix(24)), Array(joined.suffix(8))]
+        guard case .state = refused(resplit, "carol@example.com", carolLog) else { return XCTFail("re-split tombstones") }
         // Another VRF key in leaf 0 than the one this client pinned for the log.
         guard case .config = refused(honest, "alice@example.com", d, vrfKey: Ed25519.generate().publicKey) else { return XCTFail("pinned VRF key") }
     }
@@ -206,6 +220,19 @@ final class DirectoryLookupTests: XCTestCase {
         misplaced.headEntry = real.entries[real.entries.count - 2]
         misplaced.headProof = try real.inclusion(real.entries.count - 2)
         guard case .head = refused(misplaced, "alice@example.com", real) else { return XCTFail("a head that is not the last leaf") }
+        // An origin that only canonically equals the checkpoint's (KELVIN SIGN for K): bytes differ.
+        var kelvin = try Directory(origin: "\u{212A}eyglass.example/directory", vrf: vrf)
+        try kelvin.change("alice@example.com", .add(a.record))
+        try kelvin.head()
+        let kAnswer = try kelvin.answer("alice@example.com")
+        XCTAssertNoThrow(try DirectoryLookup.verify(kAnswer, identity: "alice@example.com", logKey: kelvin.logKey.verifierKey))
+        let plainK = try NoteSigner.generate(name: "Keyglass.example/directory")
+        var relabelled = kAnswer
+        let cp = try SignedCheckpoint.open(kAnswer.checkpoint, logKey: kelvin.logKey.verifierKey).0.checkpoint
+        relabelled.checkpoint = try SignedCheckpoint.sign(Checkpoint(origin: plainK.verifierKey.name, size: cp.size, root: cp.root), with: plainK).note.serialized
+        XCTAssertThrowsError(try DirectoryLookup.verify(relabelled, identity: "alice@example.com", logKey: plainK.verifierKey)) { error in
+            guard case .config = error as? DirectoryLookup.Failure else { return XCTFail("\(error)") }
+        }
         // Signed by someone else.
         var impostor = try real.answer("alice@example.com")
         impostor.checkpoint = try SignedCheckpoint.sign(Checkpoint(origin: real.origin, size: 3, root: .zero),

@@ -1,4 +1,4 @@
-import KeyglassCore
+@testable import KeyglassCore
 import XCTest
 
 /// The owner's monitor against the ghosts issue 14 names: added and kept, added and revoked before
@@ -102,6 +102,25 @@ final class DirectoryMonitorTests: XCTestCase {
         XCTAssertEqual(report.ownChanges, [])
     }
 
+    /// The log serves the monitor a history cut short of a change (an operator reset to a device
+    /// the operator holds, and the ghost that device then signs): every entry it shows is real, but
+    /// with the owner's own verified lookup (the map head's state) the gap is named.
+    func testHistoryCutShortOfTheMapHeadsStateIsNamed() throws {
+        let phone = try device()
+        var h = history()
+        h.append(.add(phone.record))
+        h.append(.reset(try device().record))
+        let full = h.state
+        let shown = History(entries: Array(h.entries.prefix(1)), state: DeviceSet(), next: 0, origin: origin, label: label)
+        let asOf = DirectoryLookup.Result(checkpoint: Checkpoint(origin: origin, size: 10, root: .zero), label: label, epoch: 3, coveredSize: 9,
+                                          timestampMillis: 0, devices: full.active, version: full.version, chain: full.chain)
+        XCTAssertEqual(check(shown, known: [phone]).alerts, [], "without the lookup the cut cannot be seen")
+        let report = DirectoryMonitor.check(history: shown.entries, label: label, origin: origin, known: [phone.record], asOf: asOf)
+        XCTAssertEqual(report.alerts.map(\.verdictName), ["incomplete"])
+        XCTAssertEqual(DirectoryMonitor.check(history: h.entries, label: label, origin: origin, known: [phone.record], asOf: asOf).alerts.map(\.verdictName),
+                       ["accountReset"], "the whole history: the reset itself alerts")
+    }
+
     /// The log rewrites the history the monitor checked (another first device, or fewer changes):
     /// named as rewritten, whatever the new history says.
     func testRewrittenHistoryIsNamed() throws {
@@ -133,6 +152,7 @@ extension DirectoryMonitor.Alert {
         case .invalid: return "invalid"
         case .rewritten: return "rewritten"
         case .malformed: return "malformed"
+        case .incomplete: return "incomplete"
         }
     }
 }

@@ -170,6 +170,25 @@ final class DirectoryReplayTests: XCTestCase {
         guard case .mismatch(let derived) = outcomes[1] else { return XCTFail("\(outcomes[1])") }
         XCTAssertEqual(derived, log.root(covering: withGhost), "the derived root includes the ghost")
         guard case .outOfSequence = outcomes[2], case .outOfSequence = outcomes[3] else { return XCTFail("\(outcomes)") }
+        // A frozen map: fresh heads that never take the changes sequenced since (a revocation left
+        // out for ever). Each head must cover every entry before the head before it.
+        var frozen = newLog()
+        change(&frozen, alice, .add(a.record))
+        head(&frozen)
+        let stuck = UInt64(frozen.entries.count - 1)
+        change(&frozen, alice, .revoke(deviceID: a.id))
+        head(&frozen, covering: stuck)  // lags one epoch: allowed
+        head(&frozen, covering: stuck)  // still leaving the revocation out: not
+        let frozenHeads = heads(try replay(frozen))
+        XCTAssertEqual(frozenHeads.prefix(2), [.matches, .matches])
+        guard case .outOfSequence = frozenHeads[2] else { return XCTFail("a frozen map: \(frozenHeads)") }
+        // A head stamped before the one before it.
+        var backwards = newLog()
+        change(&backwards, alice, .add(a.record))
+        head(&backwards)
+        backwards.epoch += 1
+        backwards.append(.mapHead(timestampMillis: 5, epoch: backwards.epoch, coveredSize: UInt64(backwards.entries.count), root: backwards.root(covering: 2)))
+        guard case .outOfSequence = heads(try replay(backwards)).last else { return XCTFail("a head stamped in the past") }
         // A head that claims to cover entries at or after itself.
         var ahead = newLog()
         change(&ahead, alice, .add(a.record))

@@ -209,6 +209,20 @@ final class MapTreeIncrementalTests: XCTestCase {
         XCTAssertEqual(batched.store.count, single.store.count, "no node left over")
     }
 
+    /// A store holding a leaf where its label's path does not pass (corruption, not log data):
+    /// setting a label that meets it throws instead of trapping.
+    func testLeafOffItsPathIsAnError() throws {
+        var store = MemoryMapNodeStore()
+        let x = label("x")
+        var other = x.bytes
+        other[0] ^= 0x80  // parts from x at bit 0
+        store.set(.interior(.zero), at: MapPosition(label: x, depth: 0))
+        store.set(.leaf(label: Hash(bytes: other)!, value: x), at: MapPosition(label: x, depth: 1))  // on x's side, but not its label
+        var map = MapTree.Incremental(store: store)
+        XCTAssertThrowsError(try map.set(x, value: x)) { XCTAssertEqual($0 as? MapTree.StoreError, .leafOffItsPath) }
+        XCTAssertThrowsError(try map.set([(x, x)])) { XCTAssertEqual($0 as? MapTree.StoreError, .leafOffItsPath) }
+    }
+
     /// Two labels that share 255 bits: the split goes to the bottom of the tree.
     func testSplitAtTheLastBit() throws {
         var a = [UInt8](repeating: 0x5a, count: 32)
