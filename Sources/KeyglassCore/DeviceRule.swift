@@ -60,7 +60,9 @@ public enum DeviceRule {
             let after = change.kind.code == 0x04 ? 1 : set.active.count + (isActive ? 0 : 1)
             guard after <= maxActiveDevices else { return .invalid("a set holds at most \(maxActiveDevices) active devices") }
             let fresh = !isActive && !set.isTombstoned(r.id)
-            guard !fresh || set.active.count + set.tombstoned.count < maxDeviceIDs else {
+            // Distinct ids: one an attack made both active and tombstoned counts once.
+            let used = set.tombstoned.count + set.active.filter { !set.isTombstoned($0.id) }.count
+            guard !fresh || used < maxDeviceIDs else {
                 return .invalid("a label uses at most \(maxDeviceIDs) device ids")
             }
         case .revoke:

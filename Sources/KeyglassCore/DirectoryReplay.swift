@@ -51,6 +51,24 @@ public struct DirectoryReplay<Store: MapNodeStore> {
         map = MapTree.Incremental(store: store)
     }
 
+    /// The root of the map of every change in entries [0, covered): what the map follower puts in
+    /// the next head. The changes below `covered` go into the map now; the head that follows must
+    /// cover at least as much (a smaller one would be out of sequence anyway).
+    public mutating func mapRoot(covering covered: UInt64) throws -> Hash {
+        try applyQueued(below: covered)
+        return try map.root()
+    }
+
+    private mutating func applyQueued(below covered: UInt64) throws {
+        let batch = queued[queueStart...].prefix { $0.index < covered }
+        try map.set(batch.map { ($0.label, $0.value) })
+        queueStart += batch.count
+        if queueStart > 1024, queueStart * 2 > queued.count {
+            queued.removeFirst(queueStart)
+            queueStart = 0
+        }
+    }
+
     /// Replays the entry at index `size` (its bytes and its leaf hash) and says what it was.
     public mutating func replay(_ bytes: [UInt8], leafHash: Hash) throws -> Event {
         let index = size
@@ -88,14 +106,7 @@ public struct DirectoryReplay<Store: MapNodeStore> {
             }
             headIndex = index
             headTime = time
-            while queueStart < queued.count, queued[queueStart].index < covered {
-                try map.set(queued[queueStart].label, value: queued[queueStart].value)
-                queueStart += 1
-            }
-            if queueStart > 1024, queueStart * 2 > queued.count {
-                queued.removeFirst(queueStart)
-                queueStart = 0
-            }
+            try applyQueued(below: covered)
             epoch = e
             coveredSize = covered
             let derived = try map.root()

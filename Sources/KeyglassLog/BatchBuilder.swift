@@ -32,10 +32,22 @@ struct LogHead: Sendable, Equatable {
             // Only the timestamp is needed (bytes 1–8, Spec/entry.md), not a full parse: an entry
             // that a later identity rule made malformed (an auditor flags it) must not stop the log
             // from opening.
-            guard last.data.count >= 9, last.data[0] == KeyEntry.version else { throw StoreError.corrupt("entry \(cp.size - 1) is not a version-1 key entry") }
-            newest = last.data[1..<9].reduce(0) { $0 << 8 | UInt64($1) }
+            guard let t = timestamp(of: last.data) else { throw StoreError.corrupt("entry \(cp.size - 1) is neither a version-1 key entry nor a version-2 entry") }
+            newest = t
         }
         return LogHead(checkpoint: cp, range: range, newestTimestamp: newest)
+    }
+
+    /// An entry's timestamp from its first bytes: a v1 key entry's bytes 1–8 (Spec/entry.md), a v2
+    /// change's or map head's bytes 2–9 (Spec/directory.md); a v2 config has none (0).
+    static func timestamp(of data: [UInt8]) -> UInt64? {
+        func field(_ from: Int) -> UInt64 { data[from..<from + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+        switch (data.first, data.count) {
+        case (KeyEntry.version, 9...): return field(1)
+        case (0x02, 2...) where data[1] == 0x01: return 0
+        case (0x02, 10...) where data[1] == 0x02 || data[1] == 0x03: return field(2)
+        default: return nil
+        }
     }
 }
 

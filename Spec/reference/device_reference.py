@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Independent reference implementation (Python 3 stdlib only) of Spec/directory.md:
 device records, the change message, a label's state, the rule (DeviceRule.judge, its three checks in
-order), applying, and the map value. Written from Spec/directory.md alone, without reading the Swift
+order; check 2's bounds: version 100,000, 1,000 active devices, 10,000 ids, a 1 to 255-byte origin),
+applying, and the map value. No replay of v2 log entries or map heads is implemented here. Written from Spec/directory.md alone, without reading the Swift
 (Ed25519 group arithmetic reused from keyglass_v2_reference.py; RFC 8032 signing, libsodium-1.0.18-style
 verification and P-256 SEC1 checks written here).
 
@@ -217,7 +218,11 @@ class State:
         return sha256(out)
 
 # ---------------------------------------------------------------- the rule
+# Check 2's bounds: a label's version, its active devices, the ids it uses (active and tombstoned),
+# and the log origin's length (the change message's length byte).
+MAX_VERSION = 100000
 MAX_ACTIVE = 1000
+MAX_IDS = 10000
 # row -> (operator verdict, chained verdict); rows with "or" in the spec are split into sub-rows.
 TABLE = {
     'add, new id, to a set never changed':  ('first', None),
@@ -261,19 +266,44 @@ def classify(state, kind, t):
         return 'reset, active id' if act else 'reset, new id'
     raise ValueError(kind)
 
+def origin_ok(origin): return 1 <= len(origin) <= 255
+
 def authority_problem(state, origin, label, kind, target, auth):
-    """Check 1: None if the signer is an active device and its current key's signature verifies."""
+    """Check 1: None if the signer is an active device and its current key's signature verifies.
+    With an origin the message cannot carry (not 1 to 255 bytes) there is no message to verify: an
+    active signer's change is then left to check 2, which makes every change invalid (same verdict)."""
     signer, sig = auth
     if signer not in state.active: return 'signer not an active device'
+    if not origin_ok(origin): return None
     msg = change_message(origin, label, signer, state.newest, kind, target)
     why = ed_verify_reason(state.active[signer].signing_key, msg, sig)
     return None if why is None else 'signature does not verify (%s)' % why
 
 def active_after(state, kind, t):
-    """How many devices would be active after the change were it applied."""
+    """How many devices would be active after the change were it applied: add and rotate put the
+    record in the active set, replacing any active record with its id (so a rotation of an id that
+    is not active adds a device); reset leaves only its record; revoke never adds one."""
     if kind == 'reset': return 1
-    if kind == 'add': return len(state.active) + (0 if t.device_id in state.active else 1)
+    if kind in ('add', 'rotate'): return len(state.active) + (0 if t.device_id in state.active else 1)
     return len(state.active)
+
+def ids_used(state):
+    """The ids a label uses: active and tombstoned, each id once (an id both active and tombstoned,
+    which only an attack makes, is one id)."""
+    return len(set(state.active) | state.tombstoned)
+
+def bounds_problem(state, origin, kind, t):
+    """Check 2, in the order of the text: None if no bound is crossed, else (which, why)."""
+    if state.version >= MAX_VERSION:
+        return 'version', 'label already at version %d' % state.version
+    if kind in ('add', 'rotate', 'reset') and active_after(state, kind, t) > MAX_ACTIVE:
+        return 'active devices', 'would leave more than %d active devices' % MAX_ACTIVE
+    did = t if kind == 'revoke' else t.device_id
+    if did not in state.active and did not in state.tombstoned and ids_used(state) >= MAX_IDS:
+        return 'ids', 'brings a new id to a label already using %d ids' % ids_used(state)
+    if not origin_ok(origin):
+        return 'origin', 'log origin of %d bytes (not 1 to 255)' % len(origin)
+    return None
 
 def judge(state, origin, label, kind, target, auth):
     """auth: 'operator' or (signer id, signature).
@@ -285,8 +315,8 @@ def judge(state, origin, label, kind, target, auth):
     if auth != 'operator':
         why = authority_problem(state, origin, label, kind, target, auth)
         if why: return 'invalid', row, why, 'check 1 (signer and signature)'
-    if kind in ('add', 'reset') and active_after(state, kind, t) > MAX_ACTIVE:
-        return 'invalid', row, 'more than %d active devices' % MAX_ACTIVE, 'check 2 (size)'
+    b = bounds_problem(state, origin, kind, t)
+    if b: return 'invalid', row, b[1], 'check 2 (%s)' % b[0]
     v = TABLE[row][0 if auth == 'operator' else 1]
     assert v is not None, 'a chained change to a never-changed set cannot have an active signer'
     return v, row, None, 'check 3 (table)'
@@ -334,21 +364,93 @@ def self_test():
     T8 = small_order_points()
     tors = {ed.encode_point(ed.pt_mul(k, T8)) for k in range(8)}
     assert len(tors) == 8 and {int.from_bytes(e, 'little') & ((1 << 255) - 1) for e in tors} == SODIUM_SMALL_ORDER_Y - {ed.P, ed.P + 1}
-    # check 2 (at most 1,000 active devices after an add or reset), on a synthetic state
+    check2_self_test()
+
+def check2_self_test():
+    """Check 2's bounds, each on a state built directly (no replay of 100,000 changes)."""
     proto = parse_record(dev_record('cap'))
+    nid = lambda k: u32(k) + bytes(12)
+    mk = lambda k, ekeys=(): encode_record(nid(k), proto.signing_key, list(ekeys))
+    def j(st, kind, tgt, auth='operator', origin=ORIGIN):
+        return judge(st, origin, LABEL, kind, tgt, auth)[::3]
+    def signed(st, name, kind, tgt, gen=0, origin=ORIGIN):   # a valid chained authority by device `name`
+        return (dev_id(name), ed_sign(dev_seed(name, gen), change_message(origin, LABEL, dev_id(name), st.newest, kind, tgt)))
+
+    # 1,000 active devices after an add, rotate or reset (a rotation of an id that is not active adds one)
     st = State(); st.version, st.newest = 1, 1
-    for k in range(MAX_ACTIVE): st.active[u32(k) + bytes(12)] = Record(u32(k) + bytes(12), proto.signing_key, [])
-    st.tombstoned = {u32(0) + bytes(12), u32(MAX_ACTIVE) + bytes(12)}      # id 0: active and tombstoned
-    mk = lambda k, ekeys=(): encode_record(u32(k) + bytes(12), proto.signing_key, list(ekeys))
-    j = lambda kind, tgt: judge(st, ORIGIN, LABEL, kind, tgt, 'operator')[::3]
-    assert j('add', mk(MAX_ACTIVE + 1)) == ('invalid', 'check 2 (size)')           # new id: 1,001
-    assert j('add', mk(MAX_ACTIVE)) == ('invalid', 'check 2 (size)')               # tombstoned id: 1,001
-    assert j('add', mk(0, proto.enc_keys)) == ('injected_key', 'check 3 (table)')  # both: replaces, 1,000
-    assert j('add', mk(1, proto.enc_keys)) == ('invalid', 'check 3 (table)')       # active id
-    assert j('reset', mk(MAX_ACTIVE + 1)) == ('account_reset', 'check 3 (table)')
-    assert j('rotate', mk(1, proto.enc_keys)) == ('injected_key', 'check 3 (table)')
-    del st.active[u32(5) + bytes(12)]
-    assert j('add', mk(MAX_ACTIVE + 1)) == ('ghost_device', 'check 3 (table)')     # 1,000 is allowed
+    for k in range(1000): st.active[nid(k)] = Record(nid(k), proto.signing_key, [])
+    st.tombstoned = {nid(0), nid(1000)}                                         # id 0: active and tombstoned
+    assert j(st, 'add', mk(1001)) == ('invalid', 'check 2 (active devices)')       # new id: 1,001
+    assert j(st, 'add', mk(1000)) == ('invalid', 'check 2 (active devices)')           # tombstoned id: 1,001
+    assert j(st, 'add', mk(0, proto.enc_keys)) == ('injected_key', 'check 3 (table)')        # both: replaces, 1,000
+    assert j(st, 'add', mk(1, proto.enc_keys)) == ('invalid', 'check 3 (table)')             # active id
+    assert j(st, 'reset', mk(1001)) == ('account_reset', 'check 3 (table)')
+    assert j(st, 'rotate', mk(1, proto.enc_keys)) == ('injected_key', 'check 3 (table)')     # active: replaces, 1,000
+    assert j(st, 'rotate', mk(0, proto.enc_keys)) == ('injected_key', 'check 3 (table)')     # both: active, replaces
+    assert j(st, 'rotate', mk(1000)) == ('invalid', 'check 2 (active devices)')        # tombstoned, not active: 1,001
+    assert j(st, 'rotate', mk(1001)) == ('invalid', 'check 2 (active devices)')    # unknown: check 2 first
+    assert j(st, 'revoke', nid(1)) == ('operator_revoke', 'check 3 (table)')
+    del st.active[nid(5)]
+    assert j(st, 'add', mk(1001)) == ('ghost_device', 'check 3 (table)')           # 1,000 is allowed
+    assert j(st, 'rotate', mk(1000)) == ('injected_key', 'check 3 (table)')            # tombstoned, 1,000 after
+    assert len(apply(st, 2, H('x'), 'rotate', mk(1000), 'injected_key').active) == 1000
+
+    # version 100,000: every change is invalid, whoever makes it; at 99,999 the same changes pass
+    A = parse_record(dev_record('A'))
+    for v, ok in ((99999, True), (100000, False)):
+        st = State(); st.version, st.newest, st.chain = v, 7 * v, H('chain %d' % v)
+        st.active = {A.device_id: A}; st.tombstoned = {dev_id('T')}
+        want = lambda verdict: (verdict, 'check 3 (table)') if ok else ('invalid', 'check 2 (version)')
+        assert j(st, 'add', dev_record('B')) == want('ghost_device')
+        assert j(st, 'add', dev_record('B'), signed(st, 'A', 'add', dev_record('B'))) == want('chained')
+        assert j(st, 'rotate', dev_record('A', 1)) == want('injected_key')
+        assert j(st, 'revoke', dev_id('A')) == want('operator_revoke')
+        assert j(st, 'revoke', dev_id('A'), signed(st, 'A', 'revoke', dev_id('A'))) == want('chained')
+        assert j(st, 'reset', dev_record('R')) == want('account_reset')
+        assert j(st, 'add', dev_record('T', 1)) == want('injected_key')
+        bad = signed(st, 'A', 'add', dev_record('B')); bad = (bad[0], bad[1][:5] + bytes([bad[1][5] ^ 1]) + bad[1][6:])
+        assert j(st, 'add', dev_record('B'), bad) == ('invalid', 'check 1 (signer and signature)')   # check 1 comes first
+        after = apply(st, 7 * v + 1, H('x'), 'add', dev_record('B'), 'ghost_device')
+        assert after.version == v + 1 and len(after.map_value()) == 32
+
+    # 10,000 ids (active and tombstoned, each id once): a new id is refused, a known one is not
+    A = parse_record(dev_record('A'))
+    st = State(); st.version, st.newest = 3, 3; st.active = {A.device_id: A}
+    st.tombstoned = {nid(k) for k in range(9999)}                              # 1 + 9,999 = 10,000 ids
+    assert ids_used(st) == 10000
+    assert j(st, 'add', dev_record('B')) == ('invalid', 'check 2 (ids)')
+    assert j(st, 'add', dev_record('B'), signed(st, 'A', 'add', dev_record('B'))) == ('invalid', 'check 2 (ids)')
+    assert j(st, 'reset', dev_record('R')) == ('invalid', 'check 2 (ids)')
+    assert j(st, 'rotate', dev_record('U')) == ('invalid', 'check 2 (ids)')                  # unknown id (table: invalid too)
+    assert j(st, 'revoke', dev_id('U')) == ('invalid', 'check 2 (ids)')                      # unknown id (table: invalid too)
+    assert j(st, 'add', mk(3)) == ('injected_key', 'check 3 (table)')                        # tombstoned: not a new id
+    assert j(st, 'rotate', mk(4)) == ('injected_key', 'check 3 (table)')
+    assert j(st, 'reset', mk(5)) == ('injected_key', 'check 3 (table)')
+    assert j(st, 'rotate', dev_record('A', 1), signed(st, 'A', 'rotate', dev_record('A', 1))) == ('chained', 'check 3 (table)')
+    assert j(st, 'revoke', dev_id('A')) == ('operator_revoke', 'check 3 (table)')
+    st.tombstoned.discard(nid(0))                                                      # 9,999 ids: one more is allowed
+    assert j(st, 'add', dev_record('B')) == ('ghost_device', 'check 3 (table)')
+    st.tombstoned.add(A.device_id)                                                     # A both active and tombstoned:
+    assert ids_used(st) == 9999                                                 # still 9,999 ids (A counted once)
+    assert j(st, 'add', dev_record('B')) == ('ghost_device', 'check 3 (table)')
+
+    # the log origin: 1 to 255 bytes, else every change is invalid (a malformed target stays malformed)
+    for origin in (b'', b'x' * 256):
+        assert j(State(), 'add', dev_record('A'), origin=origin) == ('invalid', 'check 2 (origin)')
+        assert j(State(), 'reset', dev_record('A'), origin=origin) == ('invalid', 'check 2 (origin)')
+        assert j(State(), 'add', dev_record('A')[:-1], origin=origin) == ('malformed', 'parse')
+    assert j(State(), 'add', dev_record('A'), origin=b'x' * 255) == ('first', 'check 3 (table)')
+    assert j(State(), 'add', dev_record('A'), origin=b'x') == ('first', 'check 3 (table)')
+    st = apply(State(), 1, H('x'), 'add', dev_record('A'), 'first')
+    for origin in (b'', b'x' * 256):
+        for kind, tgt in (('add', dev_record('B')), ('revoke', dev_id('A')), ('rotate', dev_record('A', 1))):
+            assert j(st, kind, tgt, origin=origin) == ('invalid', 'check 2 (origin)')
+            # an active signer's signature over the 255-byte truncation of such an origin changes nothing
+            sig = signed(st, 'A', kind, tgt, origin=(origin or b'x')[:255])
+            assert j(st, kind, tgt, sig, origin=origin) == ('invalid', 'check 2 (origin)')
+        assert j(st, 'add', dev_record('B'), signed(st, 'B', 'add', dev_record('B')), origin=origin) == \
+            ('invalid', 'check 1 (signer and signature)')                             # signer not active: check 1
+    assert j(st, 'revoke', dev_id('A'), signed(st, 'A', 'revoke', dev_id('A'))) == ('chained', 'check 3 (table)')
 
 # ---------------------------------------------------------------- deterministic material
 PFX = 'keyglass-device-ref'

@@ -1,4 +1,5 @@
 import KeyglassCore
+import KeyglassTestSupport
 import XCTest
 
 /// Device records, the change message and the rule (Spec/directory.md): every cell of the rule's
@@ -7,12 +8,7 @@ final class DeviceRuleTests: XCTestCase {
     private let origin = "example.com/directory"
     private let label = Hash.sha256(Array("alice@example.com".utf8))
 
-    /// A device and the seed of its signing key.
-    private struct Device {
-        let record: DeviceRecord
-        let seed: [UInt8]
-        var id: [UInt8] { record.id }
-    }
+    private typealias Device = TestDevice
 
     private func device(id: [UInt8]? = nil, x25519: Bool = true) throws -> Device {
         let pair = Ed25519.generate()

@@ -1,4 +1,5 @@
 import KeyglassCore
+import KeyglassTestSupport
 import XCTest
 
 /// v2 lookups: an honest answer proves the whole device set (or a verified "no keys"), and each
@@ -78,11 +79,7 @@ final class DirectoryLookupTests: XCTestCase {
         }
     }
 
-    private struct Device {
-        let record: DeviceRecord
-        let seed: [UInt8]
-        var signer: (id: [UInt8], seed: [UInt8]) { (record.id, seed) }
-    }
+    private typealias Device = TestDevice
 
     private func device() throws -> Device {
         let pair = Ed25519.generate()

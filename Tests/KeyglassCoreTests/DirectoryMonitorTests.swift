@@ -1,4 +1,5 @@
 @testable import KeyglassCore
+import KeyglassTestSupport
 import XCTest
 
 /// The owner's monitor against the ghosts issue 14 names: added and kept, added and revoked before
@@ -8,11 +9,7 @@ final class DirectoryMonitorTests: XCTestCase {
     private let origin = "example.com/directory"
     private let label = Hash.sha256(Array("alice label".utf8))
 
-    private struct Device {
-        let record: DeviceRecord
-        let seed: [UInt8]
-        var id: [UInt8] { record.id }
-    }
+    private typealias Device = TestDevice
 
     private func device(id: [UInt8]? = nil) throws -> Device {
         let pair = Ed25519.generate()

@@ -1,4 +1,5 @@
 import KeyglassCore
+import KeyglassTestSupport
 import XCTest
 
 /// v2 entries and the replay that both the map follower and auditors run: honest logs replay
@@ -7,11 +8,7 @@ final class DirectoryReplayTests: XCTestCase {
     private let origin = "example.com/directory"
     private let vrf = Ed25519.generate()
 
-    private struct Device {
-        let record: DeviceRecord
-        let seed: [UInt8]
-        var id: [UInt8] { record.id }
-    }
+    private typealias Device = TestDevice
 
     private func device() throws -> Device {
         let pair = Ed25519.generate()

@@ -1,0 +1,234 @@
+import Foundation
+import KeyglassCore
+
+/// A v2 log, the key directory (issue 14, step A; Spec/directory.md), written and answered as a
+/// library over a `LogStorage`: changes judged by `DeviceRule` and sequenced, map heads appended by
+/// the map follower's step, lookups answered against the newest checkpoint whose last leaf is a map
+/// head. The server's HTTP routes, its sequencer queue and the follower's epoch timer come next;
+/// this is the logic they will call.
+///
+/// Everything is derived from the stored entries: opening a log replays them
+/// (`DirectoryReplay`, the computation auditors run), so what this serves and what an auditor
+/// derives cannot drift apart. Label states and the map are kept in memory for now.
+///
+/// Not thread-safe: one owner calls it (the server will keep it behind one serial queue).
+public final class DirectoryLog {
+    /// A change a client asks for.
+    public struct ChangeRequest: Sendable {
+        /// As typed; normalised (`Identity.normalize`) before its label is computed.
+        public var identity: String
+        /// What the change does.
+        public var kind: DeviceChange.Kind
+        /// The operator (the caller holds the publish token) or the signing device.
+        public var authority: DeviceChange.Authority
+
+        /// A change request.
+        public init(identity: String, kind: DeviceChange.Kind, authority: DeviceChange.Authority) {
+            self.identity = identity
+            self.kind = kind
+            self.authority = authority
+        }
+    }
+
+    /// Why a change was not sequenced.
+    public enum Refusal: Error, Equatable, CustomStringConvertible {
+        /// The identity is not canonical (Spec/entry.md's profile).
+        case identity(String)
+        /// The rule's verdict is one the server refuses (an attack or an invalid change).
+        case rule(DeviceRule.Verdict)
+        /// The log holds as many entries as its storage can.
+        case logFull
+
+        /// The reason in words.
+        public var description: String {
+            switch self {
+            case .identity(let why): return "identity: \(why)"
+            case .rule(let v): return "refused by the device rule: \(v)"
+            case .logFull: return "the log is full"
+            }
+        }
+    }
+
+    public let storage: any LogStorage
+    private let store: LogStore
+    private let signer: NoteSigner
+    private let vrfSeed: [UInt8]
+    /// The VRF key of leaf 0.
+    public let vrfPublicKey: [UInt8]
+    private var head: LogHead
+    private var replay = DirectoryReplay(store: MemoryMapNodeStore())
+    private var histories: [Hash: [(index: UInt64, leafHash: Hash)]] = [:]
+    /// Label states and histories as of the newest map head (what lookups show).
+    private var headStates: [Hash: DeviceSet] = [:]
+    private var headHistories: [Hash: [(index: UInt64, leafHash: Hash)]] = [:]
+    private var labels: [String: (label: Hash, proof: [UInt8])] = [:]
+    /// The newest checkpoint whose last leaf is a map head: lookups are answered against it.
+    public private(set) var headCheckpoint: StoredCheckpoint?
+
+    /// Creates a v2 log in `storage` (empty): its first checkpoint, then leaf 0, the config with
+    /// the log's origin (the signer's name) and the VRF key of `vrfSeed`.
+    public static func create(storage: any LogStorage, signer: NoteSigner, vrfSeed: [UInt8]) throws -> DirectoryLog {
+        _ = try LogAdmin.initialise(storage, signer: signer)
+        let log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        guard let vrfKey = Ed25519.keyPair(seed: vrfSeed)?.publicKey else { throw StoreError.corrupt("the VRF key is not a 32-byte seed") }
+        try log.append([(label: nil, entry: DirectoryEntry.config(origin: signer.name, vrfPublicKey: vrfKey).encoded)])
+        return log
+    }
+
+    /// Opens a v2 log: replays every stored entry, and refuses a log whose leaf 0 is not this
+    /// key's config.
+    public init(storage: any LogStorage, signer: NoteSigner, vrfSeed: [UInt8]) throws {
+        guard let pair = Ed25519.keyPair(seed: vrfSeed) else { throw StoreError.corrupt("the VRF key is not a 32-byte seed") }
+        self.storage = storage
+        self.signer = signer
+        self.vrfSeed = vrfSeed
+        vrfPublicKey = pair.publicKey
+        store = LogStore(storage: storage)
+        head = try LogHead.load(from: storage, signer: signer)
+        let size = head.checkpoint.size
+        var start: UInt64 = 0
+        while start < size {
+            let end = min(size, start + 1000)
+            for e in try storage.entries(start: start, end: end) { try replayStored(e.data, leafHash: e.leafHash) }
+            start = end
+        }
+        if size > 0 {
+            guard replay.origin == signer.name, replay.vrfPublicKey == vrfPublicKey else {
+                throw StoreError.corrupt("leaf 0 is not the config of \(signer.name) with this VRF key")
+            }
+        }
+    }
+
+    /// Replays one stored entry; a map head also becomes what lookups are answered against.
+    private func replayStored(_ bytes: [UInt8], leafHash: Hash) throws {
+        let event = try replay.replay(bytes, leafHash: leafHash)
+        switch event {
+        case .change(let index, let label, let verdict):
+            if case .invalid = verdict { break }
+            histories[label, default: []].append((index, leafHash))
+        case .mapHead(let index, _, .matches):
+            // Heads this log writes cover every entry before them, so the states now are the
+            // head's. (A head that lags would need the states as of its covered size: lookups
+            // stay on the head before it.)
+            guard replay.coveredSize == index else { break }
+            headStates = replay.states
+            headHistories = histories
+            headCheckpoint = try storage.checkpoint(size: index + 1)
+        case .mapHead(let index, let epoch, let outcome):
+            throw StoreError.corrupt("map head of epoch \(epoch) at \(index) does not replay: \(outcome)")
+        case .config, .malformed:
+            break
+        }
+    }
+
+    /// The entries so far.
+    public var size: UInt64 { head.checkpoint.size }
+
+    /// The log's origin (its signing key's name), which chained changes sign.
+    public var origin: String { signer.name }
+
+    /// The identity's label and its VRF proof (computed once per identity).
+    public func label(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
+        if let known = labels[identity] { return known }
+        let proof = try ECVRF.prove(seed: vrfSeed, alpha: Array(identity.utf8))
+        let label = Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
+        labels[identity] = (label, proof)
+        return (label, proof)
+    }
+
+    /// Sequences `requests` as one batch (in order: a later change to a label is judged against the
+    /// state the earlier ones left): each either gets its log index or is refused.
+    public func publish(_ requests: [ChangeRequest]) throws -> [Result<UInt64, Refusal>] {
+        var results: [Result<UInt64, Refusal>] = []
+        var states: [Hash: DeviceSet] = [:]
+        var batch: [(label: Hash?, entry: [UInt8])] = []
+        var next = size
+        let time = max(Sequencer.nowMillis(), head.newestTimestamp)
+        for request in requests {
+            let identity: String
+            do { identity = try Identity.normalize(request.identity) } catch {
+                results.append(.failure(.identity(error.description)))
+                continue
+            }
+            guard next < storage.maxSize else {
+                results.append(.failure(.logFull))
+                continue
+            }
+            let label = try label(of: identity).label
+            var state = states[label] ?? replay.states[label] ?? DeviceSet()
+            let change = DeviceChange(kind: request.kind, authority: request.authority)
+            let verdict = DeviceRule.judge(change, to: state, origin: signer.name, label: label)
+            guard verdict.isAcceptedByServer else {
+                results.append(.failure(.rule(verdict)))
+                continue
+            }
+            let entry = DirectoryEntry.change(timestampMillis: time, label: label, version: state.version + 1, change: change).encoded
+            DeviceRule.apply(change, to: &state, origin: signer.name, label: label, index: next, leafHash: Merkle.leafHash(entry))
+            states[label] = state
+            batch.append((label, entry))
+            results.append(.success(next))
+            next += 1
+        }
+        try append(batch)
+        return results
+    }
+
+    /// The map follower's step: a map head covering every entry so far, appended as its own batch,
+    /// so its checkpoint is one lookups can be answered against.
+    @discardableResult
+    public func appendMapHead() throws -> StoredCheckpoint {
+        let covered = size
+        let root = try replay.mapRoot(covering: covered)
+        let time = max(Sequencer.nowMillis(), head.newestTimestamp)
+        let entry = DirectoryEntry.mapHead(timestampMillis: time, epoch: replay.epoch + 1, coveredSize: covered, root: root).encoded
+        try append([(label: nil, entry: entry)])
+        guard let cp = headCheckpoint, cp.size == size else { throw StoreError.corrupt("the map head did not replay as a match") }
+        return cp
+    }
+
+    /// Appends encoded entries as one batch (a checkpoint over them), then replays them.
+    private func append(_ batch: [(label: Hash?, entry: [UInt8])]) throws {
+        guard !batch.isEmpty else { return }
+        var range = head.range
+        var entries: [SequencedBatch.Entry] = []
+        var nodes: [SequencedBatch.Node] = []
+        for (label, bytes) in batch {
+            let leaf = Merkle.leafHash(bytes)
+            let index = range.size
+            range.append(leaf) { id, hash in if id.level > 0 { nodes.append(SequencedBatch.Node(id: id, hash: hash)) } }
+            // The storage's identity column holds the label, so a label's entries are one lookup.
+            entries.append(SequencedBatch.Entry(index: index, identity: label?.hex ?? "", data: bytes, leafHash: leaf))
+        }
+        let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: range.size, root: range.root), with: signer).note.serialized
+        let checkpoint = StoredCheckpoint(size: range.size, root: range.root, note: note)
+        try storage.append(SequencedBatch(previousSize: head.checkpoint.size, entries: entries, nodes: nodes, checkpoint: checkpoint,
+                                          signedAtMillis: Sequencer.nowMillis()))
+        head = LogHead(checkpoint: checkpoint, range: range, newestTimestamp: max(head.newestTimestamp, entries.compactMap { LogHead.timestamp(of: $0.data) }.max() ?? 0))
+        for e in entries { try replayStored(e.data, leafHash: e.leafHash) }
+    }
+
+    /// The answer to a lookup of `identity`, against the newest checkpoint ending in a map head.
+    public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
+        let canonical: String
+        do { canonical = try Identity.normalize(identity) } catch { throw Refusal.identity(error.description) }
+        guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
+        let (label, vrfProof) = try label(of: canonical)
+        let state = headStates[label].map { s in
+            DirectoryLookup.Answer.State(devices: s.active, tombstoned: s.tombstoned, history: headHistories[label] ?? [])
+        }
+        let entries = try storage.entries(start: 0, end: 1) + storage.entries(start: cp.size - 1, end: cp.size)
+        return DirectoryLookup.Answer(
+            checkpoint: cp.note, configEntry: entries[0].data, configProof: try store.inclusionProof(index: 0, size: cp.size),
+            headEntry: entries[1].data, headProof: try store.inclusionProof(index: cp.size - 1, size: cp.size),
+            vrfProof: vrfProof, mapProof: try replay.map.proof(for: label), state: state)
+    }
+
+    /// Every change entry of `identity`'s label, oldest first, with its index: what an owner's
+    /// monitor reads (`DirectoryMonitor.check`).
+    public func history(of identity: String) throws -> [(index: UInt64, entry: [UInt8])] {
+        let canonical: String
+        do { canonical = try Identity.normalize(identity) } catch { throw Refusal.identity(error.description) }
+        let label = try label(of: canonical).label
+        return try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion)).map { ($0.index, $0.data) }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import KeyglassCore
+import KeyglassLog
+import KeyglassTestSupport
+import XCTest
+
+/// A v2 log written and answered by `DirectoryLog` over a real SQLite file: lookups that verify,
+/// the server's refusals, an auditor's replay of what is stored, the owner's monitor, a restart.
+final class DirectoryLogTests: XCTestCase {
+    private typealias Device = TestDevice
+
+    private func device() throws -> Device {
+        let pair = Ed25519.generate()
+        return Device(record: try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: pair.publicKey,
+                                               encryptionKeys: [.init(type: .x25519, key: Ed25519.randomBytes(32))]), seed: pair.seed)
+    }
+
+    private func signed(_ log: DirectoryLog, _ identity: String, _ kind: DeviceChange.Kind, by d: Device) throws -> DirectoryLog.ChangeRequest {
+        let label = try log.label(of: identity).label
+        let newest = try XCTUnwrap(log.history(of: identity).last?.index)
+        let c = DeviceChange.signed(kind, origin: log.origin, label: label, signer: d.id, signerSeed: d.seed, previousIndex: newest)
+        return .init(identity: identity, kind: kind, authority: c.authority)
+    }
+
+    func testDirectoryLogEndToEnd() throws {
+        let dir = TestLog.temporaryDirectory("v2")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try NoteSigner.generate(name: "example.com/directory")
+        let vrfSeed = Ed25519.generate().seed
+        var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        XCTAssertEqual(log.size, 1, "leaf 0, the config")
+        let (phone, laptop, ghost) = (try device(), try device(), try device())
+        XCTAssertEqual(try log.publish([.init(identity: "alice@example.com", kind: .add(phone.record), authority: .operator)]).map(\.isSuccess), [true])
+        XCTAssertEqual(try log.publish([try signed(log, "alice@example.com", .add(laptop.record), by: phone),
+                                        .init(identity: "bob@example.com", kind: .add(ghost.record), authority: .operator),
+                                        // The server refuses an operator add to a set in use: the ghost.
+                                        .init(identity: "alice@example.com", kind: .add(ghost.record), authority: .operator),
+                                        .init(identity: "bad\u{200B}@example.com", kind: .add(ghost.record), authority: .operator)])
+                        .map(\.isSuccess), [true, true, false, false])
+        let refused = try log.publish([.init(identity: "alice@example.com", kind: .add(ghost.record), authority: .operator)])
+        XCTAssertEqual(refused.first?.refusal, .rule(.ghostDevice))
+        XCTAssertThrowsError(try log.lookup("alice@example.com"), "no map head yet")
+        let headCP = try log.appendMapHead()
+        XCTAssertEqual(headCP.size, log.size)
+
+        let key = signer.verifierKey
+        let alice = try DirectoryLookup.verify(try log.lookup("alice@example.com"), identity: "alice@example.com", logKey: key, vrfKey: log.vrfPublicKey)
+        XCTAssertEqual(Set(alice.devices.map(\.id)), [phone.id, laptop.id])
+        XCTAssertTrue(try DirectoryLookup.verify(try log.lookup("carol@example.com"), identity: "carol@example.com", logKey: key).neverPublished)
+        // A change after the head: lookups stay on the head until the next one.
+        XCTAssertEqual(try log.publish([try signed(log, "alice@example.com", .revoke(deviceID: laptop.id), by: phone)]).map(\.isSuccess), [true])
+        let before = try DirectoryLookup.verify(try log.lookup("alice@example.com"), identity: "alice@example.com", logKey: key)
+        XCTAssertEqual(before.devices.count, 2)
+        try log.appendMapHead()
+        let after = try DirectoryLookup.verify(try log.lookup("alice@example.com"), identity: "alice@example.com", logKey: key,
+                                               previous: .init(epoch: alice.epoch, version: alice.version, chain: alice.chain))
+        XCTAssertEqual(after.devices.map(\.id), [phone.id])
+        XCTAssertEqual(after.epoch, 2)
+
+        // An auditor replaying what is stored: every head matches, every change is one the server accepts.
+        var audit = DirectoryReplay(store: MemoryMapNodeStore())
+        for e in try storage.entries(start: 0, end: log.size) {
+            switch try audit.replay(e.data, leafHash: e.leafHash) {
+            case .change(_, _, let v): XCTAssertTrue(v.isAcceptedByServer, "\(v)")
+            case .mapHead(_, _, let o): XCTAssertEqual(o, .matches)
+            case .malformed(let i, let why): XCTFail("\(i): \(why)")
+            case .config: break
+            }
+        }
+        XCTAssertEqual(audit.epoch, 2)
+        // The owner's monitor: every change is theirs (the operator's onboarding of the phone, then the phone's).
+        let monitor = DirectoryMonitor.check(history: try log.history(of: "alice@example.com"), label: after.label, origin: log.origin,
+                                             known: [phone.record, laptop.record], asOf: after)
+        XCTAssertEqual(monitor.alerts, [])
+        XCTAssertEqual(monitor.ownChanges.count, 3)
+
+        // A restart replays the stored log and answers the same.
+        storage.close()
+        storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        let reopened = try DirectoryLookup.verify(try log.lookup("alice@example.com"), identity: "alice@example.com", logKey: key)
+        XCTAssertEqual(reopened, after)
+        XCTAssertThrowsError(try DirectoryLog(storage: storage, signer: signer, vrfSeed: Ed25519.generate().seed), "another VRF key than leaf 0's")
+        storage.close()
+    }
+}
+
+private extension Result where Success == UInt64, Failure == DirectoryLog.Refusal {
+    var isSuccess: Bool { if case .success = self { return true } else { return false } }
+    var refusal: DirectoryLog.Refusal? { if case .failure(let r) = self { return r } else { return nil } }
+}
