@@ -364,4 +364,52 @@ final class IndexMergeTests: XCTestCase {
             XCTAssertEqual(try server.sqlite.integrityCheck(), "ok")
         }
     }
+
+    /// A log of schema 2 (no recent level) is migrated when opened; one written by a newer
+    /// Keyglass is refused, since its rows may be where this binary does not look.
+    func testSchemaTwoIsMigratedAndANewerSchemaRefused() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let ids = ["ivan@example.com", "judy@example.com"]
+        let expected = try await steppedServer(log, mergeOptions(every: 2)) { server, merges in
+            let got = try await publishRounds(log, server, identities: ids, rounds: 3)
+            XCTAssertTrue(merges.mergeAll())
+            XCTAssertTrue(merges.compactAll())
+            return got
+        }
+        try log.tamper("DROP TABLE identity_index_recent", requireChanges: false)
+        try log.tamper("DROP TABLE leaf_index_recent", requireChanges: false)
+        try log.tamper("UPDATE meta SET value = '2' WHERE key = 'schema'")
+        try await log.withServer { server in
+            XCTAssertEqual(try log.scalar("SELECT value FROM meta WHERE key = 'schema'"), 3)
+            XCTAssertEqual(try log.scalar("SELECT count(*) FROM identity_index_recent"), 0)
+            try await assertLookups(server, log, expected)
+        }
+        try log.tamper("UPDATE meta SET value = '4' WHERE key = 'schema'")
+        XCTAssertThrowsError(try SQLiteStorage(path: log.directory.database)) { error in
+            XCTAssertTrue("\(error)".contains("newer Keyglass"), "\(error)")
+        }
+    }
+
+    /// A compaction that cannot write (maintenance mode here; a full disk alike) is retried after
+    /// the idle time, not in a tight loop: a handful of failed slices in half a second, not thousands.
+    func testFailingCompactionIsRetriedCalmly() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        var options = mergeOptions(every: 5, idle: .milliseconds(200))
+        options.compactAt = 10
+        try await log.withServer(merges: nil) { server in
+            for i in 0..<12 { try await log.publish(server, identity: "spin\(i)@example.com") }
+            let merges = IndexMergeFollower(storage: server.sqlite, options: options)
+            XCTAssertTrue(merges.mergeAll(), "12 rows in the recent level: a compaction is due")
+            try server.sqlite.setWritesRefused(true)
+            let runner = Task { try await merges.run() }
+            try await Task.sleep(for: .milliseconds(500))
+            runner.cancel()
+            _ = try? await runner.value
+            try server.sqlite.setWritesRefused(false)
+            XCTAssertGreaterThan(merges.failedSlices, 0, "the compaction was tried")
+            XCTAssertLessThanOrEqual(merges.failedSlices, 10, "and retried after the idle time, not in a loop")
+        }
+    }
 }

@@ -26,8 +26,8 @@ public final class IndexMergeFollower: Service, Sendable {
     public struct Options: Sendable {
         /// Pending rows that start a merge.
         public var mergeAt: Int = 8_192
-        /// Rows per merge: this, or 1/16 of the rows already indexed if that is more, at most
-        /// `maxChunk`.
+        /// Rows per merge: this, or 1/16 of the rows already indexed if that is more, never more
+        /// than `maxChunk` (which bounds the memory pending rows take, whatever is configured).
         ///
         /// Why it grows: a sorted merge rewrites about every page of the recent level its keys
         /// land on, so merges much smaller than that level rewrite the same pages again and again.
@@ -37,7 +37,7 @@ public final class IndexMergeFollower: Service, Sendable {
         /// the server peaked at 165 MB while publishing.
         public var chunk: Int = 8_192
         public var maxChunk: Int = 1 << 16
-        /// Rows in the recent level that start a compaction: this, or 1/16 of the rows already
+        /// Rows in the recent level that start a compaction: this, or 1/8 of the rows already
         /// indexed if that is more, at most `maxCompactAt`. A compaction rewrites about every page
         /// of the main level (~n/200 per index at n entries), so it must move many rows at once to
         /// be cheap per row; a larger recent level makes each merge from memory rewrite more pages.
@@ -72,6 +72,13 @@ public final class IndexMergeFollower: Service, Sendable {
     private let state: Mutex<MergeState>
     private let wake = DispatchSemaphore(value: 0)
     private let stopping = Atomic<Bool>(false)
+    /// `MergeState.recentRows`, readable without the lock: every append asks whether the recent
+    /// level needs a catch-up, and must not wait while this thread prepares a merge under the lock.
+    private let recentRowsHint = Atomic<Int>(0)
+    private let failures = Atomic<Int>(0)
+
+    /// Slices that failed since the follower started (tests, and the log's error lines).
+    public var failedSlices: Int { failures.load(ordering: .relaxed) }
 
     /// Attaches to `storage`: from now on its appends wake this follower and wait for it when it lags.
     public init(storage: SQLiteStorage, options: Options = Options(), logger: Logger = Logger(label: "keyglass.index-merge")) {
@@ -86,6 +93,7 @@ public final class IndexMergeFollower: Service, Sendable {
             logger.error("could not count the recent lookup-index rows", metadata: ["error": "\(error)"])
         }
         state = Mutex(MergeState(recentRows: recentRows))
+        recentRowsHint.store(recentRows, ordering: .relaxed)
         storage.attach(self)
     }
 
@@ -96,7 +104,7 @@ public final class IndexMergeFollower: Service, Sendable {
 
     /// Rows per merge (see `Options.chunk`).
     private var chunk: Int {
-        max(1, options.chunk, min(options.maxChunk, Int(clamping: storage.pendingIndex.indexedSize / 16)))
+        max(1, min(options.maxChunk, max(options.chunk, Int(clamping: storage.pendingIndex.indexedSize / 16))))
     }
 
     /// Pending rows from which a merge starts.
@@ -108,6 +116,9 @@ public final class IndexMergeFollower: Service, Sendable {
     }
 
     private func compactionIsDue(_ s: MergeState) -> Bool { s.compaction != nil || s.recentRows >= compactAt }
+
+    /// A merge or a compaction is under way or due.
+    private var workIsDue: Bool { state.withLock { s in s.merge != nil || pending >= due || compactionIsDue(s) } }
 
     /// Writes one slice if a merge or a compaction is under way or due (merges first: their rows
     /// are the ones held in memory); true if it wrote one.
@@ -148,7 +159,7 @@ public final class IndexMergeFollower: Service, Sendable {
     /// prepared here: the appends wait for the catch-up anyway.
     func catchUp() {
         while pending >= 2 * due, state.withLock({ writeSlice(&$0) }) {}
-        while state.withLock({ $0.recentRows >= 2 * compactAt && compactionSlice(&$0) }) {}
+        while recentRowsHint.load(ordering: .relaxed) >= 2 * compactAt, state.withLock({ $0.recentRows >= 2 * compactAt && compactionSlice(&$0) }) {}
     }
 
     /// Writes the next slice of the merge under way, starting a merge of the oldest pending rows
@@ -170,6 +181,7 @@ public final class IndexMergeFollower: Service, Sendable {
             guard complete else { return true }
             storage.pendingIndex.dropMerged(below: merge.indexedSize)
             s.recentRows += merge.rowCount
+            recentRowsHint.store(s.recentRows, ordering: .relaxed)
             s.merge = nil
             // Publishes wait for a slice: a slow one is worth an operator's attention.
             logger.log(level: s.longestSlice > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
@@ -178,6 +190,7 @@ public final class IndexMergeFollower: Service, Sendable {
                                   "longest_slice_ms": "\(Self.milliseconds(s.longestSlice))"])
             return true
         } catch {
+            failures.add(1, ordering: .relaxed)
             logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(pending)"])
             return false
         }
@@ -192,12 +205,15 @@ public final class IndexMergeFollower: Service, Sendable {
             s.longestCompactionSlice = .zero
         }
         let start = ContinuousClock.now
-        let before = compaction.leafRowsMoved
+        let before = compaction.identityRowsMoved + compaction.leafRowsMoved
         do {
             let complete = try storage.writer.runHere { db in try compaction.writeSlice(db, budget: options.slice) }
             s.longestCompactionSlice = max(s.longestCompactionSlice, .now - start)
-            // Counted by the leaf pass, which comes last: the level is not emptied before it.
-            s.recentRows = max(0, s.recentRows - (compaction.leafRowsMoved - before))
+            // Half of each pass's rows: a catch-up on the appending thread eases off as the
+            // identity pass goes, not only once the leaf pass (which comes last) is under way. The
+            // count is recounted exactly when the compaction completes.
+            s.recentRows = max(0, s.recentRows - (compaction.identityRowsMoved + compaction.leafRowsMoved - before) / 2)
+            recentRowsHint.store(s.recentRows, ordering: .relaxed)
             guard complete else {
                 s.compaction = compaction
                 return true
@@ -205,11 +221,13 @@ public final class IndexMergeFollower: Service, Sendable {
             s.compaction = nil
             // Rows merged behind the cursor meanwhile are still there: count what is left.
             s.recentRows = (try? storage.recentIndexRows()) ?? s.recentRows
+            recentRowsHint.store(s.recentRows, ordering: .relaxed)
             logger.log(level: s.longestCompactionSlice > .milliseconds(250) ? .notice : .debug, "compacted lookup index rows",
                        metadata: ["rows": "\(compaction.identityRowsMoved)", "leaf_rows": "\(compaction.leafRowsMoved)", "ms": "\(Self.milliseconds(.now - s.compactionStarted))",
                                   "longest_slice_ms": "\(Self.milliseconds(s.longestCompactionSlice))", "left": "\(s.recentRows)"])
             return true
         } catch {
+            failures.add(1, ordering: .relaxed)
             logger.error("lookup index compaction failed", metadata: ["error": "\(error)", "recent_rows": "\(s.recentRows)"])
             return false
         }
@@ -255,6 +273,13 @@ public final class IndexMergeFollower: Service, Sendable {
                 mergeAll()
                 continue
             }
+            guard mergeDue() else {
+                // Work is due but the slice failed (a full disk, maintenance mode, a lock held too
+                // long): wait before trying again, rather than spinning and logging a flood.
+                if workIsDue { _ = wake.wait(timeout: .now() + .nanoseconds(idleNanos)) }
+                continue
+            }
+            awaitTurn()
             while !isStopping, mergeDue() { awaitTurn() }
         }
         mergeAll()

@@ -128,17 +128,23 @@ extension SQLiteStorage {
         let pending = pendingIndex.identityCandidates(identityKey: key).filter { $0 < size }
         return try read { db in
             var found: [UInt64: StoredEntry] = [:]
-            let s = try db.statement("""
-                SELECT e.idx, e.data, e.leaf_hash FROM (\(Self.identityRows)) i JOIN entries e ON e.idx = i.idx
-                WHERE e.identity = ?2 ORDER BY i.idx DESC LIMIT ?4
-                """)
-            s.bind(1, key)
-            s.bind(2, identity)
-            s.bind(3, size)
-            s.bind(4, Int64(limit))
-            while try s.step() {
-                guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
-                found[s.uint64(0)] = StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h)
+            // One statement per level, each walking its index newest first and stopping at the
+            // limit (a UNION of the two sorted the identity's whole history first: 49 ms instead
+            // of 0.1 ms for 62k entries, measured). The recent level first: rows only move from it
+            // to the main level, so a row a compaction moves between the two reads is in the second.
+            for table in ["identity_index_recent", "identity_index"] {
+                let s = try db.statement("""
+                    SELECT e.idx, e.data, e.leaf_hash FROM \(table) i JOIN entries e ON e.idx = i.idx
+                    WHERE i.identity_key = ? AND e.identity = ? AND i.idx < ? ORDER BY i.idx DESC LIMIT ?
+                    """)
+                s.bind(1, key)
+                s.bind(2, identity)
+                s.bind(3, size)
+                s.bind(4, Int64(limit))
+                while try s.step() {
+                    guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
+                    found[s.uint64(0)] = StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h)
+                }
             }
             // Pending candidates, newest first, checked against the entry's identity.
             var fromPending = 0

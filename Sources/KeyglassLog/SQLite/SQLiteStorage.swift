@@ -44,6 +44,9 @@ public final class SQLiteStorage: LogStorage {
     public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil, vfs: String? = nil) throws {
         self.path = path
         let w = try SQLiteConnection(path: path, vfs: vfs)
+        try w.execute(Schema.statements[0])  // WAL
+        try w.execute(Schema.statements[1])  // meta, to read the schema before changing anything
+        try Schema.refuseNewer(w)
         for s in Schema.statements { try w.execute(s) }
         try Schema.migrate(w)
         if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
@@ -191,15 +194,18 @@ public final class SQLiteStorage: LogStorage {
             s.bind(1, index)
             if try s.step(), s.text(0) == identity { return index }
         }
-        let s = try db.statement("""
-            SELECT max(i.idx) FROM (\(Self.identityRows)) i JOIN entries e ON e.idx = i.idx
-            WHERE e.identity = ?2
-            """)
-        s.bind(1, key)
-        s.bind(2, identity)
-        s.bind(3, Int64.max)
-        try s.step()
-        return s.isNull(0) ? nil : s.uint64(0)
+        // Each level newest first, stopping at the first that is really this identity's.
+        var newest: UInt64?
+        for table in ["identity_index_recent", "identity_index"] {
+            let s = try db.statement("""
+                SELECT i.idx FROM \(table) i JOIN entries e ON e.idx = i.idx
+                WHERE i.identity_key = ? AND e.identity = ? ORDER BY i.idx DESC LIMIT 1
+                """)
+            s.bind(1, key)
+            s.bind(2, identity)
+            if try s.step() { newest = max(newest ?? 0, s.uint64(0)) }
+        }
+        return newest
     }
 
     // MARK: Maintenance (SQLite's own)
@@ -247,13 +253,6 @@ public final class SQLiteStorage: LogStorage {
             return Int(s.int64(0))
         }
     }
-
-    /// The entry indices below ?3 whose identity has lookup key ?1, from both levels of the index
-    /// (a row can be in both after a crash between a merge's slices: `UNION` drops the copy).
-    static let identityRows = """
-        SELECT idx FROM identity_index WHERE identity_key = ?1 AND idx < ?3
-        UNION SELECT idx FROM identity_index_recent WHERE identity_key = ?1 AND idx < ?3
-        """
 
     /// The entry indices below ?3 whose leaf hash has lookup key ?1, from both levels.
     static let leafRows = """

@@ -90,6 +90,20 @@ public enum Schema {
     /// Logs of schema 1 kept the lookup indexes on the entries table, written with every batch.
     /// Moves them into the index tables, in one transaction. Logs of schema 2 only need the recent
     /// level's tables, which `statements` created (empty); their version is recorded.
+    /// Refuses a database a newer Keyglass wrote: its layout may keep rows where this binary does
+    /// not look (a schema-2 binary reading a schema-3 file misses the recent level's rows, and would
+    /// sequence a publish as an identity's first entry while it has one). Binaries older than this
+    /// check do not have it: before going back to one, stop the server after a quiet spell and run
+    /// it no more (decision 27).
+    static func refuseNewer(_ db: SQLiteConnection) throws {
+        let s = try db.statement("SELECT value FROM meta WHERE key = 'schema'")
+        let stored = try s.step() ? Int(s.text(0)) : nil
+        db.releaseStatements()
+        if let stored, let known = Int(version), stored > known {
+            throw StoreError.corrupt("this database was written by a newer Keyglass (schema \(stored)); this binary knows schema \(known) at most")
+        }
+    }
+
     static func migrate(_ db: SQLiteConnection) throws {
         try db.execute("UPDATE meta SET value = '\(version)' WHERE key = 'schema' AND value = '2'")
         let old = try db.statement("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'entries_by_identity'")
