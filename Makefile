@@ -70,6 +70,7 @@ test: test-deps lint
 	python3 Spec/check_openapi.py
 	python3 Spec/reference/keyglass_v2_reference.py --check
 	python3 Spec/reference/device_reference.py --repo --check
+	python3 Spec/reference/lookup_reference.py --check
 
 # Benchmarks and soak need wrk and the release build; not part of `make test`.
 bench-deps: test-deps
