@@ -70,13 +70,10 @@ enum BatchBuilder {
     /// `cachedFrom`: the lowest level the upper-tree cache keeps.
     static func build(_ requests: [PublishRequest], after head: LogHead, newestOfIdentity stored: [String: UInt64],
                       timestamp: UInt64, maxSize: UInt64, signer: NoteSigner, cachedFrom: UInt8) throws -> Built {
-        var range = head.range
         var newestOfIdentity = stored
         var results: [Result<PublishReceipt, PublishError>] = []
-        var entries: [SequencedBatch.Entry] = []
-        var nodes: [SequencedBatch.Node] = []
-        var upperNodes: [(NodeID, Hash)] = []
-        var slots: [Int] = []  // result slot of each entry
+        var accepted: [(identity: String, data: [UInt8])] = []
+        var slots: [Int] = []  // result slot of each accepted entry
         for request in requests {
             let previous = newestOfIdentity[request.identity]
             var signature: [UInt8]?
@@ -89,7 +86,8 @@ enum BatchBuilder {
                 }
                 signature = sig
             }
-            guard range.size < maxSize else {
+            let index = head.range.size + UInt64(accepted.count)
+            guard index < maxSize else {
                 results.append(.failure(.logFull))
                 continue
             }
@@ -101,6 +99,40 @@ enum BatchBuilder {
                 results.append(.failure(.invalid(error.description)))
                 continue
             }
+            newestOfIdentity[request.identity] = index
+            accepted.append((request.identity, bytes))
+            slots.append(results.count)
+            results.append(.failure(.storage("not integrated")))  // replaced below once signed
+        }
+        guard let sealed = try seal(accepted, after: head, timestamp: timestamp, signer: signer, cachedFrom: cachedFrom) else {
+            return Built(results: results, batch: nil, head: head, upperNodes: [])
+        }
+        for (entry, slot) in zip(sealed.batch.entries, slots) {
+            results[slot] = .success(PublishReceipt(index: entry.index, entry: entry.data, leafHash: entry.leafHash, checkpoint: sealed.batch.checkpoint))
+        }
+        return Built(results: results, batch: sealed.batch, head: sealed.head, upperNodes: sealed.upperNodes)
+    }
+
+    /// What `seal` makes of encoded entries.
+    struct Sealed {
+        var batch: SequencedBatch
+        /// The head once the batch is stored.
+        var head: LogHead
+        /// Nodes the batch completed at the levels the upper-tree cache keeps.
+        var upperNodes: [(NodeID, Hash)]
+    }
+
+    /// Seals encoded entries (each with the identity the storage indexes it under) into what storage
+    /// appends: their indices after `head`, the tree nodes they complete and the checkpoint signed
+    /// over the tree they end. Shared by v1 batches and v2 logs (`DirectoryLog`); nil for none.
+    static func seal(_ items: [(identity: String, data: [UInt8])], after head: LogHead, timestamp: UInt64, signer: NoteSigner,
+                     cachedFrom: UInt8 = 64) throws -> Sealed? {
+        guard !items.isEmpty else { return nil }
+        var range = head.range
+        var entries: [SequencedBatch.Entry] = []
+        var nodes: [SequencedBatch.Node] = []
+        var upperNodes: [(NodeID, Hash)] = []
+        for (identity, bytes) in items {
             let leaf = Merkle.leafHash(bytes)
             let index = range.size
             range.append(leaf) { id, hash in
@@ -108,21 +140,14 @@ enum BatchBuilder {
                 nodes.append(SequencedBatch.Node(id: id, hash: hash))
                 if id.level >= cachedFrom { upperNodes.append((id, hash)) }
             }
-            newestOfIdentity[request.identity] = index
-            entries.append(SequencedBatch.Entry(index: index, identity: request.identity, data: bytes, leafHash: leaf))
-            slots.append(results.count)
-            results.append(.failure(.storage("not integrated")))  // replaced below once signed
+            entries.append(SequencedBatch.Entry(index: index, identity: identity, data: bytes, leafHash: leaf))
         }
-        guard !entries.isEmpty else { return Built(results: results, batch: nil, head: head, upperNodes: []) }
         let root = range.root
         let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: range.size, root: root), with: signer).note.serialized
         let checkpoint = StoredCheckpoint(size: range.size, root: root, note: note)
-        for (entry, slot) in zip(entries, slots) {
-            results[slot] = .success(PublishReceipt(index: entry.index, entry: entry.data, leafHash: entry.leafHash, checkpoint: checkpoint))
-        }
         let batch = SequencedBatch(previousSize: head.checkpoint.size, entries: entries, nodes: nodes,
                                    checkpoint: checkpoint, signedAtMillis: Sequencer.nowMillis())
-        return Built(results: results, batch: batch, head: LogHead(checkpoint: checkpoint, range: range, newestTimestamp: timestamp),
-                     upperNodes: upperNodes)
+        return Sealed(batch: batch, head: LogHead(checkpoint: checkpoint, range: range, newestTimestamp: max(head.newestTimestamp, timestamp)),
+                      upperNodes: upperNodes)
     }
 }

@@ -188,23 +188,13 @@ public final class DirectoryLog {
 
     /// Appends encoded entries as one batch (a checkpoint over them), then replays them.
     private func append(_ batch: [(label: Hash?, entry: [UInt8])]) throws {
-        guard !batch.isEmpty else { return }
-        var range = head.range
-        var entries: [SequencedBatch.Entry] = []
-        var nodes: [SequencedBatch.Node] = []
-        for (label, bytes) in batch {
-            let leaf = Merkle.leafHash(bytes)
-            let index = range.size
-            range.append(leaf) { id, hash in if id.level > 0 { nodes.append(SequencedBatch.Node(id: id, hash: hash)) } }
-            // The storage's identity column holds the label, so a label's entries are one lookup.
-            entries.append(SequencedBatch.Entry(index: index, identity: label?.hex ?? "", data: bytes, leafHash: leaf))
-        }
-        let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: range.size, root: range.root), with: signer).note.serialized
-        let checkpoint = StoredCheckpoint(size: range.size, root: range.root, note: note)
-        try storage.append(SequencedBatch(previousSize: head.checkpoint.size, entries: entries, nodes: nodes, checkpoint: checkpoint,
-                                          signedAtMillis: Sequencer.nowMillis()))
-        head = LogHead(checkpoint: checkpoint, range: range, newestTimestamp: max(head.newestTimestamp, entries.compactMap { LogHead.timestamp(of: $0.data) }.max() ?? 0))
-        for e in entries { try replayStored(e.data, leafHash: e.leafHash) }
+        // The storage's identity column holds the label, so a label's entries are one lookup.
+        let items = batch.map { (identity: $0.label?.hex ?? "", data: $0.entry) }
+        let time = items.compactMap { LogHead.timestamp(of: $0.data) }.max() ?? 0
+        guard let sealed = try BatchBuilder.seal(items, after: head, timestamp: time, signer: signer) else { return }
+        try storage.append(sealed.batch)
+        head = sealed.head
+        for e in sealed.batch.entries { try replayStored(e.data, leafHash: e.leafHash) }
     }
 
     /// The answer to a lookup of `identity`, against the newest checkpoint ending in a map head.
