@@ -42,6 +42,13 @@ public struct DirectoryReplay<Store: MapNodeStore> {
     /// The newest map head's index and time.
     private var headIndex: UInt64 = 0
     private var headTime: UInt64 = 0
+    /// Entries stamped before the entry with a timestamp before them (timestamps never decrease
+    /// along a v2 log): how many, and the indices of the first 1,000 (a hostile log can backdate
+    /// every entry; the count says so without the list growing with it).
+    public private(set) var backdatedCount = 0
+    /// The first 1,000 backdated entries' indices.
+    public private(set) var backdated: [UInt64] = []
+    private var newestTime: UInt64 = 0
     /// Changes applied to `states` but not yet to `map`, in index order: (index, label, value).
     private var queued: [(index: UInt64, label: Hash, value: Hash)] = []
     private var queueStart = 0
@@ -75,6 +82,16 @@ public struct DirectoryReplay<Store: MapNodeStore> {
         size += 1
         let entry: DirectoryEntry
         do { entry = try DirectoryEntry.parse(bytes) } catch { return .malformed(index: index, why: error.description) }
+        switch entry {
+        case .change(let time, _, _, _), .mapHead(let time, _, _, _):
+            if time < newestTime {
+                backdatedCount += 1
+                if backdated.count < 1000 { backdated.append(index) }
+            }
+            newestTime = max(newestTime, time)
+        case .config:
+            break
+        }
         switch entry {
         case .config(let o, let key):
             guard index == 0 else { return .malformed(index: index, why: "a config entry after leaf 0") }

@@ -193,6 +193,25 @@ final class DirectoryReplayTests: XCTestCase {
         guard case .outOfSequence = heads(try replay(ahead)).first else { return XCTFail("a head covering its own future") }
     }
 
+    /// Timestamps never decrease along a v2 log: an entry stamped before the one before it is
+    /// counted and named (its change is still judged; time is not the rule's business).
+    func testBackdatedEntriesAreNamed() throws {
+        var log = newLog()
+        let a = try device()
+        let alice = label("alice")
+        change(&log, alice, .add(a.record))
+        log.append(.change(timestampMillis: 5, label: label("bob"), version: 1, change: DeviceChange(kind: .add(try device().record), authority: .operator)))
+        head(&log)
+        var r = DirectoryReplay(store: MemoryMapNodeStore())
+        var verdicts: [DeviceRule.Verdict] = []
+        for e in log.entries {
+            if case .change(_, _, let v) = try r.replay(e, leafHash: Merkle.leafHash(e)) { verdicts.append(v) }
+        }
+        XCTAssertEqual(verdicts, [.first, .first])
+        XCTAssertEqual(r.backdatedCount, 1)
+        XCTAssertEqual(r.backdated, [2])
+    }
+
     /// Changes the log should not hold: a version that skips, a forged signature, a config after
     /// leaf 0, no config at 0. None is applied; the map heads after them still match the honest map.
     func testInvalidChangesAreNotApplied() throws {
