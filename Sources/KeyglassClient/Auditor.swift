@@ -41,6 +41,11 @@ public struct Auditor: Sendable {
         /// watched identities' entries are always checked (Spec/decisions.md 25).
         public var checkUnwatchedRotations = false
 
+        /// Called once for each alert as it is found, after it is written to alerts.jsonl (the
+        /// first `Auditor.maxAlertsListed` of a run; the rest are counted in the report), never
+        /// for an alert a resumed run carries over. `keyglass audit --on-alert` runs a command here.
+        public var onAlert: (@Sendable (Alert) -> Void)?
+
         public init(stateDirectory: String, logKey: NoteVerifierKey) {
             self.stateDirectory = stateDirectory
             self.logKey = logKey
@@ -61,7 +66,7 @@ public struct Auditor: Sendable {
         var report = AuditReport()
         report.origin = options.logKey.name
         let alertLog = AlertLog(directory: dir)
-        let run = Run(alertLog: alertLog, deadline: ContinuousClock.now + options.deadline)
+        let run = Run(alertLog: alertLog, deadline: ContinuousClock.now + options.deadline, onAlert: options.onAlert)
         do {
             try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
@@ -101,11 +106,13 @@ public struct Auditor: Sendable {
     struct Run {
         let alertLog: AlertLog
         let deadline: ContinuousClock.Instant
+        let onAlert: (@Sendable (Alert) -> Void)?
 
         func raise(_ alerts: [Alert], _ report: inout AuditReport) {
             guard !alerts.isEmpty else { return }
             alertLog.record(alerts)
             let listed = Auditor.listable(alerts, after: report.alerts.count)
+            if let onAlert { for a in listed { onAlert(a) } }
             report.alerts += listed
             if listed.count < alerts.count { report.alertsNotListed = (report.alertsNotListed ?? 0) + UInt64(alerts.count - listed.count) }
         }

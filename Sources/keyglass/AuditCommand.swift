@@ -60,6 +60,9 @@ struct Audit: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
+    @Option(name: .long, help: ArgumentHelp("Run COMMAND (with /bin/sh -c) once for each alert as it is found, the alert as one line of JSON on its standard input; never for a clean run. For paging or mail from cron. Each run of it may take 60 s; a failure is reported on standard error and does not change the exit code.", valueName: "COMMAND"))
+    var onAlert: String?
+
     func run() async throws {
         let client: LogClient
         var options: Auditor.Options
@@ -78,6 +81,7 @@ struct Audit: AsyncParsableCommand {
                 }
             }
             options.otherViews = try compare.map { try OtherView.read($0) }
+            if let onAlert { options.onAlert = { alert in AlertHook.run(onAlert, alert: alert) } }
             for url in gossip { options.otherViews.append(try await gossipView(url, limits: try logOptions.limits())) }
         } catch let e as ValidationError { throw e } catch { throw fail("audit", error) }
         if isatty(STDERR_FILENO) == 1 && !json {
@@ -87,6 +91,10 @@ struct Audit: AsyncParsableCommand {
             }
         }
         let report = await Auditor(client: client, options: options).run()
+        if let onAlert, let more = report.alertsNotListed {
+            // The alerts past the listing cap were not run one by one: one summary stands for them.
+            AlertHook.run(onAlert, json: #"{"count":\#(more),"kind":"alerts_not_listed","message":"\#(more) more alerts; every alert is in alerts.jsonl in the state directory"}"#)
+        }
         print(json ? report.json : report.text)
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }
