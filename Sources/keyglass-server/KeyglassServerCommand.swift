@@ -20,7 +20,7 @@ struct KeyglassServerCommand: AsyncParsableCommand {
 
         Start with `keyglass-server init --data DIR --origin ORIGIN`, then `keyglass-server serve --data DIR`.
         """,
-        subcommands: [Init.self, Serve.self, Check.self, RotateKey.self, BulkLoad.self])
+        subcommands: [Init.self, Serve.self, Check.self, Backup.self, Restore.self, RotateKey.self, BulkLoad.self])
 }
 
 struct Init: AsyncParsableCommand {

@@ -58,6 +58,16 @@ final class SQLiteConnection {
         inUse.removeAll(keepingCapacity: true)
     }
 
+    /// Copies this connection's whole database into `destination`'s, with SQLite's online backup
+    /// in one step: one read transaction, so the copy is one consistent snapshot while writers go on
+    /// (a WAL reader never blocks them).
+    func backup(into destination: SQLiteConnection) throws {
+        guard let b = sqlite3_backup_init(destination.db, "main", db, "main") else { throw destination.failure(SQLITE_ERROR) }
+        let rc = sqlite3_backup_step(b, -1)
+        let finish = sqlite3_backup_finish(b)
+        guard rc == SQLITE_DONE, finish == SQLITE_OK else { throw destination.failure(rc == SQLITE_DONE ? finish : rc) }
+    }
+
     /// Rows changed by the latest INSERT, UPDATE or DELETE on this connection.
     var changes: Int { Int(sqlite3_changes(db)) }
 

@@ -208,6 +208,35 @@ public final class SQLiteStorage: LogStorage {
         return newest
     }
 
+    // MARK: Backup
+
+    /// Copies the log's database at `database` to a new file `destination` while the server goes
+    /// on (SQLite's online backup from one read snapshot) and returns the tree size of the copy's
+    /// newest checkpoint: every entry acknowledged before the backup began is in it. The copy is
+    /// written beside the destination and renamed into place, so a crash leaves no half file.
+    public static func backup(database: String, to destination: String) throws -> UInt64 {
+        guard !FileManager.default.fileExists(atPath: destination) else { throw StoreError.storage("\(destination) exists; refusing to overwrite it") }
+        let temporary = destination + ".partial"
+        try? FileManager.default.removeItem(atPath: temporary)
+        let source = try SQLiteConnection(path: database, readOnly: true)
+        defer { source.close() }
+        let copy = try SQLiteConnection(path: temporary)
+        do {
+            try source.backup(into: copy)
+            try copy.execute("PRAGMA journal_mode=DELETE")  // one self-contained file
+            let s = try copy.statement("SELECT coalesce(max(size), 0) FROM checkpoints")
+            try s.step()
+            let size = s.uint64(0)
+            copy.close()
+            try FileManager.default.moveItem(atPath: temporary, toPath: destination)
+            return size
+        } catch {
+            copy.close()
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
     // MARK: Maintenance (SQLite's own)
 
     /// Maintenance mode: while on, the writer refuses every write (as a read-only database does)

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import KeyglassLog
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the log's database to FILE while the server goes on serving and publishing.",
+        discussion: """
+        The copy is one consistent snapshot (SQLite's online backup inside one read transaction): \
+        every entry acknowledged before the backup began is in it, with the checkpoints that commit \
+        to it. It holds no secret: back up DIR/signing-key and DIR/publish-token.sha256 once, \
+        separately (they change only with rotate-key). Prints the copy's tree size.
+        """)
+
+    @Option(name: .long, help: "Data directory of the log.")
+    var data: String
+
+    @Option(name: .long, help: "The backup file to write (must not exist).")
+    var to: String
+
+    func run() async throws {
+        do {
+            let size = try SQLiteStorage.backup(database: DataDirectory(path: data).database, to: to)
+            print("ok: backed up tree size \(size) to \(to)")
+        } catch {
+            throw commandFailed("backup", error)
+        }
+    }
+}
+
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a new data directory from a backup file and the log's keys, and check it.",
+        discussion: """
+        Copies FILE to NEWDIR/log.sqlite and the key files (signing-key, verifier-key, \
+        publish-token.sha256 and, if present, publish-token) from --keys-from, then checks the \
+        result as `check` does: SQLite integrity, and the stored tree against the newest checkpoint \
+        signed by that key. NEWDIR must not exist. Then `serve --data NEWDIR`.
+        """)
+
+    @Option(name: .long, help: "The backup file (from `backup`).")
+    var from: String
+
+    @Option(name: .long, help: "The new data directory to create.")
+    var data: String
+
+    @Option(name: .long, help: "A directory holding the log's key files (the old data directory, or your key backup).")
+    var keysFrom: String
+
+    func run() async throws {
+        let dir = DataDirectory(path: data)
+        let fm = FileManager.default
+        do {
+            guard !fm.fileExists(atPath: dir.path) else { throw ValidationError("\(dir.path) exists; restore makes a new data directory") }
+            guard fm.fileExists(atPath: from) else { throw ValidationError("\(from) does not exist") }
+            let keys = DataDirectory(path: keysFrom)
+            guard fm.fileExists(atPath: keys.signingKey) else { throw ValidationError("\(keys.signingKey) not found: restore needs the log's signing key") }
+            try fm.createDirectory(atPath: dir.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try fm.copyItem(atPath: from, toPath: dir.database)
+            for (source, target) in [(keys.signingKey, dir.signingKey), (keys.verifierKey, dir.verifierKey),
+                                     (keys.publishTokenHash, dir.publishTokenHash), (keys.publishToken, dir.publishToken)]
+            where fm.fileExists(atPath: source) {
+                try fm.copyItem(atPath: source, toPath: target)
+                if target != dir.verifierKey { try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target) }
+            }
+            let sqlite = try SQLiteStorage(path: dir.database, readers: 1)
+            defer { sqlite.close() }
+            let integrity = try sqlite.integrityCheck()
+            guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
+            let sequencer = try Sequencer(store: LogStore(storage: sqlite), signer: try dir.loadSigner())
+            print("ok: restored tree size \(sequencer.latestCheckpoint.size), root \(sequencer.latestCheckpoint.root.base64), into \(dir.path)")
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw commandFailed("restore", error)
+        }
+    }
+}
