@@ -14,9 +14,10 @@ SWIFT_FORMAT ?= swift-format
 
 # System packages: libsodium (Ed25519), SQLite, OpenSSL's libcrypto (SHA-NI SHA-256, P-256 point
 # checks), pkg-config (SwiftPM finds the libraries with it). Go and golang.org/x/mod are for the test
-# that has Go's sumdb packages verify our checkpoints and proofs.
+# that has Go's sumdb packages verify our checkpoints and proofs; nginx for the test that runs
+# Deploy/nginx/keyglass-locations.conf in a real nginx in front of a real server.
 RUN_PACKAGES  := libsodium-dev libsqlite3-dev libssl-dev pkg-config
-TEST_PACKAGES := $(RUN_PACKAGES) golang-go golang-golang-x-mod-dev python3-pip
+TEST_PACKAGES := $(RUN_PACKAGES) golang-go golang-golang-x-mod-dev python3-pip nginx-light openssl
 
 define install_missing
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
