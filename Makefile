@@ -46,6 +46,8 @@ test-deps:
 	$(call install_missing,$(TEST_PACKAGES))
 	@python3 -c "import openapi_spec_validator" 2>/dev/null || python3 -m pip install -q openapi-spec-validator \
 	  || python3 -m pip install -q --break-system-packages openapi-spec-validator
+	@command -v schemathesis >/dev/null || python3 -m pip install -q schemathesis \
+	  || python3 -m pip install -q --break-system-packages schemathesis
 
 build: deps
 	$(SWIFT) build -c release
@@ -69,6 +71,7 @@ test: test-deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	python3 Spec/check_openapi.py
+	Spec/fuzz_openapi.sh .build/debug
 	python3 Spec/reference/keyglass_v2_reference.py --check
 	python3 Spec/reference/device_reference.py --repo --check
 	python3 Spec/reference/lookup_reference.py --check

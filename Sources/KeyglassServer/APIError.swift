@@ -59,7 +59,17 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let code: String
             let message: String
             switch e.status {
-            case .notFound: (code, message) = ("not_found", "no such resource: \(request.method) \(request.uri.path)")
+            case .notFound:
+                // A path the API has, asked with another method: 405 and the methods it takes
+                // (RFC 9110 §15.5.6), not a 404 that says the resource does not exist.
+                let allowed = KeyglassAPI.allowedMethods(request.uri.path[...])
+                guard allowed.isEmpty else {
+                    var err = APIError(.methodNotAllowed, "method_not_allowed",
+                                       "\(request.method) is not allowed on \(request.uri.path); it takes \(allowed.joined(separator: ", "))")
+                    err.headers[.allow] = allowed.joined(separator: ", ")
+                    return err.response()
+                }
+                (code, message) = ("not_found", "no such resource: \(request.method) \(request.uri.path)")
             case .contentTooLarge: return APIError.bodyTooLarge.response()
             case .methodNotAllowed: (code, message) = ("method_not_allowed", "\(request.method) is not allowed here")
             default: (code, message) = ("http_error", (e as? HTTPError)?.body ?? e.status.reasonPhrase)

@@ -70,6 +70,11 @@ extension KeyglassAPI {
         routes.first { $0.method == method && $0.match.matches(path) }
     }
 
+    /// The methods the routes take on `path` (none: the path is not the API's).
+    static func allowedMethods(_ path: Substring) -> [String] {
+        routes.filter { $0.match.matches(path) }.map(\.method.rawValue)
+    }
+
     /// Registers every route of `routes` on `router`.
     func register(on router: Router<KeyglassRequestContext>) {
         for route in Self.routes {

@@ -101,6 +101,25 @@ final class BadInputTests: XCTestCase {
     /// A field given twice is refused whichever parser reads the body: `PublishBodyScanner` leaves
     /// such bodies to JSONDecoder, which kept the first value, so `{"identity":"zz…","identity":
     /// "alice…"}` published for zz while a reader taking the last value saw alice.
+    /// A path the API has, asked with a method it does not take: 405 with the methods it does
+    /// (RFC 9110), not a 404 that says the resource does not exist; an unknown path stays 404.
+    func testOtherMethodsOnKnownPathsGet405WithAllow() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        try await log.withServer { server in
+            for (method, path, allow) in [("DELETE", "/checkpoint", "GET"), ("PUT", "/v1/keys", "POST"), ("POST", "/v1/keys/alice@example.com", "GET"),
+                                          ("TRACE", "/v1/log", "GET"), ("PATCH", "/tile/0/000", "GET")] {
+                let (status, headers, body) = try await server.client.rawResponse(method, path)
+                XCTAssertEqual(status, 405, "\(method) \(path): \(String(decoding: body, as: UTF8.self))")
+                XCTAssertEqual(headers["allow"], allow, "\(method) \(path)")
+            }
+            for method in ["GET", "DELETE"] {
+                let (status, _) = try await server.client.raw(method, "/v1/nothing")
+                XCTAssertEqual(status, 404, method)
+            }
+        }
+    }
+
     func testDuplicateFieldsAreRefused() async throws {
         let log = try await TestLog()
         defer { log.remove() }
