@@ -134,30 +134,7 @@ extension MapTree {
 
         /// Sets `label`'s value (adding the label if it is new) and rehashes its path.
         public mutating func set(_ label: Hash, value: Hash) throws {
-            var depth = 0
-            while true {
-                let position = MapPosition(label: label, depth: depth)
-                switch try store.node(at: position) {
-                case nil:
-                    try store.set(.leaf(label: label, value: value), at: position)
-                case .leaf(let other, let otherValue) where other != label:
-                    // Both labels move down to where their paths part; the nodes above them on the
-                    // shared stretch become interior nodes (hashed below).
-                    let parting = MapTree.sharedPrefix(label, other)
-                    guard parting >= depth else { throw MapTree.StoreError.leafOffItsPath }
-                    for d in depth...parting { try store.set(.interior(.zero), at: MapPosition(label: label, depth: d)) }
-                    try store.set(.leaf(label: other, value: otherValue), at: MapPosition(label: other, depth: parting + 1))
-                    try store.set(.leaf(label: label, value: value), at: MapPosition(label: label, depth: parting + 1))
-                    depth = parting + 1
-                case .leaf:
-                    try store.set(.leaf(label: label, value: value), at: position)
-                case .interior:
-                    depth += 1
-                    guard depth <= 256 else { throw MapTree.StoreError.interiorAtTheBottom }
-                    continue
-                }
-                break
-            }
+            let depth = try Self.place(label, value, in: &store)
             // Rehash the interior nodes above the leaf, deepest first.
             for d in stride(from: depth - 1, through: 0, by: -1) {
                 let left = try childHash(label, depth: d, bit: false)
