@@ -12,11 +12,6 @@ final class DeviceVectorTests: XCTestCase {
 
     private func load() throws -> [String: Any] { try Vectors.loadSpec("device-vectors.json") }
 
-    private func bytes(_ hex: Any?) throws -> [UInt8] {
-        guard let s = hex as? String, let b = Hex.decode(s) else { throw BadVector(why: "not hex: \(String(describing: hex))") }
-        return b
-    }
-
     private func kind(_ name: String, _ target: [UInt8]) throws -> DeviceChange.Kind {
         switch name {
         case "add": return .add(try DeviceRecord.parse(target))
@@ -46,7 +41,7 @@ final class DeviceVectorTests: XCTestCase {
         var valid = 0
         var invalid = 0
         for r in records {
-            let b = try bytes(r["hex"])
+            let b = try Vectors.bytes(r["hex"])
             if try r.bool("valid") {
                 XCTAssertEqual(try DeviceRecord.parse(b).encoded, b, r["what"] as? String ?? "")
                 valid += 1
@@ -61,9 +56,9 @@ final class DeviceVectorTests: XCTestCase {
 
     func testMessages() throws {
         for m in try load().list("messages") {
-            let k = try kind(try m.string("kind"), try bytes(m["target_hex"]))
-            let label = try XCTUnwrap(Hash(bytes: try bytes(m["label_hex"])))
-            let message = DeviceChange.message(origin: try m.string("origin"), label: label, signer: try bytes(m["signer_hex"]),
+            let k = try kind(try m.string("kind"), try Vectors.bytes(m["target_hex"]))
+            let label = try XCTUnwrap(Hash(bytes: try Vectors.bytes(m["label_hex"])))
+            let message = DeviceChange.message(origin: try m.string("origin"), label: label, signer: try Vectors.bytes(m["signer_hex"]),
                                                previousIndex: try m.u64("previous_index"), kind: k)
             XCTAssertEqual(Hex.encode(message), try m.string("message_hex"))
         }
@@ -72,7 +67,7 @@ final class DeviceVectorTests: XCTestCase {
     func testSequences() throws {
         let file = try load()
         let origin = try file.string("origin")
-        let label = try XCTUnwrap(Hash(bytes: try bytes(file["label_hex"])))
+        let label = try XCTUnwrap(Hash(bytes: try Vectors.bytes(file["label_hex"])))
         var steps = 0
         var seen: Set<String> = []
         for sequence in try file.list("sequences") {
@@ -80,7 +75,7 @@ final class DeviceVectorTests: XCTestCase {
             let sequenceName = sequence["name"] as? String ?? "?"
             for step in try sequence.list("steps") {
                 let index = try step.u64("index")
-                let target = try bytes(step["target_hex"])
+                let target = try Vectors.bytes(step["target_hex"])
                 let k: DeviceChange.Kind
                 do { k = try kind(try step.string("kind"), target) } catch {
                     // A target that does not parse: the entry is malformed, not a change (a v2 entry's
@@ -94,11 +89,11 @@ final class DeviceVectorTests: XCTestCase {
                 }
                 let authority: DeviceChange.Authority
                 if let a = step["authority"] as? [String: Any] {
-                    authority = .chained(signer: try bytes(a["signer_hex"]), signature: try bytes(a["signature_hex"]))
+                    authority = .chained(signer: try Vectors.bytes(a["signer_hex"]), signature: try Vectors.bytes(a["signature_hex"]))
                 } else {
                     authority = .operator
                 }
-                let leaf = try XCTUnwrap(Hash(bytes: try bytes(step["leaf_hash_hex"])))
+                let leaf = try XCTUnwrap(Hash(bytes: try Vectors.bytes(step["leaf_hash_hex"])))
                 let verdict = DeviceRule.apply(DeviceChange(kind: k, authority: authority), to: &set, origin: origin, label: label, index: index, leafHash: leaf)
                 let context = "\(sequenceName) step \(index) (\(step["note"] as? String ?? ""))"
                 XCTAssertEqual(name(verdict), try step.string("verdict"), context)

@@ -14,19 +14,9 @@ final class ECVRFTests: XCTestCase {
         let file = try Vectors.load("rfc9381-ecvrf-edwards25519-sha512-tai.json")
         XCTAssertEqual(try file.string("suite_string_hex"), "03")
         return try file.list("vectors").map {
-            Vector(seed: try hex($0.string("sk")), publicKey: try hex($0.string("pk")), alpha: try hex($0.string("alpha_hex")),
-                   proof: try hex($0.string("pi")), output: try hex($0.string("beta")))
+            Vector(seed: try Vectors.bytes($0.string("sk")), publicKey: try Vectors.bytes($0.string("pk")), alpha: try Vectors.bytes($0.string("alpha_hex")),
+                   proof: try Vectors.bytes($0.string("pi")), output: try Vectors.bytes($0.string("beta")))
         }
-    }
-
-    private func hex(_ s: String) throws -> [UInt8] {
-        var out: [UInt8] = []
-        var it = s.utf8.makeIterator()
-        while let h = it.next() {
-            let l = try XCTUnwrap(it.next(), "odd hex")
-            out.append(try XCTUnwrap(UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16)))
-        }
-        return out
     }
 
     private static let identity: [UInt8] = [1] + [UInt8](repeating: 0, count: 31)

@@ -9,18 +9,8 @@ import XCTest
 final class LookupVectorTests: XCTestCase {
     private struct BadVector: Error { let why: String }
 
-    private func bytes(_ hex: Any?) throws -> [UInt8] {
-        guard let s = hex as? String, let b = Hex.decode(s) else { throw BadVector(why: "not hex: \(String(describing: hex))") }
-        return b
-    }
-
-    private func hash(_ hex: Any?) throws -> Hash {
-        guard let h = Hash(bytes: try bytes(hex)) else { throw BadVector(why: "not 32 bytes") }
-        return h
-    }
-
     private func answer(_ l: [String: Any], file: [String: Any]) throws -> DirectoryLookup.Answer {
-        let entries = try (try XCTUnwrap(file["entries_hex"] as? [String])).map { try bytes($0) }
+        let entries = try (try XCTUnwrap(file["entries_hex"] as? [String])).map { try Vectors.bytes($0) }
         let size = Int(try l.u64("checkpoint_size"))
         let note: String
         if let n = l["checkpoint_note"] as? String {
@@ -29,28 +19,28 @@ final class LookupVectorTests: XCTestCase {
             note = try XCTUnwrap(try file.list("checkpoints").first { ($0["size"] as? Int) == size }?["note"] as? String)
         }
         let mp = try l.dict("map_proof")
-        let siblings = try (try XCTUnwrap(mp["siblings_hex"] as? [String])).map { try hash($0) }
+        let siblings = try (try XCTUnwrap(mp["siblings_hex"] as? [String])).map { try Vectors.hash($0) }
         let terminal: MapTree.Terminal
         switch try mp.string("terminal") {
-        case "member": terminal = .member(value: try hash(mp["value_hex"]))
+        case "member": terminal = .member(value: try Vectors.hash(mp["value_hex"]))
         case "empty": terminal = .empty
-        case "other_leaf": terminal = .otherLeaf(label: try hash(mp["other_label_hex"]), value: try hash(mp["value_hex"]))
+        case "other_leaf": terminal = .otherLeaf(label: try Vectors.hash(mp["other_label_hex"]), value: try Vectors.hash(mp["value_hex"]))
         case let t: throw BadVector(why: "terminal \(t)")
         }
         var state: DirectoryLookup.Answer.State?
         if let s = l["state"] as? [String: Any] {
-            let devices = try (try XCTUnwrap(s["devices_hex"] as? [String])).map { try DeviceRecord.parse(try bytes($0)) }
-            let tombstoned = try (try XCTUnwrap(s["tombstoned_hex"] as? [String])).map { try bytes($0) }
-            let history = try s.list("history").map { (index: try $0.u64("index"), leafHash: try hash($0["leaf_hash_hex"])) }
+            let devices = try (try XCTUnwrap(s["devices_hex"] as? [String])).map { try DeviceRecord.parse(try Vectors.bytes($0)) }
+            let tombstoned = try (try XCTUnwrap(s["tombstoned_hex"] as? [String])).map { try Vectors.bytes($0) }
+            let history = try s.list("history").map { (index: try $0.u64("index"), leafHash: try Vectors.hash($0["leaf_hash_hex"])) }
             state = .init(devices: devices, tombstoned: tombstoned, history: history)
         }
         return DirectoryLookup.Answer(
             checkpoint: note,
-            configEntry: l["config_entry_hex"] != nil ? try bytes(l["config_entry_hex"]) : entries[0],
-            configProof: try (try XCTUnwrap(l["config_proof_hex"] as? [String])).map { try hash($0) },
-            headEntry: l["head_entry_hex"] != nil ? try bytes(l["head_entry_hex"]) : entries[size - 1],
-            headProof: try (try XCTUnwrap(l["head_proof_hex"] as? [String])).map { try hash($0) },
-            vrfProof: try bytes(l["vrf_proof_hex"]), mapProof: MapTree.Proof(terminal: terminal, siblings: siblings), state: state)
+            configEntry: l["config_entry_hex"] != nil ? try Vectors.bytes(l["config_entry_hex"]) : entries[0],
+            configProof: try (try XCTUnwrap(l["config_proof_hex"] as? [String])).map { try Vectors.hash($0) },
+            headEntry: l["head_entry_hex"] != nil ? try Vectors.bytes(l["head_entry_hex"]) : entries[size - 1],
+            headProof: try (try XCTUnwrap(l["head_proof_hex"] as? [String])).map { try Vectors.hash($0) },
+            vrfProof: try Vectors.bytes(l["vrf_proof_hex"]), mapProof: MapTree.Proof(terminal: terminal, siblings: siblings), state: state)
     }
 
     private func previous(_ l: [String: Any]) throws -> DirectoryLookup.Previous? {
@@ -58,18 +48,18 @@ final class LookupVectorTests: XCTestCase {
         let seen = c["seen"] as? [String: Any]
         return DirectoryLookup.Previous(epoch: (c["newest_epoch"] as? NSNumber)?.uint64Value ?? 0,
                                         version: (seen?["version"] as? NSNumber)?.uint64Value,
-                                        chain: try seen.map { try hash($0["chain_hex"]) })
+                                        chain: try seen.map { try Vectors.hash($0["chain_hex"]) })
     }
 
     func testTheLogReplaysAndEveryLookupVerifiesOrIsRefused() throws {
         let file = try Vectors.loadSpec("lookup-vectors.json")
         let key = try NoteVerifierKey(try file.string("log_verifier_key"))
-        let vrfKey = try bytes(file["vrf_public_key_hex"])
+        let vrfKey = try Vectors.bytes(file["vrf_public_key_hex"])
         // The log replays: every change accepted, every head matches.
         var replay = DirectoryReplay(store: MemoryMapNodeStore())
         var heads = 0
         for hex in try XCTUnwrap(file["entries_hex"] as? [String]) {
-            let e = try bytes(hex)
+            let e = try Vectors.bytes(hex)
             switch try replay.replay(e, leafHash: Merkle.leafHash(e)) {
             case .change(let i, _, let v): XCTAssertTrue(v.isAcceptedByServer, "entry \(i): \(v)")
             case .mapHead(let i, _, let o):
@@ -99,7 +89,7 @@ final class LookupVectorTests: XCTestCase {
 
         var bad = 0
         for l in try file.list("bad_lookups") {
-            let pinned = l["pinned_vrf_key_hex"] != nil ? try bytes(l["pinned_vrf_key_hex"]) : nil
+            let pinned = l["pinned_vrf_key_hex"] != nil ? try Vectors.bytes(l["pinned_vrf_key_hex"]) : nil
             let step = Int(try l.u64("refused_at_step"))
             XCTAssertThrowsError(try DirectoryLookup.verify(try answer(l, file: file), identity: try l.string("identity"), logKey: key, vrfKey: pinned,
                                                             previous: try previous(l)), l["why"] as? String ?? "") { error in

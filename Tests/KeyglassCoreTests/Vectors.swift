@@ -1,4 +1,5 @@
 import Foundation
+import KeyglassCore
 import XCTest
 
 /// Loads the independent implementations' vectors from `../shared/vectors` beside the checkout
@@ -17,6 +18,16 @@ enum Vectors {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Spec/vectors").appendingPathComponent(name)
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    }
+
+    /// A hex field of a vector file as bytes; missing or malformed fails the test.
+    static func bytes(_ hex: Any?) throws -> [UInt8] {
+        try XCTUnwrap((hex as? String).flatMap { Hex.decode($0) }, "not hex: \(String(describing: hex))")
+    }
+
+    /// A hex field of exactly 32 bytes as a hash.
+    static func hash(_ hex: Any?) throws -> Hash {
+        try XCTUnwrap(Hash(bytes: try bytes(hex)), "not 32 bytes: \(String(describing: hex))")
     }
 
     static func load(_ name: String) throws -> [String: Any] {
