@@ -63,12 +63,8 @@ struct Restore: AsyncParsableCommand {
                 try fm.copyItem(atPath: source, toPath: target)
                 if target != dir.verifierKey { try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target) }
             }
-            let sqlite = try SQLiteStorage(path: dir.database, readers: 1)
-            defer { sqlite.close() }
-            let integrity = try sqlite.integrityCheck()
-            guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
-            let sequencer = try Sequencer(store: LogStore(storage: sqlite), signer: try dir.loadSigner())
-            print("ok: restored tree size \(sequencer.latestCheckpoint.size), root \(sequencer.latestCheckpoint.root.base64), into \(dir.path)")
+            let head = try Check.verify(dir)
+            print("ok: restored tree size \(head.size), root \(head.root.base64), into \(dir.path)")
         } catch let e as ValidationError {
             throw e
         } catch {

@@ -180,17 +180,22 @@ struct Check: AsyncParsableCommand {
     var data: String
 
     func run() async throws {
-        let dir = DataDirectory(path: data)
         do {
-            let sqlite = try SQLiteStorage(path: dir.database, readers: 1)
-            defer { sqlite.close() }
-            let integrity = try sqlite.integrityCheck()
-            guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
-            let sequencer = try Sequencer(store: LogStore(storage: sqlite), signer: try dir.loadSigner())
-            print("ok: tree size \(sequencer.latestCheckpoint.size), root \(sequencer.latestCheckpoint.root.base64)")
+            let head = try Self.verify(DataDirectory(path: data))
+            print("ok: tree size \(head.size), root \(head.root.base64)")
         } catch {
             throw commandFailed("check", error)
         }
+    }
+
+    /// SQLite's integrity check, then the stored tree against the newest checkpoint, signed by the
+    /// directory's key (what the sequencer checks when it opens the log). Returns that checkpoint.
+    static func verify(_ dir: DataDirectory) throws -> StoredCheckpoint {
+        let sqlite = try SQLiteStorage(path: dir.database, readers: 1)
+        defer { sqlite.close() }
+        let integrity = try sqlite.integrityCheck()
+        guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
+        return try Sequencer(store: LogStore(storage: sqlite), signer: try dir.loadSigner()).latestCheckpoint
     }
 }
 
