@@ -15,16 +15,21 @@ SWIFT_FORMAT ?= swift-format
 # System packages: libsodium (Ed25519), SQLite, OpenSSL's libcrypto (SHA-NI SHA-256, P-256 point
 # checks), pkg-config (SwiftPM finds the libraries with it). Go and golang.org/x/mod are for the test
 # that has Go's sumdb packages verify our checkpoints and proofs; nginx for the test that runs
-# Deploy/nginx/keyglass-locations.conf in a real nginx in front of a real server.
+# Deploy/nginx/keyglass-locations.conf in a real nginx in front of a real server; prometheus for
+# promtool (GET /metrics and Deploy/prometheus's alert rules are checked with it) and chromium for
+# the status page's test in a headless browser. Those two without their recommended packages:
+# prometheus's would add a node exporter, chromium's a desktop's worth of extras.
 RUN_PACKAGES  := libsodium-dev libsqlite3-dev libssl-dev pkg-config
 TEST_PACKAGES := $(RUN_PACKAGES) golang-go golang-golang-x-mod-dev python3-pip nginx-light openssl
+LEAN_TEST_PACKAGES := prometheus chromium
 
+# $(1): Debian packages; $(2): further apt-get install flags.
 define install_missing
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing:$$missing"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(2) $$missing >/dev/null; \
 	fi
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required (https://www.swift.org/install/linux/)"; exit 1; }
 endef
@@ -44,6 +49,7 @@ deps:
 
 test-deps:
 	$(call install_missing,$(TEST_PACKAGES))
+	$(call install_missing,$(LEAN_TEST_PACKAGES),--no-install-recommends)
 	@python3 -c "import openapi_spec_validator" 2>/dev/null || python3 -m pip install -q openapi-spec-validator \
 	  || python3 -m pip install -q --break-system-packages openapi-spec-validator
 	@command -v schemathesis >/dev/null || python3 -m pip install -q schemathesis \
@@ -75,6 +81,8 @@ test: test-deps lint
 	python3 Spec/reference/keyglass_v2_reference.py --check
 	python3 Spec/reference/device_reference.py --repo --check
 	python3 Spec/reference/lookup_reference.py --check
+	promtool check rules Deploy/prometheus/keyglass-alerts.yml
+	cd Deploy/prometheus && promtool test rules keyglass-alerts.test.yml
 
 # Benchmarks and soak need wrk and the release build; not part of `make test`.
 bench-deps: test-deps

@@ -21,6 +21,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         // Already built for Hummingbird and NIO; named here for Deque (the pending index's rows).
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        // GET /metrics: the log records through swift-metrics' API, the server exposes it in
+        // Prometheus's text format (issue 16).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // System libraries. Named per project so they never clash with another package's shim.
@@ -38,6 +42,7 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
 
         // The HTTP API on Hummingbird 2.
@@ -53,6 +58,8 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
         // The JSON bodies of the HTTP API, defined once for the server and its clients.
@@ -119,7 +126,7 @@ let package = Package(
             "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
-            "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore", "KeyglassWitness",
+            "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore", "KeyglassWitness", "KeyglassServer",
             "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
         ]),
     ],

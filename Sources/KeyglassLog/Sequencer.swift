@@ -44,6 +44,8 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// The clock entries are stamped by, in milliseconds since the Unix epoch. Tests set it to
         /// step time (a clock stepped back, a log whose newest entry is in the future).
         public var clock: @Sendable () -> UInt64 = { Sequencer.nowMillis() }
+        /// Where publishes by outcome, batch sizes and commit times are recorded.
+        public var metrics: LogMetrics = .none
         public init() {}
     }
 
@@ -76,8 +78,15 @@ public final class Sequencer: Service, @unchecked Sendable {
     private var writerState: WriterState
     /// The newest checkpoint, readable without waiting for the writer (served by GET /checkpoint).
     private let published: Mutex<StoredCheckpoint>
+    /// The newest entry's timestamp, ms since the Unix epoch: when the newest checkpoint's last
+    /// batch was stamped (0: the log is empty). For metrics and the status page.
+    private let newestTimestamp: Atomic<UInt64>
 
     public var latestCheckpoint: StoredCheckpoint { published.withLock { $0 } }
+    /// The newest entry's timestamp in ms since the Unix epoch, 0 for an empty log.
+    public var newestEntryMillis: UInt64 { newestTimestamp.load(ordering: .relaxed) }
+    /// Publishes waiting for the writer.
+    public var queuedPublishes: Int { inbox.withLock { $0.queue.count } }
     public var origin: String { signer.name }
     public var verifierKey: NoteVerifierKey { signer.verifierKey }
 
@@ -92,6 +101,7 @@ public final class Sequencer: Service, @unchecked Sendable {
         self.logger = logger
         self.writerState = WriterState(head: head)
         self.published = Mutex(head.checkpoint)
+        self.newestTimestamp = Atomic(head.newestTimestamp)
         if let refusal = futureTimestampRefusal(lastTimestamp: head.newestTimestamp, now: options.clock()) {
             logger.error("publishes will be refused: \(refusal)")
         }
@@ -122,7 +132,12 @@ public final class Sequencer: Service, @unchecked Sendable {
             box.queue.append(Waiter(request: request, done: done))
             return nil
         }
-        if let refused { done(.failure(refused)) } else { wake.signal() }
+        if let refused {
+            options.metrics.publish(LogMetrics.Outcome(refused))
+            done(.failure(refused))
+        } else {
+            wake.signal()
+        }
     }
 
     /// Integrates batches on the writer thread until graceful shutdown (or cancellation), then
@@ -189,6 +204,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             // Logged once per run of refusals, not per batch: under load that would be thousands.
             if !writerState.refusingFutureTimestamp { logger.error("publish refused: \(refusal)") }
             writerState.refusingFutureTimestamp = true
+            options.metrics.publish(.futureTimestamp, count: batch.count)
             for waiter in batch { waiter.done(.failure(refusal)) }
             return
         }
@@ -207,6 +223,7 @@ public final class Sequencer: Service, @unchecked Sendable {
         }
         guard let appended = built.batch else {
             // Nothing to write: every publish of the batch was refused.
+            options.metrics.publishes(built.results)
             for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
             return
         }
@@ -219,6 +236,7 @@ public final class Sequencer: Service, @unchecked Sendable {
                 // Storage holds exactly this batch: it committed and only its answer was lost.
                 // Its callers get their receipts, so none of them retries into a duplicate.
                 logger.notice("the failed append had committed; its publishes are answered", metadata: ["tree_size": "\(head.checkpoint.size)"])
+                options.metrics.publishes(built.results)
                 for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
                 return
             }
@@ -231,7 +249,11 @@ public final class Sequencer: Service, @unchecked Sendable {
         store.upperTree.append(built.upperNodes)
         writerState.head = built.head
         published.withLock { $0 = built.head.checkpoint }
+        newestTimestamp.store(built.head.newestTimestamp, ordering: .relaxed)
         for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
+        options.metrics.publishes(built.results)
+        options.metrics.batchSize.record(batch.count)
+        options.metrics.commitDuration.recordNanoseconds(took.nanoseconds)
         // Every publish of the batch waited for this commit: a slow one (an fsync stalled by
         // the disk, a checkpoint of the WAL) is worth an operator's attention.
         if took > .milliseconds(250) {
@@ -243,6 +265,7 @@ public final class Sequencer: Service, @unchecked Sendable {
     private func fail(_ batch: [Waiter], _ error: Error) {
         let message: String
         if case let .storage(m) = error as? StoreError { message = m } else { message = "\(error)" }
+        options.metrics.publish(.storageError, count: batch.count)
         for waiter in batch { waiter.done(.failure(.storage(message))) }
     }
 
@@ -272,6 +295,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             try store.loadUpperTree(size: head.checkpoint.size)
             writerState.head = head
             published.withLock { $0 = head.checkpoint }
+            newestTimestamp.store(head.newestTimestamp, ordering: .relaxed)
             logger.notice("storage is ahead of the sequencer (another writer, or an append that reported failure but committed); continuing from it",
                           metadata: ["tree_size": "\(head.checkpoint.size)"])
             return head

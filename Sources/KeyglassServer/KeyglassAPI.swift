@@ -39,9 +39,16 @@ public struct KeyglassAPI: Sendable {
     let readLimiter: RateLimiter?
     let signedPublishLimiter: RateLimiter?
     let escapedNotes = EscapedNoteCache()
+    /// GET /metrics; its log handles are the ones given to the sequencer and the follower.
+    let metrics: ServerMetrics
+    /// The SQLite engine's lookup-index follower, for its gauges (nil: not measured).
+    let indexFollower: IndexMergeFollower?
 
-    public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger, witnesses: WitnessCollector? = nil) {
+    public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger, witnesses: WitnessCollector? = nil,
+                metrics: ServerMetrics = ServerMetrics(), indexFollower: IndexMergeFollower? = nil) {
         self.store = store
+        self.metrics = metrics
+        self.indexFollower = indexFollower
         self.sequencer = sequencer
         self.options = options
         self.witnesses = witnesses

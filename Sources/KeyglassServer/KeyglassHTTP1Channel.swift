@@ -27,6 +27,7 @@ struct KeyglassHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 withOutboundHeaderValidation: false)  // swift-http-types validates header fields
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+            try pipeline.addHandler(RequestMetricsHandler(metrics: api.metrics))
             try pipeline.addHandler(FastPathHandler(api: api))
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
         }

@@ -17,6 +17,14 @@ struct Route: Sendable {
             }
         }
 
+        /// The route's name in metrics: the path, with `*` for what follows a prefix.
+        var label: String {
+            switch self {
+            case .exact(let p): return p
+            case .under(let p): return p + "*"
+            }
+        }
+
         /// Hummingbird's spelling of the same match.
         var routerPath: RouterPath {
             switch self {
@@ -63,11 +71,17 @@ extension KeyglassAPI {
         Route(method: .get, match: .exact("/v1/entries"), handler: .request { api, request, _ in try await api.entries(request) }, onEventLoop: false),
         Route(method: .get, match: .exact("/v1/log"), handler: .read { api, _ in try api.logInfo() }, onEventLoop: true),
         Route(method: .get, match: .exact("/healthz"), handler: .read { api, _ in try api.health() }, onEventLoop: true),
+        Route(method: .get, match: .exact("/metrics"), handler: .read { api, _ in api.metricsAnswer() }, onEventLoop: true),
     ]
 
     /// The route for `method path`, if any.
     static func route(_ method: HTTPRequest.Method, _ path: Substring) -> Route? {
-        routes.first { $0.method == method && $0.match.matches(path) }
+        routeNumber(method, path).map { routes[$0] }
+    }
+
+    /// The index in `routes` of the route for `method path`, if any.
+    static func routeNumber(_ method: HTTPRequest.Method, _ path: Substring) -> Int? {
+        routes.firstIndex { $0.method == method && $0.match.matches(path) }
     }
 
     /// The methods the routes take on `path` (none: the path is not the API's).

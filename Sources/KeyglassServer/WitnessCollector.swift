@@ -40,6 +40,8 @@ public actor WitnessCollector: Service {
     private var witnessSize: [String: UInt64] = [:]
     /// The checkpoint text the cosignatures below are for, and each witness's newest line.
     private let collected = Mutex<(text: String, lines: [String: String])>(("", [:]))
+    /// When each witness (by key name) last returned a valid cosignature.
+    private let lastCosigned = Mutex<[String: ContinuousClock.Instant]>([:])
 
     public init(witnesses: [WitnessConfig], sequencer: Sequencer, store: LogStore, heartbeat: Duration, logger: Logger) {
         self.witnesses = witnesses
@@ -55,6 +57,12 @@ public actor WitnessCollector: Service {
     }
 
     /// `checkpoint`'s note with the cosignatures collected for exactly it, if any.
+    /// Each configured witness's name and when it last cosigned (nil: not since the server started).
+    public nonisolated func cosignatureTimes() -> [(name: String, at: ContinuousClock.Instant?)] {
+        let times = lastCosigned.withLock { $0 }
+        return witnesses.map { ($0.key.name, times[$0.key.name]) }
+    }
+
     public nonisolated func served(_ checkpoint: StoredCheckpoint) -> String {
         let note = checkpoint.note
         guard let text = try? SignedNote.parse(note).text else { return note }
@@ -97,6 +105,7 @@ public actor WitnessCollector: Service {
                         return
                     }
                     witnessSize[witness.key.name] = cp.size
+                    lastCosigned.withLock { $0[witness.key.name] = .now }
                     collected.withLock { c in
                         if c.text != note.text { c = (note.text, [:]) }
                         c.lines[witness.key.name] = sig.line

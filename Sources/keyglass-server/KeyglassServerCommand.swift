@@ -130,7 +130,9 @@ struct Serve: AsyncParsableCommand {
             let tokenHash = try dir.loadTokenHash()
             let sqlite = try SQLiteStorage(path: dir.database, sync: syncMode)
             let store = LogStore(storage: sqlite)
+            let metrics = ServerMetrics()
             var mergeOptions = IndexMergeFollower.Options()
+            mergeOptions.metrics = metrics.log
             mergeOptions.mergeAt = max(1, indexMergeRows)
             mergeOptions.chunk = max(1, indexMergeRows)
             mergeOptions.slice = .milliseconds(max(1, indexMergeSliceMs))
@@ -139,6 +141,7 @@ struct Serve: AsyncParsableCommand {
             seqOptions.maxBatch = max(1, maxBatch)
             seqOptions.batchDelay = .milliseconds(max(0, batchDelayMs))
             seqOptions.maxQueue = max(1, maxQueue)
+            seqOptions.metrics = metrics.log
             // Bounded so that the skew in milliseconds cannot overflow (a day is already generous).
             guard (0...Self.maxClockSkewLimit).contains(maxClockSkew) else {
                 throw ValidationError("--max-clock-skew takes seconds from 0 to \(Self.maxClockSkewLimit) (30 days)")
@@ -153,7 +156,8 @@ struct Serve: AsyncParsableCommand {
             let witnessConfigs = try witness.map { try WitnessConfig($0) }
             let collector = witnessConfigs.isEmpty ? nil : WitnessCollector(
                 witnesses: witnessConfigs, sequencer: sequencer, store: store, heartbeat: .seconds(max(1, witnessHeartbeat)), logger: logger)
-            let api = KeyglassAPI(store: store, sequencer: sequencer, options: options, logger: logger, witnesses: collector)
+            let api = KeyglassAPI(store: store, sequencer: sequencer, options: options, logger: logger, witnesses: collector,
+                                  metrics: metrics, indexFollower: merges)
             let cp = sequencer.latestCheckpoint
             logger.info("serving", metadata: ["origin": "\(signer.name)", "tree_size": "\(cp.size)",
                                               "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])

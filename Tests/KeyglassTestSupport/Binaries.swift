@@ -113,3 +113,40 @@ public struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Runs a system program a test needs (promtool, chromium…), installed by the Makefile. A missing
+/// one is a failure, never a skip: the test would otherwise pass without checking anything.
+public enum SystemTool {
+    /// The absolute path of `name` on PATH, or an error naming the Makefile.
+    public static func path(_ name: String) throws -> String {
+        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") + ["/usr/sbin", "/usr/bin"]
+        for dir in dirs where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") { return "\(dir)/\(name)" }
+        throw ClientError.network("\(name) is not installed (`make test` installs it)")
+    }
+
+    /// Runs `name args…` with `input` on standard input, to completion or `timeout` (then SIGKILL).
+    public static func run(_ name: String, _ args: [String], input: Data? = nil, timeout: Double = 120) throws -> Binaries.Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try path(name))
+        p.arguments = args
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        let pid = p.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        defer { watchdog.cancel() }
+        // Written from another thread: a large input must not block while the program's output fills its pipe.
+        let writer = inp.fileHandleForWriting
+        DispatchQueue.global().async {
+            if let input { try? writer.write(contentsOf: input) }
+            try? writer.close()
+        }
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Binaries.Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+}

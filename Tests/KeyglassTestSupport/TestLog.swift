@@ -47,13 +47,19 @@ public final class TestLog: Sendable {
         logger.logLevel = logLevel
         var sequencerLogger = Logger(label: "keyglass.sequencer")
         sequencerLogger.logLevel = logLevel > .warning ? logLevel : .info  // as before, unless asked to be quieter
-        let follower = IndexMergeFollower(storage: sqlite, options: merges ?? IndexMergeFollower.Options(), logger: sequencerLogger)
+        let metrics = ServerMetrics()
+        var followerOptions = merges ?? IndexMergeFollower.Options()
+        followerOptions.metrics = metrics.log
+        let follower = IndexMergeFollower(storage: sqlite, options: followerOptions, logger: sequencerLogger)
+        var options = options
+        options.metrics = metrics.log
         let sequencer = try Sequencer(store: store, signer: try directory.loadSigner(), options: options, logger: sequencerLogger)
         var serverOptions = ServerOptions()
         serverOptions.publishTokens = [token]
         configure(&serverOptions)
         let collector = witnesses.isEmpty ? nil : WitnessCollector(witnesses: witnesses, sequencer: sequencer, store: store, heartbeat: heartbeat, logger: logger)
-        let api = KeyglassAPI(store: store, sequencer: sequencer, options: serverOptions, logger: logger, witnesses: collector)
+        let api = KeyglassAPI(store: store, sequencer: sequencer, options: serverOptions, logger: logger, witnesses: collector,
+                              metrics: metrics, indexFollower: follower)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = api.application(host: "127.0.0.1", port: 0, background: merges == nil ? [] : [follower]) { port in portContinuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))

@@ -47,6 +47,8 @@ public final class IndexMergeFollower: Service, Sendable {
         public var idle: Duration = .seconds(1)
         /// Longest one slice's transaction runs before the appends get the writer again.
         public var slice: Duration = .milliseconds(20)
+        /// Where merge, compaction and slice times are recorded.
+        public var metrics: LogMetrics = .none
         public init() {}
     }
 
@@ -79,6 +81,10 @@ public final class IndexMergeFollower: Service, Sendable {
 
     /// Slices that failed since the follower started (tests, and the log's error lines).
     public var failedSlices: Int { failures.load(ordering: .relaxed) }
+    /// Lookup-index rows still in memory, waiting for a merge (metrics).
+    public var pendingRows: Int { pending }
+    /// Rows in the recent level, waiting for a compaction (metrics; approximate during one).
+    public var recentRows: Int { recentRowsHint.load(ordering: .relaxed) }
 
     /// Attaches to `storage`: from now on its appends wake this follower and wait for it when it lags.
     public init(storage: SQLiteStorage, options: Options = Options(), logger: Logger = Logger(label: "keyglass.index-merge")) {
@@ -176,13 +182,16 @@ public final class IndexMergeFollower: Service, Sendable {
         let start = ContinuousClock.now
         do {
             let complete = try storage.writer.runHere { db in try merge.writeSlice(db, budget: options.slice) }
-            s.longestSlice = max(s.longestSlice, .now - start)
+            let took = ContinuousClock.now - start
+            options.metrics.indexSlice(.merge, took: took)
+            s.longestSlice = max(s.longestSlice, took)
             s.merge = merge
             guard complete else { return true }
             storage.pendingIndex.dropMerged(below: merge.indexedSize)
             s.recentRows += merge.rowCount
             recentRowsHint.store(s.recentRows, ordering: .relaxed)
             s.merge = nil
+            options.metrics.indexWork(.merge, took: .now - s.started)
             // Publishes wait for a slice: a slow one is worth an operator's attention.
             logger.log(level: s.longestSlice > .milliseconds(250) ? .notice : .debug, "merged lookup index rows",
                        metadata: ["rows": "\(merge.rowCount)", "ms": "\(Self.milliseconds(.now - s.started))",
@@ -191,6 +200,7 @@ public final class IndexMergeFollower: Service, Sendable {
             return true
         } catch {
             failures.add(1, ordering: .relaxed)
+            options.metrics.indexSliceFailures.increment()
             logger.error("lookup index merge failed", metadata: ["error": "\(error)", "pending": "\(pending)"])
             return false
         }
@@ -208,7 +218,9 @@ public final class IndexMergeFollower: Service, Sendable {
         let before = compaction.identityRowsMoved + compaction.leafRowsMoved
         do {
             let complete = try storage.writer.runHere { db in try compaction.writeSlice(db, budget: options.slice) }
-            s.longestCompactionSlice = max(s.longestCompactionSlice, .now - start)
+            let took = ContinuousClock.now - start
+            options.metrics.indexSlice(.compaction, took: took)
+            s.longestCompactionSlice = max(s.longestCompactionSlice, took)
             // Half of each pass's rows: a catch-up on the appending thread eases off as the
             // identity pass goes, not only once the leaf pass (which comes last) is under way. The
             // count is recounted exactly when the compaction completes.
@@ -219,6 +231,7 @@ public final class IndexMergeFollower: Service, Sendable {
                 return true
             }
             s.compaction = nil
+            options.metrics.indexWork(.compaction, took: .now - s.compactionStarted)
             // Rows merged behind the cursor meanwhile are still there: count what is left.
             s.recentRows = (try? storage.recentIndexRows()) ?? s.recentRows
             recentRowsHint.store(s.recentRows, ordering: .relaxed)
@@ -228,6 +241,7 @@ public final class IndexMergeFollower: Service, Sendable {
             return true
         } catch {
             failures.add(1, ordering: .relaxed)
+            options.metrics.indexSliceFailures.increment()
             logger.error("lookup index compaction failed", metadata: ["error": "\(error)", "recent_rows": "\(s.recentRows)"])
             return false
         }
