@@ -43,6 +43,8 @@ public struct KeyglassAPI: Sendable {
     let metrics: ServerMetrics
     /// The SQLite engine's lookup-index follower, for its gauges (nil: not measured).
     let indexFollower: IndexMergeFollower?
+    /// The status page's chart, cached per tree size.
+    let growth = GrowthChart()
 
     public init(store: LogStore, sequencer: Sequencer, options: ServerOptions, logger: Logger, witnesses: WitnessCollector? = nil,
                 metrics: ServerMetrics = ServerMetrics(), indexFollower: IndexMergeFollower? = nil) {

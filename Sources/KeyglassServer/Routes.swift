@@ -72,6 +72,10 @@ extension KeyglassAPI {
         Route(method: .get, match: .exact("/v1/log"), handler: .read { api, _ in try api.logInfo() }, onEventLoop: true),
         Route(method: .get, match: .exact("/healthz"), handler: .read { api, _ in try api.health() }, onEventLoop: true),
         Route(method: .get, match: .exact("/metrics"), handler: .read { api, _ in api.metricsAnswer() }, onEventLoop: true),
+        // The status page reads up to ~150 entries (its chart is cached): off the event loop.
+        Route(method: .get, match: .exact("/"), handler: .read { api, uri in try api.statusPage(uri) }, onEventLoop: false),
+        Route(method: .get, match: .exact("/assets/status.js"), handler: .read { _, _ in StatusAssets.answer(StatusAssets.js, type: "text/javascript; charset=utf-8") }, onEventLoop: false),
+        Route(method: .get, match: .exact("/assets/status.css"), handler: .read { _, _ in StatusAssets.answer(StatusAssets.css, type: "text/css; charset=utf-8") }, onEventLoop: false),
     ]
 
     /// The route for `method path`, if any.
