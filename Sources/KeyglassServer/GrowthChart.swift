@@ -6,18 +6,22 @@ import Synchronization
 /// The status page's chart of the log's growth: entries over time, as an inline SVG drawn on the
 /// server (no script, no build step). Each entry carries the time the log sequenced it, so the
 /// curve is read from the log itself: up to `samples` entries spread evenly over the tree, their
-/// timestamps against their positions. Point reads only, cached per tree size.
+/// timestamps against their positions. Point reads only, redrawn at most every `maxAge` while the
+/// log grows (a busy log changes size between any two page views).
 final class GrowthChart: Sendable {
     static let samples = 48
     static let width = 640.0, height = 180.0, margin = 40.0
+    static let maxAge: Duration = .seconds(60)
 
-    private let cached = Mutex<(size: UInt64, svg: String)?>(nil)
+    private let cached = Mutex<(size: UInt64, drawn: ContinuousClock.Instant, svg: String)?>(nil)
 
     /// The SVG for the tree of `size` entries (empty tree: a sentence instead).
     func svg(store: LogStore, size: UInt64) -> String {
-        if let hit = cached.withLock({ $0 }), hit.size == size { return hit.svg }
+        if let hit = cached.withLock({ $0 }), hit.size == size || (hit.size > 0 && ContinuousClock.now - hit.drawn < Self.maxAge) {
+            return hit.svg
+        }
         let svg = Self.draw(points: Self.points(store: store, size: size), size: size)
-        cached.withLock { $0 = (size, svg) }
+        cached.withLock { $0 = (size, .now, svg) }
         return svg
     }
 

@@ -46,7 +46,15 @@ public final class ServerMetrics: Sendable {
         log = LogMetrics(factory: factory)
         gauges = Gauges(factory: factory)
         gauges.upSince.record(Date().timeIntervalSince1970)
+        // Every route's usual answers exist from the start: Prometheus's rate() does not count a
+        // series' first value, so errors on a series created by its first error would go unseen.
+        for route in KeyglassAPI.routes.indices {
+            for status in Self.preRegisteredStatuses { _ = requestCounter(route: route, status: status) }
+        }
+        _ = requestCounter(route: -1, status: 404)
     }
+
+    static let preRegisteredStatuses = [200, 400, 404, 429, 500, 503]
 
     /// The counter of `keyglass_http_requests_total` for route number `route` (an index into
     /// `KeyglassAPI.routes`; any other number: no route) answered with `status`.

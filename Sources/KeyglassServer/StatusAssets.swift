@@ -35,11 +35,13 @@ enum StatusAssets {
     """
 
     /// Verifies GET /v1/keys/<identity> in the browser. Plain ES2020 and WebCrypto (Ed25519 and
-    /// SHA-256); every check is the one the CLI makes (Spec/notes.md, RFC 9162 §2.1.3.2,
-    /// Spec/entry.md), written again here so that the page does not ask you to trust the server.
+    /// SHA-256); every check is the one the CLI makes (RFC 9162 §2.1.3.2, Spec/entry.md), written
+    /// again here so that the answer is checked where it is shown. The script itself comes from
+    /// the server it checks: it catches a forged or broken answer, not an operator who also
+    /// rewrites this page, and it says so (Spec/status-page.md).
     static let js = #"""
     "use strict";
-    // Keyglass status page: checks a lookup answer in this browser, trusting only the verifier key.
+    // Keyglass status page: checks a lookup answer in this browser against a verifier key.
     (() => {
       const box = document.getElementById("browser-check");
       if (!box) return;
@@ -52,6 +54,8 @@ enum StatusAssets {
       const cat = (...parts) => { const n = parts.reduce((s, p) => s + p.length, 0); const a = new Uint8Array(n); let o = 0; for (const p of parts) { a.set(p, o); o += p.length; } return a; };
       const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
       const sha256 = async (a) => new Uint8Array(await crypto.subtle.digest("SHA-256", a));
+      class Unavailable extends Error {}
+      const caveat = " This check ran code this server sent: it catches an answer forged or broken on its way to you, not an operator who also changes this page. For that, run keyglass lookup with the verifier key your provider publishes.";
       const hex = (a) => Array.from(a, (x) => x.toString(16).padStart(2, "0")).join("");
 
       // c2sp.org/signed-note verifier key: name+hex(key ID)+base64(0x01 || Ed25519 public key).
@@ -64,7 +68,12 @@ enum StatusAssets {
         if (raw.length !== 33 || raw[0] !== 1) throw new Error("the verifier key is not an Ed25519 note key");
         const keyID = (await sha256(cat(enc.encode(name), Uint8Array.of(0x0a), raw))).slice(0, 4);
         if (hex(keyID) !== id) throw new Error("the verifier key's ID does not match its key");
-        const key = await crypto.subtle.importKey("raw", raw.slice(1), { name: "Ed25519" }, false, ["verify"]);
+        let key;
+        try {
+          key = await crypto.subtle.importKey("raw", raw.slice(1), { name: "Ed25519" }, false, ["verify"]);
+        } catch (e) {
+          throw new Unavailable("this browser's WebCrypto has no Ed25519");
+        }
         return { name, keyID, key };
       }
 
@@ -83,7 +92,7 @@ enum StatusAssets {
         if (!signed) throw new Error("the checkpoint is not signed by the verifier key");
         const lines = text.split("\n");
         if (lines[0] !== vkey.name) throw new Error("the checkpoint's origin is not the key's name");
-        if (!/^(0|[1-9][0-9]{0,15})$/.test(lines[1])) throw new Error("the checkpoint's size is malformed");
+        if (!/^(0|[1-9][0-9]{0,15})$/.test(lines[1]) || !Number.isSafeInteger(Number(lines[1]))) throw new Error("the checkpoint's size is malformed or too large for this page");
         const root = b64(lines[2]);
         if (root.length !== 32) throw new Error("the checkpoint's root hash is malformed");
         return { size: Number(lines[1]), root };
@@ -91,7 +100,7 @@ enum StatusAssets {
 
       // RFC 9162 section 2.1.3.2: the root an inclusion proof leads to.
       async function rootFromProof(index, size, leaf, proof) {
-        if (index >= size) throw new Error("index " + index + " is outside the tree");
+        if (!Number.isSafeInteger(index) || index < 0 || index >= size) throw new Error("index " + index + " is not an index of the tree");
         let fn = index, sn = size - 1, r = leaf;
         for (const p of proof) {
           if (p.length !== 32) throw new Error("a proof hash is not 32 bytes");
@@ -112,7 +121,11 @@ enum StatusAssets {
       function parseEntry(a) {
         let o = 0;
         const need = (n) => { if (o + n > a.length) throw new Error("an entry is truncated"); };
-        const u64 = () => { need(8); let v = 0n; for (let i = 0; i < 8; i++) v = (v << 8n) | BigInt(a[o++]); return v; };
+        const u64 = () => {
+          need(8); let v = 0n; for (let i = 0; i < 8; i++) v = (v << 8n) | BigInt(a[o++]);
+          if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error("an entry's number is too large for this page");
+          return v;
+        };
         need(1); if (a[o++] !== 1) throw new Error("an entry has an unknown version");
         const timestamp = Number(u64());
         need(1); const l = a[o++]; need(l);
@@ -153,6 +166,11 @@ enum StatusAssets {
           return;
         }
         const identity = box.dataset.identity;
+        // The identity asked for in the address bar, not only the one the page was rendered with.
+        const params = new URLSearchParams(location.search);
+        const typed = params.get("identity");
+        if (typed === null || typed.normalize("NFC") !== identity) throw new Error("the page shows " + identity + ", not the identity you asked for");
+        const ownKey = !params.get("vkey");
         const vkey = await parseVerifierKey(box.dataset.vkey);
         const res = await fetch("/v1/keys/" + encodeURIComponent(identity), { cache: "no-store" });
         if (res.status === 404) { say("none", "The log says it has no keys for " + identity + ". A browser cannot check an absence; auditors watching this log can."); return; }
@@ -174,14 +192,20 @@ enum StatusAssets {
         for (let i = 1; i < rows.length; i++) {
           if (rows[i].entry.previous !== rows[i - 1].index) throw new Error("entry " + rows[i].index + " does not follow entry " + rows[i - 1].index);
         }
-        if (rows[0].entry.previous !== null && !answer.truncated) throw new Error("the answer hides the history before entry " + rows[0].index);
+        const older = rows[0].entry.previous;
+        if (older !== null && !answer.truncated) throw new Error("the answer hides the history before entry " + rows[0].index);
         render(rows);
-        say("verified", "Checked in your browser: " + rows.length + (rows.length === 1 ? " entry is" : " entries are") +
-          " in the log of size " + cp.size + ", whose checkpoint is signed by " + vkey.name +
-          ", and each names the one before it. Not checkable here: whether a newer entry exists that this server hides (auditors watching the log catch that). Compare the verifier key with the one your provider publishes.");
+        say("verified", "Checked in your browser for " + identity + ": " + rows.length + (rows.length === 1 ? " entry is" : " entries are") +
+          " in the log of size " + cp.size + ", whose checkpoint is signed by " +
+          (ownKey ? "this server's own key (it agrees with itself; paste your provider's key to check against it)" : "the key you gave") +
+          ", and each names the one before it." +
+          (older !== null ? " Older history, before entry " + rows[0].index + ", was not shown or checked." : "") +
+          " Not checkable here: whether a newer entry exists that this server hides (auditors watching the log catch that)." + caveat);
       }
 
-      check().catch((err) => say("failed", "Verification FAILED: " + err.message));
+      check().catch((err) => err instanceof Unavailable
+        ? say("unavailable", "Your browser cannot check this answer: " + err.message + ". The list above is the server's word only.")
+        : say("failed", "Verification FAILED: " + err.message + "." + caveat));
     })();
     """#
 }

@@ -33,12 +33,14 @@ enum StatusPage {
         return out
     }
 
+    /// "2026-11-30 14:48:49 UTC". With gmtime_r: a DateFormatter per call is slow, and one shared
+    /// between the event loops' threads is not safe.
     static func utc(millis: UInt64) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
-        return f.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+        var seconds = time_t(clamping: millis / 1000)
+        var t = tm()
+        guard gmtime_r(&seconds, &t) != nil else { return "\(millis) ms" }
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(t.tm_year + 1900)-\(two(t.tm_mon + 1))-\(two(t.tm_mday)) \(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec)) UTC"
     }
 
     /// "3 min ago" and the like, coarse on purpose.

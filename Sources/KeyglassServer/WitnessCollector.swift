@@ -56,13 +56,13 @@ public actor WitnessCollector: Service {
         served(sequencer.latestCheckpoint)
     }
 
-    /// `checkpoint`'s note with the cosignatures collected for exactly it, if any.
     /// Each configured witness's name and when it last cosigned (nil: not since the server started).
     public nonisolated func cosignatureTimes() -> [(name: String, at: ContinuousClock.Instant?)] {
         let times = lastCosigned.withLock { $0 }
         return witnesses.map { ($0.key.name, times[$0.key.name]) }
     }
 
+    /// `checkpoint`'s note with the cosignatures collected for exactly it, if any.
     public nonisolated func served(_ checkpoint: StoredCheckpoint) -> String {
         let note = checkpoint.note
         guard let text = try? SignedNote.parse(note).text else { return note }

@@ -68,7 +68,13 @@ final class StatusPageTests: XCTestCase {
             let dom = try Chromium.dom(page)
             let check = browserCheck(dom)
             XCTAssertEqual(check.state, "verified", check.text)
-            XCTAssertTrue(check.text.contains("3 entries are in the log of size 6"), check.text)
+            XCTAssertTrue(check.text.contains("Checked in your browser for \(alice): 3 entries are in the log of size 6"), check.text)
+            XCTAssertTrue(check.text.contains("this server's own key"), check.text)
+            XCTAssertTrue(check.text.contains("keyglass lookup"), "the result names its limit: \(check.text)")
+            // Checked against the same key given by the user: said so.
+            let given = browserCheck(try Chromium.dom(url(base, identity: alice, vkey: log.verifierKey.description)))
+            XCTAssertEqual(given.state, "verified", given.text)
+            XCTAssertTrue(given.text.contains("signed by the key you gave"), given.text)
             let verified = try XCTUnwrap(dom.range(of: #"<table class="keys" id="verified-keys">.*?</table>"#, options: .regularExpression).map { String(dom[$0]) })
             // Newest first, each key read by the script from the entry bytes the proof covers.
             var previous = verified.startIndex
@@ -107,8 +113,8 @@ final class StatusPageTests: XCTestCase {
         await witness.stop()
     }
 
-    /// A hostile operator's front end serves the real page and script but forges the lookup the
-    /// script fetches: a key swapped inside an entry, an entry left out, an answer from a fork signed
+    /// A front end between the log and the browser (compromised, or a cache gone wrong) serves the
+    /// real page and script but forges the lookup the script fetches: a key swapped inside an entry, an entry left out, an answer from a fork signed
     /// by another key. The browser must say FAILED each time.
     func testBrowserRefusesForgedLookups() async throws {
         let log = try await TestLog()
