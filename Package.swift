@@ -95,6 +95,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // `make bench` reference measurements (raw SQLite inserts, SHA-256 rate, entry export for Go).
         .executableTarget(name: "keyglass-bench", dependencies: [

@@ -14,6 +14,10 @@ public struct DataDirectory: Sendable {
     /// provider's back end.
     public var publishTokenHash: String { path + "/publish-token.sha256" }
     public var verifierKey: String { path + "/verifier-key" }
+    /// A v2 log's (key directory's) VRF key: a 32-byte seed, base64 (0600). Its presence is what
+    /// makes `serve` serve the directory's API.
+    public var vrfKey: String { path + "/vrf-key" }
+    public var isDirectory: Bool { FileManager.default.fileExists(atPath: vrfKey) }
 
     public init(path: String) {
         var p = path
@@ -53,6 +57,38 @@ public struct DataDirectory: Sendable {
         defer { storage.close() }
         _ = try LogAdmin.initialise(storage, signer: signer)
         return signer.verifierKey
+    }
+
+    /// Like `initialise`, for a v2 log (the key directory): also a VRF key (0600), and leaf 0, the
+    /// config naming the origin and the VRF public key. Returns the verifier key and the VRF key.
+    public func initialiseDirectory(origin: String) async throws -> (verifierKey: NoteVerifierKey, vrfPublicKey: [UInt8]) {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: signingKey) { throw InitError.alreadyInitialised(signingKey) }
+        if fm.fileExists(atPath: vrfKey) { throw InitError.alreadyInitialised(vrfKey) }
+        let signer: NoteSigner
+        do { signer = try NoteSigner.generate(name: origin) } catch { throw InitError.badOrigin(origin) }
+        try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if fm.fileExists(atPath: database) { throw InitError.alreadyInitialised(database) }
+        let vrfSeed = Ed25519.randomBytes(32)
+        try SecretFile.create(vrfKey, contents: Base64.encode(vrfSeed) + "\n")
+        try SecretFile.create(signingKey, contents: signer.encodedPrivateKey + "\n")
+        let token = Base64.encode(Ed25519.randomBytes(32))
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        try SecretFile.create(publishToken, contents: token + "\n")
+        try SecretFile.create(publishTokenHash, contents: Hash.sha256(Array(token.utf8)).hex + "\n")
+        try (signer.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
+        let storage = try SQLiteStorage(path: database, readers: 1)
+        defer { storage.close() }
+        let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        return (signer.verifierKey, log.vrfPublicKey)
+    }
+
+    /// The VRF key's seed (v2 logs).
+    public func loadVRFSeed() throws -> [UInt8] {
+        guard let seed = Base64.decode(try SecretFile.read(vrfKey).trimmingCharacters(in: .whitespacesAndNewlines)), seed.count == 32 else {
+            throw SecretFile.SecretFileError.cannotRead(vrfKey)
+        }
+        return seed
     }
 
     public func loadSigner() throws -> NoteSigner {

@@ -38,6 +38,8 @@ public struct APIError: Error, Sendable {
 /// logged here and reported without internals.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
+    /// The methods the API takes on a path (none: not the API's), for 405's Allow.
+    var allowedMethods: @Sendable (Substring) -> [String] = { KeyglassAPI.allowedMethods($0) }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -62,7 +64,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             case .notFound:
                 // A path the API has, asked with another method: 405 and the methods it takes
                 // (RFC 9110 §15.5.6), not a 404 that says the resource does not exist.
-                let allowed = KeyglassAPI.allowedMethods(request.uri.path[...])
+                let allowed = allowedMethods(request.uri.path[...])
                 guard allowed.isEmpty else {
                     var err = APIError(.methodNotAllowed, "method_not_allowed",
                                        "\(request.method) is not allowed on \(request.uri.path); it takes \(allowed.joined(separator: ", "))")

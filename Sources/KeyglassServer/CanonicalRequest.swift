@@ -7,8 +7,9 @@ import Hummingbird
 /// route or limit) and the fast path (`KeyglassAPI.isFast`) apply this one rule, and refuse what
 /// breaks it with a 404: whatever a route, a limit or a cache sees has the one spelling.
 enum CanonicalPath {
-    /// The route whose last part is a value rather than a name (`/v1/keys/<identity>`).
-    static let identityPrefix = "/v1/keys/"
+    /// The routes whose last part is a value rather than a name (`/v1/keys/<identity>`, and a
+    /// directory's `/v2/lookup/<identity>` and `/v2/history/<identity>`).
+    static let identityPrefixes = ["/v1/keys/", "/v2/lookup/", "/v2/history/"]
 
     /// True for "/" and for paths of segments that are not empty, not "." or "..", without a
     /// trailing "/" and without percent-encoding, except in the identity after `/v1/keys/`: a
@@ -20,7 +21,7 @@ enum CanonicalPath {
         for segment in path.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
             if segment.isEmpty || segment == "." || segment == ".." { return false }
         }
-        let routed = path.hasPrefix(identityPrefix) ? path.prefix(identityPrefix.count) : path
+        let routed = identityPrefixes.first { path.hasPrefix($0) }.map { path.prefix($0.count) } ?? path
         return !routed.contains("%")
     }
 }

@@ -146,6 +146,11 @@ extension KeyglassAPI {
 
     /// c2sp.org/tlog-tiles: hash tiles and entry bundles, immutable once written.
     func tile(path: Substring) throws -> ReadAnswer {
+        try Self.tile(path: path, store: store, size: sequencer.latestCheckpoint.size)
+    }
+
+    /// A tile of the tree of `size` entries in `store` (v1 logs and v2 directories alike).
+    static func tile(path: Substring, store: LogStore, size: UInt64) throws -> ReadAnswer {
         guard path.hasPrefix("/tile/") else { throw APIError.badRequest("malformed tile path") }
         let rest = path.dropFirst("/tile/".count)
         guard let slash = rest.firstIndex(of: "/") else {
@@ -155,7 +160,6 @@ extension KeyglassAPI {
         do { coordinate = try TileLayout.parse(level: rest[..<slash], index: rest[rest.index(after: slash)...]) } catch {
             throw APIError.badRequest(error.description)
         }
-        let size = sequencer.latestCheckpoint.size
         let width = coordinate.partial == 0 ? TileLayout.width : coordinate.partial
         let (start, o1) = coordinate.index.multipliedReportingOverflow(by: TileLayout.width)
         let (end, o2) = start.addingReportingOverflow(width)

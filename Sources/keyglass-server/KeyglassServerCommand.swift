@@ -8,6 +8,7 @@ import KeyglassCore
 import KeyglassLog
 import KeyglassServer
 import Logging
+import ServiceLifecycle
 
 @main
 struct KeyglassServerCommand: AsyncParsableCommand {
@@ -38,8 +39,23 @@ struct Init: AsyncParsableCommand {
     @Option(name: .long, help: "The log's origin, e.g. keys.example.com/log (also the signing key's name).")
     var origin: String
 
+    @Flag(name: .long, help: "Create a v2 log, the key directory (device sets, a map, lookups that prove completeness; Spec/directory.md): also writes DIR/vrf-key (0600) and leaf 0, the config with the VRF public key. `serve` then serves /v2 instead of /v1.")
+    var directory = false
+
     func run() async throws {
         let dir = DataDirectory(path: data)
+        if directory {
+            do {
+                let (vkey, vrf) = try await dir.initialiseDirectory(origin: origin)
+                print("Initialised the key directory \(dir.path): database, signing key (0600), VRF key (0600), publish token (0600).")
+                print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
+                print("VRF public key (leaf 0 names it; clients may pin it): \(Base64.encode(vrf))")
+                print(vkey.description)
+            } catch {
+                throw commandFailed("init", error)
+            }
+            return
+        }
         do {
             let vkey = try await dir.initialise(origin: origin)
             print("Initialised \(dir.path): database, signing key (0600), publish token (0600).")
@@ -105,6 +121,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds between re-submissions of an unchanged checkpoint to the witnesses.")
     var witnessHeartbeat = 60
 
+    @Option(name: .long, help: "Key directories (init --directory) only: milliseconds between map heads while changes arrive; a change shows in lookups from the next head.")
+    var epochMs = 1000
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -128,6 +147,10 @@ struct Serve: AsyncParsableCommand {
             }
             let signer = try dir.loadSigner()
             let tokenHash = try dir.loadTokenHash()
+            if dir.isDirectory {
+                try await serveDirectory(dir, signer: signer, tokenHash: tokenHash, sync: syncMode, logger: logger)
+                return
+            }
             let sqlite = try SQLiteStorage(path: dir.database, sync: syncMode)
             let store = LogStore(storage: sqlite)
             let metrics = ServerMetrics()
@@ -292,4 +315,27 @@ struct RotateKey: AsyncParsableCommand {
 func commandFailed(_ command: String, _ error: Error) -> ExitCode {
     FileHandle.standardError.write(Data("keyglass-server \(command): \(error)\n".utf8))
     return ExitCode(1)
+}
+
+extension Serve {
+    /// A v2 log: the directory's API (`DirectoryAPI`), its writer and epoch timer (`DirectoryService`).
+    func serveDirectory(_ dir: DataDirectory, signer: NoteSigner, tokenHash: Hash, sync: SyncMode, logger: Logger) async throws {
+        let sqlite = try SQLiteStorage(path: dir.database, sync: sync)
+        let merges = IndexMergeFollower(storage: sqlite, logger: logger)
+        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: try dir.loadVRFSeed())
+        var options = DirectoryService.Options()
+        options.epoch = .milliseconds(max(10, epochMs))
+        let service = try DirectoryService(log: log, signer: signer, options: options, logger: logger)
+        let api = DirectoryAPI(directory: service, publishTokenHashes: [tokenHash], logger: logger)
+        logger.info("serving the key directory", metadata: ["origin": "\(signer.name)", "tree_size": "\(service.latestCheckpoint.size)",
+                                                           "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
+        let portFile = portFile
+        let listening = logger
+        let app = api.application(host: host, port: port) { bound in
+            listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
+            if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
+        }
+        let group = ServiceGroup(configuration: .init(services: [merges, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
 }

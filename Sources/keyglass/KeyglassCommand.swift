@@ -18,7 +18,7 @@ struct KeyglassCommand: AsyncParsableCommand {
         answer does not verify or contradicts what was seen before, and the evidence is printed; \
         3 the log did not answer (unreachable, timed out, or failing on its side after retries).
         """,
-        subcommands: [Publish.self, Lookup.self, Verify.self, Keygen.self, Audit.self, WitnessCommand.self])
+        subcommands: [Publish.self, Lookup.self, Verify.self, Keygen.self, Audit.self, WitnessCommand.self, DirectoryCommand.self])
 }
 
 /// Options every command that talks to a log shares.

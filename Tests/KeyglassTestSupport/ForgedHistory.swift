@@ -18,6 +18,14 @@ extension TestLog {
     /// As `forgeHistory(_:)`, from entry bytes as stored (with the identity column's text), so a
     /// test can store bytes no encoder of today would write.
     public func forgeHistory(raw entries: [(identity: String, data: [UInt8])]) throws {
+        try directory.forgeHistory(raw: entries)
+    }
+}
+
+extension DataDirectory {
+    /// `TestLog.forgeHistory(raw:)` for any data directory (a key directory made by the binary, say).
+    public func forgeHistory(raw entries: [(identity: String, data: [UInt8])]) throws {
+        let directory = self
         let signer = try directory.loadSigner()
         var db: OpaquePointer?
         guard sqlite3_open(directory.database, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }

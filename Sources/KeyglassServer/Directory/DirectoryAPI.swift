@@ -1,0 +1,135 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import KeyglassCore
+import KeyglassLog
+import KeyglassWire
+import Logging
+import ServiceLifecycle
+
+/// The HTTP API of a v2 log, the key directory (Spec/directory.md "HTTP"):
+///
+/// - `POST /v2/changes`: one device change (`ChangeBody`); the operator's with the publish token,
+///   or chained (signed by an active device), which needs no token.
+/// - `GET /v2/lookup/<identity>`: the identity's devices with every proof (`DirectoryLookupJSON`).
+/// - `GET /v2/history/<identity>`: its change entries with inclusion proofs, for owners' monitors.
+/// - `GET /v2/log`, `GET /checkpoint`, `GET /tile/…` (c2sp.org/tlog-tiles), `GET /healthz`.
+///
+/// A v2 log serves no `/v1` route: its entries are not v1 key entries.
+public struct DirectoryAPI: Sendable {
+    let directory: DirectoryService
+    let authorizer: PublishAuthorizer
+    let logger: Logger
+    /// Largest body: a device record with its keys is a few hundred bytes.
+    static let maxBodyBytes = 16 * 1024
+
+    public init(directory: DirectoryService, publishTokenHashes: [Hash], publishTokens: [String] = [], logger: Logger) {
+        self.directory = directory
+        self.authorizer = PublishAuthorizer(tokens: publishTokens, tokenHashes: publishTokenHashes)
+        self.logger = logger
+    }
+
+    public func router() -> Router<KeyglassRequestContext> {
+        let router = Router(context: KeyglassRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware(logger: logger, allowedMethods: { Self.allowedMethods($0) }))
+        router.add(middleware: CanonicalRequestMiddleware(maxBodyBytes: Self.maxBodyBytes))
+        let api = self
+        router.get("/checkpoint") { _, _ in
+            ReadAnswer(contentType: "text/plain; charset=utf-8", cache: "no-cache", body: ByteBuffer(string: api.directory.latestCheckpoint.note)).response
+        }
+        router.get("/tile/**") { request, _ in
+            try KeyglassAPI.tile(path: request.uri.path[...], store: api.directory.store, size: api.directory.latestCheckpoint.size).response
+        }
+        router.get("/healthz") { _, _ in try ReadAnswer.json(HealthAnswer(status: "ok", tree_size: api.directory.latestCheckpoint.size)).response }
+        router.get("/v2/log") { _, _ in
+            try ReadAnswer.json(DirectoryLogInfo(origin: api.directory.origin, verifier_key: api.directory.verifierKey.description,
+                                                 vrf_public_key: Base64.encode(api.directory.vrfPublicKey),
+                                                 tree_size: api.directory.latestCheckpoint.size)).response
+        }
+        router.post("/v2/changes") { request, _ in try await api.change(request) }
+        router.get("/v2/lookup/**") { request, _ in try api.lookup(request.uri) }
+        router.get("/v2/history/**") { request, _ in try api.history(request.uri) }
+        return router
+    }
+
+    /// Every route of the directory's API, for 405's Allow (the router registers them below).
+    static let routes: [(method: String, match: Route.Match)] = [
+        ("GET", .exact("/checkpoint")), ("GET", .under("/tile/")), ("GET", .exact("/healthz")), ("GET", .exact("/v2/log")),
+        ("POST", .exact("/v2/changes")), ("GET", .under("/v2/lookup/")), ("GET", .under("/v2/history/")),
+    ]
+
+    static func allowedMethods(_ path: Substring) -> [String] {
+        routes.filter { $0.match.matches(path) }.map(\.method)
+    }
+
+    public func application(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Application(
+            router: router(), configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
+            services: [directory], onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    /// The identity after `prefix` in the path, percent-decoded once and made canonical.
+    private func identity(_ uri: URI, after prefix: String) throws -> String {
+        let raw = uri.path.dropFirst(prefix.count)
+        guard uri.path.hasPrefix(prefix), !raw.isEmpty else { throw APIError.badRequest("missing identity") }
+        guard let decoded = String(raw).removingPercentEncoding else { throw APIError.badRequest("identity is not valid percent-encoded UTF-8") }
+        do { return try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
+    }
+
+    func change(_ request: Request) async throws -> Response {
+        guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") else {
+            throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+        }
+        let data = Data((try await request.body.collect(upTo: Self.maxBodyBytes)).readableBytesView)
+        let body: ChangeBody
+        do { body = try JSONDecoder().decode(ChangeBody.self, from: data) } catch {
+            throw APIError.badRequest("the body is not a change: identity, kind, and device or device_id (signer and signature for a chained change)")
+        }
+        let change: DeviceChange
+        do { change = try body.change() } catch { throw APIError.badRequest("\(error)") }
+        if case .operator = change.authority {
+            guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+                var e = APIError(.unauthorized, "unauthorized", "an operator change needs the publish token; a device's change needs signer and signature")
+                e.headers[.wwwAuthenticate] = "Bearer"
+                throw e
+            }
+            guard authorizer.accepts(String(header.dropFirst(7))) else { throw APIError(.forbidden, "forbidden", "publish token not accepted") }
+        }
+        switch await directory.submit(DirectoryLog.ChangeRequest(identity: body.identity, kind: change.kind, authority: change.authority)) {
+        case let .sequenced(index, size):
+            return try ReadAnswer.json(ChangeAnswer(index: index, tree_size: size)).response
+        case .refused(.identity(let why)):
+            throw APIError.badRequest(why)
+        case .refused(.rule(let verdict)):
+            // What the rule calls an attack is refused by an honest server: 403, with the verdict.
+            throw APIError(.forbidden, "refused", "the device rule refuses this change: \(verdict)")
+        case .refused(.logFull):
+            throw APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", "the log is full")
+        case .unavailable(let why):
+            var e = APIError(.serviceUnavailable, "unavailable", why)
+            e.headers[.retryAfter] = "1"
+            throw e
+        }
+    }
+
+    func lookup(_ uri: URI) throws -> Response {
+        let identity = try identity(uri, after: "/v2/lookup/")
+        do {
+            return try ReadAnswer.json(DirectoryLookupJSON(try directory.lookup(identity))).response
+        } catch StoreError.notInitialised {
+            throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
+        }
+    }
+
+    func history(_ uri: URI) throws -> Response {
+        let identity = try identity(uri, after: "/v2/history/")
+        do {
+            let h = try directory.history(of: identity)
+            return try ReadAnswer.json(DirectoryHistoryJSON(
+                checkpoint: h.checkpoint.note, tree_size: h.checkpoint.size,
+                entries: h.entries.map { .init(index: $0.index, entry: Base64.encode($0.entry), inclusion_proof: $0.proof.map(\.base64)) })).response
+        } catch StoreError.notInitialised {
+            throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
+        }
+    }
+}

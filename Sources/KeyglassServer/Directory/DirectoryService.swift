@@ -1,0 +1,186 @@
+import Dispatch
+import Foundation
+import KeyglassCore
+import KeyglassLog
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Runs a v2 log (the key directory): sequences device changes in batches and appends a map head
+/// every epoch in which something changed, on one writer thread, as `Sequencer` does for v1.
+/// Lookups and histories are answered from the same `DirectoryLog` under its lock.
+///
+/// Why one lock around the whole log: `DirectoryLog` keeps label states, histories and the map in
+/// memory and is not thread-safe; every call is short except a batch's commit, during which a
+/// lookup waits (measured and improved under issue 14's point 11, not yet).
+public final class DirectoryService: Service, Sendable {
+    public struct Options: Sendable {
+        /// How often a map head is appended while changes arrive (issue 14: "~1 s").
+        public var epoch: Duration = .seconds(1)
+        /// Most changes in one batch.
+        public var maxBatch = 1024
+        /// Most changes waiting; beyond it changes fail fast (503).
+        public var maxQueue = 10_000
+        public init() {}
+    }
+
+    /// How a change ended: its index and the tree's size after its batch, or why it was not sequenced.
+    public enum Outcome: Sendable {
+        case sequenced(index: UInt64, treeSize: UInt64)
+        case refused(DirectoryLog.Refusal)
+        case unavailable(String)
+    }
+
+    private struct Pending {
+        let request: DirectoryLog.ChangeRequest
+        let done: @Sendable (Outcome) -> Void
+    }
+
+    private struct Inbox {
+        var queue: [Pending] = []
+        var accepting = true
+        var stopping = false
+    }
+
+    /// The log; every access is under this lock (see the type's comment).
+    private let log: Mutex<DirectoryLog>
+    private let inbox = Mutex(Inbox())
+    private let wake = DispatchSemaphore(value: 0)
+    private let newest: Mutex<StoredCheckpoint>
+    private let options: Options
+    private let logger: Logger
+    public let origin: String
+    public let verifierKey: NoteVerifierKey
+    public let vrfPublicKey: [UInt8]
+    /// The store the log writes, for reads that need no lock (tiles, proofs of stored entries).
+    public let store: LogStore
+
+    public init(log: sending DirectoryLog, signer: NoteSigner, options: Options = Options(), logger: Logger = Logger(label: "keyglass.directory")) throws {
+        origin = log.origin
+        verifierKey = signer.verifierKey
+        vrfPublicKey = log.vrfPublicKey
+        store = LogStore(storage: log.storage)
+        guard let cp = try log.storage.latestCheckpoint() else { throw StoreError.notInitialised("the directory has no checkpoint") }
+        newest = Mutex(cp)
+        self.log = Mutex(log)
+        self.options = options
+        self.logger = logger
+    }
+
+    /// The newest checkpoint (served by GET /checkpoint and used for tiles).
+    public var latestCheckpoint: StoredCheckpoint { newest.withLock { $0 } }
+
+    /// Queues a change; returns once it is durable (or refused).
+    public func submit(_ request: DirectoryLog.ChangeRequest) async -> Outcome {
+        await withCheckedContinuation { c in
+            let refused: Outcome? = inbox.withLock { box in
+                guard box.accepting else { return .unavailable("the server is shutting down") }
+                guard box.queue.count < options.maxQueue else { return .unavailable("too many changes are queued; retry later") }
+                box.queue.append(Pending(request: request, done: { c.resume(returning: $0) }))
+                return nil
+            }
+            if let refused { c.resume(returning: refused) } else { wake.signal() }
+        }
+    }
+
+    /// The lookup answer for `identity` against the newest map head.
+    public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
+        try log.withLock { try $0.lookup(identity) }
+    }
+
+    /// The label's change entries as of the newest map head, with inclusion proofs against it.
+    public func history(of identity: String) throws -> (checkpoint: StoredCheckpoint, entries: [(index: UInt64, entry: [UInt8], proof: [Hash])]) {
+        try log.withLock { log in
+            guard let cp = log.headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
+            let entries = try log.history(of: identity).filter { $0.index < cp.size }
+            let proofs = try store.inclusionProofs(indices: entries.map(\.index), size: cp.size)
+            return (cp, zip(entries, proofs).map { ($0.index, $0.entry, $1) })
+        }
+    }
+
+    public func run() async throws {
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                    let thread = Thread { [self] in
+                        writeLoop()
+                        finished.resume()
+                    }
+                    thread.name = "keyglass-directory"
+                    thread.start()
+                }
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        } onCancel: {
+            self.stop()
+        }
+    }
+
+    private func stop() {
+        inbox.withLock { $0.accepting = false; $0.stopping = true }
+        wake.signal()
+    }
+
+    /// Takes queued changes as batches, and appends a map head once an epoch has passed since the
+    /// last one if anything was appended meanwhile (and at once for a log that has none yet, so
+    /// lookups can be answered). On shutdown: the queue, then a last head.
+    private func writeLoop() {
+        let c = options.epoch.components
+        let epochSeconds = max(0.001, Double(c.seconds) + Double(c.attoseconds) / 1e18)
+        var lastHead = Date.distantPast
+        while true {
+            _ = wake.wait(timeout: .now() + epochSeconds / 4)
+            while true {
+                let batch: [Pending] = inbox.withLock { box in
+                    let n = min(box.queue.count, options.maxBatch)
+                    defer { box.queue.removeFirst(n) }
+                    return Array(box.queue.prefix(n))
+                }
+                if batch.isEmpty { break }
+                write(batch)
+            }
+            let stopping = inbox.withLock { $0.stopping && $0.queue.isEmpty }
+            if stopping || Date().timeIntervalSince(lastHead) >= epochSeconds {
+                if appendHeadIfDue() { lastHead = Date() }
+            }
+            if stopping { return }
+        }
+    }
+
+    private func write(_ batch: [Pending]) {
+        do {
+            let (results, size) = try log.withLock { log in (try log.publish(batch.map(\.request)), log.size) }
+            publishNewest()
+            for (p, r) in zip(batch, results) {
+                switch r {
+                case .success(let index): p.done(.sequenced(index: index, treeSize: size))
+                case .failure(let refusal): p.done(.refused(refusal))
+                }
+            }
+        } catch {
+            logger.error("directory batch not stored", metadata: ["error": "\(error)", "changes": "\(batch.count)"])
+            for p in batch { p.done(.unavailable("the change could not be stored; retry")) }
+        }
+    }
+
+    /// Appends a map head if entries arrived since the newest one (or there is none). True if it did.
+    private func appendHeadIfDue() -> Bool {
+        do {
+            let appended = try log.withLock { log -> Bool in
+                guard log.size > (log.headCheckpoint?.size ?? 0) else { return false }
+                try log.appendMapHead()
+                return true
+            }
+            if appended { publishNewest() }
+            return appended
+        } catch {
+            logger.error("map head not appended", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    private func publishNewest() {
+        if let cp = try? store.latestCheckpoint() { newest.withLock { $0 = cp } }
+    }
+}

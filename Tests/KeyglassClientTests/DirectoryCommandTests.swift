@@ -1,0 +1,140 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassLog
+import KeyglassTestSupport
+import KeyglassWire
+import XCTest
+
+/// The key directory end to end, as its users run it: `keyglass-server init --directory` and
+/// `serve`, and `keyglass directory` (device-new, change, lookup, monitor) against it, then an
+/// operator running software of its own that slips a ghost device past the honest server's rule.
+final class DirectoryCommandTests: XCTestCase {
+    private var work = ""
+    private var data: String { work + "/data" }
+    private let alice = "alice@example.com"
+
+    override func setUp() {
+        work = TestLog.temporaryDirectory("directory-cli")
+        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: work) }
+
+    private func keyglass(_ args: [String]) throws -> Binaries.Result { try Binaries.run("keyglass", ["directory"] + args, timeout: 60) }
+
+    /// Polls `lookup` until it shows `count` devices (a change shows from the next map head).
+    private func waitForDevices(_ count: Int, _ log: [String]) async throws -> Binaries.Result {
+        var last: Binaries.Result?
+        for _ in 0..<100 {
+            let r = try keyglass(["lookup", alice] + log)
+            if r.status == 0, r.stdout.contains(": \(count) device") { return r }
+            last = r
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTFail("lookup never showed \(count) devices: \(last?.stdout ?? "") \(last?.stderr ?? "")")
+        return last!
+    }
+
+    func testDirectoryLifecycleAndAGhostTheOwnersMonitorCatches() async throws {
+        let initialised = try Binaries.run("keyglass-server", ["init", "--directory", "--data", data, "--origin", "dir.example/log"])
+        XCTAssertEqual(initialised.status, 0, initialised.stderr)
+        let vrfMode = try FileManager.default.attributesOfItem(atPath: data + "/vrf-key")[.posixPermissions] as? Int
+        XCTAssertEqual(vrfMode, 0o600, "the VRF key is private")
+        let vkey = try XCTUnwrap(initialised.stdout.split(separator: "\n").last.map(String.init))
+        let vrfLine = try XCTUnwrap(initialised.stdout.split(separator: "\n").first { $0.hasPrefix("VRF public key") })
+        let vrfKey = String(vrfLine.split(separator: " ").last!)
+
+        var (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server.log")
+        let log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--state", work + "/state"]
+        let token = ["--token", data + "/publish-token"]
+        for name in ["phone", "laptop", "ghost"] {
+            XCTAssertEqual(try keyglass(["device-new", "--out", "\(work)/\(name).json"]).status, 0)
+        }
+        let phone = work + "/phone.json", laptop = work + "/laptop.json", ghost = work + "/ghost.json"
+
+        // Never published: a verified absence.
+        var r = try keyglass(["lookup", alice] + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("never published (the map proves the identity absent)"), r.stdout)
+
+        // The operator onboards the phone; the phone signs the laptop in.
+        r = try keyglass(["change", "add", alice, "--device", phone] + token + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        _ = try await waitForDevices(1, log)
+        r = try keyglass(["change", "add", alice, "--device", laptop, "--signer", phone] + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        r = try await waitForDevices(2, log)
+        XCTAssertTrue(r.stdout.contains("complete as of map head epoch"), r.stdout)
+
+        let owner = ["monitor", alice, "--device", phone, "--device", laptop] + log
+        r = try keyglass(owner)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("no alert"), r.stdout)
+
+        // The honest server refuses an operator's add to a set already changed: a ghost.
+        r = try keyglass(["change", "add", alice, "--device", ghost] + token + log)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("ghostDevice"), r.stderr)
+        // A VRF key other than leaf 0's is refused by every lookup that pinned the right one.
+        r = try keyglass(["lookup", alice] + log.dropLast(4) + ["--vrf-key", Base64.encode(Ed25519.generate().publicKey), "--state", work + "/state2"])
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("REFUSED"), r.stdout)
+
+        // The operator runs its own software: the ghost goes into the log behind the rule's back.
+        server.terminate()
+        server.waitUntilExit()
+        try appendGhost(ghost)
+        (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server2.log")
+        let log2 = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--state", work + "/state"]
+        // Contacts see three devices, complete as the map says: the ghost is on the record...
+        _ = try await waitForDevices(3, log2)
+        // ...and the owner's monitor names it.
+        r = try keyglass(["monitor", alice, "--device", phone, "--device", laptop] + log2)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("ALERT: entry") && r.stdout.contains("ghost_device"), r.stdout)
+
+        // Bad input to the API is a 4xx with a reason, never a 5xx; a v2 log serves no /v1.
+        let json = ["Content-Type": "application/json"]
+        for (body, status) in [("{", 400), (#"{"identity":"alice@example.com","kind":"steal"}"#, 400),
+                               (#"{"identity":"a b","kind":"revoke","device_id":"AAAAAAAAAAAAAAAAAAAAAA=="}"#, 401)] {
+            let (got, answer) = try await client.raw("POST", "/v2/changes", body: Data(body.utf8), headers: json)
+            XCTAssertEqual(got, status, String(decoding: answer, as: UTF8.self))
+        }
+        let badIdentity = try await client.raw("GET", "/v2/lookup/a%20b").0
+        XCTAssertEqual(badIdentity, 400)
+        let v1 = try await client.raw("GET", "/v1/keys/alice@example.com").0
+        XCTAssertEqual(v1, 404)
+        server.terminate()
+        server.waitUntilExit()
+    }
+
+    /// What an operator with the database, the signing key and the VRF key can do: append an
+    /// operator add of `deviceFile` to alice's set, which the honest server would refuse.
+    private func appendGhost(_ deviceFile: String) throws {
+        let dir = DataDirectory(path: data)
+        let storage = try SQLiteStorage(path: dir.database, readers: 1)
+        let size = try XCTUnwrap(try storage.latestCheckpoint()).size
+        let stored = try storage.entries(start: 0, end: size)
+        storage.close()
+        var entries: [(identity: String, data: [UInt8])] = []
+        var version: UInt64 = 0
+        let proof = try ECVRF.prove(seed: try dir.loadVRFSeed(), alpha: Array(alice.utf8))
+        let label = Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
+        for e in stored {
+            if case .change(_, let l, let v, _)? = try? DirectoryEntry.parse(e.data) {
+                entries.append((l.hex, e.data))
+                if l == label { version = v }
+            } else {
+                entries.append(("", e.data))
+            }
+        }
+        let file = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: deviceFile)))
+        let seed = try XCTUnwrap(Base64.decode(file["seed"]!))
+        let record = try DeviceRecord(id: try XCTUnwrap(Base64.decode(file["id"]!)), signingKey: Ed25519.keyPair(seed: seed)!.publicKey)
+        let ghost = DirectoryEntry.change(timestampMillis: Sequencer.nowMillis(), label: label, version: version + 1,
+                                          change: DeviceChange(kind: .add(record), authority: .operator))
+        entries.append((label.hex, ghost.encoded))
+        try dir.forgeHistory(raw: entries)
+    }
+}
