@@ -4,8 +4,8 @@ import KeyglassCore
 /// A v2 log, the key directory (issue 14, step A; Spec/directory.md), written and answered as a
 /// library over a `LogStorage`: changes judged by `DeviceRule` and sequenced, map heads appended by
 /// the map follower's step, lookups answered against the newest checkpoint whose last leaf is a map
-/// head. The server's HTTP routes, its sequencer queue and the follower's epoch timer come next;
-/// this is the logic they will call.
+/// head. `KeyglassServer/Directory/DirectoryService.swift` runs it behind HTTP: a writer thread,
+/// batches and the epoch timer.
 ///
 /// Everything is derived from the stored entries: opening a log replays them
 /// (`DirectoryReplay`, the computation auditors run), so what this serves and what an auditor

@@ -94,6 +94,15 @@ final class DirectoryCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("ALERT: entry") && r.stdout.contains("ghost_device"), r.stdout)
 
+        // A short-lived ghost: the operator revokes it again (an honest server takes an operator's
+        // revocation). Contacts are back to two devices; the owner's history still holds the ghost.
+        r = try keyglass(["change", "revoke", alice, "--device", ghost] + token + log2)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        _ = try await waitForDevices(2, log2)
+        r = try keyglass(["monitor", alice, "--device", phone, "--device", laptop] + log2)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("ghost_device") && r.stdout.contains("revoked by the operator"), r.stdout)
+
         // Bad input to the API is a 4xx with a reason, never a 5xx; a v2 log serves no /v1.
         let json = ["Content-Type": "application/json"]
         for (body, status) in [("{", 400), (#"{"identity":"alice@example.com","kind":"steal"}"#, 400),
