@@ -96,6 +96,10 @@ public enum DirectoryLookup {
         public let version: UInt64
         /// The chain over the label's changes.
         public let chain: Hash
+        /// The value the map proved for the label (nil: absent). It commits to the devices and the
+        /// tombstones as well as the version and chain, so a monitor that replays the history to the
+        /// same chain must also reach this value: a device only in the map (no entry of it) differs.
+        public var mapValue: Hash? = nil
 
         /// Never published: the map proves the label absent.
         public var neverPublished: Bool { version == 0 }
@@ -206,6 +210,6 @@ public enum DirectoryLookup {
         }
         return Result(
             checkpoint: checkpoint, label: label, epoch: epoch, coveredSize: covered, timestampMillis: time, devices: state.devices,
-            version: version, chain: chain)
+            version: version, chain: chain, mapValue: value)
     }
 }

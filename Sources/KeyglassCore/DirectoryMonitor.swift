@@ -37,6 +37,9 @@ public enum DirectoryMonitor {
         case malformed(index: UInt64, why: String)
         /// The history shown does not lead to the state a verified lookup proved: changes withheld.
         case incomplete(String)
+        /// The history leads to the version and chain the map head proved, but not to its devices or
+        /// tombstones: the map shows a set no entry made (a ghost only in the map).
+        case mapDiffers(String)
     }
 
     /// A run's findings and what to store for the next run.
@@ -69,7 +72,7 @@ public enum DirectoryMonitor {
         var previous: UInt64?
         var comparedWithStored = since == nil || since?.version == 0
         // The state after the changes the verified map head covers, to compare with what it proved.
-        var atCovered = (version: UInt64(0), chain: Hash.zero)
+        var atCovered = DeviceSet()
         for (index, bytes) in history {
             if let p = previous, index <= p {
                 report.alerts.append(.malformed(index: index, why: "indices must increase (after \(p))"))
@@ -87,7 +90,7 @@ public enum DirectoryMonitor {
             }
             let before = state
             let verdict = DeviceRule.apply(change, to: &state, origin: origin, label: label, index: index, leafHash: Merkle.leafHash(bytes))
-            if let asOf, index < asOf.coveredSize { atCovered = (state.version, state.chain) }
+            if let asOf, index < asOf.coveredSize { atCovered = state }
             // Once the history reaches the version checked last time, it must be the same history.
             if let s = since, !comparedWithStored, state.version == s.version {
                 comparedWithStored = true
@@ -111,6 +114,15 @@ public enum DirectoryMonitor {
             report.alerts.append(
                 .incomplete(
                     "the map head of epoch \(asOf.epoch) proves version \(asOf.version); the history shown leads to version \(atCovered.version) there"
+                ))
+        } else if let asOf, let proved = asOf.mapValue, let newest = atCovered.newestIndex,
+            DeviceSet.mapValue(
+                version: atCovered.version, newestIndex: newest, chain: atCovered.chain, active: atCovered.active,
+                tombstoned: atCovered.tombstoned) != proved
+        {
+            report.alerts.append(
+                .mapDiffers(
+                    "the map head of epoch \(asOf.epoch) proves \(asOf.devices.count) device(s) at version \(asOf.version); the history leads to \(atCovered.active.count) with the same chain"
                 ))
         }
         if let newest = state.newestIndex { report.stored = Stored(version: state.version, chain: state.chain, newestIndex: newest) }

@@ -327,6 +327,7 @@ struct DirectoryMonitorCommand: AsyncParsableCommand {
         case let .rewritten(why): return "history rewritten: \(why)"
         case let .malformed(index, why): return "entry \(index): malformed: \(why)"
         case let .incomplete(why): return "history incomplete: \(why)"
+        case let .mapDiffers(why): return "map_mismatch: a device set no entry made: \(why)"
         }
     }
 }

@@ -118,6 +118,30 @@ final class DirectoryMonitorTests: XCTestCase {
                        ["accountReset"], "the whole history: the reset itself alerts")
     }
 
+    /// The map head proves a set with a device no entry added (the honest chain, a ghost only in
+    /// the map's value): contacts' lookups verify and show it; the owner's monitor, replaying the
+    /// history to the same chain, must name the difference.
+    func testADeviceOnlyInTheMapIsNamed() throws {
+        let phone = try device()
+        var h = history()
+        h.append(.add(phone.record))
+        let honest = h.state
+        let ghost = try device().record
+        let withGhost = (honest.active + [ghost]).sorted { $0.id.lexicographicallyPrecedes($1.id) }
+        let forgedValue = DeviceSet.mapValue(version: honest.version, newestIndex: honest.newestIndex!, chain: honest.chain, active: withGhost,
+                                             tombstoned: honest.tombstoned)
+        func asOf(_ value: Hash, _ devices: [DeviceRecord]) -> DirectoryLookup.Result {
+            DirectoryLookup.Result(checkpoint: Checkpoint(origin: origin, size: 10, root: .zero), label: label, epoch: 3, coveredSize: 9,
+                                   timestampMillis: 0, devices: devices, version: honest.version, chain: honest.chain, mapValue: value)
+        }
+        let forged = DirectoryMonitor.check(history: h.entries, label: label, origin: origin, known: [phone.record], asOf: asOf(forgedValue, withGhost))
+        XCTAssertEqual(forged.alerts.map(\.verdictName), ["mapDiffers"])
+        let honestValue = DeviceSet.mapValue(version: honest.version, newestIndex: honest.newestIndex!, chain: honest.chain, active: honest.active,
+                                             tombstoned: honest.tombstoned)
+        XCTAssertEqual(DirectoryMonitor.check(history: h.entries, label: label, origin: origin, known: [phone.record],
+                                              asOf: asOf(honestValue, honest.active)).alerts, [])
+    }
+
     /// The log rewrites the history the monitor checked (another first device, or fewer changes):
     /// named as rewritten, whatever the new history says.
     func testRewrittenHistoryIsNamed() throws {
@@ -150,6 +174,7 @@ extension DirectoryMonitor.Alert {
         case .rewritten: return "rewritten"
         case .malformed: return "malformed"
         case .incomplete: return "incomplete"
+        case .mapDiffers: return "mapDiffers"
         }
     }
 }
