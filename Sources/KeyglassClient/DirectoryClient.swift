@@ -37,6 +37,62 @@ public struct DirectoryClient: Sendable {
         return prefix + (identity.addingPercentEncoding(withAllowedCharacters: allowed) ?? identity)
     }
 
+    /// What a client keeps of a directory between runs: the newest checkpoint it verified a map
+    /// head in, and that head's epoch. Every later answer must be in a tree that extends it.
+    public struct LogView: Codable, Sendable, Equatable {
+        public var size: UInt64
+        public var root: String
+        public var epoch: UInt64
+        public init(size: UInt64, root: String, epoch: UInt64) {
+            self.size = size
+            self.root = root
+            self.epoch = epoch
+        }
+    }
+
+    /// Checks that `checkpoint` (verified, holding a head of `epoch`) extends `prior`: the same tree
+    /// at the same size, or a consistency proof from it; the epoch never goes back. Returns the view
+    /// to keep. A log that forked, or rolled back, is refused.
+    public func extend(_ prior: LogView?, to checkpoint: Checkpoint, epoch: UInt64) async throws -> LogView {
+        let view = LogView(size: checkpoint.size, root: checkpoint.root.base64, epoch: epoch)
+        guard let prior else { return view }
+        guard epoch >= prior.epoch else { throw Refused(failure: .stale("map head of epoch \(epoch); this client verified epoch \(prior.epoch) of this log")) }
+        guard checkpoint.size >= prior.size else {
+            throw Refused(failure: .stale("a tree of \(checkpoint.size) entries; this client verified one of \(prior.size)"))
+        }
+        guard let priorRoot = Hash(base64: prior.root) else { throw Refused(failure: .checkpoint("the stored view is unreadable")) }
+        if checkpoint.size == prior.size {
+            guard checkpoint.root == priorRoot else { throw Refused(failure: .rewritten("two trees of \(prior.size) entries: the log forked")) }
+            return view.epoch >= prior.epoch ? view : prior
+        }
+        let data = try await log.get("/v2/proof/consistency?from=\(prior.size)&to=\(checkpoint.size)")
+        guard let answer = try? JSONDecoder().decode(ConsistencyAnswer.self, from: data) else {
+            throw Refused(failure: .checkpoint("the consistency answer is malformed"))
+        }
+        let proof = answer.proof.compactMap { Hash(base64: $0) }
+        guard proof.count == answer.proof.count,
+              (try? ProofVerifier.verifyConsistency(size1: prior.size, size2: checkpoint.size, root1: priorRoot, root2: checkpoint.root, proof: proof)) != nil
+        else { throw Refused(failure: .rewritten("the tree of \(checkpoint.size) entries does not extend the one of \(prior.size) this client verified: the log forked")) }
+        return view
+    }
+
+    /// Looks `identity` up, verifies the answer, checks its tree extends `view` and that its map
+    /// head is at most `maxAge` seconds old (by `now`, Unix seconds). Returns the answer and the
+    /// view to keep.
+    public func lookup(_ identity: String, previous: DirectoryLookup.Previous?, view: LogView?, maxAge: UInt64? = nil,
+                       now: UInt64 = UInt64(Date().timeIntervalSince1970)) async throws -> (Verified, LogView) {
+        var previous = previous
+        if let view { previous = previous.map { p in var q = p; q.epoch = max(p.epoch, view.epoch); return q } ?? DirectoryLookup.Previous(epoch: view.epoch) }
+        let verified = try await lookup(identity, previous: previous)
+        if let maxAge {
+            let made = verified.result.timestampMillis / 1000
+            guard made + maxAge >= now else {
+                throw Refused(failure: .stale("the newest map head was made \(now > made ? now - made : 0) s ago, more than --max-age \(maxAge) s: the log may be frozen for you"))
+            }
+        }
+        return (verified, try await extend(view, to: verified.result.checkpoint, epoch: verified.result.epoch))
+    }
+
     /// Looks `identity` (canonical) up and verifies the answer; `previous` is what this client saw.
     public func lookup(_ identity: String, previous: DirectoryLookup.Previous? = nil) async throws -> Verified {
         let data = try await log.get(Self.path("/v2/lookup/", identity))
@@ -67,7 +123,10 @@ public struct DirectoryClient: Sendable {
     /// (signed by the log's key), oldest first; and that checkpoint.
     public func history(_ identity: String) async throws -> (checkpoint: Checkpoint, entries: [(index: UInt64, entry: [UInt8])]) {
         let data = try await log.get(Self.path("/v2/history/", identity))
-        let wire = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: data)
+        let wire: DirectoryHistoryJSON
+        do { wire = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: data) } catch {
+            throw Refused(failure: .state("the answer is not a history answer"))
+        }
         let checkpoint: Checkpoint
         do { checkpoint = try SignedCheckpoint.open(wire.checkpoint, logKey: logKey).0.checkpoint } catch {
             throw Refused(failure: .checkpoint("history: \(error)"))
@@ -89,17 +148,16 @@ public struct DirectoryClient: Sendable {
     /// An owner's monitor run (issue 14, point 5): a verified lookup, then the label's history
     /// checked against the owner's `known` devices and what the last run stored. The history must
     /// be served against the lookup's checkpoint or a later one.
-    public func monitor(_ identity: String, known: [DeviceRecord], since: DirectoryMonitor.Stored?, previous: DirectoryLookup.Previous?)
-        async throws -> (lookup: Verified, report: DirectoryMonitor.Report)
+    public func monitor(_ identity: String, known: [DeviceRecord], since: DirectoryMonitor.Stored?, previous: DirectoryLookup.Previous?,
+                        view: LogView?, maxAge: UInt64? = nil) async throws -> (lookup: Verified, view: LogView, report: DirectoryMonitor.Report)
     {
-        let verified = try await lookup(identity, previous: previous)
+        let (verified, newView) = try await lookup(identity, previous: previous, view: view, maxAge: maxAge)
         let (checkpoint, entries) = try await history(identity)
-        guard checkpoint.size >= verified.result.checkpoint.size else {
-            throw Refused(failure: .stale("the history's checkpoint (size \(checkpoint.size)) is older than the lookup's"))
-        }
+        // The history's tree must be the lookup's, or extend it: a history from a fork is refused.
+        _ = try await extend(newView, to: checkpoint, epoch: newView.epoch)
         let covered = entries.filter { $0.index < verified.result.coveredSize }
         let report = DirectoryMonitor.check(history: covered, label: verified.result.label, origin: verified.result.checkpoint.origin, known: known,
                                             since: since, asOf: verified.result)
-        return (verified, report)
+        return (verified, newView, report)
     }
 }

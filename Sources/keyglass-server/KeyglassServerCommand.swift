@@ -152,6 +152,11 @@ struct Serve: AsyncParsableCommand {
                 return
             }
             let sqlite = try SQLiteStorage(path: dir.database, sync: syncMode)
+            // A key directory whose vrf-key went missing must not come up as a v1 log: it would take
+            // v1 publishes into a v2 log.
+            if let first = try sqlite.entries(start: 0, end: 1).first, case .config? = try? DirectoryEntry.parse(first.data) {
+                throw ValidationError("\(dir.path) holds a key directory (leaf 0 is its config) but \(dir.vrfKey) is missing: restore it from your backup; refusing to serve it as a v1 log")
+            }
             let store = LogStore(storage: sqlite)
             let metrics = ServerMetrics()
             var mergeOptions = IndexMergeFollower.Options()
@@ -320,11 +325,14 @@ func commandFailed(_ command: String, _ error: Error) -> ExitCode {
 extension Serve {
     /// A v2 log: the directory's API (`DirectoryAPI`), its writer and epoch timer (`DirectoryService`).
     func serveDirectory(_ dir: DataDirectory, signer: NoteSigner, tokenHash: Hash, sync: SyncMode, logger: Logger) async throws {
+        guard witness.isEmpty else { throw ValidationError("--witness: key directories do not collect witness cosignatures yet (issue 14)") }
         let sqlite = try SQLiteStorage(path: dir.database, sync: sync)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
         let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: try dir.loadVRFSeed())
         var options = DirectoryService.Options()
         options.epoch = .milliseconds(max(10, epochMs))
+        options.maxBatch = max(1, maxBatch)
+        options.maxQueue = max(1, maxQueue)
         let service = try DirectoryService(log: log, signer: signer, options: options, logger: logger)
         let api = DirectoryAPI(directory: service, publishTokenHashes: [tokenHash], logger: logger)
         logger.info("serving the key directory", metadata: ["origin": "\(signer.name)", "tree_size": "\(service.latestCheckpoint.size)",

@@ -50,10 +50,25 @@ struct DirectoryState: Codable {
     }
 
     var identities: [String: Seen] = [:]
+    /// The newest checkpoint with a map head this client verified for the log: every later answer
+    /// must extend it (per log, so an identity looked up for the first time is held to it too).
+    var view: DirectoryClient.LogView?
 
     static func path(_ dir: String, key: NoteVerifierKey) -> String {
         let name = key.name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
         return "\(dir)/directory-\(String(name))-\(String(key.keyID, radix: 16)).json"
+    }
+
+    /// Runs `body` holding an exclusive lock on the state (two runs at once would each write back
+    /// what they read, and one run's view would be lost).
+    static func locked<T>(_ path: String, _ body: () async throws -> T) async throws -> T {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let fd = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot open \(path).lock") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw ValidationError("cannot lock \(path).lock") }
+        defer { flock(fd, LOCK_UN) }
+        return try await body()
     }
 
     static func load(_ path: String) throws -> DirectoryState {
@@ -92,6 +107,15 @@ struct DirectoryOptions: ParsableArguments {
 
     @Option(name: .long, help: "State directory (default: $XDG_STATE_HOME/keyglass or ~/.local/state/keyglass).")
     var state: String?
+
+    @Option(name: .long, help: "Most age of the newest map head (e.g. 90s, 15m, 2h): an older one is refused (exit 2): the log may be frozen for you while others see newer heads.")
+    var maxAge: String?
+
+    func maxAgeSeconds() throws -> UInt64? {
+        guard let maxAge else { return nil }
+        guard let s = parseDuration(maxAge) else { throw ValidationError("--max-age takes a duration like 90s, 15m or 2h") }
+        return s
+    }
 
     func client() throws -> DirectoryClient {
         var pinned: [UInt8]?
@@ -191,7 +215,16 @@ struct DirectoryChange: AsyncParsableCommand {
             if let signer {
                 let (record, seed) = try DeviceFile.read(signer)
                 // The signature binds the label's newest change: taken from a verified lookup.
-                let verified = try await client.lookup(identity)
+                let statePath = try options.statePath()
+                let verified = try await DirectoryState.locked(statePath) {
+                    var state = try DirectoryState.load(statePath)
+                    let (v, view) = try await client.lookup(identity, previous: state.previous(identity), view: state.view,
+                                                            maxAge: try options.maxAgeSeconds())
+                    state.saw(identity, v)
+                    state.view = view
+                    try state.save(statePath)
+                    return v
+                }
                 guard let previous = verified.newestIndex else { throw ValidationError("\(identity) has no devices yet: its first device is added with --token") }
                 let signed = DeviceChange.signed(change, origin: verified.result.checkpoint.origin, label: verified.result.label, signer: record.id,
                                                  signerSeed: seed, previousIndex: previous)
@@ -231,8 +264,15 @@ struct DirectoryLookupCommand: AsyncParsableCommand {
             let identity = try canonicalIdentity(identity)
             let client = try options.client()
             let statePath = try options.statePath()
-            var state = try DirectoryState.load(statePath)
-            let verified = try await client.lookup(identity, previous: state.previous(identity))
+            let maxAge = try options.maxAgeSeconds()
+            let verified = try await DirectoryState.locked(statePath) {
+                var state = try DirectoryState.load(statePath)
+                let (v, view) = try await client.lookup(identity, previous: state.previous(identity), view: state.view, maxAge: maxAge)
+                state.saw(identity, v)
+                state.view = view
+                try state.save(statePath)
+                return v
+            }
             let r = verified.result
             let when = Date(timeIntervalSince1970: Double(r.timestampMillis) / 1000)
             let asOf = "as of map head epoch \(r.epoch) (covering \(r.coveredSize) entries, made \(when)), checkpoint size \(r.checkpoint.size)"
@@ -247,8 +287,6 @@ struct DirectoryLookupCommand: AsyncParsableCommand {
                     print("  device \(Base64.encode(d.id))  ed25519 \(Base64.encode(d.signingKey))\(extra)")
                 }
             }
-            state.saw(identity, verified)
-            try state.save(statePath)
         } catch let e as ValidationError { throw e } catch let e as DirectoryClient.Refused {
             print("REFUSED: \(e.description)")
             throw ExitCode(2)
@@ -285,21 +323,27 @@ struct DirectoryMonitorCommand: AsyncParsableCommand {
             let known = try device.map { try DeviceFile.read($0).record }
             let client = try options.client()
             let statePath = try options.statePath()
-            var state = try DirectoryState.load(statePath)
-            let seen = state.identities[identity]
-            let since = seen.flatMap { s -> DirectoryMonitor.Stored? in
-                guard let v = s.monitoredVersion, let c = s.monitoredChain.flatMap({ Hash(base64: $0) }), let n = s.monitoredNewestIndex else { return nil }
-                return DirectoryMonitor.Stored(version: v, chain: c, newestIndex: n)
+            let maxAge = try options.maxAgeSeconds()
+            let (verified, report) = try await DirectoryState.locked(statePath) {
+                var state = try DirectoryState.load(statePath)
+                let seen = state.identities[identity]
+                let since = seen.flatMap { s -> DirectoryMonitor.Stored? in
+                    guard let v = s.monitoredVersion, let c = s.monitoredChain.flatMap({ Hash(base64: $0) }), let n = s.monitoredNewestIndex else { return nil }
+                    return DirectoryMonitor.Stored(version: v, chain: c, newestIndex: n)
+                }
+                let (verified, view, report) = try await client.monitor(identity, known: known, since: since, previous: state.previous(identity),
+                                                                         view: state.view, maxAge: maxAge)
+                state.saw(identity, verified)
+                state.view = view
+                if report.alerts.isEmpty, let stored = report.stored {
+                    state.identities[identity]?.monitoredVersion = stored.version
+                    state.identities[identity]?.monitoredChain = stored.chain.base64
+                    state.identities[identity]?.monitoredNewestIndex = stored.newestIndex
+                }
+                try state.save(statePath)
+                return (verified, report)
             }
-            let (verified, report) = try await client.monitor(identity, known: known, since: since, previous: state.previous(identity))
             for index in report.ownChanges { print("notice: entry \(index) is a change by one of your devices") }
-            state.saw(identity, verified)
-            if report.alerts.isEmpty, let stored = report.stored {
-                state.identities[identity]?.monitoredVersion = stored.version
-                state.identities[identity]?.monitoredChain = stored.chain.base64
-                state.identities[identity]?.monitoredNewestIndex = stored.newestIndex
-            }
-            try state.save(statePath)
             if !report.alerts.isEmpty {
                 for alert in report.alerts { print("ALERT: \(describe(alert))") }
                 throw ExitCode(2)

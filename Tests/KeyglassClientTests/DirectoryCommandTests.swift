@@ -66,6 +66,8 @@ final class DirectoryCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         r = try await waitForDevices(2, log)
         XCTAssertTrue(r.stdout.contains("complete as of map head epoch"), r.stdout)
+        // A client that stopped here (its view: the head showing both devices), for the fork below.
+        try FileManager.default.copyItem(atPath: work + "/state", toPath: work + "/state-then")
 
         let owner = ["monitor", alice, "--device", phone, "--device", laptop] + log
         r = try keyglass(owner)
@@ -103,6 +105,12 @@ final class DirectoryCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("ghost_device") && r.stdout.contains("revoked by the operator"), r.stdout)
 
+        // Frozen for this client: a map head older than --max-age is refused.
+        try await Task.sleep(for: .milliseconds(2500))
+        r = try keyglass(["lookup", alice, "--max-age", "1s"] + log2)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("--max-age"), r.stdout)
+
         // Bad input to the API is a 4xx with a reason, never a 5xx; a v2 log serves no /v1.
         let json = ["Content-Type": "application/json"]
         for (body, status) in [("{", 400), (#"{"identity":"alice@example.com","kind":"steal"}"#, 400),
@@ -116,6 +124,52 @@ final class DirectoryCommandTests: XCTestCase {
         XCTAssertEqual(v1, 404)
         server.terminate()
         server.waitUntilExit()
+
+        // The operator forks: a longer history that does not extend the one this client verified
+        // (alice's laptop never added, other identities added instead). Every answer verifies on its
+        // own; the client's stored view refuses it, and so does a client that never saw alice.
+        try forgeFork()
+        (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server3.log")
+        let log3 = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--state", work + "/state"]
+        for identity in [alice, "bob@example.com"] {
+            // This client saw later heads than the fork has: refused as stale, whoever is asked for.
+            r = try keyglass(["lookup", identity] + log3)
+            XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains("REFUSED: stale"), r.stdout)
+            // The client that stopped at the epoch the fork has too: alice's history was rewritten
+            // (version 2 seen, 1 shown); for bob, whom it never looked up, the trees disagree.
+            r = try keyglass(["lookup", identity] + log3.dropLast(2) + ["--state", work + "/state-then"])
+            XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains(identity == alice ? "history rewritten" : "the log forked"), r.stdout)
+        }
+        // A client with no view of its own believes the fork: what witnesses are for (not yet in v2).
+        r = try keyglass(["lookup", alice] + log3.dropLast(2) + ["--state", work + "/fresh"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        server.terminate()
+        server.waitUntilExit()
+    }
+
+    /// The log's first four leaves (config, head, alice's phone, head), then 30 operator adds of new
+    /// identities: longer than the history the client verified, and not an extension of it.
+    private func forgeFork() throws {
+        let dir = DataDirectory(path: data)
+        let storage = try SQLiteStorage(path: dir.database, readers: 1)
+        let stored = try storage.entries(start: 0, end: 4)
+        storage.close()
+        var entries: [(identity: String, data: [UInt8])] = stored.map { e in
+            if case .change(_, let l, _, _)? = try? DirectoryEntry.parse(e.data) { return (l.hex, e.data) }
+            return ("", e.data)
+        }
+        let seed = try dir.loadVRFSeed()
+        for i in 0..<30 {
+            let proof = try ECVRF.prove(seed: seed, alpha: Array("user\(i)@example.com".utf8))
+            let label = Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
+            let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)
+            let entry = DirectoryEntry.change(timestampMillis: Sequencer.nowMillis(), label: label, version: 1,
+                                              change: DeviceChange(kind: .add(record), authority: .operator))
+            entries.append((label.hex, entry.encoded))
+        }
+        try dir.forgeHistory(raw: entries)
     }
 
     /// What an operator with the database, the signing key and the VRF key can do: append an

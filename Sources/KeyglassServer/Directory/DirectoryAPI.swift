@@ -49,6 +49,7 @@ public struct DirectoryAPI: Sendable {
         router.post("/v2/changes") { request, _ in try await api.change(request) }
         router.get("/v2/lookup/**") { request, _ in try api.lookup(request.uri) }
         router.get("/v2/history/**") { request, _ in try api.history(request.uri) }
+        router.get("/v2/proof/consistency") { request, _ in try api.consistency(Query(request)) }
         return router
     }
 
@@ -56,6 +57,7 @@ public struct DirectoryAPI: Sendable {
     static let routes: [(method: String, match: Route.Match)] = [
         ("GET", .exact("/checkpoint")), ("GET", .under("/tile/")), ("GET", .exact("/healthz")), ("GET", .exact("/v2/log")),
         ("POST", .exact("/v2/changes")), ("GET", .under("/v2/lookup/")), ("GET", .under("/v2/history/")),
+        ("GET", .exact("/v2/proof/consistency")),
     ]
 
     static func allowedMethods(_ path: Substring) -> [String] {
@@ -119,6 +121,22 @@ public struct DirectoryAPI: Sendable {
         } catch StoreError.notInitialised {
             throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
         }
+    }
+
+    /// A consistency proof between two checkpoints the log signed: how a client that verified one
+    /// head checks that a later one extends it (no fork, no rollback).
+    func consistency(_ query: Query) throws -> Response {
+        let from = try query.requiredUInt64("from"), to = try query.requiredUInt64("to")
+        guard from <= to else { throw APIError.badRequest("from (\(from)) must not be greater than to (\(to))") }
+        // `to` must be a tree the log signed; `from` any smaller tree (a client asks from one it verified).
+        let newest = directory.latestCheckpoint.size
+        if to != newest {
+            guard to < newest, try directory.store.checkpoint(size: to) != nil else {
+                throw APIError.badRequest("no signed checkpoint has tree size \(to)")
+            }
+        }
+        let proof = try directory.store.consistencyProof(from: from, to: to)
+        return try ReadAnswer.json(ConsistencyAnswer(from: from, to: to, proof: proof.map(\.base64))).response
     }
 
     func history(_ uri: URI) throws -> Response {
