@@ -122,7 +122,28 @@ public struct DirectoryClient: Sendable {
     /// The label's change entries, each checked to be in the tree of the answer's checkpoint
     /// (signed by the log's key), oldest first; and that checkpoint.
     public func history(_ identity: String) async throws -> (checkpoint: Checkpoint, entries: [(index: UInt64, entry: [UInt8])]) {
-        let data = try await log.get(Self.path("/v2/history/", identity))
+        var pages: [[(UInt64, [UInt8])]] = []
+        var first: Checkpoint?
+        var before: UInt64?
+        // Paged back from the newest, every page against the first page's tree; a label has at most
+        // DeviceRule.maxVersion changes, so at most that many entries are read.
+        while true {
+            var path = Self.path("/v2/history/", identity)
+            if let before, let first { path += "?before=\(before)&tree_size=\(first.size)" }
+            let (checkpoint, page, more) = try await historyPage(path)
+            if let first, checkpoint != first { throw Refused(failure: .state("history: a page answered against another tree")) }
+            first = checkpoint
+            pages.append(page)
+            let read = pages.reduce(0) { $0 + $1.count }
+            guard more, let oldest = page.first?.0, UInt64(read) < DeviceRule.maxVersion else { break }
+            if let before, oldest >= before { throw Refused(failure: .state("history: a page did not go back")) }
+            before = oldest
+        }
+        return (first!, pages.reversed().flatMap { $0 })
+    }
+
+    private func historyPage(_ path: String) async throws -> (Checkpoint, [(UInt64, [UInt8])], Bool) {
+        let data = try await log.get(path)
         let wire: DirectoryHistoryJSON
         do { wire = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: data) } catch {
             throw Refused(failure: .state("the answer is not a history answer"))
@@ -142,7 +163,7 @@ public struct DirectoryClient: Sendable {
             } catch { throw Refused(failure: .state("history: entry \(e.index) is not in the checkpoint's tree")) }
             out.append((e.index, bytes))
         }
-        return (checkpoint, out)
+        return (checkpoint, out, wire.more)
     }
 
     /// An owner's monitor run (issue 14, point 5): a verified lookup, then the label's history

@@ -38,6 +38,10 @@ public final class DirectoryLog {
         case rule(DeviceRule.Verdict)
         /// The log holds as many entries as its storage can.
         case logFull
+        /// A chained change that does not verify while the label has changes no map head shows yet:
+        /// most likely signed against the head's newest index, which has moved on. Sign again
+        /// after the next head.
+        case stalePosition
 
         /// The reason in words.
         public var description: String {
@@ -45,6 +49,8 @@ public final class DirectoryLog {
             case .identity(let why): return "identity: \(why)"
             case .rule(let v): return "refused by the device rule: \(v)"
             case .logFull: return "the log is full"
+            case .stalePosition:
+                return "the identity changed after the newest map head and the signature does not verify at its current position: sign again after the next head"
             }
         }
     }
@@ -127,13 +133,23 @@ public final class DirectoryLog {
     /// The log's origin (its signing key's name), which chained changes sign.
     public var origin: String { signer.name }
 
-    /// The identity's label and its VRF proof (computed once per identity).
+    /// Most identities whose labels are remembered: anyone can ask for any identity, and each one
+    /// costs ~200 bytes; past this the cache starts again (a proof is ~0.2 ms to recompute).
+    public static let maxCachedLabels = 1 << 16
+
+    /// The identity's label and its VRF proof (remembered for the next change or lookup).
     public func label(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
         if let known = labels[identity] { return known }
+        let computed = try Self.label(of: identity, vrfSeed: vrfSeed)
+        if labels.count >= Self.maxCachedLabels { labels.removeAll(keepingCapacity: true) }
+        labels[identity] = computed
+        return computed
+    }
+
+    /// The label and VRF proof of `identity` (canonical) under the VRF key of `vrfSeed`.
+    public static func label(of identity: String, vrfSeed: [UInt8]) throws -> (label: Hash, proof: [UInt8]) {
         let proof = try ECVRF.prove(seed: vrfSeed, alpha: Array(identity.utf8))
-        let label = Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
-        labels[identity] = (label, proof)
-        return (label, proof)
+        return (Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!, proof)
     }
 
     /// Sequences `requests` as one batch (in order: a later change to a label is judged against the
@@ -159,7 +175,11 @@ public final class DirectoryLog {
             let change = DeviceChange(kind: request.kind, authority: request.authority)
             let verdict = DeviceRule.judge(change, to: state, origin: signer.name, label: label)
             guard verdict.isAcceptedByServer else {
-                results.append(.failure(.rule(verdict)))
+                if case .invalid = verdict, case .chained = request.authority, state.newestIndex != headStates[label]?.newestIndex {
+                    results.append(.failure(.stalePosition))
+                } else {
+                    results.append(.failure(.rule(verdict)))
+                }
                 continue
             }
             let entry = DirectoryEntry.change(timestampMillis: time, label: label, version: state.version + 1, change: change).encoded
@@ -201,8 +221,13 @@ public final class DirectoryLog {
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
         let canonical: String
         do { canonical = try Identity.normalize(identity) } catch { throw Refusal.identity(error.description) }
-        guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
         let (label, vrfProof) = try label(of: canonical)
+        return try lookup(label: label, vrfProof: vrfProof)
+    }
+
+    /// As `lookup(_:)`, with the label and VRF proof computed by the caller (outside its lock).
+    public func lookup(label: Hash, vrfProof: [UInt8]) throws -> DirectoryLookup.Answer {
+        guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
         let state = headStates[label].map { s in
             DirectoryLookup.Answer.State(devices: s.active, tombstoned: s.tombstoned, history: headHistories[label] ?? [])
         }

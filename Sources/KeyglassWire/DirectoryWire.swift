@@ -216,12 +216,15 @@ public struct DirectoryLookupJSON: Codable, Sendable {
     }
 }
 
-/// GET /v2/history/<identity>: the label's change entries, oldest first, each with an inclusion
-/// proof against the answer's checkpoint (what an owner's monitor checks).
+/// GET /v2/history/<identity>[?before=I&tree_size=N]: a page of the label's change entries (the
+/// newest up to 1,000 below `before`), oldest first, each with an inclusion proof against the
+/// answer's checkpoint (what an owner's monitor checks). `more`: older entries exist; ask again
+/// with `before` = the first index here and `tree_size` = this answer's.
 public struct DirectoryHistoryJSON: Codable, Sendable {
     public var checkpoint: String
     public var tree_size: UInt64
     public var entries: [Entry]
+    public var more: Bool
 
     public struct Entry: Codable, Sendable {
         public var index: UInt64
@@ -234,10 +237,11 @@ public struct DirectoryHistoryJSON: Codable, Sendable {
         }
     }
 
-    public init(checkpoint: String, tree_size: UInt64, entries: [Entry]) {
+    public init(checkpoint: String, tree_size: UInt64, entries: [Entry], more: Bool) {
         self.checkpoint = checkpoint
         self.tree_size = tree_size
         self.entries = entries
+        self.more = more
     }
 }
 

@@ -328,13 +328,14 @@ extension Serve {
         guard witness.isEmpty else { throw ValidationError("--witness: key directories do not collect witness cosignatures yet (issue 14)") }
         let sqlite = try SQLiteStorage(path: dir.database, sync: sync)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
-        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: try dir.loadVRFSeed())
+        let vrfSeed = try dir.loadVRFSeed()
+        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: vrfSeed)
         var options = DirectoryService.Options()
         options.epoch = .milliseconds(max(10, epochMs))
         options.maxBatch = max(1, maxBatch)
         options.maxQueue = max(1, maxQueue)
-        let service = try DirectoryService(log: log, signer: signer, options: options, logger: logger)
-        let api = DirectoryAPI(directory: service, publishTokenHashes: [tokenHash], logger: logger)
+        let service = try DirectoryService(log: log, signer: signer, vrfSeed: vrfSeed, options: options, logger: logger)
+        let api = DirectoryAPI(directory: service, publishTokenHashes: [tokenHash], signedChangesPerSecond: signedPublishRate, logger: logger)
         logger.info("serving the key directory", metadata: ["origin": "\(signer.name)", "tree_size": "\(service.latestCheckpoint.size)",
                                                            "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
         let portFile = portFile

@@ -3,6 +3,7 @@ import Foundation
 import KeyglassClient
 import KeyglassCore
 import KeyglassFiles
+import KeyglassHTTP
 import KeyglassWire
 
 /// `keyglass directory …`: the client of a v2 log, the key directory (Spec/directory.md).
@@ -210,34 +211,47 @@ struct DirectoryChange: AsyncParsableCommand {
                 throw ValidationError("the kind of change is add, rotate, revoke or reset")
             }
             guard (token == nil) != (signer == nil) else { throw ValidationError("give exactly one of --token (operator) and --signer (a device)") }
-            let body: ChangeBody
-            var bearer: String?
-            if let signer {
-                let (record, seed) = try DeviceFile.read(signer)
-                // The signature binds the label's newest change: taken from a verified lookup.
-                let statePath = try options.statePath()
-                let verified = try await DirectoryState.locked(statePath) {
-                    var state = try DirectoryState.load(statePath)
-                    let (v, view) = try await client.lookup(identity, previous: state.previous(identity), view: state.view,
-                                                            maxAge: try options.maxAgeSeconds())
-                    state.saw(identity, v)
-                    state.view = view
-                    try state.save(statePath)
-                    return v
+            // A chained change signs the label's newest change as the newest map head shows it; if
+            // the identity changed since (409 stale_position), sign again once the next head shows it.
+            for attempt in 1...20 {
+                do {
+                    try await send(change, identity: identity, client: client)
+                    return
+                } catch ClientError.http(status: 409, let message) where signer != nil && attempt < 20 && message.contains("sign again") {
+                    try await Task.sleep(for: .milliseconds(250))
                 }
-                guard let previous = verified.newestIndex else { throw ValidationError("\(identity) has no devices yet: its first device is added with --token") }
-                let signed = DeviceChange.signed(change, origin: verified.result.checkpoint.origin, label: verified.result.label, signer: record.id,
-                                                 signerSeed: seed, previousIndex: previous)
-                body = ChangeBody(identity: identity, change: signed)
-            } else {
-                var t = token!
-                if FileManager.default.fileExists(atPath: t) { t = try Files.readPrivate(t) }
-                bearer = t.trimmingCharacters(in: .whitespacesAndNewlines)
-                body = ChangeBody(identity: identity, change: DeviceChange(kind: change, authority: .operator))
             }
-            let answer = try await client.submit(body, token: bearer)
-            print("\(kind) for \(identity): entry \(answer.index) (tree size \(answer.tree_size)); lookups show it from the next map head")
         } catch let e as ValidationError { throw e } catch { throw fail("change", error) }
+    }
+
+    private func send(_ change: DeviceChange.Kind, identity: String, client: DirectoryClient) async throws {
+        let body: ChangeBody
+        var bearer: String?
+        if let signer {
+            let (record, seed) = try DeviceFile.read(signer)
+            // The signature binds the label's newest change: taken from a verified lookup.
+            let statePath = try options.statePath()
+            let verified = try await DirectoryState.locked(statePath) {
+                var state = try DirectoryState.load(statePath)
+                let (v, view) = try await client.lookup(identity, previous: state.previous(identity), view: state.view,
+                                                        maxAge: try options.maxAgeSeconds())
+                state.saw(identity, v)
+                state.view = view
+                try state.save(statePath)
+                return v
+            }
+            guard let previous = verified.newestIndex else { throw ValidationError("\(identity) has no devices yet: its first device is added with --token") }
+            let signed = DeviceChange.signed(change, origin: verified.result.checkpoint.origin, label: verified.result.label, signer: record.id,
+                                             signerSeed: seed, previousIndex: previous)
+            body = ChangeBody(identity: identity, change: signed)
+        } else {
+            var t = token!
+            if FileManager.default.fileExists(atPath: t) { t = try Files.readPrivate(t) }
+            bearer = t.trimmingCharacters(in: .whitespacesAndNewlines)
+            body = ChangeBody(identity: identity, change: DeviceChange(kind: change, authority: .operator))
+        }
+        let answer = try await client.submit(body, token: bearer)
+        print("\(kind) for \(identity): entry \(answer.index) (tree size \(answer.tree_size)); lookups show it from the next map head")
     }
 }
 

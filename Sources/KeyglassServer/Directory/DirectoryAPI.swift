@@ -20,13 +20,20 @@ public struct DirectoryAPI: Sendable {
     let directory: DirectoryService
     let authorizer: PublishAuthorizer
     let logger: Logger
+    /// Per-client limit on changes without the operator's token (anyone can send one; each costs
+    /// the writer a signature check).
+    let signedChangeLimiter: RateLimiter?
     /// Largest body: a device record with its keys is a few hundred bytes.
     static let maxBodyBytes = 16 * 1024
 
-    public init(directory: DirectoryService, publishTokenHashes: [Hash], publishTokens: [String] = [], logger: Logger) {
+    /// `signedChangesPerSecond`: per client, bursts of 20× (0: unlimited).
+    public init(directory: DirectoryService, publishTokenHashes: [Hash], publishTokens: [String] = [], signedChangesPerSecond: Double = 5,
+                logger: Logger) {
         self.directory = directory
         self.authorizer = PublishAuthorizer(tokens: publishTokens, tokenHashes: publishTokenHashes)
         self.logger = logger
+        signedChangeLimiter = signedChangesPerSecond > 0
+            ? RateLimiter(rate: signedChangesPerSecond, burst: max(1, signedChangesPerSecond * 20)) : nil
     }
 
     public func router() -> Router<KeyglassRequestContext> {
@@ -46,7 +53,7 @@ public struct DirectoryAPI: Sendable {
                                                  vrf_public_key: Base64.encode(api.directory.vrfPublicKey),
                                                  tree_size: api.directory.latestCheckpoint.size)).response
         }
-        router.post("/v2/changes") { request, _ in try await api.change(request) }
+        router.post("/v2/changes") { request, context in try await api.change(request, context: context) }
         router.get("/v2/lookup/**") { request, _ in try api.lookup(request.uri) }
         router.get("/v2/history/**") { request, _ in try api.history(request.uri) }
         router.get("/v2/proof/consistency") { request, _ in try api.consistency(Query(request)) }
@@ -78,7 +85,12 @@ public struct DirectoryAPI: Sendable {
         do { return try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
     }
 
-    func change(_ request: Request) async throws -> Response {
+    func change(_ request: Request, context: KeyglassRequestContext) async throws -> Response {
+        let hasToken = request.headers[.authorization].map { $0.hasPrefix("Bearer ") && authorizer.accepts(String($0.dropFirst(7))) } ?? false
+        if !hasToken, let limiter = signedChangeLimiter {
+            let client = context.remoteAddress?.ipAddress ?? "unknown"
+            guard limiter.allow(client) else { throw APIError.rateLimited(client) }
+        }
         guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") else {
             throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
         }
@@ -105,6 +117,10 @@ public struct DirectoryAPI: Sendable {
         case .refused(.rule(let verdict)):
             // What the rule calls an attack is refused by an honest server: 403, with the verdict.
             throw APIError(.forbidden, "refused", "the device rule refuses this change: \(verdict)")
+        case .refused(.stalePosition):
+            var e = APIError(.conflict, "stale_position", DirectoryLog.Refusal.stalePosition.description)
+            e.headers[.retryAfter] = "1"
+            throw e
         case .refused(.logFull):
             throw APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", "the log is full")
         case .unavailable(let why):
@@ -141,13 +157,17 @@ public struct DirectoryAPI: Sendable {
 
     func history(_ uri: URI) throws -> Response {
         let identity = try identity(uri, after: "/v2/history/")
+        let query = Query(uri)
         do {
-            let h = try directory.history(of: identity)
+            let h = try directory.history(of: identity, before: try query.uint64("before"), treeSize: try query.uint64("tree_size"))
             return try ReadAnswer.json(DirectoryHistoryJSON(
                 checkpoint: h.checkpoint.note, tree_size: h.checkpoint.size,
-                entries: h.entries.map { .init(index: $0.index, entry: Base64.encode($0.entry), inclusion_proof: $0.proof.map(\.base64)) })).response
+                entries: h.entries.map { .init(index: $0.index, entry: Base64.encode($0.entry), inclusion_proof: $0.proof.map(\.base64)) },
+                more: h.more)).response
         } catch StoreError.notInitialised {
             throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
+        } catch DirectoryService.HistoryError.noSuchTree(let size) {
+            throw APIError.badRequest("no signed checkpoint has tree size \(size)")
         }
     }
 }

@@ -21,6 +21,8 @@ public final class DirectoryService: Service, Sendable {
         public var maxBatch = 1024
         /// Most changes waiting; beyond it changes fail fast (503).
         public var maxQueue = 10_000
+        /// Most entries in one page of a history.
+        public var historyPage = 1000
         public init() {}
     }
 
@@ -52,14 +54,30 @@ public final class DirectoryService: Service, Sendable {
     public let origin: String
     public let verifierKey: NoteVerifierKey
     public let vrfPublicKey: [UInt8]
-    /// The store the log writes, for reads that need no lock (tiles, proofs of stored entries).
+    /// The store the log writes, for reads that need no lock (tiles, histories, proofs of stored
+    /// entries: storage is append-only and safe to read from any thread).
     public let store: LogStore
+    /// For labels computed outside the log's lock: any client can ask for any identity, and an
+    /// ECVRF proof (~0.2 ms) must not hold up the writer.
+    private let vrfSeed: [UInt8]
+    private let labels = Mutex<[String: (label: Hash, proof: [UInt8])]>([:])
+    /// The newest checkpoint whose last leaf is a map head (what lookups and histories answer against).
+    private let head: Mutex<StoredCheckpoint?>
+    /// At start, the newest head covered every entry: the epoch timer starts now. Otherwise (a
+    /// new log, or changes stored after the last head before a stop) a head is appended at once.
+    private let headCoversAll: Bool
 
-    public init(log: sending DirectoryLog, signer: NoteSigner, options: Options = Options(), logger: Logger = Logger(label: "keyglass.directory")) throws {
+
+    public init(log: sending DirectoryLog, signer: NoteSigner, vrfSeed: [UInt8], options: Options = Options(),
+                logger: Logger = Logger(label: "keyglass.directory")) throws {
         origin = log.origin
         verifierKey = signer.verifierKey
         vrfPublicKey = log.vrfPublicKey
+        guard Ed25519.keyPair(seed: vrfSeed)?.publicKey == log.vrfPublicKey else { throw StoreError.corrupt("the VRF seed is not the log's") }
+        self.vrfSeed = vrfSeed
         store = LogStore(storage: log.storage)
+        head = Mutex(log.headCheckpoint)
+        headCoversAll = log.headCheckpoint?.size == log.size
         guard let cp = try log.storage.latestCheckpoint() else { throw StoreError.notInitialised("the directory has no checkpoint") }
         newest = Mutex(cp)
         self.log = Mutex(log)
@@ -83,19 +101,47 @@ public final class DirectoryService: Service, Sendable {
         }
     }
 
-    /// The lookup answer for `identity` against the newest map head.
-    public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
-        try log.withLock { try $0.lookup(identity) }
+    /// The label and VRF proof of `identity` (canonical), remembered up to `DirectoryLog.maxCachedLabels`.
+    func label(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
+        if let known = labels.withLock({ $0[identity] }) { return known }
+        let computed = try DirectoryLog.label(of: identity, vrfSeed: vrfSeed)
+        labels.withLock { cache in
+            if cache.count >= DirectoryLog.maxCachedLabels { cache.removeAll(keepingCapacity: true) }
+            cache[identity] = computed
+        }
+        return computed
     }
 
-    /// The label's change entries as of the newest map head, with inclusion proofs against it.
-    public func history(of identity: String) throws -> (checkpoint: StoredCheckpoint, entries: [(index: UInt64, entry: [UInt8], proof: [Hash])]) {
-        try log.withLock { log in
-            guard let cp = log.headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
-            let entries = try log.history(of: identity).filter { $0.index < cp.size }
-            let proofs = try store.inclusionProofs(indices: entries.map(\.index), size: cp.size)
-            return (cp, zip(entries, proofs).map { ($0.index, $0.entry, $1) })
+    /// The lookup answer for `identity` (canonical) against the newest map head.
+    public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
+        let (label, proof) = try label(of: identity)
+        return try log.withLock { try $0.lookup(label: label, vrfProof: proof) }
+    }
+
+    /// One page of the label's change entries, newest first up to `historyPage` below `before`,
+    /// returned oldest first with inclusion proofs, against the head checkpoint of `treeSize` (the
+    /// newest head if nil: a client paging back names the size of its first page). Read outside
+    /// the log's lock: storage is append-only.
+    public func history(of identity: String, before: UInt64?, treeSize: UInt64?) throws
+        -> (checkpoint: StoredCheckpoint, entries: [(index: UInt64, entry: [UInt8], proof: [Hash])], more: Bool)
+    {
+        guard let newestHead = head.withLock({ $0 }) else { throw StoreError.notInitialised("no map head yet") }
+        var cp = newestHead
+        if let treeSize, treeSize != newestHead.size {
+            guard treeSize < newestHead.size, let stored = try store.checkpoint(size: treeSize) else {
+                throw HistoryError.noSuchTree(treeSize)
+            }
+            cp = stored
         }
+        let label = try label(of: identity).label
+        let page = max(1, options.historyPage)
+        let entries = try store.storage.entries(identity: label.hex, below: min(cp.size, before ?? .max), limit: page)
+        let proofs = try store.inclusionProofs(indices: entries.map(\.index), size: cp.size)
+        return (cp, zip(entries, proofs).map { ($0.index, $0.data, $1) }, entries.count == page)
+    }
+
+    public enum HistoryError: Error {
+        case noSuchTree(UInt64)
     }
 
     public func run() async throws {
@@ -128,7 +174,7 @@ public final class DirectoryService: Service, Sendable {
     private func writeLoop() {
         let c = options.epoch.components
         let epochSeconds = max(0.001, Double(c.seconds) + Double(c.attoseconds) / 1e18)
-        var lastHead = Date.distantPast
+        var lastHead = headCoversAll ? Date() : Date.distantPast
         while true {
             _ = wake.wait(timeout: .now() + epochSeconds / 4)
             while true {
@@ -169,13 +215,14 @@ public final class DirectoryService: Service, Sendable {
     /// Appends a map head if entries arrived since the newest one (or there is none). True if it did.
     private func appendHeadIfDue() -> Bool {
         do {
-            let appended = try log.withLock { log -> Bool in
-                guard log.size > (log.headCheckpoint?.size ?? 0) else { return false }
-                try log.appendMapHead()
-                return true
+            let appended = try log.withLock { log -> StoredCheckpoint? in
+                guard log.size > (log.headCheckpoint?.size ?? 0) else { return nil }
+                return try log.appendMapHead()
             }
-            if appended { publishNewest() }
-            return appended
+            guard let appended else { return false }
+            head.withLock { $0 = appended }
+            publishNewest()
+            return true
         } catch {
             logger.error("map head not appended", metadata: ["error": "\(error)"])
             return false

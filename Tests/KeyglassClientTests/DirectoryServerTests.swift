@@ -1,0 +1,132 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassHTTP
+import KeyglassLog
+import KeyglassServer
+import KeyglassTestSupport
+import KeyglassWire
+import XCTest
+
+/// The directory's API against a real server on loopback and a real SQLite file: paged histories
+/// a monitor reads whole, chained changes that race a map head, the limit on unsigned changes,
+/// and refusals of bad input.
+final class DirectoryServerTests: XCTestCase {
+    private let alice = "alice@example.com"
+
+    private struct Device {
+        let record: DeviceRecord
+        let seed: [UInt8]
+        init() throws {
+            let pair = Ed25519.generate()
+            record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: pair.publicKey)
+            seed = pair.seed
+        }
+    }
+
+    private func client(_ d: RunningDirectory) -> DirectoryClient { DirectoryClient(log: d.client, logKey: d.verifierKey) }
+
+    /// Waits until a verified lookup shows `count` devices.
+    @discardableResult
+    private func waitForDevices(_ count: Int, _ d: RunningDirectory) async throws -> DirectoryClient.Verified {
+        for _ in 0..<200 {
+            if let v = try? await client(d).lookup(alice), v.result.devices.count == count { return v }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw ClientError.network("never saw \(count) devices")
+    }
+
+    /// A chained change signed by `signer` at the position the newest head shows, sent once.
+    private func sendChained(_ kind: DeviceChange.Kind, by signer: Device, _ d: RunningDirectory) async throws -> (Int, Data) {
+        let v = try await client(d).lookup(alice)
+        let change = DeviceChange.signed(kind, origin: v.result.checkpoint.origin, label: v.result.label, signer: signer.record.id,
+                                         signerSeed: signer.seed, previousIndex: try XCTUnwrap(v.newestIndex))
+        return try await d.client.raw("POST", "/v2/changes", body: try JSONEncoder().encode(ChangeBody(identity: alice, change: change)),
+                                      headers: ["Content-Type": "application/json"])
+    }
+
+    private func onboard(_ device: Device, _ d: RunningDirectory) async throws {
+        let answer = try await client(d).submit(ChangeBody(identity: alice, change: DeviceChange(kind: .add(device.record), authority: .operator)),
+                                                token: d.token)
+        XCTAssertGreaterThan(answer.index, 0)
+    }
+
+    func testHistoriesArePagedAndTheMonitorReadsThemWhole() async throws {
+        var options = DirectoryService.Options()
+        options.epoch = .milliseconds(30)
+        options.historyPage = 2
+        let d = try await RunningDirectory.start(options: options)
+        let phone = try Device()
+        try await onboard(phone, d)
+        try await waitForDevices(1, d)
+        var devices = [phone]
+        for n in 2...6 {
+            let next = try Device()
+            var status = 0
+            for _ in 0..<100 where status != 200 {
+                (status, _) = try await sendChained(.add(next.record), by: phone, d)
+                if status != 200 { XCTAssertEqual(status, 409, "only a stale position is retried") }
+            }
+            XCTAssertEqual(status, 200)
+            devices.append(next)
+            try await waitForDevices(n, d)
+        }
+        // The first page: the newest two, and more before them.
+        let page = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: try await d.client.get("/v2/history/\(alice)"))
+        XCTAssertEqual(page.entries.count, 2)
+        XCTAssertTrue(page.more)
+        let (_, history) = try await client(d).history(alice)
+        XCTAssertEqual(history.count, 6, "every page read, oldest first")
+        XCTAssertEqual(history.map(\.index), history.map(\.index).sorted())
+        let run = try await client(d).monitor(alice, known: devices.map(\.record), since: nil, previous: nil, view: nil)
+        XCTAssertEqual(run.report.alerts, [])
+        XCTAssertEqual(run.report.ownChanges.count, 6)
+        // A page of a tree the log has not signed is refused.
+        let (bad, _) = try await d.client.raw("GET", "/v2/history/\(alice)?before=5&tree_size=100000")
+        XCTAssertEqual(bad, 400)
+        await d.remove()
+    }
+
+    /// Two changes signed against the same head: the second finds the position moved and is told
+    /// to sign again (409, retryable), not that its signature is bad.
+    func testAChangeSignedAgainstAMovedPositionIsRetryable() async throws {
+        var options = DirectoryService.Options()
+        options.epoch = .milliseconds(30)
+        let d = try await RunningDirectory.start(options: options)
+        let phone = try Device()
+        try await onboard(phone, d)
+        try await waitForDevices(1, d)
+        await d.stop()
+        // The same directory with no head for an hour after the first change.
+        options.epoch = .seconds(3600)
+        let d3 = try await RunningDirectory.start(options: options, data: d.data)
+        let (first, firstBody) = try await sendChained(.add(try Device().record), by: phone, d3)
+        XCTAssertEqual(first, 200, String(decoding: firstBody, as: UTF8.self))
+        let (second, body) = try await sendChained(.add(try Device().record), by: phone, d3)
+        XCTAssertEqual(second, 409, String(decoding: firstBody, as: UTF8.self) + " then " + String(decoding: body, as: UTF8.self))
+        XCTAssertTrue(String(decoding: body, as: UTF8.self).contains("stale_position"))
+        await d3.remove()
+    }
+
+    func testUnsignedChangesAreLimitedPerClientAndBadInputIsRefused() async throws {
+        let d = try await RunningDirectory.start(signedChangesPerSecond: 1)
+        let bogus = ChangeBody(identity: alice, kind: "revoke", device_id: Base64.encode(Ed25519.randomBytes(16)),
+                               signer: Base64.encode(Ed25519.randomBytes(16)), signature: Base64.encode(Ed25519.randomBytes(64)))
+        var statuses: [Int] = []
+        for _ in 0..<40 {
+            statuses.append(try await d.client.raw("POST", "/v2/changes", body: try JSONEncoder().encode(bogus),
+                                                   headers: ["Content-Type": "application/json"]).0)
+        }
+        XCTAssertTrue(statuses.contains(429), "\(statuses)")
+        XCTAssertFalse(statuses.contains { $0 >= 500 }, "\(statuses)")
+        // The operator's token is not limited.
+        let phone = try Device()
+        try await onboard(phone, d)
+        for (path, status) in [("/v2/proof/consistency?from=5&to=2", 400), ("/v2/lookup/" + String(repeating: "a", count: 300), 400),
+                               ("/v2/history/a%20b", 400), ("/v2/lookup/", 404)] {
+            let got = try await d.client.raw("GET", path).0
+            XCTAssertEqual(got, status, path)
+        }
+        await d.remove()
+    }
+}
