@@ -11,11 +11,15 @@ public struct DirectoryClient: Sendable {
     public let logKey: NoteVerifierKey
     /// The VRF key this client pinned for the log (nil: leaf 0's, whatever it is).
     public let vrfKey: [UInt8]?
+    /// Witness cosignatures every lookup's checkpoint must carry (a split view needs the
+    /// witnesses to sign both sides).
+    public let witnessPolicy: WitnessPolicy
 
-    public init(log: LogClient, logKey: NoteVerifierKey, vrfKey: [UInt8]? = nil) {
+    public init(log: LogClient, logKey: NoteVerifierKey, vrfKey: [UInt8]? = nil, witnessPolicy: WitnessPolicy = WitnessPolicy()) {
         self.log = log
         self.logKey = logKey
         self.vrfKey = vrfKey
+        self.witnessPolicy = witnessPolicy
     }
 
     /// A lookup that did not verify: the evidence is the reason (exit 2 in the CLI).
@@ -102,12 +106,22 @@ public struct DirectoryClient: Sendable {
         }
         let answer: DirectoryLookup.Answer
         do { answer = try wire.answer() } catch { throw Refused(failure: .state("\(error)")) }
-        do {
-            let result = try DirectoryLookup.verify(answer, identity: identity, logKey: logKey, vrfKey: vrfKey, previous: previous)
-            return Verified(result: result, newestIndex: answer.state?.history.last?.index)
-        } catch {
+        let result: DirectoryLookup.Result
+        do { result = try DirectoryLookup.verify(answer, identity: identity, logKey: logKey, vrfKey: vrfKey, previous: previous) } catch {
             throw Refused(failure: error)
         }
+        let finding: WitnessPolicy.Finding
+        do { finding = try witnessPolicy.evaluate(answer.checkpoint, logKey: logKey, now: UInt64(Date().timeIntervalSince1970)) } catch {
+            throw Refused(failure: .checkpoint("a witness cosignature does not verify: \(error)"))
+        }
+        switch finding {
+        case .met: break
+        case let .tooFew(have, need):
+            throw Refused(failure: .checkpoint("\(have) valid witness cosignature(s), \(need) required: no proof that others see this map head"))
+        case let .stale(age, allowed):
+            throw Refused(failure: .stale("the newest witness cosignature is \(age) s old, more than \(allowed) s: the log may be frozen for you"))
+        }
+        return Verified(result: result, newestIndex: answer.state?.history.last?.index)
     }
 
     /// Sends a change; with `token` as the operator.

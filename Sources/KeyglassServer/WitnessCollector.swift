@@ -28,12 +28,22 @@ public struct WitnessConfig: Sendable {
     }
 }
 
+/// What a witness collector sends to witnesses: a v1 log's newest checkpoint, a key directory's
+/// newest checkpoint that ends in a map head (the one its lookups are answered against).
+public protocol WitnessedCheckpoints: Sendable {
+    var checkpointToWitness: StoredCheckpoint? { get }
+}
+
+extension Sequencer: WitnessedCheckpoints {
+    public var checkpointToWitness: StoredCheckpoint? { latestCheckpoint }
+}
+
 /// Sends every new checkpoint to the configured witnesses, and the current one again on a heartbeat
 /// even when nothing was published, so auditors can tell a frozen log from a quiet one. Serves the
 /// newest checkpoint with the cosignatures collected for it.
 public actor WitnessCollector: Service {
     private let witnesses: [WitnessConfig]
-    private let sequencer: Sequencer
+    private let source: any WitnessedCheckpoints
     private let store: LogStore
     private let heartbeat: Duration
     private let logger: Logger
@@ -43,9 +53,9 @@ public actor WitnessCollector: Service {
     /// When each witness (by key name) last returned a valid cosignature.
     private let lastCosigned = Mutex<[String: ContinuousClock.Instant]>([:])
 
-    public init(witnesses: [WitnessConfig], sequencer: Sequencer, store: LogStore, heartbeat: Duration, logger: Logger) {
+    public init(witnesses: [WitnessConfig], sequencer: any WitnessedCheckpoints, store: LogStore, heartbeat: Duration, logger: Logger) {
         self.witnesses = witnesses
-        self.sequencer = sequencer
+        self.source = sequencer
         self.store = store
         self.heartbeat = heartbeat
         self.logger = logger
@@ -53,7 +63,7 @@ public actor WitnessCollector: Service {
 
     /// The newest checkpoint note with every cosignature collected for exactly that checkpoint.
     public nonisolated func servedCheckpoint() -> String {
-        served(sequencer.latestCheckpoint)
+        source.checkpointToWitness.map { served($0) } ?? ""
     }
 
     /// Each configured witness's name and when it last cosigned (nil: not since the server started).
@@ -64,7 +74,11 @@ public actor WitnessCollector: Service {
 
     /// `checkpoint`'s note with the cosignatures collected for exactly it, if any.
     public nonisolated func served(_ checkpoint: StoredCheckpoint) -> String {
-        let note = checkpoint.note
+        served(note: checkpoint.note)
+    }
+
+    /// `note` with the cosignatures collected for exactly its checkpoint, if any.
+    public nonisolated func served(note: String) -> String {
         guard let text = try? SignedNote.parse(note).text else { return note }
         return collected.withLock { c in
             c.text == text ? note + c.lines.keys.sorted().compactMap { c.lines[$0] }.joined() : note
@@ -75,8 +89,7 @@ public actor WitnessCollector: Service {
         var lastText = ""
         var lastRound = ContinuousClock.now - heartbeat
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let cp = sequencer.latestCheckpoint
-            if let note = try? SignedNote.parse(cp.note), note.text != lastText || ContinuousClock.now - lastRound >= heartbeat {
+            if let cp = source.checkpointToWitness, let note = try? SignedNote.parse(cp.note), note.text != lastText || ContinuousClock.now - lastRound >= heartbeat {
                 lastText = note.text
                 lastRound = .now
                 await withTaskGroup(of: Void.self) { group in

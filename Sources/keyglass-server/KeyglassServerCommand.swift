@@ -325,7 +325,6 @@ func commandFailed(_ command: String, _ error: Error) -> ExitCode {
 extension Serve {
     /// A v2 log: the directory's API (`DirectoryAPI`), its writer and epoch timer (`DirectoryService`).
     func serveDirectory(_ dir: DataDirectory, signer: NoteSigner, tokenHash: Hash, sync: SyncMode, logger: Logger) async throws {
-        guard witness.isEmpty else { throw ValidationError("--witness: key directories do not collect witness cosignatures yet (issue 14)") }
         let sqlite = try SQLiteStorage(path: dir.database, sync: sync)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
         let vrfSeed = try dir.loadVRFSeed()
@@ -335,7 +334,11 @@ extension Serve {
         options.maxBatch = max(1, maxBatch)
         options.maxQueue = max(1, maxQueue)
         let service = try DirectoryService(log: log, signer: signer, vrfSeed: vrfSeed, options: options, logger: logger)
-        let api = DirectoryAPI(directory: service, publishTokenHashes: [tokenHash], signedChangesPerSecond: signedPublishRate, logger: logger)
+        let witnessConfigs = try witness.map { try WitnessConfig($0) }
+        let collector = witnessConfigs.isEmpty ? nil : WitnessCollector(
+            witnesses: witnessConfigs, sequencer: service, store: service.store, heartbeat: .seconds(max(1, witnessHeartbeat)), logger: logger)
+        let api = DirectoryAPI(directory: service, publishTokenHashes: [tokenHash], signedChangesPerSecond: signedPublishRate,
+                               witnesses: collector, logger: logger)
         logger.info("serving the key directory", metadata: ["origin": "\(signer.name)", "tree_size": "\(service.latestCheckpoint.size)",
                                                            "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
         let portFile = portFile

@@ -109,8 +109,14 @@ struct DirectoryOptions: ParsableArguments {
     @Option(name: .long, help: "State directory (default: $XDG_STATE_HOME/keyglass or ~/.local/state/keyglass).")
     var state: String?
 
-    @Option(name: .long, help: "Most age of the newest map head (e.g. 90s, 15m, 2h): an older one is refused (exit 2): the log may be frozen for you while others see newer heads.")
+    @Option(name: .long, help: "Most age of the newest map head (e.g. 90s, 15m, 2h), and of the newest witness cosignature when --witness is given: older is refused (exit 2): the log may be frozen for you while others see newer heads.")
     var maxAge: String?
+
+    @Option(name: .long, help: "A witness cosignature verifier key whose cosignatures count (repeatable).")
+    var witness: [String] = []
+
+    @Option(name: .long, help: "How many valid witness cosignatures each map head's checkpoint must carry.")
+    var quorum = 0
 
     func maxAgeSeconds() throws -> UInt64? {
         guard let maxAge else { return nil }
@@ -124,7 +130,10 @@ struct DirectoryOptions: ParsableArguments {
             guard let k = Base64.decode(vrfKey), k.count == 32 else { throw ValidationError("--vrf-key must be base64 of 32 bytes") }
             pinned = k
         }
-        return DirectoryClient(log: try logOptions.client(), logKey: try logOptions.verifierKey(), vrfKey: pinned)
+        let keys = try witness.map { try readVerifierKey($0) }
+        guard quorum <= keys.count else { throw ValidationError("--quorum \(quorum) is more than the \(keys.count) --witness keys given") }
+        let policy = WitnessPolicy(witnesses: keys, quorum: quorum, maxAge: keys.isEmpty ? nil : try maxAgeSeconds())
+        return DirectoryClient(log: try logOptions.client(), logKey: try logOptions.verifierKey(), vrfKey: pinned, witnessPolicy: policy)
     }
 
     func statePath() throws -> String {

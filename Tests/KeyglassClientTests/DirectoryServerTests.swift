@@ -108,6 +108,37 @@ final class DirectoryServerTests: XCTestCase {
         await d3.remove()
     }
 
+    /// Witnesses cosign the checkpoints lookups are answered against; a client requiring a quorum
+    /// accepts a lookup once it carries one, and refuses one that lacks it.
+    func testLookupsCarryTheWitnessesCosignatures() async throws {
+        let data = DataDirectory(path: TestLog.temporaryDirectory("witnessed-directory"))
+        let vkey = try await data.initialiseDirectory(origin: "dir.keyglass.example/log").verifierKey
+        let witness = try await RunningWitness.start(name: "w1.example/witness", logs: [vkey], state: TestLog.temporaryDirectory("dw"))
+        var options = DirectoryService.Options()
+        options.epoch = .milliseconds(30)
+        let d = try await RunningDirectory.start(options: options, data: data, witnesses: [witness.config])
+        let phone = try Device()
+        try await onboard(phone, d)
+        try await waitForDevices(1, d)
+        let required = DirectoryClient(log: d.client, logKey: d.verifierKey, witnessPolicy: WitnessPolicy(witnesses: [witness.witness.verifierKey], quorum: 1, maxAge: 60))
+        var verified: DirectoryClient.Verified?
+        for _ in 0..<100 where verified == nil {
+            verified = try? await required.lookup(alice)
+            if verified == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        XCTAssertEqual(verified?.result.devices, [phone.record], "a lookup with the witness's cosignature")
+        let stranger = try NoteVerifierKey(name: "w2.example/witness", type: .cosignatureV1, publicKey: Ed25519.generate().publicKey)
+        let strict = DirectoryClient(log: d.client, logKey: d.verifierKey, witnessPolicy: WitnessPolicy(witnesses: [stranger], quorum: 1))
+        do {
+            _ = try await strict.lookup(alice)
+            XCTFail("a lookup without the required cosignature was accepted")
+        } catch let e as DirectoryClient.Refused {
+            XCTAssertTrue(e.description.contains("witness cosignature"), e.description)
+        }
+        await d.remove()
+        await witness.stop()
+    }
+
     func testUnsignedChangesAreLimitedPerClientAndBadInputIsRefused() async throws {
         let d = try await RunningDirectory.start(signedChangesPerSecond: 1)
         let bogus = ChangeBody(identity: alice, kind: "revoke", device_id: Base64.encode(Ed25519.randomBytes(16)),

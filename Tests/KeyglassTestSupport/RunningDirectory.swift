@@ -18,7 +18,7 @@ public struct RunningDirectory: Sendable {
     let task: Task<Void, Error>
 
     public static func start(options: DirectoryService.Options = DirectoryService.Options(), signedChangesPerSecond: Double = 0,
-                             data: DataDirectory? = nil) async throws -> RunningDirectory {
+                             data: DataDirectory? = nil, witnesses: [WitnessConfig] = []) async throws -> RunningDirectory {
         let dir = data ?? DataDirectory(path: TestLog.temporaryDirectory("directory"))
         if !FileManager.default.fileExists(atPath: dir.database) { _ = try await dir.initialiseDirectory(origin: "dir.keyglass.example/log") }
         let signer = try dir.loadSigner()
@@ -28,8 +28,10 @@ public struct RunningDirectory: Sendable {
         var logger = Logger(label: "keyglass-test-directory")
         logger.logLevel = .warning
         let service = try DirectoryService(log: log, signer: signer, vrfSeed: seed, options: options, logger: logger)
+        let collector = witnesses.isEmpty ? nil : WitnessCollector(witnesses: witnesses, sequencer: service, store: service.store,
+                                                                   heartbeat: .seconds(60), logger: logger)
         let api = DirectoryAPI(directory: service, publishTokenHashes: [try dir.loadTokenHash()], signedChangesPerSecond: signedChangesPerSecond,
-                               logger: logger)
+                               witnesses: collector, logger: logger)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = api.application(host: "127.0.0.1", port: 0) { continuation.yield($0) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))

@@ -23,13 +23,16 @@ public struct DirectoryAPI: Sendable {
     /// Per-client limit on changes without the operator's token (anyone can send one; each costs
     /// the writer a signature check).
     let signedChangeLimiter: RateLimiter?
+    /// Collects cosignatures of the head checkpoints; lookups and histories carry them.
+    let witnesses: WitnessCollector?
     /// Largest body: a device record with its keys is a few hundred bytes.
     static let maxBodyBytes = 16 * 1024
 
     /// `signedChangesPerSecond`: per client, bursts of 20× (0: unlimited).
     public init(directory: DirectoryService, publishTokenHashes: [Hash], publishTokens: [String] = [], signedChangesPerSecond: Double = 5,
-                logger: Logger) {
+                witnesses: WitnessCollector? = nil, logger: Logger) {
         self.directory = directory
+        self.witnesses = witnesses
         self.authorizer = PublishAuthorizer(tokens: publishTokens, tokenHashes: publishTokenHashes)
         self.logger = logger
         signedChangeLimiter = signedChangesPerSecond > 0
@@ -54,7 +57,7 @@ public struct DirectoryAPI: Sendable {
                                                  tree_size: api.directory.latestCheckpoint.size)).response
         }
         router.post("/v2/changes") { request, context in try await api.change(request, context: context) }
-        router.get("/v2/lookup/**") { request, _ in try api.lookup(request.uri) }
+        router.get("/v2/lookup/**") { request, _ in try await api.lookup(request.uri) }
         router.get("/v2/history/**") { request, _ in try api.history(request.uri) }
         router.get("/v2/proof/consistency") { request, _ in try api.consistency(Query(request)) }
         return router
@@ -74,7 +77,7 @@ public struct DirectoryAPI: Sendable {
     public func application(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: router(), configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
-            services: [directory], onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+            services: [directory] + (witnesses.map { [$0] } ?? []), onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
     /// The identity after `prefix` in the path, percent-decoded once and made canonical.
@@ -130,10 +133,12 @@ public struct DirectoryAPI: Sendable {
         }
     }
 
-    func lookup(_ uri: URI) throws -> Response {
+    func lookup(_ uri: URI) async throws -> Response {
         let identity = try identity(uri, after: "/v2/lookup/")
         do {
-            return try ReadAnswer.json(DirectoryLookupJSON(try directory.lookup(identity))).response
+            var answer = try await directory.lookup(identity)
+            if let witnesses { answer.checkpoint = witnesses.served(note: answer.checkpoint) }
+            return try ReadAnswer.json(DirectoryLookupJSON(answer)).response
         } catch StoreError.notInitialised {
             throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
         }
@@ -161,7 +166,7 @@ public struct DirectoryAPI: Sendable {
         do {
             let h = try directory.history(of: identity, before: try query.uint64("before"), treeSize: try query.uint64("tree_size"))
             return try ReadAnswer.json(DirectoryHistoryJSON(
-                checkpoint: h.checkpoint.note, tree_size: h.checkpoint.size,
+                checkpoint: witnesses?.served(h.checkpoint) ?? h.checkpoint.note, tree_size: h.checkpoint.size,
                 entries: h.entries.map { .init(index: $0.index, entry: Base64.encode($0.entry), inclusion_proof: $0.proof.map(\.base64)) },
                 more: h.more)).response
         } catch StoreError.notInitialised {

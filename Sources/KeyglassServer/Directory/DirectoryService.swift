@@ -13,7 +13,7 @@ import Synchronization
 /// Why one lock around the whole log: `DirectoryLog` keeps label states, histories and the map in
 /// memory and is not thread-safe; every call is short except a batch's commit, during which a
 /// lookup waits (measured and improved under issue 14's point 11, not yet).
-public final class DirectoryService: Service, Sendable {
+public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     public struct Options: Sendable {
         /// How often a map head is appended while changes arrive (issue 14: "~1 s").
         public var epoch: Duration = .seconds(1)
@@ -85,6 +85,9 @@ public final class DirectoryService: Service, Sendable {
         self.logger = logger
     }
 
+    /// Witnesses cosign the checkpoints lookups are answered against: those ending in a map head.
+    public var checkpointToWitness: StoredCheckpoint? { head.withLock { $0 } }
+
     /// The newest checkpoint (served by GET /checkpoint and used for tiles).
     public var latestCheckpoint: StoredCheckpoint { newest.withLock { $0 } }
 
@@ -116,6 +119,15 @@ public final class DirectoryService: Service, Sendable {
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
         let (label, proof) = try label(of: identity)
         return try log.withLock { try $0.lookup(label: label, vrfProof: proof) }
+    }
+
+    /// As `lookup(_:)`, for async callers: the log's lock can be held by a commit (an fsync), and
+    /// a thread of Swift's cooperative pool must not block on it (two such lookups on two cores
+    /// would stall every task), so the wait happens on a Dispatch thread.
+    public func lookup(_ identity: String) async throws -> DirectoryLookup.Answer {
+        try await withCheckedThrowingContinuation { c in
+            DispatchQueue.global().async { c.resume(with: Result { try self.lookup(identity) }) }
+        }
     }
 
     /// One page of the label's change entries, newest first up to `historyPage` below `before`,
