@@ -20,7 +20,7 @@ struct DirectoryCommand: AsyncParsableCommand {
         Exit codes: 0 verified / no alert; 1 bad input; 2 refused or ALERT (the evidence is printed); \
         3 the log did not answer.
         """,
-        subcommands: [DeviceNew.self, DirectoryChange.self, DirectoryLookupCommand.self, DirectoryMonitorCommand.self])
+        subcommands: [DeviceNew.self, DirectoryChange.self, DirectoryLookupCommand.self, DirectoryMonitorCommand.self, DirectoryAuditCommand.self])
 }
 
 /// A device's secret file: its id and the seed of its signing key (0600).
@@ -54,6 +54,8 @@ struct DirectoryState: Codable {
     /// The newest checkpoint with a map head this client verified for the log: every later answer
     /// must extend it (per log, so an identity looked up for the first time is held to it too).
     var view: DirectoryClient.LogView?
+    /// The newest tree `audit` re-derived (its alerts below it were reported).
+    var auditedView: DirectoryClient.LogView?
 
     static func path(_ dir: String, key: NoteVerifierKey) -> String {
         let name = key.name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
@@ -396,5 +398,59 @@ struct DirectoryMonitorCommand: AsyncParsableCommand {
         case let .incomplete(why): return "history incomplete: \(why)"
         case let .mapDiffers(why): return "map_mismatch: a device set no entry made: \(why)"
         }
+    }
+}
+
+struct DirectoryAuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Re-derive a key directory from its entries: every map head, every change, and alerts for watched identities.",
+        discussion: """
+        Reads every entry (entry bundles, c2sp.org/tlog-tiles), checks they make the tree the newest \
+        checkpoint signs and that it extends the one the last run audited, and replays them as the \
+        server does: a map head that is not the map its entries make is map_mismatch (naming its \
+        epoch, its leaf and the checkpoint); a change no honest server writes (a ghost device, an \
+        injected key, a broken signature) is an alert whoever it is for; for identities in --watch, \
+        an operator's reset or revocation is an alert too. Replays from leaf 0 every run; alerts are \
+        reported once (at entries the last run had not audited).
+
+        Exit codes: 0 no alert; 2 ALERT or refused; 1 bad input; 3 the log did not answer.
+        """)
+
+    @OptionGroup var options: DirectoryOptions
+
+    @Option(name: .long, help: "A file of identities to watch, one per line (# comments).")
+    var watch: String?
+
+    func run() async throws {
+        do {
+            var watched: [String] = []
+            if let watch {
+                for line in try Files.readText(watch).split(separator: "\n") {
+                    let t = line.trimmingCharacters(in: .whitespaces)
+                    if t.isEmpty || t.hasPrefix("#") { continue }
+                    watched.append(try canonicalIdentity(t))
+                }
+            }
+            let client = try options.client()
+            let statePath = try options.statePath()
+            let report = try await DirectoryState.locked(statePath) {
+                var state = try DirectoryState.load(statePath)
+                let auditor = DirectoryAuditor(client: client)
+                let report = try await auditor.run(watched: watched, view: state.auditedView) { done, total in
+                    if total > 10_000 { FileHandle.standardError.write(Data("audited \(done) of \(total) entries\n".utf8)) }
+                }
+                state.auditedView = report.view
+                try state.save(statePath)
+                return report
+            }
+            for alert in report.alerts { print("ALERT \(alert.kind): entry \(alert.index): \(alert.detail)") }
+            print("audited \(report.treeSize) entries: \(report.changes) new changes, \(report.mapHeads) new map heads, \(report.labels) labels; "
+                  + (report.alerts.isEmpty ? "no alert" : "\(report.alerts.count) alert(s)"))
+            if !report.alerts.isEmpty { throw ExitCode(2) }
+        } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch let e as DirectoryClient.Refused {
+            print("REFUSED: \(e.description)")
+            throw ExitCode(2)
+        } catch { throw fail("audit", error) }
     }
 }

@@ -172,6 +172,81 @@ final class DirectoryCommandTests: XCTestCase {
         try dir.forgeHistory(raw: entries)
     }
 
+    /// `keyglass directory audit` re-derives the log: an operator's reset of a watched identity is
+    /// an alert (once), a ghost slipped in by the operator's own software is one whoever watches,
+    /// and a map head that is not the map its entries make is map_mismatch, naming the epoch.
+    func testAuditReDerivesEveryHeadAndNamesWhatTheRuleCalls() async throws {
+        let initialised = try Binaries.run("keyglass-server", ["init", "--directory", "--data", data, "--origin", "dir.example/log"])
+        XCTAssertEqual(initialised.status, 0, initialised.stderr)
+        let vkey = try XCTUnwrap(initialised.stdout.split(separator: "\n").last.map(String.init))
+        var (server, port, _) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server.log")
+        var log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--state", work + "/state"]
+        let token = ["--token", data + "/publish-token"]
+        for name in ["phone", "recovery", "ghost"] { XCTAssertEqual(try keyglass(["device-new", "--out", "\(work)/\(name).json"]).status, 0) }
+        try "# watched\n\(alice)\n".write(toFile: work + "/watch", atomically: true, encoding: .utf8)
+        let audit = ["audit", "--watch", work + "/watch"]
+
+        var r = try keyglass(["change", "add", alice, "--device", work + "/phone.json"] + token + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        _ = try await waitForDevices(1, log)
+        r = try keyglass(audit + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("no alert"), r.stdout)
+
+        // Account recovery by the operator: honest, and an alert for whoever watches alice. Once.
+        r = try keyglass(["change", "reset", alice, "--device", work + "/recovery.json"] + token + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        _ = try await waitForDevices(1, log)
+        try await Task.sleep(for: .milliseconds(300))
+        r = try keyglass(audit + log)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("ALERT account_reset"), r.stdout)
+        r = try keyglass(audit + log)
+        XCTAssertEqual(r.status, 0, "reported once: \(r.stdout)")
+
+        // The operator's own software adds a ghost: an alert even for an auditor watching no one.
+        server.terminate()
+        server.waitUntilExit()
+        try appendGhost(work + "/ghost.json")
+        (server, port, _) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server2.log")
+        log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--state", work + "/state"]
+        _ = try await waitForDevices(2, log)
+        r = try keyglass(["audit"] + log)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("ALERT ghost_device"), r.stdout)
+        server.terminate()
+        server.waitUntilExit()
+
+        // A map head whose root is not the map of its entries, in a tree the log's key signs, served
+        // by the operator's own front end: map_mismatch, naming its epoch and leaf.
+        let dir = DataDirectory(path: data)
+        let storage = try SQLiteStorage(path: dir.database, readers: 1)
+        let size = try XCTUnwrap(try storage.latestCheckpoint()).size
+        var entries = try storage.entries(start: 0, end: size).map(\.data)
+        storage.close()
+        var replay = DirectoryReplay(store: MemoryMapNodeStore())
+        for e in entries { _ = try replay.replay(e, leafHash: Merkle.leafHash(e)) }
+        let forgedHead = DirectoryEntry.mapHead(timestampMillis: Sequencer.nowMillis(), epoch: replay.epoch + 1, coveredSize: size,
+                                                root: Hash(bytes: Ed25519.randomBytes(32))!)
+        entries.append(forgedHead.encoded)
+        var range = CompactRange()
+        for e in entries { range.append(Merkle.leafHash(e)) }
+        let note = try SignedCheckpoint.sign(Checkpoint(origin: "dir.example/log", size: range.size, root: range.root), with: try dir.loadSigner())
+            .note.serialized
+        let bundle = Data(EntryBundle.encode(entries))
+        let bundlePath = "/" + TileLayout.entriesPath(index: 0, partial: UInt64(entries.count))
+        let front = try await FrontEnd.start { _, target in
+            if target == "/checkpoint" { return .body(Data(note.utf8), contentType: "text/plain") }
+            if target == bundlePath { return .body(bundle, contentType: "application/octet-stream") }
+            return .fail(404)
+        }
+        r = try keyglass(["audit", "--log", front.url.absoluteString, "--vkey", vkey, "--state", work + "/state-fresh"])
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("ALERT map_mismatch") && r.stdout.contains("epoch \(replay.epoch + 1)") && r.stdout.contains("leaf \(size)"),
+                      r.stdout)
+        await front.stop()
+    }
+
     /// What an operator with the database, the signing key and the VRF key can do: append an
     /// operator add of `deviceFile` to alice's set, which the honest server would refuse.
     private func appendGhost(_ deviceFile: String) throws {
