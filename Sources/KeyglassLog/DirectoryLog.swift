@@ -67,6 +67,9 @@ public final class DirectoryLog {
     /// Label states and histories as of the newest map head (what lookups show).
     private var headStates: [Hash: DeviceSet] = [:]
     private var headHistories: [Hash: [(index: UInt64, leafHash: Hash)]] = [:]
+    /// Labels changed since the newest map head: a head copies only theirs into `headStates`, not
+    /// the whole dictionary (a copy per epoch of every label's state would cost O(labels) each second).
+    private var changedSinceHead: Set<Hash> = []
     private var labels: [String: (label: Hash, proof: [UInt8])] = [:]
     /// The newest checkpoint whose last leaf is a map head: lookups are answered against it.
     public private(set) var headCheckpoint: StoredCheckpoint?
@@ -112,13 +115,17 @@ public final class DirectoryLog {
         case .change(let index, let label, let verdict):
             if case .invalid = verdict { break }
             histories[label, default: []].append((index, leafHash))
+            changedSinceHead.insert(label)
         case .mapHead(let index, _, .matches):
             // Heads this log writes cover every entry before them, so the states now are the
             // head's. (A head that lags would need the states as of its covered size: lookups
             // stay on the head before it.)
             guard replay.coveredSize == index else { break }
-            headStates = replay.states
-            headHistories = histories
+            for label in changedSinceHead {
+                headStates[label] = replay.states[label]
+                headHistories[label] = histories[label]
+            }
+            changedSinceHead.removeAll(keepingCapacity: true)
             headCheckpoint = try storage.checkpoint(size: index + 1)
         case .mapHead(let index, let epoch, let outcome):
             throw StoreError.corrupt("map head of epoch \(epoch) at \(index) does not replay: \(outcome)")
