@@ -25,7 +25,7 @@ enum KeyglassBench {
     static func main() async throws {
         let args = CommandLine.arguments
         guard args.count >= 3 else {
-            fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT | crypto COUNT | vrf COUNT | map LABELS | map-sqlite LABELS [DIR] | prepare --data DIR …")
+            fail("usage: keyglass-bench sqlite-reference ROWS SYNC | sha256 COUNT | export DB OUT | crypto COUNT | vrf COUNT | map LABELS | map-sqlite LABELS [DIR] | device-keys COUNT | prepare --data DIR …")
         }
         switch args[1] {
         case "sqlite-reference":
@@ -44,6 +44,10 @@ enum KeyglassBench {
             print("\(updates) \(proofs)")
         case "map-sqlite": print(try mapSQLiteRate(labels: Int(args[2]) ?? 100_000, dir: args.count > 3 ? args[3] : "/tmp/keyglass-bench-map"))
         case "prepare": try await Prepare(arguments: args.dropFirst(2)).run()
+        case "device-keys":
+            // Valid Ed25519 public keys, base64, one per line: the directory's wrk script gives each
+            // new device one (Lua cannot make a valid curve point).
+            for _ in 0..<(Int(args[2]) ?? 4096) { print(Base64.encode(Ed25519.generate().publicKey)) }
         default: fail("unknown benchmark \(args[1])")
         }
     }

@@ -21,6 +21,10 @@ public final class DirectoryLog {
         public var kind: DeviceChange.Kind
         /// The operator (the caller holds the publish token) or the signing device.
         public var authority: DeviceChange.Authority
+        /// The canonical identity's label and VRF proof, if the caller computed them (with this
+        /// log's VRF key: `DirectoryLog.label(of:vrfSeed:)`), so the writer does not: an ECVRF proof
+        /// is ~0.2 ms of one core, and callers on several cores make them in parallel.
+        public var label: (label: Hash, proof: [UInt8])?
 
         /// A change request.
         public init(identity: String, kind: DeviceChange.Kind, authority: DeviceChange.Authority) {
@@ -177,7 +181,14 @@ public final class DirectoryLog {
                 results.append(.failure(.logFull))
                 continue
             }
-            let label = try label(of: identity).label
+            let label: Hash
+            if let given = request.label, identity == request.identity {
+                label = given.label
+                if labels.count >= Self.maxCachedLabels { labels.removeAll(keepingCapacity: true) }
+                labels[identity] = given
+            } else {
+                label = try self.label(of: identity).label
+            }
             var state = states[label] ?? replay.states[label] ?? DeviceSet()
             let change = DeviceChange(kind: request.kind, authority: request.authority)
             let verdict = DeviceRule.judge(change, to: state, origin: signer.name, label: label)
@@ -238,11 +249,25 @@ public final class DirectoryLog {
         let state = headStates[label].map { s in
             DirectoryLookup.Answer.State(devices: s.active, tombstoned: s.tombstoned, history: headHistories[label] ?? [])
         }
-        let entries = try storage.entries(start: 0, end: 1) + storage.entries(start: cp.size - 1, end: cp.size)
+        let parts = try headParts(cp)
         return DirectoryLookup.Answer(
-            checkpoint: cp.note, configEntry: entries[0].data, configProof: try store.inclusionProof(index: 0, size: cp.size),
-            headEntry: entries[1].data, headProof: try store.inclusionProof(index: cp.size - 1, size: cp.size),
+            checkpoint: cp.note, configEntry: parts.configEntry, configProof: parts.configProof,
+            headEntry: parts.headEntry, headProof: parts.headProof,
             vrfProof: vrfProof, mapProof: try replay.map.proof(for: label), state: state)
+    }
+
+    /// What every lookup against one head carries alike: leaf 0, the head, and their proofs.
+    private var cachedHeadParts: (size: UInt64, configEntry: [UInt8], configProof: [Hash], headEntry: [UInt8], headProof: [Hash])?
+
+    private func headParts(_ cp: StoredCheckpoint) throws
+        -> (size: UInt64, configEntry: [UInt8], configProof: [Hash], headEntry: [UInt8], headProof: [Hash])
+    {
+        if let hit = cachedHeadParts, hit.size == cp.size { return hit }
+        let entries = try storage.entries(start: 0, end: 1) + storage.entries(start: cp.size - 1, end: cp.size)
+        let parts = (cp.size, entries[0].data, try store.inclusionProof(index: 0, size: cp.size),
+                     entries[1].data, try store.inclusionProof(index: cp.size - 1, size: cp.size))
+        cachedHeadParts = parts
+        return parts
     }
 
     /// Every change entry of `identity`'s label, oldest first, with its index: what an owner's

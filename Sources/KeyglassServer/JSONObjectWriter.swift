@@ -113,6 +113,13 @@ struct JSONObjectWriter {
         out += Array((bool ? "true" : "false").utf8)
     }
 
+    /// A finished object.
+    mutating func field(_ k: String, object: JSONObjectWriter) {
+        key(k)
+        out.append(contentsOf: object.out)
+        out.append(UInt8(ascii: "}"))
+    }
+
     /// An array of finished objects.
     mutating func field(_ k: String, objects: [JSONObjectWriter]) {
         key(k)

@@ -69,4 +69,41 @@ final class WireEncodingTests: XCTestCase {
         let codablePage = try JSONEncoder.api.encode(EntriesAnswer(start: 0, end: 11, entries: entries.map { codableAnswer($0, proof: nil) }))
         XCTAssertEqual(String(buffer: page.finish()), String(decoding: codablePage, as: UTF8.self))
     }
+
+    /// The directory's lookup answer (`DirectoryLookupWriter`) against the Codable one, for a member
+    /// with encryption keys and a tombstone, and for identities the map proves absent both ways.
+    func testDirectoryLookupAnswerIsTheCodableAnswerByteForByte() throws {
+        let dir = TestLog.temporaryDirectory("wire-directory")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        defer { storage.close() }
+        let log = try DirectoryLog.create(storage: storage, signer: try NoteSigner.generate(name: "wire.example/log"), vrfSeed: Ed25519.generate().seed)
+        // Before any change the map is empty: its absence proofs end on an empty tree.
+        try log.appendMapHead()
+        let emptyAnswer = try log.lookup("nobody@example.com")
+        XCTAssertEqual(Array(DirectoryLookupWriter.json(emptyAnswer).finish().readableBytesView), Array(try JSONEncoder.api.encode(DirectoryLookupJSON(emptyAnswer))))
+        var terminals: Set<String> = [DirectoryLookupJSON(emptyAnswer).map_proof.terminal]
+        var x25519 = Ed25519.randomBytes(32)
+        x25519[0] |= 1
+        let phone = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey,
+                                     encryptionKeys: [.init(type: .x25519, key: x25519)])
+        let old = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)
+        _ = try log.publish([.init(identity: "alice@example.com", kind: .add(old), authority: .operator)])
+        _ = try log.publish([.init(identity: "alice@example.com", kind: .reset(phone), authority: .operator)])
+        for i in 0..<20 {
+            _ = try log.publish([.init(identity: "user\(i)@example.com", kind: .add(try DeviceRecord(id: Ed25519.randomBytes(16),
+                                                                                                      signingKey: Ed25519.generate().publicKey)),
+                                       authority: .operator)])
+        }
+        try log.appendMapHead()
+        for identity in ["alice@example.com", "user3@example.com"] + (0..<40).map { "nobody\($0)@example.com" } {
+            let answer = try log.lookup(identity)
+            let codable = try JSONEncoder.api.encode(DirectoryLookupJSON(answer))
+            let written = DirectoryLookupWriter.json(answer).finish()
+            XCTAssertEqual(Array(written.readableBytesView), Array(codable), identity)
+            terminals.insert(DirectoryLookupJSON(answer).map_proof.terminal)
+        }
+        XCTAssertEqual(terminals, ["member", "empty", "other_leaf"], "every kind of map proof compared")
+    }
 }

@@ -112,7 +112,12 @@ public struct DirectoryAPI: Sendable {
             }
             guard authorizer.accepts(String(header.dropFirst(7))) else { throw APIError(.forbidden, "forbidden", "publish token not accepted") }
         }
-        switch await directory.submit(DirectoryLog.ChangeRequest(identity: body.identity, kind: change.kind, authority: change.authority)) {
+        let identity: String
+        do { identity = try Identity.normalize(body.identity) } catch { throw APIError.badRequest(error.description) }
+        var request = DirectoryLog.ChangeRequest(identity: identity, kind: change.kind, authority: change.authority)
+        // The label here, on this request's thread: the writer then spends no ECVRF time on it.
+        request.label = try directory.label(of: identity)
+        switch await directory.submit(request) {
         case let .sequenced(index, size):
             return try ReadAnswer.json(ChangeAnswer(index: index, tree_size: size)).response
         case .refused(.identity(let why)):
@@ -138,7 +143,7 @@ public struct DirectoryAPI: Sendable {
         do {
             var answer = try await directory.lookup(identity)
             if let witnesses { answer.checkpoint = witnesses.served(note: answer.checkpoint) }
-            return try ReadAnswer.json(DirectoryLookupJSON(answer)).response
+            return ReadAnswer.json(DirectoryLookupWriter.json(answer)).response
         } catch StoreError.notInitialised {
             throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
         }

@@ -1,0 +1,10 @@
+-- wrk script: GET /v2/lookup/<identity> of identities that exist (user<N>@bench.test, N < COUNT).
+-- Usage: wrk -s directory_lookup.lua http://127.0.0.1:PORT -- COUNT
+local count
+function init(args)
+  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+  count = tonumber(args[1])
+end
+function request()
+  return wrk.format("GET", "/v2/lookup/user" .. math.random(0, count - 1) .. "@bench.test")
+end
