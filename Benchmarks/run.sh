@@ -114,6 +114,8 @@ export GO111MODULE=off GOPATH=/usr/share/gocode
 go build -o "$WORK/tlogaudit" Benchmarks/go/tlogaudit.go
 go build -o "$WORK/tlogbench" Benchmarks/go/tlogbench.go
 
+# BENCH_ONLY=directory runs the key directory's section alone (section 4).
+if [ "${BENCH_ONLY:-}" != directory ]; then
 echo "== 0. references without a server (one core each)"
 REF=$("$BIN/keyglass-bench" sqlite-reference 300000 FULL)
 REF_INLINE=$("$BIN/keyglass-bench" sqlite-reference 300000 FULL inline)
@@ -300,6 +302,9 @@ for MIXK in mix ed25519; do
   rm -rf "$D" "$WORK/audit-state"
 done
 row "every trivial-GET ceiling of this run (req/s; runs)" "-" "$(IFS=';'; echo "${CEILS[*]}" | sed 's/;/; /g')" "-" "-" "-"
+fi
+
+. Benchmarks/directory.sh
 
 echo
 echo "| measure | Keyglass | reference | ratio | target | met |"

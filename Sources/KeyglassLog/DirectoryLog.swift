@@ -166,6 +166,25 @@ public final class DirectoryLog {
     /// Sequences `requests` as one batch (in order: a later change to a label is judged against the
     /// state the earlier ones left): each either gets its log index or is refused.
     public func publish(_ requests: [ChangeRequest]) throws -> [Result<UInt64, Refusal>] {
+        let prepared = try prepare(requests)
+        if let batch = prepared.batch { try storage.append(batch) }
+        try commit(prepared)
+        return prepared.results
+    }
+
+    /// A batch judged and sealed (indices, tree nodes, a signed checkpoint) but not yet stored.
+    /// `publish` in three steps, so a server can write it to storage (an fsync) without holding the
+    /// lock lookups take: `prepare` and `commit` under it, `storage.append(batch)` outside. Only one
+    /// batch may be between the two at a time (one writer), and nothing else may append meanwhile.
+    public struct PreparedBatch: Sendable {
+        public let results: [Result<UInt64, Refusal>]
+        /// What to append to storage (nil: every change was refused).
+        public let batch: SequencedBatch?
+        let head: LogHead?
+    }
+
+    /// Judges and seals `requests`; changes nothing the log answers from until `commit`.
+    public func prepare(_ requests: [ChangeRequest]) throws -> PreparedBatch {
         var results: [Result<UInt64, Refusal>] = []
         var states: [Hash: DeviceSet] = [:]
         var batch: [(label: Hash?, entry: [UInt8])] = []
@@ -207,8 +226,17 @@ public final class DirectoryLog {
             results.append(.success(next))
             next += 1
         }
-        try append(batch)
-        return results
+        guard let sealed = try seal(batch) else { return PreparedBatch(results: results, batch: nil, head: nil) }
+        return PreparedBatch(results: results, batch: sealed.batch, head: sealed.head)
+    }
+
+    /// After `prepared.batch` is stored: the log moves on to it (its entries replayed). Replaying
+    /// what this log itself judged and sealed fails only on a bug; the caller must then stop
+    /// writing (storage holds the batch, this object's view does not).
+    public func commit(_ prepared: PreparedBatch) throws {
+        guard let batch = prepared.batch, let newHead = prepared.head else { return }
+        head = newHead
+        for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash) }
     }
 
     /// The map follower's step: a map head covering every entry so far, appended as its own batch,
@@ -226,13 +254,17 @@ public final class DirectoryLog {
 
     /// Appends encoded entries as one batch (a checkpoint over them), then replays them.
     private func append(_ batch: [(label: Hash?, entry: [UInt8])]) throws {
-        // The storage's identity column holds the label, so a label's entries are one lookup.
-        let items = batch.map { (identity: $0.label?.hex ?? "", data: $0.entry) }
-        let time = items.compactMap { LogHead.timestamp(of: $0.data) }.max() ?? 0
-        guard let sealed = try BatchBuilder.seal(items, after: head, timestamp: time, signer: signer) else { return }
+        guard let sealed = try seal(batch) else { return }
         try storage.append(sealed.batch)
         head = sealed.head
         for e in sealed.batch.entries { try replayStored(e.data, leafHash: e.leafHash) }
+    }
+
+    private func seal(_ batch: [(label: Hash?, entry: [UInt8])]) throws -> BatchBuilder.Sealed? {
+        // The storage's identity column holds the label, so a label's entries are one lookup.
+        let items = batch.map { (identity: $0.label?.hex ?? "", data: $0.entry) }
+        let time = items.compactMap { LogHead.timestamp(of: $0.data) }.max() ?? 0
+        return try BatchBuilder.seal(items, after: head, timestamp: time, signer: signer)
     }
 
     /// The answer to a lookup of `identity`, against the newest checkpoint ending in a map head.

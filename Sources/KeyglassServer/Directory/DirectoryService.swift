@@ -66,6 +66,8 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// At start, the newest head covered every entry: the epoch timer starts now. Otherwise (a
     /// new log, or changes stored after the last head before a stop) a head is appended at once.
     private let headCoversAll: Bool
+    /// A stored batch failed to replay (a bug): nothing more is written.
+    private let broken = Atomic<Bool>(false)
 
 
     public init(log: sending DirectoryLog, signer: NoteSigner, vrfSeed: [UInt8], options: Options = Options(),
@@ -209,8 +211,27 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     }
 
     private func write(_ batch: [Pending]) {
+        guard !broken.load(ordering: .relaxed) else {
+            for p in batch { p.done(.unavailable("the directory stopped taking changes after an internal error; see the server's log")) }
+            return
+        }
         do {
-            let (results, size) = try log.withLock { log in (try log.publish(batch.map(\.request)), log.size) }
+            // Judged and sealed under the lock, written without it (lookups go on during the
+            // fsync), and taken into the log's state under it again.
+            let prepared = try log.withLock { try $0.prepare(batch.map(\.request)) }
+            if let sealed = prepared.batch { try store.storage.append(sealed) }
+            let size: UInt64
+            do {
+                size = try log.withLock { log in
+                    try log.commit(prepared)
+                    return log.size
+                }
+            } catch {
+                broken.store(true, ordering: .relaxed)
+                logger.critical("a stored batch did not replay; the directory takes no more changes", metadata: ["error": "\(error)"])
+                throw error
+            }
+            let results = prepared.results
             publishNewest()
             for (p, r) in zip(batch, results) {
                 switch r {
