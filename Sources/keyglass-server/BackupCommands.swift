@@ -72,3 +72,33 @@ struct Restore: AsyncParsableCommand {
         }
     }
 }
+
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the log as static files (c2sp.org/tlog-tiles) for nginx or a CDN to serve.",
+        discussion: """
+        Writes OUT/tile/<L>/<N>[.p/<W>] (hash tiles), OUT/tile/entries/<N>[.p/<W>] (entry bundles) and \
+        OUT/checkpoint, the checkpoint last and every file renamed into place whole, so a reader never \
+        sees a checkpoint whose tiles are missing. Full tiles are immutable and written once: running \
+        it again writes only what the log added (`serve --export-tiles OUT` does so every second). \
+        Safe while the server runs. `keyglass audit --log URL` of a server serving OUT re-derives the \
+        log from the tiles.
+        """)
+
+    @Option(name: .long, help: "Data directory.")
+    var data: String
+
+    @Option(name: .long, help: "The directory to write (created if missing).")
+    var to: String
+
+    func run() async throws {
+        do {
+            let sqlite = try SQLiteStorage(path: DataDirectory(path: data).database, readers: 1)
+            defer { sqlite.close() }
+            let result = try TileExport(store: LogStore(storage: sqlite), to: to).run()
+            print("exported the tree of \(result.treeSize) entries to \(to) (\(result.written) files written)")
+        } catch {
+            throw commandFailed("export", error)
+        }
+    }
+}

@@ -21,7 +21,7 @@ struct KeyglassServerCommand: AsyncParsableCommand {
 
         Start with `keyglass-server init --data DIR --origin ORIGIN`, then `keyglass-server serve --data DIR`.
         """,
-        subcommands: [Init.self, Serve.self, Check.self, Backup.self, Restore.self, RotateKey.self, BulkLoad.self])
+        subcommands: [Init.self, Serve.self, Check.self, Backup.self, Restore.self, Export.self, RotateKey.self, BulkLoad.self])
 }
 
 struct Init: AsyncParsableCommand {
@@ -121,6 +121,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds between re-submissions of an unchanged checkpoint to the witnesses.")
     var witnessHeartbeat = 60
 
+    @Option(name: .long, help: "Keep DIR a static copy of the log in the c2sp.org/tlog-tiles layout (tiles, entry bundles, the checkpoint last), updated every second while the log grows: for nginx or a CDN to serve (see `export`).")
+    var exportTiles: String?
+
     @Option(name: .long, help: "Key directories (init --directory) only: milliseconds between map heads while changes arrive; a change shows in lookups from the next head.")
     var epochMs = 1000
 
@@ -191,7 +194,8 @@ struct Serve: AsyncParsableCommand {
                                               "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
             let portFile = portFile
             let listening = logger
-            try await api.application(host: host, port: port, background: [merges]) { bound in
+            let exporter: [any Service] = exportTiles.map { [TileExporter(store: store, to: $0, logger: logger)] } ?? []
+            try await api.application(host: host, port: port, background: [merges] + exporter) { bound in
                 listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
                 if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
             }.runService(gracefulShutdownSignals: [.sigterm, .sigint])

@@ -1,0 +1,134 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassHTTP
+import KeyglassTestSupport
+import XCTest
+
+/// `keyglass-server export` and `serve --export-tiles`: the log as static files in the
+/// c2sp.org/tlog-tiles layout, served by a real nginx with Deploy/nginx/keyglass-static.conf, and
+/// audited through it from empty by `keyglass audit`.
+final class StaticTilesTests: XCTestCase {
+    private func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    private var locations: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Deploy/nginx/keyglass-static.conf").path
+    }
+
+    /// nginx serving `root` with the static locations; returns it and its URL.
+    private func startNginx(dir: String, root: String) async throws -> (Process, URL) {
+        let port = try freePort()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let conf = """
+            worker_processes 1;
+            daemon off;
+            pid \(dir)/nginx.pid;
+            error_log \(dir)/error.log warn;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                client_body_temp_path \(dir)/body;
+                proxy_temp_path \(dir)/proxy;
+                fastcgi_temp_path \(dir)/fastcgi;
+                uwsgi_temp_path \(dir)/uwsgi;
+                scgi_temp_path \(dir)/scgi;
+                server {
+                    listen 127.0.0.1:\(port);
+                    root \(root);
+                    include \(locations);
+                }
+            }
+            """
+        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try SystemTool.path("nginx"))
+        p.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let url = URL(string: "http://127.0.0.1:\(port)")!
+        let client = LogClient(base: url, timeout: 2)
+        for _ in 0..<200 {
+            if let (status, _) = try? await client.raw("GET", "/checkpoint"), status == 200 || status == 404 { return (p, url) }
+            guard p.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        p.terminate()
+        throw ClientError.network("nginx did not start: \((try? String(contentsOfFile: dir + "/error.log", encoding: .utf8)) ?? "")")
+    }
+
+    func testExportedTilesServedByNginxAreAuditedFromEmpty() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let out = TestLog.temporaryDirectory("tiles")
+        let work = TestLog.temporaryDirectory("static")
+        defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: work) }
+        try await log.withServer { server in
+            for i in 0..<600 { try await log.publish(server, identity: "static\(i)@example.com", keyType: .x25519, key: Ed25519.randomBytes(32)) }
+            // While the server runs: the tree of its newest checkpoint, checkpoint last.
+            var r = try Binaries.run("keyglass-server", ["export", "--data", log.directory.path, "--to", out])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("tree of 600 entries"), r.stdout)
+            // Full tiles are the bytes the server serves at the same paths.
+            for path in ["tile/entries/000", "tile/0/000", "tile/entries/002.p/88", "tile/0/002.p/88", "tile/1/000.p/2"] {
+                let served = try await server.client.get("/" + path)
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/" + path)), served, path)
+            }
+            // Again after more entries: only the new partial tiles and the checkpoint are written.
+            for i in 0..<10 { try await log.publish(server, identity: "later\(i)@example.com", keyType: .x25519, key: Ed25519.randomBytes(32)) }
+            r = try Binaries.run("keyglass-server", ["export", "--data", log.directory.path, "--to", out])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("tree of 610 entries") && r.stdout.contains("(4 files written)"), r.stdout)
+        }
+        let (nginx, url) = try await startNginx(dir: work + "/nginx", root: out)
+        defer { nginx.terminate(); nginx.waitUntilExit() }
+        let client = LogClient(base: url, timeout: 5)
+        let (_, headers, _) = try await client.rawResponse("GET", "/tile/entries/000")
+        XCTAssertEqual(headers["cache-control"], "public, max-age=31536000, immutable")
+        let checkpointCache = try await client.rawResponse("GET", "/checkpoint").1["cache-control"]
+        XCTAssertEqual(checkpointCache, "no-store")
+        let other = try await client.raw("GET", "/v1/keys/x").0
+        XCTAssertEqual(other, 404, "only tiles and the checkpoint are static")
+        let audit = try Binaries.run("keyglass", ["audit", "--log", url.absoluteString, "--vkey", log.verifierKey.description,
+                                                   "--state", work + "/audit", "--json"])
+        XCTAssertEqual(audit.status, 0, audit.stdout + audit.stderr)
+        XCTAssertTrue(audit.stdout.contains("\"entries_checked\" : 610") && audit.stdout.contains("\"size\" : 610"), audit.stdout)
+    }
+
+    /// `serve --export-tiles`: the export follows the log while it is served.
+    func testServeKeepsTheExportCurrent() async throws {
+        let log = try await TestLog()
+        defer { log.remove() }
+        let out = TestLog.temporaryDirectory("served-tiles")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let (server, _, client) = try await Binaries.startServer(data: log.directory.path, ["--export-tiles", out],
+                                                                 log: TestLog.temporaryDirectory("export-server") + ".log")
+        defer { server.terminate(); server.waitUntilExit() }
+        let token = log.token
+        for i in 0..<5 {
+            let body = #"{"identity":"e\#(i)@example.com","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#
+            let (status, _) = try await client.raw("POST", "/v1/keys", body: Data(body.utf8), headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"])
+            XCTAssertEqual(status, 200)
+        }
+        var exported = ""
+        for _ in 0..<100 {
+            exported = (try? String(contentsOfFile: out + "/checkpoint", encoding: .utf8)) ?? ""
+            if exported.hasPrefix("\(log.verifierKey.name)\n5\n") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertTrue(exported.hasPrefix("\(log.verifierKey.name)\n5\n"), exported)
+        let served = try await client.get("/tile/entries/000.p/5")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/tile/entries/000.p/5")), served)
+    }
+}
