@@ -19,8 +19,8 @@ start_directory() {  # EPOCH_MS; sets PID and URL (checks /v2/log names this dir
   rm -f "$DD/port"
   "$BIN/keyglass-server" serve --data "$DD" --port 0 --port-file "$DD/port" --log-level warning --sync FULL --epoch-ms "$1" > "$DD/server.log" 2>&1 &
   PID=$!
-  for _ in $(seq 1 1200); do [ -s "$DD/port" ] && curl -sf "http://127.0.0.1:$(cat "$DD/port")/healthz" > /dev/null && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
-  kill -0 "$PID" 2>/dev/null || { cat "$DD/server.log"; fail "directory server did not start"; }
+  for _ in $(seq 1 1200); do [ -s "$DD/port" ] && curl -sf --max-time 5 "http://127.0.0.1:$(cat "$DD/port")/healthz" > /dev/null && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+  { kill -0 "$PID" 2>/dev/null && [ -s "$DD/port" ]; } || { cat "$DD/server.log"; fail "directory server did not start"; }
   URL="http://127.0.0.1:$(cat "$DD/port")"
   local served want
   served=$(curl -sf "$URL/v2/log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["verifier_key"])') || fail "GET $URL/v2/log"
@@ -49,6 +49,7 @@ with open(out, "w") as f:
         time.sleep(0.1)
 PY
   LAGPID=$!
+  trap 'kill "$LAGPID" 2>/dev/null || true; stop_server' EXIT
 }
 
 start_directory 3600000

@@ -97,8 +97,9 @@ wrk3() {  # OUT wrk-args...
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }'; }
 # yes/NO for A >= B (or <=), NO whenever there were errors (third argument).
-ge() { [ "${3:-0}" = 0 ] || { echo "NO ($3 errors)"; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ exit !(a!="" && a>=b) }' && echo yes || echo NO; }
-le() { [ "${3:-0}" = 0 ] || { echo "NO ($3 errors)"; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ exit !(a!="" && a<=b) }' && echo yes || echo NO; }
+# A value that is not a number ("-", empty: nothing was measured) is NO, never a string comparison.
+ge() { [ "${3:-0}" = 0 ] || { echo "NO ($3 errors)"; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ exit !(a ~ /^[0-9]+(\.[0-9]+)?$/ && a+0 >= b+0) }' && echo yes || echo NO; }
+le() { [ "${3:-0}" = 0 ] || { echo "NO ($3 errors)"; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ exit !(a ~ /^[0-9]+(\.[0-9]+)?$/ && a+0 <= b+0) }' && echo yes || echo NO; }
 median3() { printf "%s\n" "$@" | sort -n | sed -n 2p; }
 init_log() { "$BIN/keyglass-server" init --data "$1" --origin bench.keyglass/log > /dev/null; }
 # The trivial-GET ceiling of the server running now (event loop: GET /healthz). Sets CEIL, CEILS_TXT.

@@ -40,6 +40,9 @@ public struct Auditor: Sendable {
         /// default: every client that looks such an identity up checks its rotations itself, and
         /// watched identities' entries are always checked (Spec/decisions.md 25).
         public var checkUnwatchedRotations = false
+        /// The log is static files (`keyglass-server export`): proofs are computed from its hash
+        /// tiles (`TileProofs`) instead of asked for.
+        public var staticTiles = false
 
         /// Called once for each alert as it is found, after it is written to alerts.jsonl (the
         /// first `Auditor.maxAlertsListed` of a run; the rest are counted in the report), never
@@ -182,7 +185,14 @@ public struct Auditor: Sendable {
             }
             if old.size > 0 {
                 let proof: [Hash]
-                do { proof = try await client.consistencyProof(from: old.size, to: new.size) } catch let ClientError.http(status, message) where status < 500 && status != 429 {
+                do {
+                    if options.staticTiles {
+                        var tiles = TileProofs(client: client, size: new.size)
+                        proof = try await tiles.consistency(from: old.size, to: new.size)
+                    } else {
+                        proof = try await client.consistencyProof(from: old.size, to: new.size)
+                    }
+                } catch let ClientError.http(status, message) where status < 500 && status != 429 {
                     run.raise([Alert(kind: .splitView, message: "the log will not prove size \(new.size) extends size \(old.size) (\(status): \(message))", evidence: [oldNote, note])], &report)
                     return
                 }
@@ -333,6 +343,7 @@ public struct Auditor: Sendable {
         let needed = Dictionary(grouping: Set(chained.compactMap { $0.entry.previousIndex }), by: { $0 / width })
         var previous: [UInt64: RotationRule.Previous] = [:]
         var unreadable: [UInt64: String] = [:]
+        var tiles = TileProofs(client: client, size: target.size)
         for (tile, indices) in needed.sorted(by: { $0.key < $1.key }) {
             if enforceDeadline { try run.checkDeadline() }
             let partial = TileLayout.partialWidth(tileIndex: tile, count: target.size)
@@ -349,7 +360,9 @@ public struct Auditor: Sendable {
             for p in indices {
                 let bytes = entries[Int(p % width)]
                 if !provedByTile {
-                    let proof = try await client.inclusionProof(index: p, treeSize: target.size)
+                    let proof = options.staticTiles
+                        ? try await tiles.inclusion(index: p, size: target.size)
+                        : try await client.inclusionProof(index: p, treeSize: target.size)
                     do {
                         try ProofVerifier.verifyInclusion(index: p, size: target.size, leafHash: Merkle.leafHash(bytes), proof: proof, root: target.root)
                     } catch {

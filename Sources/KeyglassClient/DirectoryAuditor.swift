@@ -29,7 +29,12 @@ public struct DirectoryAuditor: Sendable {
         public var mapHeads = 0
         public var changes = 0
         public var labels = 0
+        /// Alerts past `maxAlerts`, counted only.
+        public var alertsNotListed = 0
     }
+
+    /// Most alerts one run lists.
+    public static let maxAlerts = 1000
 
     let client: DirectoryClient
 
@@ -48,6 +53,13 @@ public struct DirectoryAuditor: Sendable {
         let checkpoint: Checkpoint
         do { checkpoint = try SignedCheckpoint.open(note, logKey: client.logKey).0.checkpoint } catch {
             throw DirectoryClient.Refused(failure: .checkpoint("\(error)"))
+        }
+        // The tree audited must be one the witnesses saw, as every lookup's must: else a log could
+        // show its auditors a clean tree and its users another.
+        switch try client.witnessPolicy.evaluate(note, logKey: client.logKey, now: UInt64(Date().timeIntervalSince1970)) {
+        case .met: break
+        case let .tooFew(have, need): throw DirectoryClient.Refused(failure: .checkpoint("\(have) valid witness cosignature(s), \(need) required"))
+        case let .stale(age, allowed): throw DirectoryClient.Refused(failure: .stale("the newest witness cosignature is \(age) s old (at most \(allowed))"))
         }
         var watchedLabels: [Hash: String] = [:]
         for identity in watched {
@@ -69,9 +81,12 @@ public struct DirectoryAuditor: Sendable {
                 range.append(leaf)
                 let event = try replay.replay(bytes, leafHash: leaf)
                 guard index >= reportedBelow else { continue }
-                if let alert = Self.alert(event, watched: watchedLabels, checkpointSize: checkpoint.size) { report.alerts.append(alert) }
+                if let alert = Self.alert(event, watched: watchedLabels, checkpointSize: checkpoint.size) {
+                    // Bounded: a signed tree of malformed entries must not fill memory.
+                    if report.alerts.count < Self.maxAlerts { report.alerts.append(alert) } else { report.alertsNotListed += 1 }
+                }
                 switch event {
-                case .mapHead(_, let e, _): report.mapHeads += 1; epoch = e
+                case .mapHead: report.mapHeads += 1
                 case .change: report.changes += 1
                 default: break
                 }
@@ -79,7 +94,12 @@ public struct DirectoryAuditor: Sendable {
             start = range.size
             progress(range.size, checkpoint.size)
         }
-        epoch = max(epoch, replay.epoch)
+        // The epoch of the newest head that followed its predecessor (an out-of-sequence head's
+        // own number, say UInt64.max, would make every later run refuse the log as stale).
+        epoch = replay.epoch
+        for index in replay.backdated where index >= reportedBelow {
+            report.alerts.append(Alert(kind: "backdated", index: index, detail: "stamped earlier than an entry before it (timestamps never go back in an honest log)"))
+        }
         guard range.size == checkpoint.size, range.root == checkpoint.root else {
             throw DirectoryClient.Refused(failure: .checkpoint("the entries served do not make the tree the checkpoint of size \(checkpoint.size) signs"))
         }

@@ -74,6 +74,9 @@ public final class DirectoryLog {
     /// Labels changed since the newest map head: a head copies only theirs into `headStates`, not
     /// the whole dictionary (a copy per epoch of every label's state would cost O(labels) each second).
     private var changedSinceHead: Set<Hash> = []
+    /// A map head's append failed after the map took its changes (a full disk): set until a head
+    /// is stored.
+    private var mapAheadOfHead = false
     private var labels: [String: (label: Hash, proof: [UInt8])] = [:]
     /// The newest checkpoint whose last leaf is a map head: lookups are answered against it.
     public private(set) var headCheckpoint: StoredCheckpoint?
@@ -203,8 +206,6 @@ public final class DirectoryLog {
             let label: Hash
             if let given = request.label, identity == request.identity {
                 label = given.label
-                if labels.count >= Self.maxCachedLabels { labels.removeAll(keepingCapacity: true) }
-                labels[identity] = given
             } else {
                 label = try self.label(of: identity).label
             }
@@ -244,10 +245,14 @@ public final class DirectoryLog {
     @discardableResult
     public func appendMapHead() throws -> StoredCheckpoint {
         let covered = size
+        // From here the map holds changes the newest stored head does not: until a head is
+        // stored, lookups (answered against that head with this map) would not verify.
+        mapAheadOfHead = true
         let root = try replay.mapRoot(covering: covered)
         let time = max(Sequencer.nowMillis(), head.newestTimestamp)
         let entry = DirectoryEntry.mapHead(timestampMillis: time, epoch: replay.epoch + 1, coveredSize: covered, root: root).encoded
         try append([(label: nil, entry: entry)])
+        mapAheadOfHead = false
         guard let cp = headCheckpoint, cp.size == size else { throw StoreError.corrupt("the map head did not replay as a match") }
         return cp
     }
@@ -278,6 +283,7 @@ public final class DirectoryLog {
     /// As `lookup(_:)`, with the label and VRF proof computed by the caller (outside its lock).
     public func lookup(label: Hash, vrfProof: [UInt8]) throws -> DirectoryLookup.Answer {
         guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
+        guard !mapAheadOfHead else { throw StoreError.notInitialised("a map head failed to store; lookups wait for the next one") }
         let state = headStates[label].map { s in
             DirectoryLookup.Answer.State(devices: s.active, tombstoned: s.tombstoned, history: headHistories[label] ?? [])
         }

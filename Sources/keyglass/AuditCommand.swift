@@ -57,6 +57,9 @@ struct Audit: AsyncParsableCommand {
     @Flag(name: .long, help: "Also check the rotations of identities nobody watches (signature included; a notice when the rule refuses one). Costs a signature check and a second read per rotation; lookups check the rotations they show anyway.")
     var checkUnwatchedRotations = false
 
+    @Flag(name: .long, help: "The log is served as static files (keyglass-server export behind nginx or a CDN): inclusion and consistency proofs are computed from its hash tiles instead of asked for.")
+    var `static` = false
+
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
@@ -71,6 +74,7 @@ struct Audit: AsyncParsableCommand {
             options = Auditor.Options(stateDirectory: state, logKey: try logOptions.verifierKey())
             options.saveEvery = max(1, saveEvery)
             options.checkUnwatchedRotations = checkUnwatchedRotations
+            options.staticTiles = `static`
             let policy = try witnessOptions.policy()
             (options.witnesses, options.quorum, options.maxAge) = (policy.witnesses, policy.quorum, policy.maxAge)
             guard let runSeconds = parseDuration(deadline), runSeconds > 0 else { throw ValidationError("--deadline takes a duration like 30m or 2h (at most 10 years)") }

@@ -426,7 +426,7 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
         do {
             var watched: [String] = []
             if let watch {
-                for line in try Files.readText(watch).split(separator: "\n") {
+                for line in try Files.readText(watch).components(separatedBy: .newlines) {
                     let t = line.trimmingCharacters(in: .whitespaces)
                     if t.isEmpty || t.hasPrefix("#") { continue }
                     watched.append(try canonicalIdentity(t))
@@ -445,9 +445,10 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
                 return report
             }
             for alert in report.alerts { print("ALERT \(alert.kind): entry \(alert.index): \(alert.detail)") }
+            if report.alertsNotListed > 0 { print("ALERT: \(report.alertsNotListed) more alerts not listed") }
             print("audited \(report.treeSize) entries: \(report.changes) new changes, \(report.mapHeads) new map heads, \(report.labels) labels; "
                   + (report.alerts.isEmpty ? "no alert" : "\(report.alerts.count) alert(s)"))
-            if !report.alerts.isEmpty { throw ExitCode(2) }
+            if !report.alerts.isEmpty || report.alertsNotListed > 0 { throw ExitCode(2) }
         } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch let e as DirectoryClient.Refused {
             print("REFUSED: \(e.description)")
             throw ExitCode(2)

@@ -224,9 +224,16 @@ final class DirectoryCommandTests: XCTestCase {
         let size = try XCTUnwrap(try storage.latestCheckpoint()).size
         var entries = try storage.entries(start: 0, end: size).map(\.data)
         storage.close()
+        // A change stamped in 1970, behind every entry before it: backdated.
+        let lateLabel = Hash(bytes: Array(try ECVRF.proofToHash(try ECVRF.prove(seed: try dir.loadVRFSeed(), alpha: Array("late@example.com".utf8))).prefix(32)))!
+        let late = DirectoryEntry.change(timestampMillis: 1000, label: lateLabel, version: 1,
+                                         change: DeviceChange(kind: .add(try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)),
+                                                              authority: .operator))
+        entries.append(late.encoded)
+        let backdatedIndex = UInt64(entries.count - 1)
         var replay = DirectoryReplay(store: MemoryMapNodeStore())
         for e in entries { _ = try replay.replay(e, leafHash: Merkle.leafHash(e)) }
-        let forgedHead = DirectoryEntry.mapHead(timestampMillis: Sequencer.nowMillis(), epoch: replay.epoch + 1, coveredSize: size,
+        let forgedHead = DirectoryEntry.mapHead(timestampMillis: Sequencer.nowMillis(), epoch: replay.epoch + 1, coveredSize: size + 1,
                                                 root: Hash(bytes: Ed25519.randomBytes(32))!)
         entries.append(forgedHead.encoded)
         var range = CompactRange()
@@ -242,8 +249,9 @@ final class DirectoryCommandTests: XCTestCase {
         }
         r = try keyglass(["audit", "--log", front.url.absoluteString, "--vkey", vkey, "--state", work + "/state-fresh"])
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
-        XCTAssertTrue(r.stdout.contains("ALERT map_mismatch") && r.stdout.contains("epoch \(replay.epoch + 1)") && r.stdout.contains("leaf \(size)"),
+        XCTAssertTrue(r.stdout.contains("ALERT map_mismatch") && r.stdout.contains("epoch \(replay.epoch + 1)") && r.stdout.contains("leaf \(size + 1)"),
                       r.stdout)
+        XCTAssertTrue(r.stdout.contains("ALERT backdated: entry \(backdatedIndex)"), r.stdout)
         await front.stop()
     }
 

@@ -104,6 +104,32 @@ final class StaticTilesTests: XCTestCase {
                                                    "--state", work + "/audit", "--json"])
         XCTAssertEqual(audit.status, 0, audit.stdout + audit.stderr)
         XCTAssertTrue(audit.stdout.contains("\"entries_checked\" : 610") && audit.stdout.contains("\"size\" : 610"), audit.stdout)
+
+        // Later: an owner-signed rotation of an identity published before the first audit, exported
+        // again. The resumed audit proves consistency with the tree it audited, and the rotated
+        // entry's inclusion, from the hash tiles alone (--static): the mirror answers no proof.
+        try await log.withServer { server in
+            let owner = Ed25519.generate()
+            let first = try await log.publish(server, identity: "owner@example.com", key: owner.publicKey)
+            for i in 0..<300 { try await log.publish(server, identity: "more\(i)@example.com", keyType: .x25519, key: Ed25519.randomBytes(32)) }
+            _ = try Binaries.run("keyglass-server", ["export", "--data", log.directory.path, "--to", out])
+            let mid = try Binaries.run("keyglass", ["audit", "--static", "--log", url.absoluteString, "--vkey", log.verifierKey.description,
+                                                    "--state", work + "/audit", "--json"])
+            XCTAssertEqual(mid.status, 0, mid.stdout + mid.stderr)
+            _ = try await Publisher(client: server.client, logKey: log.verifierKey)
+                .publish(identity: "owner@example.com", keyType: .ed25519, publicKey: Ed25519.generate().publicKey, token: nil, signingSeed: owner.seed)
+            XCTAssertGreaterThan(first.index, 600)
+            _ = try Binaries.run("keyglass-server", ["export", "--data", log.directory.path, "--to", out])
+        }
+        let resumed = try Binaries.run("keyglass", ["audit", "--static", "--check-unwatched-rotations", "--log", url.absoluteString,
+                                                    "--vkey", log.verifierKey.description, "--state", work + "/audit", "--json"])
+        XCTAssertEqual(resumed.status, 0, resumed.stdout + resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("\"size\" : 912"), resumed.stdout)
+        XCTAssertFalse(resumed.stdout.contains("refuses"), "the rotation's previous entry was proved and its signature checked: \(resumed.stdout)")
+        // Without --static the resumed audit asks the mirror for a proof it cannot give.
+        let asked = try Binaries.run("keyglass", ["audit", "--log", url.absoluteString, "--vkey", log.verifierKey.description,
+                                                  "--state", work + "/audit", "--json"])
+        XCTAssertEqual(asked.status, 0, "nothing new since the last run: \(asked.stdout)")
     }
 
     /// `serve --export-tiles`: the export follows the log while it is served.

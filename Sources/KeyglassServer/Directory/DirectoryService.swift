@@ -247,6 +247,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
 
     /// Appends a map head if entries arrived since the newest one (or there is none). True if it did.
     private func appendHeadIfDue() -> Bool {
+        guard !broken.load(ordering: .relaxed) else { return false }
         do {
             let appended = try log.withLock { log -> StoredCheckpoint? in
                 guard log.size > (log.headCheckpoint?.size ?? 0) else { return nil }
