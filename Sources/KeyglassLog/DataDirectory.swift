@@ -39,18 +39,7 @@ public struct DataDirectory: Sendable {
     /// Creates the directory (0700), a new Ed25519 signing key and publish token (0600), and the
     /// database with the log's first, empty checkpoint. Returns the verifier key.
     public func initialise(origin: String) async throws -> NoteVerifierKey {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: signingKey) { throw InitError.alreadyInitialised(signingKey) }
-        let signer: NoteSigner
-        do { signer = try NoteSigner.generate(name: origin) } catch { throw InitError.badOrigin(origin) }
-        try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        if fm.fileExists(atPath: database) { throw InitError.alreadyInitialised(database) }
-        try SecretFile.create(signingKey, contents: signer.encodedPrivateKey + "\n")
-        let token = Base64.encode(Ed25519.randomBytes(32))
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        try SecretFile.create(publishToken, contents: token + "\n")
-        try SecretFile.create(publishTokenHash, contents: Hash.sha256(Array(token.utf8)).hex + "\n")
-        try (signer.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
+        let signer = try createKeys(origin: origin)
         let storage = try SQLiteStorage(path: database, readers: 1)
         // Closed here, not whenever the last reference goes: a server (or a copy of the directory)
         // that comes next must find the database whole, with no connection of ours still open.
@@ -62,25 +51,33 @@ public struct DataDirectory: Sendable {
     /// Like `initialise`, for a v2 log (the key directory): also a VRF key (0600), and leaf 0, the
     /// config naming the origin and the VRF public key. Returns the verifier key and the VRF key.
     public func initialiseDirectory(origin: String) async throws -> (verifierKey: NoteVerifierKey, vrfPublicKey: [UInt8]) {
+        if FileManager.default.fileExists(atPath: vrfKey) { throw InitError.alreadyInitialised(vrfKey) }
+        let vrfSeed = Ed25519.randomBytes(32)
+        let signer = try createKeys(origin: origin) { try SecretFile.create(vrfKey, contents: Base64.encode(vrfSeed) + "\n") }
+        let storage = try SQLiteStorage(path: database, readers: 1)
+        defer { storage.close() }
+        let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        return (signer.verifierKey, log.vrfPublicKey)
+    }
+
+    /// Creates the directory (0700), the signing key and publish token (0600, never overwritten),
+    /// the token's hash and the verifier key; `more` writes further secrets first (a directory's
+    /// VRF key). Returns the signer. The database is the caller's.
+    private func createKeys(origin: String, more: () throws -> Void = {}) throws -> NoteSigner {
         let fm = FileManager.default
         if fm.fileExists(atPath: signingKey) { throw InitError.alreadyInitialised(signingKey) }
-        if fm.fileExists(atPath: vrfKey) { throw InitError.alreadyInitialised(vrfKey) }
         let signer: NoteSigner
         do { signer = try NoteSigner.generate(name: origin) } catch { throw InitError.badOrigin(origin) }
         try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if fm.fileExists(atPath: database) { throw InitError.alreadyInitialised(database) }
-        let vrfSeed = Ed25519.randomBytes(32)
-        try SecretFile.create(vrfKey, contents: Base64.encode(vrfSeed) + "\n")
+        try more()
         try SecretFile.create(signingKey, contents: signer.encodedPrivateKey + "\n")
         let token = Base64.encode(Ed25519.randomBytes(32))
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         try SecretFile.create(publishToken, contents: token + "\n")
         try SecretFile.create(publishTokenHash, contents: Hash.sha256(Array(token.utf8)).hex + "\n")
         try (signer.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
-        let storage = try SQLiteStorage(path: database, readers: 1)
-        defer { storage.close() }
-        let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
-        return (signer.verifierKey, log.vrfPublicKey)
+        return signer
     }
 
     /// The VRF key's seed (v2 logs).

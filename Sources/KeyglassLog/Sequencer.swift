@@ -143,22 +143,7 @@ public final class Sequencer: Service, @unchecked Sendable {
     /// Integrates batches on the writer thread until graceful shutdown (or cancellation), then
     /// drains everything already queued and returns.
     public func run() async throws {
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
-                    let thread = Thread { [self] in
-                        writeLoop()
-                        finished.resume()
-                    }
-                    thread.name = "keyglass-sequencer"
-                    thread.start()
-                }
-            } onGracefulShutdown: {
-                self.stop()
-            }
-        } onCancel: {
-            self.stop()
-        }
+        await DedicatedThread.run(name: "keyglass-sequencer", loop: { [self] in writeLoop() }, stop: { [self] in stop() })
         logger.info("sequencer stopped", metadata: ["tree_size": "\(latestCheckpoint.size)"])
     }
 

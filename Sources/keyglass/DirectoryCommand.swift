@@ -74,6 +74,19 @@ struct DirectoryState: Codable {
         return try await body()
     }
 
+    /// A verified lookup held to what this client saw before (the state at `statePath`), which
+    /// then remembers it: `lookup`, and `change --signer` before it signs.
+    static func lookUp(_ identity: String, client: DirectoryClient, statePath: String, maxAge: UInt64?) async throws -> DirectoryClient.Verified {
+        try await locked(statePath) {
+            var state = try load(statePath)
+            let (verified, view) = try await client.lookup(identity, previous: state.previous(identity), view: state.view, maxAge: maxAge)
+            state.saw(identity, verified)
+            state.view = view
+            try state.save(statePath)
+            return verified
+        }
+    }
+
     static func load(_ path: String) throws -> DirectoryState {
         guard FileManager.default.fileExists(atPath: path) else { return DirectoryState() }
         do { return try JSONDecoder().decode(DirectoryState.self, from: Data(try Files.readText(path).utf8)) } catch {
@@ -242,15 +255,7 @@ struct DirectoryChange: AsyncParsableCommand {
             let (record, seed) = try DeviceFile.read(signer)
             // The signature binds the label's newest change: taken from a verified lookup.
             let statePath = try options.statePath()
-            let verified = try await DirectoryState.locked(statePath) {
-                var state = try DirectoryState.load(statePath)
-                let (v, view) = try await client.lookup(identity, previous: state.previous(identity), view: state.view,
-                                                        maxAge: try options.maxAgeSeconds())
-                state.saw(identity, v)
-                state.view = view
-                try state.save(statePath)
-                return v
-            }
+            let verified = try await DirectoryState.lookUp(identity, client: client, statePath: statePath, maxAge: try options.maxAgeSeconds())
             guard let previous = verified.newestIndex else { throw ValidationError("\(identity) has no devices yet: its first device is added with --token") }
             let signed = DeviceChange.signed(change, origin: verified.result.checkpoint.origin, label: verified.result.label, signer: record.id,
                                              signerSeed: seed, previousIndex: previous)
@@ -290,14 +295,7 @@ struct DirectoryLookupCommand: AsyncParsableCommand {
             let client = try options.client()
             let statePath = try options.statePath()
             let maxAge = try options.maxAgeSeconds()
-            let verified = try await DirectoryState.locked(statePath) {
-                var state = try DirectoryState.load(statePath)
-                let (v, view) = try await client.lookup(identity, previous: state.previous(identity), view: state.view, maxAge: maxAge)
-                state.saw(identity, v)
-                state.view = view
-                try state.save(statePath)
-                return v
-            }
+            let verified = try await DirectoryState.lookUp(identity, client: client, statePath: statePath, maxAge: maxAge)
             let r = verified.result
             let when = Date(timeIntervalSince1970: Double(r.timestampMillis) / 1000)
             let asOf = "as of map head epoch \(r.epoch) (covering \(r.coveredSize) entries, made \(when)), checkpoint size \(r.checkpoint.size)"

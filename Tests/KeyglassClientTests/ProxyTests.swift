@@ -11,67 +11,16 @@ import XCTest
 /// publishes, lookups and an audit go through it; full tiles are served from its cache and the
 /// checkpoint never is; oversized bodies and floods of publishes stop at nginx.
 final class ProxyTests: XCTestCase {
-    /// A free loopback port (bound, read, released: nginx takes it right after).
-    private func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
+    private var locations: String { Nginx.deployFile("nginx/keyglass-locations.conf") }
 
-    private var locations: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Deploy/nginx/keyglass-locations.conf").path
-    }
-
-    /// Starts nginx in `dir` proxying to `backend`; returns the process and its URL.
+    /// Starts nginx in `dir` proxying to `backend` with the deployed locations; returns it and its URL.
     private func startNginx(dir: String, backend: URL) async throws -> (Process, URL) {
-        let port = try freePort()
-        let conf = """
-            worker_processes 1;
-            daemon off;
-            pid \(dir)/nginx.pid;
-            error_log \(dir)/error.log warn;
-            events { worker_connections 256; }
-            http {
-                access_log off;
-                client_body_temp_path \(dir)/body;
-                proxy_temp_path \(dir)/proxy;
-                fastcgi_temp_path \(dir)/fastcgi;
-                uwsgi_temp_path \(dir)/uwsgi;
-                scgi_temp_path \(dir)/scgi;
-                upstream keyglass { server \(backend.host!):\(backend.port!); keepalive 8; }
-                proxy_cache_path \(dir)/cache levels=1:2 keys_zone=keyglass_tiles:1m max_size=64m inactive=1d use_temp_path=off;
-                limit_req_zone $binary_remote_addr zone=keyglass_reads:1m rate=1000r/s;
-                limit_req_zone $binary_remote_addr zone=keyglass_publishes:1m rate=5r/s;
-                server {
-                    listen 127.0.0.1:\(port);
-                    include \(locations);
-                }
-            }
-            """
-        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        p.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        let url = URL(string: "http://127.0.0.1:\(port)")!
-        let client = LogClient(base: url, timeout: 2)
-        for _ in 0..<200 {
-            if (try? await client.raw("GET", "/healthz").0) == 200 { return (p, url) }
-            guard p.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(25))
-        }
-        p.terminate()
-        throw ClientError.network("nginx did not start: \((try? String(contentsOfFile: dir + "/error.log", encoding: .utf8)) ?? "")")
+        try await Nginx.start(dir: dir, http: """
+            upstream keyglass { server \(backend.host!):\(backend.port!); keepalive 8; }
+            proxy_cache_path \(dir)/cache levels=1:2 keys_zone=keyglass_tiles:1m max_size=64m inactive=1d use_temp_path=off;
+            limit_req_zone $binary_remote_addr zone=keyglass_reads:1m rate=1000r/s;
+            limit_req_zone $binary_remote_addr zone=keyglass_publishes:1m rate=5r/s;
+            """, server: "include \(locations);", readyPath: "/healthz")
     }
 
     func testPublishLookupAndAuditThroughNginx() async throws {

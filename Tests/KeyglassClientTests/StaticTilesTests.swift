@@ -9,63 +9,10 @@ import XCTest
 /// c2sp.org/tlog-tiles layout, served by a real nginx with Deploy/nginx/keyglass-static.conf, and
 /// audited through it from empty by `keyglass audit`.
 final class StaticTilesTests: XCTestCase {
-    private func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
-    private var locations: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Deploy/nginx/keyglass-static.conf").path
-    }
-
-    /// nginx serving `root` with the static locations; returns it and its URL.
+    /// nginx serving `root` with the deployed static locations; returns it and its URL.
     private func startNginx(dir: String, root: String) async throws -> (Process, URL) {
-        let port = try freePort()
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let conf = """
-            worker_processes 1;
-            daemon off;
-            pid \(dir)/nginx.pid;
-            error_log \(dir)/error.log warn;
-            events { worker_connections 64; }
-            http {
-                access_log off;
-                client_body_temp_path \(dir)/body;
-                proxy_temp_path \(dir)/proxy;
-                fastcgi_temp_path \(dir)/fastcgi;
-                uwsgi_temp_path \(dir)/uwsgi;
-                scgi_temp_path \(dir)/scgi;
-                server {
-                    listen 127.0.0.1:\(port);
-                    root \(root);
-                    include \(locations);
-                }
-            }
-            """
-        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try SystemTool.path("nginx"))
-        p.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let url = URL(string: "http://127.0.0.1:\(port)")!
-        let client = LogClient(base: url, timeout: 2)
-        for _ in 0..<200 {
-            if let (status, _) = try? await client.raw("GET", "/checkpoint"), status == 200 || status == 404 { return (p, url) }
-            guard p.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(25))
-        }
-        p.terminate()
-        throw ClientError.network("nginx did not start: \((try? String(contentsOfFile: dir + "/error.log", encoding: .utf8)) ?? "")")
+        try await Nginx.start(dir: dir, server: "root \(root);\ninclude \(Nginx.deployFile("nginx/keyglass-static.conf"));",
+                              readyPath: "/checkpoint", readyStatuses: [200, 404])
     }
 
     func testExportedTilesServedByNginxAreAuditedFromEmpty() async throws {

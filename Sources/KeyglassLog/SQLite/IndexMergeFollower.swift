@@ -250,22 +250,7 @@ public final class IndexMergeFollower: Service, Sendable {
     /// Follows the log on its own thread until graceful shutdown (or cancellation), then merges what
     /// is pending and returns.
     public func run() async throws {
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
-                    let thread = Thread { [self] in
-                        follow()
-                        finished.resume()
-                    }
-                    thread.name = "keyglass-index-merge"
-                    thread.start()
-                }
-            } onGracefulShutdown: {
-                self.stop()
-            }
-        } onCancel: {
-            self.stop()
-        }
+        await DedicatedThread.run(name: "keyglass-index-merge", loop: { [self] in follow() }, stop: { [self] in stop() })
     }
 
     private func stop() {

@@ -159,22 +159,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     }
 
     public func run() async throws {
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
-                    let thread = Thread { [self] in
-                        writeLoop()
-                        finished.resume()
-                    }
-                    thread.name = "keyglass-directory"
-                    thread.start()
-                }
-            } onGracefulShutdown: {
-                self.stop()
-            }
-        } onCancel: {
-            self.stop()
-        }
+        await DedicatedThread.run(name: "keyglass-directory", loop: { [self] in writeLoop() }, stop: { [self] in stop() })
     }
 
     private func stop() {
