@@ -213,6 +213,9 @@ struct DirectoryChange: AsyncParsableCommand {
     @Option(name: .long, help: "The device file of the active device that signs the change.")
     var signer: String?
 
+    @Flag(name: .long, inversion: .prefixedNo, help: "Wait until a map head covers the change, so lookups show it (default), or return once it is durable.")
+    var wait = true
+
     func run() async throws {
         do {
             let identity = try canonicalIdentity(identity)
@@ -236,17 +239,23 @@ struct DirectoryChange: AsyncParsableCommand {
             }
             guard (token == nil) != (signer == nil) else { throw ValidationError("give exactly one of --token (operator) and --signer (a device)") }
             // A chained change signs the label's newest change as the newest map head shows it; if
-            // the identity changed since (409 stale_position), sign again once the next head shows it.
+            // the identity changed since (409 stale_position), or its first device is not in a head
+            // yet, sign again once the next head shows it (a head comes every epoch, 1 s by default).
             for attempt in 1...20 {
                 do {
                     try await send(change, identity: identity, client: client)
                     return
                 } catch ClientError.http(status: 409, let message) where signer != nil && attempt < 20 && message.contains("sign again") {
                     try await Task.sleep(for: .milliseconds(250))
+                } catch is NotInAHeadYet {
+                    try await Task.sleep(for: .milliseconds(250))
                 }
             }
+            throw ValidationError("\(identity) has no devices in the directory's newest map head: its first device is added with --token")
         } catch let e as ValidationError { throw e } catch { throw fail("change", error) }
     }
+
+    private struct NotInAHeadYet: Error {}
 
     private func send(_ change: DeviceChange.Kind, identity: String, client: DirectoryClient) async throws {
         let body: ChangeBody
@@ -256,7 +265,7 @@ struct DirectoryChange: AsyncParsableCommand {
             // The signature binds the label's newest change: taken from a verified lookup.
             let statePath = try options.statePath()
             let verified = try await DirectoryState.lookUp(identity, client: client, statePath: statePath, maxAge: try options.maxAgeSeconds())
-            guard let previous = verified.newestIndex else { throw ValidationError("\(identity) has no devices yet: its first device is added with --token") }
+            guard let previous = verified.newestIndex else { throw NotInAHeadYet() }
             let signed = DeviceChange.signed(change, origin: verified.result.checkpoint.origin, label: verified.result.label, signer: record.id,
                                              signerSeed: seed, previousIndex: previous)
             body = ChangeBody(identity: identity, change: signed)
@@ -267,7 +276,20 @@ struct DirectoryChange: AsyncParsableCommand {
             body = ChangeBody(identity: identity, change: DeviceChange(kind: change, authority: .operator))
         }
         let answer = try await client.submit(body, token: bearer)
-        print("\(kind) for \(identity): entry \(answer.index) (tree size \(answer.tree_size)); lookups show it from the next map head")
+        guard wait else {
+            print("\(kind) for \(identity): entry \(answer.index) (tree size \(answer.tree_size)); lookups show it from the next map head")
+            return
+        }
+        // Until a map head covers it, lookups (this one's next command, a contact's) show the set
+        // without it: wait for that head, as a v1 publish waits for its checkpoint.
+        for _ in 0..<120 {
+            if let v = try? await client.lookup(identity), v.result.coveredSize > answer.index {
+                print("\(kind) for \(identity): entry \(answer.index), in lookups from map head epoch \(v.result.epoch)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        print("\(kind) for \(identity): entry \(answer.index) (tree size \(answer.tree_size)); no map head covered it within 30 s")
     }
 }
 

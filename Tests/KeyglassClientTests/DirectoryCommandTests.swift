@@ -64,6 +64,10 @@ final class DirectoryCommandTests: XCTestCase {
         _ = try await waitForDevices(1, log)
         r = try keyglass(["change", "add", alice, "--device", laptop, "--signer", phone] + log)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        // `change` waits for the map head that covers it: the very next lookup shows the laptop.
+        XCTAssertTrue(r.stdout.contains("in lookups from map head epoch"), r.stdout)
+        r = try keyglass(["lookup", alice] + log)
+        XCTAssertTrue(r.stdout.contains(": 2 devices"), r.stdout)
         r = try await waitForDevices(2, log)
         XCTAssertTrue(r.stdout.contains("complete as of map head epoch"), r.stdout)
         // A client that stopped here (its view: the head showing both devices), for the fork below.
