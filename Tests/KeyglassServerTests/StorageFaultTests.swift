@@ -86,27 +86,45 @@ final class StorageFaultTests: XCTestCase {
     func testFullQueueAnswers503WithRetryAfter() async throws {
         let log = try await TestLog()
         defer { log.remove() }
-        // The writer waits 2 s for a batch to fill once two publishes are queued, holding them: every
-        // publish arriving meanwhile finds the queue (cap 2) full, however slowly a loaded machine
-        // sends them. (With a short wait the cap was hit only when requests happened to bunch up.)
+        // The first publish's commit is held (a stalled disk), so the writer sits in it while the
+        // others arrive: two fill the queue (cap 2), the rest find it full. No race with the writer:
+        // an earlier version relied on a batch delay, and on a fast machine the writer took the
+        // publishes one by one and the queue never filled.
         var options = Sequencer.Options()
         options.maxQueue = 2
         options.maxBatch = 64
-        options.batchDelay = .seconds(2)
-        try await log.withServer(options: options) { server in
-            let answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
-                for i in 0..<30 {
-                    group.addTask {
-                        let body = #"{"identity":"q\#(i)","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#
-                        let (status, fields, _) = try await server.client.rawResponse("POST", "/v1/keys", body: Data(body.utf8),
-                                                                                      headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"])
-                        return (status, fields["retry-after"])
-                    }
-                }
+        var faulty: FaultyStorage!
+        try await log.withServer(options: options, wrapStorage: { faulty = FaultyStorage($0); return faulty }) { server in
+            let token = log.token
+            let publish: @Sendable (Int) async throws -> (Int, String?) = { i in
+                let body = #"{"identity":"q\#(i)","key_type":"x25519","public_key":"\#(Base64.encode(Ed25519.randomBytes(32)))"}"#
+                let (status, fields, _) = try await server.client.rawResponse("POST", "/v1/keys", body: Data(body.utf8),
+                                                                              headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"])
+                return (status, fields["retry-after"])
+            }
+            let storage: FaultyStorage = faulty
+            storage.holdAppends()
+            let first = Task { try await publish(0) }
+            for _ in 0..<400 where storage.appendCalls == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            XCTAssertEqual(storage.appendCalls, 1, "the writer is in the first commit")
+            // The 29 others: two are queued behind the held commit, and every other one is refused
+            // at once. The commit is released when those 27 refusals are in (or after 10 s, so a
+            // wrong count fails the assertions below rather than hanging).
+            let safety = Task {
+                try? await Task.sleep(for: .seconds(10))
+                if !Task.isCancelled { storage.releaseAppends() }
+            }
+            var answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+                for i in 1..<30 { group.addTask { try await publish(i) } }
                 var out: [(Int, String?)] = []
-                for try await a in group { out.append(a) }
+                for try await a in group {
+                    out.append(a)
+                    if out.count == 27 { safety.cancel(); storage.releaseAppends() }
+                }
                 return out
             }
+            answers.append(try await first.value)
+            XCTAssertEqual(answers.filter { $0.0 == 503 }.count, 27, "every publish past the two queued is refused")
             let statuses = answers.map(\.0)
             // Every 503 tells the client when to come back.
             for (status, retryAfter) in answers where status == 503 { XCTAssertEqual(retryAfter, "1") }

@@ -1,5 +1,6 @@
 import KeyglassCore
 import KeyglassLog
+import Dispatch
 import Synchronization
 
 /// The real SQLite engine with faults a test switches on: how the sequencer's tests play an
@@ -42,8 +43,16 @@ public final class FaultyStorage: LogStorage {
         return try inner.newestEntries(of: identities)
     }
 
+    /// While held, appends block (the writer sits in a commit, as behind a stalled disk), so
+    /// publishes queue up: a test of the full queue needs no race with the writer.
+    private let hold = DispatchSemaphore(value: 1)
+    public func holdAppends() { hold.wait() }
+    public func releaseAppends() { hold.signal() }
+
     public func append(_ batch: SequencedBatch) throws {
         appendCount.withLock { $0 += 1 }
+        hold.wait()
+        hold.signal()
         switch nextAppend.withLock({ fault in defer { fault = nil }; return fault }) {
         case .beforeWrite?: throw InjectedFault(description: "injected: append failed before writing")
         case .afterCommit?:
