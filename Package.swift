@@ -38,7 +38,7 @@ let package = Package(
 
         // Storage (SQLite) and the sequencer that owns all writes.
         .target(name: "KeyglassLog", dependencies: [
-            "KeyglassCore", "CKeyglassSQLite",
+            "KeyglassCore", "KeyglassFiles", "CKeyglassSQLite",
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

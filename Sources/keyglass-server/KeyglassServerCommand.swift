@@ -194,7 +194,9 @@ struct Serve: AsyncParsableCommand {
                                               "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
             let portFile = portFile
             let listening = logger
-            let exporter: [any Service] = exportTiles.map { [TileExporter(store: store, to: $0, logger: logger)] } ?? []
+            let exporter: [any Service] = exportTiles.map { dir in
+                [TileExporter(store: store, to: dir, servedNote: { collector?.servedCheckpoint() }, logger: logger)]
+            } ?? []
             try await api.application(host: host, port: port, background: [merges] + exporter) { bound in
                 listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
                 if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
@@ -351,7 +353,8 @@ extension Serve {
             listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
             if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
         }
-        let group = ServiceGroup(configuration: .init(services: [merges, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let exporter: [any Service] = exportTiles.map { [TileExporter(store: service.store, to: $0, logger: logger)] } ?? []
+        let group = ServiceGroup(configuration: .init(services: [merges] + exporter + [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -75,6 +75,11 @@ struct Audit: AsyncParsableCommand {
             options.saveEvery = max(1, saveEvery)
             options.checkUnwatchedRotations = checkUnwatchedRotations
             options.staticTiles = `static`
+            // Comparing views needs a consistency proof between the two checkpoints, which a static
+            // mirror cannot give for a tree it does not hold: not combined yet (a false split view).
+            guard !`static` || (compare.isEmpty && gossip.isEmpty) else {
+                throw ValidationError("--static cannot be combined with --compare or --gossip yet: the mirror answers no consistency proof for the other checkpoint")
+            }
             let policy = try witnessOptions.policy()
             (options.witnesses, options.quorum, options.maxAge) = (policy.witnesses, policy.quorum, policy.maxAge)
             guard let runSeconds = parseDuration(deadline), runSeconds > 0 else { throw ValidationError("--deadline takes a duration like 30m or 2h (at most 10 years)") }

@@ -252,7 +252,10 @@ struct DirectoryChange: AsyncParsableCommand {
                 }
             }
             throw ValidationError("\(identity) has no devices in the directory's newest map head: its first device is added with --token")
-        } catch let e as ValidationError { throw e } catch { throw fail("change", error) }
+        } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch let e as DirectoryClient.Refused {
+            print("REFUSED: \(e.description)")
+            throw ExitCode(2)
+        } catch { throw fail("change", error) }
     }
 
     private struct NotInAHeadYet: Error {}
@@ -282,14 +285,18 @@ struct DirectoryChange: AsyncParsableCommand {
         }
         // Until a map head covers it, lookups (this one's next command, a contact's) show the set
         // without it: wait for that head, as a v1 publish waits for its checkpoint.
+        // Each look is a verified lookup held to this client's state: a refusal is reported (exit 2).
+        let statePath = try options.statePath()
         for _ in 0..<120 {
-            if let v = try? await client.lookup(identity), v.result.coveredSize > answer.index {
+            let v = try await DirectoryState.lookUp(identity, client: client, statePath: statePath, maxAge: nil)
+            if v.result.coveredSize > answer.index {
                 print("\(kind) for \(identity): entry \(answer.index), in lookups from map head epoch \(v.result.epoch)")
                 return
             }
             try await Task.sleep(for: .milliseconds(250))
         }
-        print("\(kind) for \(identity): entry \(answer.index) (tree size \(answer.tree_size)); no map head covered it within 30 s")
+        print("\(kind) for \(identity): entry \(answer.index) is durable, but no map head covered it within 30 s (is the directory's writer stuck?)")
+        throw ExitCode(3)
     }
 }
 

@@ -37,6 +37,9 @@ final class StaticTilesTests: XCTestCase {
             r = try Binaries.run("keyglass-server", ["export", "--data", log.directory.path, "--to", out])
             XCTAssertEqual(r.status, 0, r.stderr)
             XCTAssertTrue(r.stdout.contains("tree of 610 entries") && r.stdout.contains("(4 files written)"), r.stdout)
+            // The older partial tiles are gone; the newer ones are there.
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/tile/entries/002.p/88"))
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/tile/entries/002.p/98"))
         }
         let (nginx, url) = try await startNginx(dir: work + "/nginx", root: out)
         defer { nginx.terminate(); nginx.waitUntilExit() }
@@ -47,6 +50,13 @@ final class StaticTilesTests: XCTestCase {
         XCTAssertEqual(checkpointCache, "no-store")
         let other = try await client.raw("GET", "/v1/keys/x").0
         XCTAssertEqual(other, 404, "only tiles and the checkpoint are static")
+        // A tile not written yet is a 404 no cache may keep for a year; an export's temporary file is never served.
+        let (missing, missingHeaders, _) = try await client.rawResponse("GET", "/tile/0/999")
+        XCTAssertEqual(missing, 404)
+        XCTAssertNil(missingHeaders["cache-control"])
+        try Data("half".utf8).write(to: URL(fileURLWithPath: out + "/tile/0/000.tmp-1"))
+        let temporary = try await client.raw("GET", "/tile/0/000.tmp-1").0
+        XCTAssertEqual(temporary, 404)
         let audit = try Binaries.run("keyglass", ["audit", "--log", url.absoluteString, "--vkey", log.verifierKey.description,
                                                    "--state", work + "/audit", "--json"])
         XCTAssertEqual(audit.status, 0, audit.stdout + audit.stderr)
@@ -79,14 +89,17 @@ final class StaticTilesTests: XCTestCase {
         XCTAssertEqual(asked.status, 0, "nothing new since the last run: \(asked.stdout)")
     }
 
-    /// `serve --export-tiles`: the export follows the log while it is served.
+    /// `serve --export-tiles`: the export follows the log while it is served, its checkpoint with
+    /// the witness's cosignature (clients that require one can use the mirror).
     func testServeKeepsTheExportCurrent() async throws {
         let log = try await TestLog()
         defer { log.remove() }
         let out = TestLog.temporaryDirectory("served-tiles")
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let (server, _, client) = try await Binaries.startServer(data: log.directory.path, ["--export-tiles", out],
-                                                                 log: TestLog.temporaryDirectory("export-server") + ".log")
+        let witness = try await RunningWitness.start(name: "w1.example/witness", logs: [log.verifierKey], state: TestLog.temporaryDirectory("tw"))
+        let (server, _, client) = try await Binaries.startServer(
+            data: log.directory.path, ["--export-tiles", out, "--witness", "\(witness.url.absoluteString)=\(witness.witness.verifierKey)"],
+            log: TestLog.temporaryDirectory("export-server") + ".log")
         defer { server.terminate(); server.waitUntilExit() }
         let token = log.token
         for i in 0..<5 {
@@ -97,11 +110,13 @@ final class StaticTilesTests: XCTestCase {
         var exported = ""
         for _ in 0..<100 {
             exported = (try? String(contentsOfFile: out + "/checkpoint", encoding: .utf8)) ?? ""
-            if exported.hasPrefix("\(log.verifierKey.name)\n5\n") { break }
+            if exported.hasPrefix("\(log.verifierKey.name)\n5\n"), exported.contains("— w1.example/witness ") { break }
             try await Task.sleep(for: .milliseconds(50))
         }
         XCTAssertTrue(exported.hasPrefix("\(log.verifierKey.name)\n5\n"), exported)
+        XCTAssertTrue(exported.contains("— w1.example/witness "), "the exported checkpoint carries the cosignature: \(exported)")
         let served = try await client.get("/tile/entries/000.p/5")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/tile/entries/000.p/5")), served)
+        await witness.stop()
     }
 }
