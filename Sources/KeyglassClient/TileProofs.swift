@@ -43,11 +43,11 @@ struct TileProofs {
         let first = node.index << r                      // first hash of height 8·L it covers
         let count = UInt64(1) << r
         let tileIndex = first / TileLayout.width
-        let levelBits = UInt64(tileLevel * height)
-        let available = levelBits >= 64 ? 0 : size >> levelBits
+        let available = TileLayout.hashCount(level: UInt8(tileLevel), treeSize: size)
         guard first + count <= available else { throw ClientError.malformed("node \(node) is not complete in the tree of \(size)") }
-        let width = min(TileLayout.width, available - tileIndex * TileLayout.width)
-        let path = TileLayout.tilePath(level: UInt8(tileLevel), index: tileIndex, partial: width == TileLayout.width ? 0 : width)
+        let partial = TileLayout.partialWidth(tileIndex: tileIndex, count: available)
+        let width = partial == 0 ? TileLayout.width : partial
+        let path = TileLayout.tilePath(level: UInt8(tileLevel), index: tileIndex, partial: partial)
         if tiles[path] == nil {
             let data = [UInt8](try await client.get("/" + path))
             guard data.count == Int(width) * 32 else { throw ClientError.malformed("tile \(path) holds \(data.count) bytes, not \(width * 32)") }

@@ -43,6 +43,14 @@ public enum TileLayout {
         return entriesPath(index: n, partial: partialWidth(tileIndex: n, count: logSize))
     }
 
+    /// Hashes of tile level `level` (height 8·level) a tree of `treeSize` leaves has: its complete
+    /// subtrees of 256^level leaves. The server's tiles, the static export and proofs read from
+    /// tiles all count them this way.
+    public static func hashCount(level: UInt8, treeSize: UInt64) -> UInt64 {
+        let bits = UInt64(level) * UInt64(height)
+        return bits >= 64 ? 0 : treeSize >> bits
+    }
+
     /// Width of tile `tileIndex` when `count` items exist at its level: 0 when full.
     public static func partialWidth(tileIndex: UInt64, count: UInt64) -> UInt64 {
         let start = tileIndex * width

@@ -50,16 +50,15 @@ public struct TileExport: Sendable {
         // Hash tiles, level by level while the level has hashes.
         var level: UInt8 = 0
         while true {
-            let levelBits = UInt64(level) * UInt64(TileLayout.height)
-            let available = levelBits >= 64 ? 0 : size >> levelBits
+            let available = TileLayout.hashCount(level: level, treeSize: size)
             guard available > 0 else { break }
             let tiles = (available + TileLayout.width - 1) / TileLayout.width
             for t in 0..<tiles {
-                let width = min(TileLayout.width, available - t * TileLayout.width)
-                let partial = width == TileLayout.width ? 0 : width
+                let partial = TileLayout.partialWidth(tileIndex: t, count: available)
                 let path = TileLayout.tilePath(level: level, index: t, partial: partial)
                 if partial == 0, present(path, atLeast: 32 * Int(TileLayout.width)) { continue }
-                try write(try store.levelHashes(level: UInt8(levelBits), start: t * TileLayout.width, count: width), to: path)
+                try write(try store.levelHashes(level: level * UInt8(TileLayout.height), start: t * TileLayout.width,
+                                                count: partial == 0 ? TileLayout.width : partial), to: path)
                 prunePartials(of: TileLayout.tilePath(level: level, index: t), keeping: partial == 0 ? nil : path)
                 result.written += 1
             }

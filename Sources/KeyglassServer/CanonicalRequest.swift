@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import KeyglassCore
 
 /// One spelling per resource. Hummingbird's router skips empty path segments, so `/v1/keys/`,
 /// `//v1/keys` and `/v1//keys` all reached the publish route while a limit that compared the path
@@ -23,6 +24,15 @@ enum CanonicalPath {
         }
         let routed = identityPrefixes.first { path.hasPrefix($0) }.map { path.prefix($0.count) } ?? path
         return !routed.contains("%")
+    }
+
+    /// The identity after `prefix` (one of `identityPrefixes`) in `path`, percent-decoded once and
+    /// made canonical (Identity.normalize); a 400 when missing or not an identity.
+    static func identity(in path: String, after prefix: String) throws -> String {
+        let raw = path.dropFirst(prefix.count)
+        guard path.hasPrefix(prefix), !raw.isEmpty else { throw APIError.badRequest("missing identity") }
+        guard let decoded = String(raw).removingPercentEncoding else { throw APIError.badRequest("identity is not valid percent-encoded UTF-8") }
+        do { return try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
     }
 }
 

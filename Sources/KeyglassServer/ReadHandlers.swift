@@ -92,13 +92,7 @@ extension KeyglassAPI {
     /// once), so the event loop answers it: lookups of people who exist are the most frequent
     /// request a directory gets.
     func keys(_ uri: URI) throws -> ReadAnswer {
-        let path = uri.path
-        guard path.hasPrefix("/v1/keys/") else { throw APIError.badRequest("missing identity") }
-        let raw = path.dropFirst("/v1/keys/".count)
-        guard !raw.isEmpty else { throw APIError.badRequest("missing identity") }
-        guard let decoded = String(raw).removingPercentEncoding else { throw APIError.badRequest("identity is not valid percent-encoded UTF-8") }
-        let identity: String
-        do { identity = try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
+        let identity = try CanonicalPath.identity(in: uri.path, after: "/v1/keys/")
         let query = Query(uri)
         let before = try query.uint64("before")
         let cp = try answeringCheckpoint(treeSize: try query.uint64("tree_size"))
@@ -164,7 +158,7 @@ extension KeyglassAPI {
         let (start, o1) = coordinate.index.multipliedReportingOverflow(by: TileLayout.width)
         let (end, o2) = start.addingReportingOverflow(width)
         let levelBits = UInt64(coordinate.level ?? 0) * UInt64(TileLayout.height)
-        let available = levelBits >= 64 ? 0 : size >> levelBits
+        let available = TileLayout.hashCount(level: coordinate.level ?? 0, treeSize: size)
         guard !o1, !o2, end <= available else { throw APIError.notFound("tile not available in the tree of size \(size)") }
         let body: [UInt8]
         if coordinate.level == nil {

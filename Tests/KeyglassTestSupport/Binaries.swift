@@ -25,17 +25,30 @@ public enum Binaries {
     /// Runs `name args…` to completion, or until `timeout` (then SIGKILLs it: status 9 by signal,
     /// so a command that should have refused to start fails its test instead of hanging it).
     public static func run(_ name: String, _ args: [String], timeout: Double = 300) throws -> Result {
+        try runProcess(directory.appendingPathComponent(name), args, input: nil, timeout: timeout)
+    }
+
+    /// Runs `executable args…` with `input` on standard input (none: closed at once), to
+    /// completion or `timeout` (then SIGKILL).
+    static func runProcess(_ executable: URL, _ args: [String], input: Data?, timeout: Double) throws -> Result {
         let p = Process()
-        p.executableURL = directory.appendingPathComponent(name)
+        p.executableURL = executable
         p.arguments = args
-        let out = Pipe(), err = Pipe()
+        let out = Pipe(), err = Pipe(), inp = Pipe()
         p.standardOutput = out
         p.standardError = err
+        p.standardInput = inp
         try p.run()
         let pid = p.processIdentifier
         let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
         defer { watchdog.cancel() }
+        // Written from another thread: a large input must not block while the program's output fills its pipe.
+        let writer = inp.fileHandleForWriting
+        DispatchQueue.global().async {
+            if let input { try? writer.write(contentsOf: input) }
+            try? writer.close()
+        }
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
@@ -126,27 +139,6 @@ public enum SystemTool {
 
     /// Runs `name args…` with `input` on standard input, to completion or `timeout` (then SIGKILL).
     public static func run(_ name: String, _ args: [String], input: Data? = nil, timeout: Double = 120) throws -> Binaries.Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try path(name))
-        p.arguments = args
-        let out = Pipe(), err = Pipe(), inp = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = inp
-        try p.run()
-        let pid = p.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        defer { watchdog.cancel() }
-        // Written from another thread: a large input must not block while the program's output fills its pipe.
-        let writer = inp.fileHandleForWriting
-        DispatchQueue.global().async {
-            if let input { try? writer.write(contentsOf: input) }
-            try? writer.close()
-        }
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Binaries.Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        try Binaries.runProcess(URL(fileURLWithPath: try path(name)), args, input: input, timeout: timeout)
     }
 }

@@ -43,35 +43,44 @@ public struct DirectoryAPI: Sendable {
         let router = Router(context: KeyglassRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(logger: logger, allowedMethods: { Self.allowedMethods($0) }))
         router.add(middleware: CanonicalRequestMiddleware(maxBodyBytes: Self.maxBodyBytes))
-        let api = self
-        router.get("/checkpoint") { _, _ in
-            ReadAnswer(contentType: "text/plain; charset=utf-8", cache: "no-cache", body: ByteBuffer(string: api.directory.latestCheckpoint.note)).response
+        for route in Self.routes {
+            let api = self
+            router.on(route.match.routerPath, method: route.method) { request, context in try await route.handle(api, request, context) }
         }
-        router.get("/tile/**") { request, _ in
-            try KeyglassAPI.tile(path: request.uri.path[...], store: api.directory.store, size: api.directory.latestCheckpoint.size).response
-        }
-        router.get("/healthz") { _, _ in try ReadAnswer.json(HealthAnswer(status: "ok", tree_size: api.directory.latestCheckpoint.size)).response }
-        router.get("/v2/log") { _, _ in
-            try ReadAnswer.json(DirectoryLogInfo(origin: api.directory.origin, verifier_key: api.directory.verifierKey.description,
-                                                 vrf_public_key: Base64.encode(api.directory.vrfPublicKey),
-                                                 tree_size: api.directory.latestCheckpoint.size)).response
-        }
-        router.post("/v2/changes") { request, context in try await api.change(request, context: context) }
-        router.get("/v2/lookup/**") { request, _ in try await api.lookup(request.uri) }
-        router.get("/v2/history/**") { request, _ in try api.history(request.uri) }
-        router.get("/v2/proof/consistency") { request, _ in try api.consistency(Query(request)) }
         return router
     }
 
-    /// Every route of the directory's API, for 405's Allow (the router registers them below).
-    static let routes: [(method: String, match: Route.Match)] = [
-        ("GET", .exact("/checkpoint")), ("GET", .under("/tile/")), ("GET", .exact("/healthz")), ("GET", .exact("/v2/log")),
-        ("POST", .exact("/v2/changes")), ("GET", .under("/v2/lookup/")), ("GET", .under("/v2/history/")),
-        ("GET", .exact("/v2/proof/consistency")),
+    /// One route of the directory's API.
+    struct DirectoryRoute: Sendable {
+        let method: HTTPRequest.Method
+        let match: Route.Match
+        let handle: @Sendable (DirectoryAPI, Request, KeyglassRequestContext) async throws -> Response
+    }
+
+    /// Every route, declared once: `router()` registers each, and 405's Allow reads them.
+    static let routes: [DirectoryRoute] = [
+        DirectoryRoute(method: .get, match: .exact("/checkpoint")) { api, _, _ in
+            ReadAnswer(contentType: "text/plain; charset=utf-8", cache: "no-cache", body: ByteBuffer(string: api.directory.latestCheckpoint.note)).response
+        },
+        DirectoryRoute(method: .get, match: .under("/tile/")) { api, request, _ in
+            try KeyglassAPI.tile(path: request.uri.path[...], store: api.directory.store, size: api.directory.latestCheckpoint.size).response
+        },
+        DirectoryRoute(method: .get, match: .exact("/healthz")) { api, _, _ in
+            try ReadAnswer.json(HealthAnswer(status: "ok", tree_size: api.directory.latestCheckpoint.size)).response
+        },
+        DirectoryRoute(method: .get, match: .exact("/v2/log")) { api, _, _ in
+            try ReadAnswer.json(DirectoryLogInfo(origin: api.directory.origin, verifier_key: api.directory.verifierKey.description,
+                                                 vrf_public_key: Base64.encode(api.directory.vrfPublicKey),
+                                                 tree_size: api.directory.latestCheckpoint.size)).response
+        },
+        DirectoryRoute(method: .post, match: .exact("/v2/changes")) { api, request, context in try await api.change(request, context: context) },
+        DirectoryRoute(method: .get, match: .under("/v2/lookup/")) { api, request, _ in try await api.lookup(request.uri) },
+        DirectoryRoute(method: .get, match: .under("/v2/history/")) { api, request, _ in try api.history(request.uri) },
+        DirectoryRoute(method: .get, match: .exact("/v2/proof/consistency")) { api, request, _ in try api.consistency(Query(request)) },
     ]
 
     static func allowedMethods(_ path: Substring) -> [String] {
-        routes.filter { $0.match.matches(path) }.map(\.method)
+        routes.filter { $0.match.matches(path) }.map(\.method.rawValue)
     }
 
     public func application(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
@@ -80,12 +89,8 @@ public struct DirectoryAPI: Sendable {
             services: [directory] + (witnesses.map { [$0] } ?? []), onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
-    /// The identity after `prefix` in the path, percent-decoded once and made canonical.
     private func identity(_ uri: URI, after prefix: String) throws -> String {
-        let raw = uri.path.dropFirst(prefix.count)
-        guard uri.path.hasPrefix(prefix), !raw.isEmpty else { throw APIError.badRequest("missing identity") }
-        guard let decoded = String(raw).removingPercentEncoding else { throw APIError.badRequest("identity is not valid percent-encoded UTF-8") }
-        do { return try Identity.normalize(decoded) } catch { throw APIError.badRequest(error.description) }
+        try CanonicalPath.identity(in: uri.path, after: prefix)
     }
 
     func change(_ request: Request, context: KeyglassRequestContext) async throws -> Response {
