@@ -15,12 +15,13 @@ SWIFT_FORMAT ?= swift-format
 # System packages: libsodium (Ed25519), SQLite, OpenSSL's libcrypto (SHA-NI SHA-256, P-256 point
 # checks), pkg-config (SwiftPM finds the libraries with it). Go and golang.org/x/mod are for the test
 # that has Go's sumdb packages verify our checkpoints and proofs; nginx for the test that runs
-# Deploy/nginx/keyglass-locations.conf in a real nginx in front of a real server; prometheus for
+# Deploy/nginx/keyglass-locations.conf in a real nginx in front of a real server; postgresql for the
+# PostgreSQL driver's tests (throwaway clusters in temporary directories); prometheus for
 # promtool (GET /metrics and Deploy/prometheus's alert rules are checked with it) and chromium for
 # the status page's test in a headless browser. Those two without their recommended packages:
 # prometheus's would add a node exporter, chromium's a desktop's worth of extras.
 RUN_PACKAGES  := libsodium-dev libsqlite3-dev libssl-dev pkg-config
-TEST_PACKAGES := $(RUN_PACKAGES) golang-go golang-golang-x-mod-dev python3-pip nginx-light openssl
+TEST_PACKAGES := $(RUN_PACKAGES) golang-go golang-golang-x-mod-dev python3-pip nginx-light openssl postgresql
 LEAN_TEST_PACKAGES := prometheus chromium
 
 # $(1): Debian packages; $(2): further apt-get install flags.

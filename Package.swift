@@ -25,6 +25,8 @@ let package = Package(
         // Prometheus's text format (issue 16).
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The second storage driver (issue 15): one log on PostgreSQL, shared by several servers.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // System libraries. Named per project so they never clash with another package's shim.
@@ -43,6 +45,17 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
+
+        // The PostgreSQL driver behind the storage seam (`LogStorage`), and the lease that lets
+        // exactly one of several servers on one database sequence. All of its SQL is here.
+        .target(name: "KeyglassPostgres", dependencies: [
+            "KeyglassCore", "KeyglassLog",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // The HTTP API on Hummingbird 2.
@@ -91,7 +104,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "keyglass-server", dependencies: [
-            "KeyglassServer", "KeyglassLog", "KeyglassCore",
+            "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassPostgres",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -111,7 +124,7 @@ let package = Package(
         // Starts real servers on loopback for the tests (not shipped in any product).
         .target(name: "KeyglassTestSupport", dependencies: [
             "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "KeyglassWitness", "CKeyglassSQLite",
-            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
+            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP", "KeyglassPostgres",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -124,7 +137,7 @@ let package = Package(
         .testTarget(name: "KeyglassCoreTests", dependencies: ["KeyglassCore", "KeyglassTestSupport"]),
         .testTarget(name: "KeyglassServerTests", dependencies: [
             "KeyglassTestSupport", "KeyglassServer", "KeyglassLog", "KeyglassCore", "KeyglassClient", "CKeyglassCrashVFS",
-            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
+            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP", "KeyglassPostgres",
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
             "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore", "KeyglassWitness", "KeyglassServer",

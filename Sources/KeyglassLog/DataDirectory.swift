@@ -30,7 +30,7 @@ public struct DataDirectory: Sendable {
         case badOrigin(String)
         public var description: String {
             switch self {
-            case let .alreadyInitialised(p): return "\(p) already holds a signing key; refusing to overwrite it"
+            case let .alreadyInitialised(p): return "\(p) is already initialised; refusing to overwrite it"
             case let .badOrigin(o): return "origin \"\(o)\" is not a valid key name (no spaces or '+'; e.g. keys.example.com/log)"
             }
         }
@@ -44,6 +44,23 @@ public struct DataDirectory: Sendable {
         // Closed here, not whenever the last reference goes: a server (or a copy of the directory)
         // that comes next must find the database whole, with no connection of ours still open.
         defer { storage.close() }
+        _ = try LogAdmin.initialise(storage, signer: signer)
+        return signer.verifierKey
+    }
+
+    /// Names the storage of a log whose database is not DIR/log.sqlite (PostgreSQL), without any
+    /// password: `serve` without `--storage` then says where the log is instead of "no database".
+    public var storageMarker: String { path + "/storage" }
+
+    /// Like `initialise`, with the log in `storage` (PostgreSQL) rather than DIR/log.sqlite; DIR keeps
+    /// the keys and the token's hash. Refuses a database that already holds a log: a second server of
+    /// one log copies the first one's DIR instead of running `init` again.
+    public func initialise(origin: String, storage: any LogStorage, describedAs description: String) async throws -> NoteVerifierKey {
+        guard try storage.latestCheckpoint() == nil else {
+            throw InitError.alreadyInitialised("\(description) (it already holds a log: copy the data directory of a server of that log instead)")
+        }
+        let signer = try createKeys(origin: origin)
+        try (description + "\n").write(toFile: storageMarker, atomically: true, encoding: .utf8)
         _ = try LogAdmin.initialise(storage, signer: signer)
         return signer.verifierKey
     }

@@ -17,6 +17,7 @@ public struct LogMetrics: Sendable {
         case storageError = "storage_error"
         case logFull = "log_full"
         case futureTimestamp = "future_timestamp"
+        case notSequencer = "not_sequencer"
 
         init(_ error: PublishError) {
             switch error {
@@ -27,6 +28,7 @@ public struct LogMetrics: Sendable {
             case .storage: self = .storageError
             case .logFull: self = .logFull
             case .futureTimestamp: self = .futureTimestamp
+            case .notSequencer: self = .notSequencer
             }
         }
     }

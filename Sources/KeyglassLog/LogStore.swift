@@ -112,6 +112,25 @@ public final class LogStore: Sendable {
         return range
     }
 
+    /// Extends `upperTree` with the nodes another server's appends completed up to `size` (a server
+    /// that follows a shared log): a few reads per level, not the whole upper tree again.
+    func catchUpUpperTree(size: UInt64) throws {
+        var nodes: [(NodeID, Hash)] = []
+        var level = upperTree.lowestLevel
+        while level < 64 && size >> level > 0 {
+            let have = upperTree.levelCount(level)
+            let want = size >> level
+            if want > have {
+                let bytes = try storage.levelHashes(level: level, start: have, count: want - have)
+                for (k, start) in stride(from: 0, to: bytes.count, by: 32).enumerated() {
+                    nodes.append((NodeID(level: level, index: have + UInt64(k)), Hash(bytes: bytes[start..<start + 32])!))
+                }
+            }
+            level += 1
+        }
+        upperTree.append(nodes)
+    }
+
     /// Loads the upper tree levels of the tree of `size` into `upperTree` (when the log opens).
     func loadUpperTree(size: UInt64) throws {
         let lowest = UpperTreeCache.lowestLevel(forSize: size, budget: upperTree.budget)

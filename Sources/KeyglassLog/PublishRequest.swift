@@ -87,6 +87,9 @@ public enum PublishError: Error, Equatable, CustomStringConvertible {
     /// The newest entry is stamped more than the allowed skew ahead of this server's clock.
     /// Timestamps never decrease, so every new entry would be stamped that far in the future too.
     case futureTimestamp(newestMillis: UInt64, nowMillis: UInt64, maxSkewMillis: UInt64)
+    /// Several servers share the log and another one sequences now (`SequencingLease`): retry, or
+    /// publish to the sequencer.
+    case notSequencer
 
     public var description: String {
         switch self {
@@ -95,6 +98,7 @@ public enum PublishError: Error, Equatable, CustomStringConvertible {
         case .shuttingDown: return "the log is shutting down"
         case let .storage(m): return "the entry could not be stored: \(m)"
         case .logFull: return "the log has reached its maximum size"
+        case .notSequencer: return "another server of this log sequences publishes now (this one serves reads); retry shortly"
         case let .invalid(m): return "the entry is not valid: \(m)"
         case let .futureTimestamp(newest, now, skew):
             func date(_ ms: UInt64) -> String { Date(timeIntervalSince1970: Double(ms) / 1000).ISO8601Format() }

@@ -46,6 +46,11 @@ public final class Sequencer: Service, @unchecked Sendable {
         public var clock: @Sendable () -> UInt64 = { Sequencer.nowMillis() }
         /// Where publishes by outcome, batch sizes and commit times are recorded.
         public var metrics: LogMetrics = .none
+        /// Several servers on one database: sequence only while this is held; otherwise refuse
+        /// publishes (`notSequencer`) and follow the stored log every `followInterval`. nil: this
+        /// server is the log's only writer.
+        public var lease: (any SequencingLease)?
+        public var followInterval: Duration = .milliseconds(200)
         public init() {}
     }
 
@@ -65,6 +70,9 @@ public final class Sequencer: Service, @unchecked Sendable {
         var head: LogHead
         /// The last batch was refused for a future-stamped newest entry (already logged).
         var refusingFutureTimestamp = false
+        /// With a lease: whether this server sequenced at the last look. A server that starts to
+        /// sequence re-reads the head first (others appended while it followed).
+        var sequencing = false
     }
 
     private let store: LogStore
@@ -128,6 +136,7 @@ public final class Sequencer: Service, @unchecked Sendable {
     public func submit(_ request: PublishRequest, done: @escaping @Sendable (Result<PublishReceipt, PublishError>) -> Void) {
         let refused: PublishError? = inbox.withLock { box in
             guard box.accepting else { return .shuttingDown }
+            if let lease = options.lease, !lease.isHeld { return .notSequencer }
             guard box.queue.count < options.maxQueue else { return .overloaded }
             box.queue.append(Waiter(request: request, done: done))
             return nil
@@ -157,8 +166,19 @@ public final class Sequencer: Service, @unchecked Sendable {
     private func writeLoop() {
         var lastBatchSize = 0
         while true {
-            wake.wait()
+            if options.lease != nil {
+                _ = wake.wait(timeout: .now() + .nanoseconds(Int(max(1_000_000, options.followInterval.components.attoseconds / 1_000_000_000
+                    + options.followInterval.components.seconds * 1_000_000_000))))
+            } else {
+                wake.wait()
+            }
             while true {
+                if !mayIntegrate() {
+                    let refused = inbox.withLock { box -> [Waiter] in defer { box.queue = [] }; return box.queue }
+                    options.metrics.publish(.notSequencer, count: refused.count)
+                    for waiter in refused { waiter.done(.failure(.notSequencer)) }
+                    break
+                }
                 // Concurrent publishers (a queue, or a full last batch) make waiting worth it.
                 if options.batchDelay > .zero,
                    inbox.withLock({ ($0.queue.count > 1 || lastBatchSize > 1) && $0.queue.count < options.maxBatch && !$0.stopping }) {
@@ -175,6 +195,58 @@ public final class Sequencer: Service, @unchecked Sendable {
                 integrate(batch)
             }
             if inbox.withLock({ $0.stopping && $0.queue.isEmpty }) { return }
+        }
+    }
+
+    /// With a lease: whether this server sequences now. One that does not follows the stored log
+    /// (`follow`); one that starts to re-reads the head before its first batch (`resynchronise`).
+    private func mayIntegrate() -> Bool {
+        guard let lease = options.lease else { return true }
+        guard lease.isHeld else {
+            writerState.sequencing = false
+            follow()
+            return false
+        }
+        if !writerState.sequencing {
+            _ = resynchronise()
+            // The head must be storage's own before this server builds on it: if it could not be
+            // read, the next look tries again (publishes meanwhile are refused, not mis-sequenced).
+            guard (try? storage.latestCheckpoint()) == writerState.head.checkpoint else {
+                follow()
+                return false
+            }
+            writerState.sequencing = true
+        }
+        return true
+    }
+
+    /// A server that does not sequence serves what the sequencer stored: adopts the newest stored
+    /// checkpoint if it is signed by this log's key and provably extends the one served so far
+    /// (a consistency proof from storage's nodes), and brings the upper-tree cache up to it.
+    /// Anything else is refused and logged; reads go on from the last adopted checkpoint.
+    private func follow() {
+        let old = published.withLock { $0 }
+        do {
+            guard let stored = try storage.latestCheckpoint(), stored != old else { return }
+            let (signed, _) = try SignedCheckpoint.open(stored.note, logKey: signer.verifierKey)
+            guard signed.checkpoint.size == stored.size, signed.checkpoint.root == stored.root, stored.size >= old.size else {
+                throw StoreError.corrupt("the stored checkpoint of size \(stored.size) does not match its signed note, or goes back from \(old.size)")
+            }
+            if old.size > 0, stored.size > old.size {
+                let proof = try store.consistencyProof(from: old.size, to: stored.size)
+                try ProofVerifier.verifyConsistency(size1: old.size, size2: stored.size, root1: old.root, root2: stored.root, proof: proof)
+            } else if stored.size == old.size, stored.root != old.root {
+                throw StoreError.corrupt("the stored checkpoint of size \(stored.size) has another root than the one served")
+            }
+            try store.catchUpUpperTree(size: stored.size)
+            var newest: UInt64 = 0
+            if stored.size > 0, let last = try storage.entries(start: stored.size - 1, end: stored.size).first {
+                newest = LogHead.timestamp(of: last.data) ?? 0
+            }
+            published.withLock { $0 = stored }
+            newestTimestamp.store(newest, ordering: .relaxed)
+        } catch {
+            logger.error("cannot follow the stored log; serving the last checkpoint adopted", metadata: ["error": "\(error)", "tree_size": "\(old.size)"])
         }
     }
 

@@ -51,6 +51,15 @@ public final class UpperTreeCache: Sendable {
         }
     }
 
+    /// How many nodes of `level` the cache holds (0 below its lowest level).
+    func levelCount(_ level: UInt8) -> UInt64 {
+        state.withLock { s in
+            guard level >= s.lowestLevel else { return 0 }
+            let l = Int(level - s.lowestLevel)
+            return l < s.levels.count ? UInt64(s.levels[l].count) : 0
+        }
+    }
+
     /// Fills `found[i]` for every `ids[i]` the cache holds, under one lock.
     func lookUp(_ ids: [NodeID], into found: inout [Hash?]) {
         state.withLock { s in

@@ -246,8 +246,9 @@ extension KeyglassAPI {
             return false
         }
         guard let route = Self.route(head.method, path), route.onEventLoop else { return false }
-        // A storage engine across the network must never be waited for on an event loop.
-        if head.method == .get, !store.storage.readsAreLocal { return false }
+        // A storage engine across the network must never be waited for on an event loop (a
+        // publish's answer reads its inclusion proof too).
+        if !store.storage.readsAreLocal { return false }
         // Publishes without the operator token are rate limited by the router (`limitSignedPublish`).
         return head.method != .post || head.headerFields[.authorization] != nil
     }

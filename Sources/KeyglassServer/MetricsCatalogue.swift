@@ -6,7 +6,7 @@
 enum MetricsCatalogue {
     static let help: [String: String] = [
         // The sequencer (KeyglassLog.LogMetrics).
-        "keyglass_publishes_total": "Publishes that reached the sequencer, by outcome (integrated, conflict, invalid, overloaded, shutting_down, storage_error, log_full, future_timestamp). Requests refused before it are in keyglass_http_requests_total.",
+        "keyglass_publishes_total": "Publishes that reached the sequencer, by outcome (integrated, conflict, invalid, overloaded, shutting_down, storage_error, log_full, future_timestamp, not_sequencer). Requests refused before it are in keyglass_http_requests_total.",
         "keyglass_batch_size_entries": "Publishes written per committed batch.",
         "keyglass_commit_duration_seconds": "Time to build, sign and durably commit one batch; every publish of the batch waits for it.",
         "keyglass_index_work_duration_seconds": "Wall time of one lookup-index merge (memory to recent level) or compaction (recent to main level), by kind.",

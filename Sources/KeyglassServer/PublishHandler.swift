@@ -26,7 +26,7 @@ extension KeyglassAPI {
         let publish = try preparePublish(body: body, authorization: request.headers[.authorization])
         let receipt: PublishReceipt
         do { receipt = try await sequencer.submit(publish) } catch let e as PublishError { throw Self.apiError(e) }
-        return try publishAnswer(receipt).response
+        return try await readingStorage { [self] in try publishAnswer(receipt) }.response
     }
 
     func requireJSON(contentType: String?) throws {
@@ -57,6 +57,10 @@ extension KeyglassAPI {
         case .conflict(let m): return APIError(.conflict, "conflict", m)
         case .overloaded, .shuttingDown:
             var err = APIError(.serviceUnavailable, "unavailable", e.description)
+            err.headers[.retryAfter] = "1"
+            return err
+        case .notSequencer:
+            var err = APIError(.serviceUnavailable, "not_sequencer", e.description)
             err.headers[.retryAfter] = "1"
             return err
         case .storage: return APIError(.serviceUnavailable, "storage_unavailable", e.description)

@@ -8,7 +8,7 @@ import NIOPosix
 
 /// The body of a successful read answer. Read answers are computed synchronously, so the same code
 /// serves both the router and the event-loop fast path (`FastPathHandler`).
-struct ReadAnswer {
+struct ReadAnswer: Sendable {
     var contentType: String
     var cache: String
     var body: ByteBuffer
@@ -75,7 +75,8 @@ extension KeyglassAPI {
         guard start < end else { throw APIError.badRequest("start (\(start)) must be below end (\(end))") }
         guard end <= size else { throw APIError.badRequest("end \(end) is beyond the log's size \(size)") }
         let pageEnd = min(end, start + options.maxPageSize)
-        let stored = try store.entries(start: start, end: pageEnd)
+        let store = store
+        let stored = try await readingStorage { try store.entries(start: start, end: pageEnd) }
         // `EntriesAnswer`'s JSON, written directly as lookups are (`JSONObjectWriter.entryAnswer`).
         var json = JSONObjectWriter()
         json.field("end", number: pageEnd)

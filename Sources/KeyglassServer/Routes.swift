@@ -99,7 +99,9 @@ extension KeyglassAPI {
             let api = self
             router.on(route.match.routerPath, method: route.method) { request, context -> Response in
                 switch route.handler {
-                case .read(let answer): return try answer(api, request.uri).response
+                case .read(let answer):
+                    let uri = request.uri
+                    return try await api.readingStorage { try answer(api, uri) }.response
                 case .request(let handle): return try await handle(api, request, context)
                 }
             }

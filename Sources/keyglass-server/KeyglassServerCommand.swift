@@ -6,6 +6,7 @@ import Glibc
 import Hummingbird
 import KeyglassCore
 import KeyglassLog
+import KeyglassPostgres
 import KeyglassServer
 import Logging
 import ServiceLifecycle
@@ -39,17 +40,35 @@ struct Init: AsyncParsableCommand {
     @Option(name: .long, help: "The log's origin, e.g. keys.example.com/log (also the signing key's name).")
     var origin: String
 
+    @Option(name: .long, help: "Keep the log in PostgreSQL instead of DIR/log.sqlite: postgres://USER@HOST:PORT/DATABASE (the password, if any, from PGPASSWORD). DIR keeps the keys; every server of the log is given a copy of DIR and the same --storage.")
+    var storage: String?
+
     @Flag(name: .long, help: "Create a v2 log, the key directory (device sets, a map, lookups that prove completeness; Spec/directory.md): also writes DIR/vrf-key (0600) and leaf 0, the config with the VRF public key. `serve` then serves /v2 instead of /v1.")
     var directory = false
 
     func run() async throws {
         let dir = DataDirectory(path: data)
         if directory {
+            if storage != nil { throw ValidationError("--directory with --storage: key directories are kept in SQLite only, for now") }
             do {
                 let (vkey, vrf) = try await dir.initialiseDirectory(origin: origin)
                 print("Initialised the key directory \(dir.path): database, signing key (0600), VRF key (0600), publish token (0600).")
                 print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
                 print("VRF public key (leaf 0 names it; clients may pin it): \(Base64.encode(vrf))")
+                print(vkey.description)
+            } catch {
+                throw commandFailed("init", error)
+            }
+            return
+        }
+        if let storage {
+            do {
+                let url = try PostgresURL(storage)
+                let engine = try PostgresStorage(url: url, readers: 1)
+                defer { engine.close() }
+                let vkey = try await dir.initialise(origin: origin, storage: engine, describedAs: url.description)
+                print("Initialised \(dir.path): signing key (0600), publish token (0600); the log is in \(url).")
+                print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
                 print(vkey.description)
             } catch {
                 throw commandFailed("init", error)
@@ -83,6 +102,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "Once listening, write the port to this file (atomically): with --port 0, how a supervisor or test learns it without racing for a free port.")
     var portFile: String?
+
+    @Option(name: .long, help: "The log is in PostgreSQL (see `init --storage`): postgres://USER@HOST:PORT/DATABASE, password from PGPASSWORD. Any number of servers may serve one such log: one sequences (a lease in the database), the others serve reads and answer publishes with 503 + Retry-After until they take over.")
+    var storage: String?
+
+    @Option(name: .long, help: "With --storage: seconds the sequencer lease lasts; a dead sequencer is replaced within about this long plus a sixth of it.")
+    var leaseSeconds: Double = 3
 
     @Option(name: .long, help: "Durability of each batch: FULL (fsync every commit; survives power loss) or NORMAL.")
     var sync: String = "FULL"
@@ -145,30 +170,51 @@ struct Serve: AsyncParsableCommand {
         do {
             guard let syncMode = SyncMode(rawValue: sync.uppercased()) else { throw ValidationError("--sync must be FULL or NORMAL") }
             let dir = DataDirectory(path: data)
-            guard FileManager.default.fileExists(atPath: dir.database) else {
+            if storage == nil, !FileManager.default.fileExists(atPath: dir.database) {
+                if let elsewhere = try? String(contentsOfFile: dir.storageMarker, encoding: .utf8) {
+                    throw ValidationError("the log of \(data) is in \(elsewhere.trimmingCharacters(in: .whitespacesAndNewlines)): pass --storage")
+                }
                 throw ValidationError("\(dir.database) does not exist; run `keyglass-server init --data \(data) --origin ORIGIN` first")
             }
             let signer = try dir.loadSigner()
             let tokenHash = try dir.loadTokenHash()
             if dir.isDirectory {
+                if storage != nil { throw ValidationError("\(data) is a key directory, which is kept in SQLite only: serve it without --storage") }
                 try await serveDirectory(dir, signer: signer, tokenHash: tokenHash, sync: syncMode, logger: logger)
                 return
             }
-            let sqlite = try SQLiteStorage(path: dir.database, sync: syncMode)
+            let metrics = ServerMetrics()
+            let engine: any LogStorage
+            var lease: SequencerLease?
+            var merges: IndexMergeFollower?
+            if let storage {
+                guard (0.6...600).contains(leaseSeconds) else { throw ValidationError("--lease-seconds takes 0.6 to 600") }
+                let url: PostgresURL
+                do { url = try PostgresURL(storage) } catch { throw ValidationError("\(error)") }
+                let postgres = try PostgresStorage(url: url, leaseHolder: SequencerLease.defaultHolder(),
+                                                   leaseDuration: .milliseconds(Int64(leaseSeconds * 1000)), logger: logger)
+                engine = postgres
+                lease = postgres.lease
+                // A lone server (or the first of several) sequences from its first publish.
+                lease?.attempt()
+            } else {
+                let sqlite = try SQLiteStorage(path: dir.database, sync: syncMode)
+                var mergeOptions = IndexMergeFollower.Options()
+                mergeOptions.metrics = metrics.log
+                mergeOptions.mergeAt = max(1, indexMergeRows)
+                mergeOptions.chunk = max(1, indexMergeRows)
+                mergeOptions.slice = .milliseconds(max(1, indexMergeSliceMs))
+                merges = IndexMergeFollower(storage: sqlite, options: mergeOptions, logger: logger)
+                engine = sqlite
+            }
             // A key directory whose vrf-key went missing must not come up as a v1 log: it would take
             // v1 publishes into a v2 log.
-            if let first = try sqlite.entries(start: 0, end: 1).first, case .config? = try? DirectoryEntry.parse(first.data) {
+            if let first = try engine.entries(start: 0, end: 1).first, case .config? = try? DirectoryEntry.parse(first.data) {
                 throw ValidationError("\(dir.path) holds a key directory (leaf 0 is its config) but \(dir.vrfKey) is missing: restore it from your backup; refusing to serve it as a v1 log")
             }
-            let store = LogStore(storage: sqlite)
-            let metrics = ServerMetrics()
-            var mergeOptions = IndexMergeFollower.Options()
-            mergeOptions.metrics = metrics.log
-            mergeOptions.mergeAt = max(1, indexMergeRows)
-            mergeOptions.chunk = max(1, indexMergeRows)
-            mergeOptions.slice = .milliseconds(max(1, indexMergeSliceMs))
-            let merges = IndexMergeFollower(storage: sqlite, options: mergeOptions, logger: logger)
+            let store = LogStore(storage: engine)
             var seqOptions = Sequencer.Options()
+            seqOptions.lease = lease
             seqOptions.maxBatch = max(1, maxBatch)
             seqOptions.batchDelay = .milliseconds(max(0, batchDelayMs))
             seqOptions.maxQueue = max(1, maxQueue)
@@ -197,7 +243,11 @@ struct Serve: AsyncParsableCommand {
             let exporter: [any Service] = exportTiles.map { dir in
                 [TileExporter(store: store, to: dir, servedNote: { collector?.servedCheckpoint() }, logger: logger)]
             } ?? []
-            try await api.application(host: host, port: port, background: [merges] + exporter) { bound in
+            // The lease is stopped (and released) after the sequencer, the index merges too.
+            var background: [any Service] = exporter
+            if let merges { background.insert(merges, at: 0) }
+            if let lease { background.insert(lease, at: 0) }
+            try await api.application(host: host, port: port, background: background) { bound in
                 listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
                 if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
             }.runService(gracefulShutdownSignals: [.sigterm, .sigint])

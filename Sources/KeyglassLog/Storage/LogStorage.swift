@@ -96,6 +96,12 @@ public struct StoredEntry: Sendable, Equatable {
     public let index: UInt64
     public let data: [UInt8]
     public let leafHash: Hash
+
+    public init(index: UInt64, data: [UInt8], leafHash: Hash) {
+        self.index = index
+        self.data = data
+        self.leafHash = leafHash
+    }
 }
 
 /// A checkpoint the log signed, as stored.
@@ -104,6 +110,12 @@ public struct StoredCheckpoint: Sendable, Equatable {
     public let root: Hash
     /// The signed note, exactly as served.
     public let note: String
+
+    public init(size: UInt64, root: Hash, note: String) {
+        self.size = size
+        self.root = root
+        self.note = note
+    }
 }
 
 public enum StoreError: Error, CustomStringConvertible, Equatable {

@@ -1,0 +1,345 @@
+import Foundation
+import KeyglassClient
+import KeyglassCore
+import KeyglassFiles
+import KeyglassHTTP
+import KeyglassTestSupport
+import KeyglassWire
+import XCTest
+
+/// Logs on a real PostgreSQL (issue 15): the user's flow end to end, several servers on one
+/// database with exactly one sequencing, failover, SIGKILL rounds, and a server on a hot standby.
+/// Every PostgreSQL here is a throwaway cluster in a temporary directory (`PostgresServer`).
+final class PostgresLogTests: XCTestCase {
+    struct Log {
+        let data: String
+        let url: String
+        let vkey: NoteVerifierKey
+        let token: String
+    }
+
+    /// `keyglass-server init --storage` on a new database of `pg`.
+    func initialise(_ pg: PostgresServer, work: String, database: String) throws -> Log {
+        let url = try pg.createDatabase(database)
+        let data = work + "/data-" + database
+        let r = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "pg.example/\(database)", "--storage", url])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let vkey = try NoteVerifierKey(try Files.readText(data + "/verifier-key").trimmingCharacters(in: .whitespacesAndNewlines))
+        let token = try Files.readPrivate(data + "/publish-token").trimmingCharacters(in: .whitespacesAndNewlines)
+        return Log(data: data, url: url, vkey: vkey, token: token)
+    }
+
+    func serve(_ log: Log, work: String, name: String, _ extra: [String] = []) async throws -> (Process, LogClient) {
+        let (p, _, client) = try await Binaries.startServer(data: log.data, ["--storage", log.url, "--log-level", "notice"] + extra,
+                                                            log: work + "/\(name).log")
+        return (p, client)
+    }
+
+    func body(_ identity: String, _ type: KeyType = .ed25519) -> PublishBody {
+        let key = type == .ed25519 ? Ed25519.generate().publicKey : Ed25519.randomBytes(32)
+        return PublishBody(identity: identity, key_type: type.rawValue, public_key: Base64.encode(key))
+    }
+
+    // MARK: One server: the user's flow
+
+    func testInitServePublishLookUpAndAuditOnPostgres() async throws {
+        let work = TestLog.temporaryDirectory("pg-flow")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let log = try initialise(pg, work: work, database: "flow")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: log.data + "/log.sqlite"), "the log is in PostgreSQL, not beside the keys")
+
+        // A second init on the same database is refused: a second server copies DIR instead.
+        let again = try Binaries.run("keyglass-server", ["init", "--data", work + "/other", "--origin", "pg.example/flow", "--storage", log.url])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("already holds a log"), again.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/other/signing-key"), "nothing written for a refused init")
+        // Serving without --storage says where the log is.
+        let bare = try Binaries.run("keyglass-server", ["serve", "--data", log.data, "--port", "0"], timeout: 30)
+        XCTAssertNotEqual(bare.status, 0)
+        XCTAssertTrue(bare.stderr.contains("pass --storage"), bare.stderr)
+        // A bad URL and an unreachable database are clear errors, not crashes.
+        let badURL = try Binaries.run("keyglass-server", ["serve", "--data", log.data, "--storage", "mysql://x@y/z", "--port", "0"], timeout: 30)
+        XCTAssertNotEqual(badURL.status, 0)
+        XCTAssertTrue(badURL.stderr.contains("postgres://USER@HOST:PORT/DATABASE"), badURL.stderr)
+        let closedPort = try Nginx.freePort()
+        let down = try Binaries.run("keyglass-server", ["serve", "--data", log.data, "--storage", "postgres://keyglass@127.0.0.1:\(closedPort)/flow", "--port", "0"], timeout: 30)
+        XCTAssertEqual(down.status, 1)
+        XCTAssertTrue(down.stderr.contains("cannot connect to PostgreSQL"), down.stderr)
+
+        var (server, client) = try await serve(log, work: work, name: "server-1")
+        // Publishes of a mix of keys, several per identity; each answer's proof verifies.
+        var published: [String: [UInt64]] = [:]
+        for i in 0..<40 {
+            let identity = "user\(i % 12)@pg.example"
+            let answer = try await client.publish(body(identity, i % 4 == 3 ? .x25519 : .ed25519), token: log.token)
+            let cp = try AnswerVerifier.openCheckpoint(answer.checkpoint, logKey: log.vkey).checkpoint
+            try ProofVerifier.verifyInclusion(index: answer.index, size: cp.size, leafHash: try XCTUnwrap(Hash(base64: answer.leaf_hash)),
+                                              proof: answer.inclusion_proof.map { try XCTUnwrap(Hash(base64: $0)) }, root: cp.root)
+            published[identity, default: []].append(answer.index)
+        }
+        for (identity, indices) in published {
+            let found = try await KeyLookup(client: client, options: .init(logKey: log.vkey, stateDirectory: nil)).run(identity: identity)
+            XCTAssertEqual(found.entries.map(\.index), indices, "lookup of \(identity)")
+        }
+        let audit = await Auditor(client: client, options: Auditor.Options(stateDirectory: work + "/audit", logKey: log.vkey)).run()
+        XCTAssertEqual(audit.status, .ok, audit.text)
+
+        // A graceful stop releases the lease: the restarted server sequences at once.
+        server.terminate()
+        server.waitUntilExit()
+        (server, client) = try await serve(log, work: work, name: "server-2")
+        let after = try await client.publish(body("after-restart@pg.example"), token: log.token)
+        XCTAssertEqual(after.index, 40)
+        let resumed = await Auditor(client: client, options: Auditor.Options(stateDirectory: work + "/audit", logKey: log.vkey)).run()
+        XCTAssertEqual(resumed.status, .ok, resumed.text)
+        // The tables hold exactly what was acknowledged, one checkpoint per size.
+        XCTAssertEqual(try pg.sql("SELECT count(*) FROM entries", database: "flow"), "41")
+        XCTAssertEqual(try pg.sql("SELECT count(DISTINCT size) = count(*) FROM checkpoints", database: "flow"), "t")
+        await Binaries.kill9(server)
+    }
+
+    // MARK: Several servers
+
+    func testOneSequencerAmongSeveralServersAndFailoverWithinFiveSeconds() async throws {
+        let work = TestLog.temporaryDirectory("pg-failover")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let log = try initialise(pg, work: work, database: "failover")
+        let (first, a) = try await serve(log, work: work, name: "a", ["--lease-seconds", "2"])
+        let (second, b) = try await serve(log, work: work, name: "b", ["--lease-seconds", "2"])
+        defer { second.terminate() }
+
+        let answer = try await a.publish(body("alice@pg.example"), token: log.token)
+        // The server that does not sequence says so, with Retry-After, and writes nothing.
+        let request = try JSONEncoder().encode(body("bob@pg.example"))
+        let (status, headers, refusal) = try await b.rawResponse("POST", "/v1/keys", body: request,
+                                                                 headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"])
+        XCTAssertEqual(status, 503)
+        XCTAssertEqual(headers.first { $0.key.lowercased() == "retry-after" }?.value, "1")
+        XCTAssertTrue(String(decoding: refusal, as: UTF8.self).contains("not_sequencer"))
+        // It follows the log: its checkpoint reaches the sequencer's, and its proofs verify.
+        let target = answer.tree_size
+        var followed: Checkpoint?
+        for _ in 0..<50 {
+            let cp = try AnswerVerifier.openCheckpoint(try await b.checkpoint(), logKey: log.vkey).checkpoint
+            if cp.size >= target { followed = cp; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let seen = try XCTUnwrap(followed, "the second server follows the first's appends")
+        let proof = try await b.inclusionProof(index: answer.index, treeSize: seen.size)
+        try ProofVerifier.verifyInclusion(index: answer.index, size: seen.size, leafHash: try XCTUnwrap(Hash(base64: answer.leaf_hash)),
+                                          proof: proof, root: seen.root)
+
+        // The sequencer dies: the other takes over within 5 s, from where it left off.
+        await Binaries.kill9(first)
+        let killed = ContinuousClock.now
+        var taken: PublishAnswer?
+        while ContinuousClock.now - killed < .seconds(8) {
+            if let ok = try? await b.publish(body("carol@pg.example"), token: log.token) { taken = ok; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let took = ContinuousClock.now - killed
+        let next = try XCTUnwrap(taken, "no server took over")
+        XCTAssertLessThan(took, .seconds(5), "failover took \(took)")
+        XCTAssertEqual(next.index, answer.index + 1)
+        let final = try AnswerVerifier.openCheckpoint(next.checkpoint, logKey: log.vkey).checkpoint
+        let consistency = try await b.consistencyProof(from: seen.size, to: final.size)
+        try ProofVerifier.verifyConsistency(size1: seen.size, size2: final.size, root1: seen.root, root2: final.root, proof: consistency)
+        print("postgres failover: the standby server sequenced \(took) after the sequencer was killed")
+    }
+
+    actor Observed {
+        var acknowledged: [UInt64: String] = [:]
+        /// Every checkpoint note any server served or answered with.
+        var notes: Set<String> = []
+        func ack(_ a: PublishAnswer) {
+            acknowledged[a.index] = a.leaf_hash
+            notes.insert(a.checkpoint)
+        }
+        func saw(_ note: String) { notes.insert(note) }
+    }
+
+    /// Three servers on one database under publish load; one of them SIGKILLed at random, round
+    /// after round, and restarted. Nothing acknowledged is lost, no two servers ever served two
+    /// different trees of one size, and every checkpoint served is consistent with the final tree.
+    /// `KEYGLASS_PG_CRASH_ROUNDS` sets the rounds (`make soak` runs more).
+    func testSIGKILLRoundsAcrossThreeServersNeverForkNorLoseAnything() async throws {
+        let rounds = Int(ProcessInfo.processInfo.environment["KEYGLASS_PG_CRASH_ROUNDS"] ?? "") ?? 6
+        let work = TestLog.temporaryDirectory("pg-crash")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let log = try initialise(pg, work: work, database: "crash")
+        var servers: [(Process, LogClient)] = []
+        for i in 0..<3 { servers.append(try await serve(log, work: work, name: "s\(i)-0", ["--lease-seconds", "1.5", "--log-level", "error"])) }
+        let observed = Observed()
+        var rng = SystemRandomNumberGenerator()
+        var sequencersKilled = 0
+
+        for round in 0..<rounds {
+            let clients = servers.map(\.1)
+            let stop = StopFlag()
+            // Publishers try the servers in turn (a 503 from one that does not sequence, or a
+            // refused connection from one being killed, moves on); watchers record every checkpoint.
+            let publishers = (0..<12).map { worker in
+                Task {
+                    var n = 0
+                    while !stop.isSet {
+                        n += 1
+                        let client = clients[(worker + n) % clients.count]
+                        let b = PublishBody(identity: "w\(worker)-r\(round)-\(n)@pg.example", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
+                        if let answer = try? await client.publish(b, token: log.token) { await observed.ack(answer) }
+                        else { try? await Task.sleep(for: .milliseconds(20)) }
+                    }
+                }
+            }
+            let watchers = clients.map { client in
+                Task {
+                    while !stop.isSet {
+                        if let note = try? await client.checkpoint() { await observed.saw(note) }
+                        try? await Task.sleep(for: .milliseconds(30))
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 400...1500, using: &rng)))
+            // Every other round the sequencer itself (found by the pid in the lease's holder), the
+            // others any of the three: a follower killed must not disturb anything either.
+            var victim = Int.random(in: 0..<servers.count, using: &rng)
+            if round % 2 == 0, let holder = try? pg.sql("SELECT holder FROM sequencer_lease WHERE expires_at > now()", database: "crash"),
+               let pid = holder.split(separator: ":").dropFirst().first.flatMap({ Int32($0) }),
+               let sequencing = servers.firstIndex(where: { $0.0.processIdentifier == pid }) {
+                victim = sequencing
+                sequencersKilled += 1
+            }
+            await Binaries.kill9(servers[victim].0)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...800, using: &rng)))
+            stop.set()
+            for t in publishers + watchers { await t.value }
+            servers[victim] = try await serve(log, work: work, name: "s\(victim)-\(round + 1)", ["--lease-seconds", "1.5", "--log-level", "error"])
+        }
+
+        // One more publish through whichever server sequences now, then the checks, against the
+        // final tree as each server serves it.
+        var last: PublishAnswer?
+        for _ in 0..<100 where last == nil {
+            for (_, client) in servers {
+                if let a = try? await client.publish(body("final@pg.example"), token: log.token) { last = a; await observed.ack(a); break }
+            }
+            if last == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let final = try AnswerVerifier.openCheckpoint(try XCTUnwrap(last, "no server sequences after the rounds").checkpoint, logKey: log.vkey).checkpoint
+        let client = servers[0].1
+        for _ in 0..<50 {
+            if try AnswerVerifier.openCheckpoint(try await client.checkpoint(), logKey: log.vkey).checkpoint.size >= final.size { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        var stored: [UInt64: String] = [:]
+        var start: UInt64 = 0
+        while start < final.size {
+            let page = try await client.entries(start: start, end: final.size)
+            for e in page.entries { stored[e.index] = e.leaf_hash }
+            start = page.end
+        }
+        let acknowledged = await observed.acknowledged
+        for (index, leaf) in acknowledged { XCTAssertEqual(stored[index], leaf, "acknowledged entry \(index) is in the final tree unchanged") }
+        var rootOfSize: [UInt64: Hash] = [:]
+        for note in await observed.notes {
+            let cp = try AnswerVerifier.openCheckpoint(note, logKey: log.vkey).checkpoint
+            if let other = rootOfSize[cp.size] { XCTAssertEqual(other, cp.root, "two different trees of size \(cp.size) were served") }
+            rootOfSize[cp.size] = cp.root
+            guard cp.size > 0, cp.size < final.size else { continue }
+            let proof = try await client.consistencyProof(from: cp.size, to: final.size)
+            XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: cp.size, size2: final.size, root1: cp.root, root2: final.root, proof: proof),
+                             "checkpoint \(cp.size) is consistent with the final tree")
+        }
+        XCTAssertGreaterThan(acknowledged.count, rounds * 10, "the rounds published under load")
+        let audit = await Auditor(client: client, options: Auditor.Options(stateDirectory: work + "/audit", logKey: log.vkey)).run()
+        XCTAssertEqual(audit.status, .ok, audit.text)
+        for (p, _) in servers { await Binaries.kill9(p) }
+        XCTAssertGreaterThanOrEqual(sequencersKilled, rounds / 2, "the sequencer was among the victims")
+        print("postgres crash rounds: \(rounds) SIGKILLs across 3 servers (\(sequencersKilled) of the sequencer), \(acknowledged.count) acknowledged publishes all present, \(rootOfSize.count) checkpoints served, none forked")
+    }
+
+    // MARK: A standby
+
+    /// A server on a hot standby serves the trees the replica holds and no other: with replay
+    /// paused it keeps serving the older tree and refuses proofs for the newer one; resumed, it
+    /// catches up. It never sequences.
+    func testServerOnHotStandbyServesOnlyTreesTheReplicaHolds() async throws {
+        let work = TestLog.temporaryDirectory("pg-standby")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let primary = try await PostgresServer.start(in: work)
+        defer { primary.stop() }
+        let log = try initialise(primary, work: work, database: "standby")
+        let (writerProcess, writer) = try await serve(log, work: work, name: "primary")
+        defer { writerProcess.terminate() }
+        var answers: [PublishAnswer] = []
+        for i in 0..<20 { answers.append(try await writer.publish(body("u\(i)@pg.example"), token: log.token)) }
+
+        let standby = try await PostgresServer.startStandby(of: primary, in: work)
+        defer { standby.stop() }
+        XCTAssertEqual(try standby.sql("SELECT pg_is_in_recovery()", database: "postgres"), "t")
+        let standbyLog = Log(data: log.data, url: standby.url("standby"), vkey: log.vkey, token: log.token)
+        let (readerProcess, reader) = try await serve(standbyLog, work: work, name: "standby")
+        defer { readerProcess.terminate() }
+
+        func size(_ c: LogClient) async throws -> Checkpoint {
+            try AnswerVerifier.openCheckpoint(try await c.checkpoint(), logKey: log.vkey).checkpoint
+        }
+        func waitFor(_ n: UInt64) async throws -> Checkpoint {
+            for _ in 0..<100 {
+                let cp = try await size(reader)
+                if cp.size >= n { return cp }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw ClientError.network("the standby's server did not reach size \(n) in 10 s")
+        }
+        let held = try await waitFor(20)
+        XCTAssertEqual(held.size, 20)
+        let status = try await reader.raw("POST", "/v1/keys", body: try JSONEncoder().encode(body("x@pg.example")),
+                                          headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"]).0
+        XCTAssertEqual(status, 503, "a server on a standby never sequences")
+
+        // Replay paused: the primary moves on, the standby's server stays at the tree it holds.
+        try standby.sql("SELECT pg_wal_replay_pause()", database: "postgres")
+        for _ in 0..<100 {
+            if try standby.sql("SELECT pg_get_wal_replay_pause_state()", database: "postgres") == "paused" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for i in 20..<30 { answers.append(try await writer.publish(body("u\(i)@pg.example"), token: log.token)) }
+        let newer = try await size(writer)
+        XCTAssertEqual(newer.size, 30)
+        try await Task.sleep(for: .milliseconds(800))
+        let stillHeld = try await size(reader)
+        XCTAssertEqual(stillHeld.size, 20, "the standby's server serves only the tree its replica holds")
+        let (proofStatus, _) = try await reader.raw("GET", "/v1/proof/inclusion?index=25&tree_size=30")
+        XCTAssertEqual(proofStatus / 100, 4, "no proof against a checkpoint the replica lacks")
+        let (consistencyStatus, _) = try await reader.raw("GET", "/v1/proof/consistency?from=20&to=30")
+        XCTAssertEqual(consistencyStatus / 100, 4)
+        let (entryStatus, _) = try await reader.raw("GET", "/v1/entries?start=25&end=26")
+        XCTAssertEqual(entryStatus / 100, 4)
+        // What it does serve verifies against what it holds.
+        let old = answers[5]
+        let proof = try await reader.inclusionProof(index: old.index, treeSize: held.size)
+        try ProofVerifier.verifyInclusion(index: old.index, size: held.size, leafHash: try XCTUnwrap(Hash(base64: old.leaf_hash)), proof: proof, root: held.root)
+
+        // Resumed: it catches up, and the newer proofs verify.
+        try standby.sql("SELECT pg_wal_replay_resume()", database: "postgres")
+        var caught: Checkpoint?
+        for _ in 0..<100 {
+            let cp = try await size(reader)
+            if cp.size == 30 { caught = cp; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let now = try XCTUnwrap(caught, "the standby's server caught up after replay resumed")
+        XCTAssertEqual(now.root, newer.root)
+        let late = answers[25]
+        let lateProof = try await reader.inclusionProof(index: late.index, treeSize: 30)
+        try ProofVerifier.verifyInclusion(index: late.index, size: 30, leafHash: try XCTUnwrap(Hash(base64: late.leaf_hash)), proof: lateProof, root: now.root)
+        let found = try await KeyLookup(client: reader, options: .init(logKey: log.vkey, stateDirectory: nil)).run(identity: "u25@pg.example")
+        XCTAssertEqual(found.entries.map(\.index), [late.index])
+    }
+}
