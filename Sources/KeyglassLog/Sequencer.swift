@@ -267,37 +267,47 @@ public final class Sequencer: Service, @unchecked Sendable {
         }
         writerState.refusingFutureTimestamp = false
         let t0 = ContinuousClock.now
-        let built: BatchBuilder.Built
+        var built: BatchBuilder.Built?
+        var buildError: Error?
         do {
             let previous = try storage.newestEntries(of: Set(batch.map(\.request.identity)))
-            built = try BatchBuilder.build(batch.map(\.request), after: head, newestOfIdentity: previous,
-                                           timestamp: max(now, head.newestTimestamp), maxSize: storage.maxSize,
-                                           signer: signer, cachedFrom: store.upperTree.lowestLevel)
+            // The batch is built, and its checkpoint signed, inside the engine's critical section
+            // (`LogStorage.append(previousSize:build:)`): a server that may not extend the log
+            // refuses before it signs anything.
+            try storage.append(previousSize: head.checkpoint.size) {
+                do {
+                    let b = try BatchBuilder.build(batch.map(\.request), after: head, newestOfIdentity: previous,
+                                                   timestamp: max(now, head.newestTimestamp), maxSize: storage.maxSize,
+                                                   signer: signer, cachedFrom: store.upperTree.lowestLevel)
+                    built = b
+                    return b.batch
+                } catch {
+                    buildError = error
+                    throw error
+                }
+            }
         } catch {
             logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
-            fail(batch, error)
-            return
-        }
-        guard let appended = built.batch else {
-            // Nothing to write: every publish of the batch was refused.
-            options.metrics.publishes(built.results)
-            for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
-            return
-        }
-        do {
-            try storage.append(appended)
-        } catch {
-            logger.error("batch of \(batch.count) not stored", metadata: ["error": "\(error)"])
-            // Before anyone hears of it: the append may have committed, or lost to another writer.
-            if let head = resynchronise(), head.checkpoint == built.head.checkpoint {
-                // Storage holds exactly this batch: it committed and only its answer was lost.
-                // Its callers get their receipts, so none of them retries into a duplicate.
-                logger.notice("the failed append had committed; its publishes are answered", metadata: ["tree_size": "\(head.checkpoint.size)"])
-                options.metrics.publishes(built.results)
-                for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
-                return
+            if buildError == nil {
+                // Before anyone hears of it: the append may have committed, or lost to another writer.
+                let adopted = resynchronise()
+                if let built, let head = adopted, head.checkpoint == built.head.checkpoint {
+                    // Storage holds exactly this batch: it committed and only its answer was lost.
+                    // Its callers get their receipts, so none of them retries into a duplicate.
+                    logger.notice("the failed append had committed; its publishes are answered", metadata: ["tree_size": "\(head.checkpoint.size)"])
+                    options.metrics.publishes(built.results)
+                    for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
+                    return
+                }
             }
             fail(batch, error)
+            return
+        }
+        guard let built else { fail(batch, StoreError.storage("the storage engine appended without building the batch")); return }
+        guard built.batch != nil else {
+            // Nothing was written: every publish of the batch was refused.
+            options.metrics.publishes(built.results)
+            for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
             return
         }
         let took = ContinuousClock.now - t0

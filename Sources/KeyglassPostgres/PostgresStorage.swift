@@ -113,22 +113,33 @@ public final class PostgresStorage: LogStorage {
     }
 
     public func append(_ batch: SequencedBatch) throws {
+        try append(previousSize: batch.previousSize) { batch }
+    }
+
+    /// The fence first, then `build` (which signs), then the writes, all in one transaction: while
+    /// it is open this server holds the lease row's lock, so no other server can pass its own fence
+    /// and sign a tree of the same size until this one commits or rolls back.
+    public func append(previousSize: UInt64, build: () throws -> SequencedBatch?) throws {
         try writer.transaction {
-            if let lease {
-                guard let term = lease.grantedTerm else { throw StoreError.conflict("this server does not hold the sequencer lease") }
-                let rows = try writer.query("""
-                    SELECT holder = \(lease.holder) AND term = \(term) AND expires_at > clock_timestamp()
-                    FROM sequencer_lease WHERE id = 1 FOR UPDATE
-                    """)
-                guard try rows.first?.decode(Bool.self) == true else {
-                    lease.lost()
-                    throw StoreError.conflict("the sequencer lease lapsed or passed to another server")
-                }
+            // The lease row's lock serialises appends (with a lease or without); the statements after
+            // it see everything committed before it was granted (READ COMMITTED takes a new
+            // snapshot per statement), so the head read next is the newest.
+            let term = lease?.grantedTerm
+            if lease != nil, term == nil { throw StoreError.conflict("this server does not hold the sequencer lease") }
+            let rows = try writer.query("""
+                SELECT holder = \(lease?.holder ?? "") AND term = \(term ?? -1) AND expires_at > clock_timestamp()
+                FROM sequencer_lease WHERE id = 1 FOR UPDATE
+                """)
+            if let lease, try rows.first?.decode(Bool.self) != true {
+                lease.lost()
+                throw StoreError.conflict("the sequencer lease lapsed or passed to another server")
             }
             let newest = try Self.latestCheckpoint(writer)?.size
-            guard newest == batch.previousSize else {
-                throw StoreError.conflict("the batch extends size \(batch.previousSize) but the newest checkpoint has size \(newest.map(String.init) ?? "none")")
+            guard newest == previousSize else {
+                throw StoreError.conflict("the batch extends size \(previousSize) but the newest checkpoint has size \(newest.map(String.init) ?? "none")")
             }
+            guard let batch = try build() else { return }
+            guard batch.previousSize == previousSize else { throw StoreError.conflict("the batch built does not extend size \(previousSize)") }
             let e = batch.entries
             try writer.query("""
                 INSERT INTO entries(idx, identity, leaf_hash, data)

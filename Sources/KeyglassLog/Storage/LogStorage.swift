@@ -39,6 +39,14 @@ public protocol LogStorage: AnyObject, Sendable {
     /// Throws `StoreError.conflict` if the newest stored checkpoint is not of `batch.previousSize`.
     func append(_ batch: SequencedBatch) throws
 
+    /// Builds a batch with `build` (which signs its checkpoint) and appends it, as one critical
+    /// section where the engine can offer one: an engine shared by several servers opens the
+    /// append's transaction and passes its fence (this server's lease, the newest checkpoint of
+    /// `previousSize`) *before* `build` runs, so a server that may not extend the log never even
+    /// signs a tree (see `PostgresStorage`). `build` returns nil when there is nothing to write.
+    /// The default builds, then calls `append(_:)`: an engine with one writer needs no more.
+    func append(previousSize: UInt64, build: () throws -> SequencedBatch?) throws
+
     /// Replaces the signed note of the newest checkpoint (same size, same root), for a new signing
     /// key. Throws if the newest checkpoint is not of `size` and `root`.
     func replaceNote(size: UInt64, root: Hash, note: String) throws
@@ -64,6 +72,12 @@ public protocol LogStorage: AnyObject, Sendable {
 
     /// Closes the engine's connections once queued work has run. Call once nothing reads or writes.
     func close()
+}
+
+extension LogStorage {
+    public func append(previousSize: UInt64, build: () throws -> SequencedBatch?) throws {
+        if let batch = try build() { try append(batch) }
+    }
 }
 
 /// One batch as the sequencer built it: everything `LogStorage.append` writes in one transaction.

@@ -1,0 +1,69 @@
+import Foundation
+import KeyglassCore
+import KeyglassLog
+import KeyglassPostgres
+import KeyglassTestSupport
+import XCTest
+
+/// The sequencer lease's fence, attacked directly on a real PostgreSQL: a server whose lease lapsed
+/// (it was paused, partitioned, or its clock ran slow) and that still believes it sequences must not
+/// get a batch into the log, and must not even sign one.
+final class PostgresLeaseTests: XCTestCase {
+    func testALapsedSequencerIsFencedBeforeItSigns() async throws {
+        let work = TestLog.temporaryDirectory("pg-lease")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let url = try PostgresURL(try pg.createDatabase("lease"))
+        let a = try PostgresStorage(url: url, readers: 1, leaseHolder: "server-a", leaseDuration: .milliseconds(900))
+        defer { a.close() }
+        let b = try PostgresStorage(url: url, readers: 1, leaseHolder: "server-b", leaseDuration: .milliseconds(900))
+        defer { b.close() }
+        let signer = try NoteSigner.generate(name: "lease.example/log")
+        _ = try LogAdmin.initialise(a, signer: signer)
+        let leaseA = try XCTUnwrap(a.lease), leaseB = try XCTUnwrap(b.lease)
+
+        XCTAssertTrue(leaseA.attempt(), "a free lease is taken")
+        XCTAssertFalse(leaseB.attempt(), "a held lease is not")
+        var built = false
+        try a.append(previousSize: 0) { built = true; return nil }
+        XCTAssertTrue(built, "the holder passes its fence")
+
+        // A's belief outlives the lease: here the lease ends early by the database's clock (as it
+        // does for a server paused between its check and its append, or whose clock runs slow)
+        // and B takes it while A still believes. The fence in the database refuses A before
+        // `build`, so nothing is signed.
+        try pg.sql("UPDATE sequencer_lease SET expires_at = clock_timestamp() - interval '1 second'", database: "lease")
+        XCTAssertTrue(leaseB.attempt(), "B takes the expired lease")
+        XCTAssertTrue(leaseA.isHeld, "A still believes it holds the lease (the case the fence exists for)")
+        built = false
+        XCTAssertThrowsError(try a.append(previousSize: 0) { built = true; return nil }) { error in
+            XCTAssertEqual((error as? StoreError).map { if case .conflict = $0 { return true } else { return false } }, true, "\(error)")
+        }
+        XCTAssertFalse(built, "a lapsed sequencer never reaches the point where it signs")
+        XCTAssertFalse(leaseA.isHeld, "a fenced server stops believing it sequences")
+        XCTAssertFalse(leaseA.attempt(), "and cannot take the lease back while B renews it")
+        try b.append(previousSize: 0) { built = true; return nil }
+        XCTAssertTrue(built)
+
+        // A compare-and-swap on the head too: even the holder cannot build on a stale size.
+        built = false
+        XCTAssertThrowsError(try b.append(previousSize: 7) { built = true; return nil })
+        XCTAssertFalse(built)
+
+        // A graceful release hands over at once, at a new term.
+        leaseB.release()
+        XCTAssertFalse(leaseB.isHeld)
+        XCTAssertTrue(leaseA.attempt(), "a released lease is free at once")
+        let terms = try pg.sql("SELECT holder || ':' || term FROM sequencer_lease", database: "lease")
+        XCTAssertEqual(terms, "server-a:3", "every change of holder is a new term")
+
+        // A holder that stops renewing stops believing before the database lets anyone else in
+        // (its belief ends a third early), and then refuses by itself.
+        try await Task.sleep(for: .milliseconds(650))
+        XCTAssertFalse(leaseA.isHeld)
+        built = false
+        XCTAssertThrowsError(try a.append(previousSize: 0) { built = true; return nil })
+        XCTAssertFalse(built)
+    }
+}
