@@ -151,6 +151,60 @@ final class PostgresLogTests: XCTestCase {
         print("postgres failover: the standby server sequenced \(took) after the sequencer was killed")
     }
 
+    /// The sequencer is paused (SIGSTOP) with a publish in flight, past its lease; another server
+    /// takes over and extends the log; then the paused one resumes. It must not append what it
+    /// held: its publish is refused or, if acknowledged, in the log; and no size was ever served
+    /// with two different roots.
+    func testAPausedSequencerResumesAsAFollowerWithoutForking() async throws {
+        let work = TestLog.temporaryDirectory("pg-pause")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let log = try initialise(pg, work: work, database: "pause")
+        let (first, a) = try await serve(log, work: work, name: "a", ["--lease-seconds", "1.2"])
+        defer { first.terminate() }
+        let (second, b) = try await serve(log, work: work, name: "b", ["--lease-seconds", "1.2"])
+        defer { second.terminate() }
+        var answers: [PublishAnswer] = []
+        for i in 0..<5 { answers.append(try await a.publish(body("early\(i)@pg.example"), token: log.token)) }
+
+        kill(first.processIdentifier, SIGSTOP)
+        let pending = body("in-flight@pg.example"), token = log.token
+        let inFlight = Task { try? await a.publish(pending, token: token) }
+        var taken = false
+        for _ in 0..<60 where !taken {
+            if let ok = try? await b.publish(body("late0@pg.example"), token: log.token) { answers.append(ok); taken = true }
+            else { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        XCTAssertTrue(taken, "the other server took over from the paused one")
+        for i in 1..<5 { answers.append(try await b.publish(body("late\(i)@pg.example"), token: log.token)) }
+        kill(first.processIdentifier, SIGCONT)
+        let resumed = await inFlight.value
+        if let resumed { answers.append(resumed) }
+
+        // The resumed server follows: it serves B's tree, and refuses publishes while B sequences.
+        let final = try AnswerVerifier.openCheckpoint(answers.last!.checkpoint, logKey: log.vkey).checkpoint
+        var followed = false
+        for _ in 0..<50 where !followed {
+            followed = try AnswerVerifier.openCheckpoint(try await a.checkpoint(), logKey: log.vkey).checkpoint.size >= final.size
+            if !followed { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        XCTAssertTrue(followed, "the resumed server serves the tree the new sequencer extended")
+        let newest = try AnswerVerifier.openCheckpoint(try await b.checkpoint(), logKey: log.vkey).checkpoint
+        var roots: [UInt64: Hash] = [:]
+        for answer in answers {
+            let cp = try AnswerVerifier.openCheckpoint(answer.checkpoint, logKey: log.vkey).checkpoint
+            if let other = roots[cp.size] { XCTAssertEqual(other, cp.root, "two trees of size \(cp.size)") }
+            roots[cp.size] = cp.root
+            let stored = try await b.entries(start: answer.index, end: answer.index + 1).entries.first
+            XCTAssertEqual(stored?.leaf_hash, answer.leaf_hash, "acknowledged entry \(answer.index) is in the log")
+            let proof = try await b.consistencyProof(from: cp.size, to: newest.size)
+            XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: cp.size, size2: newest.size, root1: cp.root, root2: newest.root, proof: proof))
+        }
+        XCTAssertEqual(try pg.sql("SELECT count(DISTINCT size) = count(*) FROM checkpoints", database: "pause"), "t")
+        print("postgres pause: the in-flight publish to the paused sequencer was \(resumed == nil ? "refused" : "acknowledged at \(resumed!.index)")")
+    }
+
     actor Observed {
         var acknowledged: [UInt64: String] = [:]
         /// Every checkpoint note any server served or answered with.
