@@ -77,6 +77,8 @@ lint:
 test: test-deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@echo "== the crash, evil-log and interop suites again, on PostgreSQL (KEYGLASS_TEST_STORAGE=postgres)"
+	KEYGLASS_TEST_STORAGE=postgres $(SWIFT) test --skip-build --filter 'CrashSafetyTests/testSIGKILL|EvilLogTests|GoInteropTests'
 	python3 Spec/check_openapi.py
 	Spec/fuzz_openapi.sh .build/debug
 	python3 Spec/reference/keyglass_v2_reference.py --check

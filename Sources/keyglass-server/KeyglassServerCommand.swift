@@ -267,8 +267,18 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: "Data directory.")
     var data: String
 
+    @Option(name: .long, help: "The log is in PostgreSQL (see `init --storage`): check that the stored tree there matches its newest checkpoint, signed by DIR's key.")
+    var storage: String?
+
     func run() async throws {
         do {
+            if let storage {
+                let engine = try PostgresStorage(url: try PostgresURL(storage), readers: 1)
+                defer { engine.close() }
+                let head = try Sequencer(store: LogStore(storage: engine), signer: try DataDirectory(path: data).loadSigner()).latestCheckpoint
+                print("ok: tree size \(head.size), root \(head.root.base64)")
+                return
+            }
             let head = try Self.verify(DataDirectory(path: data))
             print("ok: tree size \(head.size), root \(head.root.base64)")
         } catch {

@@ -38,7 +38,11 @@ final class CrashSafetyTests: XCTestCase {
         let work = TestLog.temporaryDirectory("crash")
         defer { try? FileManager.default.removeItem(atPath: work) }
         let data = work + "/data"
-        let initRun = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "crash.example/log"])
+        // Both engines (`TestStorage`): with KEYGLASS_TEST_STORAGE=postgres the log is in a database.
+        let storage = TestStorage.usesPostgres ? ["--storage", try await TestStorage.newDatabase().url] : []
+        // A SIGKILLed server leaves its lease to expire: short, so the next one sequences soon.
+        let leaseOption = storage.isEmpty ? [] : ["--lease-seconds", "1"]
+        let initRun = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "crash.example/log"] + storage)
         XCTAssertEqual(initRun.status, 0, initRun.stderr)
         let vkey = try NoteVerifierKey(try Files.readText(data + "/verifier-key").trimmingCharacters(in: .whitespacesAndNewlines))
         let token = try Files.readPrivate(data + "/publish-token").trimmingCharacters(in: .whitespacesAndNewlines)
@@ -48,7 +52,18 @@ final class CrashSafetyTests: XCTestCase {
         auditOptions.saveEvery = 64
 
         for round in 0..<rounds {
-            let (server, _, client) = try await Binaries.startServer(data: data, ["--log-level", "error"], log: work + "/server-\(round).log")
+            let (server, _, client) = try await Binaries.startServer(data: data, ["--log-level", "error"] + storage + leaseOption, log: work + "/server-\(round).log")
+            if !storage.isEmpty {
+                // The killed server's lease must expire first: wait until this one sequences, so
+                // every round's kill lands under load.
+                var sequencing = false
+                for _ in 0..<100 where !sequencing {
+                    let probe = PublishBody(identity: "probe-\(round)", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
+                    if let answer = try? await client.publish(probe, token: token) { await acks.add(answer, identity: "probe-\(round)"); sequencing = true }
+                    else { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                XCTAssertTrue(sequencing, "round \(round): the restarted server sequences once the old lease expired")
+            }
 
             // Before new load: everything acknowledged so far is still there, at its index.
             try await checkAcknowledged(acks, client, vkey)
@@ -78,15 +93,15 @@ final class CrashSafetyTests: XCTestCase {
         }
 
         // A last restart: the final checks, and SQLite's own integrity check.
-        let (server, _, client) = try await Binaries.startServer(data: data, log: work + "/server-final.log")
+        let (server, _, client) = try await Binaries.startServer(data: data, storage + leaseOption, log: work + "/server-final.log")
         let acknowledged = try await checkAcknowledged(acks, client, vkey)
         XCTAssertGreaterThan(acknowledged, rounds * 10, "the rounds published under load")
         let report = await Auditor(client: client, options: auditOptions).run()
         XCTAssertEqual(report.status, .ok, report.text)
         await Binaries.kill9(server)
-        let check = try Binaries.run("keyglass-server", ["check", "--data", data])
+        let check = try Binaries.run("keyglass-server", ["check", "--data", data] + storage)
         XCTAssertEqual(check.status, 0, check.stderr)
-        print("crash safety: \(rounds) SIGKILL rounds survived, \(acknowledged) acknowledged publishes all present")
+        print("crash safety (\(storage.isEmpty ? "SQLite" : "PostgreSQL")): \(rounds) SIGKILL rounds survived, \(acknowledged) acknowledged publishes all present")
     }
 
     /// `keyglass audit` SIGKILLed part-way, again and again: every next run resumes from the saved

@@ -18,6 +18,11 @@ extension TestLog {
     /// As `forgeHistory(_:)`, from entry bytes as stored (with the identity column's text), so a
     /// test can store bytes no encoder of today would write.
     public func forgeHistory(raw entries: [(identity: String, data: [UInt8])]) throws {
+        if let postgres {
+            try TestStorage.forgeHistory(url: postgres.url, database: postgres.name, server: postgres.server,
+                                         signer: try directory.loadSigner(), entries: entries)
+            return
+        }
         try directory.forgeHistory(raw: entries)
     }
 }

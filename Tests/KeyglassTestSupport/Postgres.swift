@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import KeyglassClient
 import KeyglassHTTP
 
@@ -24,6 +25,7 @@ public final class PostgresServer: Sendable {
 
     /// Starts a new cluster in a fresh directory under `parent`.
     public static func start(in parent: String) async throws -> PostgresServer {
+        reapOrphans()
         let dir = try makeDirectory(in: parent, name: "pg-primary")
         let initdb = try run("initdb", ["-D", dir, "-U", "keyglass", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
         guard initdb.status == 0 else { throw ClientError.network("initdb failed: \(initdb.stderr)") }
@@ -80,11 +82,14 @@ public final class PostgresServer: Sendable {
         return url(name)
     }
 
-    /// Runs SQL with psql; returns its output (unaligned, tuples only). Throws on any error.
+    /// Runs SQL with psql (on its standard input, so a statement may be long); returns its output
+    /// (unaligned, tuples only, and a command's tag such as "UPDATE 1"). Throws on any error.
     @discardableResult
     public func sql(_ statement: String, database: String) throws -> String {
-        let r = try Self.run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", user, "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", statement])
-        guard r.status == 0 else { throw ClientError.network("psql \(statement): \(r.stderr)") }
+        let r = try Binaries.runProcess(URL(fileURLWithPath: try Self.binary("psql")),
+                                        ["-h", "127.0.0.1", "-p", "\(port)", "-U", user, "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-f", "-"],
+                                        input: Data(statement.utf8), timeout: 120)
+        guard r.status == 0 else { throw ClientError.network("psql \(statement.prefix(300)): \(r.stderr)") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -93,6 +98,25 @@ public final class PostgresServer: Sendable {
         _ = try? Self.run("pg_ctl", ["-D", directory, "-m", "fast", "-w", "-t", "30", "stop"])
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
+    }
+
+    /// A test process that crashed left its clusters running (its exit handlers never ran): stops
+    /// every cluster under a `keyglass-tests-PID` directory whose process is gone, and removes it.
+    private static let reaped = Mutex(false)
+    static func reapOrphans() {
+        guard !reaped.withLock({ r in defer { r = true }; return r }) else { return }
+        let tmp = FileManager.default.temporaryDirectory.path
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] where name.hasPrefix("keyglass-tests-") {
+            guard let pid = Int32(name.dropFirst("keyglass-tests-".count)), pid != getpid(), kill(pid, 0) != 0 else { continue }
+            let root = tmp + "/" + name
+            let found = FileManager.default.enumerator(atPath: root)
+            while let path = found?.nextObject() as? String {
+                if path.hasSuffix("postmaster.pid") {
+                    _ = try? run("pg_ctl", ["-D", root + "/" + String(path.dropLast("/postmaster.pid".count)), "-m", "immediate", "-w", "-t", "20", "stop"])
+                }
+            }
+            try? FileManager.default.removeItem(atPath: root)
+        }
     }
 
     // MARK: Running PostgreSQL's programs

@@ -5,6 +5,7 @@ import KeyglassClient
 import KeyglassCore
 import KeyglassHTTP
 import KeyglassLog
+import KeyglassPostgres
 import KeyglassServer
 import KeyglassWire
 import KeyglassWitness
@@ -17,6 +18,9 @@ public final class TestLog: Sendable {
     public let directory: DataDirectory
     public let verifierKey: NoteVerifierKey
     public let token: String
+    /// With `KEYGLASS_TEST_STORAGE=postgres` (`TestStorage`): the log's database on the process's
+    /// PostgreSQL cluster; nil: the log is DIR/log.sqlite.
+    public let postgres: (url: String, name: String, server: PostgresServer)?
 
     /// A new data directory; `copying` starts from a copy of another log's (same signing key: a fork).
     public init(copying other: TestLog? = nil) async throws {
@@ -25,8 +29,23 @@ public final class TestLog: Sendable {
         if let other {
             try FileManager.default.copyItem(atPath: other.directory.path, toPath: path)
             verifierKey = other.verifierKey
+            if let source = other.postgres {
+                // A copy of the database too: the same history, diverging from here.
+                let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
+                try source.server.sql("CREATE DATABASE \(name) TEMPLATE \(source.name)", database: "postgres")
+                postgres = (source.server.url(String(name)), String(name), source.server)
+            } else {
+                postgres = nil
+            }
+        } else if TestStorage.usesPostgres {
+            let database = try await TestStorage.newDatabase()
+            let engine = try PostgresStorage(url: try PostgresURL(database.url), readers: 1)
+            defer { engine.close() }
+            verifierKey = try await directory.initialise(origin: "test.keyglass.example/log", storage: engine, describedAs: database.url)
+            postgres = database
         } else {
             verifierKey = try await directory.initialise(origin: "test.keyglass.example/log")
+            postgres = nil
         }
         token = try directory.loadToken()
     }
@@ -41,8 +60,11 @@ public final class TestLog: Sendable {
                       heartbeat: Duration = .seconds(60), maxPages: Int? = nil, sync: SyncMode = .normal, vfs: String? = nil,
                       logLevel: Logger.Level = .warning, wrapStorage: (SQLiteStorage) -> any LogStorage = { $0 },
                       configure: (inout ServerOptions) -> Void = { _ in }) async throws -> RunningServer {
-        let sqlite = try SQLiteStorage(path: directory.database, sync: sync, maxPages: maxPages, vfs: vfs)
-        let store = LogStore(storage: wrapStorage(sqlite))
+        let sqlite: SQLiteStorage? = postgres == nil ? try SQLiteStorage(path: directory.database, sync: sync, maxPages: maxPages, vfs: vfs) : nil
+        // PostgreSQL: the log's only server, so no lease (the lease's own tests run several).
+        // `wrapStorage` and the SQLite-only options apply to SQLite logs.
+        let engine: any LogStorage = try sqlite.map(wrapStorage) ?? PostgresStorage(url: try PostgresURL(postgres!.url), readers: 4)
+        let store = LogStore(storage: engine)
         var logger = Logger(label: "keyglass-test")
         logger.logLevel = logLevel
         var sequencerLogger = Logger(label: "keyglass.sequencer")
@@ -50,7 +72,7 @@ public final class TestLog: Sendable {
         let metrics = ServerMetrics()
         var followerOptions = merges ?? IndexMergeFollower.Options()
         followerOptions.metrics = metrics.log
-        let follower = IndexMergeFollower(storage: sqlite, options: followerOptions, logger: sequencerLogger)
+        let follower = sqlite.map { IndexMergeFollower(storage: $0, options: followerOptions, logger: sequencerLogger) }
         var options = options
         options.metrics = metrics.log
         let sequencer = try Sequencer(store: store, signer: try directory.loadSigner(), options: options, logger: sequencerLogger)
@@ -61,7 +83,7 @@ public final class TestLog: Sendable {
         let api = KeyglassAPI(store: store, sequencer: sequencer, options: serverOptions, logger: logger, witnesses: collector,
                               metrics: metrics, indexFollower: follower)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = api.application(host: "127.0.0.1", port: 0, background: merges == nil ? [] : [follower]) { port in portContinuation.yield(port) }
+        let app = api.application(host: "127.0.0.1", port: 0, background: merges == nil ? [] : follower.map { [$0] } ?? []) { port in portContinuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
@@ -76,10 +98,12 @@ public struct RunningServer: Sendable {
     let group: ServiceGroup
     let task: Task<Void, Error>
     public let store: LogStore
-    /// The SQLite engine under `store` (under the test's wrapper, if it gave one).
-    public let sqlite: SQLiteStorage
-    /// The lookup-index follower: running unless the test started the server with `merges: nil`.
-    public let merges: IndexMergeFollower
+    /// The SQLite engine under `store` (under the test's wrapper, if it gave one); nil for a log on
+    /// PostgreSQL, which the suites that need it are not run against.
+    public let sqlite: SQLiteStorage!
+    /// The lookup-index follower: running unless the test started the server with `merges: nil`
+    /// (SQLite only).
+    public let merges: IndexMergeFollower!
     /// The sequencer itself: a test that plays an operator running modified software submits
     /// entries here, past every check the HTTP layer makes.
     public let sequencer: Sequencer
@@ -126,6 +150,13 @@ extension TestLog {
     /// Runs SQL on the log's database directly, behind the server's back: how the tests play a
     /// compromised operator who edits storage.
     public func tamper(_ sql: String, requireChanges: Bool = true) throws {
+        if let postgres {
+            let output = try postgres.server.sql(TestStorage.postgresSQL(sql), database: postgres.name)
+            // psql prints each command's tag ("UPDATE 1", "INSERT 0 1"): the last number is the rows.
+            let changed = output.split(separator: "\n").last.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } } ?? 0
+            guard !requireChanges || changed > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
+            return
+        }
         var db: OpaquePointer?
         guard sqlite3_open(directory.database, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }
         defer { sqlite3_close(db) }
@@ -153,6 +184,10 @@ extension TestLog {
 
     /// The first column of the first row of a query on the log's database (0 if there is no row).
     public func scalar(_ sql: String) throws -> Int64 {
+        if let postgres {
+            let output = try postgres.server.sql(TestStorage.postgresSQL(sql), database: postgres.name)
+            return Int64(output.split(separator: "\n").first.map(String.init) ?? "0") ?? 0
+        }
         var db: OpaquePointer?
         guard sqlite3_open_v2(directory.database, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK else { throw ClientError.network("cannot open database") }
         defer { sqlite3_close(db) }

@@ -88,12 +88,24 @@ public struct SequencedBatch: Sendable {
         /// The encoded entry (Spec/entry.md), exactly as served.
         public let data: [UInt8]
         public let leafHash: Hash
+
+        public init(index: UInt64, identity: String, data: [UInt8], leafHash: Hash) {
+            self.index = index
+            self.identity = identity
+            self.data = data
+            self.leafHash = leafHash
+        }
     }
 
     /// A perfect subtree (level ≥ 1) that one of the batch's leaves completed.
     public struct Node: Sendable {
         public let id: NodeID
         public let hash: Hash
+
+        public init(id: NodeID, hash: Hash) {
+            self.id = id
+            self.hash = hash
+        }
     }
 
     /// The size of the checkpoint this batch extends: the compare-and-swap's expected value.
@@ -103,6 +115,14 @@ public struct SequencedBatch: Sendable {
     /// Signed over the tree that ends with the batch's last entry.
     public let checkpoint: StoredCheckpoint
     public let signedAtMillis: UInt64
+
+    public init(previousSize: UInt64, entries: [Entry], nodes: [Node], checkpoint: StoredCheckpoint, signedAtMillis: UInt64) {
+        self.previousSize = previousSize
+        self.entries = entries
+        self.nodes = nodes
+        self.checkpoint = checkpoint
+        self.signedAtMillis = signedAtMillis
+    }
 }
 
 /// A stored entry with its position in the log.
