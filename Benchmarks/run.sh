@@ -115,8 +115,9 @@ export GO111MODULE=off GOPATH=/usr/share/gocode
 go build -o "$WORK/tlogaudit" Benchmarks/go/tlogaudit.go
 go build -o "$WORK/tlogbench" Benchmarks/go/tlogbench.go
 
-# BENCH_ONLY=directory runs the key directory's section alone (section 4).
-if [ "${BENCH_ONLY:-}" != directory ]; then
+# BENCH_ONLY=directory runs the key directory's section alone (section 4), BENCH_ONLY=postgres
+# PostgreSQL's (section 5).
+if [ -z "${BENCH_ONLY:-}" ]; then
 echo "== 0. references without a server (one core each)"
 REF=$("$BIN/keyglass-bench" sqlite-reference 300000 FULL)
 REF_INLINE=$("$BIN/keyglass-bench" sqlite-reference 300000 FULL inline)
@@ -305,7 +306,8 @@ done
 row "every trivial-GET ceiling of this run (req/s; runs)" "-" "$(IFS=';'; echo "${CEILS[*]}" | sed 's/;/; /g')" "-" "-" "-"
 fi
 
-. Benchmarks/directory.sh
+if [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = directory ]; then . Benchmarks/directory.sh; fi
+if [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = postgres ]; then . Benchmarks/postgres.sh; fi
 
 echo
 echo "| measure | Keyglass | reference | ratio | target | met |"

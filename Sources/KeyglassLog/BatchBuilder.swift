@@ -135,6 +135,7 @@ enum BatchBuilder {
         for (identity, bytes) in items {
             let leaf = Merkle.leafHash(bytes)
             let index = range.size
+            if cachedFrom == 0 { upperNodes.append((NodeID(level: 0, index: index), leaf)) }
             range.append(leaf) { id, hash in
                 guard id.level > 0 else { return }
                 nodes.append(SequencedBatch.Node(id: id, hash: hash))

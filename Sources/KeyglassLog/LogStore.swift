@@ -13,7 +13,7 @@ public final class LogStore: Sendable {
 
     public init(storage: any LogStorage, upperTreeBudget: Int = 1 << 19) {
         self.storage = storage
-        upperTree = UpperTreeCache(budget: upperTreeBudget)
+        upperTree = UpperTreeCache(budget: upperTreeBudget, keepLeaves: !storage.readsAreLocal)
     }
 
     /// Closes the engine. Call once nothing reads or writes any more.
@@ -133,7 +133,7 @@ public final class LogStore: Sendable {
 
     /// Loads the upper tree levels of the tree of `size` into `upperTree` (when the log opens).
     func loadUpperTree(size: UInt64) throws {
-        let lowest = UpperTreeCache.lowestLevel(forSize: size, budget: upperTree.budget)
+        let lowest = upperTree.lowestLevel(forSize: size)
         var levels: [[Hash]] = []
         var level = lowest
         while level < 64 && size >> level > 0 {

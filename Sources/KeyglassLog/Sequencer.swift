@@ -93,6 +93,9 @@ public final class Sequencer: Service, @unchecked Sendable {
     public var latestCheckpoint: StoredCheckpoint { published.withLock { $0 } }
     /// The newest entry's timestamp in ms since the Unix epoch, 0 for an empty log.
     public var newestEntryMillis: UInt64 { newestTimestamp.load(ordering: .relaxed) }
+    /// Whether this server sequences now: always for a log's only writer; with a lease, while it
+    /// believes it holds it.
+    public var sequences: Bool { options.lease?.isHeld ?? true }
     /// Publishes waiting for the writer.
     public var queuedPublishes: Int { inbox.withLock { $0.queue.count } }
     public var origin: String { signer.name }

@@ -23,17 +23,24 @@ public final class UpperTreeCache: Sendable {
     }
 
     public let budget: Int
+    /// The lowest level ever kept: 1 (the leaves are one B-tree lookup away in a local engine), or 0
+    /// for an engine across the network, where a leaf read is a round trip (every publish's answer
+    /// and most proofs need one).
+    public let minimumLevel: UInt8
     private let state: Mutex<State>
 
-    /// `budget`: most hashes kept (32 bytes each).
-    public init(budget: Int = 1 << 19) {
+    /// `budget`: most hashes kept (32 bytes each). `keepLeaves`: start from level 0.
+    public init(budget: Int = 1 << 19, keepLeaves: Bool = false) {
         self.budget = max(64, budget)
-        state = Mutex(State(lowestLevel: 1, levels: [], count: 0))
+        minimumLevel = keepLeaves ? 0 : 1
+        state = Mutex(State(lowestLevel: minimumLevel, levels: [], count: 0))
     }
 
     /// The lowest level whose nodes, with all levels above, fit the budget at tree size `size`.
-    static func lowestLevel(forSize size: UInt64, budget: Int) -> UInt8 {
-        var level: UInt8 = 1
+    func lowestLevel(forSize size: UInt64) -> UInt8 { Self.lowestLevel(forSize: size, budget: budget, from: minimumLevel) }
+
+    static func lowestLevel(forSize size: UInt64, budget: Int, from minimum: UInt8 = 1) -> UInt8 {
+        var level: UInt8 = minimum
         // Nodes at levels ≥ l number fewer than 2·size/2^l.
         while level < 63 && (size >> level) * 2 > UInt64(budget) { level += 1 }
         return level

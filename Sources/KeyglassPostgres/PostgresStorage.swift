@@ -35,8 +35,10 @@ public final class PostgresStorage: LogStorage {
     public var maxSize: UInt64 { (1 << 48) }
 
     /// Connects (lazily, per session) and creates the schema if the database has none.
+    /// `readers`: idle reader connections kept; one per thread that reads (the HTTP layer's 16
+    /// `StorageThreads` and the follower), so none is closed and reopened between reads.
     /// `leaseHolder`: this server's name in the lease table; nil: no lease (see `lease`).
-    public init(url: PostgresURL, readers: Int = 8, leaseHolder: String? = nil, leaseDuration: Duration = .seconds(3),
+    public init(url: PostgresURL, readers: Int = 17, leaseHolder: String? = nil, leaseDuration: Duration = .seconds(3),
                 logger: Logger = Logger(label: "keyglass.postgres")) throws {
         self.url = url
         // Two threads are plenty for a few connections' I/O; their work is tiny next to the database's.
@@ -121,9 +123,10 @@ public final class PostgresStorage: LogStorage {
     /// and sign a tree of the same size until this one commits or rolls back.
     public func append(previousSize: UInt64, build: () throws -> SequencedBatch?) throws {
         try writer.transaction {
-            // The lease row's lock serialises appends (with a lease or without); the statements after
-            // it see everything committed before it was granted (READ COMMITTED takes a new
-            // snapshot per statement), so the head read next is the newest.
+            // The lease row's lock serialises appends (with a lease or without). The head is read by
+            // the next statement, not a subquery of this one: in READ COMMITTED a statement that
+            // waited for the lock still reads with the snapshot it started with, and would miss the
+            // checkpoint the previous holder just committed; a new statement sees it.
             let term = lease?.grantedTerm
             if lease != nil, term == nil { throw StoreError.conflict("this server does not hold the sequencer lease") }
             let rows = try writer.query("""
@@ -140,20 +143,19 @@ public final class PostgresStorage: LogStorage {
             }
             guard let batch = try build() else { return }
             guard batch.previousSize == previousSize else { throw StoreError.conflict("the batch built does not extend size \(previousSize)") }
-            let e = batch.entries
+            // Entries, nodes and the checkpoint in one statement: one round trip.
+            let e = batch.entries, n = batch.nodes, cp = batch.checkpoint
             try writer.query("""
-                INSERT INTO entries(idx, identity, leaf_hash, data)
-                SELECT * FROM unnest(\(e.map { Int64($0.index) })::bigint[], \(e.map(\.identity))::text[],
-                                     \(e.map { ByteBuffer(bytes: $0.leafHash.bytes) })::bytea[], \(e.map { ByteBuffer(bytes: $0.data) })::bytea[])
-                """)
-            if !batch.nodes.isEmpty {
-                try writer.query("""
+                WITH new_entries AS (
+                    INSERT INTO entries(idx, identity, leaf_hash, data)
+                    SELECT * FROM unnest(\(e.map { Int64($0.index) })::bigint[], \(e.map(\.identity))::text[],
+                                         \(e.map { ByteBuffer(bytes: $0.leafHash.bytes) })::bytea[], \(e.map { ByteBuffer(bytes: $0.data) })::bytea[])),
+                new_nodes AS (
                     INSERT INTO nodes(id, hash)
-                    SELECT * FROM unnest(\(batch.nodes.map { Self.nodeKey($0.id) })::bigint[],
-                                         \(batch.nodes.map { ByteBuffer(bytes: $0.hash.bytes) })::bytea[])
-                    """)
-            }
-            try insertCheckpoint(batch.checkpoint, signedAtMillis: batch.signedAtMillis)
+                    SELECT * FROM unnest(\(n.map { Self.nodeKey($0.id) })::bigint[], \(n.map { ByteBuffer(bytes: $0.hash.bytes) })::bytea[]))
+                INSERT INTO checkpoints(size, root, note, signed_at_ms)
+                VALUES (\(Int64(cp.size)), \(ByteBuffer(bytes: cp.root.bytes)), \(cp.note), \(Int64(clamping: batch.signedAtMillis)))
+                """)
         }
     }
 

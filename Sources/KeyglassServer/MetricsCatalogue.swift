@@ -13,6 +13,7 @@ enum MetricsCatalogue {
         "keyglass_index_slice_duration_seconds": "One transaction of a lookup-index merge or compaction, by kind; publishes wait for at most one.",
         "keyglass_index_slice_failures_total": "Lookup-index merge or compaction slices that failed (retried; the rows stay pending).",
         // Read at each scrape (ServerMetrics.refresh).
+        "keyglass_sequencing": "1 while this server sequences publishes; 0 while another server of a shared PostgreSQL log does (this one serves reads). A log's only server is always 1.",
         "keyglass_queue_depth": "Publishes queued for the sequencer.",
         "keyglass_tree_size": "Entries in the newest signed checkpoint.",
         "keyglass_checkpoint_timestamp_seconds": "When the newest checkpoint's last batch was stamped, seconds since the Unix epoch (0: empty log).",

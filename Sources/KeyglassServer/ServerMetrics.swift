@@ -20,7 +20,7 @@ public final class ServerMetrics: Sendable {
     private let requests = Mutex<[Int: CoreMetrics.Counter]>([:])
 
     private struct Gauges: Sendable {
-        let queueDepth, treeSize, checkpointTimestamp, checkpointAge, pendingRows, recentRows, upSince: CoreMetrics.Gauge
+        let queueDepth, treeSize, checkpointTimestamp, checkpointAge, pendingRows, recentRows, upSince, sequencing: CoreMetrics.Gauge
 
         init(factory: PrometheusMetricsFactory) {
             func gauge(_ name: String) -> CoreMetrics.Gauge { CoreMetrics.Gauge(label: name, dimensions: [], factory: factory) }
@@ -31,6 +31,7 @@ public final class ServerMetrics: Sendable {
             pendingRows = gauge("keyglass_index_pending_rows")
             recentRows = gauge("keyglass_index_recent_rows")
             upSince = gauge("keyglass_up_since_seconds")
+            sequencing = gauge("keyglass_sequencing")
         }
     }
 
@@ -81,6 +82,7 @@ public final class ServerMetrics: Sendable {
     private func refresh(_ api: KeyglassAPI) {
         let sequencer = api.sequencer
         gauges.queueDepth.record(sequencer.queuedPublishes)
+        gauges.sequencing.record(sequencer.sequences ? 1 : 0)
         gauges.treeSize.record(Int64(clamping: sequencer.latestCheckpoint.size))
         let newest = sequencer.newestEntryMillis
         gauges.checkpointTimestamp.record(Double(newest) / 1000)

@@ -3,6 +3,7 @@ import KeyglassCore
 import KeyglassLog
 import KeyglassPostgres
 import KeyglassTestSupport
+import Synchronization
 import XCTest
 
 /// The sequencer lease's fence, attacked directly on a real PostgreSQL: a server whose lease lapsed
@@ -65,5 +66,60 @@ final class PostgresLeaseTests: XCTestCase {
         built = false
         XCTAssertThrowsError(try a.append(previousSize: 0) { built = true; return nil })
         XCTAssertFalse(built)
+    }
+
+    /// Two servers append at once (no lease: the row lock alone). The second waits for the first's
+    /// lock, and must then see the first's commit: it is refused before it builds, so it never signs
+    /// a second tree of the size the first just stored. (A check of the head inside the locking
+    /// statement would read the snapshot from before the wait, and pass.)
+    func testConcurrentAppendsSeeEachOthersCommitBeforeSigning() async throws {
+        let work = TestLog.temporaryDirectory("pg-race")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let url = try PostgresURL(try pg.createDatabase("race"))
+        let a = try PostgresStorage(url: url, readers: 1)
+        defer { a.close() }
+        let b = try PostgresStorage(url: url, readers: 1)
+        defer { b.close() }
+        let signer = try NoteSigner.generate(name: "race.example/log")
+        _ = try LogAdmin.initialise(a, signer: signer)
+
+        func oneEntryBatch(_ text: String) throws -> SequencedBatch {
+            let data = Array(text.utf8)
+            var range = CompactRange()
+            let leaf = Merkle.leafHash(data)
+            range.append(leaf) { _, _ in }
+            let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: 1, root: range.root), with: signer).note.serialized
+            return SequencedBatch(previousSize: 0, entries: [.init(index: 0, identity: text, data: data, leafHash: leaf)], nodes: [],
+                                  checkpoint: StoredCheckpoint(size: 1, root: range.root, note: note), signedAtMillis: 0)
+        }
+        let first = try oneEntryBatch("first")
+        let insideA = DispatchSemaphore(value: 0)
+        let aDone = DispatchSemaphore(value: 0)
+        let outcome = Mutex<(aError: String?, bBuilt: Bool, bError: String?)>((nil, false, nil))
+        Thread {
+            do {
+                try a.append(previousSize: 0) {
+                    insideA.signal()
+                    Thread.sleep(forTimeInterval: 0.5)  // holding the lock while B waits for it
+                    return first
+                }
+            } catch { outcome.withLock { $0.aError = "\(error)" } }
+            aDone.signal()
+        }.start()
+        insideA.wait()
+        do {
+            try b.append(previousSize: 0) {
+                outcome.withLock { $0.bBuilt = true }
+                return try oneEntryBatch("second")
+            }
+        } catch { outcome.withLock { $0.bError = "\(error)" } }
+        aDone.wait()
+        let result = outcome.withLock { $0 }
+        XCTAssertNil(result.aError)
+        XCTAssertFalse(result.bBuilt, "the second appender must not reach build (and sign) after the first committed size 1")
+        XCTAssertTrue(result.bError?.contains("newest checkpoint has size 1") == true, result.bError ?? "no error")
+        XCTAssertEqual(try a.latestCheckpoint()?.root, first.checkpoint.root)
     }
 }
