@@ -128,13 +128,14 @@ public struct DataDirectory: Sendable {
     /// signing-key.<keyid>.retired (0600) and its verifier key appended to verifier-keys.history,
     /// so every checkpoint it signed stays verifiable. The newest checkpoint is re-signed with the new
     /// key (same size, same root) so the server never serves a note the new key did not sign.
-    public func rotateSigningKey() async throws -> (old: NoteVerifierKey, new: NoteVerifierKey) {
+    /// `storage`: the log's engine (nil: DIR/log.sqlite).
+    public func rotateSigningKey(storage given: (any LogStorage)? = nil) async throws -> (old: NoteVerifierKey, new: NoteVerifierKey) {
         let old = try loadSigner()
         let new = try NoteSigner.generate(name: old.name)
         let retired = "\(path)/signing-key.\(String(old.verifierKey.keyID, radix: 16)).retired"
         try SecretFile.create(retired, contents: old.encodedPrivateKey + "\n")
-        let storage = try SQLiteStorage(path: database, readers: 1)
-        defer { storage.close() }
+        let storage = try given ?? SQLiteStorage(path: database, readers: 1)
+        defer { if given == nil { storage.close() } }
         try LogAdmin.resign(storage, with: new)
         let history = (try? String(contentsOfFile: path + "/verifier-keys.history", encoding: .utf8)) ?? ""
         try (history + old.verifierKey.description + "\n").write(toFile: path + "/verifier-keys.history", atomically: true, encoding: .utf8)

@@ -20,7 +20,9 @@ struct Backup: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let size = try SQLiteStorage.backup(database: DataDirectory(path: data).database, to: to)
+            let dir = DataDirectory(path: data)
+            try requireSQLiteFile(dir, command: "backup")
+            let size = try SQLiteStorage.backup(database: dir.database, to: to)
             print("ok: backed up tree size \(size) to \(to)")
         } catch {
             throw commandFailed("backup", error)
@@ -91,11 +93,14 @@ struct Export: AsyncParsableCommand {
     @Option(name: .long, help: "The directory to write (created if missing).")
     var to: String
 
+    @Option(name: .long, help: "The log is in PostgreSQL (see `init --storage`): postgres://USER@HOST:PORT/DATABASE.")
+    var storage: String?
+
     func run() async throws {
         do {
-            let sqlite = try SQLiteStorage(path: DataDirectory(path: data).database, readers: 1)
-            defer { sqlite.close() }
-            let result = try TileExport(store: LogStore(storage: sqlite), to: to).run()
+            let engine = try openLogStorage(DataDirectory(path: data), storage: storage, command: "export")
+            defer { engine.close() }
+            let result = try TileExport(store: LogStore(storage: engine), to: to).run()
             print("exported the tree of \(result.treeSize) entries to \(to) (\(result.written) files written)")
         } catch {
             throw commandFailed("export", error)

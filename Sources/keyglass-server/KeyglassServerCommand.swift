@@ -289,7 +289,7 @@ struct Check: AsyncParsableCommand {
     /// SQLite's integrity check, then the stored tree against the newest checkpoint, signed by the
     /// directory's key (what the sequencer checks when it opens the log). Returns that checkpoint.
     static func verify(_ dir: DataDirectory) throws -> StoredCheckpoint {
-        let sqlite = try SQLiteStorage(path: dir.database, readers: 1)
+        let sqlite = try existingSQLite(dir, command: "check")
         defer { sqlite.close() }
         let integrity = try sqlite.integrityCheck()
         guard integrity == "ok" else { throw StoreError.corrupt("integrity_check: \(integrity)") }
@@ -322,7 +322,7 @@ struct BulkLoad: AsyncParsableCommand {
         guard let type = KeyType(rawValue: keyType), type != .p256 else { throw ValidationError("--key-type must be x25519 or ed25519") }
         let pool = type == .ed25519 ? (0..<1024).map { _ in Ed25519.generate().publicKey } : []
         let dir = DataDirectory(path: data)
-        let sqlite = try SQLiteStorage(path: dir.database, readers: 1, sync: SyncMode(rawValue: sync.uppercased()) ?? .normal)
+        let sqlite = try existingSQLite(dir, command: "bulk-load", sync: SyncMode(rawValue: sync.uppercased()) ?? .normal)
         defer { sqlite.close() }
         let merges = IndexMergeFollower(storage: sqlite)
         var options = Sequencer.Options()
@@ -366,14 +366,20 @@ struct RotateKey: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate-key",
         abstract: "Replace the log's signing key, keeping its origin; old checkpoints stay verifiable with the old key.",
-        discussion: "Stop the server first. Prints the new verifier key last; publish it, and keep verifier-keys.history.")
+        discussion: "Stop the server first (with --storage: every server of the log, then give each the new DIR/signing-key). Prints the new verifier key last; publish it, and keep verifier-keys.history.")
 
     @Option(name: .long, help: "Data directory.")
     var data: String
 
+    @Option(name: .long, help: "The log is in PostgreSQL (see `init --storage`): postgres://USER@HOST:PORT/DATABASE.")
+    var storage: String?
+
     func run() async throws {
         do {
-            let (old, new) = try await DataDirectory(path: data).rotateSigningKey()
+            let dir = DataDirectory(path: data)
+            let engine = try openLogStorage(dir, storage: storage, command: "rotate-key")
+            defer { engine.close() }
+            let (old, new) = try await dir.rotateSigningKey(storage: engine)
             print("retired \(old)")
             print(new.description)
         } catch {

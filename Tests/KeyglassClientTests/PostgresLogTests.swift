@@ -98,6 +98,34 @@ final class PostgresLogTests: XCTestCase {
         XCTAssertEqual(try pg.sql("SELECT count(*) FROM entries", database: "flow"), "41")
         XCTAssertEqual(try pg.sql("SELECT count(DISTINCT size) = count(*) FROM checkpoints", database: "flow"), "t")
         await Binaries.kill9(server)
+
+        // The maintenance commands: with --storage they work on the database; without it they say
+        // where the log is, and never create an empty log.sqlite in DIR.
+        for command in [["check"], ["export", "--to", work + "/tiles-x"], ["backup", "--to", work + "/backup.sqlite"], ["rotate-key"]] {
+            let r = try Binaries.run("keyglass-server", [command[0], "--data", log.data] + command.dropFirst())
+            XCTAssertEqual(r.status, 1, "\(command): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("pass --storage"), "\(command): \(r.stderr)")
+        }
+        XCTAssertTrue(try Binaries.run("keyglass-server", ["backup", "--data", log.data, "--to", work + "/b.sqlite"]).stderr.contains("pg_dump"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: log.data + "/log.sqlite"))
+        let check = try Binaries.run("keyglass-server", ["check", "--data", log.data, "--storage", log.url])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stdout.hasPrefix("ok: tree size 41"), check.stdout)
+        let export = try Binaries.run("keyglass-server", ["export", "--data", log.data, "--storage", log.url, "--to", work + "/tiles"])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        let exported = try AnswerVerifier.openCheckpoint(try String(contentsOfFile: work + "/tiles/checkpoint", encoding: .utf8), logKey: log.vkey).checkpoint
+        XCTAssertEqual(exported.size, 41)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: work + "/tiles/tile/entries/000.p/41"))
+        // A new signing key: the newest checkpoint is re-signed in the database, and served.
+        let rotate = try Binaries.run("keyglass-server", ["rotate-key", "--data", log.data, "--storage", log.url])
+        XCTAssertEqual(rotate.status, 0, rotate.stderr)
+        let newKey = try NoteVerifierKey(try XCTUnwrap(rotate.stdout.split(separator: "\n").last.map(String.init)))
+        XCTAssertNotEqual(newKey, log.vkey)
+        let (rotated, rotatedClient) = try await serve(log, work: work, name: "server-3")
+        let resigned = try AnswerVerifier.openCheckpoint(try await rotatedClient.checkpoint(), logKey: newKey).checkpoint
+        XCTAssertEqual(resigned.size, 41)
+        XCTAssertEqual(resigned.root, exported.root)
+        await Binaries.kill9(rotated)
     }
 
     // MARK: Several servers
