@@ -58,6 +58,11 @@ public struct LogClient: Sendable {
         return data
     }
 
+    /// The `error` code of an error answer's JSON body.
+    static func errorCode(_ data: Data) -> String? {
+        (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["error"] as? String
+    }
+
     public static func message(_ data: Data) -> String {
         if let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let m = obj["message"] as? String { return m }
         return String(decoding: data.prefix(200), as: UTF8.self)
@@ -74,11 +79,22 @@ public struct LogClient: Sendable {
 
     public func logInfo() async throws -> LogInfo { try await getJSON("/v1/log", as: LogInfo.self) }
 
-    public func publish(_ request: PublishBody, token: String?) async throws -> PublishAnswer {
+    /// Publishes; a `503 not_sequencer` (a server of a shared PostgreSQL log that does not sequence
+    /// now, which wrote nothing) is retried after its Retry-After, up to `notSequencerRetries` times:
+    /// behind a proxy the retry reaches another server, and a failover takes a few seconds. Other
+    /// errors are not retried (a 503 storage_unavailable may follow an append that committed).
+    public func publish(_ request: PublishBody, token: String?, notSequencerRetries: Int = 8) async throws -> PublishAnswer {
         var headers = ["Content-Type": "application/json"]
         if let t = token { headers["Authorization"] = "Bearer \(t)" }
         let body = try JSONEncoder().encode(request)
-        let (status, data) = try await raw("POST", "/v1/keys", body: body, headers: headers)
+        var (status, answerHeaders, data) = try await rawResponse("POST", "/v1/keys", body: body, headers: headers)
+        var retries = 0
+        while status == 503, retries < notSequencerRetries, Self.errorCode(data) == "not_sequencer" {
+            retries += 1
+            let wait = answerHeaders.first { $0.key.lowercased() == "retry-after" }.flatMap { Double($0.value) } ?? 1
+            try await Task.sleep(for: .milliseconds(Int(min(max(wait, 0.1), 5) * 1000)))
+            (status, answerHeaders, data) = try await rawResponse("POST", "/v1/keys", body: body, headers: headers)
+        }
         guard status == 200 else { throw ClientError.http(status: status, message: Self.message(data)) }
         do { return try JSONDecoder().decode(PublishAnswer.self, from: data) } catch { throw ClientError.malformed("publish answer: \(error)") }
     }

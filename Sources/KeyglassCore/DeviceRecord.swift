@@ -86,6 +86,31 @@ public struct DeviceRecord: Equatable, Hashable, Sendable {
         return try result.get()
     }
 
+    /// A record whose keys were checked when it was first parsed from the log, restored from an
+    /// auditor's own state (`DeviceSet(state:)`): the layout is checked, the keys are not checked
+    /// again (a full Ed25519 check is a scalar multiplication, and a label may have 1,000 devices).
+    static func restore(_ bytes: ArraySlice<UInt8>) -> DeviceRecord? {
+        let b = Array(bytes)
+        guard b.count >= idLength + 33 else { return nil }
+        var keys: [EncryptionKey] = []
+        var at = idLength + 33
+        for _ in 0..<Int(b[idLength + 32]) {
+            guard at + 2 <= b.count, let type = type(of: b[at]) else { return nil }
+            let length = Int(b[at + 1])
+            guard at + 2 + length <= b.count else { return nil }
+            keys.append(EncryptionKey(type: type, key: Array(b[at + 2..<at + 2 + length])))
+            at += 2 + length
+        }
+        guard at == b.count else { return nil }
+        return DeviceRecord(unchecked: Array(b[0..<idLength]), signingKey: Array(b[idLength..<idLength + 32]), encryptionKeys: keys)
+    }
+
+    private init(unchecked id: [UInt8], signingKey: [UInt8], encryptionKeys: [EncryptionKey]) {
+        self.id = id
+        self.signingKey = signingKey
+        self.encryptionKeys = encryptionKeys
+    }
+
     private static func code(of type: KeyType) -> UInt8? {
         switch type {
         case .x25519: return 0x01

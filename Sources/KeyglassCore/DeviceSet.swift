@@ -98,6 +98,54 @@ public struct DeviceSet: Equatable, Sendable {
     }
 }
 
+extension DeviceSet {
+    /// The whole state as bytes, for an auditor's state database: the map value's preimage with
+    /// a flag for "never changed" (0x00) or the newest index present (0x01) in front.
+    public var stateBytes: [UInt8] {
+        var b: [UInt8] = [newestIndex == nil ? 0x00 : 0x01]
+        b.appendBigEndian(version)
+        b.appendBigEndian(newestIndex ?? 0)
+        b += chain.bytes
+        b.appendBigEndian32(active.count)
+        for r in active { b.appendField16(r.encoded) }
+        b.appendBigEndian32(tombstoned.count)
+        for id in tombstoned { b += id }
+        return b
+    }
+
+    /// A state from `stateBytes`; nil if they are not such bytes. The records' keys are not
+    /// checked again (they were when the entries that brought them were parsed).
+    public init?(stateBytes b: [UInt8]) {
+        func read(_ at: inout Int, _ n: Int) -> ArraySlice<UInt8>? {
+            guard n >= 0, at + n <= b.count else { return nil }
+            defer { at += n }
+            return b[at..<at + n]
+        }
+        func number(_ at: inout Int, _ n: Int) -> UInt64? { read(&at, n).map { $0.reduce(0) { $0 << 8 | UInt64($1) } } }
+        var at = 0
+        guard let flag = read(&at, 1)?.first, flag <= 1, let version = number(&at, 8), let newest = number(&at, 8),
+              let chain = read(&at, 32).flatMap({ Hash(bytes: $0) }), let activeCount = number(&at, 4) else { return nil }
+        var active: [DeviceRecord] = []
+        for _ in 0..<activeCount {
+            guard let length = number(&at, 2), let bytes = read(&at, Int(length)), let record = DeviceRecord.restore(bytes) else { return nil }
+            active.append(record)
+        }
+        guard let tombCount = number(&at, 4) else { return nil }
+        var tombstoned: [[UInt8]] = []
+        for _ in 0..<tombCount {
+            guard let id = read(&at, DeviceRecord.idLength) else { return nil }
+            tombstoned.append(Array(id))
+        }
+        guard at == b.count else { return nil }
+        self.init()
+        self.version = version
+        self.newestIndex = flag == 1 ? newest : nil
+        self.chain = chain
+        self.active = active
+        self.tombstoned = tombstoned
+    }
+}
+
 extension Array where Element == UInt8 {
     /// Counts in the map value: active devices are at most `DeviceRule.maxActiveDevices`, and
     /// tombstones at most the log's entries, far below 2^32 for any log this code writes.

@@ -1,8 +1,13 @@
 /// Replays a v2 log's entries in index order (Spec/directory.md, "Replaying a log"): each change
 /// judged by `DeviceRule` against its label's state, each map head checked against the map of the
 /// changes it covers. What the sequencer's follower builds and what an auditor re-derives are the
-/// same computation, so they are this one type.
-public struct DirectoryReplay<Store: MapNodeStore> {
+/// same computation, so they are this one type. `Store` keeps the map's nodes and `States` the
+/// labels' states: memory (`DirectoryReplay`), or an auditor's database, from which a replay can
+/// also resume where an earlier one stopped (`position`).
+public typealias DirectoryReplay<Store: MapNodeStore> = DirectoryReplayOf<Store, MemoryLabelStateStore>
+
+/// `DirectoryReplay` with the labels' states kept in `States`.
+public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// What one entry was found to be.
     public enum Event: Equatable, Sendable {
         /// Leaf 0.
@@ -32,7 +37,7 @@ public struct DirectoryReplay<Store: MapNodeStore> {
     /// Entries replayed: the next one's index.
     public private(set) var size: UInt64 = 0
     /// Each label's state after the newest applied change.
-    public private(set) var states: [Hash: DeviceSet] = [:]
+    public private(set) var states: States
     /// The map as of the newest map head's covered size.
     public private(set) var map: MapTree.Incremental<Store>
     /// The newest map head's epoch and covered size (0 before the first).
@@ -53,9 +58,93 @@ public struct DirectoryReplay<Store: MapNodeStore> {
     private var queued: [(index: UInt64, label: Hash, value: Hash)] = []
     private var queueStart = 0
 
-    /// A replay from the empty log, keeping the map's nodes in `store` (empty).
-    public init(store: Store) {
+    /// A replay keeping the map's nodes in `store` and the labels' states in `states`: from the
+    /// empty log (both empty), or from `position`, where an earlier replay whose stores these are
+    /// stopped (`position` was saved with them).
+    public init(store: Store, states: States, resuming position: Position? = nil) {
         map = MapTree.Incremental(store: store)
+        self.states = states
+        if let p = position {
+            origin = p.origin
+            vrfPublicKey = p.vrfPublicKey
+            size = p.size
+            epoch = p.epoch
+            coveredSize = p.coveredSize
+            headIndex = p.headIndex
+            headTime = p.headTime
+            backdatedCount = p.backdatedCount
+            backdated = p.backdated
+            newestTime = p.newestTime
+            queued = p.queued.map { ($0.index, $0.label, $0.value) }
+        }
+    }
+
+    /// Everything of a replay that is not in its stores: saved beside them, it lets a later replay
+    /// go on from entry `size` (the stores must be as they were when it was read).
+    public struct Position: Sendable, Equatable {
+        /// A change applied to the states but not yet to the map (it came after the newest head's
+        /// covered size).
+        public struct Queued: Sendable, Equatable {
+            /// The change's log index.
+            public let index: UInt64
+            /// Its label.
+            public let label: Hash
+            /// The label's map value after it.
+            public let value: Hash
+
+            /// One queued change.
+            public init(index: UInt64, label: Hash, value: Hash) {
+                self.index = index
+                self.label = label
+                self.value = value
+            }
+        }
+
+        /// Leaf 0's origin and VRF key, once replayed.
+        public var origin: String?
+        /// Leaf 0's VRF key.
+        public var vrfPublicKey: [UInt8]?
+        /// Entries replayed.
+        public var size: UInt64
+        /// The newest head's epoch, covered size, index and time.
+        public var epoch: UInt64
+        /// Entries [0, coveredSize) are in the map.
+        public var coveredSize: UInt64
+        /// The newest head's index.
+        public var headIndex: UInt64
+        /// The newest head's timestamp.
+        public var headTime: UInt64
+        /// Backdated entries: how many, the first 1,000, and the newest timestamp so far.
+        public var backdatedCount: Int
+        /// The first 1,000 backdated entries' indices.
+        public var backdated: [UInt64]
+        /// The newest timestamp replayed.
+        public var newestTime: UInt64
+        /// Changes not yet in the map, in index order.
+        public var queued: [Queued]
+
+        /// A position from its parts (as an auditor's database stored them).
+        public init(origin: String?, vrfPublicKey: [UInt8]?, size: UInt64, epoch: UInt64, coveredSize: UInt64, headIndex: UInt64,
+                    headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: [Queued]) {
+            self.origin = origin
+            self.vrfPublicKey = vrfPublicKey
+            self.size = size
+            self.epoch = epoch
+            self.coveredSize = coveredSize
+            self.headIndex = headIndex
+            self.headTime = headTime
+            self.backdatedCount = backdatedCount
+            self.backdated = backdated
+            self.newestTime = newestTime
+            self.queued = queued
+        }
+    }
+
+    /// Where this replay is: save it with the stores to resume later.
+    public var position: Position {
+        Position(origin: origin, vrfPublicKey: vrfPublicKey, size: size, epoch: epoch, coveredSize: coveredSize, headIndex: headIndex,
+                 headTime: headTime, backdatedCount: backdatedCount, backdated: backdated, newestTime: newestTime,
+                 queued: queued[queueStart...].map { Position.Queued(index: $0.index, label: $0.label, value: $0.value) })
     }
 
     /// The root of the map of every change in entries [0, covered): what the map follower puts in
@@ -101,13 +190,13 @@ public struct DirectoryReplay<Store: MapNodeStore> {
         case _ where index == 0:
             return .malformed(index: 0, why: "leaf 0 is not the config entry")
         case .change(_, let label, let version, let change):
-            var state = states[label] ?? DeviceSet()
+            var state = try states.state(of: label) ?? DeviceSet()
             guard version == state.version + 1 else {
                 return .change(index: index, label: label, verdict: .invalid("the entry says version \(version); the label is at \(state.version)"))
             }
             let verdict = DeviceRule.apply(change, to: &state, origin: origin ?? "", label: label, index: index, leafHash: leafHash)
             if case .invalid = verdict { return .change(index: index, label: label, verdict: verdict) }
-            states[label] = state
+            try states.setState(state, of: label)
             queued.append((index, label, state.mapValue!))  // applied: the label has a value now
             return .change(index: index, label: label, verdict: verdict)
         case .mapHead(let time, let e, let covered, let root):
@@ -129,5 +218,13 @@ public struct DirectoryReplay<Store: MapNodeStore> {
             let derived = try map.root()
             return .mapHead(index: index, epoch: e, outcome: derived == root ? .matches : .mismatch(derived: derived))
         }
+    }
+}
+
+extension DirectoryReplayOf where States == MemoryLabelStateStore {
+    /// A replay from the empty log, keeping the map's nodes in `store` (empty) and the labels'
+    /// states in memory.
+    public init(store: Store) {
+        self.init(store: store, states: MemoryLabelStateStore())
     }
 }

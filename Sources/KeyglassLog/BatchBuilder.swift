@@ -12,8 +12,8 @@ struct LogHead: Sendable, Equatable {
     /// signed by `signer`'s key. A log altered behind the server's back stops it here, before it
     /// could sign a tree that contradicts one it signed before.
     static func load(from storage: any LogStorage, signer: NoteSigner) throws -> LogHead {
-        guard let cp = try storage.latestCheckpoint() else { throw StoreError.notInitialised("no checkpoint; run keyglass-server init") }
-        let count = try storage.entryCount()
+        let (stored, count) = try storage.latestCheckpointAndEntryCount()
+        guard let cp = stored else { throw StoreError.notInitialised("no checkpoint; run keyglass-server init") }
         guard count == cp.size else { throw StoreError.corrupt("\(count) entries stored but the newest checkpoint has size \(cp.size)") }
         guard let range = CompactRange(size: cp.size, hashes: try storage.nodeHashes(CompactRange.subtrees(forSize: cp.size))) else {
             throw StoreError.corrupt("cannot rebuild the tree edge at size \(cp.size)")

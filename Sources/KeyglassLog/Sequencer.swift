@@ -73,6 +73,8 @@ public final class Sequencer: Service, @unchecked Sendable {
         /// With a lease: whether this server sequenced at the last look. A server that starts to
         /// sequence re-reads the head first (others appended while it followed).
         var sequencing = false
+        /// Batches in a row that storage did not take (with a lease, a few make it stand down).
+        var failedBatches = 0
     }
 
     private let store: LogStore
@@ -202,7 +204,7 @@ public final class Sequencer: Service, @unchecked Sendable {
     }
 
     /// With a lease: whether this server sequences now. One that does not follows the stored log
-    /// (`follow`); one that starts to re-reads the head before its first batch (`resynchronise`).
+    /// (`follow`); one that starts to takes over the stored head first (`takeOver`).
     private func mayIntegrate() -> Bool {
         guard let lease = options.lease else { return true }
         guard lease.isHeld else {
@@ -211,16 +213,42 @@ public final class Sequencer: Service, @unchecked Sendable {
             return false
         }
         if !writerState.sequencing {
-            _ = resynchronise()
-            // The head must be storage's own before this server builds on it: if it could not be
-            // read, the next look tries again (publishes meanwhile are refused, not mis-sequenced).
-            guard (try? storage.latestCheckpoint()) == writerState.head.checkpoint else {
-                follow()
-                return false
-            }
+            guard takeOver(lease) else { return false }
             writerState.sequencing = true
+            writerState.failedBatches = 0
         }
         return true
+    }
+
+    /// The head this server is to build on once it holds the lease: storage's, checked as when the
+    /// log opens (this key's signature, the stored tree folds to its root) and proved to extend the
+    /// checkpoint this server served last (a consistency proof from storage's nodes), so that a
+    /// database that went back (a restore, an asynchronous standby promoted, a hostile edit) is
+    /// never built on: that would sign a second tree of a size already served. Anything else makes
+    /// it stand down (the lease goes to another server, and publishes here keep answering 503).
+    private func takeOver(_ lease: any SequencingLease) -> Bool {
+        let served = published.withLock { $0 }
+        do {
+            let head = try LogHead.load(from: storage, signer: signer)
+            let stored = head.checkpoint
+            if stored.size < served.size || (stored.size == served.size && stored.root != served.root) {
+                throw StoreError.corrupt("storage's newest checkpoint (size \(stored.size)) does not extend the one this server served (size \(served.size))")
+            }
+            if served.size > 0, stored.size > served.size {
+                let proof = try store.consistencyProof(from: served.size, to: stored.size)
+                try ProofVerifier.verifyConsistency(size1: served.size, size2: stored.size, root1: served.root, root2: stored.root, proof: proof)
+            }
+            if stored.size != writerState.head.checkpoint.size || store.upperTree.count == 0 { try store.loadUpperTree(size: stored.size) }
+            writerState.head = head
+            published.withLock { $0 = stored }
+            newestTimestamp.store(head.newestTimestamp, ordering: .relaxed)
+            logger.notice("sequencing from the stored head", metadata: ["tree_size": "\(stored.size)"])
+            return true
+        } catch {
+            logger.critical("cannot sequence from storage's head; standing down", metadata: ["error": "\(error)"])
+            lease.standDown(because: "\(error)")
+            return false
+        }
     }
 
     /// A server that does not sequence serves what the sequencer stored: adopts the newest stored
@@ -264,6 +292,8 @@ public final class Sequencer: Service, @unchecked Sendable {
             // Logged once per run of refusals, not per batch: under load that would be thousands.
             if !writerState.refusingFutureTimestamp { logger.error("publish refused: \(refusal)") }
             writerState.refusingFutureTimestamp = true
+            // Another server's clock may be the one the newest entry was stamped by.
+            options.lease?.standDown(because: "the newest entry is stamped in this server's future")
             options.metrics.publish(.futureTimestamp, count: batch.count)
             for waiter in batch { waiter.done(.failure(refusal)) }
             return
@@ -294,10 +324,12 @@ public final class Sequencer: Service, @unchecked Sendable {
             if buildError == nil {
                 // Before anyone hears of it: the append may have committed, or lost to another writer.
                 let adopted = resynchronise()
-                if let built, let head = adopted, head.checkpoint == built.head.checkpoint {
+                // Storage holds this very checkpoint (as its head, or under others' appends since).
+                let committed = adopted != nil && built.map { b in (try? storage.checkpoint(size: b.head.checkpoint.size)) == b.head.checkpoint } == true
+                if let built, committed {
                     // Storage holds exactly this batch: it committed and only its answer was lost.
                     // Its callers get their receipts, so none of them retries into a duplicate.
-                    logger.notice("the failed append had committed; its publishes are answered", metadata: ["tree_size": "\(head.checkpoint.size)"])
+                    logger.notice("the failed append had committed; its publishes are answered", metadata: ["tree_size": "\(built.head.checkpoint.size)"])
                     options.metrics.publishes(built.results)
                     for (waiter, result) in zip(batch, built.results) { waiter.done(result) }
                     return
@@ -314,6 +346,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             return
         }
         let took = ContinuousClock.now - t0
+        writerState.failedBatches = 0
         // Only now, after the commit, does the tree edge move and do callers hear back.
         // The cache first: a reader that sees the new checkpoint finds its nodes there.
         store.upperTree.append(built.upperNodes)
@@ -333,6 +366,19 @@ public final class Sequencer: Service, @unchecked Sendable {
 
     /// Answers every publish of a batch that was not stored.
     private func fail(_ batch: [Waiter], _ error: Error) {
+        if let lease = options.lease {
+            // Refused by the fence: the lease passed on; these publishes belong to the new sequencer.
+            if case .conflict? = error as? StoreError, !lease.isHeld {
+                options.metrics.publish(.notSequencer, count: batch.count)
+                for waiter in batch { waiter.done(.failure(.notSequencer)) }
+                return
+            }
+            writerState.failedBatches += 1
+            if writerState.failedBatches >= 3 {
+                writerState.failedBatches = 0
+                lease.standDown(because: "three batches in a row were not stored")
+            }
+        }
         let message: String
         if case let .storage(m) = error as? StoreError { message = m } else { message = "\(error)" }
         options.metrics.publish(.storageError, count: batch.count)
@@ -371,6 +417,7 @@ public final class Sequencer: Service, @unchecked Sendable {
             return head
         } catch {
             logger.critical("cannot continue from storage's head after a failed append; publishes will fail", metadata: ["error": "\(error)"])
+            options.lease?.standDown(because: "\(error)")
             return nil
         }
     }

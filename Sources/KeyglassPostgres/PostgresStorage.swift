@@ -179,13 +179,30 @@ public final class PostgresStorage: LogStorage {
 
     public func entryCount() throws -> UInt64 {
         // The entries are written only by `append`, contiguous from the newest checkpoint's size (its
-        // compare-and-swap), so their count is the highest index + 1; a gap is checked from the
-        // primary key's ends rather than by counting millions of rows.
+        // compare-and-swap), so their count is the highest index + 1 (the lowest must be 0);
+        // counting millions of rows to look for a gap would cost a scan of the table.
         try readers.read { s in
             let row = try s.query("SELECT coalesce(max(idx) + 1, 0), coalesce(min(idx), 0) FROM entries").first
             guard let (end, start) = try row?.decode((Int64, Int64).self) else { return 0 }
             guard start == 0 else { throw StoreError.corrupt("the first stored entry has index \(start), not 0") }
             return UInt64(end)
+        }
+    }
+
+    /// One statement, so one snapshot: the newest checkpoint and the entries beside it.
+    public func latestCheckpointAndEntryCount() throws -> (StoredCheckpoint?, UInt64) {
+        try readers.read { s in
+            let rows = try s.query("""
+                SELECT c.size, c.root, c.note, e.n, e.first FROM
+                    (SELECT coalesce(max(idx) + 1, 0) AS n, coalesce(min(idx), 0) AS first FROM entries) e
+                    LEFT JOIN (SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1) c ON true
+                """)
+            guard let row = rows.first else { return (nil, 0) }
+            let (size, root, note, count, first) = try row.decode((Int64?, ByteBuffer?, String?, Int64, Int64).self)
+            guard first == 0 else { throw StoreError.corrupt("the first stored entry has index \(first), not 0") }
+            guard let size, let root, let note else { return (nil, UInt64(count)) }
+            guard let hash = Hash(bytes: Array(root.readableBytesView)) else { throw StoreError.corrupt("checkpoint root is not 32 bytes") }
+            return (StoredCheckpoint(size: UInt64(size), root: hash, note: note), UInt64(count))
         }
     }
 

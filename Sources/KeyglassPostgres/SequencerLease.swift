@@ -29,11 +29,22 @@ public final class SequencerLease: SequencingLease, Service {
     }
     private let grant = Mutex<Grant?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// After a stand-down: no attempt to take the lease before this.
+    private let restingUntil = Mutex<ContinuousClock.Instant?>(nil)
+    /// Most this server's clock may differ from the database's for it to take the lease: entries are
+    /// stamped by the sequencer's clock, and timestamps never go back, so a sequencer whose clock
+    /// runs ahead drags every later entry (and every later sequencer) into its future.
+    let maxClockDifference: Duration
+    private let saidClock = Atomic<Bool>(false)
+    /// Attempts, stand-downs and releases one at a time (the lease thread and the sequencer's): a
+    /// renewal racing a release would otherwise grant back the lease just given up.
+    private let serial = NSLock()
     private let saidStandby = Atomic<Bool>(false)
     private let wake = DispatchSemaphore(value: 0)
 
-    init(holder: String, duration: Duration, session: PostgresSession, logger: Logger) {
+    init(holder: String, duration: Duration, session: PostgresSession, logger: Logger, maxClockDifference: Duration = .seconds(1)) {
         self.holder = holder
+        self.maxClockDifference = maxClockDifference
         self.duration = max(duration, .milliseconds(600))
         self.session = session
         self.logger = logger
@@ -66,14 +77,48 @@ public final class SequencerLease: SequencingLease, Service {
         grant.withLock { $0 = nil }
     }
 
+    /// Gives the lease up and does not try to take it again for two lease lengths, so a healthy
+    /// server gets it (the sequencer calls this when it holds the lease but cannot sequence).
+    public func standDown(because reason: String) {
+        serial.lock()
+        defer { serial.unlock() }
+        guard isHeld else { return }
+        logger.error("standing down as sequencer", metadata: ["reason": "\(reason)"])
+        restingUntil.withLock { $0 = ContinuousClock.now + duration * 2 }
+        releaseHeld()
+    }
+
+    /// This server's clock minus the database's, in milliseconds (one round trip, halved).
+    private func clockDifference() throws -> Int64 {
+        let before = Date().timeIntervalSince1970
+        let rows = try session.query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+        let after = Date().timeIntervalSince1970
+        guard let database = try rows.first?.decode(Int64.self) else { throw StoreError.storage("the database did not tell its time") }
+        return Int64((before + after) / 2 * 1000) - database
+    }
+
     /// One attempt: renews the lease if held, takes it if free or expired. Returns whether held.
     @discardableResult
     public func attempt() -> Bool {
+        serial.lock()
+        defer { serial.unlock() }
         let started = ContinuousClock.now
         let millis = Self.milliseconds(duration)
         let current = grant.withLock { $0?.term }
         do {
             let rows: [PostgresRow]
+            if current == nil {
+                if let until = restingUntil.withLock({ $0 }), ContinuousClock.now < until { return false }
+                let difference = try clockDifference()
+                let allowed = maxClockDifference.components.seconds * 1000 + maxClockDifference.components.attoseconds / 1_000_000_000_000_000
+                guard abs(difference) <= allowed else {
+                    if !saidClock.exchange(true, ordering: .relaxed) {
+                        logger.error("not taking the sequencer lease: this server's clock is \(difference) ms off the database's (at most \(allowed) ms): fix its time sync")
+                    }
+                    return false
+                }
+                saidClock.store(false, ordering: .relaxed)
+            }
             if let term = current {
                 rows = try session.query("""
                     UPDATE sequencer_lease SET expires_at = clock_timestamp() + \(millis) * interval '1 millisecond'
@@ -131,6 +176,12 @@ public final class SequencerLease: SequencingLease, Service {
 
     /// Gives the lease up (graceful stop): expires it now if this server still holds it.
     public func release() {
+        serial.lock()
+        defer { serial.unlock() }
+        releaseHeld()
+    }
+
+    private func releaseHeld() {
         guard let term = grant.withLock({ g -> Int64? in defer { g = nil }; return g?.term }) else { return }
         _ = try? session.query("""
             UPDATE sequencer_lease SET expires_at = '-infinity' WHERE id = 1 AND holder = \(holder) AND term = \(term)

@@ -23,7 +23,9 @@ extension KeyglassAPI {
     func publish(_ request: Request) async throws -> Response {
         try requireJSON(contentType: request.headers[.contentType])
         let body = try await request.body.collect(upTo: options.maxBodyBytes)
-        let publish = try preparePublish(body: body, authorization: request.headers[.authorization])
+        // A signed publish reads the entry it names: a read of the store like any other.
+        let authorization = request.headers[.authorization]
+        let publish = try await readingStorage { [self] in try preparePublish(body: body, authorization: authorization) }
         let receipt: PublishReceipt
         do { receipt = try await sequencer.submit(publish) } catch let e as PublishError { throw Self.apiError(e) }
         return try await readingStorage { [self] in try publishAnswer(receipt) }.response

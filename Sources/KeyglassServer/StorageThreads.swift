@@ -1,3 +1,4 @@
+import KeyglassLog
 import NIOPosix
 
 /// Threads on which the HTTP layer waits for a storage engine across the network (PostgreSQL):
@@ -11,12 +12,17 @@ enum StorageThreads {
         p.start()
         return p
     }()
+
+    /// Runs a read of `store`: inline for an engine that reads locally, else on `pool`.
+    static func reading<T: Sendable>(_ store: LogStore, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard !store.storage.readsAreLocal else { return try body() }
+        return try await pool.runIfActive(body)
+    }
 }
 
 extension KeyglassAPI {
     /// Runs a read of the store: inline for an engine that reads locally, else on `StorageThreads`.
     func readingStorage<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        guard !store.storage.readsAreLocal else { return try body() }
-        return try await StorageThreads.pool.runIfActive(body)
+        try await StorageThreads.reading(store, body)
     }
 }

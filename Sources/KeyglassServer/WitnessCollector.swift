@@ -109,7 +109,8 @@ public actor WitnessCollector: Service {
                 return
             }
             do {
-                let proof = old == 0 || old == cp.size ? [] : try store.consistencyProof(from: old, to: cp.size)
+                let store = store
+                let proof = old == 0 || old == cp.size ? [] : try await StorageThreads.reading(store) { try store.consistencyProof(from: old, to: cp.size) }
                 switch try await client.addCheckpoint(AddCheckpointRequest(oldSize: old, proof: proof, note: cp.note)) {
                 case .cosigned(let sigs):
                     guard let sig = sigs.first(where: { $0.name == witness.key.name && $0.keyID == witness.key.keyID }),

@@ -109,6 +109,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "With --storage: seconds the sequencer lease lasts; a dead sequencer is replaced within about this long plus a sixth of it.")
     var leaseSeconds: Double = 3
 
+    @Flag(name: .long, help: "With --storage: never sequence; serve reads and answer publishes 503 not_sequencer. Implied when the database is a hot standby (and kept if it is promoted later: promoting is a decision to take with care, Deploy/postgres/README.md).")
+    var readOnly = false
+
     @Option(name: .long, help: "Durability of each batch: FULL (fsync every commit; survives power loss) or NORMAL.")
     var sync: String = "FULL"
 
@@ -184,6 +187,7 @@ struct Serve: AsyncParsableCommand {
                 return
             }
             let metrics = ServerMetrics()
+            var seqOptions = Sequencer.Options()
             let engine: any LogStorage
             var lease: SequencerLease?
             var merges: IndexMergeFollower?
@@ -194,10 +198,17 @@ struct Serve: AsyncParsableCommand {
                 let postgres = try PostgresStorage(url: url, leaseHolder: SequencerLease.defaultHolder(),
                                                    leaseDuration: .milliseconds(Int64(leaseSeconds * 1000)), logger: logger)
                 engine = postgres
-                lease = postgres.lease
-                // A lone server (or the first of several) sequences from its first publish.
-                lease?.attempt()
+                if readOnly || postgres.isStandby {
+                    logger.notice("serving reads only", metadata: ["reason": "\(readOnly ? "--read-only" : "the database is a standby")"])
+                    seqOptions.lease = ReadOnlyLease()
+                } else {
+                    lease = postgres.lease
+                    seqOptions.lease = lease
+                    // A lone server (or the first of several) sequences from its first publish.
+                    lease?.attempt()
+                }
             } else {
+                if readOnly { throw ValidationError("--read-only is for servers of a PostgreSQL log (--storage)") }
                 let sqlite = try SQLiteStorage(path: dir.database, sync: syncMode)
                 var mergeOptions = IndexMergeFollower.Options()
                 mergeOptions.metrics = metrics.log
@@ -213,8 +224,6 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("\(dir.path) holds a key directory (leaf 0 is its config) but \(dir.vrfKey) is missing: restore it from your backup; refusing to serve it as a v1 log")
             }
             let store = LogStore(storage: engine)
-            var seqOptions = Sequencer.Options()
-            seqOptions.lease = lease
             seqOptions.maxBatch = max(1, maxBatch)
             seqOptions.batchDelay = .milliseconds(max(0, batchDelayMs))
             seqOptions.maxQueue = max(1, maxQueue)

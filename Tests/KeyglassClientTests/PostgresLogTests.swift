@@ -161,18 +161,25 @@ final class PostgresLogTests: XCTestCase {
         try ProofVerifier.verifyInclusion(index: answer.index, size: seen.size, leafHash: try XCTUnwrap(Hash(base64: answer.leaf_hash)),
                                           proof: proof, root: seen.root)
 
+        // A publisher that reached the follower retries its 503 not_sequencer (LogClient's default)
+        // and gets through once the follower has taken over.
+        let patient = body("dave@pg.example"), token = log.token
+        let retrying = Task { try await b.publish(patient, token: token) }
+        try await Task.sleep(for: .milliseconds(300))
         // The sequencer dies: the other takes over within 5 s, from where it left off.
         await Binaries.kill9(first)
         let killed = ContinuousClock.now
         var taken: PublishAnswer?
         while ContinuousClock.now - killed < .seconds(8) {
-            if let ok = try? await b.publish(body("carol@pg.example"), token: log.token) { taken = ok; break }
+            if let ok = try? await b.publish(body("carol@pg.example"), token: log.token, notSequencerRetries: 0) { taken = ok; break }
             try await Task.sleep(for: .milliseconds(100))
         }
         let took = ContinuousClock.now - killed
         let next = try XCTUnwrap(taken, "no server took over")
         XCTAssertLessThan(took, .seconds(5), "failover took \(took)")
-        XCTAssertEqual(next.index, answer.index + 1)
+        XCTAssertGreaterThan(next.index, answer.index)
+        let dave = try await retrying.value
+        XCTAssertGreaterThan(dave.index, answer.index, "the retried publish was sequenced by the new sequencer")
         let final = try AnswerVerifier.openCheckpoint(next.checkpoint, logKey: log.vkey).checkpoint
         let consistency = try await b.consistencyProof(from: seen.size, to: final.size)
         try ProofVerifier.verifyConsistency(size1: seen.size, size2: final.size, root1: seen.root, root2: final.root, proof: consistency)
@@ -198,10 +205,10 @@ final class PostgresLogTests: XCTestCase {
 
         kill(first.processIdentifier, SIGSTOP)
         let pending = body("in-flight@pg.example"), token = log.token
-        let inFlight = Task { try? await a.publish(pending, token: token) }
+        let inFlight = Task { try? await a.publish(pending, token: token, notSequencerRetries: 0) }
         var taken = false
         for _ in 0..<60 where !taken {
-            if let ok = try? await b.publish(body("late0@pg.example"), token: log.token) { answers.append(ok); taken = true }
+            if let ok = try? await b.publish(body("late0@pg.example"), token: log.token, notSequencerRetries: 0) { answers.append(ok); taken = true }
             else { try await Task.sleep(for: .milliseconds(100)) }
         }
         XCTAssertTrue(taken, "the other server took over from the paused one")
@@ -273,7 +280,7 @@ final class PostgresLogTests: XCTestCase {
                         n += 1
                         let client = clients[(worker + n) % clients.count]
                         let b = PublishBody(identity: "w\(worker)-r\(round)-\(n)@pg.example", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
-                        if let answer = try? await client.publish(b, token: log.token) { await observed.ack(answer) }
+                        if let answer = try? await client.publish(b, token: log.token, notSequencerRetries: 0) { await observed.ack(answer) }
                         else { try? await Task.sleep(for: .milliseconds(20)) }
                     }
                 }
@@ -298,9 +305,11 @@ final class PostgresLogTests: XCTestCase {
             }
             await Binaries.kill9(servers[victim].0)
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...800, using: &rng)))
+            // Restarted while the others take publishes: it must open a log that grows as it reads.
+            servers[victim] = try await serve(log, work: work, name: "s\(victim)-\(round + 1)", ["--lease-seconds", "1.5", "--log-level", "error"])
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...400, using: &rng)))
             stop.set()
             for t in publishers + watchers { await t.value }
-            servers[victim] = try await serve(log, work: work, name: "s\(victim)-\(round + 1)", ["--lease-seconds", "1.5", "--log-level", "error"])
         }
 
         // One more publish through whichever server sequences now, then the checks, against the
@@ -308,7 +317,7 @@ final class PostgresLogTests: XCTestCase {
         var last: PublishAnswer?
         for _ in 0..<100 where last == nil {
             for (_, client) in servers {
-                if let a = try? await client.publish(body("final@pg.example"), token: log.token) { last = a; await observed.ack(a); break }
+                if let a = try? await client.publish(body("final@pg.example"), token: log.token, notSequencerRetries: 0) { last = a; await observed.ack(a); break }
             }
             if last == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
@@ -423,5 +432,53 @@ final class PostgresLogTests: XCTestCase {
         try ProofVerifier.verifyInclusion(index: late.index, size: 30, leafHash: try XCTUnwrap(Hash(base64: late.leaf_hash)), proof: lateProof, root: now.root)
         let found = try await KeyLookup(client: reader, options: .init(logKey: log.vkey, stateDirectory: nil)).run(identity: "u25@pg.example")
         XCTAssertEqual(found.entries.map(\.index), [late.index])
+
+        // The standby is promoted (here while the primary runs on: the split brain the README
+        // warns of). The server started on it as a standby still never sequences.
+        try standby.sql("SELECT pg_promote()", database: "postgres")
+        for _ in 0..<50 {
+            if try standby.sql("SELECT pg_is_in_recovery()", database: "postgres") == "f" { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .milliseconds(1500))
+        let afterPromotion = try await reader.raw("POST", "/v1/keys", body: try JSONEncoder().encode(body("y@pg.example")),
+                                                  headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"]).0
+        XCTAssertEqual(afterPromotion, 503, "a server started on a standby stays read-only after a promotion")
+        XCTAssertEqual(try standby.sql("SELECT max(size) FROM checkpoints", database: "standby"), "30")
+    }
+
+    /// The database goes back (a restore, an asynchronous standby promoted, a hostile edit) while
+    /// a follower has served a newer tree. When the follower gets the lease it must not build on the
+    /// older head: that would sign a second tree of sizes it already served. It stands down.
+    func testAFollowerNeverSequencesOnADatabaseThatWentBack() async throws {
+        let work = TestLog.temporaryDirectory("pg-back")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let log = try initialise(pg, work: work, database: "back")
+        let (first, a) = try await serve(log, work: work, name: "a", ["--lease-seconds", "1"])
+        let (second, b) = try await serve(log, work: work, name: "b", ["--lease-seconds", "1"])
+        defer { second.terminate() }
+        var last: PublishAnswer?
+        for i in 0..<10 { last = try await a.publish(body("v\(i)@pg.example"), token: log.token) }
+        let served = try AnswerVerifier.openCheckpoint(try XCTUnwrap(last).checkpoint, logKey: log.vkey).checkpoint
+        for _ in 0..<50 {
+            if try AnswerVerifier.openCheckpoint(try await b.checkpoint(), logKey: log.vkey).checkpoint.size == served.size { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        // The sequencer is stopped in its tracks, and the database taken back to size 5.
+        kill(first.processIdentifier, SIGSTOP)
+        try pg.sql("DELETE FROM entries WHERE idx >= 5; DELETE FROM checkpoints WHERE size > 5", database: "back")
+        try await Task.sleep(for: .milliseconds(3000))  // A's lease expires; B takes it and must stand down
+        let refused = try await b.raw("POST", "/v1/keys", body: try JSONEncoder().encode(body("w@pg.example")),
+                                      headers: ["Authorization": "Bearer \(log.token)", "Content-Type": "application/json"]).0
+        XCTAssertEqual(refused, 503)
+        XCTAssertEqual(try pg.sql("SELECT max(size) FROM checkpoints", database: "back"), "5", "nothing built on the older head")
+        let still = try AnswerVerifier.openCheckpoint(try await b.checkpoint(), logKey: log.vkey).checkpoint
+        XCTAssertEqual(still.size, served.size, "the follower keeps serving the tree it served, not the older one")
+        XCTAssertEqual(still.root, served.root)
+        let logText = try String(contentsOfFile: work + "/b.log", encoding: .utf8)
+        XCTAssertTrue(logText.contains("does not extend the one this server served"), logText.suffix(2000).description)
+        await Binaries.kill9(first)
     }
 }

@@ -50,7 +50,7 @@ final class DirectoryLookupTests: XCTestCase {
 
         /// The next map head, covering every entry so far.
         mutating func head() throws {
-            let root = MapTree.Builder(replay.states.compactMap { l, s in s.mapValue.map { (l, $0) } }).root
+            let root = MapTree.Builder(replay.states.all.compactMap { l, s in s.mapValue.map { (l, $0) } }).root
             try append(.mapHead(timestampMillis: 1_700_000_005_000, epoch: replay.epoch + 1, coveredSize: UInt64(entries.count), root: root))
         }
 

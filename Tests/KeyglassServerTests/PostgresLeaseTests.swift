@@ -122,4 +122,40 @@ final class PostgresLeaseTests: XCTestCase {
         XCTAssertTrue(result.bError?.contains("newest checkpoint has size 1") == true, result.bError ?? "no error")
         XCTAssertEqual(try a.latestCheckpoint()?.root, first.checkpoint.root)
     }
+
+    /// The connection dies in the middle of an append (the server ended it: a timeout, an
+    /// administrator, a restart). The rest of the append must not run on a new connection, outside
+    /// the transaction and the lease row's lock: nothing is written, and the append fails.
+    func testAConnectionLostMidAppendWritesNothingOutsideTheFence() async throws {
+        let work = TestLog.temporaryDirectory("pg-cut")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let pg = try await PostgresServer.start(in: work)
+        defer { pg.stop() }
+        let url = try PostgresURL(try pg.createDatabase("cut"))
+        let a = try PostgresStorage(url: url, readers: 1, leaseHolder: "server-a", leaseDuration: .seconds(3))
+        defer { a.close() }
+        let signer = try NoteSigner.generate(name: "cut.example/log")
+        _ = try LogAdmin.initialise(a, signer: signer)
+        XCTAssertTrue(try XCTUnwrap(a.lease).attempt())
+        let data = Array("cut".utf8)
+        var range = CompactRange()
+        let leaf = Merkle.leafHash(data)
+        range.append(leaf) { _, _ in }
+        let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: 1, root: range.root), with: signer).note.serialized
+        let batch = SequencedBatch(previousSize: 0, entries: [.init(index: 0, identity: "cut", data: data, leafHash: leaf)], nodes: [],
+                                   checkpoint: StoredCheckpoint(size: 1, root: range.root, note: note), signedAtMillis: 0)
+        XCTAssertThrowsError(try a.append(previousSize: 0) {
+            // The append's own backend, idle in its transaction while the batch is built, is ended.
+            let ended = try pg.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'cut' AND state = 'idle in transaction'",
+                                   database: "postgres")
+            XCTAssertEqual(ended, "1")
+            return batch
+        })
+        XCTAssertEqual(try pg.sql("SELECT count(*) FROM entries", database: "cut"), "0", "nothing written outside the transaction")
+        XCTAssertEqual(try pg.sql("SELECT max(size) FROM checkpoints", database: "cut"), "0")
+        // The session recovers: the next append (a new connection, a new transaction) goes through.
+        XCTAssertTrue(try XCTUnwrap(a.lease).attempt(), "the lease renews on a new connection")
+        try a.append(batch)
+        XCTAssertEqual(try pg.sql("SELECT count(*) FROM entries", database: "cut"), "1")
+    }
 }

@@ -55,6 +55,10 @@ public protocol LogStorage: AnyObject, Sendable {
 
     /// How many entries are stored; throws `StoreError.corrupt` if they are not 0..<count.
     func entryCount() throws -> UInt64
+    /// The newest checkpoint and the entry count read from one snapshot, so that a head read while
+    /// another server appends is never taken for a corrupt one (default: one after the other,
+    /// right for an engine with one writer).
+    func latestCheckpointAndEntryCount() throws -> (StoredCheckpoint?, UInt64)
     func latestCheckpoint() throws -> StoredCheckpoint?
     func checkpoint(size: UInt64) throws -> StoredCheckpoint?
     func checkpointCount() throws -> UInt64
@@ -75,6 +79,10 @@ public protocol LogStorage: AnyObject, Sendable {
 }
 
 extension LogStorage {
+    public func latestCheckpointAndEntryCount() throws -> (StoredCheckpoint?, UInt64) {
+        (try latestCheckpoint(), try entryCount())
+    }
+
     public func append(previousSize: UInt64, build: () throws -> SequencedBatch?) throws {
         if let batch = try build() { try append(batch) }
     }
