@@ -144,7 +144,7 @@ let package = Package(
         ]),
         .testTarget(name: "KeyglassClientTests", dependencies: [
             "KeyglassTestSupport", "KeyglassClient", "KeyglassLog", "KeyglassCore", "KeyglassWitness", "KeyglassServer",
-            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
+            "KeyglassWire", "KeyglassFiles", "KeyglassHTTP", "KeyglassPostgres",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -3,6 +3,7 @@ import KeyglassClient
 import KeyglassCore
 import KeyglassFiles
 import KeyglassHTTP
+import KeyglassPostgres
 import KeyglassTestSupport
 import KeyglassWire
 import XCTest
@@ -480,5 +481,81 @@ final class PostgresLogTests: XCTestCase {
         let logText = try String(contentsOfFile: work + "/b.log", encoding: .utf8)
         XCTAssertTrue(logText.contains("does not extend the one this server served"), logText.suffix(2000).description)
         await Binaries.kill9(first)
+    }
+}
+
+/// TLS to the database (`?sslmode=verify-full&sslrootcert=CA`): a log reads what it serves from its
+/// database, so on a network between them an attacker could hide a key's newest entries; the
+/// server must check the database's certificate, and refuses one from another CA.
+final class PostgresTLSTests: XCTestCase {
+    func testVerifyFullConnectsOverTLSAndRefusesAnUnknownCA() async throws {
+        let work = TestLog.temporaryDirectory("pg-tls")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let tls = try PostgresServer.makeDirectory(in: work, name: "tls")
+        func openssl(_ args: [String]) throws {
+            let r = try SystemTool.run("openssl", args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        // A CA, a server certificate for localhost signed by it, and a second, unrelated CA.
+        for ca in ["ca", "other-ca"] {
+            try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                         "-subj", "/CN=Keyglass test \(ca)", "-keyout", "\(tls)/\(ca).key", "-out", "\(tls)/\(ca).pem"])
+        }
+        try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                     "-keyout", "\(tls)/server.key", "-out", "\(tls)/server.csr"])
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: "\(tls)/san.ext", atomically: true, encoding: .utf8)
+        try openssl(["x509", "-req", "-in", "\(tls)/server.csr", "-CA", "\(tls)/ca.pem", "-CAkey", "\(tls)/ca.key", "-CAcreateserial",
+                     "-days", "2", "-extfile", "\(tls)/san.ext", "-out", "\(tls)/server.pem"])
+        for f in ["server.key", "server.pem"] { PostgresServer.giveToServerUser("\(tls)/\(f)") }
+        let pg = try await PostgresServer.start(in: work, settings: ["ssl=on", "ssl_cert_file=\(tls)/server.pem", "ssl_key_file=\(tls)/server.key"])
+        defer { pg.stop() }
+        _ = try pg.createDatabase("tls")
+        let url = "postgres://keyglass@localhost:\(pg.port)/tls?sslmode=verify-full&sslrootcert=\(tls)/ca.pem"
+        let data = work + "/data"
+
+        // Another CA's root: refused, nothing written.
+        let wrong = "postgres://keyglass@localhost:\(pg.port)/tls?sslmode=verify-full&sslrootcert=\(tls)/other-ca.pem"
+        let refused = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "tls.example/log", "--storage", wrong])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("cannot connect to PostgreSQL"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: data + "/signing-key"))
+
+        let initRun = try Binaries.run("keyglass-server", ["init", "--data", data, "--origin", "tls.example/log", "--storage", url])
+        XCTAssertEqual(initRun.status, 0, initRun.stderr)
+        let vkey = try NoteVerifierKey(try Files.readText(data + "/verifier-key").trimmingCharacters(in: .whitespacesAndNewlines))
+        let token = try Files.readPrivate(data + "/publish-token").trimmingCharacters(in: .whitespacesAndNewlines)
+        let (server, _, client) = try await Binaries.startServer(data: data, ["--storage", url], log: work + "/server.log")
+        defer { server.terminate() }
+        let answer = try await client.publish(PublishBody(identity: "tls@pg.example", key_type: "ed25519", public_key: Base64.encode(Ed25519.generate().publicKey)), token: token)
+        XCTAssertEqual(answer.index, 0)
+        _ = try AnswerVerifier.openCheckpoint(answer.checkpoint, logKey: vkey)
+        // Every connection the server holds to the log's database is encrypted.
+        let connections = try pg.sql("SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = 'tls'",
+                                     database: "postgres")
+        let parts = connections.split(separator: "|")
+        XCTAssertEqual(parts.count, 2)
+        XCTAssertGreaterThan(Int(parts[0]) ?? 0, 0, connections)
+        XCTAssertEqual(parts[0], parts[1], "every connection uses TLS: \(connections)")
+    }
+
+    /// What the URL accepts: a remote database must say how its connection is protected.
+    func testURLsRequireATLSChoiceForRemoteDatabases() throws {
+        XCTAssertThrowsError(try PostgresURL("postgres://keyglass@db.example.com/log", environment: [:])) { error in
+            XCTAssertTrue("\(error)".contains("sslmode=verify-full"), "\(error)")
+        }
+        XCTAssertTrue(try PostgresURL("postgres://keyglass@db.example.com/log?sslmode=verify-full", environment: [:]).verifyTLS)
+        XCTAssertFalse(try PostgresURL("postgres://keyglass@db.example.com/log?sslmode=disable", environment: [:]).verifyTLS)
+        XCTAssertFalse(try PostgresURL("postgres://keyglass@127.0.0.1:5433/log", environment: [:]).verifyTLS)
+        XCTAssertThrowsError(try PostgresURL("postgres://keyglass@db.example.com/log?sslmode=require", environment: [:]))
+        XCTAssertThrowsError(try PostgresURL("postgres://keyglass@localhost/log?password=x", environment: [:])) { error in
+            XCTAssertFalse("\(error)".contains("=x"), "the error does not echo a parameter's value: \(error)")
+        }
+        let withPassword = try PostgresURL("postgres://keyglass:s3cret@localhost/log", environment: [:])
+        XCTAssertEqual(withPassword.password, "s3cret")
+        XCTAssertFalse(withPassword.description.contains("s3cret"))
+        XCTAssertEqual(try PostgresURL("postgres://keyglass@localhost/log", environment: ["PGPASSWORD": "env"]).password, "env")
+        XCTAssertThrowsError(try PostgresURL("mysql://keyglass:pw@localhost/log", environment: [:])) { error in
+            XCTAssertFalse("\(error)".contains("pw"), "\(error)")
+        }
     }
 }

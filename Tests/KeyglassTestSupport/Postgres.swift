@@ -23,14 +23,15 @@ public final class PostgresServer: Sendable {
     /// `postgres://keyglass@127.0.0.1:PORT/DATABASE`.
     public func url(_ database: String) -> String { "postgres://\(user)@127.0.0.1:\(port)/\(database)" }
 
-    /// Starts a new cluster in a fresh directory under `parent`.
-    public static func start(in parent: String) async throws -> PostgresServer {
+    /// Starts a new cluster in a fresh directory under `parent`; `settings` are further `-c`
+    /// settings (e.g. TLS's).
+    public static func start(in parent: String, settings: [String] = []) async throws -> PostgresServer {
         reapOrphans()
         let dir = try makeDirectory(in: parent, name: "pg-primary")
         let initdb = try run("initdb", ["-D", dir, "-U", "keyglass", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
         guard initdb.status == 0 else { throw ClientError.network("initdb failed: \(initdb.stderr)") }
         // Replication from loopback is in initdb's pg_hba.conf already (trust), for standbys.
-        return try await launch(dir: dir)
+        return try await launch(dir: dir, settings: settings)
     }
 
     /// Starts a hot standby of `primary`, streaming from it (pg_basebackup -R writes its settings).
@@ -42,7 +43,7 @@ public final class PostgresServer: Sendable {
         return try await launch(dir: dir)
     }
 
-    private static func launch(dir: String) async throws -> PostgresServer {
+    private static func launch(dir: String, settings: [String] = []) async throws -> PostgresServer {
         // A port the kernel had free a moment ago; PostgreSQL cannot be told "any port", so a lost
         // race (another process took it) is retried with another.
         for _ in 0..<5 {
@@ -54,6 +55,7 @@ public final class PostgresServer: Sendable {
                         // Throwaway data: durability against power loss is not what these tests test,
                         // commit visibility and locking are (and they do not depend on fsync).
                         "-c", "fsync=off", "-c", "max_connections=300", "-c", "hot_standby_feedback=on"]
+                + settings.flatMap { ["-c", $0] }
             p.arguments = try asPostgresUser ? ["-u", "postgres", "--", binary("postgres")] + args : args
             _ = FileManager.default.createFile(atPath: dir + ".log", contents: nil)
             if asPostgresUser { _ = chown(dir + ".log", postgresUID, postgresGID) }
@@ -143,8 +145,14 @@ public final class PostgresServer: Sendable {
         return try Binaries.runProcess(URL(fileURLWithPath: path), args, input: nil, timeout: 120)
     }
 
+    /// Gives a file to the server's user (a TLS key PostgreSQL reads must be its own, 0600).
+    public static func giveToServerUser(_ path: String) {
+        chmod(path, 0o600)
+        if asPostgresUser { _ = chown(path, postgresUID, postgresGID) }
+    }
+
     /// A directory the server's user owns (0700, as PostgreSQL requires).
-    private static func makeDirectory(in parent: String, name: String) throws -> String {
+    public static func makeDirectory(in parent: String, name: String) throws -> String {
         let dir = parent + "/" + name + "-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if asPostgresUser {
