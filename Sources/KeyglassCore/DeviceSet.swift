@@ -124,7 +124,8 @@ extension DeviceSet {
         func number(_ at: inout Int, _ n: Int) -> UInt64? { read(&at, n).map { $0.reduce(0) { $0 << 8 | UInt64($1) } } }
         var at = 0
         guard let flag = read(&at, 1)?.first, flag <= 1, let version = number(&at, 8), let newest = number(&at, 8),
-              let chain = read(&at, 32).flatMap({ Hash(bytes: $0) }), let activeCount = number(&at, 4) else { return nil }
+            let chain = read(&at, 32).flatMap({ Hash(bytes: $0) }), let activeCount = number(&at, 4)
+        else { return nil }
         var active: [DeviceRecord] = []
         for _ in 0..<activeCount {
             guard let length = number(&at, 2), let bytes = read(&at, Int(length)), let record = DeviceRecord.restore(bytes) else { return nil }

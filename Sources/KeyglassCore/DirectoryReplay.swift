@@ -124,8 +124,10 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         public var queued: [Queued]
 
         /// A position from its parts (as an auditor's database stored them).
-        public init(origin: String?, vrfPublicKey: [UInt8]?, size: UInt64, epoch: UInt64, coveredSize: UInt64, headIndex: UInt64,
-                    headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: [Queued]) {
+        public init(
+            origin: String?, vrfPublicKey: [UInt8]?, size: UInt64, epoch: UInt64, coveredSize: UInt64, headIndex: UInt64,
+            headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: [Queued]
+        ) {
             self.origin = origin
             self.vrfPublicKey = vrfPublicKey
             self.size = size
@@ -142,9 +144,10 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
 
     /// Where this replay is: save it with the stores to resume later.
     public var position: Position {
-        Position(origin: origin, vrfPublicKey: vrfPublicKey, size: size, epoch: epoch, coveredSize: coveredSize, headIndex: headIndex,
-                 headTime: headTime, backdatedCount: backdatedCount, backdated: backdated, newestTime: newestTime,
-                 queued: queued[queueStart...].map { Position.Queued(index: $0.index, label: $0.label, value: $0.value) })
+        Position(
+            origin: origin, vrfPublicKey: vrfPublicKey, size: size, epoch: epoch, coveredSize: coveredSize, headIndex: headIndex,
+            headTime: headTime, backdatedCount: backdatedCount, backdated: backdated, newestTime: newestTime,
+            queued: queued[queueStart...].map { Position.Queued(index: $0.index, label: $0.label, value: $0.value) })
     }
 
     /// The root of the map of every change in entries [0, covered): what the map follower puts in
