@@ -93,8 +93,9 @@ let package = Package(
         ]),
 
         // The client side: the log client, lookup verification, auditor.
+        // KeyglassLog for the key directory auditor's state database (SQLite).
         .target(name: "KeyglassClient", dependencies: [
-            "KeyglassCore", "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
+            "KeyglassCore", "KeyglassWire", "KeyglassFiles", "KeyglassHTTP", "KeyglassLog",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
 
@@ -119,7 +120,7 @@ let package = Package(
         ], path: "Benchmarks/KeyglassBench"),
 
         .executableTarget(name: "keyglass", dependencies: [
-            "KeyglassClient", "KeyglassCore", "KeyglassWitness", "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
+            "KeyglassClient", "KeyglassCore", "KeyglassLog", "KeyglassWitness", "KeyglassWire", "KeyglassFiles", "KeyglassHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -1,6 +1,8 @@
 import Foundation
 import KeyglassCore
 import KeyglassHTTP
+import KeyglassLog
+import KeyglassWire
 
 /// Audits a key directory (issue 14, point 6): re-derives the whole log from its entries (read as
 /// c2sp.org/tlog-tiles entry bundles), checks the tree it rebuilds is the one the checkpoint signs
@@ -10,12 +12,15 @@ import KeyglassHTTP
 /// have made (an operator's add to a set already changed, a key rotation, a reset, a revocation) is
 /// an alert naming the identity.
 ///
-/// It replays from leaf 0 on every run, in memory (the map and the labels' states: about 1 KB per
-/// label), and reports alerts at entries it had not audited before. Keeping the map in a state
-/// database, so a run starts where the last ended in bounded memory, is the next step.
+/// Its map, the labels' states and where it stopped are in a state database
+/// (`DirectoryAuditStore`), so memory stays bounded whatever the directory's size, and each run
+/// starts where the last one stopped, a killed one included. Entries are replayed a chunk of tiles
+/// at a time, and a chunk commits only once a consistency proof shows the tree it ends is a prefix
+/// of the signed one: nothing the log did not sign ever enters the state. Alerts are stored with
+/// the chunk that found them and reported by the run that completes, once.
 public struct DirectoryAuditor: Sendable {
     public struct Alert: Sendable, Equatable, Codable {
-        /// map_mismatch, invalid_change, malformed_entry, ghost_device, injected_key, account_reset, operator_revoke.
+        /// map_mismatch, invalid_change, malformed_entry, ghost_device, injected_key, account_reset, operator_revoke, backdated.
         public let kind: String
         public let index: UInt64
         public let detail: String
@@ -26,15 +31,24 @@ public struct DirectoryAuditor: Sendable {
         /// The view to keep: the newest tree audited.
         public var view: DirectoryClient.LogView?
         public var treeSize: UInt64 = 0
+        /// Entries this run replayed (from where the last run stopped).
+        public var replayed: UInt64 = 0
         public var mapHeads = 0
         public var changes = 0
         public var labels = 0
         /// Alerts past `maxAlerts`, counted only.
         public var alertsNotListed = 0
+        /// Where this run started (0: from leaf 0).
+        public var resumedAt: UInt64 = 0
     }
 
     /// Most alerts one run lists.
     public static let maxAlerts = 1000
+    /// Most alerts a state keeps unreported: a signed tree of malformed entries must not fill the
+    /// disk either; beyond it they are counted.
+    static let maxStoredAlerts = 100_000
+    /// Tiles replayed per transaction: each ends with a consistency proof.
+    static let tilesPerChunk: UInt64 = 64
 
     let client: DirectoryClient
 
@@ -42,13 +56,12 @@ public struct DirectoryAuditor: Sendable {
         self.client = client
     }
 
-    /// Audits the log up to its newest checkpoint. `watched`: identities (canonical) whose labels
-    /// are looked up, verified, to name their changes; `view`: what the last run kept; alerts at
-    /// entries below `view.size` were reported then and are not repeated. `progress` is told the
-    /// entries read so far.
-    public func run(watched: [String], view: DirectoryClient.LogView?, progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in })
-        async throws -> Report
-    {
+    /// Audits the log up to its newest checkpoint, from where `store` stopped. `watched`:
+    /// identities (canonical) whose labels are looked up, verified, to name their changes; `view`:
+    /// what the last complete run kept. `progress` is told the entries read so far. The caller
+    /// prints the report's alerts, then calls `store.markAlertsReported()`.
+    public func run(watched: [String], view: DirectoryClient.LogView?, store: DirectoryAuditStore,
+                    progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }) async throws -> Report {
         let note = try await client.log.checkpoint()
         let checkpoint: Checkpoint
         do { checkpoint = try SignedCheckpoint.open(note, logKey: client.logKey).0.checkpoint } catch {
@@ -61,58 +74,124 @@ public struct DirectoryAuditor: Sendable {
         case let .tooFew(have, need): throw DirectoryClient.Refused(failure: .checkpoint("\(have) valid witness cosignature(s), \(need) required"))
         case let .stale(age, allowed): throw DirectoryClient.Refused(failure: .stale("the newest witness cosignature is \(age) s old (at most \(allowed))"))
         }
+        // The signed tree extends what the last complete run audited (no fork, no rollback).
+        let extended = try await client.extend(view, to: checkpoint, epoch: view?.epoch ?? 0)
         var watchedLabels: [Hash: String] = [:]
         for identity in watched {
             watchedLabels[try await client.lookup(identity).result.label] = identity
         }
         var report = Report()
-        var replay = DirectoryReplay(store: MemoryMapNodeStore())
-        var range = CompactRange()
-        var epoch: UInt64 = 0
-        let reportedBelow = view?.size ?? 0
-        var start: UInt64 = 0
-        while start < checkpoint.size {
-            let tile = start / TileLayout.width
-            let partial = TileLayout.partialWidth(tileIndex: tile, count: checkpoint.size)
-            let entries = try await client.log.entryBundle(index: tile, partial: partial)
-            for bytes in entries {
-                let index = range.size
-                let leaf = Merkle.leafHash(bytes)
-                range.append(leaf)
-                let event = try replay.replay(bytes, leafHash: leaf)
-                guard index >= reportedBelow else { continue }
-                if let alert = Self.alert(event, watched: watchedLabels, checkpointSize: checkpoint.size) {
-                    // Bounded: a signed tree of malformed entries must not fill memory.
-                    if report.alerts.count < Self.maxAlerts { report.alerts.append(alert) } else { report.alertsNotListed += 1 }
+        let saved = try store.load()
+        var replay = DirectoryReplayOf(store: store.mapNodes, states: store.labelStates, resuming: saved?.position)
+        var range = saved?.range ?? CompactRange()
+        report.resumedAt = range.size
+        guard range.size <= checkpoint.size else {
+            throw DirectoryClient.Refused(failure: .rewritten("the log's newest tree has \(checkpoint.size) entries; this auditor already re-derived \(range.size) of it: a rollback"))
+        }
+        var storedAlerts = try store.unreportedAlerts(limit: 0).total
+        while range.size < checkpoint.size {
+            let chunkEnd = min(checkpoint.size, (range.size / TileLayout.width + Self.tilesPerChunk) * TileLayout.width)
+            // Fetched before the transaction, verified before it commits.
+            var tiles: [(skip: Int, entries: [[UInt8]])] = []
+            var at = range.size
+            while at < chunkEnd {
+                let tile = at / TileLayout.width
+                let partial = TileLayout.partialWidth(tileIndex: tile, count: checkpoint.size)
+                let entries = try await client.log.entryBundle(index: tile, partial: partial)
+                let skip = Int(at - tile * TileLayout.width)
+                guard entries.count > skip else {
+                    throw DirectoryClient.Refused(failure: .checkpoint("entry bundle \(tile) holds \(entries.count) entries; the tree needs more"))
                 }
-                switch event {
-                case .mapHead: report.mapHeads += 1
-                case .change: report.changes += 1
-                default: break
+                tiles.append((skip, entries))
+                at = tile * TileLayout.width + UInt64(entries.count)
+            }
+            // The chunk's leaves first: the tree it ends must be a prefix of the signed one (a
+            // consistency proof) before any of it is replayed into the state.
+            var chunkRange = range
+            var leaves: [Hash] = []
+            for (skip, entries) in tiles {
+                for bytes in entries.dropFirst(skip) {
+                    let leaf = Merkle.leafHash(bytes)
+                    leaves.append(leaf)
+                    chunkRange.append(leaf)
                 }
             }
-            start = range.size
+            try await verify(chunkRange, against: checkpoint)
+            var chunkReplay = replay
+            var chunkReport = report
+            var chunkStored = storedAlerts
+            try store.transaction {
+                var k = 0
+                for (skip, entries) in tiles {
+                    for bytes in entries.dropFirst(skip) {
+                        let index = chunkReplay.size
+                        let backdatedBefore = chunkReplay.backdatedCount
+                        let event = try chunkReplay.replay(bytes, leafHash: leaves[k])
+                        k += 1
+                        var found: [Alert] = []
+                        if let alert = Self.alert(event, watched: watchedLabels, checkpointSize: checkpoint.size) { found.append(alert) }
+                        if chunkReplay.backdatedCount > backdatedBefore {
+                            found.append(Alert(kind: "backdated", index: index, detail: "stamped earlier than an entry before it (timestamps never go back in an honest log)"))
+                        }
+                        for alert in found {
+                            if chunkStored < Self.maxStoredAlerts {
+                                try store.addAlert(index: alert.index, kind: alert.kind, detail: alert.detail)
+                                chunkStored += 1
+                            } else {
+                                chunkReport.alertsNotListed += 1
+                            }
+                        }
+                        switch event {
+                        case .mapHead: chunkReport.mapHeads += 1
+                        case .change: chunkReport.changes += 1
+                        default: break
+                        }
+                        chunkReport.replayed += 1
+                    }
+                }
+                try store.save(chunkReplay.position, range: chunkRange)
+            }
+            storedAlerts = chunkStored
+            range = chunkRange
+            replay = chunkReplay
+            report = chunkReport
             progress(range.size, checkpoint.size)
         }
+        if let origin = replay.origin, Array(origin.utf8) != Array(checkpoint.origin.utf8), report.resumedAt == 0 {
+            try store.addAlert(index: 0, kind: "malformed_entry", detail: "leaf 0 names origin \(origin), the checkpoint \(checkpoint.origin)")
+        }
+        let (alerts, total) = try store.unreportedAlerts(limit: Self.maxAlerts)
+        report.alerts = alerts.map { Alert(kind: $0.kind, index: $0.index, detail: $0.detail) }
+        report.alertsNotListed += total - alerts.count
         // The epoch of the newest head that followed its predecessor (an out-of-sequence head's
         // own number, say UInt64.max, would make every later run refuse the log as stale).
-        epoch = replay.epoch
-        for index in replay.backdated where index >= reportedBelow {
-            report.alerts.append(Alert(kind: "backdated", index: index, detail: "stamped earlier than an entry before it (timestamps never go back in an honest log)"))
-        }
-        guard range.size == checkpoint.size, range.root == checkpoint.root else {
-            throw DirectoryClient.Refused(failure: .checkpoint("the entries served do not make the tree the checkpoint of size \(checkpoint.size) signs"))
-        }
-        if let origin = replay.origin, Array(origin.utf8) != Array(checkpoint.origin.utf8) {
-            report.alerts.append(Alert(kind: "malformed_entry", index: 0, detail: "leaf 0 names origin \(origin), the checkpoint \(checkpoint.origin)"))
-        }
-        report.view = try await client.extend(view, to: checkpoint, epoch: epoch)
+        report.view = DirectoryClient.LogView(size: extended.size, root: extended.root, epoch: max(replay.epoch, view?.epoch ?? 0))
         report.treeSize = checkpoint.size
-        report.labels = replay.states.count
+        report.labels = try store.labelCount()
         return report
     }
 
-    static func alert(_ event: DirectoryReplay<MemoryMapNodeStore>.Event, watched: [Hash: String], checkpointSize: UInt64) -> Alert? {
+    /// Throws unless the tree `range` ends is the signed tree or a prefix of it.
+    private func verify(_ range: CompactRange, against checkpoint: Checkpoint) async throws {
+        if range.size == checkpoint.size {
+            guard range.root == checkpoint.root else {
+                throw DirectoryClient.Refused(failure: .checkpoint("the entries served do not make the tree the checkpoint of size \(checkpoint.size) signs"))
+            }
+            return
+        }
+        let data = try await client.log.get("/v2/proof/consistency?from=\(range.size)&to=\(checkpoint.size)")
+        guard let answer = try? JSONDecoder().decode(ConsistencyAnswer.self, from: data) else {
+            throw DirectoryClient.Refused(failure: .checkpoint("the consistency answer is malformed"))
+        }
+        let proof = answer.proof.compactMap { Hash(base64: $0) }
+        guard proof.count == answer.proof.count,
+              (try? ProofVerifier.verifyConsistency(size1: range.size, size2: checkpoint.size, root1: range.root, root2: checkpoint.root, proof: proof)) != nil
+        else {
+            throw DirectoryClient.Refused(failure: .checkpoint("the entries served up to \(range.size) are not a prefix of the tree the checkpoint of size \(checkpoint.size) signs"))
+        }
+    }
+
+    static func alert(_ event: DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Event, watched: [Hash: String], checkpointSize: UInt64) -> Alert? {
         switch event {
         case let .mapHead(index, epoch, .mismatch(derived)):
             return Alert(kind: "map_mismatch", index: index,

@@ -79,68 +79,8 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         }
     }
 
-    /// Everything of a replay that is not in its stores: saved beside them, it lets a later replay
-    /// go on from entry `size` (the stores must be as they were when it was read).
-    public struct Position: Sendable, Equatable {
-        /// A change applied to the states but not yet to the map (it came after the newest head's
-        /// covered size).
-        public struct Queued: Sendable, Equatable {
-            /// The change's log index.
-            public let index: UInt64
-            /// Its label.
-            public let label: Hash
-            /// The label's map value after it.
-            public let value: Hash
-
-            /// One queued change.
-            public init(index: UInt64, label: Hash, value: Hash) {
-                self.index = index
-                self.label = label
-                self.value = value
-            }
-        }
-
-        /// Leaf 0's origin and VRF key, once replayed.
-        public var origin: String?
-        /// Leaf 0's VRF key.
-        public var vrfPublicKey: [UInt8]?
-        /// Entries replayed.
-        public var size: UInt64
-        /// The newest head's epoch, covered size, index and time.
-        public var epoch: UInt64
-        /// Entries [0, coveredSize) are in the map.
-        public var coveredSize: UInt64
-        /// The newest head's index.
-        public var headIndex: UInt64
-        /// The newest head's timestamp.
-        public var headTime: UInt64
-        /// Backdated entries: how many, the first 1,000, and the newest timestamp so far.
-        public var backdatedCount: Int
-        /// The first 1,000 backdated entries' indices.
-        public var backdated: [UInt64]
-        /// The newest timestamp replayed.
-        public var newestTime: UInt64
-        /// Changes not yet in the map, in index order.
-        public var queued: [Queued]
-
-        /// A position from its parts (as an auditor's database stored them).
-        public init(
-            origin: String?, vrfPublicKey: [UInt8]?, size: UInt64, epoch: UInt64, coveredSize: UInt64, headIndex: UInt64,
-            headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: [Queued]
-        ) {
-            self.origin = origin
-            self.vrfPublicKey = vrfPublicKey
-            self.size = size
-            self.epoch = epoch
-            self.coveredSize = coveredSize
-            self.headIndex = headIndex
-            self.headTime = headTime
-            self.backdatedCount = backdatedCount
-            self.backdated = backdated
-            self.newestTime = newestTime
-            self.queued = queued
-        }
-    }
+    /// Everything of a replay that is not in its stores (see `DirectoryReplayPosition`).
+    public typealias Position = DirectoryReplayPosition
 
     /// Where this replay is: save it with the stores to resume later.
     public var position: Position {
@@ -229,5 +169,68 @@ extension DirectoryReplayOf where States == MemoryLabelStateStore {
     /// states in memory.
     public init(store: Store) {
         self.init(store: store, states: MemoryLabelStateStore())
+    }
+}
+
+/// Everything of a replay that is not in its stores: saved beside them, it lets a later replay
+/// go on from entry `size` (the stores must be as they were when it was read).
+public struct DirectoryReplayPosition: Sendable, Equatable {
+    /// A change applied to the states but not yet to the map (it came after the newest head's
+    /// covered size).
+    public struct Queued: Sendable, Equatable {
+        /// The change's log index.
+        public let index: UInt64
+        /// Its label.
+        public let label: Hash
+        /// The label's map value after it.
+        public let value: Hash
+
+        /// One queued change.
+        public init(index: UInt64, label: Hash, value: Hash) {
+            self.index = index
+            self.label = label
+            self.value = value
+        }
+    }
+
+    /// Leaf 0's origin and VRF key, once replayed.
+    public var origin: String?
+    /// Leaf 0's VRF key.
+    public var vrfPublicKey: [UInt8]?
+    /// Entries replayed.
+    public var size: UInt64
+    /// The newest head's epoch, covered size, index and time.
+    public var epoch: UInt64
+    /// Entries [0, coveredSize) are in the map.
+    public var coveredSize: UInt64
+    /// The newest head's index.
+    public var headIndex: UInt64
+    /// The newest head's timestamp.
+    public var headTime: UInt64
+    /// Backdated entries: how many, the first 1,000, and the newest timestamp so far.
+    public var backdatedCount: Int
+    /// The first 1,000 backdated entries' indices.
+    public var backdated: [UInt64]
+    /// The newest timestamp replayed.
+    public var newestTime: UInt64
+    /// Changes not yet in the map, in index order.
+    public var queued: [Queued]
+
+    /// A position from its parts (as an auditor's database stored them).
+    public init(
+        origin: String?, vrfPublicKey: [UInt8]?, size: UInt64, epoch: UInt64, coveredSize: UInt64, headIndex: UInt64,
+        headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: [Queued]
+    ) {
+        self.origin = origin
+        self.vrfPublicKey = vrfPublicKey
+        self.size = size
+        self.epoch = epoch
+        self.coveredSize = coveredSize
+        self.headIndex = headIndex
+        self.headTime = headTime
+        self.backdatedCount = backdatedCount
+        self.backdated = backdated
+        self.newestTime = newestTime
+        self.queued = queued
     }
 }

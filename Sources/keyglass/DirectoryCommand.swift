@@ -4,6 +4,7 @@ import KeyglassClient
 import KeyglassCore
 import KeyglassFiles
 import KeyglassHTTP
+import KeyglassLog
 import KeyglassWire
 
 /// `keyglass directory …`: the client of a v2 log, the key directory (Spec/directory.md).
@@ -56,6 +57,11 @@ struct DirectoryState: Codable {
     var view: DirectoryClient.LogView?
     /// The newest tree `audit` re-derived (its alerts below it were reported).
     var auditedView: DirectoryClient.LogView?
+
+    /// The audit's database (`DirectoryAuditStore`) beside the state file at `path`.
+    static func auditStorePath(_ path: String) -> String {
+        (path.hasSuffix(".json") ? String(path.dropLast(5)) : path) + ".audit.sqlite"
+    }
 
     static func path(_ dir: String, key: NoteVerifierKey) -> String {
         let name = key.name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
@@ -438,8 +444,9 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
         server does: a map head that is not the map its entries make is map_mismatch (naming its \
         epoch, its leaf and the checkpoint); a change no honest server writes (a ghost device, an \
         injected key, a broken signature) is an alert whoever it is for; for identities in --watch, \
-        an operator's reset or revocation is an alert too. Replays from leaf 0 every run; alerts are \
-        reported once (at entries the last run had not audited).
+        an operator's reset or revocation is an alert too. The map and every label's state are kept \
+        in STATE/directory-….audit.sqlite (memory stays bounded), and each run goes on from where \
+        the last stopped, a killed run included; alerts are reported once.
 
         Exit codes: 0 no alert; 2 ALERT or refused; 1 bad input; 3 the log did not answer.
         """)
@@ -463,18 +470,24 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
             let statePath = try options.statePath()
             let report = try await DirectoryState.locked(statePath) {
                 var state = try DirectoryState.load(statePath)
+                // The map, the labels' states and the position: in a database beside the state file.
+                let store = try DirectoryAuditStore(path: DirectoryState.auditStorePath(statePath), logKey: client.logKey)
+                defer { store.close() }
                 let auditor = DirectoryAuditor(client: client)
-                let report = try await auditor.run(watched: watched, view: state.auditedView) { done, total in
+                let report = try await auditor.run(watched: watched, view: state.auditedView, store: store) { done, total in
                     if total > 10_000 { FileHandle.standardError.write(Data("audited \(done) of \(total) entries\n".utf8)) }
                 }
+                if report.resumedAt > 0 { print("resuming at entry \(report.resumedAt) (where the last run stopped)") }
+                for alert in report.alerts { print("ALERT \(alert.kind): entry \(alert.index): \(alert.detail)") }
+                if report.alertsNotListed > 0 { print("ALERT: \(report.alertsNotListed) more alerts not listed") }
+                // Printed: not reported again (a run killed before this line reports them again).
+                try store.markAlertsReported()
                 state.auditedView = report.view
                 try state.save(statePath)
                 return report
             }
-            for alert in report.alerts { print("ALERT \(alert.kind): entry \(alert.index): \(alert.detail)") }
-            if report.alertsNotListed > 0 { print("ALERT: \(report.alertsNotListed) more alerts not listed") }
-            print("audited \(report.treeSize) entries: \(report.changes) new changes, \(report.mapHeads) new map heads, \(report.labels) labels; "
-                  + (report.alerts.isEmpty ? "no alert" : "\(report.alerts.count) alert(s)"))
+            print("audited \(report.treeSize) entries (\(report.replayed) replayed now): \(report.changes) new changes, \(report.mapHeads) new map heads, \(report.labels) labels; "
+                  + (report.alerts.isEmpty && report.alertsNotListed == 0 ? "no alert" : "\(report.alerts.count + report.alertsNotListed) alert(s)"))
             if !report.alerts.isEmpty || report.alertsNotListed > 0 { throw ExitCode(2) }
         } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch let e as DirectoryClient.Refused {
             print("REFUSED: \(e.description)")

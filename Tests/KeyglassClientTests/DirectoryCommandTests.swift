@@ -4,6 +4,7 @@ import KeyglassCore
 import KeyglassLog
 import KeyglassTestSupport
 import KeyglassWire
+import Synchronization
 import XCTest
 
 /// The key directory end to end, as its users run it: `keyglass-server init --directory` and
@@ -261,6 +262,84 @@ final class DirectoryCommandTests: XCTestCase {
 
     /// What an operator with the database, the signing key and the VRF key can do: append an
     /// operator add of `deviceFile` to alice's set, which the honest server would refuse.
+    /// A directory of 20,000 entries, audited through a front end that stops answering part way:
+    /// the first run ends with what it committed (a whole chunk, proved a prefix of the signed
+    /// tree), the next resumes there instead of at leaf 0, and a ghost device deep in the history is
+    /// reported exactly once. The auditor's map and states are in its state database.
+    func testAnInterruptedAuditResumesWhereItStoppedAndReportsOnce() async throws {
+        let initialised = try Binaries.run("keyglass-server", ["init", "--directory", "--data", data, "--origin", "big.example/log"])
+        XCTAssertEqual(initialised.status, 0, initialised.stderr)
+        let vkey = try XCTUnwrap(initialised.stdout.split(separator: "\n").last.map(String.init))
+        let dir = DataDirectory(path: data)
+        let storage = try SQLiteStorage(path: dir.database, readers: 1)
+        let config = try XCTUnwrap(try storage.entries(start: 0, end: 1).first).data
+        storage.close()
+
+        // The history: operator adds of new labels (each a label's first change), a map head
+        // every 500 entries with the root the entries make, and one ghost at entry 17,001.
+        let keys = (0..<32).map { _ in Ed25519.generate().publicKey }
+        var replay = DirectoryReplay(store: MemoryMapNodeStore())
+        _ = try replay.replay(config, leafHash: Merkle.leafHash(config))
+        var entries: [(identity: String, data: [UInt8])] = [("", config)]
+        var labels: [Hash] = []
+        var time = Sequencer.nowMillis() - 60_000
+        var epoch: UInt64 = 0
+        func append(_ e: DirectoryEntry, identity: String) throws {
+            let bytes = e.encoded
+            _ = try replay.replay(bytes, leafHash: Merkle.leafHash(bytes))
+            entries.append((identity, bytes))
+        }
+        let ghostIndex = 17_001
+        while entries.count < 20_000 {
+            time += 1
+            if entries.count % 500 == 499 {
+                let covered = UInt64(entries.count)
+                epoch += 1
+                try append(.mapHead(timestampMillis: time, epoch: epoch, coveredSize: covered, root: try replay.mapRoot(covering: covered)), identity: "")
+            } else if entries.count == ghostIndex {
+                let victim = labels[100]
+                let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: keys[0])
+                try append(.change(timestampMillis: time, label: victim, version: 2, change: DeviceChange(kind: .add(record), authority: .operator)), identity: victim.hex)
+            } else {
+                let label = Hash(bytes: Ed25519.randomBytes(32))!
+                labels.append(label)
+                let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: keys[entries.count % keys.count])
+                try append(.change(timestampMillis: time, label: label, version: 1, change: DeviceChange(kind: .add(record), authority: .operator)), identity: label.hex)
+            }
+        }
+        try dir.forgeHistory(raw: entries)
+        let (server, port, _) = try await Binaries.startServer(data: data, ["--epoch-ms", "3600000"], log: work + "/server.log")
+        defer { server.terminate() }
+        let upstream = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
+        // The front end stops serving entry bundles past tile 70 until `healthy` is set.
+        let healthy = Mutex(false)
+        let front = try await FrontEnd.start { _, target in
+            if target.hasPrefix("/tile/entries/"), !healthy.withLock({ $0 }),
+               let n = Int(target.dropFirst("/tile/entries/".count).prefix { $0.isNumber }), n > 70 {
+                return .fail(503)
+            }
+            return .forward(upstream)
+        }
+        defer { Task { await front.stop() } }
+        let log = ["--log", front.url.absoluteString, "--vkey", vkey, "--state", work + "/state"]
+        var r = try keyglass(["audit"] + log)
+        XCTAssertEqual(r.status, 3, "the log stopped answering: \(r.stdout) \(r.stderr)")
+        let store = work + "/state/" + (try FileManager.default.contentsOfDirectory(atPath: work + "/state").first { $0.hasSuffix(".audit.sqlite") } ?? "")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: store), "the audit keeps its map in a database")
+
+        healthy.withLock { $0 = true }
+        r = try keyglass(["audit"] + log)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("resuming at entry 16384"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ALERT ghost_device: entry \(ghostIndex)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("audited 20000 entries (3616 replayed now)"), r.stdout)
+        XCTAssertEqual(r.stdout.components(separatedBy: "ALERT").count - 1, 1, "exactly one alert: \(r.stdout)")
+        // Nothing new: nothing replayed, nothing reported again.
+        r = try keyglass(["audit"] + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("(0 replayed now)") && r.stdout.contains("no alert"), r.stdout)
+    }
+
     private func appendGhost(_ deviceFile: String) throws {
         let dir = DataDirectory(path: data)
         let storage = try SQLiteStorage(path: dir.database, readers: 1)

@@ -235,4 +235,43 @@ final class DirectoryReplayTests: XCTestCase {
         change(&headless, alice, .add(a.record))
         XCTAssertEqual(try replay(headless).first, .malformed(index: 0, why: "leaf 0 is not the config entry"))
     }
+
+    /// A replay stopped anywhere and resumed from its saved position and stores (as an auditor's
+    /// state database keeps them) says exactly what an uninterrupted one says: every event, and
+    /// the same map. States survive their byte form unchanged, tombstones and encryption keys too.
+    func testAReplayResumedFromItsPositionMatchesAnUninterruptedOne() throws {
+        var log = newLog()
+        let a = try device(), b = try device(), c = try device()
+        change(&log, label("alice"), .add(a.record))
+        change(&log, label("bob"), .add(b.record))
+        head(&log)
+        change(&log, label("alice"), .add(c.record), by: a)
+        change(&log, label("alice"), .revoke(deviceID: a.record.id), by: c)
+        let x = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey,
+                                 encryptionKeys: [.init(type: .x25519, key: Ed25519.randomBytes(32))])
+        change(&log, label("carol"), .add(x))
+        change(&log, label("bob"), .add(try device().record))  // a ghost
+        head(&log, covering: UInt64(log.entries.count - 1))
+        change(&log, label("bob"), .reset(try device().record))
+        head(&log)
+        let whole = try replay(log)
+        for cut in 1..<log.entries.count {
+            var first = DirectoryReplay(store: MemoryMapNodeStore())
+            var events: [DirectoryReplay<MemoryMapNodeStore>.Event] = []
+            for e in log.entries[..<cut] { events.append(try first.replay(e, leafHash: Merkle.leafHash(e))) }
+            // The states as bytes and back, as the state database keeps them.
+            var states = MemoryLabelStateStore()
+            for (l, state) in first.states.all {
+                let restored = try XCTUnwrap(DeviceSet(stateBytes: state.stateBytes))
+                XCTAssertEqual(restored, state)
+                states.setState(restored, of: l)
+            }
+            var resumed = DirectoryReplayOf(store: first.map.store, states: states, resuming: first.position)
+            for e in log.entries[cut...] { events.append(try resumed.replay(e, leafHash: Merkle.leafHash(e))) }
+            XCTAssertEqual(events, whole, "cut at \(cut)")
+            XCTAssertEqual(resumed.position, { var w = DirectoryReplay(store: MemoryMapNodeStore()); for e in log.entries { _ = try? w.replay(e, leafHash: Merkle.leafHash(e)) }; return w.position }())
+        }
+        XCTAssertTrue(verdicts(whole).contains(.ghostDevice))
+        XCTAssertNil(DeviceSet(stateBytes: [0x01, 0x00]), "truncated state bytes are refused")
+    }
 }

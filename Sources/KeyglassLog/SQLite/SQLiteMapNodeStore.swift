@@ -16,8 +16,17 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         db = try SQLiteConnection(path: path)
         try db.execute("PRAGMA journal_mode=WAL")
         try db.execute("PRAGMA synchronous=\(sync.rawValue)")
-        try db.execute("CREATE TABLE IF NOT EXISTS map_nodes(position BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID")
+        try db.execute(Self.table)
     }
+
+    /// The table in a database another owner keeps (an auditor's state: its nodes commit with the
+    /// rest of what it stores).
+    init(connection: SQLiteConnection) throws {
+        db = connection
+        try db.execute(Self.table)
+    }
+
+    private static let table = "CREATE TABLE IF NOT EXISTS map_nodes(position BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID"
 
     /// Runs `body` in one transaction: all of its node writes commit together or not at all.
     public func transaction<T>(_ body: () throws -> T) throws -> T {

@@ -1,0 +1,198 @@
+import Foundation
+import KeyglassCore
+
+/// A key directory auditor's state (issue 14, point 6) in one SQLite file: the map's nodes, every
+/// label's state, where the replay stopped (its position and the tree's compact range), and the
+/// alerts found but not yet reported. An audit then needs memory for one tile of entries and the
+/// pages SQLite caches, whatever the directory's size, and a run killed anywhere resumes from the
+/// last tile it committed: each tile's nodes, states, position and alerts commit together, so they
+/// always agree.
+///
+/// Not thread-safe: one auditor at a time owns it (the CLI holds a lock on its state directory).
+public final class DirectoryAuditStore {
+    private let db: SQLiteConnection
+    /// The map's nodes, in this file.
+    public let mapNodes: SQLiteMapNodeStore
+    /// The labels' states, in this file.
+    public let labelStates: LabelStates
+
+    /// Opens (or creates) the state at `path`, for the log of `logKey`; refuses a state kept for
+    /// another log.
+    public init(path: String, logKey: NoteVerifierKey) throws {
+        let db = try SQLiteConnection(path: path)
+        try db.execute("PRAGMA journal_mode=WAL")
+        // A commit per tile: NORMAL keeps each one atomic (a crash loses at most the last tiles,
+        // and the run resumes before them), without an fsync per 256 entries.
+        try db.execute("PRAGMA synchronous=NORMAL")
+        try db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        try db.execute("CREATE TABLE IF NOT EXISTS label_states(label BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID")
+        try db.execute("CREATE TABLE IF NOT EXISTS alerts(idx INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, reported INTEGER NOT NULL DEFAULT 0)")
+        let s = try db.statement("SELECT value FROM meta WHERE key = 'log'")
+        let stored: String? = try s.step() ? s.text(0) : nil
+        db.releaseStatements()
+        if let stored, stored != logKey.description {
+            throw StoreError.corrupt("\(path) is the audit state of another log (\(stored))")
+        }
+        if stored == nil {
+            let m = try db.statement("INSERT INTO meta(key, value) VALUES('log', ?)")
+            m.bind(1, logKey.description)
+            try m.step()
+            db.releaseStatements()
+        }
+        self.db = db
+        mapNodes = try SQLiteMapNodeStore(connection: db)
+        labelStates = LabelStates(db: db)
+    }
+
+    /// Runs `body` in one transaction: everything it stores commits together or not at all.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try db.transaction(body)
+    }
+
+    public func close() { db.close() }
+
+    // MARK: Where the replay stopped
+
+    /// The position and compact range saved last, or nil for a state that has audited nothing.
+    public func load() throws -> (position: DirectoryReplayPosition, range: CompactRange)? {
+        let s = try db.statement("SELECT value FROM meta WHERE key = 'position'")
+        let text: String? = try s.step() ? s.text(0) : nil
+        db.releaseStatements()
+        guard let text else { return nil }
+        do {
+            let saved = try JSONDecoder().decode(SavedPosition.self, from: Data(text.utf8))
+            return try saved.restored()
+        } catch {
+            throw StoreError.corrupt("the audit state's saved position is unreadable: \(error)")
+        }
+    }
+
+    /// Saves where the replay is (inside the transaction that stored the tile's nodes and states).
+    public func save(_ position: DirectoryReplayPosition, range: CompactRange) throws {
+        let data = try JSONEncoder().encode(SavedPosition(position, range: range))
+        let s = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('position', ?)")
+        s.bind(1, String(decoding: data, as: UTF8.self))
+        try s.step()
+    }
+
+    // MARK: Alerts
+
+    /// Records an alert (inside the tile's transaction), to be reported by the run that finishes.
+    public func addAlert(index: UInt64, kind: String, detail: String) throws {
+        let s = try db.statement("INSERT INTO alerts(idx, kind, detail) VALUES(?, ?, ?)")
+        s.bind(1, index)
+        s.bind(2, kind)
+        s.bind(3, detail)
+        try s.step()
+    }
+
+    /// Alerts not yet reported, oldest first: at most `limit`, and how many there are in all.
+    public func unreportedAlerts(limit: Int) throws -> (alerts: [(index: UInt64, kind: String, detail: String)], total: Int) {
+        let c = try db.statement("SELECT count(*) FROM alerts WHERE reported = 0")
+        try c.step()
+        let total = Int(c.int64(0))
+        let s = try db.statement("SELECT idx, kind, detail FROM alerts WHERE reported = 0 ORDER BY rowid LIMIT ?")
+        s.bind(1, Int64(limit))
+        var out: [(UInt64, String, String)] = []
+        while try s.step() { out.append((s.uint64(0), s.text(1), s.text(2))) }
+        db.releaseStatements()
+        return (out, total)
+    }
+
+    /// The run reported every alert it listed (and counted the rest): none is reported again.
+    public func markAlertsReported() throws {
+        try db.execute("UPDATE alerts SET reported = 1 WHERE reported = 0")
+    }
+
+    /// Labels changed at least once.
+    public func labelCount() throws -> Int {
+        let s = try db.statement("SELECT count(*) FROM label_states")
+        try s.step()
+        defer { db.releaseStatements() }
+        return Int(s.int64(0))
+    }
+
+    /// The labels' states in the audit's file (`LabelStateStore`).
+    public final class LabelStates: LabelStateStore {
+        private let db: SQLiteConnection
+
+        init(db: SQLiteConnection) { self.db = db }
+
+        public func state(of label: Hash) throws -> DeviceSet? {
+            let s = try db.statement("SELECT state FROM label_states WHERE label = ?")
+            s.bind(1, label)
+            let bytes: [UInt8]? = try s.step() ? s.blob(0) : nil
+            db.releaseStatements()
+            guard let bytes else { return nil }
+            guard let state = DeviceSet(stateBytes: bytes) else { throw StoreError.corrupt("the stored state of label \(label.hex) is unreadable") }
+            return state
+        }
+
+        public func setState(_ state: DeviceSet, of label: Hash) throws {
+            let s = try db.statement("INSERT OR REPLACE INTO label_states(label, state) VALUES(?, ?)")
+            s.bind(1, label)
+            s.bind(2, state.stateBytes)
+            try s.step()
+        }
+    }
+}
+
+/// `DirectoryReplayPosition` and the compact range as JSON (hashes and keys base64).
+private struct SavedPosition: Codable {
+    struct Queued: Codable {
+        var index: UInt64
+        var label: String
+        var value: String
+    }
+
+    var origin: String?
+    var vrfPublicKey: String?
+    var size: UInt64
+    var epoch: UInt64
+    var coveredSize: UInt64
+    var headIndex: UInt64
+    var headTime: UInt64
+    var backdatedCount: Int
+    var backdated: [UInt64]
+    var newestTime: UInt64
+    var queued: [Queued]
+    var rangeSize: UInt64
+    var rangeHashes: [String]
+
+    init(_ p: DirectoryReplayPosition, range: CompactRange) {
+        origin = p.origin
+        vrfPublicKey = p.vrfPublicKey.map(Base64.encode)
+        size = p.size
+        epoch = p.epoch
+        coveredSize = p.coveredSize
+        headIndex = p.headIndex
+        headTime = p.headTime
+        backdatedCount = p.backdatedCount
+        backdated = p.backdated
+        newestTime = p.newestTime
+        queued = p.queued.map { Queued(index: $0.index, label: $0.label.base64, value: $0.value.base64) }
+        rangeSize = range.size
+        rangeHashes = range.hashes.map(\.base64)
+    }
+
+    func restored() throws -> (position: DirectoryReplayPosition, range: CompactRange) {
+        struct Bad: Error {}
+        let queued = try self.queued.map { q -> DirectoryReplayPosition.Queued in
+            guard let label = Hash(base64: q.label), let value = Hash(base64: q.value) else { throw Bad() }
+            return DirectoryReplayPosition.Queued(index: q.index, label: label, value: value)
+        }
+        let hashes = try rangeHashes.map { h -> Hash in
+            guard let hash = Hash(base64: h) else { throw Bad() }
+            return hash
+        }
+        guard let range = CompactRange(size: rangeSize, hashes: hashes), rangeSize == size else { throw Bad() }
+        let key = try vrfPublicKey.map { k -> [UInt8] in
+            guard let bytes = Base64.decode(k) else { throw Bad() }
+            return bytes
+        }
+        let position = DirectoryReplayPosition(origin: origin, vrfPublicKey: key, size: size, epoch: epoch, coveredSize: coveredSize,
+                                               headIndex: headIndex, headTime: headTime, backdatedCount: backdatedCount,
+                                               backdated: backdated, newestTime: newestTime, queued: queued)
+        return (position, range)
+    }
+}
