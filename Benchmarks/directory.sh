@@ -107,6 +107,25 @@ DLOOK=$RATE; DLOOK_RATES=$RATES; DLOOK_ERR=$ERR; DLOOK50=$P50; DLOOK99=$P99
 DRSS=$(rss_mb "$PID")
 SIZE=$(curl -sf "$URL/v2/log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tree_size"])')
 echo "   lookups: $DLOOK/s (runs $DLOOK_RATES), p50 $DLOOK50 ms, worst p99 $DLOOK99 ms, $DLOOK_ERR errors; RSS $DRSS MB"
+# The auditor: the whole directory re-derived from empty state (its map and the labels' states in
+# its state database), then a second run that goes on from where the first stopped. Peak RSS of
+# each from wait4's ru_maxrss.
+audit_run() {  # prints "SECONDS PEAK_MB EXIT"
+  python3 - "$BIN/keyglass" "$URL" "$(tr -d '[:space:]' < "$DD/verifier-key")" "$WORK/dir-audit-state" <<'PY'
+import os, sys, time
+binary, url, vkey, state = sys.argv[1:5]
+t0 = time.time()
+pid = os.spawnv(os.P_NOWAIT, binary, [binary, "directory", "audit", "--log", url, "--vkey", vkey, "--state", state])
+_, status, usage = os.wait4(pid, 0)
+print("%.2f %d %d" % (time.time() - t0, usage.ru_maxrss // 1024, os.waitstatus_to_exitcode(status)))
+PY
+}
+read -r AUD_S AUD_MB AUD_RC < <(audit_run 2> /dev/null | tail -1)
+read -r AUD2_S AUD2_MB AUD2_RC < <(audit_run 2> /dev/null | tail -1)
+echo "   directory audit of $SIZE entries: ${AUD_S} s, peak RSS ${AUD_MB} MB (exit $AUD_RC); again: ${AUD2_S} s, ${AUD2_MB} MB (exit $AUD2_RC)"
+AUD_RATE=$(awk -v n="$SIZE" -v s="$AUD_S" 'BEGIN{ if (s > 0) printf "%d", n / s; else print 0 }')
+row "directory audit from empty state: entries/s ($SIZE entries; map and label states in the auditor's SQLite state; exit $AUD_RC)" "$AUD_RATE" "-" "-" "exit 0" "$([ "$AUD_RC" = 0 ] && echo yes || echo NO)"
+row "directory auditor peak RSS, first run / the next run, which resumes (MB)" "$AUD_MB / $AUD2_MB" "-" "-" "<= 100" "$(le "$AUD_MB" 100 "$AUD2_RC")"
 stop_server
 
 # The reference: inclusion proofs of a v1 log of the same size, this run, this machine.

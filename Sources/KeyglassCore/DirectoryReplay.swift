@@ -98,9 +98,19 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         return try map.root()
     }
 
+    /// Most changes given to the map in one `set`: a batch's node cache holds every node on its
+    /// labels' paths (~20 each), so one head covering a million changes would otherwise hold ~20M
+    /// nodes at once. Slices cost only the upper levels' rehashing once per slice.
+    static var mapSlice: Int { 4096 }
+
     private mutating func applyQueued(below covered: UInt64) throws {
         let batch = queued[queueStart...].prefix { $0.index < covered }
-        try map.set(batch.map { ($0.label, $0.value) })
+        var from = batch.startIndex
+        while from < batch.endIndex {
+            let to = min(from + Self.mapSlice, batch.endIndex)
+            try map.set(batch[from..<to].map { ($0.label, $0.value) })
+            from = to
+        }
         queueStart += batch.count
         if queueStart > 1024, queueStart * 2 > queued.count {
             queued.removeFirst(queueStart)
