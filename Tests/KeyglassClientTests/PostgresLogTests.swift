@@ -12,6 +12,17 @@ import XCTest
 /// database with exactly one sequencing, failover, SIGKILL rounds, and a server on a hot standby.
 /// Every PostgreSQL here is a throwaway cluster in a temporary directory (`PostgresServer`).
 final class PostgresLogTests: XCTestCase {
+    /// A scratch directory and a throwaway PostgreSQL cluster in it, both gone after the test.
+    func cluster(_ name: String) async throws -> (work: String, pg: PostgresServer) {
+        let work = TestLog.temporaryDirectory(name)
+        let pg = try await PostgresServer.start(in: work)
+        addTeardownBlock {
+            pg.stop()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        return (work, pg)
+    }
+
     struct Log {
         let data: String
         let url: String
@@ -44,10 +55,7 @@ final class PostgresLogTests: XCTestCase {
     // MARK: One server: the user's flow
 
     func testInitServePublishLookUpAndAuditOnPostgres() async throws {
-        let work = TestLog.temporaryDirectory("pg-flow")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        let (work, pg) = try await cluster("pg-flow")
         let log = try initialise(pg, work: work, database: "flow")
         XCTAssertFalse(FileManager.default.fileExists(atPath: log.data + "/log.sqlite"), "the log is in PostgreSQL, not beside the keys")
 
@@ -132,10 +140,7 @@ final class PostgresLogTests: XCTestCase {
     // MARK: Several servers
 
     func testOneSequencerAmongSeveralServersAndFailoverWithinFiveSeconds() async throws {
-        let work = TestLog.temporaryDirectory("pg-failover")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        let (work, pg) = try await cluster("pg-failover")
         let log = try initialise(pg, work: work, database: "failover")
         let (first, a) = try await serve(log, work: work, name: "a", ["--lease-seconds", "2"])
         let (second, b) = try await serve(log, work: work, name: "b", ["--lease-seconds", "2"])
@@ -192,10 +197,7 @@ final class PostgresLogTests: XCTestCase {
     /// held: its publish is refused or, if acknowledged, in the log; and no size was ever served
     /// with two different roots.
     func testAPausedSequencerResumesAsAFollowerWithoutForking() async throws {
-        let work = TestLog.temporaryDirectory("pg-pause")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        let (work, pg) = try await cluster("pg-pause")
         let log = try initialise(pg, work: work, database: "pause")
         let (first, a) = try await serve(log, work: work, name: "a", ["--lease-seconds", "1.2"])
         defer { first.terminate() }
@@ -258,10 +260,7 @@ final class PostgresLogTests: XCTestCase {
     /// `KEYGLASS_PG_CRASH_ROUNDS` sets the rounds (`make soak` runs more).
     func testSIGKILLRoundsAcrossThreeServersNeverForkNorLoseAnything() async throws {
         let rounds = Int(ProcessInfo.processInfo.environment["KEYGLASS_PG_CRASH_ROUNDS"] ?? "") ?? 6
-        let work = TestLog.temporaryDirectory("pg-crash")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        let (work, pg) = try await cluster("pg-crash")
         let log = try initialise(pg, work: work, database: "crash")
         var servers: [(Process, LogClient)] = []
         for i in 0..<3 { servers.append(try await serve(log, work: work, name: "s\(i)-0", ["--lease-seconds", "1.5", "--log-level", "error"])) }
@@ -361,10 +360,7 @@ final class PostgresLogTests: XCTestCase {
     /// paused it keeps serving the older tree and refuses proofs for the newer one; resumed, it
     /// catches up. It never sequences.
     func testServerOnHotStandbyServesOnlyTreesTheReplicaHolds() async throws {
-        let work = TestLog.temporaryDirectory("pg-standby")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let primary = try await PostgresServer.start(in: work)
-        defer { primary.stop() }
+        let (work, primary) = try await cluster("pg-standby")
         let log = try initialise(primary, work: work, database: "standby")
         let (writerProcess, writer) = try await serve(log, work: work, name: "primary")
         defer { writerProcess.terminate() }
@@ -452,10 +448,7 @@ final class PostgresLogTests: XCTestCase {
     /// a follower has served a newer tree. When the follower gets the lease it must not build on the
     /// older head: that would sign a second tree of sizes it already served. It stands down.
     func testAFollowerNeverSequencesOnADatabaseThatWentBack() async throws {
-        let work = TestLog.temporaryDirectory("pg-back")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        let (work, pg) = try await cluster("pg-back")
         let log = try initialise(pg, work: work, database: "back")
         let (first, a) = try await serve(log, work: work, name: "a", ["--lease-seconds", "1"])
         let (second, b) = try await serve(log, work: work, name: "b", ["--lease-seconds", "1"])

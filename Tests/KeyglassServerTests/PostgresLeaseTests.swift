@@ -10,11 +10,19 @@ import XCTest
 /// (it was paused, partitioned, or its clock ran slow) and that still believes it sequences must not
 /// get a batch into the log, and must not even sign one.
 final class PostgresLeaseTests: XCTestCase {
-    func testALapsedSequencerIsFencedBeforeItSigns() async throws {
-        let work = TestLog.temporaryDirectory("pg-lease")
-        defer { try? FileManager.default.removeItem(atPath: work) }
+    /// A scratch directory and a throwaway PostgreSQL cluster in it, both gone after the test.
+    func cluster(_ name: String) async throws -> (work: String, pg: PostgresServer) {
+        let work = TestLog.temporaryDirectory(name)
         let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        addTeardownBlock {
+            pg.stop()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        return (work, pg)
+    }
+
+    func testALapsedSequencerIsFencedBeforeItSigns() async throws {
+        let (work, pg) = try await cluster("pg-lease")
         let url = try PostgresURL(try pg.createDatabase("lease"))
         let a = try PostgresStorage(url: url, readers: 1, leaseHolder: "server-a", leaseDuration: .milliseconds(900))
         defer { a.close() }
@@ -73,10 +81,7 @@ final class PostgresLeaseTests: XCTestCase {
     /// a second tree of the size the first just stored. (A check of the head inside the locking
     /// statement would read the snapshot from before the wait, and pass.)
     func testConcurrentAppendsSeeEachOthersCommitBeforeSigning() async throws {
-        let work = TestLog.temporaryDirectory("pg-race")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        let (work, pg) = try await cluster("pg-race")
         let url = try PostgresURL(try pg.createDatabase("race"))
         let a = try PostgresStorage(url: url, readers: 1)
         defer { a.close() }
@@ -127,10 +132,7 @@ final class PostgresLeaseTests: XCTestCase {
     /// administrator, a restart). The rest of the append must not run on a new connection, outside
     /// the transaction and the lease row's lock: nothing is written, and the append fails.
     func testAConnectionLostMidAppendWritesNothingOutsideTheFence() async throws {
-        let work = TestLog.temporaryDirectory("pg-cut")
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let pg = try await PostgresServer.start(in: work)
-        defer { pg.stop() }
+        let (work, pg) = try await cluster("pg-cut")
         let url = try PostgresURL(try pg.createDatabase("cut"))
         let a = try PostgresStorage(url: url, readers: 1, leaseHolder: "server-a", leaseDuration: .seconds(3))
         defer { a.close() }

@@ -26,6 +26,10 @@ public final class DirectoryAuditStore {
         try db.execute("PRAGMA synchronous=NORMAL")
         try db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         try db.execute("CREATE TABLE IF NOT EXISTS label_states(label BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID")
+        // The changes after the newest head, as one blob of 72-byte records (index, label, value):
+        // after a head that covered few of a burst's changes it can hold tens of thousands, too
+        // many to write as JSON per chunk.
+        try db.execute("CREATE TABLE IF NOT EXISTS queued(id INTEGER PRIMARY KEY CHECK (id = 1), changes BLOB NOT NULL)")
         try db.execute("CREATE TABLE IF NOT EXISTS alerts(idx INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, reported INTEGER NOT NULL DEFAULT 0)")
         let s = try db.statement("SELECT value FROM meta WHERE key = 'log'")
         let stored: String? = try s.step() ? s.text(0) : nil
@@ -59,9 +63,12 @@ public final class DirectoryAuditStore {
         let text: String? = try s.step() ? s.text(0) : nil
         db.releaseStatements()
         guard let text else { return nil }
+        let q = try db.statement("SELECT changes FROM queued WHERE id = 1")
+        let blob: [UInt8] = try q.step() ? q.blob(0) : []
+        db.releaseStatements()
         do {
             let saved = try JSONDecoder().decode(SavedPosition.self, from: Data(text.utf8))
-            return try saved.restored()
+            return try saved.restored(queued: Self.decodeQueued(blob))
         } catch {
             throw StoreError.corrupt("the audit state's saved position is unreadable: \(error)")
         }
@@ -73,6 +80,24 @@ public final class DirectoryAuditStore {
         let s = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('position', ?)")
         s.bind(1, String(decoding: data, as: UTF8.self))
         try s.step()
+        var blob: [UInt8] = []
+        blob.reserveCapacity(position.queued.count * 72)
+        for q in position.queued {
+            for shift in stride(from: 56, through: 0, by: -8) { blob.append(UInt8(truncatingIfNeeded: q.index >> UInt64(shift))) }
+            blob += q.label.bytes
+            blob += q.value.bytes
+        }
+        let b = try db.statement("INSERT OR REPLACE INTO queued(id, changes) VALUES(1, ?)")
+        b.bind(1, blob)
+        try b.step()
+    }
+
+    private static func decodeQueued(_ blob: [UInt8]) throws -> [DirectoryReplayPosition.Queued] {
+        guard blob.count % 72 == 0 else { throw StoreError.corrupt("the saved queue is not whole records") }
+        return stride(from: 0, to: blob.count, by: 72).map { at in
+            let index = blob[at..<at + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            return DirectoryReplayPosition.Queued(index: index, label: Hash(bytes: blob[at + 8..<at + 40])!, value: Hash(bytes: blob[at + 40..<at + 72])!)
+        }
     }
 
     // MARK: Alerts
@@ -139,12 +164,6 @@ public final class DirectoryAuditStore {
 
 /// `DirectoryReplayPosition` and the compact range as JSON (hashes and keys base64).
 private struct SavedPosition: Codable {
-    struct Queued: Codable {
-        var index: UInt64
-        var label: String
-        var value: String
-    }
-
     var origin: String?
     var vrfPublicKey: String?
     var size: UInt64
@@ -155,7 +174,6 @@ private struct SavedPosition: Codable {
     var backdatedCount: Int
     var backdated: [UInt64]
     var newestTime: UInt64
-    var queued: [Queued]
     var rangeSize: UInt64
     var rangeHashes: [String]
 
@@ -170,17 +188,12 @@ private struct SavedPosition: Codable {
         backdatedCount = p.backdatedCount
         backdated = p.backdated
         newestTime = p.newestTime
-        queued = p.queued.map { Queued(index: $0.index, label: $0.label.base64, value: $0.value.base64) }
         rangeSize = range.size
         rangeHashes = range.hashes.map(\.base64)
     }
 
-    func restored() throws -> (position: DirectoryReplayPosition, range: CompactRange) {
+    func restored(queued: [DirectoryReplayPosition.Queued]) throws -> (position: DirectoryReplayPosition, range: CompactRange) {
         struct Bad: Error {}
-        let queued = try self.queued.map { q -> DirectoryReplayPosition.Queued in
-            guard let label = Hash(base64: q.label), let value = Hash(base64: q.value) else { throw Bad() }
-            return DirectoryReplayPosition.Queued(index: q.index, label: label, value: value)
-        }
         let hashes = try rangeHashes.map { h -> Hash in
             guard let hash = Hash(base64: h) else { throw Bad() }
             return hash
