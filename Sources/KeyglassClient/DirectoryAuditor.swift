@@ -49,6 +49,8 @@ public struct DirectoryAuditor: Sendable {
     static let maxStoredAlerts = 100_000
     /// Tiles replayed per transaction: each ends with a consistency proof.
     static let tilesPerChunk: UInt64 = 64
+    /// Most entry bytes per chunk (a chunk ends early past it).
+    static let chunkBytes = 32 << 20
 
     let client: DirectoryClient
 
@@ -86,15 +88,20 @@ public struct DirectoryAuditor: Sendable {
         var range = saved?.range ?? CompactRange()
         report.resumedAt = range.size
         guard range.size <= checkpoint.size else {
-            throw DirectoryClient.Refused(failure: .rewritten("the log's newest tree has \(checkpoint.size) entries; this auditor already re-derived \(range.size) of it: a rollback"))
+            throw DirectoryClient.Refused(failure: .stale("the log's newest tree has \(checkpoint.size) entries; this auditor already re-derived \(range.size) of a tree it signed"))
         }
+        // What the state holds must be a prefix of the tree audited now (also when nothing is
+        // left to replay: a run killed after its last commit left a view older than its state).
+        if range.size > 0 { try await verify(range, against: checkpoint) }
         var storedAlerts = try store.unreportedAlerts(limit: 0).total
         while range.size < checkpoint.size {
             let chunkEnd = min(checkpoint.size, (range.size / TileLayout.width + Self.tilesPerChunk) * TileLayout.width)
             // Fetched before the transaction, verified before it commits.
             var tiles: [(skip: Int, entries: [[UInt8]])] = []
             var at = range.size
-            while at < chunkEnd {
+            var bytes = 0
+            // Also bounded by bytes: a log of maximal entries would make 64 tiles ~1 GB.
+            while at < chunkEnd && (tiles.isEmpty || bytes < Self.chunkBytes) {
                 let tile = at / TileLayout.width
                 let partial = TileLayout.partialWidth(tileIndex: tile, count: checkpoint.size)
                 let entries = try await client.log.entryBundle(index: tile, partial: partial)
@@ -103,6 +110,7 @@ public struct DirectoryAuditor: Sendable {
                     throw DirectoryClient.Refused(failure: .checkpoint("entry bundle \(tile) holds \(entries.count) entries; the tree needs more"))
                 }
                 tiles.append((skip, entries))
+                bytes += entries.reduce(0) { $0 + $1.count }
                 at = tile * TileLayout.width + UInt64(entries.count)
             }
             // The chunk's leaves first: the tree it ends must be a prefix of the signed one (a
@@ -130,6 +138,9 @@ public struct DirectoryAuditor: Sendable {
                         k += 1
                         var found: [Alert] = []
                         if let alert = Self.alert(event, watched: watchedLabels, checkpointSize: checkpoint.size) { found.append(alert) }
+                        if case .config(let origin) = event, Array(origin.utf8) != Array(checkpoint.origin.utf8) {
+                            found.append(Alert(kind: "malformed_entry", index: index, detail: "leaf 0 names origin \(origin), the checkpoint \(checkpoint.origin)"))
+                        }
                         if chunkReplay.backdatedCount > backdatedBefore {
                             found.append(Alert(kind: "backdated", index: index, detail: "stamped earlier than an entry before it (timestamps never go back in an honest log)"))
                         }
@@ -156,9 +167,6 @@ public struct DirectoryAuditor: Sendable {
             replay = chunkReplay
             report = chunkReport
             progress(range.size, checkpoint.size)
-        }
-        if let origin = replay.origin, Array(origin.utf8) != Array(checkpoint.origin.utf8), report.resumedAt == 0 {
-            try store.addAlert(index: 0, kind: "malformed_entry", detail: "leaf 0 names origin \(origin), the checkpoint \(checkpoint.origin)")
         }
         let (alerts, total) = try store.unreportedAlerts(limit: Self.maxAlerts)
         report.alerts = alerts.map { Alert(kind: $0.kind, index: $0.index, detail: $0.detail) }

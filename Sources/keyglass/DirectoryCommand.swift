@@ -453,8 +453,16 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
 
     @OptionGroup var options: DirectoryOptions
 
-    @Option(name: .long, help: "A file of identities to watch, one per line (# comments).")
+    @Option(name: .long, help: "A file of identities to watch, one per line (# comments). Alerts are decided as entries are replayed: a change to an identity added to the file later is not looked at again.")
     var watch: String?
+
+    /// Marks the alerts printed as reported only once they have left this process: a run killed
+    /// with them still in stdout's buffer (a pipe to cron's mail) reports them again next time.
+    static func flushThenMark(_ store: DirectoryAuditStore) throws {
+        // fflush(nil): every output stream (naming `stdout` is not concurrency-safe in Swift 6).
+        guard fflush(nil) == 0 else { throw ValidationError("cannot write the alerts to standard output; they stay unreported") }
+        try store.markAlertsReported()
+    }
 
     func run() async throws {
         do {
@@ -474,14 +482,27 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
                 let store = try DirectoryAuditStore(path: DirectoryState.auditStorePath(statePath), logKey: client.logKey)
                 defer { store.close() }
                 let auditor = DirectoryAuditor(client: client)
-                let report = try await auditor.run(watched: watched, view: state.auditedView, store: store) { done, total in
-                    if total > 10_000 { FileHandle.standardError.write(Data("audited \(done) of \(total) entries\n".utf8)) }
+                let report: DirectoryAuditor.Report
+                do {
+                    report = try await auditor.run(watched: watched, view: state.auditedView, store: store) { done, total in
+                        if total > 10_000 { FileHandle.standardError.write(Data("audited \(done) of \(total) entries\n".utf8)) }
+                    }
+                } catch {
+                    // The run stopped (the log stopped answering, or was refused) after earlier
+                    // chunks, verified against the signed tree, found alerts: they are reported now,
+                    // not held hostage to the rest of the log.
+                    let (pending, total) = try store.unreportedAlerts(limit: DirectoryAuditor.maxAlerts)
+                    guard total > 0 else { throw error }
+                    for alert in pending { print("ALERT \(alert.kind): entry \(alert.index): \(alert.detail)") }
+                    if total > pending.count { print("ALERT: \(total - pending.count) more alerts not listed") }
+                    print("the audit stopped before the end: \(error)")
+                    try Self.flushThenMark(store)
+                    throw ExitCode(2)
                 }
                 if report.resumedAt > 0 { print("resuming at entry \(report.resumedAt) (where the last run stopped)") }
                 for alert in report.alerts { print("ALERT \(alert.kind): entry \(alert.index): \(alert.detail)") }
                 if report.alertsNotListed > 0 { print("ALERT: \(report.alertsNotListed) more alerts not listed") }
-                // Printed: not reported again (a run killed before this line reports them again).
-                try store.markAlertsReported()
+                try Self.flushThenMark(store)
                 state.auditedView = report.view
                 try state.save(statePath)
                 return report

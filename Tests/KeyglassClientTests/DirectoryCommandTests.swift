@@ -263,9 +263,10 @@ final class DirectoryCommandTests: XCTestCase {
     /// What an operator with the database, the signing key and the VRF key can do: append an
     /// operator add of `deviceFile` to alice's set, which the honest server would refuse.
     /// A directory of 20,000 entries, audited through a front end that stops answering part way:
-    /// the first run ends with what it committed (a whole chunk, proved a prefix of the signed
-    /// tree), the next resumes there instead of at leaf 0, and a ghost device deep in the history is
-    /// reported exactly once. The auditor's map and states are in its state database.
+    /// the first run keeps what it committed (a whole chunk, proved a prefix of the signed tree)
+    /// and still reports the ghost it found there, the next resumes at its end instead of at leaf 0
+    /// and reports the ghost after it, each exactly once. A fork of the same size as the audited
+    /// tree is refused even with nothing left to replay. The map and states are in the state database.
     func testAnInterruptedAuditResumesWhereItStoppedAndReportsOnce() async throws {
         let initialised = try Binaries.run("keyglass-server", ["init", "--directory", "--data", data, "--origin", "big.example/log"])
         XCTAssertEqual(initialised.status, 0, initialised.stderr)
@@ -289,15 +290,15 @@ final class DirectoryCommandTests: XCTestCase {
             _ = try replay.replay(bytes, leafHash: Merkle.leafHash(bytes))
             entries.append((identity, bytes))
         }
-        let ghostIndex = 17_001
+        let earlyGhost = 9_001, ghostIndex = 17_001
         while entries.count < 20_000 {
             time += 1
             if entries.count % 500 == 499 {
                 let covered = UInt64(entries.count)
                 epoch += 1
                 try append(.mapHead(timestampMillis: time, epoch: epoch, coveredSize: covered, root: try replay.mapRoot(covering: covered)), identity: "")
-            } else if entries.count == ghostIndex {
-                let victim = labels[100]
+            } else if entries.count == ghostIndex || entries.count == earlyGhost {
+                let victim = labels[entries.count == earlyGhost ? 50 : 100]
                 let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: keys[0])
                 try append(.change(timestampMillis: time, label: victim, version: 2, change: DeviceChange(kind: .add(record), authority: .operator)), identity: victim.hex)
             } else {
@@ -323,7 +324,8 @@ final class DirectoryCommandTests: XCTestCase {
         defer { Task { await front.stop() } }
         let log = ["--log", front.url.absoluteString, "--vkey", vkey, "--state", work + "/state"]
         var r = try keyglass(["audit"] + log)
-        XCTAssertEqual(r.status, 3, "the log stopped answering: \(r.stdout) \(r.stderr)")
+        XCTAssertEqual(r.status, 2, "the log stopped answering, after a chunk with an alert: \(r.stdout) \(r.stderr)")
+        XCTAssertTrue(r.stdout.contains("ALERT ghost_device: entry \(earlyGhost)") && r.stdout.contains("the audit stopped before the end"), r.stdout)
         let store = work + "/state/" + (try FileManager.default.contentsOfDirectory(atPath: work + "/state").first { $0.hasSuffix(".audit.sqlite") } ?? "")
         XCTAssertTrue(FileManager.default.fileExists(atPath: store), "the audit keeps its map in a database")
 
@@ -338,6 +340,29 @@ final class DirectoryCommandTests: XCTestCase {
         r = try keyglass(["audit"] + log)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("(0 replayed now)") && r.stdout.contains("no alert"), r.stdout)
+
+        // The operator signs another tree of the same size (the last entry changed) and shows it to
+        // this auditor, whose state already ends at that size: refused, not "nothing to replay".
+        var forked = entries
+        let last = forked.count - 1
+        forked[last] = (forked[last].identity, DirectoryEntry.mapHead(timestampMillis: time + 5, epoch: epoch + 1, coveredSize: UInt64(last),
+                                                                      root: Hash(bytes: Ed25519.randomBytes(32))!).encoded)
+        var forkRange = CompactRange()
+        for e in forked { forkRange.append(Merkle.leafHash(e.data)) }
+        let forkNote = try SignedCheckpoint.sign(Checkpoint(origin: "big.example/log", size: forkRange.size, root: forkRange.root), with: try dir.loadSigner())
+            .note.serialized
+        let forkFront = try await FrontEnd.start { _, target in
+            target == "/checkpoint" ? .body(Data(forkNote.utf8), contentType: "text/plain") : .forward(upstream)
+        }
+        defer { Task { await forkFront.stop() } }
+        // As after a run killed between its last commit and saving its view: the view is gone,
+        // the state database stays. The state's own tree must be checked.
+        for f in try FileManager.default.contentsOfDirectory(atPath: work + "/state") where f.hasSuffix(".json") {
+            try FileManager.default.removeItem(atPath: work + "/state/" + f)
+        }
+        r = try keyglass(["audit", "--log", forkFront.url.absoluteString, "--vkey", vkey, "--state", work + "/state"])
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("REFUSED") && r.stdout.contains("do not make the tree"), r.stdout)
     }
 
     private func appendGhost(_ deviceFile: String) throws {

@@ -297,11 +297,18 @@ final class PostgresLogTests: XCTestCase {
             // Every other round the sequencer itself (found by the pid in the lease's holder), the
             // others any of the three: a follower killed must not disturb anything either.
             var victim = Int.random(in: 0..<servers.count, using: &rng)
-            if round % 2 == 0, let holder = try? pg.sql("SELECT holder FROM sequencer_lease WHERE expires_at > now()", database: "crash"),
-               let pid = holder.split(separator: ":").dropFirst().first.flatMap({ Int32($0) }),
-               let sequencing = servers.firstIndex(where: { $0.0.processIdentifier == pid }) {
-                victim = sequencing
-                sequencersKilled += 1
+            if round % 2 == 0 {
+                // Right after a restart the lease may be between holders: wait for one.
+                for _ in 0..<50 {
+                    if let holder = try? pg.sql("SELECT holder FROM sequencer_lease WHERE expires_at > now()", database: "crash"),
+                       let pid = holder.split(separator: ":").dropFirst().first.flatMap({ Int32($0) }),
+                       let sequencing = servers.firstIndex(where: { $0.0.processIdentifier == pid }) {
+                        victim = sequencing
+                        sequencersKilled += 1
+                        break
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
             }
             await Binaries.kill9(servers[victim].0)
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...800, using: &rng)))
