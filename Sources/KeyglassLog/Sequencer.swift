@@ -230,19 +230,9 @@ public final class Sequencer: Service, @unchecked Sendable {
         let served = published.withLock { $0 }
         do {
             let head = try LogHead.load(from: storage, signer: signer)
-            let stored = head.checkpoint
-            if stored.size < served.size || (stored.size == served.size && stored.root != served.root) {
-                throw StoreError.corrupt("storage's newest checkpoint (size \(stored.size)) does not extend the one this server served (size \(served.size))")
-            }
-            if served.size > 0, stored.size > served.size {
-                let proof = try store.consistencyProof(from: served.size, to: stored.size)
-                try ProofVerifier.verifyConsistency(size1: served.size, size2: stored.size, root1: served.root, root2: stored.root, proof: proof)
-            }
-            if stored.size != writerState.head.checkpoint.size || store.upperTree.count == 0 { try store.loadUpperTree(size: stored.size) }
-            writerState.head = head
-            published.withLock { $0 = stored }
-            newestTimestamp.store(head.newestTimestamp, ordering: .relaxed)
-            logger.notice("sequencing from the stored head", metadata: ["tree_size": "\(stored.size)"])
+            try requireExtends(head.checkpoint, served)
+            try adopt(head)
+            logger.notice("sequencing from the stored head", metadata: ["tree_size": "\(head.checkpoint.size)"])
             return true
         } catch {
             logger.critical("cannot sequence from storage's head; standing down", metadata: ["error": "\(error)"])
@@ -260,15 +250,10 @@ public final class Sequencer: Service, @unchecked Sendable {
         do {
             guard let stored = try storage.latestCheckpoint(), stored != old else { return }
             let (signed, _) = try SignedCheckpoint.open(stored.note, logKey: signer.verifierKey)
-            guard signed.checkpoint.size == stored.size, signed.checkpoint.root == stored.root, stored.size >= old.size else {
-                throw StoreError.corrupt("the stored checkpoint of size \(stored.size) does not match its signed note, or goes back from \(old.size)")
+            guard signed.checkpoint.size == stored.size, signed.checkpoint.root == stored.root else {
+                throw StoreError.corrupt("the stored checkpoint of size \(stored.size) does not match its signed note")
             }
-            if old.size > 0, stored.size > old.size {
-                let proof = try store.consistencyProof(from: old.size, to: stored.size)
-                try ProofVerifier.verifyConsistency(size1: old.size, size2: stored.size, root1: old.root, root2: stored.root, proof: proof)
-            } else if stored.size == old.size, stored.root != old.root {
-                throw StoreError.corrupt("the stored checkpoint of size \(stored.size) has another root than the one served")
-            }
+            try requireExtends(stored, old)
             try store.catchUpUpperTree(size: stored.size)
             var newest: UInt64 = 0
             if stored.size > 0, let last = try storage.entries(start: stored.size - 1, end: stored.size).first {
@@ -279,6 +264,27 @@ public final class Sequencer: Service, @unchecked Sendable {
         } catch {
             logger.error("cannot follow the stored log; serving the last checkpoint adopted", metadata: ["error": "\(error)", "tree_size": "\(old.size)"])
         }
+    }
+
+    /// Throws unless `stored` is the tree `served` or a later one that provably extends it (a
+    /// consistency proof from storage's nodes): a server never moves to a tree that contradicts one
+    /// it signed or served (`follow`, `takeOver`).
+    private func requireExtends(_ stored: StoredCheckpoint, _ served: StoredCheckpoint) throws {
+        if stored.size < served.size || (stored.size == served.size && stored.root != served.root) {
+            throw StoreError.corrupt("storage's newest checkpoint (size \(stored.size)) does not extend the one this server served (size \(served.size))")
+        }
+        if served.size > 0, stored.size > served.size {
+            let proof = try store.consistencyProof(from: served.size, to: stored.size)
+            try ProofVerifier.verifyConsistency(size1: served.size, size2: stored.size, root1: served.root, root2: stored.root, proof: proof)
+        }
+    }
+
+    /// Builds on `head` from now on: the upper-tree cache reloaded if it moved, and served.
+    private func adopt(_ head: LogHead) throws {
+        if head.checkpoint.size != writerState.head.checkpoint.size || store.upperTree.count == 0 { try store.loadUpperTree(size: head.checkpoint.size) }
+        writerState.head = head
+        published.withLock { $0 = head.checkpoint }
+        newestTimestamp.store(head.newestTimestamp, ordering: .relaxed)
     }
 
     private static func milliseconds(_ d: Duration) -> Int64 {
@@ -405,13 +411,12 @@ public final class Sequencer: Service, @unchecked Sendable {
                 return nil
             }
             guard head.checkpoint != old else { return nil }
+            // The stored checkpoint of the size this sequencer signed must still be the one it
+            // signed (a row rewritten behind its back is refused even if the nodes still agree).
             guard head.checkpoint.size > old.size, try storage.checkpoint(size: old.size)?.root == old.root else {
                 throw StoreError.corrupt("storage's newest checkpoint (size \(head.checkpoint.size)) does not extend the one this sequencer signed (size \(old.size))")
             }
-            try store.loadUpperTree(size: head.checkpoint.size)
-            writerState.head = head
-            published.withLock { $0 = head.checkpoint }
-            newestTimestamp.store(head.newestTimestamp, ordering: .relaxed)
+            try adopt(head)
             logger.notice("storage is ahead of the sequencer (another writer, or an append that reported failure but committed); continuing from it",
                           metadata: ["tree_size": "\(head.checkpoint.size)"])
             return head

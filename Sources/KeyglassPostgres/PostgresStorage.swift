@@ -181,12 +181,7 @@ public final class PostgresStorage: LogStorage {
         // The entries are written only by `append`, contiguous from the newest checkpoint's size (its
         // compare-and-swap), so their count is the highest index + 1 (the lowest must be 0);
         // counting millions of rows to look for a gap would cost a scan of the table.
-        try readers.read { s in
-            let row = try s.query("SELECT coalesce(max(idx) + 1, 0), coalesce(min(idx), 0) FROM entries").first
-            guard let (end, start) = try row?.decode((Int64, Int64).self) else { return 0 }
-            guard start == 0 else { throw StoreError.corrupt("the first stored entry has index \(start), not 0") }
-            return UInt64(end)
-        }
+        try latestCheckpointAndEntryCount().1
     }
 
     /// One statement, so one snapshot: the newest checkpoint and the entries beside it.

@@ -61,23 +61,18 @@ struct Init: AsyncParsableCommand {
             }
             return
         }
-        if let storage {
-            do {
+        do {
+            let vkey: NoteVerifierKey
+            if let storage {
                 let url = try PostgresURL(storage)
                 let engine = try PostgresStorage(url: url, readers: 1)
                 defer { engine.close() }
-                let vkey = try await dir.initialise(origin: origin, storage: engine, describedAs: url.description)
+                vkey = try await dir.initialise(origin: origin, storage: engine, describedAs: url.description)
                 print("Initialised \(dir.path): signing key (0600), publish token (0600); the log is in \(url).")
-                print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
-                print(vkey.description)
-            } catch {
-                throw commandFailed("init", error)
+            } else {
+                vkey = try await dir.initialise(origin: origin)
+                print("Initialised \(dir.path): database, signing key (0600), publish token (0600).")
             }
-            return
-        }
-        do {
-            let vkey = try await dir.initialise(origin: origin)
-            print("Initialised \(dir.path): database, signing key (0600), publish token (0600).")
             print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
             print(vkey.description)
         } catch {
@@ -173,11 +168,8 @@ struct Serve: AsyncParsableCommand {
         do {
             guard let syncMode = SyncMode(rawValue: sync.uppercased()) else { throw ValidationError("--sync must be FULL or NORMAL") }
             let dir = DataDirectory(path: data)
-            if storage == nil, !FileManager.default.fileExists(atPath: dir.database) {
-                if let elsewhere = try? String(contentsOfFile: dir.storageMarker, encoding: .utf8) {
-                    throw ValidationError("the log of \(data) is in \(elsewhere.trimmingCharacters(in: .whitespacesAndNewlines)): pass --storage")
-                }
-                throw ValidationError("\(dir.database) does not exist; run `keyglass-server init --data \(data) --origin ORIGIN` first")
+            if storage == nil {
+                do { try requireSQLiteFile(dir, command: "serve") } catch { throw ValidationError("\(error)") }
             }
             let signer = try dir.loadSigner()
             let tokenHash = try dir.loadTokenHash()

@@ -14,13 +14,9 @@ import XCTest
 final class PostgresLogTests: XCTestCase {
     /// A scratch directory and a throwaway PostgreSQL cluster in it, both gone after the test.
     func cluster(_ name: String) async throws -> (work: String, pg: PostgresServer) {
-        let work = TestLog.temporaryDirectory(name)
-        let pg = try await PostgresServer.start(in: work)
-        addTeardownBlock {
-            pg.stop()
-            try? FileManager.default.removeItem(atPath: work)
-        }
-        return (work, pg)
+        let scratch = try await PostgresServer.scratch(name)
+        addTeardownBlock { scratch.pg.discard() }
+        return scratch
     }
 
     struct Log {
@@ -491,6 +487,7 @@ final class PostgresTLSTests: XCTestCase {
     func testVerifyFullConnectsOverTLSAndRefusesAnUnknownCA() async throws {
         let work = TestLog.temporaryDirectory("pg-tls")
         defer { try? FileManager.default.removeItem(atPath: work) }
+        // The cluster's certificates first: it starts with them (not `PostgresServer.scratch`).
         let tls = try PostgresServer.makeDirectory(in: work, name: "tls")
         func openssl(_ args: [String]) throws {
             let r = try SystemTool.run("openssl", args)

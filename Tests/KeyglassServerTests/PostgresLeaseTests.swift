@@ -12,13 +12,9 @@ import XCTest
 final class PostgresLeaseTests: XCTestCase {
     /// A scratch directory and a throwaway PostgreSQL cluster in it, both gone after the test.
     func cluster(_ name: String) async throws -> (work: String, pg: PostgresServer) {
-        let work = TestLog.temporaryDirectory(name)
-        let pg = try await PostgresServer.start(in: work)
-        addTeardownBlock {
-            pg.stop()
-            try? FileManager.default.removeItem(atPath: work)
-        }
-        return (work, pg)
+        let scratch = try await PostgresServer.scratch(name)
+        addTeardownBlock { scratch.pg.discard() }
+        return scratch
     }
 
     func testALapsedSequencerIsFencedBeforeItSigns() async throws {

@@ -20,6 +20,19 @@ public final class PostgresServer: Sendable {
         self.process = process
     }
 
+    /// A cluster in a new scratch directory under the test process's root (`TestLog.temporaryDirectory`);
+    /// `discard` stops it and removes the directory.
+    public static func scratch(_ name: String) async throws -> (work: String, pg: PostgresServer) {
+        let work = TestLog.temporaryDirectory(name)
+        return (work, try await start(in: work))
+    }
+
+    /// Stops the cluster and removes the scratch directory it was started in.
+    public func discard() {
+        stop()
+        try? FileManager.default.removeItem(atPath: (directory as NSString).deletingLastPathComponent)
+    }
+
     /// `postgres://keyglass@127.0.0.1:PORT/DATABASE`.
     public func url(_ database: String) -> String { "postgres://\(user)@127.0.0.1:\(port)/\(database)" }
 
