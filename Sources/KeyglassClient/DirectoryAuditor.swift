@@ -7,10 +7,12 @@ import KeyglassWire
 /// Audits a key directory (issue 14, point 6): re-derives the whole log from its entries (read as
 /// c2sp.org/tlog-tiles entry bundles), checks the tree it rebuilds is the one the checkpoint signs
 /// and extends what this auditor saw before, and replays every entry (`DirectoryReplay`, the
-/// computation the server runs): every map head must be the map the entries before it make, every
-/// change one the rule accepts; for watched identities, every change the owner's devices may not
-/// have made (an operator's add to a set already changed, a key rotation, a reset, a revocation) is
-/// an alert naming the identity.
+/// computation the server runs): every map head must be the map the entries before it make. Changes
+/// are sealed (Spec/directory.md, "Sealed changes"): only watched identities' are opened (their
+/// sealed changes read from their histories, so the tree audited is the newest map head's), and
+/// for them every change the owner's devices may not have made (an operator's add to a set already
+/// changed, a key rotation, a reset, a revocation), a change left out of the history or not
+/// opening, and a committed set the change did not make are alerts naming the identity.
 ///
 /// Its map, the labels' states and where it stopped are in a state database
 /// (`DirectoryAuditStore`), so memory stays bounded whatever the directory's size, and each run
@@ -20,7 +22,8 @@ import KeyglassWire
 /// the chunk that found them and reported by the run that completes, once.
 public struct DirectoryAuditor: Sendable {
     public struct Alert: Sendable, Equatable, Codable {
-        /// map_mismatch, invalid_change, malformed_entry, ghost_device, injected_key, account_reset, operator_revoke, backdated.
+        /// map_mismatch, invalid_change, malformed_entry, backdated; for watched identities also
+        /// ghost_device, injected_key, account_reset, operator_revoke, bad_opening, set_mismatch.
         public let kind: String
         public let index: UInt64
         public let detail: String
@@ -64,7 +67,21 @@ public struct DirectoryAuditor: Sendable {
     /// prints the report's alerts, then calls `store.markAlertsReported()`.
     public func run(watched: [String], view: DirectoryClient.LogView?, store: DirectoryAuditStore,
                     progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }) async throws -> Report {
-        let note = try await client.log.checkpoint()
+        var note = try await client.log.checkpoint()
+        // Watched identities' changes are opened with their sealed changes, from their histories;
+        // those are served against the newest map head's tree, so that is the tree audited.
+        var watchedLabels: [Hash: String] = [:]
+        var sealed: [UInt64: [UInt8]] = [:]
+        var headSize: UInt64?
+        for identity in watched {
+            let label = try await client.lookup(identity).result.label
+            let history = try await client.history(identity, treeSize: headSize)
+            if headSize == nil { note = history.note }
+            headSize = history.checkpoint.size
+            watchedLabels[label] = identity
+            // A sealed change the log withholds (or erased) is one the alert names: not opened.
+            for e in history.entries { sealed[e.index] = e.sealed ?? [] }
+        }
         let checkpoint: Checkpoint
         do { checkpoint = try SignedCheckpoint.open(note, logKey: client.logKey).0.checkpoint } catch {
             throw DirectoryClient.Refused(failure: .checkpoint("\(error)"))
@@ -78,10 +95,6 @@ public struct DirectoryAuditor: Sendable {
         }
         // The signed tree extends what the last complete run audited (no fork, no rollback).
         let extended = try await client.extend(view, to: checkpoint, epoch: view?.epoch ?? 0)
-        var watchedLabels: [Hash: String] = [:]
-        for identity in watched {
-            watchedLabels[try await client.lookup(identity).result.label] = identity
-        }
         var report = Report()
         let saved = try store.load()
         var replay = DirectoryReplayOf(store: store.mapNodes, states: store.labelStates, resuming: saved?.position)
@@ -134,10 +147,10 @@ public struct DirectoryAuditor: Sendable {
                     for bytes in entries.dropFirst(skip) {
                         let index = chunkReplay.size
                         let backdatedBefore = chunkReplay.backdatedCount
-                        let event = try chunkReplay.replay(bytes, leafHash: leaves[k])
+                        let event = try chunkReplay.replay(bytes, leafHash: leaves[k], sealed: sealed[index])
                         k += 1
                         var found: [Alert] = []
-                        if let alert = Self.alert(event, watched: watchedLabels, checkpointSize: checkpoint.size) { found.append(alert) }
+                        found += Self.alerts(event, watched: watchedLabels, checkpointSize: checkpoint.size)
                         if case .config(let origin) = event, Array(origin.utf8) != Array(checkpoint.origin.utf8) {
                             found.append(Alert(kind: "malformed_entry", index: index, detail: "leaf 0 names origin \(origin), the checkpoint \(checkpoint.origin)"))
                         }
@@ -199,36 +212,43 @@ public struct DirectoryAuditor: Sendable {
         }
     }
 
-    static func alert(_ event: DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Event, watched: [Hash: String], checkpointSize: UInt64) -> Alert? {
+    static func alerts(_ event: DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Event, watched: [Hash: String], checkpointSize: UInt64) -> [Alert] {
         switch event {
         case let .mapHead(index, epoch, .mismatch(derived)):
-            return Alert(kind: "map_mismatch", index: index,
-                         detail: "the map head of epoch \(epoch) (leaf \(index), in the checkpoint of size \(checkpointSize)) is not the map its entries make (derived root \(derived.base64))")
+            return [Alert(kind: "map_mismatch", index: index,
+                          detail: "the map head of epoch \(epoch) (leaf \(index), in the checkpoint of size \(checkpointSize)) is not the map its entries make (derived root \(derived.base64))")]
         case let .mapHead(index, epoch, .outOfSequence(why)):
-            return Alert(kind: "map_mismatch", index: index, detail: "the map head of epoch \(epoch) (leaf \(index)) is out of sequence: \(why)")
+            return [Alert(kind: "map_mismatch", index: index, detail: "the map head of epoch \(epoch) (leaf \(index)) is out of sequence: \(why)")]
         case let .malformed(index, why):
-            return Alert(kind: "malformed_entry", index: index, detail: why)
-        case let .change(index, _, .invalid(why)):
-            return Alert(kind: "invalid_change", index: index, detail: "a change no honest server writes: \(why)")
-        case let .change(index, label, verdict):
-            // The honest server refuses these outright: in the log at all, they are the writer
-            // bypassing its own rule, whoever the label is.
-            guard let identity = watched[label] else {
-                switch verdict {
-                case .ghostDevice: return Alert(kind: "ghost_device", index: index, detail: "label \(label.hex): an operator add to a set already changed, which an honest server refuses")
-                case .injectedKey: return Alert(kind: "injected_key", index: index, detail: "label \(label.hex): an operator key change, which an honest server refuses")
-                default: return nil
-                }
+            return [Alert(kind: "malformed_entry", index: index, detail: why)]
+        case let .change(index, _, .notApplied(why)):
+            return [Alert(kind: "invalid_change", index: index, detail: "a change no honest server writes: \(why)")]
+        case let .change(index, label, outcome):
+            // Only a watched label's changes are opened: anyone else's are sealed, and what they
+            // did is for those who hold their openings to judge.
+            guard let identity = watched[label] else { return [] }
+            var found: [Alert] = []
+            switch outcome {
+            case .sealed:
+                found.append(Alert(kind: "bad_opening", index: index, detail: "\(identity): the log's history of the identity left this change out"))
+            case .badOpening(let why):
+                found.append(Alert(kind: "bad_opening", index: index, detail: "\(identity): the change's sealed part does not open it: \(why)"))
+            case .setMismatch:
+                found.append(Alert(kind: "set_mismatch", index: index, detail: "\(identity): the change commits to devices it did not make (what contacts are shown)"))
+            case .judged, .notApplied:
+                break
             }
-            switch verdict {
-            case .ghostDevice: return Alert(kind: "ghost_device", index: index, detail: "\(identity): the operator added a device to a set already changed")
-            case .injectedKey: return Alert(kind: "injected_key", index: index, detail: "\(identity): a key its own device did not make")
-            case .accountReset: return Alert(kind: "account_reset", index: index, detail: "\(identity): the operator replaced every device")
-            case .operatorRevoke: return Alert(kind: "operator_revoke", index: index, detail: "\(identity): the operator revoked a device")
-            default: return nil
+            switch outcome.verdict {
+            case .invalid(let why)?: found.append(Alert(kind: "invalid_change", index: index, detail: "\(identity): a change no honest server writes: \(why)"))
+            case .ghostDevice?: found.append(Alert(kind: "ghost_device", index: index, detail: "\(identity): the operator added a device to a set already changed"))
+            case .injectedKey?: found.append(Alert(kind: "injected_key", index: index, detail: "\(identity): a key its own device did not make"))
+            case .accountReset?: found.append(Alert(kind: "account_reset", index: index, detail: "\(identity): the operator replaced every device"))
+            case .operatorRevoke?: found.append(Alert(kind: "operator_revoke", index: index, detail: "\(identity): the operator revoked a device"))
+            case .first?, .chained?, nil: break
             }
+            return found
         case .config, .mapHead(_, _, .matches):
-            return nil
+            return []
         }
     }
 }

@@ -133,30 +133,41 @@ public struct DirectoryClient: Sendable {
         return try JSONDecoder().decode(ChangeAnswer.self, from: data)
     }
 
-    /// The label's change entries, each checked to be in the tree of the answer's checkpoint
-    /// (signed by the log's key), oldest first; and that checkpoint.
-    public func history(_ identity: String) async throws -> (checkpoint: Checkpoint, entries: [(index: UInt64, entry: [UInt8])]) {
-        var pages: [[(UInt64, [UInt8])]] = []
-        var first: Checkpoint?
+    /// A label's change entries as a history answer carries them: index, entry, sealed change.
+    public typealias HistoryEntry = (index: UInt64, entry: [UInt8], sealed: [UInt8]?)
+
+    /// The label's change entries with their sealed changes, each checked to be in the tree of the
+    /// answer's checkpoint (signed by the log's key), oldest first; that checkpoint and its note.
+    /// `treeSize`: against that signed tree (a head's) rather than the newest head.
+    public func history(_ identity: String, treeSize: UInt64? = nil) async throws
+        -> (checkpoint: Checkpoint, note: String, entries: [HistoryEntry])
+    {
+        var pages: [[HistoryEntry]] = []
+        var first: (checkpoint: Checkpoint, note: String)?
         var before: UInt64?
         // Paged back from the newest, every page against the first page's tree; a label has at most
         // DeviceRule.maxVersion changes, so at most that many entries are read.
         while true {
             var path = Self.path("/v2/history/", identity)
-            if let before, let first { path += "?before=\(before)&tree_size=\(first.size)" }
-            let (checkpoint, page, more) = try await historyPage(path)
-            if let first, checkpoint != first { throw Refused(failure: .state("history: a page answered against another tree")) }
-            first = checkpoint
+            if let before, let first {
+                path += "?before=\(before)&tree_size=\(first.checkpoint.size)"
+            } else if let treeSize {
+                path += "?tree_size=\(treeSize)"
+            }
+            let (checkpoint, note, page, more) = try await historyPage(path)
+            if let first, checkpoint != first.checkpoint { throw Refused(failure: .state("history: a page answered against another tree")) }
+            if let treeSize, checkpoint.size != treeSize { throw Refused(failure: .state("history: answered against another tree than asked")) }
+            first = first ?? (checkpoint, note)
             pages.append(page)
             let read = pages.reduce(0) { $0 + $1.count }
-            guard more, let oldest = page.first?.0, UInt64(read) < DeviceRule.maxVersion else { break }
+            guard more, let oldest = page.first?.index, UInt64(read) < DeviceRule.maxVersion else { break }
             if let before, oldest >= before { throw Refused(failure: .state("history: a page did not go back")) }
             before = oldest
         }
-        return (first!, pages.reversed().flatMap { $0 })
+        return (first!.checkpoint, first!.note, pages.reversed().flatMap { $0 })
     }
 
-    private func historyPage(_ path: String) async throws -> (Checkpoint, [(UInt64, [UInt8])], Bool) {
+    private func historyPage(_ path: String) async throws -> (Checkpoint, String, [HistoryEntry], Bool) {
         let data = try await log.get(path)
         let wire: DirectoryHistoryJSON
         do { wire = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: data) } catch {
@@ -167,7 +178,7 @@ public struct DirectoryClient: Sendable {
             throw Refused(failure: .checkpoint("history: \(error)"))
         }
         guard checkpoint.size == wire.tree_size else { throw Refused(failure: .checkpoint("history: tree_size is not the checkpoint's")) }
-        var out: [(UInt64, [UInt8])] = []
+        var out: [HistoryEntry] = []
         for e in wire.entries {
             guard let bytes = Base64.decode(e.entry), let proof = Optional(e.inclusion_proof.compactMap { Hash(base64: $0) }),
                   proof.count == e.inclusion_proof.count else { throw Refused(failure: .state("history: entry \(e.index) is malformed")) }
@@ -175,9 +186,10 @@ public struct DirectoryClient: Sendable {
                 try ProofVerifier.verifyInclusion(index: e.index, size: checkpoint.size, leafHash: Merkle.leafHash(bytes), proof: proof,
                                                   root: checkpoint.root)
             } catch { throw Refused(failure: .state("history: entry \(e.index) is not in the checkpoint's tree")) }
-            out.append((e.index, bytes))
+            // A sealed change that is not base64 is one the monitor cannot open: it says so.
+            out.append((e.index, bytes, e.sealed.map { Base64.decode($0) ?? [] }))
         }
-        return (checkpoint, out, wire.more)
+        return (checkpoint, wire.checkpoint, out, wire.more)
     }
 
     /// An owner's monitor run (issue 14, point 5): a verified lookup, then the label's history
@@ -187,7 +199,7 @@ public struct DirectoryClient: Sendable {
                         view: LogView?, maxAge: UInt64? = nil) async throws -> (lookup: Verified, view: LogView, report: DirectoryMonitor.Report)
     {
         let (verified, newView) = try await lookup(identity, previous: previous, view: view, maxAge: maxAge)
-        let (checkpoint, entries) = try await history(identity)
+        let (checkpoint, _, entries) = try await history(identity)
         // The history's tree must be the lookup's, or extend it: a history from a fork is refused.
         _ = try await extend(newView, to: checkpoint, epoch: newView.epoch)
         let covered = entries.filter { $0.index < verified.result.coveredSize }

@@ -49,6 +49,39 @@ public struct DeviceChange: Equatable, Sendable {
         self.authority = authority
     }
 
+    /// Why a change's bytes do not parse.
+    public struct Malformed: Error, Equatable, CustomStringConvertible {
+        /// The reason in words.
+        public let description: String
+    }
+
+    /// The change of kind `code` with encoded `target`, its authority read from `r` (over `b`):
+    /// the framing a sealed change uses. A target that breaks its rules makes the whole change
+    /// malformed.
+    static func parse(code: UInt8, target: [UInt8], authority r: inout ByteReader, in b: UnsafeRawBufferPointer) throws(Malformed) -> DeviceChange {
+        let kind: Kind
+        switch code {
+        case 0x03:
+            guard target.count == DeviceRecord.idLength else { throw Malformed(description: "a revoke names a 16-byte device id") }
+            kind = .revoke(deviceID: target)
+        case 0x01, 0x02, 0x04:
+            let record: DeviceRecord
+            do { record = try DeviceRecord.parse(target) } catch { throw Malformed(description: "\(error)") }
+            kind = code == 0x01 ? .add(record) : code == 0x02 ? .rotate(record) : .reset(record)
+        default:
+            throw Malformed(description: "unknown change kind \(code)")
+        }
+        switch r.u8() {
+        case 0x00:
+            return DeviceChange(kind: kind, authority: .operator)
+        case 0x01:
+            guard let signer = r.bytes(16), let signature = r.bytes(64) else { throw Malformed(description: "chained change cut short") }
+            return DeviceChange(kind: kind, authority: .chained(signer: Array(b[signer]), signature: Array(b[signature])))
+        case let a:
+            throw Malformed(description: "unknown authority \(a.map(String.init) ?? "(none)")")
+        }
+    }
+
     /// The domain separator that starts every change message.
     static let messagePrefix = Array("keyglass-device-change-v1".utf8) + [0x00]
 

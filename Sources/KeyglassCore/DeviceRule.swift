@@ -17,7 +17,8 @@ public enum DeviceRule {
         case ghostDevice
         /// A key the owner did not make: an operator rotation, or any re-use of a tombstoned id.
         case injectedKey
-        /// Impossible in any honest history (an unknown device, a bad signature, …); never applied.
+        /// Impossible in any honest history (an unknown device, a bad signature, …): the devices and
+        /// tombstones stay as they were.
         case invalid(String)
 
         /// Whether the honest server accepts a change with this verdict.
@@ -89,14 +90,15 @@ public enum DeviceRule {
         }
     }
 
-    /// Judges the change made by the entry at `index` (leaf hash `leafHash`) and applies it unless
-    /// it is invalid: attacks are applied too, since that is what the log now serves and what a
-    /// derivation of its map must follow.
+    /// Judges the change made by the entry at `index` (leaf hash `leafHash`, at the label's next
+    /// version) and applies it: the public part moves on whatever the verdict (the entry is in the
+    /// log for anyone to see); the devices and tombstones change unless it is invalid. Attacks are
+    /// applied too, since that is what the log now serves and what a derivation must follow.
     @discardableResult
     public static func apply(_ change: DeviceChange, to set: inout DeviceSet, origin: String, label: Hash, index: UInt64, leafHash: Hash) -> Verdict {
         let verdict = judge(change, to: set, origin: origin, label: label)
-        if case .invalid = verdict { return verdict }
-        set.apply(change.kind, index: index, leafHash: leafHash)
+        if case .invalid = verdict {} else { set.apply(change.kind) }
+        set.advance(index: index, leafHash: leafHash)
         return verdict
     }
 }

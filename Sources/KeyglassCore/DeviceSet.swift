@@ -40,9 +40,10 @@ public struct DeviceSet: Equatable, Sendable {
         return low
     }
 
-    /// Applies a change the rule did not find invalid, made by the entry at `index` whose leaf
-    /// hash is `leafHash`. (An invalid change is not applied at all: `DeviceRule.apply`.)
-    mutating func apply(_ kind: DeviceChange.Kind, index: UInt64, leafHash: Hash) {
+    /// Applies a change the rule did not find invalid to the devices and tombstones (the private
+    /// part). (An invalid change leaves them as they were: `DeviceRule.apply`.) The server applies
+    /// a change it accepts before it can make the entry, which commits to the set after it.
+    public mutating func apply(_ kind: DeviceChange.Kind) {
         switch kind {
         case .add(let r):
             active.removeAll { $0.id == r.id }  // only an attack re-adds an id that is active
@@ -58,6 +59,11 @@ public struct DeviceSet: Equatable, Sendable {
             active = [r]
         }
         active.sort { $0.id.lexicographicallyPrecedes($1.id) }
+    }
+
+    /// Moves the public part on for the change entry at `index` whose leaf hash is `leafHash`:
+    /// every change entry at the label's next version does, whatever the rule makes of it.
+    public mutating func advance(index: UInt64, leafHash: Hash) {
         version += 1
         newestIndex = index
         chain = Self.extend(chain, index: index, leafHash: leafHash)
@@ -80,16 +86,27 @@ public struct DeviceSet: Equatable, Sendable {
     /// The label's value in the map; nil for a label never changed (absent from the map).
     public var mapValue: Hash? {
         guard let newestIndex else { return nil }
-        return Self.mapValue(version: version, newestIndex: newestIndex, chain: chain, active: active, tombstoned: tombstoned)
+        return Self.mapValue(version: version, newestIndex: newestIndex, chain: chain)
     }
 
-    /// The map value of a state given by its parts (a lookup answer's), in the order the map
-    /// commits to them: `active` by id, `tombstoned` ascending (callers check the order).
-    public static func mapValue(version: UInt64, newestIndex: UInt64, chain: Hash, active: [DeviceRecord], tombstoned: [[UInt8]]) -> Hash {
+    /// The map value of a label's public part: SHA-256(0x05 ‖ version ‖ newest index ‖ chain). The
+    /// devices are committed through the chain: its newest link is the newest change's entry, whose
+    /// commitment binds the set digest after it.
+    public static func mapValue(version: UInt64, newestIndex: UInt64, chain: Hash) -> Hash {
         var b: [UInt8] = [0x05]
         b.appendBigEndian(version)
         b.appendBigEndian(newestIndex)
         b += chain.bytes
+        return Hash.sha256(b)
+    }
+
+    /// The digest of the devices and tombstones, which each change's sealed part commits to.
+    public var setDigest: Hash { Self.setDigest(active: active, tombstoned: tombstoned) }
+
+    /// The set digest of devices and tombstones given by their parts (a lookup answer's), in the
+    /// order it commits to them: `active` by id, `tombstoned` ascending (callers check the order).
+    public static func setDigest(active: [DeviceRecord], tombstoned: [[UInt8]]) -> Hash {
+        var b: [UInt8] = [0x06]
         b.appendBigEndian32(active.count)
         for r in active { b.appendField16(r.encoded) }
         b.appendBigEndian32(tombstoned.count)
@@ -99,8 +116,8 @@ public struct DeviceSet: Equatable, Sendable {
 }
 
 extension DeviceSet {
-    /// The whole state as bytes, for an auditor's state database: the map value's preimage with
-    /// a flag for "never changed" (0x00) or the newest index present (0x01) in front.
+    /// The whole state as bytes, for an auditor's state database: a flag for "never changed"
+    /// (0x00) or the newest index present (0x01), the public part, then the devices and tombstones.
     public var stateBytes: [UInt8] {
         var b: [UInt8] = [newestIndex == nil ? 0x00 : 0x01]
         b.appendBigEndian(version)

@@ -4,8 +4,10 @@
 public enum DirectoryEntry: Equatable, Sendable {
     /// Leaf 0: the log's origin and the VRF key labels are proved under.
     case config(origin: String, vrfPublicKey: [UInt8])
-    /// One change to one label's set; `version` is the label's version after it.
-    case change(timestampMillis: UInt64, label: Hash, version: UInt64, change: DeviceChange)
+    /// One change to one label's set, sealed: `version` is the label's version after it, `kind` the
+    /// change's kind byte (`DeviceChange.Kind.code`), and everything else is behind `commitment`
+    /// (`SealedChange`).
+    case change(timestampMillis: UInt64, label: Hash, version: UInt64, kind: UInt8, commitment: Hash)
     /// The map of every change in entries [0, coveredSize), as of `epoch`.
     case mapHead(timestampMillis: UInt64, epoch: UInt64, coveredSize: UInt64, root: Hash)
 
@@ -24,6 +26,13 @@ public enum DirectoryEntry: Equatable, Sendable {
     static let version: UInt8 = 0x02
     static let vrfSuite: UInt8 = ECVRF.suite
 
+    /// The change entry of `sealed` for `label` at `version`.
+    public static func sealedChange(_ sealed: SealedChange, timestampMillis: UInt64, label: Hash, version: UInt64) -> DirectoryEntry {
+        .change(
+            timestampMillis: timestampMillis, label: label, version: version, kind: sealed.change.kind.code,
+            commitment: sealed.commitment(label: label, version: version))
+    }
+
     /// The canonical encoding.
     public var encoded: [UInt8] {
         var out: [UInt8] = [Self.version]
@@ -33,20 +42,13 @@ public enum DirectoryEntry: Equatable, Sendable {
             out.appendField8(Array(origin.utf8))
             out.append(Self.vrfSuite)
             out += key
-        case .change(let t, let label, let version, let change):
+        case .change(let t, let label, let version, let kind, let commitment):
             out.append(0x02)
             out.appendBigEndian(t)
             out += label.bytes
             out.appendBigEndian(version)
-            out.append(change.kind.code)
-            out.appendField16(change.kind.target)
-            switch change.authority {
-            case .operator:
-                out.append(0x00)
-            case .chained(let signer, let signature):
-                out.append(0x01)
-                out += signer + signature
-            }
+            out.append(kind)
+            out += commitment.bytes
         case .mapHead(let t, let epoch, let covered, let root):
             out.append(0x03)
             out.appendBigEndian(t)
@@ -77,32 +79,12 @@ public enum DirectoryEntry: Equatable, Sendable {
             guard ECVRF.isPrimeOrderPoint(Array(b[key])) else { throw .malformed("the VRF public key is not a valid Ed25519 point") }
             entry = .config(origin: origin, vrfPublicKey: Array(b[key]))
         case 0x02:
-            guard let t = r.u64(), let l = r.bytes(32), let v = r.u64(), let code = r.u8(), let target = r.field16(), let a = r.u8() else {
+            guard let t = r.u64(), let l = r.bytes(32), let v = r.u64(), let kind = r.u8(), let c = r.bytes(32) else {
                 throw .malformed("change cut short")
             }
-            let kind: DeviceChange.Kind
-            let targetBytes = Array(b[target])
-            switch code {
-            case 0x03:
-                guard targetBytes.count == DeviceRecord.idLength else { throw .malformed("a revoke names a 16-byte device id") }
-                kind = .revoke(deviceID: targetBytes)
-            case 0x01, 0x02, 0x04:
-                let record: DeviceRecord
-                do { record = try DeviceRecord.parse(targetBytes) } catch { throw .malformed("\(error)") }
-                kind = code == 0x01 ? .add(record) : code == 0x02 ? .rotate(record) : .reset(record)
-            default:
-                throw .malformed("unknown change kind \(code)")
-            }
-            let authority: DeviceChange.Authority
-            switch a {
-            case 0x00: authority = .operator
-            case 0x01:
-                guard let signer = r.bytes(16), let signature = r.bytes(64) else { throw .malformed("chained change cut short") }
-                authority = .chained(signer: Array(b[signer]), signature: Array(b[signature]))
-            default: throw .malformed("unknown authority \(a)")
-            }
+            guard (0x01...0x04).contains(kind) else { throw .malformed("unknown change kind \(kind)") }
             guard v >= 1 else { throw .malformed("a change makes version 1 or later") }
-            entry = .change(timestampMillis: t, label: Hash(bytes: Array(b[l]))!, version: v, change: DeviceChange(kind: kind, authority: authority))
+            entry = .change(timestampMillis: t, label: Hash(bytes: Array(b[l]))!, version: v, kind: kind, commitment: Hash(bytes: Array(b[c]))!)
         case 0x03:
             guard let t = r.u64(), let epoch = r.u64(), let covered = r.u64(), let root = r.bytes(32) else { throw .malformed("map head cut short") }
             guard epoch >= 1 else { throw .malformed("epochs count from 1") }

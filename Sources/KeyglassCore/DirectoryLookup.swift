@@ -3,9 +3,10 @@
 ///
 /// What it proves, step by step: the checkpoint is the log's; leaf 0 is its config (origin, VRF
 /// key) and the last leaf a map head, both in the checkpoint's tree; the identity's label is the
-/// VRF output under leaf 0's key; the map head's root holds that label with the value the answer's
-/// state hashes to (or proves it absent); the state's history hashes to its chain, and extends the
-/// history this client saw before. What it cannot prove is that the map is the right one for the
+/// VRF output under leaf 0's key; the map head's root holds that label with the value of the
+/// history's version, newest index and chain (or proves it absent); the newest change's sealed part
+/// opens its entry's commitment and commits to the devices shown; the history extends the one this
+/// client saw before. What it cannot prove is that the map is the right one for the
 /// log's changes: auditors re-derive every head (`DirectoryReplay`), and an owner's monitor checks
 /// every change was theirs.
 public enum DirectoryLookup {
@@ -28,20 +29,30 @@ public enum DirectoryLookup {
         /// The label's state, when the map holds the label.
         public var state: State?
 
-        /// A label's state as an answer shows it: what its map value is computed from.
+        /// A label's state as an answer shows it: what its map value is computed from, and the
+        /// newest change opened, whose commitment binds the devices shown.
         public struct State: Sendable {
             /// The active devices, by id.
             public var devices: [DeviceRecord]
             /// The tombstoned ids, ascending.
             public var tombstoned: [[UInt8]]
-            /// Every applied change of the label: its log index and leaf hash, oldest first.
+            /// Every change entry of the label: its log index and leaf hash, oldest first.
             public var history: [(index: UInt64, leafHash: Hash)]
+            /// The newest change's entry (the history's last).
+            public var newestEntry: [UInt8]
+            /// Its sealed change (`SealedChange`), which opens the entry's commitment.
+            public var newestSealed: [UInt8]
 
             /// A state as received.
-            public init(devices: [DeviceRecord], tombstoned: [[UInt8]], history: [(index: UInt64, leafHash: Hash)]) {
+            public init(
+                devices: [DeviceRecord], tombstoned: [[UInt8]], history: [(index: UInt64, leafHash: Hash)], newestEntry: [UInt8],
+                newestSealed: [UInt8]
+            ) {
                 self.devices = devices
                 self.tombstoned = tombstoned
                 self.history = history
+                self.newestEntry = newestEntry
+                self.newestSealed = newestSealed
             }
         }
 
@@ -96,9 +107,7 @@ public enum DirectoryLookup {
         public let version: UInt64
         /// The chain over the label's changes.
         public let chain: Hash
-        /// The value the map proved for the label (nil: absent). It commits to the devices and the
-        /// tombstones as well as the version and chain, so a monitor that replays the history to the
-        /// same chain must also reach this value: a device only in the map (no entry of it) differs.
+        /// The value the map proved for the label (nil: absent).
         public var mapValue: Hash? = nil
 
         /// Never published: the map proves the label absent.
@@ -198,9 +207,23 @@ public enum DirectoryLookup {
         }
         let version = UInt64(state.history.count)
         if let v = previous?.version, v == version { chainAtPrevious = chain }
-        let computed = DeviceSet.mapValue(
-            version: version, newestIndex: newest.index, chain: chain, active: state.devices, tombstoned: state.tombstoned)
-        guard computed == value else { throw .state("the devices, tombstones and history shown are not what the map commits to") }
+
+        // The newest change, opened: it commits to the devices and tombstones shown.
+        guard Merkle.leafHash(state.newestEntry) == newest.leafHash,
+            case .change(_, let entryLabel, let entryVersion, let kind, let commitment)? = try? DirectoryEntry.parse(state.newestEntry),
+            entryLabel == label, entryVersion == version
+        else { throw .state("the newest change shown is not the history's last change entry of this label at its version") }
+        guard let sealed = try? SealedChange.parse(state.newestSealed),
+            sealed.opens(commitment: commitment, label: label, version: version, kindCode: kind)
+        else { throw .state("the sealed change shown does not open the newest entry's commitment") }
+        let before = state.history.count >= 2 ? state.history[state.history.count - 2].index : nil
+        guard sealed.previousIndex == before else { throw .state("the newest change names another previous index than the history's") }
+        guard sealed.setDigest == DeviceSet.setDigest(active: state.devices, tombstoned: state.tombstoned) else {
+            throw .state("the devices and tombstones shown are not the set the newest change committed to")
+        }
+        guard DeviceSet.mapValue(version: version, newestIndex: newest.index, chain: chain) == value else {
+            throw .state("the history shown is not what the map commits to")
+        }
 
         if let v = previous?.version, v > 0 {
             guard version >= v else { throw .rewritten("this client saw version \(v); the answer is at version \(version)") }

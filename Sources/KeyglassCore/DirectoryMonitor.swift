@@ -37,9 +37,12 @@ public enum DirectoryMonitor {
         case malformed(index: UInt64, why: String)
         /// The history shown does not lead to the state a verified lookup proved: changes withheld.
         case incomplete(String)
-        /// The history leads to the version and chain the map head proved, but not to its devices or
-        /// tombstones: the map shows a set no entry made (a ghost only in the map).
-        case mapDiffers(String)
+        /// A change whose sealed part is missing, does not open its commitment or names another
+        /// previous index: what it did cannot be checked (`bad_opening`).
+        case badOpening(index: UInt64, why: String)
+        /// A change that commits to another set than the rule leaves (a ghost only in the committed
+        /// set, which contacts' lookups would show): `set_mismatch`.
+        case setMismatch(index: UInt64)
     }
 
     /// A run's findings and what to store for the next run.
@@ -54,8 +57,8 @@ public enum DirectoryMonitor {
         public var devices: [DeviceRecord] = []
     }
 
-    /// Checks `history` (the label's change entries as the log serves them, with their indices,
-    /// oldest first; inclusion in a checkpoint is the caller's to verify) against the owner's
+    /// Checks `history` (the label's change entries as the log serves them, with their indices and
+    /// sealed changes, oldest first; inclusion in a checkpoint is the caller's to verify) against the owner's
     /// `known` devices (their records as the owner made them) and `since`, the last run's store.
     /// `asOf`, the owner's own verified lookup, ties the history to a signed map head: a log that
     /// stops the history short of a change (an operator reset the monitor must not see) cannot
@@ -64,7 +67,7 @@ public enum DirectoryMonitor {
     /// The first change may be the operator's onboarding add of a device the owner knows; every
     /// other change must be chained, signed by a known device with the key the owner knows for it.
     public static func check(
-        history: [(index: UInt64, entry: [UInt8])], label: Hash, origin: String, known: [DeviceRecord],
+        history: [(index: UInt64, entry: [UInt8], sealed: [UInt8]?)], label: Hash, origin: String, known: [DeviceRecord],
         since: Stored? = nil, asOf: DirectoryLookup.Result? = nil
     ) -> Report {
         var report = Report()
@@ -73,14 +76,14 @@ public enum DirectoryMonitor {
         var comparedWithStored = since == nil || since?.version == 0
         // The state after the changes the verified map head covers, to compare with what it proved.
         var atCovered = DeviceSet()
-        for (index, bytes) in history {
+        for (index, bytes, sealed) in history {
             if let p = previous, index <= p {
                 report.alerts.append(.malformed(index: index, why: "indices must increase (after \(p))"))
                 return report
             }
             previous = index
             let isNew = since.map { index > $0.newestIndex } ?? true
-            guard case .change(_, let l, let version, let change)? = try? DirectoryEntry.parse(bytes), l == label else {
+            guard case .change(_, let l, let version, let kind, let commitment)? = try? DirectoryEntry.parse(bytes), l == label else {
                 if isNew { report.alerts.append(.malformed(index: index, why: "not a change entry of this label")) }
                 continue
             }
@@ -89,7 +92,9 @@ public enum DirectoryMonitor {
                 continue
             }
             let before = state
-            let verdict = DeviceRule.apply(change, to: &state, origin: origin, label: label, index: index, leafHash: Merkle.leafHash(bytes))
+            let outcome = DirectoryReplay<MemoryMapNodeStore>.open(
+                sealed ?? [], commitment: commitment, kind: kind, label: label, state: &state, origin: origin, index: index,
+                leafHash: Merkle.leafHash(bytes))
             if let asOf, index < asOf.coveredSize { atCovered = state }
             // Once the history reaches the version checked last time, it must be the same history.
             if let s = since, !comparedWithStored, state.version == s.version {
@@ -99,10 +104,20 @@ public enum DirectoryMonitor {
                 }
             }
             guard isNew else { continue }
+            switch outcome {
+            case .badOpening(let why):
+                report.alerts.append(.badOpening(index: index, why: sealed == nil ? "the log gave no sealed change" : why))
+                continue
+            case .setMismatch:
+                report.alerts.append(.setMismatch(index: index))
+            case .notApplied, .sealed, .judged:
+                break
+            }
+            guard let verdict = outcome.verdict, let change = try? SealedChange.parse(sealed ?? []).change else { continue }
             if case .invalid(let why) = verdict {
                 report.alerts.append(.invalid(index: index, why: why))
             } else if isOwners(change, verdict: verdict, state: before, known: known) {
-                report.ownChanges.append(index)
+                if case .judged = outcome { report.ownChanges.append(index) }
             } else {
                 report.alerts.append(.notTheOwners(index: index, verdict: verdict))
             }
@@ -114,15 +129,6 @@ public enum DirectoryMonitor {
             report.alerts.append(
                 .incomplete(
                     "the map head of epoch \(asOf.epoch) proves version \(asOf.version); the history shown leads to version \(atCovered.version) there"
-                ))
-        } else if let asOf, let proved = asOf.mapValue, let newest = atCovered.newestIndex,
-            DeviceSet.mapValue(
-                version: atCovered.version, newestIndex: newest, chain: atCovered.chain, active: atCovered.active,
-                tombstoned: atCovered.tombstoned) != proved
-        {
-            report.alerts.append(
-                .mapDiffers(
-                    "the map head of epoch \(asOf.epoch) proves \(asOf.devices.count) device(s) at version \(asOf.version); the history leads to \(atCovered.active.count) with the same chain"
                 ))
         }
         if let newest = state.newestIndex { report.stored = Stored(version: state.version, chain: state.chain, newestIndex: newest) }

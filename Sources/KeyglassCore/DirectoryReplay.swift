@@ -12,12 +12,36 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     public enum Event: Equatable, Sendable {
         /// Leaf 0.
         case config(origin: String)
-        /// A change and its verdict (applied unless `.invalid`).
-        case change(index: UInt64, label: Hash, verdict: DeviceRule.Verdict)
+        /// A change entry and what it was found to be.
+        case change(index: UInt64, label: Hash, outcome: ChangeOutcome)
         /// A map head and whether its root is the derived one.
         case mapHead(index: UInt64, epoch: UInt64, outcome: HeadOutcome)
         /// Not a v2 entry, or one where it cannot be (a config after leaf 0, no config at 0).
         case malformed(index: UInt64, why: String)
+    }
+
+    /// What a change entry was found to be (Spec/directory.md, "Sealed changes").
+    public enum ChangeOutcome: Equatable, Sendable {
+        /// Not at the label's next version: not applied at all (`invalid_change`).
+        case notApplied(String)
+        /// Replayed without its sealed change: its public part applied, what it did unknown.
+        case sealed
+        /// Opened and judged by the rule.
+        case judged(DeviceRule.Verdict)
+        /// Its sealed change does not parse, does not open its commitment, or names another
+        /// previous index than the label's (`bad_opening`): the label's devices are unknown from here.
+        case badOpening(String)
+        /// Opened and judged, but it commits to another set than the one the rule leaves
+        /// (`set_mismatch`: a ghost only in the committed set, which contacts would be shown).
+        case setMismatch(DeviceRule.Verdict)
+
+        /// The rule's verdict, when the change was opened and judged.
+        public var verdict: DeviceRule.Verdict? {
+            switch self {
+            case .judged(let v), .setMismatch(let v): return v
+            case .notApplied, .sealed, .badOpening: return nil
+            }
+        }
     }
 
     /// A map head checked.
@@ -118,14 +142,15 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         }
     }
 
-    /// Replays the entry at index `size` (its bytes and its leaf hash) and says what it was.
-    public mutating func replay(_ bytes: [UInt8], leafHash: Hash) throws -> Event {
+    /// Replays the entry at index `size` (its bytes and its leaf hash) and says what it was. A
+    /// change entry's `sealed` change, when the caller holds it, is opened and judged.
+    public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil) throws -> Event {
         let index = size
         size += 1
         let entry: DirectoryEntry
         do { entry = try DirectoryEntry.parse(bytes) } catch { return .malformed(index: index, why: error.description) }
         switch entry {
-        case .change(let time, _, _, _), .mapHead(let time, _, _, _):
+        case .change(let time, _, _, _, _), .mapHead(let time, _, _, _):
             if time < newestTime {
                 backdatedCount += 1
                 if backdated.count < 1000 { backdated.append(index) }
@@ -142,16 +167,15 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
             return .config(origin: o)
         case _ where index == 0:
             return .malformed(index: 0, why: "leaf 0 is not the config entry")
-        case .change(_, let label, let version, let change):
+        case .change(_, let label, let version, let kind, let commitment):
             var state = try states.state(of: label) ?? DeviceSet()
             guard version == state.version + 1 else {
-                return .change(index: index, label: label, verdict: .invalid("the entry says version \(version); the label is at \(state.version)"))
+                return .change(index: index, label: label, outcome: .notApplied("the entry says version \(version); the label is at \(state.version)"))
             }
-            let verdict = DeviceRule.apply(change, to: &state, origin: origin ?? "", label: label, index: index, leafHash: leafHash)
-            if case .invalid = verdict { return .change(index: index, label: label, verdict: verdict) }
+            let outcome = Self.open(sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash)
             try states.setState(state, of: label)
             queued.append((index, label, state.mapValue!))  // applied: the label has a value now
-            return .change(index: index, label: label, verdict: verdict)
+            return .change(index: index, label: label, outcome: outcome)
         case .mapHead(let time, let e, let covered, let root):
             guard e == epoch + 1 else { return .mapHead(index: index, epoch: e, outcome: .outOfSequence("epoch \(e) follows epoch \(epoch)")) }
             // Every entry before the previous head must be in this one: a map that stopped taking
@@ -171,6 +195,37 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
             let derived = try map.root()
             return .mapHead(index: index, epoch: e, outcome: derived == root ? .matches : .mismatch(derived: derived))
         }
+    }
+}
+
+extension DirectoryReplayOf {
+    /// Applies the change entry at `index` to `state`: its public part always, and, given its
+    /// sealed change, the rule's verdict on what the change did (Spec/directory.md, "Sealed
+    /// changes"). Owners' monitors open their label's changes the same way.
+    public static func open(
+        _ sealed: [UInt8]?, commitment: Hash, kind: UInt8, label: Hash, state: inout DeviceSet, origin: String, index: UInt64,
+        leafHash: Hash
+    ) -> ChangeOutcome {
+        guard let sealed else {
+            state.advance(index: index, leafHash: leafHash)
+            return .sealed
+        }
+        let why: String
+        do {
+            let opened = try SealedChange.parse(sealed)
+            if !opened.opens(commitment: commitment, label: label, version: state.version + 1, kindCode: kind) {
+                why = "it does not open the entry's commitment"
+            } else if opened.previousIndex != state.newestIndex {
+                why = "it names previous index \(opened.previousIndex.map(String.init) ?? "none"), the label's is \(state.newestIndex.map(String.init) ?? "none")"
+            } else {
+                let verdict = DeviceRule.apply(opened.change, to: &state, origin: origin, label: label, index: index, leafHash: leafHash)
+                return opened.setDigest == state.setDigest ? .judged(verdict) : .setMismatch(verdict)
+            }
+        } catch {
+            why = error.description
+        }
+        state.advance(index: index, leafHash: leafHash)
+        return .badOpening(why)
     }
 }
 

@@ -126,13 +126,13 @@ enum BatchBuilder {
     /// appends: their indices after `head`, the tree nodes they complete and the checkpoint signed
     /// over the tree they end. Shared by v1 batches and v2 logs (`DirectoryLog`); nil for none.
     static func seal(_ items: [(identity: String, data: [UInt8])], after head: LogHead, timestamp: UInt64, signer: NoteSigner,
-                     cachedFrom: UInt8 = 64) throws -> Sealed? {
+                     cachedFrom: UInt8 = 64, sealed: [[UInt8]?] = []) throws -> Sealed? {
         guard !items.isEmpty else { return nil }
         var range = head.range
         var entries: [SequencedBatch.Entry] = []
         var nodes: [SequencedBatch.Node] = []
         var upperNodes: [(NodeID, Hash)] = []
-        for (identity, bytes) in items {
+        for (n, (identity, bytes)) in items.enumerated() {
             let leaf = Merkle.leafHash(bytes)
             let index = range.size
             if cachedFrom == 0 { upperNodes.append((NodeID(level: 0, index: index), leaf)) }
@@ -141,7 +141,7 @@ enum BatchBuilder {
                 nodes.append(SequencedBatch.Node(id: id, hash: hash))
                 if id.level >= cachedFrom { upperNodes.append((id, hash)) }
             }
-            entries.append(SequencedBatch.Entry(index: index, identity: identity, data: bytes, leafHash: leaf))
+            entries.append(SequencedBatch.Entry(index: index, identity: identity, data: bytes, leafHash: leaf, sealed: n < sealed.count ? sealed[n] : nil))
         }
         let root = range.root
         let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: range.size, root: root), with: signer).note.serialized

@@ -46,6 +46,9 @@ public final class DirectoryLog {
         /// most likely signed against the head's newest index, which has moved on. Sign again
         /// after the next head.
         case stalePosition
+        /// The identity's sealed changes were erased (`keyglass-server erase`): this log no longer
+        /// knows its devices.
+        case erased
 
         /// The reason in words.
         public var description: String {
@@ -53,6 +56,7 @@ public final class DirectoryLog {
             case .identity(let why): return "identity: \(why)"
             case .rule(let v): return "refused by the device rule: \(v)"
             case .logFull: return "the log is full"
+            case .erased: return "the identity was erased from this directory"
             case .stalePosition:
                 return "the identity changed after the newest map head and the signature does not verify at its current position: sign again after the next head"
             }
@@ -78,6 +82,9 @@ public final class DirectoryLog {
     /// is stored.
     private var mapAheadOfHead = false
     private var labels: [String: (label: Hash, proof: [UInt8])] = [:]
+    /// Labels with a change this log cannot open (its sealed change erased or missing): what their
+    /// devices are is unknown here, so they are neither looked up nor changed.
+    private var unopened: Set<Hash> = []
     /// The newest checkpoint whose last leaf is a map head: lookups are answered against it.
     public private(set) var headCheckpoint: StoredCheckpoint?
 
@@ -87,7 +94,7 @@ public final class DirectoryLog {
         _ = try LogAdmin.initialise(storage, signer: signer)
         let log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed)
         guard let vrfKey = Ed25519.keyPair(seed: vrfSeed)?.publicKey else { throw StoreError.corrupt("the VRF key is not a 32-byte seed") }
-        try log.append([(label: nil, entry: DirectoryEntry.config(origin: signer.name, vrfPublicKey: vrfKey).encoded)])
+        try log.append([(label: nil, entry: DirectoryEntry.config(origin: signer.name, vrfPublicKey: vrfKey).encoded, sealed: nil)])
         return log
     }
 
@@ -105,7 +112,8 @@ public final class DirectoryLog {
         var start: UInt64 = 0
         while start < size {
             let end = min(size, start + 1000)
-            for e in try storage.entries(start: start, end: end) { try replayStored(e.data, leafHash: e.leafHash) }
+            let sealed = try storage.sealedChanges(start: start, end: end)
+            for e in try storage.entries(start: start, end: end) { try replayStored(e.data, leafHash: e.leafHash, sealed: sealed[e.index]) }
             start = end
         }
         if size > 0 {
@@ -116,11 +124,17 @@ public final class DirectoryLog {
     }
 
     /// Replays one stored entry; a map head also becomes what lookups are answered against.
-    private func replayStored(_ bytes: [UInt8], leafHash: Hash) throws {
-        let event = try replay.replay(bytes, leafHash: leafHash)
+    private func replayStored(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]?) throws {
+        let event = try replay.replay(bytes, leafHash: leafHash, sealed: sealed)
         switch event {
-        case .change(let index, let label, let verdict):
-            if case .invalid = verdict { break }
+        case .change(let index, let label, let outcome):
+            switch outcome {
+            case .notApplied: return
+            case .judged: break
+            case .sealed: unopened.insert(label)
+            case .badOpening(let why): throw StoreError.corrupt("the sealed change of entry \(index) does not open it: \(why)")
+            case .setMismatch: throw StoreError.corrupt("entry \(index) commits to another set than its change makes")
+            }
             histories[label, default: []].append((index, leafHash))
             changedSinceHead.insert(label)
         case .mapHead(let index, _, .matches):
@@ -190,7 +204,7 @@ public final class DirectoryLog {
     public func prepare(_ requests: [ChangeRequest]) throws -> PreparedBatch {
         var results: [Result<UInt64, Refusal>] = []
         var states: [Hash: DeviceSet] = [:]
-        var batch: [(label: Hash?, entry: [UInt8])] = []
+        var batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)] = []
         var next = size
         let time = max(Sequencer.nowMillis(), head.newestTimestamp)
         for request in requests {
@@ -209,21 +223,30 @@ public final class DirectoryLog {
             } else {
                 label = try self.label(of: identity).label
             }
-            var state = states[label] ?? replay.states[label] ?? DeviceSet()
+            guard !unopened.contains(label) else {
+                results.append(.failure(.erased))
+                continue
+            }
+            let before = states[label] ?? replay.states[label] ?? DeviceSet()
             let change = DeviceChange(kind: request.kind, authority: request.authority)
-            let verdict = DeviceRule.judge(change, to: state, origin: signer.name, label: label)
+            let verdict = DeviceRule.judge(change, to: before, origin: signer.name, label: label)
             guard verdict.isAcceptedByServer else {
-                if case .invalid = verdict, case .chained = request.authority, state.newestIndex != headStates[label]?.newestIndex {
+                if case .invalid = verdict, case .chained = request.authority, before.newestIndex != headStates[label]?.newestIndex {
                     results.append(.failure(.stalePosition))
                 } else {
                     results.append(.failure(.rule(verdict)))
                 }
                 continue
             }
-            let entry = DirectoryEntry.change(timestampMillis: time, label: label, version: state.version + 1, change: change).encoded
-            DeviceRule.apply(change, to: &state, origin: signer.name, label: label, index: next, leafHash: Merkle.leafHash(entry))
-            states[label] = state
-            batch.append((label, entry))
+            // The entry commits to the set after the change, so the set moves first, then the
+            // public part with the entry's leaf hash.
+            var after = before
+            after.apply(change.kind)
+            let sealed = SealedChange.sealing(change, previousIndex: before.newestIndex, setDigest: after.setDigest)
+            let entry = DirectoryEntry.sealedChange(sealed, timestampMillis: time, label: label, version: before.version + 1).encoded
+            after.advance(index: next, leafHash: Merkle.leafHash(entry))
+            states[label] = after
+            batch.append((label, entry, sealed.encoded))
             results.append(.success(next))
             next += 1
         }
@@ -237,7 +260,7 @@ public final class DirectoryLog {
     public func commit(_ prepared: PreparedBatch) throws {
         guard let batch = prepared.batch, let newHead = prepared.head else { return }
         head = newHead
-        for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash) }
+        for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed) }
     }
 
     /// The map follower's step: a map head covering every entry so far, appended as its own batch,
@@ -251,25 +274,25 @@ public final class DirectoryLog {
         let root = try replay.mapRoot(covering: covered)
         let time = max(Sequencer.nowMillis(), head.newestTimestamp)
         let entry = DirectoryEntry.mapHead(timestampMillis: time, epoch: replay.epoch + 1, coveredSize: covered, root: root).encoded
-        try append([(label: nil, entry: entry)])
+        try append([(label: nil, entry: entry, sealed: nil)])
         mapAheadOfHead = false
         guard let cp = headCheckpoint, cp.size == size else { throw StoreError.corrupt("the map head did not replay as a match") }
         return cp
     }
 
     /// Appends encoded entries as one batch (a checkpoint over them), then replays them.
-    private func append(_ batch: [(label: Hash?, entry: [UInt8])]) throws {
+    private func append(_ batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)]) throws {
         guard let sealed = try seal(batch) else { return }
         try storage.append(sealed.batch)
         head = sealed.head
-        for e in sealed.batch.entries { try replayStored(e.data, leafHash: e.leafHash) }
+        for e in sealed.batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed) }
     }
 
-    private func seal(_ batch: [(label: Hash?, entry: [UInt8])]) throws -> BatchBuilder.Sealed? {
+    private func seal(_ batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)]) throws -> BatchBuilder.Sealed? {
         // The storage's identity column holds the label, so a label's entries are one lookup.
         let items = batch.map { (identity: $0.label?.hex ?? "", data: $0.entry) }
         let time = items.compactMap { LogHead.timestamp(of: $0.data) }.max() ?? 0
-        return try BatchBuilder.seal(items, after: head, timestamp: time, signer: signer)
+        return try BatchBuilder.seal(items, after: head, timestamp: time, signer: signer, sealed: batch.map(\.sealed))
     }
 
     /// The answer to a lookup of `identity`, against the newest checkpoint ending in a map head.
@@ -284,8 +307,15 @@ public final class DirectoryLog {
     public func lookup(label: Hash, vrfProof: [UInt8]) throws -> DirectoryLookup.Answer {
         guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
         guard !mapAheadOfHead else { throw StoreError.notInitialised("a map head failed to store; lookups wait for the next one") }
-        let state = headStates[label].map { s in
-            DirectoryLookup.Answer.State(devices: s.active, tombstoned: s.tombstoned, history: headHistories[label] ?? [])
+        guard !unopened.contains(label) else { throw Refusal.erased }
+        var state: DirectoryLookup.Answer.State?
+        if let s = headStates[label], let history = headHistories[label], let newest = history.last {
+            // The newest change and its sealed part: read, not kept, since only lookups need them.
+            guard let entry = try storage.entries(start: newest.index, end: newest.index + 1).first,
+                let sealed = try storage.sealedChanges(at: [newest.index])[newest.index]
+            else { throw StoreError.corrupt("entry \(newest.index) or its sealed change is missing") }
+            state = DirectoryLookup.Answer.State(
+                devices: s.active, tombstoned: s.tombstoned, history: history, newestEntry: entry.data, newestSealed: sealed)
         }
         let parts = try headParts(cp)
         return DirectoryLookup.Answer(
@@ -308,12 +338,14 @@ public final class DirectoryLog {
         return parts
     }
 
-    /// Every change entry of `identity`'s label, oldest first, with its index: what an owner's
-    /// monitor reads (`DirectoryMonitor.check`).
-    public func history(of identity: String) throws -> [(index: UInt64, entry: [UInt8])] {
+    /// Every change entry of `identity`'s label, oldest first, with its index and sealed change:
+    /// what an owner's monitor reads (`DirectoryMonitor.check`).
+    public func history(of identity: String) throws -> [(index: UInt64, entry: [UInt8], sealed: [UInt8]?)] {
         let canonical: String
         do { canonical = try Identity.normalize(identity) } catch { throw Refusal.identity(error.description) }
         let label = try label(of: canonical).label
-        return try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion)).map { ($0.index, $0.data) }
+        let entries = try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion))
+        let sealed = try storage.sealedChanges(at: entries.map(\.index))
+        return entries.map { ($0.index, $0.data, sealed[$0.index]) }
     }
 }

@@ -155,6 +155,9 @@ public struct DirectoryLookupJSON: Codable, Sendable {
         public var devices: [DeviceJSON]
         public var tombstoned: [String]
         public var history: [HistoryLink]
+        /// The newest change's entry and its sealed change (`SealedChange`), base64.
+        public var newest_entry: String
+        public var newest_sealed: String
     }
 
     public struct HistoryLink: Codable, Sendable {
@@ -177,7 +180,8 @@ public struct DirectoryLookupJSON: Codable, Sendable {
         map_proof.siblings = a.mapProof.siblings.map(\.base64)
         state = a.state.map { s in
             StateJSON(devices: s.devices.map(DeviceJSON.init), tombstoned: s.tombstoned.map { Base64.encode($0) },
-                      history: s.history.map { HistoryLink(index: $0.index, leaf_hash: $0.leafHash.base64) })
+                      history: s.history.map { HistoryLink(index: $0.index, leaf_hash: $0.leafHash.base64) },
+                      newest_entry: Base64.encode(s.newestEntry), newest_sealed: Base64.encode(s.newestSealed))
         }
     }
 
@@ -205,7 +209,8 @@ public struct DirectoryLookupJSON: Codable, Sendable {
                   UInt64(s.history.count) <= DeviceRule.maxVersion else { throw WireError.field("the state is larger than any label's") }
             return DirectoryLookup.Answer.State(
                 devices: try s.devices.map { try $0.record() }, tombstoned: try s.tombstoned.map { try bytes($0, "tombstoned") },
-                history: try s.history.map { ($0.index, try hash($0.leaf_hash, "history.leaf_hash")) })
+                history: try s.history.map { ($0.index, try hash($0.leaf_hash, "history.leaf_hash")) },
+                newestEntry: try bytes(s.newest_entry, "newest_entry"), newestSealed: try bytes(s.newest_sealed, "newest_sealed"))
         }
         return DirectoryLookup.Answer(
             checkpoint: checkpoint, configEntry: try bytes(config_entry, "config_entry"),
@@ -229,10 +234,13 @@ public struct DirectoryHistoryJSON: Codable, Sendable {
     public struct Entry: Codable, Sendable {
         public var index: UInt64
         public var entry: String
+        /// The change's sealed change, base64 (absent once erased).
+        public var sealed: String?
         public var inclusion_proof: [String]
-        public init(index: UInt64, entry: String, inclusion_proof: [String]) {
+        public init(index: UInt64, entry: String, sealed: String?, inclusion_proof: [String]) {
             self.index = index
             self.entry = entry
+            self.sealed = sealed
             self.inclusion_proof = inclusion_proof
         }
     }

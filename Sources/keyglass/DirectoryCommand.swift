@@ -429,7 +429,8 @@ struct DirectoryMonitorCommand: AsyncParsableCommand {
         case let .rewritten(why): return "history rewritten: \(why)"
         case let .malformed(index, why): return "entry \(index): malformed: \(why)"
         case let .incomplete(why): return "history incomplete: \(why)"
-        case let .mapDiffers(why): return "map_mismatch: a device set no entry made: \(why)"
+        case let .badOpening(index, why): return "entry \(index): bad_opening: what the change did cannot be checked: \(why)"
+        case let .setMismatch(index): return "entry \(index): set_mismatch: it commits to devices the change did not make (what your contacts are shown)"
         }
     }
 }

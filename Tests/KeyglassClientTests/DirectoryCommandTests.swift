@@ -160,9 +160,10 @@ final class DirectoryCommandTests: XCTestCase {
         let dir = DataDirectory(path: data)
         let storage = try SQLiteStorage(path: dir.database, readers: 1)
         let stored = try storage.entries(start: 0, end: 4)
+        var sealed = try storage.sealedChanges(start: 0, end: 4).reduce(into: [Int: [UInt8]]()) { $0[Int($1.key)] = $1.value }
         storage.close()
         var entries: [(identity: String, data: [UInt8])] = stored.map { e in
-            if case .change(_, let l, _, _)? = try? DirectoryEntry.parse(e.data) { return (l.hex, e.data) }
+            if case .change(_, let l, _, _, _)? = try? DirectoryEntry.parse(e.data) { return (l.hex, e.data) }
             return ("", e.data)
         }
         let seed = try dir.loadVRFSeed()
@@ -170,11 +171,12 @@ final class DirectoryCommandTests: XCTestCase {
             let proof = try ECVRF.prove(seed: seed, alpha: Array("user\(i)@example.com".utf8))
             let label = Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
             let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)
-            let entry = DirectoryEntry.change(timestampMillis: Sequencer.nowMillis(), label: label, version: 1,
-                                              change: DeviceChange(kind: .add(record), authority: .operator))
-            entries.append((label.hex, entry.encoded))
+            let (entry, opened) = Self.sealedEntry(DeviceChange(kind: .add(record), authority: .operator), after: DeviceSet(), label: label,
+                                                   origin: try dir.loadSigner().name, time: Sequencer.nowMillis())
+            sealed[entries.count] = opened
+            entries.append((label.hex, entry))
         }
-        try dir.forgeHistory(raw: entries)
+        try dir.forgeHistory(raw: entries, sealed: sealed)
     }
 
     /// `keyglass directory audit` re-derives the log: an operator's reset of a watched identity is
@@ -209,14 +211,18 @@ final class DirectoryCommandTests: XCTestCase {
         r = try keyglass(audit + log)
         XCTAssertEqual(r.status, 0, "reported once: \(r.stdout)")
 
-        // The operator's own software adds a ghost: an alert even for an auditor watching no one.
+        // The operator's own software adds a ghost: an alert for whoever watches alice (her changes
+        // are opened from her history); an auditor watching no one sees a sealed change and a map
+        // that is right for it.
         server.terminate()
         server.waitUntilExit()
         try appendGhost(work + "/ghost.json")
         (server, port, _) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server2.log")
         log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--state", work + "/state"]
         _ = try await waitForDevices(2, log)
-        r = try keyglass(["audit"] + log)
+        r = try keyglass(["audit"] + log.dropLast() + [work + "/anonymous"])
+        XCTAssertEqual(r.status, 0, "nothing of the ghost shows without the openings: \(r.stdout) \(r.stderr)")
+        r = try keyglass(audit + log)
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("ALERT ghost_device"), r.stdout)
         server.terminate()
@@ -231,10 +237,10 @@ final class DirectoryCommandTests: XCTestCase {
         storage.close()
         // A change stamped in 1970, behind every entry before it: backdated.
         let lateLabel = Hash(bytes: Array(try ECVRF.proofToHash(try ECVRF.prove(seed: try dir.loadVRFSeed(), alpha: Array("late@example.com".utf8))).prefix(32)))!
-        let late = DirectoryEntry.change(timestampMillis: 1000, label: lateLabel, version: 1,
-                                         change: DeviceChange(kind: .add(try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)),
-                                                              authority: .operator))
-        entries.append(late.encoded)
+        let late = Self.sealedEntry(
+            DeviceChange(kind: .add(try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)), authority: .operator),
+            after: DeviceSet(), label: lateLabel, origin: "dir.example/log", time: 1000).entry
+        entries.append(late)
         let backdatedIndex = UInt64(entries.count - 1)
         var replay = DirectoryReplay(store: MemoryMapNodeStore())
         for e in entries { _ = try replay.replay(e, leafHash: Merkle.leafHash(e)) }
@@ -264,8 +270,8 @@ final class DirectoryCommandTests: XCTestCase {
     /// operator add of `deviceFile` to alice's set, which the honest server would refuse.
     /// A directory of 20,000 entries, audited through a front end that stops answering part way:
     /// the first run keeps what it committed (a whole chunk, proved a prefix of the signed tree)
-    /// and still reports the ghost it found there, the next resumes at its end instead of at leaf 0
-    /// and reports the ghost after it, each exactly once. A fork of the same size as the audited
+    /// and still reports the alert it found there, the next resumes at its end instead of at leaf 0
+    /// and reports the alert after it, each exactly once. A fork of the same size as the audited
     /// tree is refused even with nothing left to replay. The map and states are in the state database.
     func testAnInterruptedAuditResumesWhereItStoppedAndReportsOnce() async throws {
         let initialised = try Binaries.run("keyglass-server", ["init", "--directory", "--data", data, "--origin", "big.example/log"])
@@ -277,11 +283,13 @@ final class DirectoryCommandTests: XCTestCase {
         storage.close()
 
         // The history: operator adds of new labels (each a label's first change), a map head
-        // every 500 entries with the root the entries make, and one ghost at entry 17,001.
+        // every 500 entries with the root the entries make, and two changes stamped in the past
+        // (backdated: what an auditor watching no one can name) at entries 9,001 and 17,001.
         let keys = (0..<32).map { _ in Ed25519.generate().publicKey }
         var replay = DirectoryReplay(store: MemoryMapNodeStore())
         _ = try replay.replay(config, leafHash: Merkle.leafHash(config))
         var entries: [(identity: String, data: [UInt8])] = [("", config)]
+        var sealed: [Int: [UInt8]] = [:]
         var labels: [Hash] = []
         var time = Sequencer.nowMillis() - 60_000
         var epoch: UInt64 = 0
@@ -290,7 +298,13 @@ final class DirectoryCommandTests: XCTestCase {
             _ = try replay.replay(bytes, leafHash: Merkle.leafHash(bytes))
             entries.append((identity, bytes))
         }
-        let earlyGhost = 9_001, ghostIndex = 17_001
+        func append(_ change: DeviceChange, label: Hash) throws {
+            let (bytes, opened) = Self.sealedEntry(change, after: replay.states[label] ?? DeviceSet(), label: label, origin: "big.example/log", time: time)
+            _ = try replay.replay(bytes, leafHash: Merkle.leafHash(bytes), sealed: opened)
+            sealed[entries.count] = opened
+            entries.append((label.hex, bytes))
+        }
+        let earlyGhost = 9_001, ghostIndex = 17_001  // backdated changes (named for the ghosts they were before step B)
         while entries.count < 20_000 {
             time += 1
             if entries.count % 500 == 499 {
@@ -300,15 +314,17 @@ final class DirectoryCommandTests: XCTestCase {
             } else if entries.count == ghostIndex || entries.count == earlyGhost {
                 let victim = labels[entries.count == earlyGhost ? 50 : 100]
                 let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: keys[0])
-                try append(.change(timestampMillis: time, label: victim, version: 2, change: DeviceChange(kind: .add(record), authority: .operator)), identity: victim.hex)
+                time -= 1_000_000
+                try append(DeviceChange(kind: .add(record), authority: .operator), label: victim)
+                time += 1_000_000
             } else {
                 let label = Hash(bytes: Ed25519.randomBytes(32))!
                 labels.append(label)
                 let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: keys[entries.count % keys.count])
-                try append(.change(timestampMillis: time, label: label, version: 1, change: DeviceChange(kind: .add(record), authority: .operator)), identity: label.hex)
+                try append(DeviceChange(kind: .add(record), authority: .operator), label: label)
             }
         }
-        try dir.forgeHistory(raw: entries)
+        try dir.forgeHistory(raw: entries, sealed: sealed)
         let (server, port, _) = try await Binaries.startServer(data: data, ["--epoch-ms", "3600000"], log: work + "/server.log")
         defer { server.terminate() }
         let upstream = LogClient(base: URL(string: "http://127.0.0.1:\(port)")!)
@@ -325,7 +341,7 @@ final class DirectoryCommandTests: XCTestCase {
         let log = ["--log", front.url.absoluteString, "--vkey", vkey, "--state", work + "/state"]
         var r = try keyglass(["audit"] + log)
         XCTAssertEqual(r.status, 2, "the log stopped answering, after a chunk with an alert: \(r.stdout) \(r.stderr)")
-        XCTAssertTrue(r.stdout.contains("ALERT ghost_device: entry \(earlyGhost)") && r.stdout.contains("the audit stopped before the end"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ALERT backdated: entry \(earlyGhost)") && r.stdout.contains("the audit stopped before the end"), r.stdout)
         let store = work + "/state/" + (try FileManager.default.contentsOfDirectory(atPath: work + "/state").first { $0.hasSuffix(".audit.sqlite") } ?? "")
         XCTAssertTrue(FileManager.default.fileExists(atPath: store), "the audit keeps its map in a database")
 
@@ -333,7 +349,7 @@ final class DirectoryCommandTests: XCTestCase {
         r = try keyglass(["audit"] + log)
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("resuming at entry 16384"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("ALERT ghost_device: entry \(ghostIndex)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ALERT backdated: entry \(ghostIndex)"), r.stdout)
         XCTAssertTrue(r.stdout.contains("audited 20000 entries (3616 replayed now)"), r.stdout)
         XCTAssertEqual(r.stdout.components(separatedBy: "ALERT").count - 1, 1, "exactly one alert: \(r.stdout)")
         // Nothing new: nothing replayed, nothing reported again.
@@ -370,15 +386,16 @@ final class DirectoryCommandTests: XCTestCase {
         let storage = try SQLiteStorage(path: dir.database, readers: 1)
         let size = try XCTUnwrap(try storage.latestCheckpoint()).size
         let stored = try storage.entries(start: 0, end: size)
+        var sealed = try storage.sealedChanges(start: 0, end: size).reduce(into: [Int: [UInt8]]()) { $0[Int($1.key)] = $1.value }
         storage.close()
         var entries: [(identity: String, data: [UInt8])] = []
-        var version: UInt64 = 0
+        var replay = DirectoryReplay(store: MemoryMapNodeStore())
         let proof = try ECVRF.prove(seed: try dir.loadVRFSeed(), alpha: Array(alice.utf8))
         let label = Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
         for e in stored {
-            if case .change(_, let l, let v, _)? = try? DirectoryEntry.parse(e.data) {
+            _ = try replay.replay(e.data, leafHash: e.leafHash, sealed: sealed[Int(e.index)])
+            if case .change(_, let l, _, _, _)? = try? DirectoryEntry.parse(e.data) {
                 entries.append((l.hex, e.data))
-                if l == label { version = v }
             } else {
                 entries.append(("", e.data))
             }
@@ -386,9 +403,20 @@ final class DirectoryCommandTests: XCTestCase {
         let file = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: deviceFile)))
         let seed = try XCTUnwrap(Base64.decode(file["seed"]!))
         let record = try DeviceRecord(id: try XCTUnwrap(Base64.decode(file["id"]!)), signingKey: Ed25519.keyPair(seed: seed)!.publicKey)
-        let ghost = DirectoryEntry.change(timestampMillis: Sequencer.nowMillis(), label: label, version: version + 1,
-                                          change: DeviceChange(kind: .add(record), authority: .operator))
-        entries.append((label.hex, ghost.encoded))
-        try dir.forgeHistory(raw: entries)
+        // Sealed as the honest server seals: the set digest is the set with the ghost.
+        let (ghost, opened) = Self.sealedEntry(DeviceChange(kind: .add(record), authority: .operator), after: try XCTUnwrap(replay.states[label]),
+                                               label: label, origin: replay.origin ?? "", time: Sequencer.nowMillis())
+        sealed[entries.count] = opened
+        entries.append((label.hex, ghost))
+        try dir.forgeHistory(raw: entries, sealed: sealed)
+    }
+
+    /// A change entry and its sealed change, sealed after the label's state `before` as a writer
+    /// (honest or not) seals it.
+    static func sealedEntry(_ change: DeviceChange, after before: DeviceSet, label: Hash, origin: String, time: UInt64)
+        -> (entry: [UInt8], sealed: [UInt8])
+    {
+        let s = SealedChange.sealing(change, after: before, origin: origin, label: label)
+        return (DirectoryEntry.sealedChange(s, timestampMillis: time, label: label, version: before.version + 1).encoded, s.encoded)
     }
 }

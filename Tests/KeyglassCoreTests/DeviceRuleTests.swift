@@ -65,7 +65,10 @@ final class DeviceRuleTests: XCTestCase {
         let a = try device(), b = try device(), c = try device()
         var set = DeviceSet()
         XCTAssertNil(set.mapValue, "never changed: absent from the map")
-        XCTAssertEqual(apply(.add(b.record), by: a, to: &set), .invalid("the signer is not an active device of this identity"), "no signer exists yet")
+        var fresh = DeviceSet()
+        XCTAssertEqual(apply(.add(b.record), by: a, to: &fresh), .invalid("the signer is not an active device of this identity"), "no signer exists yet")
+        XCTAssertEqual(fresh.active, [], "an invalid change adds no device")
+        XCTAssertEqual(apply(.add(a.record), to: &fresh), .ghostDevice, "a label with a change entry, even an invalid one, is not new")
         XCTAssertEqual(apply(.add(a.record), to: &set), .first)
         XCTAssertEqual(apply(.add(a.record), to: &set), .invalid("device \(Hex.encode(a.id)) is already active"))
         XCTAssertEqual(apply(.add(b.record), by: a, to: &set), .chained)
@@ -183,9 +186,9 @@ final class DeviceRuleTests: XCTestCase {
         XCTAssertEqual(DeviceRule.judge(late, to: set, origin: origin, label: label), .invalid("the signer is not an active device of this identity"))
     }
 
-    /// Applying: invalid changes change nothing, attacks are applied (the log serves them), the
-    /// state's chain and version follow every applied change, and the map value depends on the set,
-    /// not on the order its devices arrived in.
+    /// Applying: invalid changes change no device but move the public part on (anyone sees the
+    /// entry), attacks are applied (the log serves them), the state's chain and version follow
+    /// every change, and the set digest depends on the set, not on the order its devices arrived in.
     func testApplyingAndTheMapValue() throws {
         let a = try device(id: [UInt8](repeating: 0xaa, count: 16)), b = try device(id: [UInt8](repeating: 0x11, count: 16))
         var set = DeviceSet()
@@ -195,24 +198,28 @@ final class DeviceRuleTests: XCTestCase {
         XCTAssertNotEqual(set.chain, Hash.zero)
         XCTAssertNotNil(set.mapValue)
         XCTAssertEqual(apply(.revoke(deviceID: b.id), to: &set), .invalid("device \(Hex.encode(b.id)) is not active"))
-        XCTAssertEqual(set, afterFirst, "an invalid change is not applied at all")
+        XCTAssertEqual(set.setDigest, afterFirst.setDigest, "an invalid change changes no device")
+        XCTAssertEqual(set.version, 2, "but its entry is in the label's public part")
         XCTAssertEqual(apply(.add(b.record), to: &set), .ghostDevice)
         XCTAssertEqual(set.active.map(\.id), [b.id, a.id], "applied, and kept sorted by id")
-        XCTAssertEqual(set.version, 2)
+        XCTAssertEqual(set.version, 3)
         XCTAssertNotEqual(set.mapValue, afterFirst.mapValue)
+        XCTAssertNotEqual(set.setDigest, afterFirst.setDigest)
         // The short-lived ghost: added, then revoked. The set looks as before, but the version,
         // the chain and the tombstone say what happened, so the map value differs.
         XCTAssertEqual(apply(.revoke(deviceID: b.id), to: &set), .operatorRevoke)
         XCTAssertEqual(set.active, afterFirst.active)
         XCTAssertEqual(set.tombstoned, [b.id])
         XCTAssertNotEqual(set.mapValue, afterFirst.mapValue)
+        XCTAssertNotEqual(set.setDigest, afterFirst.setDigest, "the tombstone is in the set digest")
         // The chain is SHA-256(0x04 ‖ chain ‖ index ‖ leaf hash), link by link.
         var replay = DeviceSet()
         DeviceRule.apply(DeviceChange(kind: .add(a.record), authority: .operator), to: &replay, origin: origin, label: label, index: 7, leafHash: Hash.sha256([7]))
         var link: [UInt8] = [0x04] + Hash.zero.bytes + [0, 0, 0, 0, 0, 0, 0, 7] + Hash.sha256([7]).bytes
         XCTAssertEqual(replay.chain, Hash.sha256(link))
-        link = [0x05, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7] + replay.chain.bytes + [0, 0, 0, 1, UInt8(a.record.encoded.count >> 8), UInt8(a.record.encoded.count & 0xff)]
-            + a.record.encoded + [0, 0, 0, 0]
-        XCTAssertEqual(replay.mapValue, Hash.sha256(link), "the map value's layout, by hand")
+        link = [0x05, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7] + replay.chain.bytes
+        XCTAssertEqual(replay.mapValue, Hash.sha256(link), "the map value's layout, by hand: the public part only")
+        let digest = [0x06, 0, 0, 0, 1, UInt8(a.record.encoded.count >> 8), UInt8(a.record.encoded.count & 0xff)] + a.record.encoded + [0, 0, 0, 0]
+        XCTAssertEqual(replay.setDigest, Hash.sha256(digest), "the set digest's layout, by hand")
     }
 }

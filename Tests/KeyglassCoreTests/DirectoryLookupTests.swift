@@ -14,6 +14,8 @@ final class DirectoryLookupTests: XCTestCase {
         var leaves: [Hash] = []
         var replay = DirectoryReplay(store: MemoryMapNodeStore())
         var histories: [Hash: [(index: UInt64, leafHash: Hash)]] = [:]
+        /// Each change entry's sealed change, by index.
+        var sealed: [Int: [UInt8]] = [:]
 
         init(origin: String = "example.com/directory", logKey: NoteSigner? = nil, vrf: Ed25519.KeyPair = Ed25519.generate()) throws {
             self.logKey = try logKey ?? NoteSigner.generate(name: origin)
@@ -27,12 +29,13 @@ final class DirectoryLookupTests: XCTestCase {
             Hash(bytes: Array(try ECVRF.proofToHash(try ECVRF.prove(seed: vrf.seed, alpha: Array(identity.utf8))).prefix(32)))!
         }
 
-        mutating func append(_ e: DirectoryEntry) throws {
+        mutating func append(_ e: DirectoryEntry, sealed s: SealedChange? = nil) throws {
             let bytes = e.encoded
             let leaf = Merkle.leafHash(bytes)
-            let event = try replay.replay(bytes, leafHash: leaf)
-            if case .change(let index, let label, let verdict) = event {
-                if case .invalid = verdict {} else { histories[label, default: []].append((index, leaf)) }
+            if let s { sealed[entries.count] = s.encoded }
+            let event = try replay.replay(bytes, leafHash: leaf, sealed: s?.encoded)
+            if case .change(let index, let label, let outcome) = event {
+                if case .notApplied = outcome {} else { histories[label, default: []].append((index, leaf)) }
             }
             entries.append(bytes)
             leaves.append(leaf)
@@ -45,7 +48,8 @@ final class DirectoryLookupTests: XCTestCase {
             let c = signer.map {
                 DeviceChange.signed(kind, origin: origin, label: l, signer: $0.id, signerSeed: $0.seed, previousIndex: state.newestIndex ?? 0)
             } ?? DeviceChange(kind: kind, authority: .operator)
-            try append(.change(timestampMillis: 1_700_000_000_000, label: l, version: state.version + 1, change: c))
+            let s = SealedChange.sealing(c, after: state, origin: origin, label: l)
+            try append(.sealedChange(s, timestampMillis: 1_700_000_000_000, label: l, version: state.version + 1), sealed: s)
         }
 
         /// The next map head, covering every entry so far.
@@ -68,7 +72,10 @@ final class DirectoryLookupTests: XCTestCase {
             let cp = Checkpoint(origin: origin, size: UInt64(leaves.count), root: Merkle.rootOf(leafHashes: leaves))
             let l = try label(identity)
             let state = replay.states[l].map { s in
-                DirectoryLookup.Answer.State(devices: s.active, tombstoned: s.tombstoned, history: histories[l] ?? [])
+                let newest = Int(s.newestIndex!)
+                return DirectoryLookup.Answer.State(
+                    devices: s.active, tombstoned: s.tombstoned, history: histories[l] ?? [], newestEntry: entries[newest],
+                    newestSealed: sealed[newest]!)
             }
             return DirectoryLookup.Answer(
                 checkpoint: try SignedCheckpoint.sign(cp, with: logKey).note.serialized,
@@ -146,6 +153,23 @@ final class DirectoryLookupTests: XCTestCase {
         var hidden = honest
         hidden.state?.devices = []
         guard case .state = refused(hidden, "alice@example.com", d) else { return XCTFail("a device hidden from the answer") }
+        // Step B: the devices are those the newest change's sealed part commits to. A sealed change
+        // committing to the ghost too (another opening: the entry's commitment does not open), the
+        // devices shown with another change's sealed part, an entry that is not the newest.
+        var withGhost = DeviceSet()
+        withGhost.apply(.add(a.record))
+        withGhost.apply(.add(ghost.record))
+        let real = try SealedChange.parse(honest.state!.newestSealed)
+        var resealed = extra
+        resealed.state?.newestSealed = SealedChange(
+            opening: Ed25519.randomBytes(16), change: real.change, previousIndex: real.previousIndex, setDigest: withGhost.setDigest).encoded
+        guard case .state = refused(resealed, "alice@example.com", d) else { return XCTFail("a sealed change the entry did not commit to") }
+        var bobsSealed = honest
+        bobsSealed.state?.newestSealed = d.sealed[2]!
+        guard case .state = refused(bobsSealed, "alice@example.com", d) else { return XCTFail("another change's sealed part") }
+        var bobsEntry = honest
+        bobsEntry.state?.newestEntry = d.entries[2]
+        guard case .state = refused(bobsEntry, "alice@example.com", d) else { return XCTFail("another label's entry as the newest") }
         var noState = honest
         noState.state = nil
         guard case .state = refused(noState, "alice@example.com", d) else { return XCTFail("a member shown without its state") }

@@ -19,7 +19,7 @@ final class DirectoryMonitorTests: XCTestCase {
     /// The label's history as the log holds it: entries at increasing indices (other labels'
     /// entries in between are not the monitor's), each with the version the log would give it.
     private struct History {
-        var entries: [(index: UInt64, entry: [UInt8])] = []
+        var entries: [(index: UInt64, entry: [UInt8], sealed: [UInt8]?)] = []
         var state = DeviceSet()
         var next: UInt64 = 1
         let origin: String
@@ -29,9 +29,14 @@ final class DirectoryMonitorTests: XCTestCase {
             let c = signer.map {
                 DeviceChange.signed(kind, origin: origin, label: label, signer: $0.id, signerSeed: $0.seed, previousIndex: state.newestIndex ?? 0)
             } ?? DeviceChange(kind: kind, authority: .operator)
-            let e = DirectoryEntry.change(timestampMillis: 1, label: label, version: state.version + 1, change: c).encoded
+            append(c, sealed: SealedChange.sealing(c, after: state, origin: origin, label: label))
+        }
+
+        /// Appends `c` sealed as `sealed` says (a log may seal a change with any set digest).
+        mutating func append(_ c: DeviceChange, sealed: SealedChange) {
+            let e = DirectoryEntry.sealedChange(sealed, timestampMillis: 1, label: label, version: state.version + 1).encoded
             DeviceRule.apply(c, to: &state, origin: origin, label: label, index: next, leafHash: Merkle.leafHash(e))
-            entries.append((next, e))
+            entries.append((next, e, sealed.encoded))
             next += 3
         }
     }
@@ -118,28 +123,28 @@ final class DirectoryMonitorTests: XCTestCase {
                        ["accountReset"], "the whole history: the reset itself alerts")
     }
 
-    /// The map head proves a set with a device no entry added (the honest chain, a ghost only in
-    /// the map's value): contacts' lookups verify and show it; the owner's monitor, replaying the
-    /// history to the same chain, must name the difference.
-    func testADeviceOnlyInTheMapIsNamed() throws {
+    /// Step B: a change that commits to a set with a device the change did not add (the honest
+    /// chain, a ghost only in the committed set): contacts' lookups, which open the newest change
+    /// only, verify and show it; the owner's monitor, opening every change, names it. A change whose
+    /// sealed part the log withholds or garbles cannot be checked, and says so.
+    func testAGhostOnlyInTheCommittedSetIsNamed() throws {
         let phone = try device()
         var h = history()
-        h.append(.add(phone.record))
-        let honest = h.state
-        let ghost = try device().record
-        let withGhost = (honest.active + [ghost]).sorted { $0.id.lexicographicallyPrecedes($1.id) }
-        let forgedValue = DeviceSet.mapValue(version: honest.version, newestIndex: honest.newestIndex!, chain: honest.chain, active: withGhost,
-                                             tombstoned: honest.tombstoned)
-        func asOf(_ value: Hash, _ devices: [DeviceRecord]) -> DirectoryLookup.Result {
-            DirectoryLookup.Result(checkpoint: Checkpoint(origin: origin, size: 10, root: .zero), label: label, epoch: 3, coveredSize: 9,
-                                   timestampMillis: 0, devices: devices, version: honest.version, chain: honest.chain, mapValue: value)
-        }
-        let forged = DirectoryMonitor.check(history: h.entries, label: label, origin: origin, known: [phone.record], asOf: asOf(forgedValue, withGhost))
-        XCTAssertEqual(forged.alerts.map(\.verdictName), ["mapDiffers"])
-        let honestValue = DeviceSet.mapValue(version: honest.version, newestIndex: honest.newestIndex!, chain: honest.chain, active: honest.active,
-                                             tombstoned: honest.tombstoned)
-        XCTAssertEqual(DirectoryMonitor.check(history: h.entries, label: label, origin: origin, known: [phone.record],
-                                              asOf: asOf(honestValue, honest.active)).alerts, [])
+        let add = DeviceChange(kind: .add(phone.record), authority: .operator)
+        var withGhost = DeviceSet()
+        withGhost.apply(.add(phone.record))
+        withGhost.apply(.add(try device().record))
+        h.append(add, sealed: SealedChange.sealing(add, previousIndex: nil, setDigest: withGhost.setDigest))
+        XCTAssertEqual(check(h, known: [phone]).alerts, [.setMismatch(index: 1)])
+        var honest = history()
+        honest.append(.add(phone.record))
+        XCTAssertEqual(check(honest, known: [phone]).alerts, [])
+        var withheld = honest
+        withheld.entries[0].sealed = nil
+        XCTAssertEqual(check(withheld, known: [phone]).alerts.map(\.verdictName), ["badOpening"])
+        var garbled = honest
+        garbled.entries[0].sealed?[0] ^= 1
+        XCTAssertEqual(check(garbled, known: [phone]).alerts.map(\.verdictName), ["badOpening"])
     }
 
     /// The log rewrites the history the monitor checked (another first device, or fewer changes):
@@ -160,7 +165,7 @@ final class DirectoryMonitorTests: XCTestCase {
         XCTAssertTrue(check(shorter, known: [phone], since: stored).alerts.contains { if case .rewritten = $0 { return true } else { return false } })
         // Entries of another label, or out of order, are not this history.
         var mixed = h
-        mixed.entries.append((mixed.next, DirectoryEntry.mapHead(timestampMillis: 1, epoch: 1, coveredSize: 1, root: .zero).encoded))
+        mixed.entries.append((mixed.next, DirectoryEntry.mapHead(timestampMillis: 1, epoch: 1, coveredSize: 1, root: .zero).encoded, nil))
         XCTAssertEqual(check(mixed, known: [phone], since: stored).alerts, [.malformed(index: mixed.next, why: "not a change entry of this label")])
     }
 }
@@ -174,7 +179,8 @@ extension DirectoryMonitor.Alert {
         case .rewritten: return "rewritten"
         case .malformed: return "malformed"
         case .incomplete: return "incomplete"
-        case .mapDiffers: return "mapDiffers"
+        case .badOpening: return "badOpening"
+        case .setMismatch: return "setMismatch"
         }
     }
 }

@@ -21,12 +21,22 @@ final class DirectoryReplayTests: XCTestCase {
     /// (built independently of `DirectoryReplay`: the rule applied directly, roots by the builder).
     private struct Log {
         var entries: [[UInt8]] = []
+        /// Each change entry's sealed change, by index.
+        var sealed: [Int: [UInt8]] = [:]
         var states: [Hash: DeviceSet] = [:]
         /// (index, label, map value) of every applied change.
         var applied: [(UInt64, Hash, Hash)] = []
         var epoch: UInt64 = 0
 
-        mutating func append(_ e: DirectoryEntry) { entries.append(e.encoded) }
+        mutating func append(_ e: DirectoryEntry, sealed s: SealedChange? = nil) {
+            if let s { sealed[entries.count] = s.encoded }
+            entries.append(e.encoded)
+        }
+
+        /// Replays entries `range` into `r`, each change opened.
+        func replay(_ range: Range<Int>, into r: inout DirectoryReplay<MemoryMapNodeStore>) throws -> [DirectoryReplay<MemoryMapNodeStore>.Event] {
+            try range.map { try r.replay(entries[$0], leafHash: Merkle.leafHash(entries[$0]), sealed: sealed[$0]) }
+        }
 
         /// The map root of the changes in entries [0, covered).
         func root(covering covered: UInt64) -> Hash {
@@ -43,17 +53,23 @@ final class DirectoryReplayTests: XCTestCase {
     }
 
     /// Appends a change the way the honest sequencer would (the label's next version), applying it
-    /// to the model unless the rule finds it invalid.
+    /// to the model: its public part always, its devices unless the rule finds it invalid.
     private func change(_ log: inout Log, _ l: Hash, _ kind: DeviceChange.Kind, by signer: Device? = nil, version: UInt64? = nil) {
-        var state = log.states[l] ?? DeviceSet()
+        let state = log.states[l] ?? DeviceSet()
         let c = signer.map { DeviceChange.signed(kind, origin: origin, label: l, signer: $0.id, signerSeed: $0.seed, previousIndex: state.newestIndex ?? 0) }
             ?? DeviceChange(kind: kind, authority: .operator)
+        changeEntry(&log, l, c, version: version)
+    }
+
+    /// Appends `c` sealed at the label's next version (or `version`), stamped `time`.
+    private func changeEntry(_ log: inout Log, _ l: Hash, _ c: DeviceChange, version: UInt64? = nil, time: UInt64? = nil) {
+        var state = log.states[l] ?? DeviceSet()
         let index = UInt64(log.entries.count)
-        let entry = DirectoryEntry.change(timestampMillis: 1_700_000_000_000 + index, label: l, version: version ?? state.version + 1, change: c)
-        log.append(entry)
+        let sealed = SealedChange.sealing(c, after: state, origin: origin, label: l)
+        let entry = DirectoryEntry.sealedChange(sealed, timestampMillis: time ?? 1_700_000_000_000 + index, label: l, version: version ?? state.version + 1)
+        log.append(entry, sealed: sealed)
         guard version == nil || version == state.version + 1 else { return }
-        let verdict = DeviceRule.apply(c, to: &state, origin: origin, label: l, index: index, leafHash: Merkle.leafHash(entry.encoded))
-        if case .invalid = verdict { return }
+        DeviceRule.apply(c, to: &state, origin: origin, label: l, index: index, leafHash: Merkle.leafHash(entry.encoded))
         log.states[l] = state
         log.applied.append((index, l, state.mapValue!))
     }
@@ -68,7 +84,7 @@ final class DirectoryReplayTests: XCTestCase {
 
     private func replay(_ log: Log) throws -> [DirectoryReplay<MemoryMapNodeStore>.Event] {
         var r = DirectoryReplay(store: MemoryMapNodeStore())
-        return try log.entries.map { try r.replay($0, leafHash: Merkle.leafHash($0)) }
+        return try log.replay(0..<log.entries.count, into: &r)
     }
 
     private func heads(_ events: [DirectoryReplay<MemoryMapNodeStore>.Event]) -> [DirectoryReplay<MemoryMapNodeStore>.HeadOutcome] {
@@ -76,42 +92,70 @@ final class DirectoryReplayTests: XCTestCase {
     }
 
     private func verdicts(_ events: [DirectoryReplay<MemoryMapNodeStore>.Event]) -> [DeviceRule.Verdict] {
-        events.compactMap { if case .change(_, _, let v) = $0 { return v } else { return nil } }
+        events.compactMap {
+            guard case .change(_, _, let outcome) = $0 else { return nil }
+            if case .notApplied(let why) = outcome { return .invalid(why) }
+            return outcome.verdict
+        }
     }
 
     func testEntriesEncodeCanonicallyAndMalformedOnesAreRefused() throws {
         let d = try device()
+        let add = SealedChange.sealing(DeviceChange(kind: .add(d.record), authority: .operator), after: DeviceSet(), origin: origin, label: label("a"))
+        let revoke = SealedChange(
+            opening: Ed25519.randomBytes(16),
+            change: .signed(.revoke(deviceID: d.id), origin: origin, label: label("a"), signer: d.id, signerSeed: d.seed, previousIndex: 1),
+            previousIndex: 1, setDigest: label("digest"))
         let entries: [DirectoryEntry] = [
             .config(origin: origin, vrfPublicKey: vrf.publicKey),
-            .change(timestampMillis: 5, label: label("a"), version: 1, change: DeviceChange(kind: .add(d.record), authority: .operator)),
-            .change(timestampMillis: 6, label: label("a"), version: 2,
-                    change: .signed(.revoke(deviceID: d.id), origin: origin, label: label("a"), signer: d.id, signerSeed: d.seed, previousIndex: 1)),
-            .change(timestampMillis: 7, label: label("b"), version: 9, change: DeviceChange(kind: .reset(d.record), authority: .operator)),
+            .sealedChange(add, timestampMillis: 5, label: label("a"), version: 1),
+            .sealedChange(revoke, timestampMillis: 6, label: label("a"), version: 2),
+            .change(timestampMillis: 7, label: label("b"), version: 9, kind: 0x04, commitment: label("c")),
             .mapHead(timestampMillis: 8, epoch: 1, coveredSize: 3, root: label("root")),
         ]
         for e in entries { XCTAssertEqual(try DirectoryEntry.parse(e.encoded), e) }
-        let add = entries[1].encoded
+        for s in [add, revoke] { XCTAssertEqual(try SealedChange.parse(s.encoded), s) }
+        let entry = entries[1].encoded
+        XCTAssertEqual(entry.count, 83, "a change entry shows label, version, kind and commitment, nothing of the device")
+        XCTAssertFalse(entry.contains(subsequence: d.record.signingKey), "the device's key is not in the public entry")
         var bad: [(String, [UInt8])] = [
-            ("version 1", [0x01] + add.dropFirst()), ("unknown type", [0x02, 0x09] + add.dropFirst(2)), ("a byte after", add + [0]),
-            ("cut short", Array(add.dropLast())), ("empty", []),
+            ("version 1", [0x01] + entry.dropFirst()), ("unknown type", [0x02, 0x09] + entry.dropFirst(2)), ("a byte after", entry + [0]),
+            ("cut short", Array(entry.dropLast())), ("empty", []),
         ]
-        var unknownKind = add
+        var unknownKind = entry
         unknownKind[2 + 8 + 32 + 8] = 0x07
         bad.append(("change kind 7", unknownKind))
-        var unknownAuthority = add
-        unknownAuthority[unknownAuthority.count - 1] = 0x02
-        bad.append(("authority 2", unknownAuthority))
-        var versionZero = add
+        var versionZero = entry
         for i in 42..<50 { versionZero[i] = 0 }
         bad.append(("version 0", versionZero))
-        let shortRevoke = DirectoryEntry.change(timestampMillis: 1, label: label("a"), version: 1,
-                                                change: DeviceChange(kind: .revoke(deviceID: [1, 2, 3]), authority: .operator)).encoded
-        bad.append(("a 3-byte device id", shortRevoke))
         let epochZero = DirectoryEntry.mapHead(timestampMillis: 1, epoch: 0, coveredSize: 0, root: .zero).encoded
         bad.append(("epoch 0", epochZero))
         let badVRFKey = DirectoryEntry.config(origin: origin, vrfPublicKey: [1] + [UInt8](repeating: 0, count: 31)).encoded
         bad.append(("a small-order VRF key", badVRFKey))
         for (why, bytes) in bad { XCTAssertThrowsError(try DirectoryEntry.parse(bytes), why) }
+
+        // Sealed changes: canonical too, and each one opens only its own entry's commitment.
+        let sealed = add.encoded
+        var badSealed: [(String, [UInt8])] = [("a byte after", sealed + [0]), ("cut short", Array(sealed.dropLast())), ("empty", [])]
+        var authority2 = sealed
+        authority2[16 + 1 + 2 + d.record.encoded.count] = 0x02
+        badSealed.append(("authority 2", authority2))
+        var kind9 = sealed
+        kind9[16] = 0x09
+        badSealed.append(("kind 9", kind9))
+        let shortRevoke = SealedChange(
+            opening: Ed25519.randomBytes(16), change: DeviceChange(kind: .revoke(deviceID: [1, 2, 3]), authority: .operator), previousIndex: nil,
+            setDigest: .zero).encoded
+        badSealed.append(("a 3-byte device id", shortRevoke))
+        for (why, bytes) in badSealed { XCTAssertThrowsError(try SealedChange.parse(bytes), why) }
+        let c = add.commitment(label: label("a"), version: 1)
+        XCTAssertTrue(add.opens(commitment: c, label: label("a"), version: 1, kindCode: 0x01))
+        XCTAssertFalse(add.opens(commitment: c, label: label("b"), version: 1, kindCode: 0x01), "another label")
+        XCTAssertFalse(add.opens(commitment: c, label: label("a"), version: 2, kindCode: 0x01), "another version")
+        XCTAssertFalse(add.opens(commitment: c, label: label("a"), version: 1, kindCode: 0x04), "another kind")
+        let otherOpening = SealedChange(opening: Ed25519.randomBytes(16), change: add.change, previousIndex: nil, setDigest: add.setDigest)
+        XCTAssertFalse(otherOpening.opens(commitment: c, label: label("a"), version: 1, kindCode: 0x01), "another opening")
+        XCTAssertNotEqual(otherOpening.commitment(label: label("a"), version: 1), c, "fresh openings hide equal changes from each other")
     }
 
     /// An honest history (but for one change signed with a key its device had rotated away, which
@@ -140,7 +184,7 @@ final class DirectoryReplayTests: XCTestCase {
         XCTAssertEqual(verdicts(events), [.first, .chained, .first, .chained, .invalid("the signature does not verify under the signer's key for this change at this position"), .chained])
         XCTAssertEqual(heads(events), [.matches, .matches, .matches, .matches])
         var r = DirectoryReplay(store: MemoryMapNodeStore())
-        for e in log.entries { _ = try r.replay(e, leafHash: Merkle.leafHash(e)) }
+        _ = try log.replay(0..<log.entries.count, into: &r)
         XCTAssertEqual(r.states[alice]?.active.map(\.id), [b.id])
         XCTAssertEqual(try r.map.proof(for: alice).terminal, .member(value: r.states[alice]!.mapValue!))
         XCTAssertEqual(r.epoch, 4)
@@ -200,20 +244,18 @@ final class DirectoryReplayTests: XCTestCase {
         let a = try device()
         let alice = label("alice")
         change(&log, alice, .add(a.record))
-        log.append(.change(timestampMillis: 5, label: label("bob"), version: 1, change: DeviceChange(kind: .add(try device().record), authority: .operator)))
+        changeEntry(&log, label("bob"), DeviceChange(kind: .add(try device().record), authority: .operator), time: 5)
         head(&log)
         var r = DirectoryReplay(store: MemoryMapNodeStore())
-        var verdicts: [DeviceRule.Verdict] = []
-        for e in log.entries {
-            if case .change(_, _, let v) = try r.replay(e, leafHash: Merkle.leafHash(e)) { verdicts.append(v) }
-        }
-        XCTAssertEqual(verdicts, [.first, .first])
+        XCTAssertEqual(verdicts(try log.replay(0..<log.entries.count, into: &r)), [.first, .first])
         XCTAssertEqual(r.backdatedCount, 1)
         XCTAssertEqual(r.backdated, [2])
     }
 
     /// Changes the log should not hold: a version that skips, a forged signature, a config after
-    /// leaf 0, no config at 0. None is applied; the map heads after them still match the honest map.
+    /// leaf 0, no config at 0. The skipping version is not applied at all; the forged signature
+    /// moves the label's public part on (anyone sees the entry) but not its devices; the map heads
+    /// after them still match the map of the public parts.
     func testInvalidChangesAreNotApplied() throws {
         var log = newLog()
         let a = try device(), b = try device()
@@ -221,7 +263,8 @@ final class DirectoryReplayTests: XCTestCase {
         change(&log, alice, .add(a.record))
         change(&log, alice, .add(b.record), version: 5)
         let forged = DeviceChange(kind: .add(b.record), authority: .chained(signer: a.id, signature: [UInt8](repeating: 7, count: 64)))
-        log.append(.change(timestampMillis: 1, label: alice, version: 2, change: forged))
+        changeEntry(&log, alice, forged)
+        XCTAssertEqual(log.states[alice]?.active.map(\.id), [a.id], "the forged add changed no device")
         log.append(.config(origin: "another.example/log", vrfPublicKey: vrf.publicKey))
         head(&log)
         let events = try replay(log)
@@ -258,7 +301,7 @@ final class DirectoryReplayTests: XCTestCase {
         for cut in 1..<log.entries.count {
             var first = DirectoryReplay(store: MemoryMapNodeStore())
             var events: [DirectoryReplay<MemoryMapNodeStore>.Event] = []
-            for e in log.entries[..<cut] { events.append(try first.replay(e, leafHash: Merkle.leafHash(e))) }
+            events += try log.replay(0..<cut, into: &first)
             // The states as bytes and back, as the state database keeps them.
             var states = MemoryLabelStateStore()
             for (l, state) in first.states.all {
@@ -267,11 +310,74 @@ final class DirectoryReplayTests: XCTestCase {
                 states.setState(restored, of: l)
             }
             var resumed = DirectoryReplayOf(store: first.map.store, states: states, resuming: first.position)
-            for e in log.entries[cut...] { events.append(try resumed.replay(e, leafHash: Merkle.leafHash(e))) }
+            for i in cut..<log.entries.count {
+                events.append(try resumed.replay(log.entries[i], leafHash: Merkle.leafHash(log.entries[i]), sealed: log.sealed[i]))
+            }
             XCTAssertEqual(events, whole, "cut at \(cut)")
-            XCTAssertEqual(resumed.position, { var w = DirectoryReplay(store: MemoryMapNodeStore()); for e in log.entries { _ = try? w.replay(e, leafHash: Merkle.leafHash(e)) }; return w.position }())
+            var uninterrupted = DirectoryReplay(store: MemoryMapNodeStore())
+            _ = try log.replay(0..<log.entries.count, into: &uninterrupted)
+            XCTAssertEqual(resumed.position, uninterrupted.position)
         }
         XCTAssertTrue(verdicts(whole).contains(.ghostDevice))
         XCTAssertNil(DeviceSet(stateBytes: [0x01, 0x00]), "truncated state bytes are refused")
+    }
+
+    /// Step B: a change entry shows nothing of what it did. A replay without the sealed changes (an
+    /// anonymous auditor) still checks every map head; one with them judges each change, and names
+    /// a sealed change that does not open its entry, names another previous index, or commits to
+    /// a set the change did not make (a ghost only in the committed set, which contacts are shown).
+    func testSealedChangesAreJudgedOnlyByThoseWhoOpenThem() throws {
+        var log = newLog()
+        let a = try device(), ghost = try device()
+        let alice = label("alice")
+        change(&log, alice, .add(a.record))
+        change(&log, alice, .add(ghost.record))  // an operator ghost
+        head(&log)
+        var anonymous = DirectoryReplay(store: MemoryMapNodeStore())
+        let blind = try log.entries.map { try anonymous.replay($0, leafHash: Merkle.leafHash($0)) }
+        XCTAssertEqual(heads(blind), [.matches], "the map's derivation is checked without any opening")
+        let outcomes: [DirectoryReplay<MemoryMapNodeStore>.ChangeOutcome] = blind.compactMap {
+            if case .change(_, _, let o) = $0 { return o } else { return nil }
+        }
+        XCTAssertEqual(outcomes, [.sealed, .sealed])
+        XCTAssertEqual(verdicts(try replay(log)), [.first, .ghostDevice], "who holds the openings sees the ghost")
+
+        // The honest add of a's device, but committing to a set with the ghost in it.
+        var lying = newLog()
+        let honest = DeviceChange(kind: .add(a.record), authority: .operator)
+        var withGhost = DeviceSet()
+        withGhost.apply(.add(a.record))
+        withGhost.apply(.add(ghost.record))
+        let sealed = SealedChange.sealing(honest, previousIndex: nil, setDigest: withGhost.setDigest)
+        lying.append(.sealedChange(sealed, timestampMillis: 1_700_000_000_001, label: alice, version: 1), sealed: sealed)
+        var r = DirectoryReplay(store: MemoryMapNodeStore())
+        XCTAssertEqual(try lying.replay(0..<2, into: &r).last, .change(index: 1, label: alice, outcome: .setMismatch(.first)))
+
+        // Sealed changes that do not open: another opening, another previous index, garbage.
+        for (why, bad) in [
+            ("another opening", SealedChange(opening: Ed25519.randomBytes(16), change: honest, previousIndex: nil, setDigest: sealed.setDigest).encoded),
+            ("another previous index", SealedChange(opening: sealed.opening, change: honest, previousIndex: 0, setDigest: sealed.setDigest).encoded),
+            ("not a sealed change", [1, 2, 3]),
+        ] {
+            var forged = lying
+            forged.sealed[1] = bad
+            var f = DirectoryReplay(store: MemoryMapNodeStore())
+            guard case .change(_, _, .badOpening)? = try forged.replay(0..<2, into: &f).last else { return XCTFail(why) }
+            XCTAssertEqual(f.states[alice]?.version, 1, "\(why): the public part still moves on")
+        }
+        // A previous index is checked even where the opening is the entry's own: one sealed with it.
+        let misplaced = SealedChange(opening: sealed.opening, change: honest, previousIndex: 0, setDigest: sealed.setDigest)
+        var m = newLog()
+        m.append(.sealedChange(misplaced, timestampMillis: 1_700_000_000_001, label: alice, version: 1), sealed: misplaced)
+        var mr = DirectoryReplay(store: MemoryMapNodeStore())
+        guard case .change(_, _, .badOpening(let why))? = try m.replay(0..<2, into: &mr).last else { return XCTFail("a wrong previous index") }
+        XCTAssertTrue(why.contains("previous index"), why)
+    }
+}
+
+extension Array where Element == UInt8 {
+    fileprivate func contains(subsequence s: [UInt8]) -> Bool {
+        guard !s.isEmpty, s.count <= count else { return s.isEmpty }
+        return (0...(count - s.count)).contains { Array(self[$0..<($0 + s.count)]) == s }
     }
 }

@@ -32,7 +32,9 @@ final class LookupVectorTests: XCTestCase {
             let devices = try (try XCTUnwrap(s["devices_hex"] as? [String])).map { try DeviceRecord.parse(try Vectors.bytes($0)) }
             let tombstoned = try (try XCTUnwrap(s["tombstoned_hex"] as? [String])).map { try Vectors.bytes($0) }
             let history = try s.list("history").map { (index: try $0.u64("index"), leafHash: try Vectors.hash($0["leaf_hash_hex"])) }
-            state = .init(devices: devices, tombstoned: tombstoned, history: history)
+            state = .init(
+                devices: devices, tombstoned: tombstoned, history: history, newestEntry: try Vectors.bytes(s["newest_entry_hex"]),
+                newestSealed: try Vectors.bytes(s["newest_sealed_hex"]))
         }
         return DirectoryLookup.Answer(
             checkpoint: note,
@@ -61,7 +63,7 @@ final class LookupVectorTests: XCTestCase {
         for hex in try XCTUnwrap(file["entries_hex"] as? [String]) {
             let e = try Vectors.bytes(hex)
             switch try replay.replay(e, leafHash: Merkle.leafHash(e)) {
-            case .change(let i, _, let v): XCTAssertTrue(v.isAcceptedByServer, "entry \(i): \(v)")
+            case .change(let i, _, let v): XCTAssertEqual(v.verdict?.isAcceptedByServer, true, "entry \(i): \(v)")
             case .mapHead(let i, _, let o):
                 XCTAssertEqual(o, .matches, "head at \(i)")
                 heads += 1

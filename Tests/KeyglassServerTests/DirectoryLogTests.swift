@@ -61,9 +61,10 @@ final class DirectoryLogTests: XCTestCase {
 
         // An auditor replaying what is stored: every head matches, every change is one the server accepts.
         var audit = DirectoryReplay(store: MemoryMapNodeStore())
+        let sealed = try storage.sealedChanges(start: 0, end: log.size)
         for e in try storage.entries(start: 0, end: log.size) {
-            switch try audit.replay(e.data, leafHash: e.leafHash) {
-            case .change(_, _, let v): XCTAssertTrue(v.isAcceptedByServer, "\(v)")
+            switch try audit.replay(e.data, leafHash: e.leafHash, sealed: sealed[e.index]) {
+            case .change(_, _, let v): XCTAssertEqual(v.verdict?.isAcceptedByServer, true, "\(v)")
             case .mapHead(_, _, let o): XCTAssertEqual(o, .matches)
             case .malformed(let i, let why): XCTFail("\(i): \(why)")
             case .config: break

@@ -28,8 +28,9 @@ extension TestLog {
 }
 
 extension DataDirectory {
-    /// `TestLog.forgeHistory(raw:)` for any data directory (a key directory made by the binary, say).
-    public func forgeHistory(raw entries: [(identity: String, data: [UInt8])]) throws {
+    /// `TestLog.forgeHistory(raw:)` for any data directory (a key directory made by the binary, say);
+    /// `sealed`: a key directory's sealed changes, by entry index.
+    public func forgeHistory(raw entries: [(identity: String, data: [UInt8])], sealed: [Int: [UInt8]] = [:]) throws {
         let directory = self
         let signer = try directory.loadSigner()
         var db: OpaquePointer?
@@ -58,7 +59,7 @@ extension DataDirectory {
             }
         }
         try exec("BEGIN")
-        for table in ["entries", "nodes", "checkpoints", "identity_index", "leaf_index", "identity_index_recent", "leaf_index_recent"] { try exec("DELETE FROM \(table)") }
+        for table in ["entries", "nodes", "checkpoints", "identity_index", "leaf_index", "identity_index_recent", "leaf_index_recent", "sealed_changes"] { try exec("DELETE FROM \(table)") }
         try exec("INSERT OR REPLACE INTO meta(key, value) VALUES('indexed_size', '0')")
         var range = CompactRange()
         try checkpoint(range)
@@ -71,6 +72,12 @@ extension DataDirectory {
                 blob(s, 4, leaf.bytes)
                 sqlite3_bind_int64(s, 5, Schema.lookupKey(leaf))
                 blob(s, 6, data)
+            }
+            if let opened = sealed[Int(range.size)] {
+                try insert("INSERT INTO sealed_changes(idx, data) VALUES(?, ?)") { s in
+                    sqlite3_bind_int64(s, 1, Int64(range.size))
+                    blob(s, 2, opened)
+                }
             }
             var nodes: [(NodeID, Hash)] = []
             range.append(leaf) { id, hash in if id.level > 0 { nodes.append((id, hash)) } }

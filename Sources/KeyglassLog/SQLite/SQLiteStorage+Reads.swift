@@ -99,6 +99,29 @@ extension SQLiteStorage {
         }
     }
 
+    public func sealedChanges(start: UInt64, end: UInt64) throws -> [UInt64: [UInt8]] {
+        try read { db in
+            let s = try db.statement("SELECT idx, data FROM sealed_changes WHERE idx >= ? AND idx < ?")
+            s.bind(1, start)
+            s.bind(2, end)
+            var out: [UInt64: [UInt8]] = [:]
+            while try s.step() { out[s.uint64(0)] = s.blob(1) }
+            return out
+        }
+    }
+
+    public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] {
+        try read { db in
+            var out: [UInt64: [UInt8]] = [:]
+            for index in indices {
+                let s = try db.statement("SELECT data FROM sealed_changes WHERE idx = ?")
+                s.bind(1, index)
+                if try s.step() { out[index] = s.blob(0) }
+            }
+            return out
+        }
+    }
+
     /// Written straight from SQLite's row buffers into the answer.
     public func entryBundle(start: UInt64, end: UInt64) throws -> [UInt8] {
         try read { db in

@@ -149,6 +149,12 @@ public final class SQLiteStorage: LogStorage {
                     s.bind(6, e.data)
                     try s.step()
                     rows.append(PendingIndex.Row(index: e.index, identityKey: identityKey, leafKey: leafKey))
+                    if let sealed = e.sealed {
+                        let ss = try db.statement("INSERT INTO sealed_changes(idx, data) VALUES(?, ?)")
+                        ss.bind(1, e.index)
+                        ss.bind(2, sealed)
+                        try ss.step()
+                    }
                 }
                 for node in batch.nodes {
                     let n = try db.statement("INSERT INTO nodes(id, hash) VALUES(?, ?)")
@@ -172,6 +178,26 @@ public final class SQLiteStorage: LogStorage {
                 s.bind(2, size)
                 try s.step()
             }
+        }
+    }
+
+    /// Deleted with `secure_delete` (the freed pages are zeroed) and the WAL checkpointed and
+    /// truncated after, so the erased bytes do not linger in the file or its journal.
+    public func eraseSealedChanges(at indices: [UInt64]) throws -> Int {
+        try writer.runHere { db in
+            try db.execute("PRAGMA secure_delete = ON")
+            defer { try? db.execute("PRAGMA secure_delete = OFF") }
+            var erased = 0
+            try db.transaction {
+                for index in indices {
+                    let s = try db.statement("DELETE FROM sealed_changes WHERE idx = ?")
+                    s.bind(1, index)
+                    try s.step()
+                    erased += Int(db.changes)
+                }
+            }
+            try db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return erased
         }
     }
 

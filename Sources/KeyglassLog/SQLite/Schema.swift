@@ -77,6 +77,13 @@ public enum Schema {
             id INTEGER PRIMARY KEY,
             hash BLOB NOT NULL) WITHOUT ROWID
         """,
+        // A key directory's sealed changes (Spec/directory.md, "Sealed changes"), one per change
+        // entry, written in the entry's transaction; erasure deletes rows, never entries.
+        """
+        CREATE TABLE IF NOT EXISTS sealed_changes(
+            idx INTEGER PRIMARY KEY,
+            data BLOB NOT NULL)
+        """,
         // Every checkpoint ever signed. The primary key makes two checkpoints of one size impossible.
         """
         CREATE TABLE IF NOT EXISTS checkpoints(

@@ -74,11 +74,24 @@ public protocol LogStorage: AnyObject, Sendable {
     /// The first entry below `size` whose leaf hash is `hash`.
     func index(ofLeafHash hash: Hash, below size: UInt64) throws -> UInt64?
 
+    /// The sealed changes stored beside entries [start, end), by index (erased ones are absent).
+    func sealedChanges(start: UInt64, end: UInt64) throws -> [UInt64: [UInt8]]
+    /// The sealed changes of the entries at `indices` that have one.
+    func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]]
+    /// Deletes the sealed changes of the entries at `indices` (erasure: the entries stay); returns
+    /// how many there were.
+    func eraseSealedChanges(at indices: [UInt64]) throws -> Int
+
     /// Closes the engine's connections once queued work has run. Call once nothing reads or writes.
     func close()
 }
 
 extension LogStorage {
+    /// Engines without key directories (PostgreSQL: `--directory --storage` is refused) hold none.
+    public func sealedChanges(start: UInt64, end: UInt64) throws -> [UInt64: [UInt8]] { [:] }
+    public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] { [:] }
+    public func eraseSealedChanges(at indices: [UInt64]) throws -> Int { 0 }
+
     public func latestCheckpointAndEntryCount() throws -> (StoredCheckpoint?, UInt64) {
         (try latestCheckpoint(), try entryCount())
     }
@@ -96,12 +109,16 @@ public struct SequencedBatch: Sendable {
         /// The encoded entry (Spec/entry.md), exactly as served.
         public let data: [UInt8]
         public let leafHash: Hash
+        /// A v2 change entry's sealed change (`SealedChange`): kept beside the entry, in the same
+        /// transaction, and served only to those allowed to read the label.
+        public let sealed: [UInt8]?
 
-        public init(index: UInt64, identity: String, data: [UInt8], leafHash: Hash) {
+        public init(index: UInt64, identity: String, data: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil) {
             self.index = index
             self.identity = identity
             self.data = data
             self.leafHash = leafHash
+            self.sealed = sealed
         }
     }
 

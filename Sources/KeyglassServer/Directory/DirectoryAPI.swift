@@ -134,6 +134,8 @@ public struct DirectoryAPI: Sendable {
             var e = APIError(.conflict, "stale_position", DirectoryLog.Refusal.stalePosition.description)
             e.headers[.retryAfter] = "1"
             throw e
+        case .refused(.erased):
+            throw APIError(.gone, "erased", DirectoryLog.Refusal.erased.description)
         case .refused(.logFull):
             throw APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", "the log is full")
         case .unavailable(let why):
@@ -151,6 +153,8 @@ public struct DirectoryAPI: Sendable {
             return ReadAnswer.json(DirectoryLookupWriter.json(answer)).response
         } catch StoreError.notInitialised {
             throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
+        } catch DirectoryLog.Refusal.erased {
+            throw APIError(.gone, "erased", DirectoryLog.Refusal.erased.description)
         }
     }
 
@@ -177,7 +181,9 @@ public struct DirectoryAPI: Sendable {
             let h = try directory.history(of: identity, before: try query.uint64("before"), treeSize: try query.uint64("tree_size"))
             return try ReadAnswer.json(DirectoryHistoryJSON(
                 checkpoint: witnesses?.served(h.checkpoint) ?? h.checkpoint.note, tree_size: h.checkpoint.size,
-                entries: h.entries.map { .init(index: $0.index, entry: Base64.encode($0.entry), inclusion_proof: $0.proof.map(\.base64)) },
+                entries: h.entries.map {
+                    .init(index: $0.index, entry: Base64.encode($0.entry), sealed: $0.sealed.map { Base64.encode($0) }, inclusion_proof: $0.proof.map(\.base64))
+                },
                 more: h.more)).response
         } catch StoreError.notInitialised {
             throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")

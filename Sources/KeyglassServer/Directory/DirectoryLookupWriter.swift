@@ -51,6 +51,8 @@ enum DirectoryLookupWriter {
                 o.field("leaf_hash", base64: h.leafHash)
                 return o
             })
+            state.field("newest_entry", base64: s.newestEntry)
+            state.field("newest_sealed", base64: s.newestSealed)
             state.field("tombstoned", strings: s.tombstoned.map { Base64.encode($0) })
             json.field("state", object: state)
         }

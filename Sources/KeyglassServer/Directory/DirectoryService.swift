@@ -137,7 +137,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// newest head if nil: a client paging back names the size of its first page). Read outside
     /// the log's lock: storage is append-only.
     public func history(of identity: String, before: UInt64?, treeSize: UInt64?) throws
-        -> (checkpoint: StoredCheckpoint, entries: [(index: UInt64, entry: [UInt8], proof: [Hash])], more: Bool)
+        -> (checkpoint: StoredCheckpoint, entries: [(index: UInt64, entry: [UInt8], sealed: [UInt8]?, proof: [Hash])], more: Bool)
     {
         guard let newestHead = head.withLock({ $0 }) else { throw StoreError.notInitialised("no map head yet") }
         var cp = newestHead
@@ -151,7 +151,8 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         let page = max(1, options.historyPage)
         let entries = try store.storage.entries(identity: label.hex, below: min(cp.size, before ?? .max), limit: page)
         let proofs = try store.inclusionProofs(indices: entries.map(\.index), size: cp.size)
-        return (cp, zip(entries, proofs).map { ($0.index, $0.data, $1) }, entries.count == page)
+        let sealed = try store.storage.sealedChanges(at: entries.map(\.index))
+        return (cp, zip(entries, proofs).map { ($0.index, $0.data, sealed[$0.index], $1) }, entries.count == page)
     }
 
     public enum HistoryError: Error {
