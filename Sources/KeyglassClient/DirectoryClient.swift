@@ -14,12 +14,21 @@ public struct DirectoryClient: Sendable {
     /// Witness cosignatures every lookup's checkpoint must carry (a split view needs the
     /// witnesses to sign both sides).
     public let witnessPolicy: WitnessPolicy
+    /// The lookup credential lookups and histories are sent with (they carry sealed changes).
+    public let lookupToken: String?
 
-    public init(log: LogClient, logKey: NoteVerifierKey, vrfKey: [UInt8]? = nil, witnessPolicy: WitnessPolicy = WitnessPolicy()) {
+    public init(log: LogClient, logKey: NoteVerifierKey, vrfKey: [UInt8]? = nil, witnessPolicy: WitnessPolicy = WitnessPolicy(),
+                lookupToken: String? = nil) {
         self.log = log
         self.logKey = logKey
         self.vrfKey = vrfKey
         self.witnessPolicy = witnessPolicy
+        self.lookupToken = lookupToken
+    }
+
+    /// A GET of a route that needs the lookup credential.
+    func authorisedGet(_ path: String) async throws -> Data {
+        try await log.get(path, headers: lookupToken.map { ["Authorization": "Bearer \($0)"] } ?? [:])
     }
 
     /// A lookup that did not verify: the evidence is the reason (exit 2 in the CLI).
@@ -99,7 +108,7 @@ public struct DirectoryClient: Sendable {
 
     /// Looks `identity` (canonical) up and verifies the answer; `previous` is what this client saw.
     public func lookup(_ identity: String, previous: DirectoryLookup.Previous? = nil) async throws -> Verified {
-        let data = try await log.get(Self.path("/v2/lookup/", identity))
+        let data = try await authorisedGet(Self.path("/v2/lookup/", identity))
         let wire: DirectoryLookupJSON
         do { wire = try JSONDecoder().decode(DirectoryLookupJSON.self, from: data) } catch {
             throw Refused(failure: .state("the answer is not a lookup answer"))
@@ -168,7 +177,7 @@ public struct DirectoryClient: Sendable {
     }
 
     private func historyPage(_ path: String) async throws -> (Checkpoint, String, [HistoryEntry], Bool) {
-        let data = try await log.get(path)
+        let data = try await authorisedGet(path)
         let wire: DirectoryHistoryJSON
         do { wire = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: data) } catch {
             throw Refused(failure: .state("the answer is not a history answer"))

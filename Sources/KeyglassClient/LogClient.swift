@@ -46,6 +46,15 @@ public struct LogClient: Sendable {
         try await limits.retrying { try await getOnce(path) }
     }
 
+    /// As `get`, with header fields (a credential): sent as `raw` requests.
+    public func get(_ path: String, headers: [String: String]) async throws -> Data {
+        try await limits.retrying {
+            let (status, data) = try await raw("GET", path, headers: headers)
+            guard status == 200 else { throw ClientError.http(status: status, message: Self.message(data)) }
+            return data
+        }
+    }
+
     private func getOnce(_ path: String) async throws -> Data {
         let (status, data): (Int, Data)
         if let http {

@@ -18,6 +18,14 @@ public struct DataDirectory: Sendable {
     /// makes `serve` serve the directory's API.
     public var vrfKey: String { path + "/vrf-key" }
     public var isDirectory: Bool { FileManager.default.fileExists(atPath: vrfKey) }
+    /// A key directory's first lookup credential (0600), made by `init --directory`: lookups and
+    /// histories carry sealed changes, so they need one (`keyglass-server lookup-token` adds more).
+    public var lookupToken: String { path + "/lookup-token" }
+    /// SHA-256 of every lookup credential, hex, with its name: one per line, all the server reads.
+    public var lookupTokenHashes: String { path + "/lookup-tokens.sha256" }
+    /// Held (flock) by a key directory's server while it serves: commands that change what it
+    /// keeps in memory (`erase`) refuse to run beside it.
+    public var serveLock: String { path + "/serve.lock" }
 
     public init(path: String) {
         var p = path
@@ -28,8 +36,10 @@ public struct DataDirectory: Sendable {
     public enum InitError: Error, CustomStringConvertible {
         case alreadyInitialised(String)
         case badOrigin(String)
+        case badTokenName(String)
         public var description: String {
             switch self {
+            case let .badTokenName(n): return "token name \"\(n)\": 1 to 64 of letters, digits, '.', '-', '_', not used before"
             case let .alreadyInitialised(p): return "\(p) is already initialised; refusing to overwrite it"
             case let .badOrigin(o): return "origin \"\(o)\" is not a valid key name (no spaces or '+'; e.g. keys.example.com/log)"
             }
@@ -70,7 +80,12 @@ public struct DataDirectory: Sendable {
     public func initialiseDirectory(origin: String) async throws -> (verifierKey: NoteVerifierKey, vrfPublicKey: [UInt8]) {
         if FileManager.default.fileExists(atPath: vrfKey) { throw InitError.alreadyInitialised(vrfKey) }
         let vrfSeed = Ed25519.randomBytes(32)
-        let signer = try createKeys(origin: origin) { try SecretFile.create(vrfKey, contents: Base64.encode(vrfSeed) + "\n") }
+        let signer = try createKeys(origin: origin) {
+            try SecretFile.create(vrfKey, contents: Base64.encode(vrfSeed) + "\n")
+            let token = Self.newToken()
+            try SecretFile.create(lookupToken, contents: token + "\n")
+            try SecretFile.create(lookupTokenHashes, contents: Hash.sha256(Array(token.utf8)).hex + " default\n")
+        }
         let storage = try SQLiteStorage(path: database, readers: 1)
         defer { storage.close() }
         let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
@@ -89,12 +104,45 @@ public struct DataDirectory: Sendable {
         if fm.fileExists(atPath: database) { throw InitError.alreadyInitialised(database) }
         try more()
         try SecretFile.create(signingKey, contents: signer.encodedPrivateKey + "\n")
-        let token = Base64.encode(Ed25519.randomBytes(32))
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let token = Self.newToken()
         try SecretFile.create(publishToken, contents: token + "\n")
         try SecretFile.create(publishTokenHash, contents: Hash.sha256(Array(token.utf8)).hex + "\n")
         try (signer.verifierKey.description + "\n").write(toFile: verifierKey, atomically: true, encoding: .utf8)
         return signer
+    }
+
+    /// 32 random bytes as URL-safe base64 without padding: a bearer token.
+    static func newToken() -> String {
+        Base64.encode(Ed25519.randomBytes(32))
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    /// A key directory's lookup credentials: each one's name and SHA-256 (the tokens themselves
+    /// are not kept here, but for the first, in `lookupToken`).
+    public func loadLookupTokens() throws -> [(name: String, hash: Hash)] {
+        try SecretFile.read(lookupTokenHashes).split(whereSeparator: \.isNewline).compactMap { line in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { return nil }
+            let parts = trimmed.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, let h = Hash(hex: String(parts[0])) else { throw SecretFile.SecretFileError.cannotRead(lookupTokenHashes) }
+            return (String(parts[1]), h)
+        }
+    }
+
+    /// Adds a lookup credential named `name` (letters, digits, `.`, `-`, `_`; new): returns the
+    /// token, which is not stored, only its hash. A running server reads the list when it starts.
+    public func addLookupToken(name: String) throws -> String {
+        guard !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+            throw InitError.badTokenName(name)
+        }
+        guard try !loadLookupTokens().contains(where: { $0.name == name }) else { throw InitError.badTokenName("\(name) (already used)") }
+        let token = Self.newToken()
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: lookupTokenHashes))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data((Hash.sha256(Array(token.utf8)).hex + " " + name + "\n").utf8))
+        try handle.synchronize()
+        return token
     }
 
     /// The VRF key's seed (v2 logs).

@@ -22,7 +22,8 @@ struct KeyglassServerCommand: AsyncParsableCommand {
 
         Start with `keyglass-server init --data DIR --origin ORIGIN`, then `keyglass-server serve --data DIR`.
         """,
-        subcommands: [Init.self, Serve.self, Check.self, Backup.self, Restore.self, Export.self, RotateKey.self, BulkLoad.self])
+        subcommands: [Init.self, Serve.self, Check.self, Backup.self, Restore.self, Export.self, RotateKey.self, BulkLoad.self, LookupToken.self,
+                      Erase.self])
 }
 
 struct Init: AsyncParsableCommand {
@@ -54,6 +55,7 @@ struct Init: AsyncParsableCommand {
                 let (vkey, vrf) = try await dir.initialiseDirectory(origin: origin)
                 print("Initialised the key directory \(dir.path): database, signing key (0600), VRF key (0600), publish token (0600).")
                 print("Publish token: \(dir.publishToken) (give it to the provider's back end; the server needs only \(dir.publishTokenHash))")
+                print("Lookup token: \(dir.lookupToken) (lookups and histories need one; add more with `keyglass-server lookup-token`)")
                 print("VRF public key (leaf 0 names it; clients may pin it): \(Base64.encode(vrf))")
                 print(vkey.description)
             } catch {
@@ -149,6 +151,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "Key directories (init --directory) only: milliseconds between map heads while changes arrive; a change shows in lookups from the next head.")
     var epochMs = 1000
+
+    @Option(name: .long, help: "Key directories only: lookups and histories per second per lookup credential, in bursts of 20× (0: unlimited). A lookup answers whether an identity has keys: the limit is what keeps a credential from enumerating who does.")
+    var lookupRate: Double = 50
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
@@ -398,6 +403,10 @@ func commandFailed(_ command: String, _ error: Error) -> ExitCode {
 extension Serve {
     /// A v2 log: the directory's API (`DirectoryAPI`), its writer and epoch timer (`DirectoryService`).
     func serveDirectory(_ dir: DataDirectory, signer: NoteSigner, tokenHash: Hash, sync: SyncMode, logger: Logger) async throws {
+        // Held while serving (released when the process ends, however it ends): `erase` changes
+        // what this process keeps in memory, so it refuses to run beside it.
+        let lock = try ServeLock.hold(dir)
+        defer { lock.release() }
         let sqlite = try SQLiteStorage(path: dir.database, sync: sync)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
         let vrfSeed = try dir.loadVRFSeed()
@@ -411,7 +420,7 @@ extension Serve {
         let collector = witnessConfigs.isEmpty ? nil : WitnessCollector(
             witnesses: witnessConfigs, sequencer: service, store: service.store, heartbeat: .seconds(max(1, witnessHeartbeat)), logger: logger)
         let api = DirectoryAPI(directory: service, publishTokenHashes: [tokenHash], signedChangesPerSecond: signedPublishRate,
-                               witnesses: collector, logger: logger)
+                               lookupTokens: try dir.loadLookupTokens(), lookupsPerSecond: lookupRate, witnesses: collector, logger: logger)
         logger.info("serving the key directory", metadata: ["origin": "\(signer.name)", "tree_size": "\(service.latestCheckpoint.size)",
                                                            "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
         let portFile = portFile

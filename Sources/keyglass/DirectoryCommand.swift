@@ -139,6 +139,14 @@ struct DirectoryOptions: ParsableArguments {
     @Option(name: .long, help: "How many valid witness cosignatures each map head's checkpoint must carry.")
     var quorum = 0
 
+    @Option(name: .long, help: "A file holding the lookup credential (the server's DIR/lookup-token, or one from `keyglass-server lookup-token`): lookups and histories need one, and so do audits with --watch. Or set KEYGLASS_LOOKUP_TOKEN.")
+    var lookupToken: String?
+
+    func lookupCredential() throws -> String? {
+        if let lookupToken { return try Files.readPrivate(lookupToken).trimmingCharacters(in: .whitespacesAndNewlines) }
+        return ProcessInfo.processInfo.environment["KEYGLASS_LOOKUP_TOKEN"].map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
     func maxAgeSeconds() throws -> UInt64? {
         guard let maxAge else { return nil }
         guard let s = parseDuration(maxAge) else { throw ValidationError("--max-age takes a duration like 90s, 15m or 2h") }
@@ -154,7 +162,8 @@ struct DirectoryOptions: ParsableArguments {
         let keys = try witness.map { try readVerifierKey($0) }
         guard quorum <= keys.count else { throw ValidationError("--quorum \(quorum) is more than the \(keys.count) --witness keys given") }
         let policy = WitnessPolicy(witnesses: keys, quorum: quorum, maxAge: keys.isEmpty ? nil : try maxAgeSeconds())
-        return DirectoryClient(log: try logOptions.client(), logKey: try logOptions.verifierKey(), vrfKey: pinned, witnessPolicy: policy)
+        return DirectoryClient(log: try logOptions.client(), logKey: try logOptions.verifierKey(), vrfKey: pinned, witnessPolicy: policy,
+                               lookupToken: try lookupCredential())
     }
 
     func statePath() throws -> String {

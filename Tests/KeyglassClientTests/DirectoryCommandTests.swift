@@ -47,7 +47,7 @@ final class DirectoryCommandTests: XCTestCase {
         let vrfKey = String(vrfLine.split(separator: " ").last!)
 
         var (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server.log")
-        let log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--state", work + "/state"]
+        let log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--lookup-token", data + "/lookup-token", "--state", work + "/state"]
         let token = ["--token", data + "/publish-token"]
         for name in ["phone", "laptop", "ghost"] {
             XCTAssertEqual(try keyglass(["device-new", "--out", "\(work)/\(name).json"]).status, 0)
@@ -58,6 +58,17 @@ final class DirectoryCommandTests: XCTestCase {
         var r = try keyglass(["lookup", alice] + log)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("never published (the map proves the identity absent)"), r.stdout)
+        // Lookups carry what changes did and say whether an identity has keys: without a
+        // credential, or with one the server does not know, there is no answer.
+        let noCredential = Array(log.prefix(6) + log.suffix(2))
+        r = try keyglass(["lookup", alice] + noCredential)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("lookup credential"), r.stderr)
+        try "not-a-credential\n".write(toFile: work + "/wrong-token", atomically: true, encoding: .utf8)
+        chmod(work + "/wrong-token", 0o600)
+        r = try keyglass(["lookup", alice] + noCredential + ["--lookup-token", work + "/wrong-token"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("not accepted"), r.stderr)
 
         // The operator onboards the phone; the phone signs the laptop in.
         r = try keyglass(["change", "add", alice, "--device", phone] + token + log)
@@ -84,7 +95,8 @@ final class DirectoryCommandTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("ghostDevice"), r.stderr)
         // A VRF key other than leaf 0's is refused by every lookup that pinned the right one.
-        r = try keyglass(["lookup", alice] + log.dropLast(4) + ["--vrf-key", Base64.encode(Ed25519.generate().publicKey), "--state", work + "/state2"])
+        r = try keyglass(["lookup", alice] + log.prefix(4) + ["--lookup-token", data + "/lookup-token", "--vrf-key", Base64.encode(Ed25519.generate().publicKey),
+                                                             "--state", work + "/state2"])
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("REFUSED"), r.stdout)
 
@@ -93,7 +105,7 @@ final class DirectoryCommandTests: XCTestCase {
         server.waitUntilExit()
         try appendGhost(ghost)
         (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server2.log")
-        let log2 = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--state", work + "/state"]
+        let log2 = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--lookup-token", data + "/lookup-token", "--state", work + "/state"]
         // Contacts see three devices, complete as the map says: the ghost is on the record...
         _ = try await waitForDevices(3, log2)
         // ...and the owner's monitor names it.
@@ -123,7 +135,8 @@ final class DirectoryCommandTests: XCTestCase {
             let (got, answer) = try await client.raw("POST", "/v2/changes", body: Data(body.utf8), headers: json)
             XCTAssertEqual(got, status, String(decoding: answer, as: UTF8.self))
         }
-        let badIdentity = try await client.raw("GET", "/v2/lookup/a%20b").0
+        let lookupToken = try String(contentsOfFile: data + "/lookup-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let badIdentity = try await client.raw("GET", "/v2/lookup/a%20b", headers: ["Authorization": "Bearer \(lookupToken)"]).0
         XCTAssertEqual(badIdentity, 400)
         let v1 = try await client.raw("GET", "/v1/keys/alice@example.com").0
         XCTAssertEqual(v1, 404)
@@ -135,7 +148,7 @@ final class DirectoryCommandTests: XCTestCase {
         // own; the client's stored view refuses it, and so does a client that never saw alice.
         try forgeFork()
         (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server3.log")
-        let log3 = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--state", work + "/state"]
+        let log3 = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--vrf-key", vrfKey, "--lookup-token", data + "/lookup-token", "--state", work + "/state"]
         for identity in [alice, "bob@example.com"] {
             // This client saw later heads than the fork has: refused as stale, whoever is asked for.
             r = try keyglass(["lookup", identity] + log3)
@@ -187,7 +200,7 @@ final class DirectoryCommandTests: XCTestCase {
         XCTAssertEqual(initialised.status, 0, initialised.stderr)
         let vkey = try XCTUnwrap(initialised.stdout.split(separator: "\n").last.map(String.init))
         var (server, port, _) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server.log")
-        var log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--state", work + "/state"]
+        var log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--lookup-token", data + "/lookup-token", "--state", work + "/state"]
         let token = ["--token", data + "/publish-token"]
         for name in ["phone", "recovery", "ghost"] { XCTAssertEqual(try keyglass(["device-new", "--out", "\(work)/\(name).json"]).status, 0) }
         try "# watched\n\(alice)\n".write(toFile: work + "/watch", atomically: true, encoding: .utf8)
@@ -218,7 +231,7 @@ final class DirectoryCommandTests: XCTestCase {
         server.waitUntilExit()
         try appendGhost(work + "/ghost.json")
         (server, port, _) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server2.log")
-        log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--state", work + "/state"]
+        log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--lookup-token", data + "/lookup-token", "--state", work + "/state"]
         _ = try await waitForDevices(2, log)
         r = try keyglass(["audit"] + log.dropLast() + [work + "/anonymous"])
         XCTAssertEqual(r.status, 0, "nothing of the ghost shows without the openings: \(r.stdout) \(r.stderr)")
@@ -379,6 +392,76 @@ final class DirectoryCommandTests: XCTestCase {
         r = try keyglass(["audit", "--log", forkFront.url.absoluteString, "--vkey", vkey, "--state", work + "/state"])
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("REFUSED") && r.stdout.contains("do not make the tree"), r.stdout)
+    }
+
+    /// Erasure: `keyglass-server erase` deletes an identity's sealed changes (what its changes did:
+    /// device records, signatures, openings), zeroed in the file, never its log entries. It
+    /// refuses while the server runs. After it, the tree and every checkpoint are unchanged and an
+    /// auditor watching no one finds nothing; the identity's lookups and changes are refused (410);
+    /// everyone else is served as before.
+    func testEraseDeletesWhatAnIdentitysChangesDidAndNeverAnEntry() async throws {
+        let initialised = try Binaries.run("keyglass-server", ["init", "--directory", "--data", data, "--origin", "erase.example/log"])
+        XCTAssertEqual(initialised.status, 0, initialised.stderr)
+        XCTAssertTrue(initialised.stdout.contains("Lookup token: \(data)/lookup-token"), initialised.stdout)
+        let vkey = try XCTUnwrap(initialised.stdout.split(separator: "\n").last.map(String.init))
+        var (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server.log")
+        var log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--lookup-token", data + "/lookup-token", "--state", work + "/state"]
+        let token = ["--token", data + "/publish-token"]
+        for name in ["phone", "laptop", "bobs"] { XCTAssertEqual(try keyglass(["device-new", "--out", "\(work)/\(name).json"]).status, 0) }
+        var r = try keyglass(["change", "add", alice, "--device", work + "/phone.json"] + token + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        _ = try await waitForDevices(1, log)
+        r = try keyglass(["change", "add", alice, "--device", work + "/laptop.json", "--signer", work + "/phone.json"] + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        r = try keyglass(["change", "add", "bob@example.com", "--device", work + "/bobs.json"] + token + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        _ = try await waitForDevices(2, log)
+        let phoneKey = try XCTUnwrap(try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: work + "/phone.json")))["seed"])
+            .flatMap { Base64.decode($0) }.flatMap { Ed25519.keyPair(seed: $0)?.publicKey }
+        let key = try XCTUnwrap(phoneKey)
+        XCTAssertTrue(try fileContains(data + "/log.sqlite", key) || fileContains(data + "/log.sqlite-wal", key), "the sealed change holds the key")
+
+        r = try Binaries.run("keyglass-server", ["erase", "--data", data, alice])
+        XCTAssertEqual(r.status, 1, "refused while the server runs: \(r.stdout) \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("stop it first"), r.stderr)
+        let (_, treeBefore) = try await client.raw("GET", "/checkpoint")
+        server.terminate()
+        server.waitUntilExit()
+
+        r = try Binaries.run("keyglass-server", ["erase", "--data", data, alice])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("erased 2 sealed change(s) of \(alice)") && r.stdout.contains("2 log entries stay"), r.stdout)
+        XCTAssertFalse(try fileContains(data + "/log.sqlite", key), "the erased record is not left in the file's free pages")
+        XCTAssertFalse(try fileContains(data + "/log.sqlite-wal", key), "nor in its journal")
+        r = try Binaries.run("keyglass-server", ["check", "--data", data])
+        XCTAssertEqual(r.status, 0, "the tree is untouched: \(r.stdout) \(r.stderr)")
+
+        (server, port, client) = try await Binaries.startServer(data: data, ["--epoch-ms", "100"], log: work + "/server2.log")
+        defer { server.terminate() }
+        let (_, treeAfter) = try await client.raw("GET", "/checkpoint")
+        XCTAssertEqual(String(decoding: treeAfter, as: UTF8.self).split(separator: "\n")[1...2], String(decoding: treeBefore, as: UTF8.self).split(separator: "\n")[1...2],
+                       "the same tree: size and root")
+        log = ["--log", "http://127.0.0.1:\(port)", "--vkey", vkey, "--lookup-token", data + "/lookup-token", "--state", work + "/state"]
+        r = try keyglass(["lookup", alice] + log)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("erased"), r.stderr)
+        r = try keyglass(["change", "add", alice, "--device", work + "/bobs.json"] + token + log)
+        XCTAssertNotEqual(r.status, 0, "no change to an erased identity: \(r.stdout)")
+        XCTAssertTrue(r.stderr.contains("erased"), r.stderr)
+        r = try keyglass(["lookup", "bob@example.com"] + log)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains(": 1 device"), r.stdout)
+        r = try keyglass(["audit"] + log.dropLast() + [work + "/auditor"])
+        XCTAssertEqual(r.status, 0, "the entries still make every map head: \(r.stdout) \(r.stderr)")
+        r = try Binaries.run("keyglass-server", ["erase", "--data", data, "a b"])
+        XCTAssertEqual(r.status, 1, "a malformed identity is refused")
+    }
+
+    private func fileContains(_ path: String, _ needle: [UInt8]) throws -> Bool {
+        guard FileManager.default.fileExists(atPath: path) else { return false }
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        guard bytes.count >= needle.count else { return false }
+        return (0...(bytes.count - needle.count)).contains { i in bytes[i] == needle[0] && Array(bytes[i..<(i + needle.count)]) == needle }
     }
 
     private func appendGhost(_ deviceFile: String) throws {

@@ -24,7 +24,7 @@ final class DirectoryServerTests: XCTestCase {
         }
     }
 
-    private func client(_ d: RunningDirectory) -> DirectoryClient { DirectoryClient(log: d.client, logKey: d.verifierKey) }
+    private func client(_ d: RunningDirectory) -> DirectoryClient { DirectoryClient(log: d.client, logKey: d.verifierKey, lookupToken: d.lookupToken) }
 
     /// Waits until a verified lookup shows `count` devices.
     @discardableResult
@@ -72,7 +72,7 @@ final class DirectoryServerTests: XCTestCase {
             try await waitForDevices(n, d)
         }
         // The first page: the newest two, and more before them.
-        let page = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: try await d.client.get("/v2/history/\(alice)"))
+        let page = try JSONDecoder().decode(DirectoryHistoryJSON.self, from: try await d.client.get("/v2/history/\(alice)", headers: ["Authorization": "Bearer \(d.lookupToken)"]))
         XCTAssertEqual(page.entries.count, 2)
         XCTAssertTrue(page.more)
         let (_, _, history) = try await client(d).history(alice)
@@ -83,7 +83,7 @@ final class DirectoryServerTests: XCTestCase {
         XCTAssertEqual(run.report.alerts, [])
         XCTAssertEqual(run.report.ownChanges.count, 6)
         // A page of a tree the log has not signed is refused.
-        let (bad, _) = try await d.client.raw("GET", "/v2/history/\(alice)?before=5&tree_size=100000")
+        let (bad, _) = try await d.client.raw("GET", "/v2/history/\(alice)?before=5&tree_size=100000", headers: ["Authorization": "Bearer \(d.lookupToken)"])
         XCTAssertEqual(bad, 400)
         await d.remove()
     }
@@ -121,7 +121,8 @@ final class DirectoryServerTests: XCTestCase {
         let phone = try Device()
         try await onboard(phone, d)
         try await waitForDevices(1, d)
-        let required = DirectoryClient(log: d.client, logKey: d.verifierKey, witnessPolicy: WitnessPolicy(witnesses: [witness.witness.verifierKey], quorum: 1, maxAge: 60))
+        let required = DirectoryClient(log: d.client, logKey: d.verifierKey, witnessPolicy: WitnessPolicy(witnesses: [witness.witness.verifierKey], quorum: 1, maxAge: 60),
+                                       lookupToken: d.lookupToken)
         var verified: DirectoryClient.Verified?
         for _ in 0..<100 where verified == nil {
             verified = try? await required.lookup(alice)
@@ -129,7 +130,7 @@ final class DirectoryServerTests: XCTestCase {
         }
         XCTAssertEqual(verified?.result.devices, [phone.record], "a lookup with the witness's cosignature")
         let stranger = try NoteVerifierKey(name: "w2.example/witness", type: .cosignatureV1, publicKey: Ed25519.generate().publicKey)
-        let strict = DirectoryClient(log: d.client, logKey: d.verifierKey, witnessPolicy: WitnessPolicy(witnesses: [stranger], quorum: 1))
+        let strict = DirectoryClient(log: d.client, logKey: d.verifierKey, witnessPolicy: WitnessPolicy(witnesses: [stranger], quorum: 1), lookupToken: d.lookupToken)
         do {
             _ = try await strict.lookup(alice)
             XCTFail("a lookup without the required cosignature was accepted")
@@ -156,9 +157,52 @@ final class DirectoryServerTests: XCTestCase {
         try await onboard(phone, d)
         for (path, status) in [("/v2/proof/consistency?from=5&to=2", 400), ("/v2/lookup/" + String(repeating: "a", count: 300), 400),
                                ("/v2/history/a%20b", 400), ("/v2/lookup/", 404)] {
-            let got = try await d.client.raw("GET", path).0
+            let got = try await d.client.raw("GET", path, headers: ["Authorization": "Bearer \(d.lookupToken)"]).0
             XCTAssertEqual(got, status, path)
         }
         await d.remove()
+    }
+
+    /// Lookups and histories carry sealed changes and say whether an identity has keys (a
+    /// membership oracle): they need a lookup credential, each limited on its own, or the publish
+    /// token. What every auditor needs (the checkpoint, tiles, consistency proofs) stays public.
+    func testLookupsNeedACredentialAndAreLimitedPerCredential() async throws {
+        let dir = DataDirectory(path: TestLog.temporaryDirectory("directory"))
+        _ = try await dir.initialiseDirectory(origin: "dir.keyglass.example/log")
+        let second = try dir.addLookupToken(name: "second-app")
+        XCTAssertThrowsError(try dir.addLookupToken(name: "second-app"), "a name is used once")
+        XCTAssertThrowsError(try dir.addLookupToken(name: "bad name"), "no spaces")
+        let hashes = try String(contentsOfFile: dir.lookupTokenHashes, encoding: .utf8)
+        let firstToken = try d0(dir)
+        XCTAssertFalse(hashes.contains(second) || hashes.contains(firstToken), "only hashes are kept")
+        let d = try await RunningDirectory.start(lookupsPerSecond: 1, data: dir)
+        try await onboard(try Device(), d)
+        func get(_ path: String, _ token: String?) async throws -> Int {
+            try await d.client.raw("GET", path, headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:]).0
+        }
+        for path in ["/v2/lookup/\(alice)", "/v2/history/\(alice)"] {
+            let anonymous = try await get(path, nil)
+            XCTAssertEqual(anonymous, 401, path)
+            let wrong = try await get(path, "not-a-credential")
+            XCTAssertEqual(wrong, 403, path)
+        }
+        var first: [Int] = []
+        for _ in 0..<30 { first.append(try await get("/v2/lookup/\(alice)", d.lookupToken)) }
+        XCTAssertEqual(first.first, 200)
+        XCTAssertTrue(first.contains(429), "one credential is limited: \(first)")
+        let other = try await get("/v2/lookup/\(alice)", second)
+        XCTAssertEqual(other, 200, "another credential has its own allowance")
+        var operatorStatuses: [Int] = []
+        for _ in 0..<30 { operatorStatuses.append(try await get("/v2/lookup/\(alice)", d.token)) }
+        XCTAssertEqual(Set(operatorStatuses), [200], "the publish token (the provider's back end) is not limited")
+        for path in ["/checkpoint", "/v2/log", "/tile/entries/000.p/3", "/healthz"] {
+            let status = try await get(path, nil)
+            XCTAssertEqual(status, 200, "public: \(path)")
+        }
+        await d.remove()
+    }
+
+    private func d0(_ dir: DataDirectory) throws -> String {
+        try SecretFile.read(dir.lookupToken).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

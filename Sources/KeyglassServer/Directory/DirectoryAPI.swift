@@ -13,6 +13,8 @@ import ServiceLifecycle
 ///   or chained (signed by an active device), which needs no token.
 /// - `GET /v2/lookup/<identity>`: the identity's devices with every proof (`DirectoryLookupJSON`).
 /// - `GET /v2/history/<identity>`: its change entries with inclusion proofs, for owners' monitors.
+///   Both carry sealed changes and answer whether an identity has keys (a membership oracle), so
+///   both need a lookup credential (or the publish token) and are limited per credential.
 /// - `GET /v2/log`, `GET /checkpoint`, `GET /tile/…` (c2sp.org/tlog-tiles), `GET /healthz`.
 ///
 /// A v2 log serves no `/v1` route: its entries are not v1 key entries.
@@ -23,15 +25,23 @@ public struct DirectoryAPI: Sendable {
     /// Per-client limit on changes without the operator's token (anyone can send one; each costs
     /// the writer a signature check).
     let signedChangeLimiter: RateLimiter?
+    /// Lookup credentials: each one's name (what its limit is kept by) and SHA-256.
+    let lookupTokens: [(name: String, hash: [UInt8])]
+    /// Per-credential limit on lookups and histories (nil: unlimited).
+    let lookupLimiter: RateLimiter?
     /// Collects cosignatures of the head checkpoints; lookups and histories carry them.
     let witnesses: WitnessCollector?
     /// Largest body: a device record with its keys is a few hundred bytes.
     static let maxBodyBytes = 16 * 1024
 
-    /// `signedChangesPerSecond`: per client, bursts of 20× (0: unlimited).
+    /// `signedChangesPerSecond`: per client, bursts of 20× (0: unlimited). `lookupTokens`: the
+    /// lookup credentials; `lookupsPerSecond`: per credential, bursts of 20× (0: unlimited).
     public init(directory: DirectoryService, publishTokenHashes: [Hash], publishTokens: [String] = [], signedChangesPerSecond: Double = 5,
+                lookupTokens: [(name: String, hash: Hash)], lookupsPerSecond: Double = 50,
                 witnesses: WitnessCollector? = nil, logger: Logger) {
         self.directory = directory
+        self.lookupTokens = lookupTokens.map { ($0.name, $0.hash.bytes) }
+        lookupLimiter = lookupsPerSecond > 0 ? RateLimiter(rate: lookupsPerSecond, burst: max(1, lookupsPerSecond * 20)) : nil
         self.witnesses = witnesses
         self.authorizer = PublishAuthorizer(tokens: publishTokens, tokenHashes: publishTokenHashes)
         self.logger = logger
@@ -74,8 +84,14 @@ public struct DirectoryAPI: Sendable {
                                                  tree_size: api.directory.latestCheckpoint.size)).response
         },
         DirectoryRoute(method: .post, match: .exact("/v2/changes")) { api, request, context in try await api.change(request, context: context) },
-        DirectoryRoute(method: .get, match: .under("/v2/lookup/")) { api, request, _ in try await api.lookup(request.uri) },
-        DirectoryRoute(method: .get, match: .under("/v2/history/")) { api, request, _ in try api.history(request.uri) },
+        DirectoryRoute(method: .get, match: .under("/v2/lookup/")) { api, request, _ in
+            try api.authoriseLookup(request)
+            return try await api.lookup(request.uri)
+        },
+        DirectoryRoute(method: .get, match: .under("/v2/history/")) { api, request, _ in
+            try api.authoriseLookup(request)
+            return try api.history(request.uri)
+        },
         DirectoryRoute(method: .get, match: .exact("/v2/proof/consistency")) { api, request, _ in try api.consistency(Query(request)) },
     ]
 
@@ -87,6 +103,23 @@ public struct DirectoryAPI: Sendable {
         Application(
             router: router(), configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
             services: [directory] + (witnesses.map { [$0] } ?? []), onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    /// A lookup or history needs a lookup credential (limited per credential) or the publish token
+    /// (the provider's back end, unlimited). Every credential's hash is compared, in constant time.
+    func authoriseLookup(_ request: Request) throws {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            var e = APIError(.unauthorized, "unauthorized", "lookups and histories need a lookup credential: Authorization: Bearer <token>")
+            e.headers[.wwwAuthenticate] = "Bearer"
+            throw e
+        }
+        let token = String(header.dropFirst(7))
+        if authorizer.accepts(token) { return }
+        let presented = Hash.sha256(Array(token.utf8)).bytes
+        var name: String?
+        for t in lookupTokens where constantTimeEquals(t.hash, presented) { name = t.name }
+        guard let name else { throw APIError(.forbidden, "forbidden", "lookup credential not accepted") }
+        if let lookupLimiter, !lookupLimiter.allow(name) { throw APIError.rateLimited("lookup credential \(name)") }
     }
 
     private func identity(_ uri: URI, after prefix: String) throws -> String {

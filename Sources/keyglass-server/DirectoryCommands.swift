@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import KeyglassCore
+import KeyglassLog
+
+/// A key directory's server holds `DIR/serve.lock` (flock) while it serves; `erase` takes it too,
+/// so the two never run at once. The kernel drops a flock when its process ends, a SIGKILL too.
+struct ServeLock {
+    let fd: Int32
+
+    /// Why the lock was not taken.
+    struct Busy: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Takes the lock, or says the server is running.
+    static func hold(_ dir: DataDirectory) throws -> ServeLock {
+        let fd = open(dir.serveLock, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Busy(description: "cannot open \(dir.serveLock)") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw Busy(description: "a server is serving \(dir.path) (it holds \(dir.serveLock)): stop it first")
+        }
+        return ServeLock(fd: fd)
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}
+
+struct LookupToken: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lookup-token",
+        abstract: "Add a lookup credential to a key directory: prints the token, keeps only its hash.",
+        discussion: """
+        Lookups and histories carry sealed changes (what each change did) and answer whether an
+        identity has keys, so each needs a credential, limited per credential (serve --lookup-rate).
+        Give each client application its own. The server reads DIR/lookup-tokens.sha256 when it
+        starts: restart it to use a new credential. To revoke one, delete its line and restart.
+        """)
+
+    @Option(name: .long, help: "Data directory made by `init --directory`.")
+    var data: String
+
+    @Option(name: .long, help: "The credential's name: its limit is kept by it, and logs name it (letters, digits, '.', '-', '_').")
+    var name: String
+
+    func run() async throws {
+        let dir = DataDirectory(path: data)
+        guard dir.isDirectory else { throw ValidationError("\(data) is not a key directory (no \(dir.vrfKey))") }
+        do {
+            print(try dir.addLookupToken(name: name))
+        } catch {
+            throw commandFailed("lookup-token", error)
+        }
+    }
+}
+
+struct Erase: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "erase",
+        abstract: "Erase an identity from a key directory: delete its sealed changes, never log entries.",
+        discussion: """
+        Deletes what each of the identity's changes did (its sealed changes: device records,
+        signatures, openings), zeroing the freed pages, so nobody can open them again. The log's
+        entries stay: the tree, its checkpoints and every proof are unchanged, and the entries show
+        only the identity's label (a VRF output), versions, kinds and times. Its label is computed
+        from the identity with the VRF key and no identity-to-label row is stored, so there is
+        none to delete. From then on lookups of the identity and changes to it are refused (410).
+        Stop the server first (this refuses while it runs). Exit 0: erased; 1: could not.
+        """)
+
+    @Option(name: .long, help: "Data directory made by `init --directory`.")
+    var data: String
+
+    @Argument(help: "The identity, as published (normalised as lookups are).")
+    var identity: String
+
+    func run() async throws {
+        let dir = DataDirectory(path: data)
+        guard dir.isDirectory else { throw ValidationError("\(data) is not a key directory (no \(dir.vrfKey))") }
+        do {
+            let lock = try ServeLock.hold(dir)
+            defer { lock.release() }
+            let canonical = try Identity.normalize(identity)
+            let label = try DirectoryLog.label(of: canonical, vrfSeed: try dir.loadVRFSeed()).label
+            let storage = try SQLiteStorage(path: dir.database, readers: 1)
+            defer { storage.close() }
+            let size = try storage.entryCount()
+            let entries = try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion))
+            let erased = try storage.eraseSealedChanges(at: entries.map(\.index))
+            print("erased \(erased) sealed change(s) of \(canonical) (label \(label.hex)); its \(entries.count) log entr\(entries.count == 1 ? "y stays" : "ies stay")")
+        } catch {
+            throw commandFailed("erase", error)
+        }
+    }
+}
