@@ -126,7 +126,7 @@ enum BatchBuilder {
     /// appends: their indices after `head`, the tree nodes they complete and the checkpoint signed
     /// over the tree they end. Shared by v1 batches and v2 logs (`DirectoryLog`); nil for none.
     static func seal(_ items: [(identity: String, data: [UInt8])], after head: LogHead, timestamp: UInt64, signer: NoteSigner,
-                     cachedFrom: UInt8 = 64, sealed: [[UInt8]?] = []) throws -> Sealed? {
+                     cachedFrom: UInt8 = 64, sealed: [[UInt8]?] = [], vrf: [SequencedBatch.VRFLabel?] = []) throws -> Sealed? {
         guard !items.isEmpty else { return nil }
         var range = head.range
         var entries: [SequencedBatch.Entry] = []
@@ -141,7 +141,8 @@ enum BatchBuilder {
                 nodes.append(SequencedBatch.Node(id: id, hash: hash))
                 if id.level >= cachedFrom { upperNodes.append((id, hash)) }
             }
-            entries.append(SequencedBatch.Entry(index: index, identity: identity, data: bytes, leafHash: leaf, sealed: n < sealed.count ? sealed[n] : nil))
+            entries.append(SequencedBatch.Entry(index: index, identity: identity, data: bytes, leafHash: leaf, sealed: n < sealed.count ? sealed[n] : nil,
+                                                vrf: n < vrf.count ? vrf[n] : nil))
         }
         let root = range.root
         let note = try SignedCheckpoint.sign(Checkpoint(origin: signer.name, size: range.size, root: root), with: signer).note.serialized

@@ -165,10 +165,11 @@ public final class DirectoryLog {
     /// costs ~200 bytes; past this the cache starts again (a proof is ~0.2 ms to recompute).
     public static let maxCachedLabels = 1 << 16
 
-    /// The identity's label and its VRF proof (remembered for the next change or lookup).
+    /// The identity's label and its VRF proof: remembered, or stored with its first change, or
+    /// computed (and remembered for the next change or lookup).
     public func label(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
         if let known = labels[identity] { return known }
-        let computed = try Self.label(of: identity, vrfSeed: vrfSeed)
+        let computed = try storage.vrfLabel(of: identity).map { ($0.label, $0.proof) } ?? Self.label(of: identity, vrfSeed: vrfSeed)
         if labels.count >= Self.maxCachedLabels { labels.removeAll(keepingCapacity: true) }
         labels[identity] = computed
         return computed
@@ -205,6 +206,7 @@ public final class DirectoryLog {
         var results: [Result<UInt64, Refusal>] = []
         var states: [Hash: DeviceSet] = [:]
         var batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)] = []
+        var vrf: [SequencedBatch.VRFLabel?] = []
         var next = size
         let time = max(Sequencer.nowMillis(), head.newestTimestamp)
         for request in requests {
@@ -217,12 +219,7 @@ public final class DirectoryLog {
                 results.append(.failure(.logFull))
                 continue
             }
-            let label: Hash
-            if let given = request.label, identity == request.identity {
-                label = given.label
-            } else {
-                label = try self.label(of: identity).label
-            }
+            let (label, proof) = try request.label.flatMap { identity == request.identity ? $0 : nil } ?? self.label(of: identity)
             guard !unopened.contains(label) else {
                 results.append(.failure(.erased))
                 continue
@@ -247,10 +244,11 @@ public final class DirectoryLog {
             after.advance(index: next, leafHash: Merkle.leafHash(entry))
             states[label] = after
             batch.append((label, entry, sealed.encoded))
+            vrf.append(SequencedBatch.VRFLabel(identity: identity, label: label, proof: proof))
             results.append(.success(next))
             next += 1
         }
-        guard let sealed = try seal(batch) else { return PreparedBatch(results: results, batch: nil, head: nil) }
+        guard let sealed = try seal(batch, vrf: vrf) else { return PreparedBatch(results: results, batch: nil, head: nil) }
         return PreparedBatch(results: results, batch: sealed.batch, head: sealed.head)
     }
 
@@ -288,11 +286,11 @@ public final class DirectoryLog {
         for e in sealed.batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed) }
     }
 
-    private func seal(_ batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)]) throws -> BatchBuilder.Sealed? {
+    private func seal(_ batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)], vrf: [SequencedBatch.VRFLabel?] = []) throws -> BatchBuilder.Sealed? {
         // The storage's identity column holds the label, so a label's entries are one lookup.
         let items = batch.map { (identity: $0.label?.hex ?? "", data: $0.entry) }
         let time = items.compactMap { LogHead.timestamp(of: $0.data) }.max() ?? 0
-        return try BatchBuilder.seal(items, after: head, timestamp: time, signer: signer, sealed: batch.map(\.sealed))
+        return try BatchBuilder.seal(items, after: head, timestamp: time, signer: signer, sealed: batch.map(\.sealed), vrf: vrf)
     }
 
     /// The answer to a lookup of `identity`, against the newest checkpoint ending in a map head.

@@ -69,9 +69,9 @@ struct Erase: AsyncParsableCommand {
         Deletes what each of the identity's changes did (its sealed changes: device records,
         signatures, openings), zeroing the freed pages, so nobody can open them again. The log's
         entries stay: the tree, its checkpoints and every proof are unchanged, and the entries show
-        only the identity's label (a VRF output), versions, kinds and times. Its label is computed
-        from the identity with the VRF key and no identity-to-label row is stored, so there is
-        none to delete. From then on lookups of the identity and changes to it are refused (410).
+        only the identity's label (a VRF output), versions, kinds and times. The stored
+        identity-to-label row (with its VRF proof) is deleted too. From then on lookups of the
+        identity and changes to it are refused (410).
         Stop the server first (this refuses while it runs). Exit 0: erased; 1: could not.
         """)
 
@@ -93,8 +93,8 @@ struct Erase: AsyncParsableCommand {
             defer { storage.close() }
             let size = try storage.entryCount()
             let entries = try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion))
-            let erased = try storage.eraseSealedChanges(at: entries.map(\.index))
-            print("erased \(erased) sealed change(s) of \(canonical) (label \(label.hex)); its \(entries.count) log entr\(entries.count == 1 ? "y stays" : "ies stay")")
+            let erased = try storage.eraseSealedChanges(at: entries.map(\.index), identity: canonical)
+            print("erased \(erased) sealed change(s) of \(canonical) (label \(label.hex)) and its stored label; its \(entries.count) log entr\(entries.count == 1 ? "y stays" : "ies stay")")
         } catch {
             throw commandFailed("erase", error)
         }

@@ -110,6 +110,15 @@ extension SQLiteStorage {
         }
     }
 
+    public func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel? {
+        try read { db in
+            let s = try db.statement("SELECT label, proof FROM vrf_labels WHERE identity = ?")
+            s.bind(1, identity)
+            guard try s.step(), let label = s.hash(0) else { return nil }
+            return SequencedBatch.VRFLabel(identity: identity, label: label, proof: s.blob(1))
+        }
+    }
+
     public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] {
         try read { db in
             var out: [UInt64: [UInt8]] = [:]

@@ -155,6 +155,13 @@ public final class SQLiteStorage: LogStorage {
                         ss.bind(2, sealed)
                         try ss.step()
                     }
+                    if let vrf = e.vrf {
+                        let vs = try db.statement("INSERT OR IGNORE INTO vrf_labels(identity, label, proof) VALUES(?, ?, ?)")
+                        vs.bind(1, vrf.identity)
+                        vs.bind(2, vrf.label)
+                        vs.bind(3, vrf.proof)
+                        try vs.step()
+                    }
                 }
                 for node in batch.nodes {
                     let n = try db.statement("INSERT INTO nodes(id, hash) VALUES(?, ?)")
@@ -183,7 +190,7 @@ public final class SQLiteStorage: LogStorage {
 
     /// Deleted with `secure_delete` (the freed pages are zeroed) and the WAL checkpointed and
     /// truncated after, so the erased bytes do not linger in the file or its journal.
-    public func eraseSealedChanges(at indices: [UInt64]) throws -> Int {
+    public func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int {
         try writer.runHere { db in
             try db.execute("PRAGMA secure_delete = ON")
             defer { try? db.execute("PRAGMA secure_delete = OFF") }
@@ -195,6 +202,9 @@ public final class SQLiteStorage: LogStorage {
                     try s.step()
                     erased += Int(db.changes)
                 }
+                let v = try db.statement("DELETE FROM vrf_labels WHERE identity = ?")
+                v.bind(1, identity)
+                try v.step()
             }
             try db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return erased

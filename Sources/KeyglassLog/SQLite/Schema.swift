@@ -84,6 +84,14 @@ public enum Schema {
             idx INTEGER PRIMARY KEY,
             data BLOB NOT NULL)
         """,
+        // A key directory's identities that have a change: each one's label and ECVRF proof,
+        // computed once; erasure deletes the row.
+        """
+        CREATE TABLE IF NOT EXISTS vrf_labels(
+            identity TEXT PRIMARY KEY,
+            label BLOB NOT NULL,
+            proof BLOB NOT NULL) WITHOUT ROWID
+        """,
         // Every checkpoint ever signed. The primary key makes two checkpoints of one size impossible.
         """
         CREATE TABLE IF NOT EXISTS checkpoints(

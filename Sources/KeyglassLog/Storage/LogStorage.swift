@@ -78,9 +78,11 @@ public protocol LogStorage: AnyObject, Sendable {
     func sealedChanges(start: UInt64, end: UInt64) throws -> [UInt64: [UInt8]]
     /// The sealed changes of the entries at `indices` that have one.
     func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]]
-    /// Deletes the sealed changes of the entries at `indices` (erasure: the entries stay); returns
-    /// how many there were.
-    func eraseSealedChanges(at indices: [UInt64]) throws -> Int
+    /// Deletes the sealed changes of the entries at `indices` (erasure: the entries stay), and the
+    /// stored label of `identity`; returns how many sealed changes there were.
+    func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int
+    /// The stored label and ECVRF proof of a key directory's identity (canonical), if stored.
+    func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel?
 
     /// Closes the engine's connections once queued work has run. Call once nothing reads or writes.
     func close()
@@ -90,7 +92,8 @@ extension LogStorage {
     /// Engines without key directories (PostgreSQL: `--directory --storage` is refused) hold none.
     public func sealedChanges(start: UInt64, end: UInt64) throws -> [UInt64: [UInt8]] { [:] }
     public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] { [:] }
-    public func eraseSealedChanges(at indices: [UInt64]) throws -> Int { 0 }
+    public func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int { 0 }
+    public func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel? { nil }
 
     public func latestCheckpointAndEntryCount() throws -> (StoredCheckpoint?, UInt64) {
         (try latestCheckpoint(), try entryCount())
@@ -112,13 +115,31 @@ public struct SequencedBatch: Sendable {
         /// A v2 change entry's sealed change (`SealedChange`): kept beside the entry, in the same
         /// transaction, and served only to those allowed to read the label.
         public let sealed: [UInt8]?
+        /// A v2 change entry's canonical identity and its ECVRF proof (whose output's first 32
+        /// bytes are the label, `identity` above in hex): stored once per identity, so a lookup
+        /// does not compute the proof again, and deleted by erasure.
+        public let vrf: VRFLabel?
 
-        public init(index: UInt64, identity: String, data: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil) {
+        public init(index: UInt64, identity: String, data: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, vrf: VRFLabel? = nil) {
             self.index = index
             self.identity = identity
             self.data = data
             self.leafHash = leafHash
             self.sealed = sealed
+            self.vrf = vrf
+        }
+    }
+
+    /// An identity of a key directory, its label and the label's ECVRF proof.
+    public struct VRFLabel: Sendable {
+        public let identity: String
+        public let label: Hash
+        public let proof: [UInt8]
+
+        public init(identity: String, label: Hash, proof: [UInt8]) {
+            self.identity = identity
+            self.label = label
+            self.proof = proof
         }
     }
 
