@@ -1,10 +1,19 @@
 #!/usr/bin/env python3
 """Independent reference implementation (Python 3 stdlib only) of Spec/directory.md:
-device records, the change message, a label's state, the rule (DeviceRule.judge, its three checks in
-order; check 2's bounds: version 100,000, 1,000 active devices, 10,000 ids, a 1 to 255-byte origin),
-applying, and the map value. No replay of v2 log entries or map heads is implemented here. Written from Spec/directory.md alone, without reading the Swift
-(Ed25519 group arithmetic reused from keyglass_v2_reference.py; RFC 8032 signing, libsodium-1.0.18-style
-verification and P-256 SEC1 checks written here).
+device records, the change message, a label's state (its public part: version, newest index, chain;
+its private part: devices and tombstones), the rule (DeviceRule.judge, its three checks in order;
+check 2's bounds: version 100,000, 1,000 active devices, 10,000 ids, a 1 to 255-byte origin), applying
+(step B: every change entry at the label's version + 1 moves the public part, an invalid one too; an
+entry at another version moves nothing), the map value (the public part only), the set digest,
+sealed changes (canonical encoding and parser), their HMAC commitments, v2 change entries (83 bytes),
+and one label's replay by whoever holds its sealed changes (open, judge, compare the set digest). No
+map heads are replayed here (lookup_reference.py does). Written from Spec/directory.md alone, without
+reading the Swift (Ed25519 group arithmetic reused from keyglass_v2_reference.py; RFC 8032 signing,
+libsodium-1.0.18-style verification and P-256 SEC1 checks written here).
+
+Output (device-vectors.json): records, change messages, scripted sequences (each step: the verdict,
+the version, the map value, the set digest and, unless malformed, the public entry, the sealed change
+with a deterministic opening and the commitment), and sealed changes valid and refused.
 
 Run: python3 device_reference.py [--repo] [--check]
   keyglass_v2_reference.py is imported from this script's own directory (Spec/reference/), or else
@@ -12,7 +21,7 @@ Run: python3 device_reference.py [--repo] [--check]
   Without --repo the vectors are written to (or, with --check, compared with) device-vectors.json
   beside this script; with --repo, ../vectors/device-vectors.json (Spec/vectors/). --check exits 1
   on any difference."""
-import hashlib, importlib.util, json, os, sys
+import hashlib, hmac, importlib.util, json, os, sys
 
 sys.dont_write_bytecode = True  # never write a __pycache__ into Spec/reference
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -197,6 +206,8 @@ def change_message(origin, label, signer_id, previous_index, kind, target):
 
 # ---------------------------------------------------------------- a label's state
 class State:
+    """Public part: version, newest index, chain (anyone derives it from the entries). Private part:
+    active devices and tombstoned ids (derived only by opening every change of the label)."""
     def __init__(self):
         self.version, self.newest, self.chain = 0, None, bytes(32)
         self.active = {}          # id -> Record
@@ -207,15 +218,24 @@ class State:
         s.active = dict(self.active); s.tombstoned = set(self.tombstoned); return s
 
     def map_value(self):
-        """SHA-256(0x05 || version (8) || newest index (8) || chain (32) || active count (4) || each active
-        record as length (2) || record, ascending bytewise by id || tombstone count (4) || each tombstoned
-        id, ascending bytewise); None for a label never changed (absent from the map)."""
+        """SHA-256(0x05 || version (8) || newest index (8) || chain (32)): the public part only; None for
+        a label never changed (absent from the map)."""
         if self.version == 0: return None
-        out = b'\x05' + u64(self.version) + u64(self.newest) + self.chain + u32(len(self.active))
-        for i in sorted(self.active):
-            r = self.active[i].encode(); out += u16(len(r)) + r
-        out += u32(len(self.tombstoned)) + b''.join(sorted(self.tombstoned))
-        return sha256(out)
+        return map_value_of(self.version, self.newest, self.chain)
+
+    def set_digest(self):
+        """The set digest of the private part (defined for every state, also a never-changed one)."""
+        return set_digest_of([self.active[i].encode() for i in sorted(self.active)], sorted(self.tombstoned))
+
+def map_value_of(version, newest, chain):
+    return sha256(b'\x05' + u64(version) + u64(newest) + chain)
+
+def set_digest_of(records, tombstoned_ids):
+    """SHA-256(0x06 || active count (4) || each active record as length (2) || record || tombstone count (4)
+    || each tombstoned id), the records and ids in the order given (the caller sorts, or checks the order)."""
+    out = b'\x06' + u32(len(records))
+    for r in records: out += u16(len(r)) + r
+    return sha256(out + u32(len(tombstoned_ids)) + b''.join(tombstoned_ids))
 
 # ---------------------------------------------------------------- the rule
 # Check 2's bounds: a label's version, its active devices, the ids it uses (active and tombstoned),
@@ -321,8 +341,16 @@ def judge(state, origin, label, kind, target, auth):
     assert v is not None, 'a chained change to a never-changed set cannot have an active signer'
     return v, row, None, 'check 3 (table)'
 
-def apply(state, index, leaf_hash, kind, target, verdict):
-    """Returns the state after the change; an invalid change (or a malformed entry) changes nothing.
+def advance_public(state, index, leaf_hash):
+    """The public part after a change entry at log index `index` (leaf hash `leaf_hash`) whose version is
+    the label's version + 1: whatever the rule says of the change."""
+    s = state.copy()
+    s.version += 1; s.newest = index
+    s.chain = sha256(b'\x04' + s.chain + u64(index) + leaf_hash)
+    return s
+
+def apply_private(state, kind, target, verdict):
+    """The private part after the change: an invalid change (or a malformed one) leaves it as it was.
     add, rotate and reset put the record in the active set, replacing any active record with its id
     (reset first tombstones and removes every active device); revoke removes the device and tombstones
     its id. A tombstoned id stays tombstoned."""
@@ -335,9 +363,123 @@ def apply(state, index, leaf_hash, kind, target, verdict):
         if kind == 'reset':
             s.tombstoned |= set(s.active); s.active = {}
         s.active[r.device_id] = r
-    s.version += 1; s.newest = index
-    s.chain = sha256(b'\x04' + s.chain + u64(index) + leaf_hash)
     return s
+
+def apply(state, index, leaf_hash, kind, target, verdict):
+    """The state after a change entry whose version is the label's version + 1 (step B): the public part
+    moves on whatever the verdict, invalid included; the private part moves unless the change is
+    invalid. A malformed change (its target does not parse) is no change entry: nothing moves."""
+    if verdict == 'malformed': return state
+    return apply_private(advance_public(state, index, leaf_hash), kind, target, verdict)
+
+# ---------------------------------------------------------------- sealed changes and change entries (step B)
+COMMITMENT_KEY = sha256(b'keyglass-commitment-key-v1')
+NO_INDEX = 2**64 - 1          # the previous index of a label's first change
+OPERATOR, CHAINED = 0, 1
+KIND_NAMES = {v: k for k, v in KINDS.items()}
+T0 = 1767225600000            # 2026-01-01T00:00:00Z in ms: the entry at log index i is stamped T0 + 1000 * i
+
+def encode_sealed_raw(opening, kind_byte, target, authority_byte, tail, previous_field, digest, target_length=None):
+    """Raw encoder (no checks, so it also builds sealed changes a parser must refuse). tail: signer id ||
+    signature for a chained change (whatever bytes are given); previous_field: the 8-byte field's integer."""
+    return (opening + u8(kind_byte) + u16(len(target) if target_length is None else target_length) + target
+            + u8(authority_byte) + tail + u64(previous_field) + digest)
+
+def encode_sealed(opening, kind, target, auth, previous_index, digest):
+    """opening (16) || kind (1) || target length (2) || target || authority (1) || [signer (16) || signature
+    (64)] || previous index (8; 2^64 - 1 for None) || set digest (32). auth: 'operator' or (signer, signature)."""
+    assert len(opening) == 16 and len(digest) == 32
+    if auth == 'operator': a, tail = OPERATOR, b''
+    else:
+        assert len(auth[0]) == 16 and len(auth[1]) == 64
+        a, tail = CHAINED, auth[0] + auth[1]
+    return encode_sealed_raw(opening, KINDS[kind], target, a, tail, NO_INDEX if previous_index is None else previous_index, digest)
+
+def parse_sealed(b):
+    """A dict for a canonical sealed change, else a string saying why it is refused. The target must
+    follow the rules of records (add, rotate, reset) or be a 16-byte id (revoke); nothing may follow the
+    set digest."""
+    if len(b) < 16 + 1 + 2: return 'cut short (before the target)'
+    opening, kb, tl = b[:16], b[16], int.from_bytes(b[17:19], 'big')
+    if kb not in KIND_NAMES: return 'unknown kind byte %d' % kb
+    kind = KIND_NAMES[kb]
+    pos = 19 + tl
+    if len(b) < pos + 1: return 'cut short (in the target or before the authority)'
+    target = b[19:pos]
+    t = parse_target(kind, target)
+    if isinstance(t, str): return 'target does not parse: ' + t
+    a = b[pos]; pos += 1
+    if a == OPERATOR: auth = 'operator'
+    elif a == CHAINED:
+        if len(b) < pos + 80: return 'cut short (in the signer or the signature)'
+        auth = (b[pos:pos + 16], b[pos + 16:pos + 80]); pos += 80
+    else: return 'unknown authority byte %d' % a
+    if len(b) < pos + 8 + 32: return 'cut short (in the previous index or the set digest)'
+    if len(b) > pos + 8 + 32: return 'trailing bytes after the set digest'
+    prev = int.from_bytes(b[pos:pos + 8], 'big')
+    return {'opening': opening, 'kind': kind, 'target': target, 'parsed_target': t, 'auth': auth,
+            'previous_index': None if prev == NO_INDEX else prev, 'set_digest': b[pos + 8:]}
+
+def commitment_message(label, version, sealed):
+    """opening || label (32) || version (8) || the sealed change after its opening (the HMAC's message)."""
+    return sealed[:16] + label + u64(version) + sealed[16:]
+
+def commitment(label, version, sealed):
+    """HMAC-SHA256(K, opening || label || version (8) || the sealed change after its opening), K = SHA-256(
+    "keyglass-commitment-key-v1"). Computed over the bytes as given (also bytes a parser refuses)."""
+    return hmac.new(COMMITMENT_KEY, commitment_message(label, version, sealed), hashlib.sha256).digest()
+
+def encode_change_entry(timestamp, label, version, kind_byte, commit):
+    """0x02 || 0x02 || timestamp (8) || label (32) || version (8) || kind (1) || commitment (32): 83 bytes."""
+    assert len(label) == 32 and len(commit) == 32
+    return b'\x02\x02' + u64(timestamp) + label + u64(version) + u8(kind_byte) + commit
+
+def parse_change_entry(b):
+    """A dict for a canonical change entry, else None."""
+    if len(b) != 83 or b[0] != 2 or b[1] != 2 or b[50] not in KIND_NAMES: return None
+    return {'timestamp': int.from_bytes(b[2:10], 'big'), 'label': b[10:42], 'version': int.from_bytes(b[42:50], 'big'),
+            'kind': KIND_NAMES[b[50]], 'commitment': b[51:83]}
+
+def entry_leaf_hash(entry): return sha256(b'\x00' + entry)   # RFC 9162
+
+def opening_for(context, number):
+    """The vectors' deterministic openings: SHA-256 of the ASCII string "opening <context> <number>",
+    first 16 bytes (a real log draws every opening at random)."""
+    return sha256(('opening %s %d' % (context, number)).encode())[:16]
+
+def open_sealed(entry, sealed, newest_before):
+    """Opens a parsed change entry with a sealed change, for whoever holds it: the sealed change must
+    parse, open the entry's commitment, name the entry's kind, and name the label's newest index before
+    the change (None: 2^64 - 1) as its previous index. Returns (parsed sealed change, None) or
+    (None, (code, text)); codes: sealed_change_malformed, commitment_mismatch, kind_mismatch,
+    previous_index_mismatch (each an alert bad_opening)."""
+    p = parse_sealed(sealed)
+    if isinstance(p, str): return None, ('sealed_change_malformed', p)
+    if not hmac.compare_digest(commitment(entry['label'], entry['version'], sealed), entry['commitment']):
+        return None, ('commitment_mismatch', 'the sealed change does not open the entry\'s commitment')
+    if p['kind'] != entry['kind']: return None, ('kind_mismatch', 'sealed kind %s, entry kind %s' % (p['kind'], entry['kind']))
+    if p['previous_index'] != newest_before:
+        return None, ('previous_index_mismatch', 'previous index %s, the label\'s newest index is %s' % (p['previous_index'], newest_before))
+    return p, None
+
+def replay_change(state, origin, index, entry_bytes, sealed):
+    """One change entry of the label whose state is `state`, at log index `index`, replayed by whoever
+    holds its sealed change ("Replaying a log", "Sealed changes"). Returns (outcome, state after, detail).
+    outcome: malformed_entry (nothing moves); invalid with detail 'version' (a version other than the
+    label's version + 1: not applied at all); bad_opening (the public part moves; the private part cannot
+    be derived and is left as it was); else the rule's verdict, or set_mismatch when the set digest is
+    not that of the set the rule leaves (the public part moves; the private part is the rule's)."""
+    e = parse_change_entry(entry_bytes)
+    if e is None: return 'malformed_entry', state, None
+    if e['version'] != state.version + 1: return 'invalid', state, 'version'
+    pub = advance_public(state, index, entry_leaf_hash(entry_bytes))
+    p, why = open_sealed(e, sealed, state.newest)
+    if why: return 'bad_opening', pub, why[0]
+    verdict = judge(state, origin, e['label'], p['kind'], p['target'], p['auth'])[0]
+    assert verdict != 'malformed'   # the sealed change's parser checked the target
+    after = apply_private(pub, p['kind'], p['target'], verdict)
+    if after.set_digest() != p['set_digest']: return 'set_mismatch', after, verdict
+    return verdict, after, None
 
 # ---------------------------------------------------------------- self tests
 def self_test():
@@ -365,6 +507,37 @@ def self_test():
     tors = {ed.encode_point(ed.pt_mul(k, T8)) for k in range(8)}
     assert len(tors) == 8 and {int.from_bytes(e, 'little') & ((1 << 255) - 1) for e in tors} == SODIUM_SMALL_ORDER_Y - {ed.P, ed.P + 1}
     check2_self_test()
+    sealed_self_test()
+
+def sealed_self_test():
+    """Sealed changes round-trip for every kind and both authorities; every proper prefix and every
+    one-byte extension of one is refused; HMAC-SHA256 is RFC 4231's (test case 2)."""
+    assert hmac.new(b'Jefe', b'what do ya want for nothing?', hashlib.sha256).hexdigest() == \
+        '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843', 'RFC 4231 test case 2'
+    st = apply(State(), 1, H('x'), 'add', dev_record('A'), 'first')
+    op = bytes(range(16)); dg = st.set_digest()
+    for kind, tgt in (('add', dev_record('B')), ('rotate', dev_record('A', 1, enc=('x25519', 'p256u'))),
+                      ('revoke', dev_id('A')), ('reset', dev_record('R', enc=()))):
+        for auth in ('operator', (dev_id('A'), bytes(range(64)))):
+            for prev in (None, 0, 1, NO_INDEX - 1):
+                b = encode_sealed(op, kind, tgt, auth, prev, dg)
+                p = parse_sealed(b)
+                assert isinstance(p, dict) and (p['opening'], p['kind'], p['target'], p['auth'], p['previous_index'],
+                                                p['set_digest']) == (op, kind, tgt, auth, prev, dg)
+                assert all(isinstance(parse_sealed(b[:k]), str) for k in range(len(b)))
+                assert all(isinstance(parse_sealed(b + bytes([x])), str) for x in (0, 1, 255))
+                c = commitment(LABEL, 2, b)
+                e = encode_change_entry(T0, LABEL, 2, KINDS[kind], c)
+                assert len(e) == 83 and parse_change_entry(e) == {'timestamp': T0, 'label': LABEL, 'version': 2,
+                                                                  'kind': kind, 'commitment': c}
+                assert commitment(LABEL, 3, b) != c and commitment(H('bob'), 2, b) != c
+    e = encode_change_entry(T0, LABEL, 2, 1, bytes(32))
+    assert parse_change_entry(e[:-1]) is None and parse_change_entry(e + b'\x00') is None
+    assert all(parse_change_entry(e[:50] + bytes([k]) + e[51:]) is None for k in (0, 5, 255))
+    assert parse_change_entry(b'\x01' + e[1:]) is None and parse_change_entry(e[:1] + b'\x03' + e[2:]) is None
+    # the map value is the public part only; the set digest of a never-changed label is the empty set's
+    assert State().map_value() is None and State().set_digest() == sha256(b'\x06' + bytes(8))
+    assert st.map_value() == sha256(b'\x05' + u64(1) + u64(1) + st.chain)
 
 def check2_self_test():
     """Check 2's bounds, each on a state built directly (no replay of 100,000 changes)."""
@@ -412,6 +585,9 @@ def check2_self_test():
         assert j(st, 'add', dev_record('B'), bad) == ('invalid', 'check 1 (signer and signature)')   # check 1 comes first
         after = apply(st, 7 * v + 1, H('x'), 'add', dev_record('B'), 'ghost_device')
         assert after.version == v + 1 and len(after.map_value()) == 32
+        # step B, read literally: an invalid change entry moves the public part, also at version 100,000
+        after = apply(st, 7 * v + 1, H('x'), 'add', dev_record('A'), 'invalid')
+        assert after.version == v + 1 and after.set_digest() == st.set_digest()
 
     # 10,000 ids (active and tombstoned, each id once): a new id is refused, a known one is not
     A = parse_record(dev_record('A'))
@@ -485,40 +661,69 @@ class Sequence:
         self.coverage, self.extras, self.ever_changed = coverage, extras, False
         self.seeds = {}  # device id -> current signing seed (the scripting side's knowledge)
 
-    def step(self, kind, target, auth, expect, note, extra=None):
-        i = self.index; h = H('entry %d' % i)
-        verdict, row, why, decided = judge(self.state, ORIGIN, LABEL, kind, target, auth)
+    def step(self, kind, target, auth, expect, note, extra=None, entry_version=None):
+        """One scripted change at the next log index. Unless it is malformed it is sealed (opening:
+        opening_for(sequence name, index)) and written as a change entry at version entry_version
+        (default: the label's version + 1; another version is not applied at all)."""
+        i = self.index
+        before = self.state
+        version = before.version + 1 if entry_version is None else entry_version
+        if version != before.version + 1:
+            verdict, row, decided = 'invalid', None, 'version'
+            why = 'entry version %d is not the label\'s version + 1 (%d): not applied at all' % (version, before.version + 1)
+        else:
+            verdict, row, why, decided = judge(before, ORIGIN, LABEL, kind, target, auth)
         assert verdict == expect, (self.name, i, note, verdict, row, why)
         authority = 'operator' if auth == 'operator' else 'chained'
         if row is not None and (decided == 'check 3 (table)' or row == 'add, new id, to a set never changed'):
             self.coverage.add((row, authority))
         if extra: self.extras.add(extra)
-        before = self.state
-        self.state = apply(self.state, i, h, kind, target, verdict)
-        if verdict in ('invalid', 'malformed'): assert self.state is before
+        entry = sealed = commit = h = None
+        if verdict == 'malformed':
+            # no sealed change can be made (its parser refuses the target), so no change entry is written
+            raw = encode_sealed_raw(opening_for(self.name, i), KINDS[kind], target, OPERATOR if auth == 'operator' else CHAINED,
+                                    b'' if auth == 'operator' else auth[0] + auth[1],
+                                    NO_INDEX if before.newest is None else before.newest, before.set_digest())
+            assert isinstance(parse_sealed(raw), str)
+        else:
+            applied = decided != 'version'
+            digest = apply_private(before, kind, target, verdict).set_digest() if applied else before.set_digest()
+            sealed = encode_sealed(opening_for(self.name, i), kind, target, auth, before.newest, digest)
+            commit = commitment(LABEL, version, sealed)
+            entry = encode_change_entry(T0 + 1000 * i, LABEL, version, KINDS[kind], commit)
+            h = entry_leaf_hash(entry)
+            if applied: self.state = apply(before, i, h, kind, target, verdict)
+        if verdict == 'malformed' or decided == 'version': assert self.state is before
         mv = self.state.map_value()
         self.steps.append({
-            'index': i, 'leaf_hash_hex': h.hex(), 'kind': kind, 'target_hex': target.hex(),
+            'index': i, 'leaf_hash_hex': h.hex() if h else None, 'kind': kind, 'target_hex': target.hex(),
             'authority': 'operator' if auth == 'operator' else {'signer_hex': auth[0].hex(), 'signature_hex': auth[1].hex()},
             'verdict': verdict, 'map_value_hex': mv.hex() if mv else None, 'version': self.state.version,
+            'set_digest_hex': self.state.set_digest().hex(),
+            'entry_hex': entry.hex() if entry else None,
+            'sealed_change_hex': sealed.hex() if sealed else None,
+            'commitment_hex': commit.hex() if commit else None,
             'note': note, 'table_row': row, 'decided_by': decided, 'invalid_because': why,
+            'entry_version': version if entry else None,
+            'previous_index': (before.newest if entry else None),
             'newest_index': self.state.newest, 'chain_hex': self.state.chain.hex(),
             'active_ids_hex': [d.hex() for d in sorted(self.state.active)],
             'tombstoned_ids_hex': [d.hex() for d in sorted(self.state.tombstoned)]})
         self.index += 1
         return verdict
 
-    def op(self, kind, target, expect, note, extra=None):
-        return self.step(kind, target, 'operator', expect, note, extra)
+    def op(self, kind, target, expect, note, extra=None, entry_version=None):
+        return self.step(kind, target, 'operator', expect, note, extra, entry_version)
 
-    def ch(self, kind, target, signer, expect, note, seed=None, prev=None, origin=None, sig_mutate=None, sig_make=None, extra=None):
+    def ch(self, kind, target, signer, expect, note, seed=None, prev=None, origin=None, sig_mutate=None, sig_make=None, extra=None,
+           entry_version=None):
         """signer: device name; seed: the signing seed actually used (default: the signer's generation 0);
         sig_make(seed, msg): builds a special signature instead of RFC 8032 signing."""
         prev = self.state.newest if prev is None else prev
         msg = change_message(origin or ORIGIN, LABEL, dev_id(signer), 0 if prev is None else prev, kind, target)
         sig = (sig_make or ed_sign)(seed or dev_seed(signer), msg)
         if sig_mutate: sig = sig_mutate(sig)
-        return self.step(kind, target, (dev_id(signer), sig), expect, note, extra)
+        return self.step(kind, target, (dev_id(signer), sig), expect, note, extra, entry_version)
 
     def out(self, description):
         return {'name': self.name, 'description': description, 'steps': self.steps}
@@ -559,7 +764,8 @@ def build_sequences(coverage, extras):
     s.ch('rotate', dev_record('B', 1, enc=('x25519', 'p256u')), 'B', 'chained', 'B rotates its own keys (new signing key too)')
     s.ch('add', dev_record('C'), 'A', 'chained', 'A adds C')
     s.ch('revoke', rid('C'), 'B', 'chained', 'B (signing with its rotated key) revokes C', seed=dev_seed('B', 1))
-    s.ch('add', dev_record('D'), 'A', 'invalid', 'replay: A signed over a stale previous index (4, newest is 5)',
+    s.ch('add', dev_record('D'), 'A', 'invalid', 'replay: A signed over a stale previous index (4, newest is 5); invalid, '
+         'yet its entry moves the public part (version 6, newest index 6)',
          prev=4, extra='stale previous index')
     s.ch('add', dev_record('D'), 'A', 'invalid', 'signed by A over another origin', origin=OTHER_ORIGIN, extra='other origin')
     s.ch('add', dev_record('D'), 'B', 'invalid', "claims signer B but signed with A's key", seed=dev_seed('A'),
@@ -578,9 +784,10 @@ def build_sequences(coverage, extras):
     s.ch('revoke', rid('C'), 'A', 'invalid', 'A revokes C again (tombstoned)')
     s.ch('revoke', rid('D'), 'A', 'invalid', 'A revokes D, an unknown id')
     bad = encode_record(dev_id('D'), ed_public(dev_seed('D')), [(X25519, bytes(32))])
-    s.ch('add', bad, 'A', 'malformed', 'A adds a record that does not parse (all-zero X25519 key): a malformed entry, not a change',
+    s.ch('add', bad, 'A', 'malformed', 'A adds a record that does not parse (all-zero X25519 key): malformed, not a change (no sealed change can hold it: no entry is written)',
          extra='malformed target')
-    s.ch('add', dev_record('D'), 'A', 'chained', 'A adds D (previous index 5: no invalid step moved it)')
+    s.ch('add', dev_record('D'), 'A', 'chained', 'A adds D (previous index 18: the invalid entries moved the newest index, '
+         'the malformed step 19 wrote no entry)')
     s.ch('rotate', encode_record(dev_id('A'), ed_public(dev_seed('A')), []), 'B', 'chained',
          "B rotates A's record (another device's): same signing key, encryption keys dropped", seed=dev_seed('B', 1))
     s.ch('reset', dev_record('R', enc=('p256c',)), 'A', 'chained', 'A resets the set to R (A, B, D tombstoned)')
@@ -591,10 +798,7 @@ def build_sequences(coverage, extras):
 
     # 2. operator: honest and visible changes, invalid rows, a ghost, a reset and the owner's chained add after it
     s = Sequence('operator', coverage, extras)
-    s.ch('add', dev_record('A'), 'A', 'invalid', 'chained add to a never-changed label (previous index encoded as 0): no signer can be active',
-         extra='chained to never-changed')
-    s.op('revoke', rid('A'), 'invalid', 'operator revokes an unknown id in a never-changed label (stays absent from the map)')
-    s.op('add', dev_record('A'), 'first', 'operator registers A (first applied change at index 3)')
+    s.op('add', dev_record('A'), 'first', 'operator registers A')
     s.op('add', dev_record('G'), 'ghost_device', 'operator adds G to a set already changed')
     s.op('revoke', rid('G'), 'operator_revoke', 'operator revokes G: a short-lived ghost')
     s.op('add', dev_record('A', 1), 'invalid', 'operator adds A (active id) with other keys')
@@ -602,13 +806,13 @@ def build_sequences(coverage, extras):
     s.op('rotate', dev_record('U'), 'invalid', 'operator rotates U, an unknown id')
     s.op('revoke', rid('G'), 'invalid', 'operator revokes G again (tombstoned)')
     s.op('revoke', rid('U'), 'invalid', 'operator revokes U (unknown)')
-    s.op('revoke', rid('A')[:15], 'malformed', 'revoke target of 15 bytes: a malformed entry, not a change', extra='malformed target')
-    s.op('add', dev_record('U')[:-1], 'malformed', 'add target cut short: a malformed entry, not a change', extra='malformed target')
+    s.op('revoke', rid('A')[:15], 'malformed', 'revoke target of 15 bytes: malformed, not a change (no sealed change can hold it: no entry is written)', extra='malformed target')
+    s.op('add', dev_record('U')[:-1], 'malformed', 'add target cut short: malformed, not a change (no sealed change can hold it: no entry is written)', extra='malformed target')
     s.op('reset', dev_record('R', enc=('x25519', 'p256u')), 'account_reset', 'operator resets to R (A tombstoned)')
     s.ch('add', dev_record('N', enc=('x25519', 'p256c')), 'R', 'chained', "the owner's new device R adds N (previous index = the reset's)")
     s.ch('add', dev_record('Z'), 'A', 'invalid', 'A, tombstoned by the reset, signs an add', extra='signer tombstoned by reset')
     s.ch('revoke', rid('N') + b'\x00', 'R', 'malformed',
-         'revoke target of 17 bytes, signed by active R over it: malformed, not invalid (parsing comes before the rule)',
+         'revoke target of 17 bytes, signed by active R over it: malformed, not invalid (parsing comes before the rule; no entry is written)',
          extra='malformed target')
     seqs.append(s.out('Operator changes: first, ghost, operator revoke, every invalid operator row, account reset, then the owner continues.'))
 
@@ -703,7 +907,7 @@ def build_sequences(coverage, extras):
     s.ch('add', dev_record('B'), 'A', 'invalid',
          'R = rB + a point of order 8, S = r + h*a: the cofactored equation holds, the cofactorless one does not',
          sig_make=sig_mixed_R, extra='R mixed order')
-    s.ch('add', dev_record('B'), 'A', 'chained', 'A adds B with an ordinary signature (previous index still 1)')
+    s.ch('add', dev_record('B'), 'A', 'chained', 'A adds B with an ordinary signature (previous index 5: the invalid entries moved it)')
     seqs.append(s.out('Signatures checked as libsodium 1.0.18 does: R of small order refused, the cofactorless equation.'))
 
     # 9. a literal reading of check 3: a "same record" rotate of an id both active and tombstoned
@@ -719,6 +923,36 @@ def build_sequences(coverage, extras):
          seed=dev_seed('T', 1))
     seqs.append(s.out('Literal reading: an id both active and tombstoned is judged as tombstoned by a rotate, so a rotate '
                       'to its current record is injected_key, not invalid.'))
+
+    # 10. step B: an invalid change entry moves the public part; an entry at another version moves nothing
+    s = Sequence('public-part', coverage, extras)
+    s.op('add', dev_record('A'), 'first', 'operator registers A')
+    s.op('add', dev_record('A', 1), 'invalid', 'operator adds A (active id) again: invalid, yet version 2, newest index 2 '
+         '(the map value moves, the set digest does not)', extra='invalid moves the public part')
+    s.ch('add', dev_record('B'), 'A', 'chained', 'A adds B signed over previous index 2, the invalid entry (the newest index)',
+         extra='previous index names an invalid entry')
+    s.ch('add', dev_record('C'), 'A', 'invalid', 'A signs an add of C over previous index 1 (the newest valid change, not the '
+         'newest index 3): stale', prev=1)
+    s.op('add', dev_record('D'), 'invalid', 'an entry at version 6 (the label is at version 4): not applied at all, nothing moves',
+         entry_version=6, extra='version skipped')
+    s.op('add', dev_record('D'), 'invalid', 'an entry at version 4 again (a replayed version): not applied at all, nothing moves',
+         entry_version=4, extra='version repeated')
+    s.ch('add', dev_record('D'), 'A', 'chained', 'A adds D signed over previous index 4 (entries at a wrong version do not move it)')
+    seqs.append(s.out('Step B: every change entry at the label\'s version + 1 moves the public part (version, newest index, '
+                      'chain), an invalid one too, leaving the devices and tombstones as they were; an entry at another '
+                      'version is not applied at all.'))
+
+    # 11. invalid changes to a never-changed label: the label is then in the map, and no longer "never changed"
+    s = Sequence('invalid-first-changes', coverage, extras)
+    s.ch('add', dev_record('A'), 'A', 'invalid', 'chained add to a never-changed label (previous index encoded as 0 in the '
+         'message, 2^64 - 1 in the sealed change): no signer can be active; the label enters the map at version 1',
+         extra='chained to never-changed')
+    s.op('revoke', rid('A'), 'invalid', 'operator revokes an unknown id (version 2)')
+    s.op('add', dev_record('A'), 'ghost_device', 'operator adds A: the label is at version 2, so its set counts as changed '
+         '("never changed" read as version 0, the map\'s sense): row "add, new id, otherwise"', extra='add after invalid changes only')
+    s.op('reset', dev_record('R'), 'account_reset', 'operator resets to R (A tombstoned)')
+    seqs.append(s.out('Invalid changes as a label\'s first entries move its public part (it enters the map with an empty set); '
+                      'an operator add after them is judged with "never changed" meaning version 0.'))
     return seqs
 
 # ---------------------------------------------------------------- records and messages
@@ -839,6 +1073,146 @@ def build_messages():
                 'note': '255-byte origin, largest previous index'})
     return out
 
+# ---------------------------------------------------------------- sealed changes: vectors
+def sealed_checks(entry_bytes, sealed, newest_before, expected_digest):
+    """Every check an opener makes of one sealed change, each independently of the others (so a vector
+    can be shown to fail exactly one): codes of the checks that fail."""
+    fails = []
+    e = parse_change_entry(entry_bytes)
+    assert e is not None
+    p = parse_sealed(sealed)
+    if isinstance(p, str): fails.append('sealed_change_malformed')
+    if commitment(e['label'], e['version'], sealed) != e['commitment']: fails.append('commitment_mismatch')
+    if not isinstance(p, str):
+        if p['kind'] != e['kind']: fails.append('kind_mismatch')
+        if p['previous_index'] != newest_before: fails.append('previous_index_mismatch')
+        if p['set_digest'] != expected_digest: fails.append('set_digest_mismatch')
+    return fails
+
+def build_sealed():
+    """Valid sealed changes of a short scripted life of LABEL (each with its commitment and entry), then
+    sealed changes an opener must refuse, each failing exactly one check."""
+    ctx = 'sealed'
+    valid, states, st = [], {}, State()
+    def auth_json(auth): return 'operator' if auth == 'operator' else {'signer_hex': auth[0].hex(), 'signature_hex': auth[1].hex()}
+    def signed(st, name, kind, target, gen=0):
+        return (dev_id(name), ed_sign(dev_seed(name, gen), change_message(ORIGIN, LABEL, dev_id(name), st.newest, kind, target)))
+    script = [
+        ('operator add of A, the label\'s first change (previous index none: 2^64 - 1)', 'add', dev_record('A'), None, 'first'),
+        ('chained add of B by A', 'add', dev_record('B', enc=('x25519', 'p256c')), ('A', 0), 'chained'),
+        ('chained rotate of B by B (new signing key, P-256 key uncompressed)', 'rotate', dev_record('B', 1, enc=('x25519', 'p256u')), ('B', 0), 'chained'),
+        ('operator revoke of B (a 16-byte target)', 'revoke', dev_id('B'), None, 'operator_revoke'),
+        ('operator reset to R (a record without encryption keys)', 'reset', dev_record('R', enc=()), None, 'account_reset'),
+        ('operator add of R, an active id: invalid, so the set digest is that of the set before it', 'add', dev_record('R', 1), None, 'invalid'),
+    ]
+    for i, (what, kind, target, signer, want) in enumerate(script, 1):
+        auth = 'operator' if signer is None else signed(st, signer[0], kind, target, signer[1])
+        verdict = judge(st, ORIGIN, LABEL, kind, target, auth)[0]
+        assert verdict == want, (what, verdict)
+        after_private = apply_private(st, kind, target, verdict)
+        sealed = encode_sealed(opening_for(ctx, i), kind, target, auth, st.newest, after_private.set_digest())
+        commit = commitment(LABEL, st.version + 1, sealed)
+        entry = encode_change_entry(T0 + 1000 * i, LABEL, st.version + 1, KINDS[kind], commit)
+        outcome, after, _ = replay_change(st, ORIGIN, i, entry, sealed)
+        assert outcome == verdict and after.set_digest() == after_private.set_digest()
+        states[i] = (st, after)
+        valid.append({'what': what, 'index': i, 'label_hex': LABEL.hex(), 'version': st.version + 1,
+                      'opening_hex': opening_for(ctx, i).hex(), 'kind': kind, 'target_hex': target.hex(),
+                      'authority': auth_json(auth), 'previous_index': st.newest,
+                      'set_records_hex': [after.active[d].encode().hex() for d in sorted(after.active)],
+                      'set_tombstoned_hex': [d.hex() for d in sorted(after.tombstoned)],
+                      'set_digest_hex': after.set_digest().hex(), 'sealed_change_hex': sealed.hex(),
+                      'commitment_message_hex': commitment_message(LABEL, st.version + 1, sealed).hex(),
+                      'commitment_hex': commit.hex(), 'entry_hex': entry.hex(), 'verdict': verdict})
+        st = after
+
+    refused = []
+    def refuse(at, why, code, sealed, entry=None, commit_version=None, commit_label=None):
+        """A sealed change an opener refuses, at the position of valid vector `at` (the label's newest index
+        before it and the set its rule leaves as there). Unless `entry` is given the entry is the valid
+        vector's with the commitment over these bytes (commit_version/commit_label: over another version or
+        label than the entry's), so only the check named fails."""
+        before, after = states[at]
+        v = valid[at - 1]
+        if entry is None:
+            c = commitment(commit_label or LABEL, commit_version or v['version'], sealed)
+            entry = encode_change_entry(T0 + 1000 * at, LABEL, v['version'], KINDS[v['kind']], c)
+        fails = sealed_checks(entry, sealed, before.newest, after.set_digest())
+        assert fails == [code], (why, fails)
+        outcome, _, detail = replay_change(before, ORIGIN, at, entry, sealed)
+        alert = 'set_mismatch' if code == 'set_digest_mismatch' else 'bad_opening'
+        assert outcome == alert and (detail == code or alert == 'set_mismatch'), (why, outcome, detail)
+        p = parse_sealed(sealed)
+        refused.append({'why': why, 'reason': code, 'alert': alert, 'at_index': at,
+                        'newest_index_before': before.newest, 'expected_set_digest_hex': after.set_digest().hex(),
+                        'entry_hex': entry.hex(), 'sealed_change_hex': sealed.hex(),
+                        'reference_parser': p if isinstance(p, str) else None})
+    S2 = bytes.fromhex(valid[1]['sealed_change_hex']); E2 = bytes.fromhex(valid[1]['entry_hex'])
+    A2 = (bytes.fromhex(valid[1]['authority']['signer_hex']), bytes.fromhex(valid[1]['authority']['signature_hex']))
+    T2 = bytes.fromhex(valid[1]['target_hex'])
+    b2, a2 = states[2]
+    def s2(**kw):   # vector 2's sealed change with fields replaced (raw)
+        f = dict(opening=S2[:16], kind_byte=1, target=T2, authority_byte=CHAINED, tail=A2[0] + A2[1],
+                 previous_field=1, digest=a2.set_digest(), target_length=None)
+        f.update(kw)
+        return encode_sealed_raw(**f)
+    assert s2() == S2
+    flipped = bytes([S2[0] ^ 0x01]) + S2[1:]
+    refuse(2, 'the opening with its lowest bit flipped (the entry\'s commitment is over the true opening)', 'commitment_mismatch',
+           flipped, entry=E2)
+    refuse(2, 'the entry\'s commitment was computed over version 3; the entry says version 2', 'commitment_mismatch', S2, commit_version=3)
+    refuse(2, 'the entry\'s commitment was computed over the label SHA-256("bob@example.com"); the entry is alice\'s',
+           'commitment_mismatch', S2, commit_label=H('bob@example.com'))
+    refuse(2, 'a zero byte after the set digest (the commitment is over these bytes)', 'sealed_change_malformed', S2 + b'\x00')
+    refuse(2, 'cut short: the last byte of the set digest missing', 'sealed_change_malformed', S2[:-1])
+    refuse(2, 'cut short: only the opening', 'sealed_change_malformed', S2[:16])
+    refuse(2, 'kind byte 5 (not 1 to 4)', 'sealed_change_malformed', s2(kind_byte=5))
+    refuse(2, 'kind byte 0', 'sealed_change_malformed', s2(kind_byte=0))
+    refuse(2, 'authority byte 2 (not 0 or 1), followed by a signer and a signature', 'sealed_change_malformed', s2(authority_byte=2))
+    refuse(2, 'authority byte 2 with nothing after it but the previous index and the set digest', 'sealed_change_malformed',
+           s2(authority_byte=2, tail=b''))
+    refuse(2, 'authority 0x01 (chained) without a signer and a signature', 'sealed_change_malformed', s2(tail=b''))
+    refuse(2, 'authority 0x00 (operator) followed by a signer and a signature', 'sealed_change_malformed', s2(authority_byte=OPERATOR))
+    refuse(2, 'target length one more than the record (its first byte taken from the authority)', 'sealed_change_malformed',
+           s2(target_length=len(T2) + 1))
+    refuse(2, 'target length 65535, beyond the end', 'sealed_change_malformed', s2(target_length=65535))
+    refuse(2, 'target of length 0 for an add', 'sealed_change_malformed', s2(target=b''))
+    refuse(2, 'target a record whose X25519 key is all zero (against the rules of records)', 'sealed_change_malformed',
+           s2(target=encode_record(dev_id('B'), ed_public(dev_seed('B')), [(X25519, bytes(32))])))
+    refuse(2, 'target a record with a trailing byte', 'sealed_change_malformed', s2(target=T2 + b'\x00'))
+    S4 = bytes.fromhex(valid[3]['sealed_change_hex'])
+    b4, a4 = states[4]
+    def s4(**kw):
+        f = dict(opening=S4[:16], kind_byte=3, target=dev_id('B'), authority_byte=OPERATOR, tail=b'',
+                 previous_field=3, digest=a4.set_digest(), target_length=None)
+        f.update(kw)
+        return encode_sealed_raw(**f)
+    assert s4() == S4
+    refuse(4, 'revoke target of 15 bytes', 'sealed_change_malformed', s4(target=dev_id('B')[:15]))
+    refuse(4, 'revoke target of 17 bytes', 'sealed_change_malformed', s4(target=dev_id('B') + b'\x00'))
+    refuse(2, 'kind rotate (0x02) in the sealed change, add (0x01) in the entry; the target (a record) parses for both',
+           'kind_mismatch', s2(kind_byte=2))
+    refuse(4, 'kind reset (0x04) with a record in the sealed change, revoke (0x03) in the entry', 'kind_mismatch',
+           s4(kind_byte=4, target=dev_record('R', enc=())))
+    refuse(2, 'previous index 2^64 - 1 (none) for the label\'s second change (its newest index is 1)', 'previous_index_mismatch',
+           s2(previous_field=NO_INDEX))
+    refuse(2, 'previous index 2, the change\'s own index (the newest index is 1)', 'previous_index_mismatch', s2(previous_field=2))
+    S1 = bytes.fromhex(valid[0]['sealed_change_hex'])
+    b1, a1 = states[1]
+    refuse(1, 'previous index 0 for the label\'s first change (none is 2^64 - 1)', 'previous_index_mismatch',
+           S1[:-40] + u64(0) + S1[-32:])
+    ghost = parse_record(dev_record('G'))
+    with_ghost = a2.copy(); with_ghost.active[ghost.device_id] = ghost
+    refuse(2, 'set digest of A, B and a ghost G the change does not add (a ghost only in the committed set)',
+           'set_digest_mismatch', s2(digest=with_ghost.set_digest()))
+    refuse(2, 'set digest of the set before the change (A alone)', 'set_digest_mismatch', s2(digest=b2.set_digest()))
+    not_tombstoned = a4.copy(); not_tombstoned.tombstoned = set()
+    refuse(4, 'revoke committing to the set without the revoked id\'s tombstone', 'set_digest_mismatch',
+           s4(digest=not_tombstoned.set_digest()))
+    no_tomb = b2.copy(); no_tomb.active = {}
+    refuse(2, 'set digest of the empty set', 'set_digest_mismatch', s2(digest=no_tomb.set_digest()))
+    return {'commitment_key_hex': COMMITMENT_KEY.hex(), 'valid': valid, 'refused': refused}
+
 def main():
     self_test()
     coverage, extras = set(), set()
@@ -850,47 +1224,114 @@ def main():
                    'unknown signer', 'bad signature', 'S >= L', 'malformed target', 'signer tombstoned by reset',
                    'chained to never-changed', 'signer stale key', 'R identity', 'R non-canonical identity', 'R order 8',
                    'R mixed order', 'both: operator rotate', 'both: chained rotate', 'both: add', 'both: signer',
-                   'both: chained revoke', 'both: operator revoke', 'both: reset'}
+                   'both: chained revoke', 'both: operator revoke', 'both: reset', 'invalid moves the public part',
+                   'previous index names an invalid entry', 'version skipped', 'version repeated',
+                   'add after invalid changes only'}
     assert need_extras <= extras, need_extras - extras
-    # the verdicts in the file are the rule's: replay every sequence through judge/apply from scratch
+    sealed = build_sealed()
+    # the verdicts in the file are the rule's: replay every sequence from its bytes, as an opener does
+    # (parse the entry and the sealed change, open the commitment, judge, apply, compare the set digest)
     for sq in seqs:
         st = State()
         for stp in sq['steps']:
-            a = stp['authority']
-            auth = 'operator' if a == 'operator' else (bytes.fromhex(a['signer_hex']), bytes.fromhex(a['signature_hex']))
-            v = judge(st, ORIGIN, LABEL, stp['kind'], bytes.fromhex(stp['target_hex']), auth)[0]
-            st = apply(st, stp['index'], H('entry %d' % stp['index']), stp['kind'], bytes.fromhex(stp['target_hex']), v)
+            if stp['entry_hex'] is None:
+                assert stp['verdict'] == 'malformed' and isinstance(parse_target(stp['kind'], bytes.fromhex(stp['target_hex'])), str)
+                v = 'malformed'
+            else:
+                v, st, detail = replay_change(st, ORIGIN, stp['index'], bytes.fromhex(stp['entry_hex']), bytes.fromhex(stp['sealed_change_hex']))
+                assert detail is None or (detail == 'version' and stp['decided_by'] == 'version'), (sq['name'], stp['index'], v, detail)
+                assert stp['leaf_hash_hex'] == entry_leaf_hash(bytes.fromhex(stp['entry_hex'])).hex()
+                assert stp['commitment_hex'] == parse_change_entry(bytes.fromhex(stp['entry_hex']))['commitment'].hex()
+                assert bytes.fromhex(stp['sealed_change_hex'])[:16] == opening_for(sq['name'], stp['index'])
             mv = st.map_value()
-            assert v == stp['verdict'] and (mv.hex() if mv else None) == stp['map_value_hex'] and st.version == stp['version']
+            assert v == stp['verdict'] and (mv.hex() if mv else None) == stp['map_value_hex'] and st.version == stp['version'], \
+                (sq['name'], stp['index'], v, stp['verdict'])
+            assert st.set_digest().hex() == stp['set_digest_hex'] and st.chain.hex() == stp['chain_hex']
     out = {
         'source': 'Generated by an independent Python 3 (standard library only) implementation written from '
-                  'Spec/directory.md alone, without reading the Swift code (Spec/reference/device_reference.py; '
-                  'Ed25519 group arithmetic from Spec/reference/keyglass_v2_reference.py).',
+                  'Spec/directory.md alone (step B: sealed changes, commitments, the public map value, the set digest), '
+                  'without reading the Swift code (Spec/reference/device_reference.py; Ed25519 group arithmetic from '
+                  'Spec/reference/keyglass_v2_reference.py).',
         'origin': ORIGIN.decode(), 'label_hex': LABEL.hex(),
         'label_is': 'SHA-256("alice@example.com")',
         'conventions': {
-            'leaf_hash': 'leaf_hash_hex of the step at index i is SHA-256 of the ASCII string "entry <i>"',
-            'index': 'each sequence starts at log index 1 and every step (invalid and malformed ones too) takes the next index',
-            'previous_index_without_entry': 'a chained change to a never-changed label is signed with previous index 0 (it is invalid anyway)',
+            'index': 'each sequence starts at log index 1 and every step (invalid and malformed ones too) takes the next '
+                     'index; a malformed step writes no entry of the label (its index is another entry of the log)',
+            'timestamps': 'the change entry at log index i is stamped 1767225600000 + 1000 * i (ms)',
+            'openings': 'deterministic, for the vectors only (a log draws each at random): the first 16 bytes of SHA-256 of '
+                        'the ASCII string "opening <context> <i>", with <context> the sequence name and <i> the step\'s '
+                        'log index (decimal) in sequences, and "sealed" and the vector\'s index in sealed.valid '
+                        '(e.g. SHA-256("opening owner-chained 1")[:16])',
+            'leaf_hash': 'leaf_hash_hex is the RFC 9162 leaf hash SHA-256(0x00 || entry) of the step\'s entry_hex (the h of '
+                         'the chain); null for a malformed step (no entry)',
+            'entry': 'entry_hex: the public change entry 0x02 || 0x02 || timestamp (8) || label (32) || version (8) || kind (1) '
+                     '|| commitment (32), 83 bytes; its version is the label\'s version + 1 unless the step says otherwise '
+                     '(entry_version)',
+            'sealed_change': 'sealed_change_hex: opening (16) || kind (1) || target length (2) || target || authority (1: 0x00 '
+                             'operator, 0x01 chained) || [signer id (16) || signature (64) if chained] || previous index (8: '
+                             'the label\'s newest index before the change, 2^64 - 1 if none) || set digest (32) of the '
+                             'devices and tombstones after the change (an invalid change: the set as it was)',
+            'commitment': 'commitment_hex = HMAC-SHA256(K, opening || label (32) || version (8) || the sealed change after its '
+                          'opening), K = SHA-256("keyglass-commitment-key-v1") (sealed.commitment_key_hex); the entry\'s '
+                          'last 32 bytes',
+            'set_digest': 'set_digest_hex: SHA-256(0x06 || active count (4) || each active record as length (2) || record, '
+                          'ascending by id || tombstone count (4) || each tombstoned id, ascending) of the label\'s devices '
+                          'and tombstones after the step; given for every step (a never-changed label: the empty set\'s)',
+            'map_value': 'map_value_hex: SHA-256(0x05 || version (8) || newest index (8) || chain (32)), the public part only; '
+                         'null while the label is at version 0 (absent from the map)',
+            'public_part': 'every change entry at the label\'s version + 1 moves version, newest index and chain, an '
+                           'invalid change too (its devices and tombstones stay as they were); an entry at another version '
+                           '(decided_by "version", verdict "invalid") is not applied at all: nothing moves',
+            'previous_index_without_entry': 'a chained change to a never-changed label is signed with previous index 0 in '
+                                            'the change message (it is invalid anyway); its sealed change says 2^64 - 1',
+            'never_changed': 'the table row "add, new id, to a set never changed" is read as: the label is at version 0 '
+                             '(no change entry of it applied, invalid ones included: Spec/decisions.md 30, "first" means '
+                             '"no change entry yet"; sequence invalid-first-changes)',
             'malformed': 'verdict "malformed": the target does not parse (a record against its rules, a revoke id of other '
-                         'than 16 bytes), so the entry is not a change at all; it is outside the rule and changes nothing '
-                         '(not the version, not the newest index, not the map value), only the log index moves on',
+                         'than 16 bytes), so it is not a change: no sealed change can hold it (the sealed change\'s parser '
+                         'refuses such a target) and no change entry is written; nothing of the label moves (version, '
+                         'newest index, map value, set digest); entry_hex, sealed_change_hex, commitment_hex, '
+                         'leaf_hash_hex, entry_version and previous_index are null',
             'signatures': 'checked as libsodium 1.0.18 crypto_sign_verify_detached: S < L, R and the key not of small order '
                           '(y, sign bit ignored, in {0, 1, y8, p - y8, p - 1, p, p + 1}), the key canonical, then the '
                           'canonical encoding of [S]B - [h]A must equal R',
-            'check_order': '1: signer active and signature valid (chained only); 2: at most 1,000 active devices after an add '
-                           'or reset (no step here reaches it); 3: the table',
+            'check_order': '1: signer active and signature valid (chained only); 2: the bounds (no step here reaches them); '
+                           '3: the table',
             'both_active_and_tombstoned': 'an applied add/rotate/reset naming a tombstoned id makes the record active while '
                                           'the id stays tombstoned; revoke judges such an id as active, every other change '
                                           'as tombstoned (sequences active-and-tombstoned and literal-readings)',
-            'map_value': 'SHA-256(0x05 || version (8) || newest index (8) || chain (32) || active count (4) || each active '
-                         'record as length (2) || record, ascending by id || tombstone count (4) || each tombstoned id, ascending)',
-            'extra_step_fields': 'note, table_row, decided_by, invalid_because, newest_index, chain_hex, active_ids_hex, '
-                                 'tombstoned_ids_hex are informative',
+            'replay': 'every step verifies as an opener replays it: the entry parses, the sealed change parses, opens the '
+                      'commitment, names the entry\'s kind and the label\'s newest index; the rule\'s verdict; the set '
+                      'digest is that of the set the rule leaves',
+            'fields': 'top level: origin (the log origin of every change message and signature), label_hex and label_is '
+                      '(the one label every sequence changes), records, messages, sequences, sealed. records: hex, valid, '
+                      'then what, device_id_hex, signing_key_hex, encryption_keys [{type (1 X25519, 2 P-256), key_hex}] for '
+                      'a valid one, or why and reference_parser (this parser\'s reason) for an invalid one. messages: '
+                      'origin, label_hex, signer_hex, previous_index, kind, target_hex, message_hex (the chained-change '
+                      'message), and signer_seed_hex, signer_public_key_hex, signature_hex (or a note). sequences: name, '
+                      'description, steps; a step: index (log index), leaf_hash_hex, kind, target_hex, authority ("operator" '
+                      'or {signer_hex, signature_hex}), verdict (first, chained, ghost_device, injected_key, '
+                      'operator_revoke, account_reset, invalid, malformed), map_value_hex, version (the label\'s version '
+                      'after the step), set_digest_hex, entry_hex, sealed_change_hex, commitment_hex, then the informative '
+                      'fields',
+            'extra_step_fields': 'note, table_row, decided_by ("version" for an entry at a wrong version), invalid_because, '
+                                 'entry_version (the entry\'s version), previous_index (the sealed change\'s, null for none), '
+                                 'newest_index, chain_hex, active_ids_hex, tombstoned_ids_hex are informative',
+            'sealed': 'sealed.valid: sealed changes of one scripted life of the label (index = log index, version, opening, '
+                      'kind, target, authority, previous_index (null: none, encoded 2^64 - 1), set_records_hex and '
+                      'set_tombstoned_hex (the set after it) and set_digest_hex, sealed_change_hex, commitment_message_hex '
+                      '(the HMAC\'s message), commitment_hex, entry_hex, verdict). sealed.refused: sealed changes an '
+                      'opener must refuse, each failing exactly one check, given entry_hex, sealed_change_hex, '
+                      'newest_index_before (the label\'s newest index before the change; null: none) and '
+                      'expected_set_digest_hex (of the set the rule leaves; for a lookup, of the set shown); reason: '
+                      'sealed_change_malformed (the parser refuses it; reference_parser says why), commitment_mismatch, '
+                      'kind_mismatch, previous_index_mismatch or set_digest_mismatch; alert: bad_opening for the first four, '
+                      'set_mismatch for the last; at_index: the valid vector whose position it takes',
         },
         'records': build_records(),
         'messages': build_messages(),
         'sequences': seqs,
+        'sealed': sealed,
     }
     if '--repo' in sys.argv[1:]:
         target = os.path.normpath(os.path.join(HERE, '..', 'vectors', 'device-vectors.json'))
@@ -908,8 +1349,9 @@ def main():
     with open(target, 'w') as f: f.write(text)
     print('wrote ' + target)
     nv = sum(r['valid'] for r in out['records'])
-    print('records: %d valid, %d invalid; messages %d; sequences %d, steps %d; cells covered %d/%d' % (
-        nv, len(out['records']) - nv, len(out['messages']), len(seqs), sum(len(s['steps']) for s in seqs), len(coverage & need), len(need)))
+    print('records: %d valid, %d invalid; messages %d; sequences %d, steps %d; cells covered %d/%d; sealed %d valid, %d refused' % (
+        nv, len(out['records']) - nv, len(out['messages']), len(seqs), sum(len(s['steps']) for s in seqs), len(coverage & need), len(need),
+        len(sealed['valid']), len(sealed['refused'])))
     from collections import Counter
     print(sorted(Counter(st['verdict'] for s in seqs for st in s['steps']).items()))
 

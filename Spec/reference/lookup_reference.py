@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Independent reference implementation (Python 3 stdlib only) of a key-directory v2 log and its
-lookups, written from Spec/directory.md ("Entries of a v2 log", "Replaying a log", "Lookups") and
-Spec/map.md alone, without reading the Swift. It reuses keyglass_v2_reference.py (Ed25519
-arithmetic, ECVRF, the map) and device_reference.py (records, the change message, the rule, a
-label's state, its map value, RFC 8032 signing), both imported from this script's own directory.
-Checkpoints are C2SP tlog-checkpoint texts in C2SP signed notes (Ed25519, key name = the origin);
-the log's Merkle tree and inclusion proofs are RFC 9162 section 2.1.
+lookups, written from Spec/directory.md ("The state of a label", "Sealed changes", "Entries of a v2 log",
+"Replaying a log", "Lookups") and Spec/map.md alone, without reading the Swift. It reuses
+keyglass_v2_reference.py (Ed25519 arithmetic, ECVRF, the map) and device_reference.py (records, the
+change message, the rule, a label's state, its map value and set digest, sealed changes, commitments,
+change entries, RFC 8032 signing), both imported from this script's own directory. Checkpoints are
+C2SP tlog-checkpoint texts in C2SP signed notes (Ed25519, key name = the origin); the log's Merkle tree
+and inclusion proofs are RFC 9162 section 2.1.
 
-It builds a small v2 log (alice, bob, carol; three map heads), signs a checkpoint after each head,
-answers lookups for four identities at each checkpoint, crafts answers a client must refuse, and
-checks all of them with its own verifier of the Lookups section (steps 1-7) before writing
-Spec/vectors/lookup-vectors.json.
+It builds a small v2 log of step B (alice, bob, carol; three map heads; every change entry sealed with
+a deterministic opening), replays it as an anonymous auditor (public parts and map heads only) and as
+the server (every change opened and judged), signs a checkpoint after each head, answers lookups for
+four identities at each checkpoint (the state carrying the newest change's entry and sealed change),
+crafts answers a client must refuse (among them from a fork and from a log whose sealed changes
+commit to what the rule does not leave), and checks all of them with its own verifier of the Lookups
+section (steps 1-7) before writing Spec/vectors/lookup-vectors.json.
 
 Run: python3 lookup_reference.py [--check]   (--check: compare with the file; exit 1 on difference)"""
 import base64, hashlib, importlib.util, json, os, sys, unicodedata
@@ -48,7 +52,6 @@ OTHER_LOG_SEED = H(PFX + ' other log signing seed')
 T0 = 1767225600000  # 2026-01-01T00:00:00Z in ms; entry i is stamped T0 + 1000 * i
 IDENTITIES = ['alice@example.com', 'bob@example.com', 'carol@example.com', 'dave@example.com']
 KIND_BYTE = {'add': 1, 'rotate': 2, 'revoke': 3, 'reset': 4}
-KIND_NAME = {v: k for k, v in KIND_BYTE.items()}
 
 def dev_id(name): return H(PFX + ' device id ' + name)[:16]
 def dev_seed(name): return H(PFX + ' device seed ' + name)
@@ -145,10 +148,10 @@ def parse_verifier_key(vkey):
 def enc_config(origin, vrf_pk, suite=SUITE):
     return b'\x02\x01' + u8(len(origin)) + origin + u8(suite) + vrf_pk
 
-def enc_change(ts, label, version, kind, target, auth):
-    out = b'\x02\x02' + u64(ts) + label + u64(version) + u8(KIND_BYTE[kind]) + u16(len(target)) + target
-    if auth == 'operator': return out + b'\x00'
-    return out + b'\x01' + auth[0] + auth[1]
+def enc_change(ts, label, version, kind, commitment):
+    """A v2 change entry (step B): 0x02 || 0x02 || timestamp (8) || label (32) || version (8) || kind (1) ||
+    commitment (32), 83 bytes."""
+    return dr.encode_change_entry(ts, label, version, KIND_BYTE[kind], commitment)
 
 def enc_head(ts, epoch, covered, root):
     return b'\x02\x03' + u64(ts) + u64(epoch) + u64(covered) + root
@@ -163,16 +166,8 @@ def parse_entry(b):
         if n < 1 or len(body) != 1 + n + 1 + 32: return None
         return {'type': 'config', 'origin': body[1:1 + n], 'suite': body[1 + n], 'vrf_pk': body[2 + n:]}
     if t == 2:
-        if len(body) < 8 + 32 + 8 + 1 + 2: return None
-        ts, label, version, kind = int.from_bytes(body[:8], 'big'), body[8:40], int.from_bytes(body[40:48], 'big'), body[48]
-        tl = int.from_bytes(body[49:51], 'big'); pos = 51 + tl
-        if kind not in KIND_NAME or len(body) < pos + 1: return None
-        target, a = body[51:pos], body[pos]
-        if a == 0 and len(body) == pos + 1: auth = 'operator'
-        elif a == 1 and len(body) == pos + 1 + 16 + 64: auth = (body[pos + 1:pos + 17], body[pos + 17:])
-        else: return None
-        return {'type': 'change', 'timestamp': ts, 'label': label, 'version': version, 'kind': KIND_NAME[kind],
-                'target': target, 'auth': auth}
+        c = dr.parse_change_entry(b)
+        return None if c is None else dict(c, type='change')
     if t == 3:
         if len(body) != 8 + 8 + 8 + 32: return None
         return {'type': 'head', 'timestamp': int.from_bytes(body[:8], 'big'), 'epoch': int.from_bytes(body[8:16], 'big'),
@@ -182,15 +177,18 @@ def parse_entry(b):
 # ---------------------------------------------------------------- building a log
 class Log:
     """A v2 log built change by change; each change is judged by device_reference's rule before it is
-    appended (the honest server's side), and each head snapshots every label's state and history."""
-    def __init__(self, vrf_seed, origin=ORIGIN, log_seed=LOG_SEED):
-        self.origin, self.vrf_seed, self.log_seed = origin, vrf_seed, log_seed
+    appended (the honest server's side), sealed (opening: opening_for(name, index)) and written as a
+    change entry; each head snapshots every label's state and history. `forge` writes what an honest
+    server never does: a sealed change committing to another set digest, previous index or kind."""
+    def __init__(self, name, vrf_seed, origin=ORIGIN, log_seed=LOG_SEED):
+        self.name, self.origin, self.vrf_seed, self.log_seed = name, origin, vrf_seed, log_seed
         self.entries, self.what = [enc_config(origin, kg.public_key(vrf_seed))], ['config']
+        self.sealed = {}                                        # log index -> sealed change
         self.states, self.histories, self.heads = {}, {}, {}   # label -> State / [(i, h)]; head index -> snapshot
 
     def label(self, identity): return vrf_label(self.vrf_seed, identity)
 
-    def change(self, identity, kind, dev, signer=None, expect=None):
+    def change(self, identity, kind, dev, signer=None, expect=None, forge=None):
         L = self.label(identity); st = self.states.get(L, dr.State()); i = len(self.entries)
         target = dev_id(dev) if kind == 'revoke' else rec(dev)
         if signer is None: auth = 'operator'
@@ -199,13 +197,18 @@ class Log:
             auth = (dev_id(signer), dr.ed_sign(dev_seed(signer), msg))
         verdict = dr.judge(st, self.origin, L, kind, target, auth)[0]
         assert verdict == expect, (identity, kind, dev, verdict)
-        e = enc_change(T0 + 1000 * i, L, st.version + 1, kind, target, auth)
+        forge = forge or {}
+        digest = forge.get('set_digest', dr.apply_private(st, kind, target, verdict).set_digest())
+        sealed = dr.encode_sealed(dr.opening_for(self.name, i), forge.get('kind', kind), target, auth,
+                                  forge.get('previous_index', st.newest), digest)
+        e = enc_change(T0 + 1000 * i, L, st.version + 1, kind, dr.commitment(L, st.version + 1, sealed))
         h = leaf_hash(e)
         self.states[L] = dr.apply(st, i, h, kind, target, verdict)
-        if verdict not in ('invalid', 'malformed'): self.histories[L] = self.histories.get(L, []) + [(i, h)]
-        self.entries.append(e)
-        self.what.append('%s: %s %s %s (%s, version %d)' % (identity, 'operator' if signer is None else 'chained by ' + signer,
-                                                           kind, dev, verdict, st.version + 1))
+        self.histories[L] = self.histories.get(L, []) + [(i, h)]
+        self.entries.append(e); self.sealed[i] = sealed
+        self.what.append('%s: %s %s %s (%s, version %d)%s' % (identity, 'operator' if signer is None else 'chained by ' + signer,
+                                                             kind, dev, verdict, st.version + 1,
+                                                             '; forged sealed change: ' + forge['what'] if forge else ''))
 
     def head(self):
         i = len(self.entries); epoch = len(self.heads) + 1
@@ -224,7 +227,7 @@ class Log:
         return sign_note(checkpoint_text(name, size, mth(hs)), name, seed or self.log_seed)
 
 def build_main():
-    g = Log(VRF_SEED)
+    g = Log('main', VRF_SEED)
     g.change('alice@example.com', 'add', 'A', expect='first')
     g.change('alice@example.com', 'add', 'B', signer='A', expect='chained')
     g.head()
@@ -239,7 +242,7 @@ def build_main():
 def build_fork():
     """A fork signed by the same key, same origin and VRF key: alice absent at the first head, then
     alice with a ghost where the real log has B; carol with two tombstones."""
-    g = Log(VRF_SEED)
+    g = Log('fork', VRF_SEED)
     g.change('bob@example.com', 'add', 'E', expect='first')
     g.head()
     g.change('alice@example.com', 'add', 'A', expect='first')
@@ -252,17 +255,38 @@ def build_fork():
     return g
 
 def build_other_vrf():
-    g = Log(OTHER_VRF_SEED)
+    g = Log('other-vrf', OTHER_VRF_SEED)
     g.change('alice@example.com', 'add', 'A', expect='first')
     g.head()
     return g
 
+def build_forged():
+    """A log signed by the log key whose server seals what the rule does not leave: alice's second change
+    (A adds B) commits to the set A, B and a ghost G; bob's second change (E adds F) names previous
+    index none; carol's first change (an add of C) is sealed as a rotate. Every entry and head is what
+    the public part makes: only those who open the changes can tell."""
+    g = Log('forged', VRF_SEED)
+    g.change('alice@example.com', 'add', 'A', expect='first')
+    st = g.states[g.label('alice@example.com')]
+    ghost = dr.apply_private(st, 'add', rec('B'), 'chained'); ghost = dr.apply_private(ghost, 'add', rec('G'), 'chained')
+    g.change('alice@example.com', 'add', 'B', signer='A', expect='chained',
+             forge={'set_digest': ghost.set_digest(), 'what': 'commits to the set A, B, G (a ghost only in the committed set)'})
+    g.change('bob@example.com', 'add', 'E', expect='first')
+    g.change('bob@example.com', 'add', 'F', signer='E', expect='chained',
+             forge={'previous_index': None, 'what': 'previous index 2^64 - 1 (none) instead of 3'})
+    g.change('carol@example.com', 'add', 'C', expect='first', forge={'kind': 'rotate', 'what': 'kind rotate; the entry says add'})
+    g.head()
+    return g
+
 # ---------------------------------------------------------------- replay (Spec/directory.md "Replaying a log")
-def replay(entries):
-    """Verdict of every change and whether every head is in sequence and has the right root. A head's
-    covered size may equal its own index ("Entries of a v2 log": a head covers no entry at or after its
-    own index; "Lookups" step 3: covering fewer than N entries), though "Replaying a log" reads as
-    refusing a covered size at its own index."""
+def replay(entries, sealed=None):
+    """Replays a v2 log. Without sealed changes (an anonymous auditor): every label's public part, and
+    whether every head is in sequence and has the right root; outcome 'sealed' for every change entry
+    applied, 'invalid' for one at a wrong version. With them (sealed: log index -> sealed change, as the
+    server holds): each change is also opened and judged (device_reference.replay_change): the rule's
+    verdict, bad_opening or set_mismatch. A head's covered size may equal its own index ("Entries of a
+    v2 log": a head covers no entry at or after its own index; "Lookups" step 3: covering fewer than N
+    entries), though "Replaying a log" reads as refusing a covered size at its own index."""
     cfg = parse_entry(entries[0]); assert cfg and cfg['type'] == 'config'
     origin = cfg['origin']
     states, values_at = {}, []          # values_at: (index, label, value) after each applied change
@@ -271,10 +295,12 @@ def replay(entries):
         p = parse_entry(e); assert p is not None and p['type'] != 'config', i
         if p['type'] == 'change':
             st = states.get(p['label'], dr.State())
-            if p['version'] != st.version + 1: v = 'invalid'
-            else: v = dr.judge(st, origin, p['label'], p['kind'], p['target'], p['auth'])[0]
-            states[p['label']] = dr.apply(st, i, leaf_hash(e), p['kind'], p['target'], v)
-            if v not in ('invalid', 'malformed'): values_at.append((i, p['label'], states[p['label']].map_value()))
+            if sealed is None:
+                if p['version'] != st.version + 1: v = 'invalid'
+                else: v, states[p['label']] = 'sealed', dr.advance_public(st, i, leaf_hash(e))
+            else:
+                v, states[p['label']], _ = dr.replay_change(st, origin, i, e, sealed[i])
+            if states.get(p['label'], st) is not st: values_at.append((i, p['label'], states[p['label']].map_value()))
             verdicts[i] = v
         else:
             ok = (p['epoch'] == (prev['epoch'] + 1 if prev else 1)
@@ -298,10 +324,13 @@ def proof_json(pairs, label):
     out['siblings_hex'] = [s.hex() for s in sibs]
     return out
 
-def state_json(st, hist):
+def state_json(st, hist, entries, sealed):
+    newest = hist[-1][0]
     return {'devices_hex': [st.active[i].encode().hex() for i in sorted(st.active)],
             'tombstoned_hex': [t.hex() for t in sorted(st.tombstoned)],
-            'history': [{'index': i, 'leaf_hash_hex': h.hex()} for i, h in hist]}
+            'history': [{'index': i, 'leaf_hash_hex': h.hex()} for i, h in hist],
+            'newest_entry_hex': entries[newest].hex(),
+            'newest_sealed_change_hex': sealed[newest].hex()}
 
 def answer(log, size, identity, seed=None, entries=None, head_at=None):
     """A full, self-contained answer (the bad lookups' form). head_at: the leaf given as the head
@@ -322,7 +351,7 @@ def answer(log, size, identity, seed=None, entries=None, head_at=None):
          'head_proof_hex': [p.hex() for p in inclusion_path(hi, hs)],
          'vrf_proof_hex': vrf_prove(log.vrf_seed, identity).hex(),
          'map_proof': proof_json(snap['pairs'], L),
-         'state': state_json(st, snap['histories'][L]) if st is not None and st.version > 0 else None}
+         'state': state_json(st, snap['histories'][L], entries, log.sealed) if st is not None and st.version > 0 else None}
     return a
 
 GOOD_FIELDS = ['identity', 'checkpoint_size', 'config_proof_hex', 'head_proof_hex', 'vrf_proof_hex', 'map_proof', 'state']
@@ -423,10 +452,30 @@ def verify_lookup(vkey, a, pinned_vrf_pk=None, client=None, skip=()):
     chains = [bytes(32)]
     for i, h in hist: chains.append(sha256(b'\x04' + chains[-1] + u64(i) + h))
     version, newest = len(hist), hist[-1][0]
-    val = b'\x05' + u64(version) + u64(newest) + chains[-1] + len(recs).to_bytes(4, 'big')
-    for r in recs: val += u16(len(r)) + r
-    val = sha256(val + len(tombs).to_bytes(4, 'big') + b''.join(tombs))
-    if val.hex() != mp['value_hex']: raise Refused(6, 'map_value_mismatch')
+    # the newest change's entry: a change entry of this label at version = the history's length, whose
+    # leaf hash is the history's last
+    if s.get('newest_entry_hex') is None or s.get('newest_sealed_change_hex') is None: raise Refused(6, 'newest_entry_missing')
+    entry_b = bytes.fromhex(s['newest_entry_hex'])
+    entry = dr.parse_change_entry(entry_b)
+    if entry is None: raise Refused(6, 'newest_entry_malformed')
+    if entry['label'] != label: raise Refused(6, 'newest_entry_label')
+    if entry['version'] != version: raise Refused(6, 'newest_entry_version')
+    if leaf_hash(entry_b) != hist[-1][1] and 'newest_entry_not_last' not in skip: raise Refused(6, 'newest_entry_not_last')
+    # its sealed change opens its commitment, names its kind, the history's one-before-last index
+    # (2^64 - 1 for a history of one) and the digest of the devices and tombstones shown
+    sealed = bytes.fromhex(s['newest_sealed_change_hex'])
+    sc = dr.parse_sealed(sealed)
+    if isinstance(sc, str): raise Refused(6, 'sealed_change_malformed', sc)
+    if dr.commitment(label, entry['version'], sealed) != entry['commitment'] and 'commitment_mismatch' not in skip:
+        raise Refused(6, 'commitment_mismatch')
+    if sc['kind'] != entry['kind'] and 'kind_mismatch' not in skip: raise Refused(6, 'kind_mismatch')
+    if sc['previous_index'] != (hist[-2][0] if len(hist) > 1 else None) and 'previous_index_mismatch' not in skip:
+        raise Refused(6, 'previous_index_mismatch')
+    if sc['set_digest'] != dr.set_digest_of(recs, tombs) and 'set_digest_mismatch' not in skip:
+        raise Refused(6, 'set_digest_mismatch')
+    # the map value from the public part
+    if dr.map_value_of(version, newest, chains[-1]).hex() != mp['value_hex'] and 'map_value_mismatch' not in skip:
+        raise Refused(6, 'map_value_mismatch')
     # 7
     if seen:
         if version < seen['version']: raise Refused(7, 'version_went_back')
@@ -491,14 +540,20 @@ def check_file(d):
 def main():
     used = self_test()
     g = build_main()
-    verdicts, heads = replay(g.entries)
+    verdicts, heads = replay(g.entries, g.sealed)
     assert all(heads.values()) and sorted(heads) == [3, 7, 9], heads
     assert verdicts == {1: 'first', 2: 'chained', 4: 'first', 5: 'first', 6: 'chained', 8: 'chained'}, verdicts
+    pv, ph = replay(g.entries)          # an anonymous auditor: the same heads from the public parts alone
+    assert ph == heads and set(pv.values()) == {'sealed'}
     fork = build_fork()
-    fv, fh = replay(fork.entries)
-    assert all(fh.values()) and fv[4] == 'ghost_device'
+    fv, fh = replay(fork.entries, fork.sealed)
+    assert all(fh.values()) and fv[4] == 'ghost_device' and all(replay(fork.entries)[1].values())
     ovrf = build_other_vrf()
-    assert all(replay(ovrf.entries)[1].values())
+    assert all(replay(ovrf.entries, ovrf.sealed)[1].values())
+    forged = build_forged()
+    fgv, fgh = replay(forged.entries, forged.sealed)
+    assert all(fgh.values()) and all(replay(forged.entries)[1].values())
+    assert fgv == {1: 'first', 2: 'set_mismatch', 3: 'first', 4: 'bad_opening', 5: 'bad_opening'}, fgv
 
     name = ORIGIN.decode()
     log_pk = dr.ed_public(LOG_SEED)
@@ -506,7 +561,8 @@ def main():
     vrf_pk = kg.public_key(VRF_SEED)
     sizes = sorted(i + 1 for i in g.heads)
     out = {'source': 'Generated by an independent Python 3 (standard library only) implementation written from '
-                     'Spec/directory.md and Spec/map.md alone, without reading the Swift code '
+                     'Spec/directory.md (step B: sealed changes, commitments, the public map value, lookups\' step 6 '
+                     'with the newest entry and its sealed change) and Spec/map.md alone, without reading the Swift code '
                      '(Spec/reference/lookup_reference.py, reusing keyglass_v2_reference.py and device_reference.py).',
            'origin': name,
            'log_verifier_key': vkey,
@@ -520,6 +576,32 @@ def main():
                'tree': 'RFC 9162 section 2.1: leaf hash SHA-256(0x00 || entry), node SHA-256(0x01 || left || right); '
                        'inclusion proofs per section 2.1.3, of leaf 0 and leaf N - 1 in the checkpoint\'s tree',
                'chain_leaf_hash': 'the h of a label\'s chain (and of history entries) is the entry\'s RFC 9162 leaf hash',
+               'entries': 'change entries are step B\'s: 0x02 || 0x02 || timestamp (8) || label (32) || version (8) || kind (1) '
+                          '|| commitment (32), 83 bytes; sealed_changes_hex[i] is the sealed change of entry i (null for the '
+                          'config and map heads): opening (16) || kind (1) || target length (2) || target || authority (1) || '
+                          '[signer (16) || signature (64)] || previous index (8, 2^64 - 1 for none) || set digest (32); '
+                          'commitment = HMAC-SHA256(SHA-256("keyglass-commitment-key-v1"), opening || label || version (8) || '
+                          'the sealed change after its opening)',
+               'openings': 'deterministic, for the vectors only (a log draws each at random): the first 16 bytes of '
+                           'SHA-256 of the ASCII string "opening <log> <i>", <i> the entry\'s log index (decimal) and <log> '
+                           'one of main (this file\'s entries_hex), fork, other-vrf, forged (the logs some bad and extra '
+                           'lookups come from)',
+               'map_value': 'a label\'s map value is SHA-256(0x05 || version (8) || newest index (8) || chain (32)): the '
+                            'public part only',
+               'set_digest': 'SHA-256(0x06 || active count (4) || each active record as length (2) || record, ascending by id '
+                             '|| tombstone count (4) || each tombstoned id, ascending); step 6 computes it over the devices '
+                             'and tombstones shown, in the order shown',
+               'state': 'a lookup\'s state: devices_hex (active records, ascending id), tombstoned_hex (ascending), '
+                        'history ([{index, leaf_hash_hex}], every change of the label, oldest first), newest_entry_hex (the '
+                        'entry of the history\'s last change) and newest_sealed_change_hex (its sealed change); null when the '
+                        'map proves the label absent',
+               'refusals': 'bad_lookups name the step (1-7) and a reason; step 6\'s reasons, in the order checked: '
+                           'tombstone_length, tombstones_order, record_malformed, devices_order, history_malformed, '
+                           'history_order, history_beyond_covered, newest_entry_missing, newest_entry_malformed, '
+                           'newest_entry_label, newest_entry_version, newest_entry_not_last, sealed_change_malformed, '
+                           'commitment_mismatch, kind_mismatch, previous_index_mismatch, set_digest_mismatch, '
+                           'map_value_mismatch; only_this_refuses: the answer verifies with that one check left out (or '
+                           'without the pinned VRF key, or without the client state)',
                'covered_size': 'each map head\'s covered size is its own index: it covers every entry before it',
                'timestamps': 'entry i is stamped 1767225600000 + 1000 * i (ms)',
                'devices': 'device id = SHA-256("keyglass-lookup-ref device id <name>")[:16], signing seed = '
@@ -531,8 +613,33 @@ def main():
                                 'head_entry_hex)',
                'client_state': 'newest_epoch: the newest epoch this client verified for the log (step 3); seen: the '
                                'version and chain this client verified before for the identity (step 7)',
+               'top_level_fields': 'origin; log_verifier_key (C2SP vkey "name+keyid+base64(0x01 || key)"); '
+                                   'log_signing_seed_hex and vrf_seed_hex (the seeds, for regeneration); '
+                                   'vrf_public_key_hex; labels_hex (identity -> its label under this VRF key); entries_hex '
+                                   '(the main log, leaf i at position i); sealed_changes_hex (aligned with entries_hex); '
+                                   'entries_what (informative: what each entry is, the rule\'s verdict and the version); '
+                                   'checkpoints ([{size, note}], the signed checkpoint after each map head); lookups, '
+                                   'extra_lookups, bad_lookups',
+               'answer_fields': 'identity; checkpoint_size (N); checkpoint_note; config_entry_hex and config_proof_hex '
+                                '(leaf 0 and its inclusion proof); head_entry_hex and head_proof_hex (leaf N - 1 and its '
+                                'proof); vrf_proof_hex (ECVRF proof, 80 bytes); map_proof {terminal: member | empty | '
+                                'other_leaf, value_hex (member, other_leaf), other_label_hex (other_leaf), siblings_hex '
+                                '(from depth 0 down)}; state (see "state")',
+               'expect': 'what a verified lookup yields: never_published, device_ids_hex (of the devices shown, '
+                         'ascending), version (the history\'s length; 0 if never published), epoch and covered_size (of '
+                         'the head)',
+               'lookups': 'lookups: answers for every identity at every checkpoint of the main log (answer fields but the '
+                          'note, config and head, see lookup_fields), each with expect; they verify for a client with no '
+                          'state, with or without the VRF key pinned',
+               'extra_lookups': 'extra_lookups: self-contained answers that verify for the client in client_state (none: '
+                                'a fresh client), with note and expect',
+               'bad_lookups': 'bad_lookups: self-contained answers that must be refused at refused_at_step for reason '
+                              '(see refusals), with why; client_state when the refusal needs the client\'s memory; '
+                              'needs_pinned_vrf_key and pinned_vrf_key_hex when it needs a pinned VRF key; '
+                              'only_this_refuses as in refusals',
            },
            'entries_hex': [e.hex() for e in g.entries],
+           'sealed_changes_hex': [g.sealed[i].hex() if i in g.sealed else None for i in range(len(g.entries))],
            'entries_what': g.what,
            'checkpoints': [{'size': n, 'note': g.checkpoint(n)} for n in sizes]}
 
@@ -580,6 +687,11 @@ def main():
                  {'newest_epoch': 3, 'seen': {'version': 1, 'chain_hex': r8b['chain_hex']}},
                  'bob seen at version 1; the same epoch again')
     add_stateful(answer(g, 10, 'dave@example.com'), {'newest_epoch': 2}, 'dave still never published')
+    a = answer(forged, 7, 'alice@example.com')
+    a['state']['devices_hex'] = sorted(a['state']['devices_hex'] + [rec('G').hex()], key=lambda r: r[:32])
+    add_stateful(a, None, 'a log (signed by the log key) whose sealed change of alice\'s newest change (A adds B) commits to '
+                 'A, B and a ghost G, the answer showing exactly that set: it verifies (a contact opens the newest change '
+                 'only; the owner\'s monitor, opening every change, names it set_mismatch)')
     out['extra_lookups'] = stateful
 
     # ---- bad lookups
@@ -605,14 +717,17 @@ def main():
     # a ghost shown only to this contact
     a = answer(g, 10, 'alice@example.com')
     a['state']['devices_hex'] = sorted(a['state']['devices_hex'] + [rec('G').hex()], key=lambda r: r[:32])
-    add_bad(a, 6, 'map_value_mismatch', 'a ghost device G added to the state only (the map value does not commit to it)')
+    add_bad(a, 6, 'set_digest_mismatch', 'a ghost device G added to the devices shown only (the newest change commits to '
+            'the set without it; the map value, now the public part only, still matches)', passes_without='check')
     # a device hidden from this contact
     a = answer(g, 4, 'alice@example.com')
     a['state']['devices_hex'] = [r for r in a['state']['devices_hex'] if r[:32] != dev_id('B').hex()]
-    add_bad(a, 6, 'map_value_mismatch', 'device B removed from the state only (alice has A and B at this head)')
+    add_bad(a, 6, 'set_digest_mismatch', 'device B removed from the devices shown only (alice has A and B at this head)',
+            passes_without='check')
     # the state of another identity
     a = answer(g, 8, 'alice@example.com'); a['state'] = answer(g, 8, 'bob@example.com')['state']
-    add_bad(a, 6, 'map_value_mismatch', "bob's state (devices, tombstones, history) shown with alice's proofs")
+    add_bad(a, 6, 'newest_entry_label', "bob's state (devices, tombstones, history, newest entry and sealed change) shown "
+                                        "with alice's proofs: the newest entry is bob's label's")
     # a VRF proof for another identity
     a = answer(g, 10, 'alice@example.com'); a['vrf_proof_hex'] = answer(g, 10, 'bob@example.com')['vrf_proof_hex']
     add_bad(a, 4, 'vrf_proof', "bob's VRF proof given for alice")
@@ -643,13 +758,13 @@ def main():
     # a history with one link changed
     a = answer(g, 10, 'alice@example.com')
     h1 = a['state']['history'][1]; h1['leaf_hash_hex'] = kg.flip_bit(bytes.fromhex(h1['leaf_hash_hex']), 0).hex()
-    add_bad(a, 6, 'map_value_mismatch', "alice's history with the leaf hash of its second change (index 2) altered: "
-                                        'the chain, so the map value, differs')
+    add_bad(a, 6, 'map_value_mismatch', "alice's history with the leaf hash of its second change (index 2, not the newest) "
+                                        'altered: the chain, so the map value, differs', passes_without='check')
     # tombstones re-split (main log: one tombstone split into two 8-byte pieces)
     a = answer(g, 8, 'carol@example.com')
     t = a['state']['tombstoned_hex'][0]; a['state']['tombstoned_hex'] = [t[:16], t[16:]]
     add_bad(a, 6, 'tombstone_length', "carol's one tombstoned id split into two 8-byte pieces (the count changes too, "
-                                      'so the map value would not match either)')
+                                      'so the set digest would not match either)')
     # tombstones re-split keeping the map value (fork: carol has two tombstones)
     a = answer(fork, 10, 'carol@example.com')
     verify_lookup(vkey, a)
@@ -658,8 +773,41 @@ def main():
     k = next(k for k in range(1, 16) if cat[:k] < cat[k:])   # pieces still in ascending order
     a['state']['tombstoned_hex'] = [cat[:k].hex(), cat[k:].hex()]
     add_bad(a, 6, 'tombstone_length', "carol's two tombstoned ids (32 bytes) re-split into pieces of %d and %d bytes: "
-            'same count, same bytes, so the same map value; only the 16-byte check refuses (the checkpoint of a fork '
+            'same count, same bytes, so the same set digest; only the 16-byte check refuses (the checkpoint of a fork '
             'signed by the log key)' % (k, 32 - k), passes_without='check')
+    # step B: the newest entry and its sealed change
+    a = answer(g, 10, 'alice@example.com')
+    sb = bytearray.fromhex(a['state']['newest_sealed_change_hex']); sb[0] ^= 0x01
+    a['state']['newest_sealed_change_hex'] = bytes(sb).hex()
+    add_bad(a, 6, 'commitment_mismatch', "alice's newest sealed change with the lowest bit of its opening flipped: it does "
+            'not open the entry\'s commitment', passes_without='check')
+    a = answer(g, 10, 'alice@example.com')
+    a['state']['newest_sealed_change_hex'] = g.sealed[2].hex()
+    add_bad(a, 6, 'commitment_mismatch', "alice's newest entry (index 8, a revoke) shown with the sealed change of her "
+            'change at index 2 (an add)')
+    a = answer(g, 10, 'alice@example.com')
+    a['state']['newest_sealed_change_hex'] += '00'
+    add_bad(a, 6, 'sealed_change_malformed', "alice's newest sealed change with a byte after its set digest")
+    a = answer(forged, 7, 'alice@example.com')
+    add_bad(a, 6, 'set_digest_mismatch', 'a log (signed by the log key) whose sealed change of alice\'s newest change (A '
+            'adds B) commits to A, B and a ghost G, the answer showing A and B: a sealed change committing to another set '
+            'than shown (showing A, B and G verifies: extra_lookups)', passes_without='check')
+    a = answer(g, 10, 'alice@example.com')
+    eb = bytearray.fromhex(a['state']['newest_entry_hex']); eb[9] ^= 0x01   # the timestamp's last byte
+    a['state']['newest_entry_hex'] = bytes(eb).hex()
+    add_bad(a, 6, 'newest_entry_not_last', "alice's newest entry with its timestamp changed by 1 ms: same label, version, "
+            'kind and commitment (its sealed change still opens it), but its leaf hash is not the history\'s last',
+            passes_without='check')
+    a = answer(g, 10, 'alice@example.com')
+    a['state']['newest_entry_hex'] = g.entries[2].hex(); a['state']['newest_sealed_change_hex'] = g.sealed[2].hex()
+    add_bad(a, 6, 'newest_entry_version', "alice's change at index 2 (version 2) and its sealed change shown as the newest: "
+            'the history has 3 changes')
+    a = answer(forged, 7, 'bob@example.com')
+    add_bad(a, 6, 'previous_index_mismatch', 'a log (signed by the log key) whose sealed change of bob\'s second change '
+            'names previous index 2^64 - 1 (none) where the history\'s one before last is 3', passes_without='check')
+    a = answer(forged, 7, 'carol@example.com')
+    add_bad(a, 6, 'kind_mismatch', 'a log (signed by the log key) whose sealed change of carol\'s only change says rotate '
+            'where the entry says add', passes_without='check')
     # a checkpoint signed by another key (same name)
     a = answer(g, 10, 'alice@example.com', seed=OTHER_LOG_SEED)
     add_bad(a, 1, 'checkpoint_signature', 'the size-10 checkpoint signed by another key under the same name (key ID %s)'

@@ -75,31 +75,48 @@ final class DeviceVectorTests: XCTestCase {
             let sequenceName = sequence["name"] as? String ?? "?"
             for step in try sequence.list("steps") {
                 let index = try step.u64("index")
+                let context = "\(sequenceName) step \(index) (\(step["note"] as? String ?? ""))"
                 let target = try Vectors.bytes(step["target_hex"])
-                let k: DeviceChange.Kind
-                do { k = try kind(try step.string("kind"), target) } catch {
-                    // A target that does not parse: the entry is malformed, not a change (a v2 entry's
-                    // parser refuses it), and nothing of the state moves.
-                    XCTAssertEqual(step["verdict"] as? String, "malformed", "\(sequenceName) step \(index): \(error)")
-                    XCTAssertThrowsError(try DirectoryEntry.parse(Self.entry(kind: try step.string("kind"), target: target)))
-                    XCTAssertEqual(set.version, try step.u64("version"))
-                    XCTAssertEqual(set.mapValue.map { Hex.encode($0.bytes) }, step["map_value_hex"] as? String)
+                guard let entryHex = step["entry_hex"] as? String, let sealedHex = step["sealed_change_hex"] as? String else {
+                    // A target that does not parse: no sealed change can hold it (its parser refuses
+                    // it), so no entry is written and nothing of the state moves.
+                    XCTAssertEqual(step["verdict"] as? String, "malformed", context)
+                    XCTAssertThrowsError(try SealedChange.parse(Self.sealedBytes(kind: try step.string("kind"), target: target)), context)
+                    XCTAssertEqual(set.version, try step.u64("version"), context)
+                    XCTAssertEqual(set.mapValue.map { Hex.encode($0.bytes) }, step["map_value_hex"] as? String, context)
                     seen.insert("malformed")
                     continue
                 }
-                let authority: DeviceChange.Authority
-                if let a = step["authority"] as? [String: Any] {
-                    authority = .chained(signer: try Vectors.bytes(a["signer_hex"]), signature: try Vectors.bytes(a["signature_hex"]))
-                } else {
-                    authority = .operator
+                let entry = try Vectors.bytes(entryHex), sealed = try Vectors.bytes(sealedHex)
+                XCTAssertEqual(Hex.encode(Merkle.leafHash(entry).bytes), try step.string("leaf_hash_hex"), context)
+                guard case .change(_, let l, let version, let kindCode, let commitment) = try DirectoryEntry.parse(entry), l == label else {
+                    return XCTFail("\(context): not a change entry of the label")
                 }
-                let leaf = try XCTUnwrap(Hash(bytes: try Vectors.bytes(step["leaf_hash_hex"])))
-                let verdict = DeviceRule.apply(DeviceChange(kind: k, authority: authority), to: &set, origin: origin, label: label, index: index, leafHash: leaf)
-                let context = "\(sequenceName) step \(index) (\(step["note"] as? String ?? ""))"
-                XCTAssertEqual(name(verdict), try step.string("verdict"), context)
+                XCTAssertEqual(Hex.encode(commitment.bytes), try step.string("commitment_hex"), context)
+                // Byte for byte: the sealed change re-encodes to itself, and the change in it is the step's.
+                let opened = try SealedChange.parse(sealed)
+                XCTAssertEqual(opened.encoded, sealed, context)
+                XCTAssertEqual(opened.change.kind, try kind(try step.string("kind"), target), context)
+                if let a = step["authority"] as? [String: Any] {
+                    XCTAssertEqual(opened.change.authority, .chained(signer: try Vectors.bytes(a["signer_hex"]), signature: try Vectors.bytes(a["signature_hex"])), context)
+                } else {
+                    XCTAssertEqual(opened.change.authority, .operator, context)
+                }
+                let verdictName: String
+                if version != set.version + 1 {
+                    verdictName = "invalid"  // not applied at all: what the replay's version check does
+                } else {
+                    let outcome = DirectoryReplay<MemoryMapNodeStore>.open(
+                        sealed, commitment: commitment, kind: kindCode, label: label, state: &set, origin: origin, index: index,
+                        leafHash: Merkle.leafHash(entry))
+                    guard case .judged(let verdict) = outcome else { return XCTFail("\(context): \(outcome)") }
+                    verdictName = name(verdict)
+                }
+                XCTAssertEqual(verdictName, try step.string("verdict"), context)
                 XCTAssertEqual(set.version, try step.u64("version"), context)
                 XCTAssertEqual(set.mapValue.map { Hex.encode($0.bytes) }, step["map_value_hex"] as? String, context)
-                seen.insert(name(verdict))
+                XCTAssertEqual(Hex.encode(set.setDigest.bytes), try step.string("set_digest_hex"), context)
+                seen.insert(verdictName)
                 steps += 1
             }
         }
@@ -107,11 +124,64 @@ final class DeviceVectorTests: XCTestCase {
         XCTAssertEqual(seen, ["first", "chained", "account_reset", "operator_revoke", "ghost_device", "injected_key", "invalid", "malformed"])
     }
 
-    /// A v2 change entry carrying `target` as a change of kind `kind` (operator), as the log would.
-    private static func entry(kind: String, target: [UInt8]) -> [UInt8] {
+    /// Sealed changes and commitments: each valid one re-encodes, commits and makes its entry as
+    /// the vector says; each refused one fails exactly the check it names.
+    func testSealedChanges() throws {
+        let sealed = try load().dict("sealed")
+        XCTAssertEqual(try sealed.string("commitment_key_hex"), Hex.encode(Hash.sha256(Array("keyglass-commitment-key-v1".utf8)).bytes))
+        for v in try sealed.list("valid") {
+            let what = v["what"] as? String ?? "?"
+            let label = try XCTUnwrap(Hash(bytes: try Vectors.bytes(v["label_hex"])))
+            let version = try v.u64("version")
+            let s = try SealedChange.parse(try Vectors.bytes(v["sealed_change_hex"]))
+            XCTAssertEqual(Hex.encode(s.encoded), try v.string("sealed_change_hex"), what)
+            XCTAssertEqual(Hex.encode(s.opening), try v.string("opening_hex"), what)
+            XCTAssertEqual(s.previousIndex, v["previous_index"] as? NSNumber == nil ? nil : try v.u64("previous_index"), what)
+            XCTAssertEqual(Hex.encode(s.commitment(label: label, version: version).bytes), try v.string("commitment_hex"), what)
+            let records = try (try XCTUnwrap(v["set_records_hex"] as? [String])).map { try DeviceRecord.parse(try Vectors.bytes($0)) }
+            let tombstoned = try (try XCTUnwrap(v["set_tombstoned_hex"] as? [String])).map { try Vectors.bytes($0) }
+            XCTAssertEqual(Hex.encode(DeviceSet.setDigest(active: records, tombstoned: tombstoned).bytes), try v.string("set_digest_hex"), what)
+            XCTAssertEqual(s.setDigest, DeviceSet.setDigest(active: records, tombstoned: tombstoned), what)
+            guard case .change(let t, _, _, _, _) = try DirectoryEntry.parse(try Vectors.bytes(v["entry_hex"])) else { return XCTFail(what) }
+            XCTAssertEqual(Hex.encode(DirectoryEntry.sealedChange(s, timestampMillis: t, label: label, version: version).encoded), try v.string("entry_hex"), what)
+        }
+        var reasons: [String: Int] = [:]
+        for v in try sealed.list("refused") {
+            let why = v["why"] as? String ?? "?"
+            let reason = try v.string("reason")
+            reasons[reason, default: 0] += 1
+            let bytes = try Vectors.bytes(v["sealed_change_hex"])
+            guard reason != "sealed_change_malformed" else {
+                XCTAssertThrowsError(try SealedChange.parse(bytes), why)
+                continue
+            }
+            let s = try SealedChange.parse(bytes)
+            guard case .change(_, let label, let version, let kindCode, let commitment) = try DirectoryEntry.parse(try Vectors.bytes(v["entry_hex"])) else {
+                return XCTFail(why)
+            }
+            let opens = s.opens(commitment: commitment, label: label, version: version, kindCode: kindCode)
+            let before: UInt64? = v["newest_index_before"] as? NSNumber == nil ? nil : try v.u64("newest_index_before")
+            switch reason {
+            case "commitment_mismatch", "kind_mismatch":
+                XCTAssertFalse(opens, why)
+            case "previous_index_mismatch":
+                XCTAssertTrue(opens, why)
+                XCTAssertNotEqual(s.previousIndex, before, why)
+            case "set_digest_mismatch":
+                XCTAssertTrue(opens && s.previousIndex == before, why)
+                XCTAssertNotEqual(Hex.encode(s.setDigest.bytes), try v.string("expected_set_digest_hex"), why)
+            default:
+                XCTFail("unknown reason \(reason)")
+            }
+        }
+        XCTAssertEqual(Set(reasons.keys), ["sealed_change_malformed", "commitment_mismatch", "kind_mismatch", "previous_index_mismatch", "set_digest_mismatch"])
+    }
+
+    /// The bytes of a sealed change carrying `target` as a change of kind `kind` (operator).
+    private static func sealedBytes(kind: String, target: [UInt8]) -> [UInt8] {
         let code: UInt8 = ["add": 1, "rotate": 2, "revoke": 3, "reset": 4][kind] ?? 0
-        var e: [UInt8] = [0x02, 0x02] + [UInt8](repeating: 0, count: 8) + [UInt8](repeating: 7, count: 32) + [0, 0, 0, 0, 0, 0, 0, 1, code]
-        e += [UInt8(target.count >> 8), UInt8(target.count & 0xff)] + target + [0x00]
-        return e
+        var s = [UInt8](repeating: 9, count: 16) + [code, UInt8(target.count >> 8), UInt8(target.count & 0xff)] + target + [0x00]
+        s += [UInt8](repeating: 0xff, count: 8) + [UInt8](repeating: 0, count: 32)
+        return s
     }
 }

@@ -34,7 +34,7 @@ final class LookupVectorTests: XCTestCase {
             let history = try s.list("history").map { (index: try $0.u64("index"), leafHash: try Vectors.hash($0["leaf_hash_hex"])) }
             state = .init(
                 devices: devices, tombstoned: tombstoned, history: history, newestEntry: try Vectors.bytes(s["newest_entry_hex"]),
-                newestSealed: try Vectors.bytes(s["newest_sealed_hex"]))
+                newestSealed: try Vectors.bytes(s["newest_sealed_change_hex"]))
         }
         return DirectoryLookup.Answer(
             checkpoint: note,
@@ -60,9 +60,11 @@ final class LookupVectorTests: XCTestCase {
         // The log replays: every change accepted, every head matches.
         var replay = DirectoryReplay(store: MemoryMapNodeStore())
         var heads = 0
-        for hex in try XCTUnwrap(file["entries_hex"] as? [String]) {
+        let sealed = try XCTUnwrap(file["sealed_changes_hex"] as? [Any])
+        for (i, hex) in try XCTUnwrap(file["entries_hex"] as? [String]).enumerated() {
             let e = try Vectors.bytes(hex)
-            switch try replay.replay(e, leafHash: Merkle.leafHash(e)) {
+            let opened = try (sealed[i] as? String).map { try Vectors.bytes($0) }
+            switch try replay.replay(e, leafHash: Merkle.leafHash(e), sealed: opened) {
             case .change(let i, _, let v): XCTAssertEqual(v.verdict?.isAcceptedByServer, true, "entry \(i): \(v)")
             case .mapHead(let i, _, let o):
                 XCTAssertEqual(o, .matches, "head at \(i)")
