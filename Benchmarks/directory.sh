@@ -14,10 +14,11 @@ DD="$WORK/dir"
 [ -n "${VRF:-}" ] || VRF=$("$BIN/keyglass-bench" vrf 2000)
 VRFP=${VRF% *}
 DTOKEN=$(tr -d '[:space:]' < "$DD/publish-token")
+LTOKEN=$(tr -d '[:space:]' < "$DD/lookup-token")  # lookups need a credential (step B); unlimited below
 
 start_directory() {  # EPOCH_MS; sets PID and URL (checks /v2/log names this directory's key)
   rm -f "$DD/port"
-  "$BIN/keyglass-server" serve --data "$DD" --port 0 --port-file "$DD/port" --log-level warning --sync FULL --epoch-ms "$1" > "$DD/server.log" 2>&1 &
+  "$BIN/keyglass-server" serve --data "$DD" --port 0 --port-file "$DD/port" --log-level warning --sync FULL --epoch-ms "$1" --lookup-rate 0 > "$DD/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 1200); do [ -s "$DD/port" ] && curl -sf --max-time 5 "http://127.0.0.1:$(cat "$DD/port")/healthz" > /dev/null && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
   { kill -0 "$PID" 2>/dev/null && [ -s "$DD/port" ]; } || { cat "$DD/server.log"; fail "directory server did not start"; }
@@ -31,14 +32,15 @@ start_directory() {  # EPOCH_MS; sets PID and URL (checks /v2/log names this dir
 # Every 100 ms: the newest map head's age and how long the lookup took, into FILE ("AGE_MS
 # LOOKUP_MS" per line), until killed.
 start_lag_sampler() {  # FILE
-  python3 - "$URL" "$1" <<'PY' &
+  python3 - "$URL" "$1" "$LTOKEN" <<'PY' &
 import base64, json, sys, time, urllib.request
-url, out = sys.argv[1], sys.argv[2]
+url, out, token = sys.argv[1], sys.argv[2], sys.argv[3]
 with open(out, "w") as f:
     while True:
         try:
             t0 = time.time()
-            a = json.load(urllib.request.urlopen(url + "/v2/lookup/lag-probe@bench.test", timeout=5))
+            req = urllib.request.Request(url + "/v2/lookup/lag-probe@bench.test", headers={"Authorization": "Bearer " + token})
+            a = json.load(urllib.request.urlopen(req, timeout=5))
             t1 = time.time()
             head = base64.b64decode(a["head_entry"])
             assert head[0] == 2 and head[1] == 3, "the last leaf is not a map head"
@@ -101,8 +103,8 @@ for i in range(2000):
     if r.status != 200: sys.exit("add %d: HTTP %d" % (i, r.status))
 PY
 sleep 2.5   # two epochs: a head covers them all
-wrk -t2 -c64 -d3s -s Benchmarks/wrk/directory_lookup.lua "$URL" -- 2000 > /dev/null 2>&1 || true
-wrk3 "$WORK/dir-lookup.wrk" -t2 -c64 -d"${SECS}s" --latency -s Benchmarks/wrk/directory_lookup.lua "$URL" -- 2000
+wrk -t2 -c64 -d3s -s Benchmarks/wrk/directory_lookup.lua "$URL" -- 2000 "$LTOKEN" > /dev/null 2>&1 || true
+wrk3 "$WORK/dir-lookup.wrk" -t2 -c64 -d"${SECS}s" --latency -s Benchmarks/wrk/directory_lookup.lua "$URL" -- 2000 "$LTOKEN"
 DLOOK=$RATE; DLOOK_RATES=$RATES; DLOOK_ERR=$ERR; DLOOK50=$P50; DLOOK99=$P99
 DRSS=$(rss_mb "$PID")
 SIZE=$(curl -sf "$URL/v2/log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tree_size"])')

@@ -170,9 +170,11 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         case .change(_, let label, let version, let kind, let commitment):
             var state = try states.state(of: label) ?? DeviceSet()
             guard version == state.version + 1 else {
-                return .change(index: index, label: label, outcome: .notApplied("the entry says version \(version); the label is at \(state.version)"))
+                return .change(
+                    index: index, label: label, outcome: .notApplied("the entry says version \(version); the label is at \(state.version)"))
             }
-            let outcome = Self.open(sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash)
+            let outcome = Self.open(
+                sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash)
             try states.setState(state, of: label)
             queued.append((index, label, state.mapValue!))  // applied: the label has a value now
             return .change(index: index, label: label, outcome: outcome)
@@ -216,7 +218,8 @@ extension DirectoryReplayOf {
             if !opened.opens(commitment: commitment, label: label, version: state.version + 1, kindCode: kind) {
                 why = "it does not open the entry's commitment"
             } else if opened.previousIndex != state.newestIndex {
-                why = "it names previous index \(opened.previousIndex.map(String.init) ?? "none"), the label's is \(state.newestIndex.map(String.init) ?? "none")"
+                why =
+                    "it names previous index \(opened.previousIndex.map(String.init) ?? "none"), the label's is \(state.newestIndex.map(String.init) ?? "none")"
             } else {
                 let verdict = DeviceRule.apply(opened.change, to: &state, origin: origin, label: label, index: index, leafHash: leafHash)
                 return opened.setDigest == state.setDigest ? .judged(verdict) : .setMismatch(verdict)
