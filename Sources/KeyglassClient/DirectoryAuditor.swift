@@ -23,7 +23,7 @@ import KeyglassWire
 public struct DirectoryAuditor: Sendable {
     public struct Alert: Sendable, Equatable, Codable {
         /// map_mismatch, invalid_change, malformed_entry, backdated; for watched identities also
-        /// ghost_device, injected_key, account_reset, operator_revoke, bad_opening, set_mismatch.
+        /// ghost_device, injected_key, account_reset, operator_revoke, bad_opening, set_mismatch, erased.
         public let kind: String
         public let index: UInt64
         public let detail: String
@@ -67,24 +67,38 @@ public struct DirectoryAuditor: Sendable {
     /// prints the report's alerts, then calls `store.markAlertsReported()`.
     public func run(watched: [String], view: DirectoryClient.LogView?, store: DirectoryAuditStore,
                     progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }) async throws -> Report {
-        var note = try await client.log.checkpoint()
-        // Watched identities' changes are opened with their sealed changes, from their histories;
-        // those are served against the newest map head's tree, so that is the tree audited.
+        // Watched identities' labels first (verified lookups), then the tree to audit: the newest
+        // checkpoint, which must extend every lookup's tree (so leaf 0, and with it the VRF key the
+        // labels were proved under, is the audited one). Their changes are opened with their
+        // sealed changes, read from their histories against that same tree: a change the history
+        // leaves out is named, and a history frozen on an older tree is refused.
         var watchedLabels: [Hash: String] = [:]
-        var sealed: [UInt64: [UInt8]] = [:]
-        var headSize: UInt64?
+        var lookedUp: [Checkpoint] = []
+        var erased: [String] = []
         for identity in watched {
-            let label = try await client.lookup(identity).result.label
-            let history = try await client.history(identity, treeSize: headSize)
-            if headSize == nil { note = history.note }
-            headSize = history.checkpoint.size
-            watchedLabels[label] = identity
-            // A sealed change the log withholds (or erased) is one the alert names: not opened.
-            for e in history.entries { sealed[e.index] = e.sealed ?? [] }
+            do {
+                let verified = try await client.lookup(identity)
+                watchedLabels[verified.result.label] = identity
+                lookedUp.append(verified.result.checkpoint)
+            } catch ClientError.http(status: 410, _) {
+                erased.append(identity)  // an alert below: a watcher must hear of it
+            }
         }
+        let note = try await client.log.checkpoint()
         let checkpoint: Checkpoint
         do { checkpoint = try SignedCheckpoint.open(note, logKey: client.logKey).0.checkpoint } catch {
             throw DirectoryClient.Refused(failure: .checkpoint("\(error)"))
+        }
+        for tree in lookedUp {
+            _ = try await client.extend(DirectoryClient.LogView(size: tree.size, root: tree.root.base64, epoch: 0), to: checkpoint, epoch: 0)
+        }
+        var sealed: [UInt64: [UInt8]] = [:]
+        var histories: [Hash: [DirectoryClient.HistoryEntry]] = [:]
+        for (label, identity) in watchedLabels {
+            let history = try await client.history(identity, treeSize: checkpoint.size)
+            histories[label] = history.entries
+            // A sealed change the log withholds (or erased) is one the alert names: not opened.
+            for e in history.entries { sealed[e.index] = e.sealed ?? [] }
         }
         // The tree audited must be one the witnesses saw, as every lookup's must: else a log could
         // show its auditors a clean tree and its users another.
@@ -106,6 +120,31 @@ public struct DirectoryAuditor: Sendable {
         // What the state holds must be a prefix of the tree audited now (also when nothing is
         // left to replay: a run killed after its last commit left a view older than its state).
         if range.size > 0 { try await verify(range, against: checkpoint) }
+        // A watched label's devices as of where the state stopped, rebuilt from its opened history:
+        // its changes before now may have been replayed sealed (watched since this run, or not
+        // watched for a while), which left its public part right and its devices unknown.
+        var rebuildAlerts: [Alert] = []
+        try store.transaction {
+            for (label, history) in histories {
+                guard let stored = try replay.states.state(of: label) else { continue }
+                var rebuilt = DeviceSet()
+                for e in history where e.index < range.size {
+                    guard case .change(_, let l, let version, let kind, let commitment)? = try? DirectoryEntry.parse(e.entry), l == label,
+                        version == rebuilt.version + 1
+                    else { continue }
+                    _ = DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.open(
+                        e.sealed ?? [], commitment: commitment, kind: kind, label: label, state: &rebuilt, origin: replay.origin ?? "",
+                        index: e.index, leafHash: Merkle.leafHash(e.entry))
+                }
+                if rebuilt.version == stored.version && rebuilt.chain == stored.chain {
+                    try replay.restoreState(rebuilt, of: label)
+                } else {
+                    rebuildAlerts.append(Alert(
+                        kind: "bad_opening", index: range.size,
+                        detail: "\(watchedLabels[label] ?? label.hex): its history does not lead to the \(stored.version) change(s) audited so far: changes left out"))
+                }
+            }
+        }
         var storedAlerts = try store.unreportedAlerts(limit: 0).total
         while range.size < checkpoint.size {
             let chunkEnd = min(checkpoint.size, (range.size / TileLayout.width + Self.tilesPerChunk) * TileLayout.width)
@@ -183,6 +222,10 @@ public struct DirectoryAuditor: Sendable {
         }
         let (alerts, total) = try store.unreportedAlerts(limit: Self.maxAlerts)
         report.alerts = alerts.map { Alert(kind: $0.kind, index: $0.index, detail: $0.detail) }
+        // Every run while they last (not stored): a watched identity the log calls erased, or whose
+        // history cannot rebuild what was audited, cannot be watched.
+        report.alerts += erased.map { Alert(kind: "erased", index: checkpoint.size, detail: "\($0): the log answers that the identity was erased; its changes can no longer be opened") }
+        report.alerts += rebuildAlerts
         report.alertsNotListed += total - alerts.count
         // The epoch of the newest head that followed its predecessor (an out-of-sequence head's
         // own number, say UInt64.max, would make every later run refuse the log as stale).

@@ -142,6 +142,13 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         }
     }
 
+    /// Replaces a label's state: an auditor that starts watching a label rebuilds its devices from
+    /// the label's opened history (the replay so far saw its changes sealed), with the same public
+    /// part. The caller checks that part is the one this replay derived.
+    public mutating func restoreState(_ state: DeviceSet, of label: Hash) throws {
+        try states.setState(state, of: label)
+    }
+
     /// Replays the entry at index `size` (its bytes and its leaf hash) and says what it was. A
     /// change entry's `sealed` change, when the caller holds it, is opened and judged.
     public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil) throws -> Event {

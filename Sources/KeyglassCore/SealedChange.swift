@@ -69,16 +69,7 @@ public struct SealedChange: Equatable, Sendable {
     /// KEYTRANS); hiding comes from the opening.
     static let commitmentKey = Hash.sha256(Array("keyglass-commitment-key-v1".utf8)).bytes
 
-    private static func hmac(_ message: [UInt8]) -> Hash {
-        precondition(Ed25519.ready, "libsodium failed to initialise")
-        var out = [UInt8](repeating: 0, count: 32)
-        _ = message.withUnsafeBufferPointer { m in
-            commitmentKey.withUnsafeBufferPointer { k in
-                crypto_auth_hmacsha256(&out, m.baseAddress, UInt64(m.count), k.baseAddress!)
-            }
-        }
-        return Hash(bytes: out)!
-    }
+    private static func hmac(_ message: [UInt8]) -> Hash { HMACSHA256.mac(key: commitmentKey, message) }
 
     /// Why bytes are not a sealed change.
     public struct Malformed: Error, Equatable, CustomStringConvertible {
@@ -107,6 +98,22 @@ public struct SealedChange: Equatable, Sendable {
         guard r.atEnd else { throw Malformed(description: "bytes after the sealed change") }
         return SealedChange(
             opening: Array(b[o]), change: change, previousIndex: previous == .max ? nil : previous, setDigest: Hash(bytes: Array(b[digest]))!)
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) with a 32-byte key, from libsodium.
+public enum HMACSHA256 {
+    /// The MAC of `message` under `key` (exactly 32 bytes).
+    public static func mac(key: [UInt8], _ message: [UInt8]) -> Hash {
+        precondition(Ed25519.ready, "libsodium failed to initialise")
+        precondition(key.count == 32, "an HMAC-SHA256 key here is 32 bytes")
+        var out = [UInt8](repeating: 0, count: 32)
+        _ = message.withUnsafeBufferPointer { m in
+            key.withUnsafeBufferPointer { k in
+                crypto_auth_hmacsha256(&out, m.baseAddress, UInt64(m.count), k.baseAddress!)
+            }
+        }
+        return Hash(bytes: out)!
     }
 }
 

@@ -86,7 +86,7 @@ public struct DataDirectory: Sendable {
             try SecretFile.create(lookupToken, contents: token + "\n")
             try SecretFile.create(lookupTokenHashes, contents: Hash.sha256(Array(token.utf8)).hex + " default\n")
         }
-        let storage = try SQLiteStorage(path: database, readers: 1)
+        let storage = try SQLiteStorage(path: database, readers: 1, secureDelete: true)
         defer { storage.close() }
         let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
         return (signer.verifierKey, log.vrfPublicKey)

@@ -169,10 +169,19 @@ public final class DirectoryLog {
     /// computed (and remembered for the next change or lookup).
     public func label(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
         if let known = labels[identity] { return known }
-        let computed = try storage.vrfLabel(of: identity).map { ($0.label, $0.proof) } ?? Self.label(of: identity, vrfSeed: vrfSeed)
+        let computed = try storage.vrfLabel(of: Self.storedIdentity(identity, vrfSeed: vrfSeed)).map { ($0.label, $0.proof) }
+            ?? Self.label(of: identity, vrfSeed: vrfSeed)
         if labels.count >= Self.maxCachedLabels { labels.removeAll(keepingCapacity: true) }
         labels[identity] = computed
         return computed
+    }
+
+    /// How `vrf_labels` names an identity: HMAC-SHA256 under a key derived from the VRF seed, hex.
+    /// A copy of the database (a backup) then does not list who has keys: linking a guessed
+    /// identity to its row needs the VRF key, or an ECVRF verification per guess and row.
+    public static func storedIdentity(_ identity: String, vrfSeed: [UInt8]) -> String {
+        let key = Hash.sha256(Array("keyglass-stored-identity-v1".utf8) + vrfSeed).bytes
+        return HMACSHA256.mac(key: key, Array(identity.utf8)).hex
     }
 
     /// The label and VRF proof of `identity` (canonical) under the VRF key of `vrfSeed`.
@@ -228,7 +237,12 @@ public final class DirectoryLog {
             let change = DeviceChange(kind: request.kind, authority: request.authority)
             let verdict = DeviceRule.judge(change, to: before, origin: signer.name, label: label)
             guard verdict.isAcceptedByServer else {
-                if case .invalid = verdict, case .chained = request.authority, before.newestIndex != headStates[label]?.newestIndex {
+                // Stale only if the change verifies against the newest head's state (what the
+                // signer saw): a caller without an active device's key learns nothing from it.
+                if case .invalid = verdict, case .chained = request.authority, let seen = headStates[label],
+                    before.newestIndex != seen.newestIndex,
+                    DeviceRule.judge(change, to: seen, origin: signer.name, label: label).isAcceptedByServer
+                {
                     results.append(.failure(.stalePosition))
                 } else {
                     results.append(.failure(.rule(verdict)))
@@ -244,7 +258,7 @@ public final class DirectoryLog {
             after.advance(index: next, leafHash: Merkle.leafHash(entry))
             states[label] = after
             batch.append((label, entry, sealed.encoded))
-            vrf.append(SequencedBatch.VRFLabel(identity: identity, label: label, proof: proof))
+            vrf.append(SequencedBatch.VRFLabel(identity: Self.storedIdentity(identity, vrfSeed: vrfSeed), label: label, proof: proof))
             results.append(.success(next))
             next += 1
         }

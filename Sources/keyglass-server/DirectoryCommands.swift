@@ -88,12 +88,13 @@ struct Erase: AsyncParsableCommand {
             let lock = try ServeLock.hold(dir)
             defer { lock.release() }
             let canonical = try Identity.normalize(identity)
-            let label = try DirectoryLog.label(of: canonical, vrfSeed: try dir.loadVRFSeed()).label
-            let storage = try SQLiteStorage(path: dir.database, readers: 1)
+            let seed = try dir.loadVRFSeed()
+            let label = try DirectoryLog.label(of: canonical, vrfSeed: seed).label
+            let storage = try SQLiteStorage(path: dir.database, readers: 1, secureDelete: true)
             defer { storage.close() }
             let size = try storage.entryCount()
             let entries = try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion))
-            let erased = try storage.eraseSealedChanges(at: entries.map(\.index), identity: canonical)
+            let erased = try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLog.storedIdentity(canonical, vrfSeed: seed))
             print("erased \(erased) sealed change(s) of \(canonical) (label \(label.hex)) and its stored label; its \(entries.count) log entr\(entries.count == 1 ? "y stays" : "ies stay")")
         } catch {
             throw commandFailed("erase", error)

@@ -407,7 +407,7 @@ extension Serve {
         // what this process keeps in memory, so it refuses to run beside it.
         let lock = try ServeLock.hold(dir)
         defer { lock.release() }
-        let sqlite = try SQLiteStorage(path: dir.database, sync: sync)
+        let sqlite = try SQLiteStorage(path: dir.database, sync: sync, secureDelete: true)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
         let vrfSeed = try dir.loadVRFSeed()
         let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: vrfSeed)

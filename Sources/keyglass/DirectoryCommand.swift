@@ -452,18 +452,22 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
         Reads every entry (entry bundles, c2sp.org/tlog-tiles), checks they make the tree the newest \
         checkpoint signs and that it extends the one the last run audited, and replays them as the \
         server does: a map head that is not the map its entries make is map_mismatch (naming its \
-        epoch, its leaf and the checkpoint); a change no honest server writes (a ghost device, an \
-        injected key, a broken signature) is an alert whoever it is for; for identities in --watch, \
-        an operator's reset or revocation is an alert too. The map and every label's state are kept \
-        in STATE/directory-….audit.sqlite (memory stays bounded), and each run goes on from where \
-        the last stopped, a killed run included; alerts are reported once.
+        epoch, its leaf and the checkpoint); an entry out of order, malformed or backdated is an \
+        alert. Changes are sealed: without --watch the audit checks every map head, not what \
+        changes did. For identities in --watch (which needs --lookup-token), their changes are \
+        opened from their histories, read against the same tree: a ghost device, an injected key, \
+        an operator's reset or revocation, a change the history leaves out or that does not open \
+        (bad_opening), or that commits to devices it did not make (set_mismatch), is an alert. The \
+        map and every label's state are kept in STATE/directory-….audit.sqlite (memory stays \
+        bounded), and each run goes on from where the last stopped, a killed run included; alerts \
+        are reported once.
 
         Exit codes: 0 no alert; 2 ALERT or refused; 1 bad input; 3 the log did not answer.
         """)
 
     @OptionGroup var options: DirectoryOptions
 
-    @Option(name: .long, help: "A file of identities to watch, one per line (# comments). Alerts are decided as entries are replayed: a change to an identity added to the file later is not looked at again.")
+    @Option(name: .long, help: "A file of identities to watch, one per line (# comments). Alerts are decided as entries are replayed: the changes of an identity added to the file later are not judged again (its devices are rebuilt from its history, so its next changes are).")
     var watch: String?
 
     /// Marks the alerts printed as reported only once they have left this process: a run killed

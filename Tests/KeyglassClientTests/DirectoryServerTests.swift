@@ -106,6 +106,18 @@ final class DirectoryServerTests: XCTestCase {
         let (second, body) = try await sendChained(.add(try Device().record), by: phone, d3)
         XCTAssertEqual(second, 409, String(decoding: firstBody, as: UTF8.self) + " then " + String(decoding: body, as: UTF8.self))
         XCTAssertTrue(String(decoding: body, as: UTF8.self).contains("stale_position"))
+        // Without the phone's key, a caller learns nothing from the answer: not that a change is
+        // pending (no stale_position), not whether the signer is a device of the identity.
+        let stranger = try Device()
+        let (forged, forgedBody) = try await sendChained(.add(try Device().record), by: stranger, d3)
+        XCTAssertEqual(forged, 403, String(decoding: forgedBody, as: UTF8.self))
+        let (unknownIdentity, unknownBody) = try await d3.client.raw(
+            "POST", "/v2/changes",
+            body: try JSONEncoder().encode(ChangeBody(identity: "nobody@example.com", change: DeviceChange(
+                kind: .add(try Device().record), authority: .chained(signer: stranger.record.id, signature: [UInt8](repeating: 1, count: 64))))),
+            headers: ["Content-Type": "application/json"])
+        XCTAssertEqual(unknownIdentity, 403)
+        XCTAssertEqual(LogClient.message(forgedBody), LogClient.message(unknownBody), "one answer for every change that does not verify")
         await d3.remove()
     }
 
@@ -204,5 +216,44 @@ final class DirectoryServerTests: XCTestCase {
 
     private func d0(_ dir: DataDirectory) throws -> String {
         try SecretFile.read(dir.lookupToken).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// An auditor that starts watching an identity after its changes were audited sealed rebuilds
+    /// its devices from its opened history: its next changes, the owner's own, raise nothing, and
+    /// a ghost after them is named. An identity the log calls erased is an alert for its watcher.
+    func testAWatchAddedLaterJudgesTheNextChangesRightly() async throws {
+        var options = DirectoryService.Options()
+        options.epoch = .milliseconds(30)
+        let d = try await RunningDirectory.start(options: options)
+        let phone = try Device()
+        try await onboard(phone, d)
+        try await waitForDevices(1, d)
+        let laptop = try await sendChained(.add(try Device().record), by: phone, d).0
+        XCTAssertEqual(laptop, 200)
+        try await waitForDevices(2, d)
+        let stateDir = TestLog.temporaryDirectory("audit-state")
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        let path = stateDir + "/audit.sqlite"
+        let auditor = DirectoryAuditor(client: client(d))
+        let store = try DirectoryAuditStore(path: path, logKey: d.verifierKey)
+        var report = try await auditor.run(watched: [], view: nil, store: store)
+        XCTAssertEqual(report.alerts, [], "anonymous: the changes are sealed")
+        try store.markAlertsReported()
+        // The owner's own change, then the operator's own software would be needed for a ghost;
+        // here the owner adds a tablet, which a watcher must not mistake for one.
+        let tablet = try await sendChained(.add(try Device().record), by: phone, d).0
+        XCTAssertEqual(tablet, 200)
+        try await waitForDevices(3, d)
+        report = try await auditor.run(watched: [alice], view: report.view, store: store)
+        XCTAssertEqual(report.alerts, [], "a watch added later judges against the rebuilt devices: \(report.alerts)")
+        try store.markAlertsReported()
+        // The operator revokes a device (honest, and an alert for whoever watches alice).
+        let v = try await client(d).lookup(alice)
+        _ = try await client(d).submit(ChangeBody(identity: alice, change: DeviceChange(kind: .revoke(deviceID: v.result.devices.last!.id), authority: .operator)),
+                                       token: d.token)
+        try await waitForDevices(2, d)
+        report = try await auditor.run(watched: [alice], view: report.view, store: store)
+        XCTAssertEqual(report.alerts.map(\.kind), ["operator_revoke"])
+        await d.remove()
     }
 }

@@ -25,7 +25,7 @@ public struct RunningDirectory: Sendable {
         if !FileManager.default.fileExists(atPath: dir.database) { _ = try await dir.initialiseDirectory(origin: "dir.keyglass.example/log") }
         let signer = try dir.loadSigner()
         let seed = try dir.loadVRFSeed()
-        let sqlite = try SQLiteStorage(path: dir.database, sync: .normal)
+        let sqlite = try SQLiteStorage(path: dir.database, sync: .normal, secureDelete: true)
         let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: seed)
         var logger = Logger(label: "keyglass-test-directory")
         logger.logLevel = .warning

@@ -41,7 +41,10 @@ public final class SQLiteStorage: LogStorage {
     /// it fails as a full disk does, which is also how the tests provoke one.
     /// `vfs` names a registered SQLite VFS (nil: the default); the power-cut tests use one that
     /// simulates losing every write no sync covered.
-    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil, vfs: String? = nil) throws {
+    /// `secureDelete`: every write zeroes the bytes it frees (SQLite's `secure_delete`), so rows a
+    /// key directory erases, and the copies page splits leave behind, are not left in the file.
+    public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil, vfs: String? = nil,
+                secureDelete: Bool = false) throws {
         self.path = path
         let w = try SQLiteConnection(path: path, vfs: vfs)
         try w.execute(Schema.statements[0])  // WAL
@@ -51,6 +54,7 @@ public final class SQLiteStorage: LogStorage {
         try Schema.migrate(w)
         if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
         try w.execute("PRAGMA synchronous=\(sync.rawValue)")
+        if secureDelete { try w.execute("PRAGMA secure_delete=ON") }
         // The writer touches index pages all over the file; 16 MiB of cache keeps them from being
         // re-read on every batch. Readers keep SQLite's default 2 MiB: memory stays flat.
         try w.execute("PRAGMA cache_size=-16384")
@@ -189,11 +193,12 @@ public final class SQLiteStorage: LogStorage {
     }
 
     /// Deleted with `secure_delete` (the freed pages are zeroed) and the WAL checkpointed and
-    /// truncated after, so the erased bytes do not linger in the file or its journal.
+    /// truncated after, so the erased bytes do not linger in the file or its journal. Throws if
+    /// the checkpoint could not copy and truncate the whole WAL (a reader held it: a backup).
+    /// Open the storage with `secureDelete` so copies earlier writes left are zeroed too.
     public func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int {
         try writer.runHere { db in
             try db.execute("PRAGMA secure_delete = ON")
-            defer { try? db.execute("PRAGMA secure_delete = OFF") }
             var erased = 0
             try db.transaction {
                 for index in indices {
@@ -206,7 +211,12 @@ public final class SQLiteStorage: LogStorage {
                 v.bind(1, identity)
                 try v.step()
             }
-            try db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            let checkpoint = try db.statement("PRAGMA wal_checkpoint(TRUNCATE)")
+            guard try checkpoint.step(), checkpoint.int64(0) == 0 else {
+                db.releaseStatements()
+                throw StoreError.storage("the erasure is committed, but a reader holds the database (a backup?) so its old pages are still in the WAL: run erase again once it is done")
+            }
+            db.releaseStatements()
             return erased
         }
     }

@@ -130,7 +130,8 @@ public struct SequencedBatch: Sendable {
         }
     }
 
-    /// An identity of a key directory, its label and the label's ECVRF proof.
+    /// An identity of a key directory (as `DirectoryLog.storedIdentity` names it: a keyed hash,
+    /// not the identity), its label and the label's ECVRF proof.
     public struct VRFLabel: Sendable {
         public let identity: String
         public let label: Hash

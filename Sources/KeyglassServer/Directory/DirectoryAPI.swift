@@ -154,8 +154,19 @@ public struct DirectoryAPI: Sendable {
         do { identity = try Identity.normalize(body.identity) } catch { throw APIError.badRequest(error.description) }
         var request = DirectoryLog.ChangeRequest(identity: identity, kind: change.kind, authority: change.authority)
         // The label here, on this request's thread: the writer then spends no ECVRF time on it.
-        request.label = try directory.label(of: identity)
-        switch await directory.submit(request) {
+        request.label = try directory.computedLabel(of: identity)
+        let outcome = await directory.submit(request)
+        // Without the token, a refusal must not tell a caller who holds no active device's key
+        // anything of the identity (whether it was erased, which devices are active, …): every
+        // change that does not verify gets one answer. A change that verifies proves the key.
+        if !hasToken {
+            switch outcome {
+            case .refused(.erased), .refused(.rule(.invalid)):
+                throw APIError(.forbidden, "refused", "the change does not verify: it must be signed by an active device of the identity over its newest position")
+            default: break
+            }
+        }
+        switch outcome {
         case let .sequenced(index, size):
             return try ReadAnswer.json(ChangeAnswer(index: index, tree_size: size)).response
         case .refused(.identity(let why)):

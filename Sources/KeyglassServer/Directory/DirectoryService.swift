@@ -111,12 +111,19 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         if let known = labels.withLock({ $0[identity] }) { return known }
         // Stored with the identity's first change (read from a reader connection, concurrently),
         // else computed: ~0.2 ms of one core.
-        let computed = try store.storage.vrfLabel(of: identity).map { ($0.label, $0.proof) } ?? DirectoryLog.label(of: identity, vrfSeed: vrfSeed)
+        let computed = try store.storage.vrfLabel(of: DirectoryLog.storedIdentity(identity, vrfSeed: vrfSeed)).map { ($0.label, $0.proof) }
+            ?? DirectoryLog.label(of: identity, vrfSeed: vrfSeed)
         labels.withLock { cache in
             if cache.count >= DirectoryLog.maxCachedLabels { cache.removeAll(keepingCapacity: true) }
             cache[identity] = computed
         }
         return computed
+    }
+
+    /// The identity's label and VRF proof, always computed (~0.2 ms): for routes anyone may call,
+    /// where reading a stored label for identities that have one would time who does.
+    func computedLabel(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
+        try DirectoryLog.label(of: identity, vrfSeed: vrfSeed)
     }
 
     /// The lookup answer for `identity` (canonical) against the newest map head.
@@ -135,8 +142,8 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     }
 
     /// One page of the label's change entries, newest first up to `historyPage` below `before`,
-    /// returned oldest first with inclusion proofs, against the head checkpoint of `treeSize` (the
-    /// newest head if nil: a client paging back names the size of its first page). Read outside
+    /// returned oldest first with inclusion proofs, against the signed checkpoint of `treeSize`
+    /// (the newest head's if nil: a client paging back names the size of its first page). Read outside
     /// the log's lock: storage is append-only.
     public func history(of identity: String, before: UInt64?, treeSize: UInt64?) throws
         -> (checkpoint: StoredCheckpoint, entries: [(index: UInt64, entry: [UInt8], sealed: [UInt8]?, proof: [Hash])], more: Bool)
@@ -144,7 +151,9 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         guard let newestHead = head.withLock({ $0 }) else { throw StoreError.notInitialised("no map head yet") }
         var cp = newestHead
         if let treeSize, treeSize != newestHead.size {
-            guard treeSize < newestHead.size, let stored = try store.checkpoint(size: treeSize) else {
+            // Any tree the log signed: an auditor reads watched identities' histories against the
+            // tree it audits, which may end after the newest head.
+            guard treeSize <= latestCheckpoint.size, let stored = try store.checkpoint(size: treeSize) else {
                 throw HistoryError.noSuchTree(treeSize)
             }
             cp = stored
