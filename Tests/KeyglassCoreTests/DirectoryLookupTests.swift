@@ -136,6 +136,14 @@ final class DirectoryLookupTests: XCTestCase {
         try d.head()
         let decomposed = try Identity.normalize("zoe\u{308}@example.com")
         XCTAssertEqual(try DirectoryLookup.verify(try d.answer(decomposed), identity: decomposed, logKey: key).devices.count, 1)
+        // The operator answers a variant spelling with "no keys": an absence proof for the label of
+        // the decomposed bytes. The client normalises before the VRF, so the proof is for another
+        // input than the one it checks: refused, not a false "never published".
+        let variant = try d.answer("zoe\u{308}@example.com")
+        XCTAssertNil(variant.state, "the decomposed spelling's own label is absent")
+        guard case .vrf = refused(variant, decomposed, d) else { return XCTFail("absence for a decomposed variant of an identity with keys") }
+        // An invisible character is not a variant: no client looks it up (the profile refuses it).
+        XCTAssertThrowsError(try Identity.normalize("zo\u{200B}\u{EB}@example.com"))
     }
 
     /// The operator shows a contact more devices, or fewer, than the map commits to; or proves
