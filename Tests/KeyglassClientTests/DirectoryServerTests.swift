@@ -45,6 +45,17 @@ final class DirectoryServerTests: XCTestCase {
                                       headers: ["Content-Type": "application/json"])
     }
 
+    /// A directory with 30-ms epochs where alice's phone, onboarded by the operator, is in a head.
+    private func startWithAlicesPhone() async throws -> (RunningDirectory, Device) {
+        var options = DirectoryService.Options()
+        options.epoch = .milliseconds(30)
+        let d = try await RunningDirectory.start(options: options)
+        let phone = try Device()
+        try await onboard(phone, d)
+        try await waitForDevices(1, d)
+        return (d, phone)
+    }
+
     private func onboard(_ device: Device, _ d: RunningDirectory) async throws {
         let answer = try await client(d).submit(ChangeBody(identity: alice, change: DeviceChange(kind: .add(device.record), authority: .operator)),
                                                 token: d.token)
@@ -92,11 +103,7 @@ final class DirectoryServerTests: XCTestCase {
     /// to sign again (409, retryable), not that its signature is bad.
     func testAChangeSignedAgainstAMovedPositionIsRetryable() async throws {
         var options = DirectoryService.Options()
-        options.epoch = .milliseconds(30)
-        let d = try await RunningDirectory.start(options: options)
-        let phone = try Device()
-        try await onboard(phone, d)
-        try await waitForDevices(1, d)
+        let (d, phone) = try await startWithAlicesPhone()
         await d.stop()
         // The same directory with no head for an hour after the first change.
         options.epoch = .seconds(3600)
@@ -222,12 +229,7 @@ final class DirectoryServerTests: XCTestCase {
     /// its devices from its opened history: its next changes, the owner's own, raise nothing, and
     /// a ghost after them is named. An identity the log calls erased is an alert for its watcher.
     func testAWatchAddedLaterJudgesTheNextChangesRightly() async throws {
-        var options = DirectoryService.Options()
-        options.epoch = .milliseconds(30)
-        let d = try await RunningDirectory.start(options: options)
-        let phone = try Device()
-        try await onboard(phone, d)
-        try await waitForDevices(1, d)
+        let (d, phone) = try await startWithAlicesPhone()
         let laptop = try await sendChained(.add(try Device().record), by: phone, d).0
         XCTAssertEqual(laptop, 200)
         try await waitForDevices(2, d)
