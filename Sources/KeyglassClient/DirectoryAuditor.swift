@@ -186,7 +186,11 @@ public struct DirectoryAuditor: Sendable {
                     for bytes in entries.dropFirst(skip) {
                         let index = chunkReplay.size
                         let backdatedBefore = chunkReplay.backdatedCount
-                        let event = try chunkReplay.replay(bytes, leafHash: leaves[k], sealed: sealed[index])
+                        let event: DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Event
+                        do { event = try chunkReplay.replay(bytes, leafHash: leaves[k], sealed: sealed[index]) } catch let stalled as DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Stalled {
+                            // A log whose map stopped taking changes: refused, not followed into unbounded memory.
+                            throw DirectoryClient.Refused(failure: .head(stalled.description))
+                        }
                         k += 1
                         var found: [Alert] = []
                         found += Self.alerts(event, watched: watchedLabels, checkpointSize: checkpoint.size)

@@ -85,7 +85,43 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// A replay keeping the map's nodes in `store` and the labels' states in `states`: from the
     /// empty log (both empty), or from `position`, where an earlier replay whose stores these are
     /// stopped (`position` was saved with them).
-    public init(store: Store, states: States, resuming position: Position? = nil) {
+    /// Most changes applied to the states but not yet covered by a map head (`pendingChanges`):
+    /// they are kept in memory and in a saved position, so a log that never covers its changes
+    /// must not make them grow without bound. An honest server covers them every epoch, and
+    /// appends a head early long before this (`DirectoryLog.forcedHeadChanges`).
+    public static var defaultMaxPendingChanges: Int { 1 << 20 }
+
+    /// The bound this replay enforces (see `defaultMaxPendingChanges`).
+    public let maxPendingChanges: Int
+
+    /// Changes applied to the states but not yet in the map (none covered them yet).
+    public var pendingChanges: Int { queued.count - queueStart }
+
+    /// The log sequenced more than `maxPendingChanges` changes no map head covers: the replay
+    /// stops there (what an auditor reports as refused).
+    public struct Stalled: Error, Equatable, CustomStringConvertible {
+        /// The change that went past the bound.
+        public let index: UInt64
+        /// The bound.
+        public let pending: Int
+
+        /// The change at `index` went past `pending` uncovered changes.
+        public init(index: UInt64, pending: Int) {
+            self.index = index
+            self.pending = pending
+        }
+
+        /// The reason in words.
+        public var description: String {
+            "entry \(index): more than \(pending) changes with no map head covering them (an honest server covers its changes every epoch)"
+        }
+    }
+
+    public init(
+        store: Store, states: States, resuming position: Position? = nil,
+        maxPendingChanges: Int = DirectoryReplayOf.defaultMaxPendingChanges
+    ) {
+        self.maxPendingChanges = maxPendingChanges
         map = MapTree.Incremental(store: store)
         self.states = states
         if let p = position {
@@ -175,6 +211,10 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         case _ where index == 0:
             return .malformed(index: 0, why: "leaf 0 is not the config entry")
         case .change(_, let label, let version, let kind, let commitment):
+            guard pendingChanges < maxPendingChanges else {
+                size = index  // not replayed: the replay stays where it was
+                throw Stalled(index: index, pending: maxPendingChanges)
+            }
             var state = try states.state(of: label) ?? DeviceSet()
             guard version == state.version + 1 else {
                 return .change(

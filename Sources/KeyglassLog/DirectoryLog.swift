@@ -158,6 +158,13 @@ public final class DirectoryLog {
     /// The entries so far.
     public var size: UInt64 { head.checkpoint.size }
 
+    /// Changes sequenced since the newest map head covered the log (not yet in the map).
+    public var changesSinceHead: Int { replay.pendingChanges }
+
+    /// Past this many changes since the newest head the server appends one at once, whatever its
+    /// epoch: a replay refuses a log with twice as many uncovered (`DirectoryReplay.Stalled`).
+    public static var forcedHeadChanges: Int { DirectoryReplay<MemoryMapNodeStore>.defaultMaxPendingChanges / 2 }
+
     /// The log's origin (its signing key's name), which chained changes sign.
     public var origin: String { signer.name }
 

@@ -373,6 +373,36 @@ final class DirectoryReplayTests: XCTestCase {
         guard case .change(_, _, .badOpening(let why))? = try m.replay(0..<2, into: &mr).last else { return XCTFail("a wrong previous index") }
         XCTAssertTrue(why.contains("previous index"), why)
     }
+
+    /// A log whose map stops taking changes (no head ever covers them) would make every replay hold
+    /// them all: past its bound the replay stops, where it was, and says why. Heads in between
+    /// keep an honest log far from it.
+    func testChangesNoHeadCoversAreBounded() throws {
+        var log = newLog()
+        let alice = label("alice")
+        change(&log, alice, .add(try device().record))
+        head(&log)
+        for i in 0..<3 { change(&log, label("user\(i)"), .add(try device().record)) }
+        var r = DirectoryReplay(store: MemoryMapNodeStore(), states: MemoryLabelStateStore(), maxPendingChanges: 3)
+        _ = try log.replay(0..<log.entries.count, into: &r)
+        XCTAssertEqual(r.pendingChanges, 3)
+        change(&log, label("user3"), .add(try device().record))
+        let last = log.entries.count - 1
+        XCTAssertThrowsError(try r.replay(log.entries[last], leafHash: Merkle.leafHash(log.entries[last]), sealed: log.sealed[last])) { error in
+            XCTAssertEqual(error as? DirectoryReplay<MemoryMapNodeStore>.Stalled, .init(index: UInt64(last), pending: 3))
+        }
+        XCTAssertEqual(r.size, UInt64(last), "not replayed: the replay stays where it was")
+        // A head covering them: the bound is on what is uncovered, not on the log.
+        var withHead = newLog()
+        change(&withHead, alice, .add(try device().record))
+        head(&withHead)
+        for i in 0..<3 { change(&withHead, label("user\(i)"), .add(try device().record)) }
+        head(&withHead)
+        change(&withHead, label("user3"), .add(try device().record))
+        var covered = DirectoryReplay(store: MemoryMapNodeStore(), states: MemoryLabelStateStore(), maxPendingChanges: 3)
+        XCTAssertNoThrow(try withHead.replay(0..<withHead.entries.count, into: &covered))
+        XCTAssertEqual(covered.pendingChanges, 1)
+    }
 }
 
 extension Array where Element == UInt8 {

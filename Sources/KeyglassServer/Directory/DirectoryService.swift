@@ -196,8 +196,10 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
                 }
                 if batch.isEmpty { break }
                 write(batch)
-                // Under sustained load the queue never empties: heads stay on time anyway.
-                if Date().timeIntervalSince(lastHead) >= epochSeconds, appendHeadIfDue() { lastHead = Date() }
+                // Under sustained load the queue never empties: heads stay on time anyway, and
+                // come early when the changes no head covers near what a replay accepts.
+                let crowded = log.withLock { $0.changesSinceHead >= DirectoryLog.forcedHeadChanges }
+                if Date().timeIntervalSince(lastHead) >= epochSeconds || crowded, appendHeadIfDue() { lastHead = Date() }
             }
             let stopping = inbox.withLock { $0.stopping && $0.queue.isEmpty }
             if stopping || Date().timeIntervalSince(lastHead) >= epochSeconds {
