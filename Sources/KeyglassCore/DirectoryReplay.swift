@@ -82,9 +82,6 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     private var queued: [(index: UInt64, label: Hash, value: Hash)] = []
     private var queueStart = 0
 
-    /// A replay keeping the map's nodes in `store` and the labels' states in `states`: from the
-    /// empty log (both empty), or from `position`, where an earlier replay whose stores these are
-    /// stopped (`position` was saved with them).
     /// Most changes applied to the states but not yet covered by a map head (`pendingChanges`):
     /// they are kept in memory and in a saved position, so a log that never covers its changes
     /// must not make them grow without bound. An honest server covers them every epoch, and
@@ -117,6 +114,9 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         }
     }
 
+    /// A replay keeping the map's nodes in `store` and the labels' states in `states`: from the
+    /// empty log (both empty), or from `position`, where an earlier replay whose stores these are
+    /// stopped (`position` was saved with them); at most `maxPendingChanges` changes uncovered.
     public init(
         store: Store, states: States, resuming position: Position? = nil,
         maxPendingChanges: Int = DirectoryReplayOf.defaultMaxPendingChanges
