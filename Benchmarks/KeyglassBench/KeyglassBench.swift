@@ -17,6 +17,11 @@ import KeyglassLog
 ///                                               (crypto_sign_verify_detached) per second on one core:
 ///                                               prints two numbers
 ///   keyglass-bench prepare --data DIR …         a log users would make, and wrk request files (Prepare.swift)
+///   keyglass-bench directory-forge DIR COUNT [HEAD_EVERY]
+///                                               a key directory (init --directory) of COUNT identities, each
+///                                               onboarded by the operator, batches of 1,000, a map head every
+///                                               HEAD_EVERY (4,000; a multiple of 1,000): what an auditor's
+///                                               memory is measured against
 ///
 /// Each prints one number (per second) or nothing, so Benchmarks/run.sh can tabulate it (crypto: two;
 /// prepare: progress on standard error, the tree size last).
@@ -44,12 +49,37 @@ enum KeyglassBench {
             print("\(updates) \(proofs)")
         case "map-sqlite": print(try mapSQLiteRate(labels: Int(args[2]) ?? 100_000, dir: args.count > 3 ? args[3] : "/tmp/keyglass-bench-map"))
         case "prepare": try await Prepare(arguments: args.dropFirst(2)).run()
+        case "directory-forge":
+            try await forgeDirectory(dir: args[2], count: args.count > 3 ? Int(args[3]) ?? 100_000 : 100_000,
+                                     headEvery: args.count > 4 ? Int(args[4]) ?? 4000 : 4000)
         case "device-keys":
             // Valid Ed25519 public keys, base64, one per line: the directory's wrk script gives each
             // new device one (Lua cannot make a valid curve point).
             for _ in 0..<(Int(args[2]) ?? 4096) { print(Base64.encode(Ed25519.generate().publicKey)) }
         default: fail("unknown benchmark \(args[1])")
         }
+    }
+
+    static func forgeDirectory(dir path: String, count: Int, headEvery: Int) async throws {
+        let dir = DataDirectory(path: path)
+        _ = try await dir.initialiseDirectory(origin: "forge.bench/directory")
+        let storage = try SQLiteStorage(path: dir.database, sync: .normal, secureDelete: true)
+        defer { storage.close() }
+        let log = try DirectoryLog(storage: storage, signer: try dir.loadSigner(), vrfSeed: try dir.loadVRFSeed())
+        let key = Ed25519.generate().publicKey
+        var done = 0
+        while done < count {
+            let n = min(1000, count - done)
+            let requests = try (done..<(done + n)).map { i in
+                DirectoryLog.ChangeRequest(identity: "user\(i)@forge.bench", kind: .add(try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: key)),
+                                           authority: .operator)
+            }
+            _ = try log.publish(requests)
+            done += n
+            if done % headEvery == 0 || done == count { try log.appendMapHead() }
+            if done % 20000 == 0 { FileHandle.standardError.write(Data("forged \(done)\n".utf8)) }
+        }
+        print(log.size)
     }
 
     static func fail(_ m: String) -> Never {

@@ -159,9 +159,11 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     }
 
     /// Most changes given to the map in one `set`: a batch's node cache holds every node on its
-    /// labels' paths (~20 each), so one head covering a million changes would otherwise hold ~20M
-    /// nodes at once. Slices cost only the upper levels' rehashing once per slice.
-    static var mapSlice: Int { 4096 }
+    /// labels' paths and their siblings (~40 each), so one head covering a million changes would
+    /// otherwise hold ~40M nodes at once. Slices cost only the upper levels' rehashing once per
+    /// slice. Measured on an auditor replaying 160,000 changes under heads of 70,000 each: peak RSS
+    /// 139 MB with slices of 4,096, 90 MB with 1,024 (11.6 s against 10.7 s), 86 MB with 512.
+    static var mapSlice: Int { 1024 }
 
     private mutating func applyQueued(below covered: UInt64) throws {
         let batch = queued[queueStart...].prefix { $0.index < covered }
