@@ -188,8 +188,10 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     }
 
     /// Replays the entry at index `size` (its bytes and its leaf hash) and says what it was. A
-    /// change entry's `sealed` change, when the caller holds it, is opened and judged.
-    public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil) throws -> Event {
+    /// change entry's `sealed` change, when the caller holds it, is opened and judged. `parsed`:
+    /// `sealed` already parsed by the caller, who vouches for it (the server replaying what it has
+    /// just sealed itself: parsing again would check each device key in full a second time).
+    public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, parsed: SealedChange? = nil) throws -> Event {
         let index = size
         size += 1
         let entry: DirectoryEntry
@@ -223,7 +225,8 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
                     index: index, label: label, outcome: .notApplied("the entry says version \(version); the label is at \(state.version)"))
             }
             let outcome = Self.open(
-                sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash)
+                sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash,
+                parsed: parsed)
             try states.setState(state, of: label)
             queued.append((index, label, state.mapValue!))  // applied: the label has a value now
             return .change(index: index, label: label, outcome: outcome)
@@ -255,7 +258,7 @@ extension DirectoryReplayOf {
     /// changes"). Owners' monitors open their label's changes the same way.
     public static func open(
         _ sealed: [UInt8]?, commitment: Hash, kind: UInt8, label: Hash, state: inout DeviceSet, origin: String, index: UInt64,
-        leafHash: Hash
+        leafHash: Hash, parsed: SealedChange? = nil
     ) -> ChangeOutcome {
         guard let sealed else {
             state.advance(index: index, leafHash: leafHash)
@@ -263,7 +266,8 @@ extension DirectoryReplayOf {
         }
         let why: String
         do {
-            let opened = try SealedChange.parse(sealed)
+            let opened: SealedChange
+            if let parsed { opened = parsed } else { opened = try SealedChange.parse(sealed) }
             if !opened.opens(commitment: commitment, label: label, version: state.version + 1, kindCode: kind) {
                 why = "it does not open the entry's commitment"
             } else if opened.previousIndex != state.newestIndex {

@@ -124,8 +124,10 @@ public final class DirectoryLog {
     }
 
     /// Replays one stored entry; a map head also becomes what lookups are answered against.
-    private func replayStored(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]?) throws {
-        let event = try replay.replay(bytes, leafHash: leafHash, sealed: sealed)
+    /// `parsed`: the sealed change as this log made it (its device key checked when the change
+    /// was asked for), so it is not parsed and checked a second time.
+    private func replayStored(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]?, parsed: SealedChange? = nil) throws {
+        let event = try replay.replay(bytes, leafHash: leafHash, sealed: sealed, parsed: parsed)
         switch event {
         case .change(let index, let label, let outcome):
             switch outcome {
@@ -215,6 +217,8 @@ public final class DirectoryLog {
         /// What to append to storage (nil: every change was refused).
         public let batch: SequencedBatch?
         let head: LogHead?
+        /// The batch's sealed changes as made, by index (for `commit`'s replay).
+        var opened: [UInt64: SealedChange] = [:]
     }
 
     /// Judges and seals `requests`; changes nothing the log answers from until `commit`.
@@ -223,6 +227,7 @@ public final class DirectoryLog {
         var states: [Hash: DeviceSet] = [:]
         var batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)] = []
         var vrf: [SequencedBatch.VRFLabel?] = []
+        var opened: [UInt64: SealedChange] = [:]
         var next = size
         let time = max(Sequencer.nowMillis(), head.newestTimestamp)
         for request in requests {
@@ -265,12 +270,13 @@ public final class DirectoryLog {
             after.advance(index: next, leafHash: Merkle.leafHash(entry))
             states[label] = after
             batch.append((label, entry, sealed.encoded))
+            opened[next] = sealed
             vrf.append(SequencedBatch.VRFLabel(identity: Self.storedIdentity(identity, vrfSeed: vrfSeed), label: label, proof: proof))
             results.append(.success(next))
             next += 1
         }
         guard let sealed = try seal(batch, vrf: vrf) else { return PreparedBatch(results: results, batch: nil, head: nil) }
-        return PreparedBatch(results: results, batch: sealed.batch, head: sealed.head)
+        return PreparedBatch(results: results, batch: sealed.batch, head: sealed.head, opened: opened)
     }
 
     /// After `prepared.batch` is stored: the log moves on to it (its entries replayed). Replaying
@@ -279,7 +285,7 @@ public final class DirectoryLog {
     public func commit(_ prepared: PreparedBatch) throws {
         guard let batch = prepared.batch, let newHead = prepared.head else { return }
         head = newHead
-        for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed) }
+        for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed, parsed: prepared.opened[e.index]) }
     }
 
     /// The map follower's step: a map head covering every entry so far, appended as its own batch,
