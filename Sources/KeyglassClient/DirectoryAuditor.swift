@@ -68,10 +68,11 @@ public struct DirectoryAuditor: Sendable {
     public func run(watched: [String], view: DirectoryClient.LogView?, store: DirectoryAuditStore,
                     progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }) async throws -> Report {
         // Watched identities' labels first (verified lookups), then the tree to audit: the newest
-        // checkpoint, which must extend every lookup's tree (so leaf 0, and with it the VRF key the
-        // labels were proved under, is the audited one). Their changes are opened with their
-        // sealed changes, read from their histories against that same tree: a change the history
-        // leaves out is named, and a history frozen on an older tree is refused.
+        // map head's checkpoint (`/v2/head`, with the witnesses' cosignatures), which must extend
+        // every lookup's tree (so leaf 0, and with it the VRF key the labels were proved under, is
+        // the audited one). Their changes are opened with their sealed changes, read from their
+        // histories against that same tree: a change the history leaves out is named, and a history
+        // frozen on an older tree is refused.
         var watchedLabels: [Hash: String] = [:]
         var lookedUp: [Checkpoint] = []
         var erased: [String] = []
@@ -81,10 +82,14 @@ public struct DirectoryAuditor: Sendable {
                 watchedLabels[verified.result.label] = identity
                 lookedUp.append(verified.result.checkpoint)
             } catch ClientError.http(status: 410, _) {
-                erased.append(identity)  // an alert below: a watcher must hear of it
+                // An alert below: a watcher must hear of it. The identity stays watched by the label
+                // this state knows for it: an honest log never changes an erased label again, so
+                // any change to it now is one whose sealed part the log does not give (an alert).
+                erased.append(identity)
+                if let known = try store.watched(identity) { watchedLabels[known.label] = identity }
             }
         }
-        let note = try await client.log.checkpoint()
+        let note = String(decoding: try await client.log.get("/v2/head"), as: UTF8.self)
         let checkpoint: Checkpoint
         do { checkpoint = try SignedCheckpoint.open(note, logKey: client.logKey).0.checkpoint } catch {
             throw DirectoryClient.Refused(failure: .checkpoint("\(error)"))
@@ -94,7 +99,7 @@ public struct DirectoryAuditor: Sendable {
         }
         var sealed: [UInt64: [UInt8]] = [:]
         var histories: [Hash: [DirectoryClient.HistoryEntry]] = [:]
-        for (label, identity) in watchedLabels {
+        for (label, identity) in watchedLabels where !erased.contains(identity) {
             let history = try await client.history(identity, treeSize: checkpoint.size)
             histories[label] = history.entries
             // A sealed change the log withholds (or erased) is one the alert names: not opened.
@@ -122,26 +127,42 @@ public struct DirectoryAuditor: Sendable {
         if range.size > 0 { try await verify(range, against: checkpoint) }
         // A watched label's devices as of where the state stopped, rebuilt from its opened history:
         // its changes before now may have been replayed sealed (watched since this run, or not
-        // watched for a while), which left its public part right and its devices unknown.
+        // watched for a while), which left its public part right and its devices unknown. Changes
+        // not opened before (past where this state opened the label) are judged now, once; the
+        // rebuilt devices replace the stored ones only if every change opened and the public part
+        // is the one audited, else the history is named (`bad_opening`) and the state kept.
         var rebuildAlerts: [Alert] = []
         try store.transaction {
-            for (label, history) in histories {
-                guard let stored = try replay.states.state(of: label) else { continue }
+            for (label, identity) in watchedLabels where !erased.contains(identity) {
+                try store.watch(identity, label: label)
+                let openedThrough = try store.watched(identity)?.openedThrough ?? 0
+                guard let history = histories[label], let stored = try replay.states.state(of: label) else {
+                    try store.setOpenedThrough(identity, range.size)
+                    continue
+                }
                 var rebuilt = DeviceSet()
+                var complete = true
                 for e in history where e.index < range.size {
                     guard case .change(_, let l, let version, let kind, let commitment)? = try? DirectoryEntry.parse(e.entry), l == label,
                         version == rebuilt.version + 1
                     else { continue }
-                    _ = DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.open(
+                    let outcome = DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.open(
                         e.sealed ?? [], commitment: commitment, kind: kind, label: label, state: &rebuilt, origin: replay.origin ?? "",
                         index: e.index, leafHash: Merkle.leafHash(e.entry))
+                    if case .judged = outcome {} else { complete = false }
+                    if e.index >= openedThrough {
+                        for alert in Self.alerts(.change(index: e.index, label: label, outcome: outcome), watched: watchedLabels, checkpointSize: checkpoint.size) {
+                            try store.addAlert(index: alert.index, kind: alert.kind, detail: alert.detail)
+                        }
+                    }
                 }
-                if rebuilt.version == stored.version && rebuilt.chain == stored.chain {
+                if complete && rebuilt.version == stored.version && rebuilt.chain == stored.chain {
                     try replay.restoreState(rebuilt, of: label)
+                    try store.setOpenedThrough(identity, range.size)
                 } else {
                     rebuildAlerts.append(Alert(
                         kind: "bad_opening", index: range.size,
-                        detail: "\(watchedLabels[label] ?? label.hex): its history does not lead to the \(stored.version) change(s) audited so far: changes left out"))
+                        detail: "\(identity): its history does not open every one of the \(stored.version) change(s) audited so far: its devices are not rebuilt"))
                 }
             }
         }
@@ -217,6 +238,10 @@ public struct DirectoryAuditor: Sendable {
                     }
                 }
                 try store.save(chunkReplay.position, range: chunkRange)
+                // The watched labels' changes in this chunk were opened as they were replayed.
+                for identity in Set(watchedLabels.values) where !erased.contains(identity) {
+                    if let w = try store.watched(identity), w.openedThrough >= range.size { try store.setOpenedThrough(identity, chunkRange.size) }
+                }
             }
             storedAlerts = chunkStored
             range = chunkRange

@@ -86,7 +86,7 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// they are kept in memory and in a saved position, so a log that never covers its changes
     /// must not make them grow without bound. An honest server covers them every epoch, and
     /// appends a head early long before this (`DirectoryLog.forcedHeadChanges`).
-    public static var defaultMaxPendingChanges: Int { 1 << 20 }
+    public static var defaultMaxPendingChanges: Int { 1 << 18 }
 
     /// The bound this replay enforces (see `defaultMaxPendingChanges`).
     public let maxPendingChanges: Int
@@ -267,7 +267,12 @@ extension DirectoryReplayOf {
         let why: String
         do {
             let opened: SealedChange
-            if let parsed { opened = parsed } else { opened = try SealedChange.parse(sealed) }
+            if let parsed {
+                assert(parsed.encoded == sealed, "the caller vouched for a sealed change that is not these bytes")
+                opened = parsed
+            } else {
+                opened = try SealedChange.parse(sealed)
+            }
             if !opened.opens(commitment: commitment, label: label, version: state.version + 1, kindCode: kind) {
                 why = "it does not open the entry's commitment"
             } else if opened.previousIndex != state.newestIndex {

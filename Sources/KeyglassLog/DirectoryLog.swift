@@ -49,6 +49,9 @@ public final class DirectoryLog {
         /// The identity's sealed changes were erased (`keyglass-server erase`): this log no longer
         /// knows its devices.
         case erased
+        /// So many changes since the newest stored map head that a replay would refuse the log:
+        /// retry once a head is stored.
+        case mapBehind
 
         /// The reason in words.
         public var description: String {
@@ -57,6 +60,7 @@ public final class DirectoryLog {
             case .rule(let v): return "refused by the device rule: \(v)"
             case .logFull: return "the log is full"
             case .erased: return "the identity was erased from this directory"
+            case .mapBehind: return "no map head has covered the newest changes for too long; retry once one is stored"
             case .stalePosition:
                 return "the identity changed after the newest map head and the signature does not verify at its current position: sign again after the next head"
             }
@@ -160,11 +164,12 @@ public final class DirectoryLog {
     /// The entries so far.
     public var size: UInt64 { head.checkpoint.size }
 
-    /// Changes sequenced since the newest map head covered the log (not yet in the map).
-    public var changesSinceHead: Int { replay.pendingChanges }
+    /// Entries sequenced since the newest stored map head.
+    public var changesSinceHead: Int { Int(size - (headCheckpoint?.size ?? 0)) }
 
-    /// Past this many changes since the newest head the server appends one at once, whatever its
-    /// epoch: a replay refuses a log with twice as many uncovered (`DirectoryReplay.Stalled`).
+    /// Past this many entries since the newest stored head the server appends one at once, whatever
+    /// its epoch: a replay refuses a log with twice as many uncovered (`DirectoryReplay.Stalled`),
+    /// and `prepare` refuses changes (`mapBehind`) before it gets there.
     public static var forcedHeadChanges: Int { DirectoryReplay<MemoryMapNodeStore>.defaultMaxPendingChanges / 2 }
 
     /// The log's origin (its signing key's name), which chained changes sign.
@@ -238,6 +243,12 @@ public final class DirectoryLog {
             }
             guard next < storage.maxSize else {
                 results.append(.failure(.logFull))
+                continue
+            }
+            // The entries after the newest stored head must stay below what a replay accepts
+            // uncovered (heads that keep failing to store would otherwise let them grow).
+            guard Int(next - (headCheckpoint?.size ?? 0)) < DirectoryReplay<MemoryMapNodeStore>.defaultMaxPendingChanges - 1 else {
+                results.append(.failure(.mapBehind))
                 continue
             }
             let (label, proof) = try request.label.flatMap { identity == request.identity ? $0 : nil } ?? self.label(of: identity)

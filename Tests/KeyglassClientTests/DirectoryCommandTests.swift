@@ -267,7 +267,7 @@ final class DirectoryCommandTests: XCTestCase {
         let bundle = Data(EntryBundle.encode(entries))
         let bundlePath = "/" + TileLayout.entriesPath(index: 0, partial: UInt64(entries.count))
         let front = try await FrontEnd.start { _, target in
-            if target == "/checkpoint" { return .body(Data(note.utf8), contentType: "text/plain") }
+            if target == "/checkpoint" || target == "/v2/head" { return .body(Data(note.utf8), contentType: "text/plain") }
             if target == bundlePath { return .body(bundle, contentType: "application/octet-stream") }
             return .fail(404)
         }
@@ -381,7 +381,7 @@ final class DirectoryCommandTests: XCTestCase {
         let forkNote = try SignedCheckpoint.sign(Checkpoint(origin: "big.example/log", size: forkRange.size, root: forkRange.root), with: try dir.loadSigner())
             .note.serialized
         let forkFront = try await FrontEnd.start { _, target in
-            target == "/checkpoint" ? .body(Data(forkNote.utf8), contentType: "text/plain") : .forward(upstream)
+            target == "/checkpoint" || target == "/v2/head" ? .body(Data(forkNote.utf8), contentType: "text/plain") : .forward(upstream)
         }
         defer { Task { await forkFront.stop() } }
         // As after a run killed between its last commit and saving its view: the view is gone,

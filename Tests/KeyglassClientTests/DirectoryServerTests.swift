@@ -156,6 +156,15 @@ final class DirectoryServerTests: XCTestCase {
         } catch let e as DirectoryClient.Refused {
             XCTAssertTrue(e.description.contains("witness cosignature"), e.description)
         }
+        // An audit requiring the witness audits the head it cosigned (`/v2/head`), watching or not.
+        let stateDir = TestLog.temporaryDirectory("audit-witnessed")
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        for watched in [[], [alice]] {
+            let store = try DirectoryAuditStore(path: stateDir + "/audit-\(watched.count).sqlite", logKey: d.verifierKey)
+            let report = try await DirectoryAuditor(client: required).run(watched: watched, view: nil, store: store)
+            XCTAssertEqual(report.alerts, [], "watching \(watched)")
+            XCTAssertGreaterThan(report.treeSize, 2)
+        }
         await d.remove()
         await witness.stop()
     }
@@ -256,6 +265,57 @@ final class DirectoryServerTests: XCTestCase {
         try await waitForDevices(2, d)
         report = try await auditor.run(watched: [alice], view: report.view, store: store)
         XCTAssertEqual(report.alerts.map(\.kind), ["operator_revoke"])
+        await d.remove()
+    }
+
+    /// A history that withholds one change's sealed part (a revocation, say) on a later run must
+    /// not make the watcher rebuild the label's devices without it: the stolen device would count
+    /// as active again for the changes that follow. The rebuild names the history and keeps the
+    /// devices it has.
+    func testAWithheldSealedChangeIsNamedAndTheDevicesKept() async throws {
+        let (d, phone) = try await startWithAlicesPhone()
+        let laptop = try Device()
+        let added = try await sendChained(.add(laptop.record), by: phone, d).0
+        XCTAssertEqual(added, 200)
+        try await waitForDevices(2, d)
+        let stateDir = TestLog.temporaryDirectory("audit-withheld")
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        let store = try DirectoryAuditStore(path: stateDir + "/audit.sqlite", logKey: d.verifierKey)
+        var report = try await DirectoryAuditor(client: client(d)).run(watched: [alice], view: nil, store: store)
+        XCTAssertEqual(report.alerts, [])
+        try store.markAlertsReported()
+        let (revoked, revokeBody) = try await sendChained(.revoke(deviceID: laptop.record.id), by: phone, d)
+        XCTAssertEqual(revoked, 200)
+        let revokeIndex = try JSONDecoder().decode(ChangeAnswer.self, from: revokeBody).index
+        try await waitForDevices(1, d)
+        report = try await DirectoryAuditor(client: client(d)).run(watched: [alice], view: report.view, store: store)
+        XCTAssertEqual(report.alerts, [], "the owner's own revocation")
+        try store.markAlertsReported()
+        // The operator's front end leaves the revocation's sealed part out of alice's history.
+        let upstream = d.client, token = d.lookupToken
+        let front = try await FrontEnd.start { _, target in
+            guard target.hasPrefix("/v2/history/") else { return .forward(upstream) }
+            guard let (status, data) = try? await upstream.raw("GET", target, headers: ["Authorization": "Bearer \(token)"]), status == 200,
+                var page = try? JSONDecoder().decode(DirectoryHistoryJSON.self, from: data)
+            else { return .fail(502) }
+            page.entries = page.entries.map { e in
+                var e = e
+                if e.index == revokeIndex { e.sealed = nil }
+                return e
+            }
+            return .body((try? JSONEncoder().encode(page)) ?? Data(), contentType: "application/json")
+        }
+        let frontClient = DirectoryClient(log: LogClient(base: front.url, timeout: 10), logKey: d.verifierKey, lookupToken: d.lookupToken)
+        let withheld = try await DirectoryAuditor(client: frontClient).run(watched: [alice], view: report.view, store: store)
+        XCTAssertEqual(withheld.alerts.map(\.kind), ["bad_opening"], "\(withheld.alerts)")
+        try store.markAlertsReported()
+        // The devices kept are the true ones: the honest history after it raises nothing.
+        report = try await DirectoryAuditor(client: client(d)).run(watched: [alice], view: withheld.view, store: store)
+        XCTAssertEqual(report.alerts, [])
+        let aliceLabel = try await client(d).lookup(alice).result.label
+        let kept = try XCTUnwrap(try store.labelStates.state(of: aliceLabel))
+        XCTAssertEqual(kept.active.map(\.id), [phone.record.id], "the revoked laptop is not active again")
+        await front.stop()
         await d.remove()
     }
 }

@@ -30,6 +30,9 @@ public final class DirectoryAuditStore {
         // after a head that covered few of a burst's changes it can hold tens of thousands, too
         // many to write as JSON per chunk.
         try db.execute("CREATE TABLE IF NOT EXISTS queued(id INTEGER PRIMARY KEY CHECK (id = 1), changes BLOB NOT NULL)")
+        // Watched identities: each one's label, and how far into the log its changes were opened
+        // (judged by the rule): a label watched since a later run has its earlier ones judged once.
+        try db.execute("CREATE TABLE IF NOT EXISTS watched(identity TEXT PRIMARY KEY, label BLOB NOT NULL, opened_through INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
         try db.execute("CREATE TABLE IF NOT EXISTS alerts(idx INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, reported INTEGER NOT NULL DEFAULT 0)")
         let s = try db.statement("SELECT value FROM meta WHERE key = 'log'")
         let stored: String? = try s.step() ? s.text(0) : nil
@@ -98,6 +101,34 @@ public final class DirectoryAuditStore {
             let index = blob[at..<at + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             return DirectoryReplayPosition.Queued(index: index, label: Hash(bytes: blob[at + 8..<at + 40])!, value: Hash(bytes: blob[at + 40..<at + 72])!)
         }
+    }
+
+    // MARK: Watched identities
+
+    /// The label this state knows for a watched identity, and the log size up to which its
+    /// changes were opened (nil: never watched here).
+    public func watched(_ identity: String) throws -> (label: Hash, openedThrough: UInt64)? {
+        let s = try db.statement("SELECT label, opened_through FROM watched WHERE identity = ?")
+        s.bind(1, identity)
+        defer { db.releaseStatements() }
+        guard try s.step(), let label = s.hash(0) else { return nil }
+        return (label, s.uint64(1))
+    }
+
+    /// Records a watched identity's label (its changes opened through 0 until told otherwise).
+    public func watch(_ identity: String, label: Hash) throws {
+        let s = try db.statement("INSERT OR IGNORE INTO watched(identity, label, opened_through) VALUES(?, ?, 0)")
+        s.bind(1, identity)
+        s.bind(2, label)
+        try s.step()
+    }
+
+    /// Every change of `identity` below `size` has been opened and judged.
+    public func setOpenedThrough(_ identity: String, _ size: UInt64) throws {
+        let s = try db.statement("UPDATE watched SET opened_through = ? WHERE identity = ?")
+        s.bind(1, size)
+        s.bind(2, identity)
+        try s.step()
     }
 
     // MARK: Alerts

@@ -15,6 +15,7 @@ import ServiceLifecycle
 /// - `GET /v2/history/<identity>`: its change entries with inclusion proofs, for owners' monitors.
 ///   Both carry sealed changes and answer whether an identity has keys (a membership oracle), so
 ///   both need a lookup credential (or the publish token) and are limited per credential.
+/// - `GET /v2/head`: the newest map head's checkpoint, with cosignatures (what auditors audit).
 /// - `GET /v2/log`, `GET /checkpoint`, `GET /tile/…` (c2sp.org/tlog-tiles), `GET /healthz`.
 ///
 /// A v2 log serves no `/v1` route: its entries are not v1 key entries.
@@ -82,6 +83,15 @@ public struct DirectoryAPI: Sendable {
             try ReadAnswer.json(DirectoryLogInfo(origin: api.directory.origin, verifier_key: api.directory.verifierKey.description,
                                                  vrf_public_key: Base64.encode(api.directory.vrfPublicKey),
                                                  tree_size: api.directory.latestCheckpoint.size)).response
+        },
+        // The newest checkpoint whose last leaf is a map head, with the witnesses' cosignatures:
+        // what auditors audit (the newest checkpoint may end after it, and witnesses cosign heads).
+        DirectoryRoute(method: .get, match: .exact("/v2/head")) { api, _, _ in
+            guard let cp = api.directory.checkpointToWitness else {
+                throw APIError(.serviceUnavailable, "no_map_head", "the directory has no map head yet; retry in a second")
+            }
+            return ReadAnswer(contentType: "text/plain; charset=utf-8", cache: "no-cache",
+                              body: ByteBuffer(string: api.witnesses?.served(cp) ?? cp.note)).response
         },
         DirectoryRoute(method: .post, match: .exact("/v2/changes")) { api, request, context in try await api.change(request, context: context) },
         DirectoryRoute(method: .get, match: .under("/v2/lookup/")) { api, request, _ in
@@ -180,6 +190,10 @@ public struct DirectoryAPI: Sendable {
             throw e
         case .refused(.erased):
             throw APIError(.gone, "erased", DirectoryLog.Refusal.erased.description)
+        case .refused(.mapBehind):
+            var e = APIError(.serviceUnavailable, "map_behind", DirectoryLog.Refusal.mapBehind.description)
+            e.headers[.retryAfter] = "1"
+            throw e
         case .refused(.logFull):
             throw APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), "log_full", "the log is full")
         case .unavailable(let why):
