@@ -81,6 +81,7 @@ test: test-deps lint
 	KEYGLASS_TEST_STORAGE=postgres $(SWIFT) test --skip-build --filter 'CrashSafetyTests/testSIGKILL|EvilLogTests|GoInteropTests'
 	python3 Spec/check_openapi.py
 	Spec/fuzz_openapi.sh .build/debug
+	Spec/fuzz_directory.sh .build/debug
 	python3 Spec/reference/keyglass_v2_reference.py --check
 	python3 Spec/reference/device_reference.py --repo --check
 	python3 Spec/reference/lookup_reference.py --check
