@@ -49,6 +49,9 @@ public final class DirectoryLog {
         /// The identity's sealed changes were erased (`keyglass-server erase`): this log no longer
         /// knows its devices.
         case erased
+        /// A chained change not signed by an active device over the label's position (or the
+        /// rule found it invalid before any signature could be checked).
+        case doesNotVerify
         /// So many changes since the newest stored map head that a replay would refuse the log:
         /// retry once a head is stored.
         case mapBehind
@@ -60,6 +63,7 @@ public final class DirectoryLog {
             case .rule(let v): return "refused by the device rule: \(v)"
             case .logFull: return "the log is full"
             case .erased: return "the identity was erased from this directory"
+            case .doesNotVerify: return "the change does not verify: it must be signed by an active device of the identity over its newest position"
             case .mapBehind: return "no map head has covered the newest changes for too long; retry once one is stored"
             case .stalePosition:
                 return "the identity changed after the newest map head and the signature does not verify at its current position: sign again after the next head"
@@ -159,6 +163,14 @@ public final class DirectoryLog {
         case .config, .malformed:
             break
         }
+    }
+
+    /// True if `signature` is the active device `by`'s over the change message at `state`'s
+    /// position: check 1 of the rule passes, so its verdict may be told to whoever sent it.
+    static func signatureVerifies(by: [UInt8], signature: [UInt8], kind: DeviceChange.Kind, at state: DeviceSet, origin: String, label: Hash) -> Bool {
+        guard let newest = state.newestIndex, let device = state.device(by), (1...255).contains(origin.utf8.count) else { return false }
+        let m = DeviceChange.message(origin: origin, label: label, signer: by, previousIndex: newest, kind: kind)
+        return Ed25519.verify(signature: signature, message: m, publicKey: device.signingKey)
     }
 
     /// The entries so far.
@@ -267,6 +279,12 @@ public final class DirectoryLog {
                     DeviceRule.judge(change, to: seen, origin: signer.name, label: label).isAcceptedByServer
                 {
                     results.append(.failure(.stalePosition))
+                } else if case .invalid = verdict, case .chained(let by, let signature) = request.authority,
+                    !Self.signatureVerifies(by: by, signature: signature, kind: change.kind, at: before, origin: signer.name, label: label)
+                {
+                    // Not signed by an active device over this position: the caller may hold no
+                    // key of the identity, so the answer says nothing more.
+                    results.append(.failure(.doesNotVerify))
                 } else {
                     results.append(.failure(.rule(verdict)))
                 }

@@ -125,7 +125,16 @@ final class DirectoryServerTests: XCTestCase {
             headers: ["Content-Type": "application/json"])
         XCTAssertEqual(unknownIdentity, 403)
         XCTAssertEqual(LogClient.message(forgedBody), LogClient.message(unknownBody), "one answer for every change that does not verify")
-        await d3.remove()
+        await d3.stop()
+        // A change the phone signed, which the rule refuses for another reason (its own device
+        // again, as a retry of an applied add would be): the signer proved its key, so it is told why.
+        options.epoch = .milliseconds(30)
+        let d4 = try await RunningDirectory.start(options: options, data: d.data)
+        try await waitForDevices(2, d4)
+        let (again, againBody) = try await sendChained(.add(phone.record), by: phone, d4)
+        XCTAssertEqual(again, 403)
+        XCTAssertTrue(LogClient.message(againBody).contains("already active"), LogClient.message(againBody))
+        await d4.remove()
     }
 
     /// Witnesses cosign the checkpoints lookups are answered against; a client requiring a quorum

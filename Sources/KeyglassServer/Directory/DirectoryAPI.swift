@@ -169,10 +169,12 @@ public struct DirectoryAPI: Sendable {
         // Without the token, a refusal must not tell a caller who holds no active device's key
         // anything of the identity (whether it was erased, which devices are active, …): every
         // change that does not verify gets one answer. A change that verifies proves the key.
+        // A change whose signature verifies proves the caller holds an active device's key: it is
+        // told the rule's reason (an honest retry of a change already applied learns why).
         if !hasToken {
             switch outcome {
-            case .refused(.erased), .refused(.rule(.invalid)):
-                throw APIError(.forbidden, "refused", "the change does not verify: it must be signed by an active device of the identity over its newest position")
+            case .refused(.erased), .refused(.doesNotVerify):
+                throw APIError(.forbidden, "refused", DirectoryLog.Refusal.doesNotVerify.description)
             default: break
             }
         }
@@ -181,6 +183,8 @@ public struct DirectoryAPI: Sendable {
             return try ReadAnswer.json(ChangeAnswer(index: index, tree_size: size)).response
         case .refused(.identity(let why)):
             throw APIError.badRequest(why)
+        case .refused(.doesNotVerify):
+            throw APIError(.forbidden, "refused", DirectoryLog.Refusal.doesNotVerify.description)
         case .refused(.rule(let verdict)):
             // What the rule calls an attack is refused by an honest server: 403, with the verdict.
             throw APIError(.forbidden, "refused", "the device rule refuses this change: \(verdict)")
