@@ -240,7 +240,7 @@ public struct DirectoryAuditor: Sendable {
                 try store.save(chunkReplay.position, range: chunkRange)
                 // The watched labels' changes in this chunk were opened as they were replayed.
                 for identity in Set(watchedLabels.values) where !erased.contains(identity) {
-                    if let w = try store.watched(identity), w.openedThrough >= range.size { try store.setOpenedThrough(identity, chunkRange.size) }
+                    try store.advanceOpenedThrough(identity, from: range.size, to: chunkRange.size)
                 }
             }
             storedAlerts = chunkStored

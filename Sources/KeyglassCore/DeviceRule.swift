@@ -43,12 +43,11 @@ public enum DeviceRule {
         // The change message carries the origin behind a one-byte length.
         guard (1...255).contains(origin.utf8.count) else { return .invalid("the log's origin is not 1 to 255 bytes") }
         guard set.version < maxVersion else { return .invalid("a label has at most \(maxVersion) changes") }
-        if case .chained(let signer, let signature) = change.authority {
-            guard let newest = set.newestIndex, let device = set.device(signer) else {
+        if case .chained(let signer, _) = change.authority {
+            guard set.newestIndex != nil, set.device(signer) != nil else {
                 return .invalid("the signer is not an active device of this identity")
             }
-            let m = DeviceChange.message(origin: origin, label: label, signer: signer, previousIndex: newest, kind: change.kind)
-            guard Ed25519.verify(signature: signature, message: m, publicKey: device.signingKey) else {
+            guard isSignedByActiveDevice(change, in: set, origin: origin, label: label) else {
                 return .invalid("the signature does not verify under the signer's key for this change at this position")
             }
         }
@@ -88,6 +87,17 @@ public enum DeviceRule {
             if set.device(r.id) != nil || set.isTombstoned(r.id) { return .injectedKey }
             return chained ? .chained : .accountReset
         }
+    }
+
+    /// Check 1 alone: `change` is chained and signed by a device active in `set`, with its current
+    /// key, over the change message at `set`'s position. A server tells whoever sent a change that
+    /// passes it why the rule refused it (the sender holds an active device's key); otherwise not.
+    public static func isSignedByActiveDevice(_ change: DeviceChange, in set: DeviceSet, origin: String, label: Hash) -> Bool {
+        guard case .chained(let signer, let signature) = change.authority, (1...255).contains(origin.utf8.count),
+            let newest = set.newestIndex, let device = set.device(signer)
+        else { return false }
+        let m = DeviceChange.message(origin: origin, label: label, signer: signer, previousIndex: newest, kind: change.kind)
+        return Ed25519.verify(signature: signature, message: m, publicKey: device.signingKey)
     }
 
     /// Judges the change made by the entry at `index` (leaf hash `leafHash`, at the label's next

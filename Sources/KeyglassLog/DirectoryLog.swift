@@ -165,14 +165,6 @@ public final class DirectoryLog {
         }
     }
 
-    /// True if `signature` is the active device `by`'s over the change message at `state`'s
-    /// position: check 1 of the rule passes, so its verdict may be told to whoever sent it.
-    static func signatureVerifies(by: [UInt8], signature: [UInt8], kind: DeviceChange.Kind, at state: DeviceSet, origin: String, label: Hash) -> Bool {
-        guard let newest = state.newestIndex, let device = state.device(by), (1...255).contains(origin.utf8.count) else { return false }
-        let m = DeviceChange.message(origin: origin, label: label, signer: by, previousIndex: newest, kind: kind)
-        return Ed25519.verify(signature: signature, message: m, publicKey: device.signingKey)
-    }
-
     /// The entries so far.
     public var size: UInt64 { head.checkpoint.size }
 
@@ -279,8 +271,8 @@ public final class DirectoryLog {
                     DeviceRule.judge(change, to: seen, origin: signer.name, label: label).isAcceptedByServer
                 {
                     results.append(.failure(.stalePosition))
-                } else if case .invalid = verdict, case .chained(let by, let signature) = request.authority,
-                    !Self.signatureVerifies(by: by, signature: signature, kind: change.kind, at: before, origin: signer.name, label: label)
+                } else if case .invalid = verdict, case .chained = request.authority,
+                    !DeviceRule.isSignedByActiveDevice(change, in: before, origin: signer.name, label: label)
                 {
                     // Not signed by an active device over this position: the caller may hold no
                     // key of the identity, so the answer says nothing more.
@@ -300,7 +292,8 @@ public final class DirectoryLog {
             states[label] = after
             batch.append((label, entry, sealed.encoded))
             opened[next] = sealed
-            vrf.append(SequencedBatch.VRFLabel(identity: Self.storedIdentity(identity, vrfSeed: vrfSeed), label: label, proof: proof))
+            // The label's row is written with its first change; later ones find it there.
+            vrf.append(before.version == 0 ? SequencedBatch.VRFLabel(identity: Self.storedIdentity(identity, vrfSeed: vrfSeed), label: label, proof: proof) : nil)
             results.append(.success(next))
             next += 1
         }
@@ -359,23 +352,41 @@ public final class DirectoryLog {
 
     /// As `lookup(_:)`, with the label and VRF proof computed by the caller (outside its lock).
     public func lookup(label: Hash, vrfProof: [UInt8]) throws -> DirectoryLookup.Answer {
-        guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
-        guard !mapAheadOfHead else { throw StoreError.notInitialised("a map head failed to store; lookups wait for the next one") }
-        guard !unopened.contains(label) else { throw Refusal.erased }
-        var state: DirectoryLookup.Answer.State?
-        if let s = headStates[label], let history = headHistories[label], let newest = history.last {
-            // The newest change and its sealed part: read, not kept, since only lookups need them.
+        try lookupParts(label: label, vrfProof: vrfProof).complete(storage: storage)
+    }
+
+    /// A lookup as this log's state answers it: everything but the newest change's entry and
+    /// sealed part, which `complete` reads from storage. Storage is append-only (erasure needs the
+    /// server stopped), so a server reads them outside the lock its writer takes.
+    public struct LookupParts: Sendable {
+        var answer: DirectoryLookup.Answer
+        let state: DeviceSet?
+        let history: [(index: UInt64, leafHash: Hash)]
+
+        /// The answer, with the newest change's entry and sealed part read from `storage`.
+        public func complete(storage: any LogStorage) throws -> DirectoryLookup.Answer {
+            var answer = self.answer
+            guard let s = state, let newest = history.last else { return answer }
             guard let entry = try storage.entries(start: newest.index, end: newest.index + 1).first,
                 let sealed = try storage.sealedChanges(at: [newest.index])[newest.index]
             else { throw StoreError.corrupt("entry \(newest.index) or its sealed change is missing") }
-            state = DirectoryLookup.Answer.State(
+            answer.state = DirectoryLookup.Answer.State(
                 devices: s.active, tombstoned: s.tombstoned, history: history, newestEntry: entry.data, newestSealed: sealed)
+            return answer
         }
+    }
+
+    /// The parts of a lookup that need this log's state (its caller's lock held).
+    public func lookupParts(label: Hash, vrfProof: [UInt8]) throws -> LookupParts {
+        guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
+        guard !mapAheadOfHead else { throw StoreError.notInitialised("a map head failed to store; lookups wait for the next one") }
+        guard !unopened.contains(label) else { throw Refusal.erased }
         let parts = try headParts(cp)
-        return DirectoryLookup.Answer(
+        let answer = DirectoryLookup.Answer(
             checkpoint: cp.note, configEntry: parts.configEntry, configProof: parts.configProof,
             headEntry: parts.headEntry, headProof: parts.headProof,
-            vrfProof: vrfProof, mapProof: try replay.map.proof(for: label), state: state)
+            vrfProof: vrfProof, mapProof: try replay.map.proof(for: label), state: nil)
+        return LookupParts(answer: answer, state: headStates[label], history: headHistories[label] ?? [])
     }
 
     /// What every lookup against one head carries alike: leaf 0, the head, and their proofs.

@@ -4,18 +4,27 @@ import KeyglassCore
 /// token is hashed and compared in constant time, so neither timing nor a memory dump of this
 /// object reveals a token.
 struct PublishAuthorizer: Sendable {
-    private let tokenHashes: [[UInt8]]
+    /// Each token's SHA-256 and the name it is known by (limits and logs use the name).
+    private let tokenHashes: [(hash: [UInt8], name: String)]
 
     init(tokens: [String], tokenHashes hashes: [Hash] = []) {
-        tokenHashes = tokens.filter { !$0.isEmpty }.map { Hash.sha256(Array($0.utf8)).bytes } + hashes.map(\.bytes)
+        tokenHashes = (tokens.filter { !$0.isEmpty }.map { Hash.sha256(Array($0.utf8)) } + hashes).map { ($0.bytes, "operator") }
     }
 
-    /// True when `token` is one of the configured tokens. Checks every configured token, so the time
-    /// taken does not depend on which one matched.
-    func accepts(_ token: String) -> Bool {
+    /// Named tokens given by their hashes (a key directory's lookup credentials).
+    init(named: [(name: String, hash: Hash)]) {
+        tokenHashes = named.map { ($0.hash.bytes, $0.name) }
+    }
+
+    /// True when `token` is one of the configured tokens.
+    func accepts(_ token: String) -> Bool { name(of: token) != nil }
+
+    /// The name of the configured token `token` is, if any. Checks every configured token, so the
+    /// time taken does not depend on which one matched.
+    func name(of token: String) -> String? {
         let presented = Hash.sha256(Array(token.utf8)).bytes
-        var matched = false
-        for h in tokenHashes where constantTimeEquals(h, presented) { matched = true }
+        var matched: String?
+        for t in tokenHashes where constantTimeEquals(t.hash, presented) { matched = t.name }
         return matched
     }
 }

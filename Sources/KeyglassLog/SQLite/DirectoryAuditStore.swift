@@ -131,6 +131,16 @@ public final class DirectoryAuditStore {
         try s.step()
     }
 
+    /// A watched identity opened through `from` is now opened through `to` (a chunk replayed with
+    /// its sealed changes); one whose rebuild failed stays behind.
+    public func advanceOpenedThrough(_ identity: String, from: UInt64, to: UInt64) throws {
+        let s = try db.statement("UPDATE watched SET opened_through = ? WHERE identity = ? AND opened_through >= ?")
+        s.bind(1, to)
+        s.bind(2, identity)
+        s.bind(3, from)
+        try s.step()
+    }
+
     // MARK: Alerts
 
     /// Records an alert (inside the tile's transaction), to be reported by the run that finishes.

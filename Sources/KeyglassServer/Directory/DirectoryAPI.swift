@@ -27,7 +27,7 @@ public struct DirectoryAPI: Sendable {
     /// the writer a signature check).
     let signedChangeLimiter: RateLimiter?
     /// Lookup credentials: each one's name (what its limit is kept by) and SHA-256.
-    let lookupTokens: [(name: String, hash: [UInt8])]
+    let lookupAuthorizer: PublishAuthorizer
     /// Per-credential limit on lookups and histories (nil: unlimited).
     let lookupLimiter: RateLimiter?
     /// Collects cosignatures of the head checkpoints; lookups and histories carry them.
@@ -41,7 +41,7 @@ public struct DirectoryAPI: Sendable {
                 lookupTokens: [(name: String, hash: Hash)], lookupsPerSecond: Double = 50,
                 witnesses: WitnessCollector? = nil, logger: Logger) {
         self.directory = directory
-        self.lookupTokens = lookupTokens.map { ($0.name, $0.hash.bytes) }
+        lookupAuthorizer = PublishAuthorizer(named: lookupTokens)
         lookupLimiter = lookupsPerSecond > 0 ? RateLimiter(rate: lookupsPerSecond, burst: max(1, lookupsPerSecond * 20)) : nil
         self.witnesses = witnesses
         self.authorizer = PublishAuthorizer(tokens: publishTokens, tokenHashes: publishTokenHashes)
@@ -125,10 +125,7 @@ public struct DirectoryAPI: Sendable {
         }
         let token = String(header.dropFirst(7))
         if authorizer.accepts(token) { return }
-        let presented = Hash.sha256(Array(token.utf8)).bytes
-        var name: String?
-        for t in lookupTokens where constantTimeEquals(t.hash, presented) { name = t.name }
-        guard let name else { throw APIError(.forbidden, "forbidden", "lookup credential not accepted") }
+        guard let name = lookupAuthorizer.name(of: token) else { throw APIError(.forbidden, "forbidden", "lookup credential not accepted") }
         if let lookupLimiter, !lookupLimiter.allow(name) { throw APIError.rateLimited("lookup credential \(name)") }
     }
 

@@ -129,7 +129,9 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// The lookup answer for `identity` (canonical) against the newest map head.
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
         let (label, proof) = try label(of: identity)
-        return try log.withLock { try $0.lookup(label: label, vrfProof: proof) }
+        // The proofs and state under the lock; the newest change's entry and sealed part, read
+        // from append-only storage, outside it.
+        return try log.withLock { try $0.lookupParts(label: label, vrfProof: proof) }.complete(storage: store.storage)
     }
 
     /// As `lookup(_:)`, for async callers: the log's lock can be held by a commit (an fsync), and
