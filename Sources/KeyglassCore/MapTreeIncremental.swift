@@ -57,8 +57,9 @@ private final class BatchCache<Base: MapNodeStore>: MapNodeStore {
         written.insert(position)
     }
 
-    func flush(into store: inout Base) throws {
-        for position in written { try store.set(nodes[position] ?? nil, at: position) }
+    /// The nodes written in this batch, to store once this cache is released.
+    func writes() -> [(position: MapPosition, node: MapNode?)] {
+        written.map { ($0, nodes[$0] ?? nil) }
     }
 }
 
@@ -148,19 +149,23 @@ extension MapTree {
         /// first, instead of once per label. Nodes are read and written through a cache for the
         /// batch, so the upper levels every path shares are read once.
         public mutating func set(_ batch: [(label: Hash, value: Hash)]) throws {
-            var cached = BatchCache(store: store)  // a class: `place` writes through the reference
+            var cached: BatchCache? = BatchCache(store: store)  // a class: `place` writes through the reference
             var dirty: Set<MapPosition> = []
             for (label, value) in batch {
-                let depth = try Self.place(label, value, in: &cached)
+                let depth = try Self.place(label, value, in: &cached!)
                 for d in 0..<depth { dirty.insert(MapPosition(label: label, depth: d)) }
             }
             for position in dirty.sorted(by: { $0.depth > $1.depth }) {
                 let left = MapPosition(child: position, right: false)
                 let right = MapPosition(child: position, right: true)
-                let hash = MapTree.interiorHash(try cached.node(at: left)?.hash ?? MapTree.empty, try cached.node(at: right)?.hash ?? MapTree.empty)
-                try cached.set(.interior(hash), at: position)
+                let hash = MapTree.interiorHash(try cached!.node(at: left)?.hash ?? MapTree.empty, try cached!.node(at: right)?.hash ?? MapTree.empty)
+                try cached!.set(.interior(hash), at: position)
             }
-            try cached.flush(into: &store)
+            let writes = cached!.writes()
+            // The cache holds a copy of `store`: released first, so a store with value semantics
+            // (`MemoryMapNodeStore`'s dictionary) is written in place, not copied whole per batch.
+            cached = nil
+            for w in writes { try store.set(w.node, at: w.position) }
         }
 
         /// Puts `label`'s leaf in place (splitting a leaf it meets), without rehashing; returns

@@ -21,10 +21,10 @@ public final class DirectoryLog {
         public var kind: DeviceChange.Kind
         /// The operator (the caller holds the publish token) or the signing device.
         public var authority: DeviceChange.Authority
-        /// The canonical identity's label and VRF proof, if the caller computed them (with this
-        /// log's VRF key: `DirectoryLog.label(of:vrfSeed:)`), so the writer does not: an ECVRF proof
-        /// is ~0.2 ms of one core, and callers on several cores make them in parallel.
-        public var label: (label: Hash, proof: [UInt8])?
+        /// The canonical identity's label, if the caller computed it (with this log's VRF key:
+        /// `DirectoryLabels.computeLabel`), so the writer does not: a VRF output is ~0.1 ms of one
+        /// core, and callers on several cores compute them in parallel.
+        public var label: Hash?
 
         /// A change request.
         public init(identity: String, kind: DeviceChange.Kind, authority: DeviceChange.Authority) {
@@ -74,7 +74,8 @@ public final class DirectoryLog {
     public let storage: any LogStorage
     private let store: LogStore
     private let signer: NoteSigner
-    private let vrfSeed: [UInt8]
+    /// Identities' labels and VRF proofs, under the VRF key of leaf 0 (shared with the server).
+    public let labels: DirectoryLabels
     /// The VRF key of leaf 0.
     public let vrfPublicKey: [UInt8]
     private var head: LogHead
@@ -89,7 +90,6 @@ public final class DirectoryLog {
     /// A map head's append failed after the map took its changes (a full disk): set until a head
     /// is stored.
     private var mapAheadOfHead = false
-    private var labels: [String: (label: Hash, proof: [UInt8])] = [:]
     /// Labels with a change this log cannot open (its sealed change erased or missing): what their
     /// devices are is unknown here, so they are neither looked up nor changed.
     private var unopened: Set<Hash> = []
@@ -112,7 +112,7 @@ public final class DirectoryLog {
         guard let pair = Ed25519.keyPair(seed: vrfSeed) else { throw StoreError.corrupt("the VRF key is not a 32-byte seed") }
         self.storage = storage
         self.signer = signer
-        self.vrfSeed = vrfSeed
+        labels = try DirectoryLabels(vrfSeed: vrfSeed, storage: storage)
         vrfPublicKey = pair.publicKey
         store = LogStore(storage: storage)
         head = try LogHead.load(from: storage, signer: signer)
@@ -179,33 +179,9 @@ public final class DirectoryLog {
     /// The log's origin (its signing key's name), which chained changes sign.
     public var origin: String { signer.name }
 
-    /// Most identities whose labels are remembered: anyone can ask for any identity, and each one
-    /// costs ~200 bytes; past this the cache starts again (a proof is ~0.2 ms to recompute).
-    public static let maxCachedLabels = 1 << 16
-
-    /// The identity's label and its VRF proof: remembered, or stored with its first change, or
-    /// computed (and remembered for the next change or lookup).
-    public func label(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
-        if let known = labels[identity] { return known }
-        let computed = try storage.vrfLabel(of: Self.storedIdentity(identity, vrfSeed: vrfSeed)).map { ($0.label, $0.proof) }
-            ?? Self.label(of: identity, vrfSeed: vrfSeed)
-        if labels.count >= Self.maxCachedLabels { labels.removeAll(keepingCapacity: true) }
-        labels[identity] = computed
-        return computed
-    }
-
-    /// How `vrf_labels` names an identity: HMAC-SHA256 under a key derived from the VRF seed, hex.
-    /// A copy of the database (a backup) then does not list who has keys: linking a guessed
-    /// identity to its row needs the VRF key, or an ECVRF verification per guess and row.
-    public static func storedIdentity(_ identity: String, vrfSeed: [UInt8]) -> String {
-        let key = Hash.sha256(Array("keyglass-stored-identity-v1".utf8) + vrfSeed).bytes
-        return HMACSHA256.mac(key: key, Array(identity.utf8)).hex
-    }
-
-    /// The label and VRF proof of `identity` (canonical) under the VRF key of `vrfSeed`.
-    public static func label(of identity: String, vrfSeed: [UInt8]) throws -> (label: Hash, proof: [UInt8]) {
-        let proof = try ECVRF.prove(seed: vrfSeed, alpha: Array(identity.utf8))
-        return (Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!, proof)
+    /// The identity's label (canonical): remembered, stored with its first change, or computed.
+    public func label(of identity: String) throws -> Hash {
+        try labels.label(of: identity)
     }
 
     /// Sequences `requests` as one batch (in order: a later change to a label is judged against the
@@ -255,7 +231,7 @@ public final class DirectoryLog {
                 results.append(.failure(.mapBehind))
                 continue
             }
-            let (label, proof) = try request.label.flatMap { identity == request.identity ? $0 : nil } ?? self.label(of: identity)
+            let label = try request.label.flatMap { identity == request.identity ? $0 : nil } ?? self.label(of: identity)
             guard !unopened.contains(label) else {
                 results.append(.failure(.erased))
                 continue
@@ -292,8 +268,11 @@ public final class DirectoryLog {
             states[label] = after
             batch.append((label, entry, sealed.encoded))
             opened[next] = sealed
-            // The label's row is written with its first change; later ones find it there.
-            vrf.append(before.version == 0 ? SequencedBatch.VRFLabel(identity: Self.storedIdentity(identity, vrfSeed: vrfSeed), label: label, proof: proof) : nil)
+            // The label's row is written with its first change; later ones find it there. Its
+            // proof is made by the first lookup (unless one was made already).
+            vrf.append(before.version == 0
+                ? SequencedBatch.VRFLabel(identity: labels.storedIdentity(identity), label: label, proof: labels.rememberedProof(of: identity) ?? [])
+                : nil)
             results.append(.success(next))
             next += 1
         }
@@ -346,7 +325,8 @@ public final class DirectoryLog {
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
         let canonical: String
         do { canonical = try Identity.normalize(identity) } catch { throw Refusal.identity(error.description) }
-        let (label, vrfProof) = try label(of: canonical)
+        let (label, vrfProof) = try labels.labelAndProof(of: canonical)
+        try labels.storeMadeProofs()
         return try lookup(label: label, vrfProof: vrfProof)
     }
 
@@ -408,7 +388,7 @@ public final class DirectoryLog {
     public func history(of identity: String) throws -> [(index: UInt64, entry: [UInt8], sealed: [UInt8]?)] {
         let canonical: String
         do { canonical = try Identity.normalize(identity) } catch { throw Refusal.identity(error.description) }
-        let label = try label(of: canonical).label
+        let label = try label(of: canonical)
         let entries = try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion))
         let sealed = try storage.sealedChanges(at: entries.map(\.index))
         return entries.map { ($0.index, $0.data, sealed[$0.index]) }

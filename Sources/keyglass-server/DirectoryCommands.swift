@@ -89,12 +89,12 @@ struct Erase: AsyncParsableCommand {
             defer { lock.release() }
             let canonical = try Identity.normalize(identity)
             let seed = try dir.loadVRFSeed()
-            let label = try DirectoryLog.label(of: canonical, vrfSeed: seed).label
+            let label = try DirectoryLabels.computeLabel(of: canonical, key: ECVRF.SecretKey(seed: seed))
             let storage = try SQLiteStorage(path: dir.database, readers: 1, secureDelete: true)
             defer { storage.close() }
             let size = try storage.entryCount()
             let entries = try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion))
-            let erased = try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLog.storedIdentity(canonical, vrfSeed: seed))
+            let erased = try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLabels.storedIdentity(canonical, vrfSeed: seed))
             print("erased \(erased) sealed change(s) of \(canonical) (label \(label.hex)) and its stored label; its \(entries.count) log entr\(entries.count == 1 ? "y stays" : "ies stay")")
         } catch {
             throw commandFailed("erase", error)

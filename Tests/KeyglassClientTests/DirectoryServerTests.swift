@@ -239,6 +239,41 @@ final class DirectoryServerTests: XCTestCase {
         await d.remove()
     }
 
+    /// A change computes only its identity's label; the VRF proof is made by the first lookup and
+    /// stored by the writer in the identity's row, where lookups after a restart read it.
+    func testAnIdentitysVRFProofIsMadeAtItsFirstLookupAndStored() async throws {
+        let (d, _) = try await startWithAlicesPhone()
+        let reader = try SQLiteStorage(path: d.data.database, sync: .normal)
+        defer { reader.close() }
+        let seed = try d.data.loadVRFSeed()
+        let name = DirectoryLabels.storedIdentity(alice, vrfSeed: seed)
+        let vrfKey = try ECVRF.publicKey(seed: seed)
+        // Waiting for the phone made lookups already: the proof they made reaches the row.
+        var stored: [UInt8] = []
+        for _ in 0..<200 {
+            stored = try XCTUnwrap(try reader.vrfLabel(of: name)).proof
+            if !stored.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        let beta = try XCTUnwrap(ECVRF.verify(publicKey: vrfKey, alpha: Array(alice.utf8), proof: stored), "the stored proof verifies")
+        XCTAssertEqual(Hash(bytes: Array(beta.prefix(32))), try XCTUnwrap(try reader.vrfLabel(of: name)).label)
+        let looked = try await client(d).lookup(alice)
+        XCTAssertEqual(looked.result.label, Hash(bytes: Array(beta.prefix(32))))
+        // A second identity, changed but never looked up: its row has the label and no proof yet.
+        let bob = "bob@example.com"
+        _ = try await client(d).submit(ChangeBody(identity: bob, change: DeviceChange(kind: .add(try Device().record), authority: .operator)),
+                                       token: d.token)
+        let bobRow = try XCTUnwrap(try reader.vrfLabel(of: DirectoryLabels.storedIdentity(bob, vrfSeed: seed)))
+        XCTAssertEqual(bobRow.proof, [], "no lookup yet")
+        XCTAssertEqual(bobRow.label, try DirectoryLabels.computeLabel(of: bob, key: ECVRF.SecretKey(seed: seed)))
+        await d.stop()
+        // After a restart the stored proof is what lookups carry.
+        let again = try await RunningDirectory.start(data: d.data)
+        let reopened = try await client(again).lookup(alice)
+        XCTAssertEqual(reopened.result.label, looked.result.label)
+        await again.remove()
+    }
+
     private func d0(_ dir: DataDirectory) throws -> String {
         try SecretFile.read(dir.lookupToken).trimmingCharacters(in: .whitespacesAndNewlines)
     }

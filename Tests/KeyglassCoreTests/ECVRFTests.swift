@@ -30,6 +30,11 @@ final class ECVRFTests: XCTestCase {
             XCTAssertEqual(Hex.encode(proof), Hex.encode(v.proof), "π for alpha \(Hex.encode(v.alpha))")
             XCTAssertEqual(try ECVRF.proofToHash(proof), v.output)
             XCTAssertEqual(ECVRF.verify(publicKey: v.publicKey, alpha: v.alpha, proof: v.proof), v.output)
+            // The output alone (labels at publish time) and a proof from a kept key are the same bytes.
+            let key = try ECVRF.SecretKey(seed: v.seed)
+            XCTAssertEqual(key.publicKey, v.publicKey)
+            XCTAssertEqual(try ECVRF.output(key: key, alpha: v.alpha), v.output, "β without the proof")
+            XCTAssertEqual(try ECVRF.prove(key: key, alpha: v.alpha), v.proof)
         }
     }
 
@@ -137,6 +142,7 @@ final class ECVRFTests: XCTestCase {
             let beta = try XCTUnwrap(ECVRF.verify(publicKey: pair.publicKey, alpha: alpha, proof: proof))
             XCTAssertEqual(beta.count, ECVRF.outputLength)
             XCTAssertEqual(try ECVRF.proofToHash(proof), beta)
+            XCTAssertEqual(try ECVRF.output(key: ECVRF.SecretKey(seed: pair.seed), alpha: alpha), beta, "β without the proof")
             XCTAssertEqual(try ECVRF.prove(seed: pair.seed, alpha: alpha), proof, "deterministic")
             XCTAssertNil(ECVRF.verify(publicKey: pair.publicKey, alpha: alpha + [0x20], proof: proof))
             XCTAssertNil(ECVRF.verify(publicKey: Ed25519.generate().publicKey, alpha: alpha, proof: proof))

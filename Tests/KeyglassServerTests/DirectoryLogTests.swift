@@ -16,7 +16,7 @@ final class DirectoryLogTests: XCTestCase {
     }
 
     private func signed(_ log: DirectoryLog, _ identity: String, _ kind: DeviceChange.Kind, by d: Device) throws -> DirectoryLog.ChangeRequest {
-        let label = try log.label(of: identity).label
+        let label = try log.label(of: identity)
         let newest = try XCTUnwrap(log.history(of: identity).last?.index)
         let c = DeviceChange.signed(kind, origin: log.origin, label: label, signer: d.id, signerSeed: d.seed, previousIndex: newest)
         return .init(identity: identity, kind: kind, authority: c.authority)
@@ -116,9 +116,9 @@ final class DirectoryLogTests: XCTestCase {
         try log.appendMapHead()
         let erased = (0..<100).map { "user\($0 * 15)@example.com" }
         for identity in erased {
-            let label = try log.label(of: identity).label
+            let label = try log.label(of: identity)
             let entries = try storage.entries(identity: label.hex, below: log.size, limit: 10)
-            XCTAssertEqual(try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLog.storedIdentity(identity, vrfSeed: vrfSeed)), 1)
+            XCTAssertEqual(try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLabels.storedIdentity(identity, vrfSeed: vrfSeed)), 1)
         }
         storage.close()
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -132,10 +132,10 @@ final class DirectoryLogTests: XCTestCase {
             }
             return false
         }
-        let left = erased.filter { contains(keys[$0]!) || contains(Array(DirectoryLog.storedIdentity($0, vrfSeed: vrfSeed).utf8)) }
+        let left = erased.filter { contains(keys[$0]!) || contains(Array(DirectoryLabels.storedIdentity($0, vrfSeed: vrfSeed).utf8)) }
         XCTAssertEqual(left, [], "erased identities whose bytes are still in the file")
         let kept = "user1@example.com"
-        XCTAssertTrue(contains(keys[kept]!) && contains(Array(DirectoryLog.storedIdentity(kept, vrfSeed: vrfSeed).utf8)), "the others are there")
+        XCTAssertTrue(contains(keys[kept]!) && contains(Array(DirectoryLabels.storedIdentity(kept, vrfSeed: vrfSeed).utf8)), "the others are there")
         // And the log still opens and answers the others, and refuses the erased (its changes
         // cannot be opened).
         storage = try SQLiteStorage(path: path, readers: 1, secureDelete: true)

@@ -192,6 +192,20 @@ public final class SQLiteStorage: LogStorage {
         }
     }
 
+    public func storeVRFProofs(_ proofs: [(identity: String, proof: [UInt8])]) throws {
+        try writer.runHere { db in
+            try db.transaction {
+                for p in proofs {
+                    // Only where none is stored: a row erased meanwhile stays erased.
+                    let s = try db.statement("UPDATE vrf_labels SET proof = ? WHERE identity = ? AND length(proof) = 0")
+                    s.bind(1, p.proof)
+                    s.bind(2, p.identity)
+                    try s.step()
+                }
+            }
+        }
+    }
+
     /// Deleted with `secure_delete` (the freed pages are zeroed) and the WAL checkpointed and
     /// truncated after, so the erased bytes do not linger in the file or its journal. Throws if
     /// the checkpoint could not copy and truncate the whole WAL (a reader held it: a backup).

@@ -84,8 +84,9 @@ public enum Schema {
             idx INTEGER PRIMARY KEY,
             data BLOB NOT NULL)
         """,
-        // A key directory's identities that have a change: each one's label and ECVRF proof,
-        // computed once; erasure deletes the row.
+        // A key directory's identities that have a change: each one's label, stored with its
+        // first change, and ECVRF proof, empty until a first lookup made it (then stored once);
+        // erasure deletes the row.
         """
         CREATE TABLE IF NOT EXISTS vrf_labels(
             identity TEXT PRIMARY KEY,

@@ -83,6 +83,8 @@ public protocol LogStorage: AnyObject, Sendable {
     func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int
     /// The stored label and ECVRF proof of a key directory's identity (canonical), if stored.
     func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel?
+    /// Fills in the ECVRF proofs of stored labels that have none yet (made at a first lookup).
+    func storeVRFProofs(_ proofs: [(identity: String, proof: [UInt8])]) throws
 
     /// Closes the engine's connections once queued work has run. Call once nothing reads or writes.
     func close()
@@ -94,6 +96,7 @@ extension LogStorage {
     public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] { [:] }
     public func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int { 0 }
     public func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel? { nil }
+    public func storeVRFProofs(_ proofs: [(identity: String, proof: [UInt8])]) throws {}
 
     public func latestCheckpointAndEntryCount() throws -> (StoredCheckpoint?, UInt64) {
         (try latestCheckpoint(), try entryCount())
@@ -115,9 +118,9 @@ public struct SequencedBatch: Sendable {
         /// A v2 change entry's sealed change (`SealedChange`): kept beside the entry, in the same
         /// transaction, and served only to those allowed to read the label.
         public let sealed: [UInt8]?
-        /// A v2 change entry's canonical identity and its ECVRF proof (whose output's first 32
-        /// bytes are the label, `identity` above in hex): stored once per identity, so a lookup
-        /// does not compute the proof again, and deleted by erasure.
+        /// A v2 change entry's canonical identity (as `DirectoryLabels.storedIdentity` names it)
+        /// and label, with its first change: stored once per identity, so lookups need not compute
+        /// the label, and deleted by erasure.
         public let vrf: VRFLabel?
 
         public init(index: UInt64, identity: String, data: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, vrf: VRFLabel? = nil) {
@@ -130,8 +133,9 @@ public struct SequencedBatch: Sendable {
         }
     }
 
-    /// An identity of a key directory (as `DirectoryLog.storedIdentity` names it: a keyed hash,
-    /// not the identity), its label and the label's ECVRF proof.
+    /// An identity of a key directory (as `DirectoryLabels.storedIdentity` names it: a keyed hash,
+    /// not the identity), its label and the label's ECVRF proof (empty until a lookup made one:
+    /// changes compute only the label, `DirectoryLabels`).
     public struct VRFLabel: Sendable {
         public let identity: String
         public let label: Hash

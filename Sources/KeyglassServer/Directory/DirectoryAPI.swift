@@ -161,7 +161,7 @@ public struct DirectoryAPI: Sendable {
         do { identity = try Identity.normalize(body.identity) } catch { throw APIError.badRequest(error.description) }
         var request = DirectoryLog.ChangeRequest(identity: identity, kind: change.kind, authority: change.authority)
         // The label here, on this request's thread: the writer then spends no ECVRF time on it.
-        request.label = try directory.computedLabel(of: identity)
+        request.label = try directory.labels.computeLabel(of: identity)
         let outcome = await directory.submit(request)
         // Without the token, a refusal must not tell a caller who holds no active device's key
         // anything of the identity (whether it was erased, which devices are active, …): every

@@ -57,10 +57,9 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// The store the log writes, for reads that need no lock (tiles, histories, proofs of stored
     /// entries: storage is append-only and safe to read from any thread).
     public let store: LogStore
-    /// For labels computed outside the log's lock: any client can ask for any identity, and an
-    /// ECVRF proof (~0.2 ms) must not hold up the writer.
-    private let vrfSeed: [UInt8]
-    private let labels = Mutex<[String: (label: Hash, proof: [UInt8])]>([:])
+    /// The log's labels and VRF proofs, computed outside its lock: any client can ask for any
+    /// identity, and an ECVRF computation (~0.1–0.2 ms) must not hold up the writer.
+    let labels: DirectoryLabels
     /// The newest checkpoint whose last leaf is a map head (what lookups and histories answer against).
     private let head: Mutex<StoredCheckpoint?>
     /// At start, the newest head covered every entry: the epoch timer starts now. Otherwise (a
@@ -76,7 +75,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         verifierKey = signer.verifierKey
         vrfPublicKey = log.vrfPublicKey
         guard Ed25519.keyPair(seed: vrfSeed)?.publicKey == log.vrfPublicKey else { throw StoreError.corrupt("the VRF seed is not the log's") }
-        self.vrfSeed = vrfSeed
+        labels = log.labels
         store = LogStore(storage: log.storage)
         head = Mutex(log.headCheckpoint)
         headCoversAll = log.headCheckpoint?.size == log.size
@@ -106,29 +105,9 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         }
     }
 
-    /// The label and VRF proof of `identity` (canonical), remembered up to `DirectoryLog.maxCachedLabels`.
-    func label(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
-        if let known = labels.withLock({ $0[identity] }) { return known }
-        // Stored with the identity's first change (read from a reader connection, concurrently),
-        // else computed: ~0.2 ms of one core.
-        let computed = try store.storage.vrfLabel(of: DirectoryLog.storedIdentity(identity, vrfSeed: vrfSeed)).map { ($0.label, $0.proof) }
-            ?? DirectoryLog.label(of: identity, vrfSeed: vrfSeed)
-        labels.withLock { cache in
-            if cache.count >= DirectoryLog.maxCachedLabels { cache.removeAll(keepingCapacity: true) }
-            cache[identity] = computed
-        }
-        return computed
-    }
-
-    /// The identity's label and VRF proof, always computed (~0.2 ms): for routes anyone may call,
-    /// where reading a stored label for identities that have one would time who does.
-    func computedLabel(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
-        try DirectoryLog.label(of: identity, vrfSeed: vrfSeed)
-    }
-
     /// The lookup answer for `identity` (canonical) against the newest map head.
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
-        let (label, proof) = try label(of: identity)
+        let (label, proof) = try labels.labelAndProof(of: identity)
         // The proofs and state under the lock; the newest change's entry and sealed part, read
         // from append-only storage, outside it.
         return try log.withLock { try $0.lookupParts(label: label, vrfProof: proof) }.complete(storage: store.storage)
@@ -160,7 +139,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
             }
             cp = stored
         }
-        let label = try label(of: identity).label
+        let label = try labels.label(of: identity)
         let page = max(1, options.historyPage)
         let entries = try store.storage.entries(identity: label.hex, below: min(cp.size, before ?? .max), limit: page)
         let proofs = try store.inclusionProofs(indices: entries.map(\.index), size: cp.size)
@@ -198,11 +177,13 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
                 }
                 if batch.isEmpty { break }
                 write(batch)
+                storeMadeProofs()
                 // Under sustained load the queue never empties: heads stay on time anyway, and
                 // come early when the changes no head covers near what a replay accepts.
                 let crowded = log.withLock { $0.changesSinceHead >= DirectoryLog.forcedHeadChanges }
                 if Date().timeIntervalSince(lastHead) >= epochSeconds || crowded, appendHeadIfDue() { lastHead = Date() }
             }
+            storeMadeProofs()
             let stopping = inbox.withLock { $0.stopping && $0.queue.isEmpty }
             if stopping || Date().timeIntervalSince(lastHead) >= epochSeconds {
                 if appendHeadIfDue() { lastHead = Date() }
@@ -243,6 +224,14 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         } catch {
             logger.error("directory batch not stored", metadata: ["error": "\(error)", "changes": "\(batch.count)"])
             for p in batch { p.done(.unavailable("the change could not be stored; retry")) }
+        }
+    }
+
+    /// The VRF proofs lookups made, into their identities' rows (here, so lookups never wait for
+    /// the database's writer). One that fails is made again by a lookup after a restart.
+    private func storeMadeProofs() {
+        do { try labels.storeMadeProofs() } catch {
+            logger.warning("VRF proofs made by lookups not stored", metadata: ["error": "\(error)"])
         }
     }
 
