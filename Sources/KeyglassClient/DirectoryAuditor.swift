@@ -146,7 +146,7 @@ public struct DirectoryAuditor: Sendable {
                     guard case .change(_, let l, let version, let kind, let commitment)? = try? DirectoryEntry.parse(e.entry), l == label,
                         version == rebuilt.version + 1
                     else { continue }
-                    let outcome = DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.open(
+                    let outcome = SealedChange.open(
                         e.sealed ?? [], commitment: commitment, kind: kind, label: label, state: &rebuilt, origin: replay.origin ?? "",
                         index: e.index, leafHash: Merkle.leafHash(e.entry))
                     if case .judged = outcome {} else { complete = false }
@@ -207,8 +207,8 @@ public struct DirectoryAuditor: Sendable {
                     for bytes in entries.dropFirst(skip) {
                         let index = chunkReplay.size
                         let backdatedBefore = chunkReplay.backdatedCount
-                        let event: DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Event
-                        do { event = try chunkReplay.replay(bytes, leafHash: leaves[k], sealed: sealed[index]) } catch let stalled as DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Stalled {
+                        let event: DirectoryReplayEvent
+                        do { event = try chunkReplay.replay(bytes, leafHash: leaves[k], sealed: sealed[index]) } catch let stalled as DirectoryReplayStalled {
                             // A log whose map stopped taking changes: refused, not followed into unbounded memory.
                             throw DirectoryClient.Refused(failure: .head(stalled.description))
                         }
@@ -284,7 +284,7 @@ public struct DirectoryAuditor: Sendable {
         }
     }
 
-    static func alerts(_ event: DirectoryReplayOf<SQLiteMapNodeStore, DirectoryAuditStore.LabelStates>.Event, watched: [Hash: String], checkpointSize: UInt64) -> [Alert] {
+    static func alerts(_ event: DirectoryReplayEvent, watched: [Hash: String], checkpointSize: UInt64) -> [Alert] {
         switch event {
         case let .mapHead(index, epoch, .mismatch(derived)):
             return [Alert(kind: "map_mismatch", index: index,

@@ -92,7 +92,7 @@ public enum DirectoryMonitor {
                 continue
             }
             let before = state
-            let outcome = DirectoryReplay<MemoryMapNodeStore>.open(
+            let outcome = SealedChange.open(
                 sealed ?? [], commitment: commitment, kind: kind, label: label, state: &state, origin: origin, index: index,
                 leafHash: Merkle.leafHash(bytes))
             if let asOf, index < asOf.coveredSize { atCovered = state }

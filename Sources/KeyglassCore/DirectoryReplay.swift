@@ -6,53 +6,85 @@
 /// also resume where an earlier one stopped (`position`).
 public typealias DirectoryReplay<Store: MapNodeStore> = DirectoryReplayOf<Store, MemoryLabelStateStore>
 
+/// What one entry of a v2 log was found to be (`DirectoryReplayOf.replay`).
+public enum DirectoryReplayEvent: Equatable, Sendable {
+    /// Leaf 0.
+    case config(origin: String)
+    /// A change entry and what it was found to be.
+    case change(index: UInt64, label: Hash, outcome: DirectoryChangeOutcome)
+    /// A map head and whether its root is the derived one.
+    case mapHead(index: UInt64, epoch: UInt64, outcome: DirectoryHeadOutcome)
+    /// Not a v2 entry, or one where it cannot be (a config after leaf 0, no config at 0).
+    case malformed(index: UInt64, why: String)
+}
+
+/// What a change entry was found to be (Spec/directory.md, "Sealed changes").
+public enum DirectoryChangeOutcome: Equatable, Sendable {
+    /// Not at the label's next version: not applied at all (`invalid_change`).
+    case notApplied(String)
+    /// Replayed without its sealed change: its public part applied, what it did unknown.
+    case sealed
+    /// Opened and judged by the rule.
+    case judged(DeviceRule.Verdict)
+    /// Its sealed change does not parse, does not open its commitment, or names another
+    /// previous index than the label's (`bad_opening`): the label's devices are unknown from here.
+    case badOpening(String)
+    /// Opened and judged, but it commits to another set than the one the rule leaves
+    /// (`set_mismatch`: a ghost only in the committed set, which contacts would be shown).
+    case setMismatch(DeviceRule.Verdict)
+
+    /// The rule's verdict, when the change was opened and judged.
+    public var verdict: DeviceRule.Verdict? {
+        switch self {
+        case .judged(let v), .setMismatch(let v): return v
+        case .notApplied, .sealed, .badOpening: return nil
+        }
+    }
+}
+
+/// A map head checked.
+public enum DirectoryHeadOutcome: Equatable, Sendable {
+    /// Its root is the root of the map of the changes it covers.
+    case matches
+    /// It is not: `derived` is the root those changes make (`map_mismatch`).
+    case mismatch(derived: Hash)
+    /// Its epoch or covered size is out of sequence; its root was not checked.
+    case outOfSequence(String)
+}
+
+/// The log sequenced more than `maxPendingChanges` changes no map head covers: the replay
+/// stops there (what an auditor reports as refused).
+public struct DirectoryReplayStalled: Error, Equatable, CustomStringConvertible {
+    /// The bound a replay enforces unless told otherwise (`DirectoryReplayOf.defaultMaxPendingChanges`).
+    public static let defaultBound = 1 << 18
+
+    /// The change that went past the bound.
+    public let index: UInt64
+    /// The bound.
+    public let pending: Int
+
+    /// The change at `index` went past `pending` uncovered changes.
+    public init(index: UInt64, pending: Int) {
+        self.index = index
+        self.pending = pending
+    }
+
+    /// The reason in words.
+    public var description: String {
+        "entry \(index): more than \(pending) changes with no map head covering them (an honest server covers its changes every epoch)"
+    }
+}
+
 /// `DirectoryReplay` with the labels' states kept in `States`.
 public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// What one entry was found to be.
-    public enum Event: Equatable, Sendable {
-        /// Leaf 0.
-        case config(origin: String)
-        /// A change entry and what it was found to be.
-        case change(index: UInt64, label: Hash, outcome: ChangeOutcome)
-        /// A map head and whether its root is the derived one.
-        case mapHead(index: UInt64, epoch: UInt64, outcome: HeadOutcome)
-        /// Not a v2 entry, or one where it cannot be (a config after leaf 0, no config at 0).
-        case malformed(index: UInt64, why: String)
-    }
-
-    /// What a change entry was found to be (Spec/directory.md, "Sealed changes").
-    public enum ChangeOutcome: Equatable, Sendable {
-        /// Not at the label's next version: not applied at all (`invalid_change`).
-        case notApplied(String)
-        /// Replayed without its sealed change: its public part applied, what it did unknown.
-        case sealed
-        /// Opened and judged by the rule.
-        case judged(DeviceRule.Verdict)
-        /// Its sealed change does not parse, does not open its commitment, or names another
-        /// previous index than the label's (`bad_opening`): the label's devices are unknown from here.
-        case badOpening(String)
-        /// Opened and judged, but it commits to another set than the one the rule leaves
-        /// (`set_mismatch`: a ghost only in the committed set, which contacts would be shown).
-        case setMismatch(DeviceRule.Verdict)
-
-        /// The rule's verdict, when the change was opened and judged.
-        public var verdict: DeviceRule.Verdict? {
-            switch self {
-            case .judged(let v), .setMismatch(let v): return v
-            case .notApplied, .sealed, .badOpening: return nil
-            }
-        }
-    }
-
+    public typealias Event = DirectoryReplayEvent
+    /// What a change entry was found to be.
+    public typealias ChangeOutcome = DirectoryChangeOutcome
     /// A map head checked.
-    public enum HeadOutcome: Equatable, Sendable {
-        /// Its root is the root of the map of the changes it covers.
-        case matches
-        /// It is not: `derived` is the root those changes make (`map_mismatch`).
-        case mismatch(derived: Hash)
-        /// Its epoch or covered size is out of sequence; its root was not checked.
-        case outOfSequence(String)
-    }
+    public typealias HeadOutcome = DirectoryHeadOutcome
+    /// The log went past the bound on uncovered changes.
+    public typealias Stalled = DirectoryReplayStalled
 
     /// The origin and VRF key of leaf 0.
     public private(set) var origin: String?
@@ -86,33 +118,13 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// they are kept in memory and in a saved position, so a log that never covers its changes
     /// must not make them grow without bound. An honest server covers them every epoch, and
     /// appends a head early long before this (`DirectoryLog.forcedHeadChanges`).
-    public static var defaultMaxPendingChanges: Int { 1 << 18 }
+    public static var defaultMaxPendingChanges: Int { DirectoryReplayStalled.defaultBound }
 
     /// The bound this replay enforces (see `defaultMaxPendingChanges`).
     public let maxPendingChanges: Int
 
     /// Changes applied to the states but not yet in the map (none covered them yet).
     public var pendingChanges: Int { queued.count - queueStart }
-
-    /// The log sequenced more than `maxPendingChanges` changes no map head covers: the replay
-    /// stops there (what an auditor reports as refused).
-    public struct Stalled: Error, Equatable, CustomStringConvertible {
-        /// The change that went past the bound.
-        public let index: UInt64
-        /// The bound.
-        public let pending: Int
-
-        /// The change at `index` went past `pending` uncovered changes.
-        public init(index: UInt64, pending: Int) {
-            self.index = index
-            self.pending = pending
-        }
-
-        /// The reason in words.
-        public var description: String {
-            "entry \(index): more than \(pending) changes with no map head covering them (an honest server covers its changes every epoch)"
-        }
-    }
 
     /// A replay keeping the map's nodes in `store` and the labels' states in `states`: from the
     /// empty log (both empty), or from `position`, where an earlier replay whose stores these are
@@ -224,7 +236,7 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
                 return .change(
                     index: index, label: label, outcome: .notApplied("the entry says version \(version); the label is at \(state.version)"))
             }
-            let outcome = Self.open(
+            let outcome = SealedChange.open(
                 sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash,
                 parsed: parsed)
             try states.setState(state, of: label)
@@ -252,14 +264,14 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     }
 }
 
-extension DirectoryReplayOf {
+extension SealedChange {
     /// Applies the change entry at `index` to `state`: its public part always, and, given its
     /// sealed change, the rule's verdict on what the change did (Spec/directory.md, "Sealed
     /// changes"). Owners' monitors open their label's changes the same way.
     public static func open(
         _ sealed: [UInt8]?, commitment: Hash, kind: UInt8, label: Hash, state: inout DeviceSet, origin: String, index: UInt64,
         leafHash: Hash, parsed: SealedChange? = nil
-    ) -> ChangeOutcome {
+    ) -> DirectoryChangeOutcome {
         guard let sealed else {
             state.advance(index: index, leafHash: leafHash)
             return .sealed

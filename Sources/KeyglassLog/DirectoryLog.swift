@@ -172,9 +172,9 @@ public final class DirectoryLog {
     public var changesSinceHead: Int { Int(size - (headCheckpoint?.size ?? 0)) }
 
     /// Past this many entries since the newest stored head the server appends one at once, whatever
-    /// its epoch: a replay refuses a log with twice as many uncovered (`DirectoryReplay.Stalled`),
+    /// its epoch: a replay refuses a log with twice as many uncovered (`DirectoryReplayStalled`),
     /// and `prepare` refuses changes (`mapBehind`) before it gets there.
-    public static var forcedHeadChanges: Int { DirectoryReplay<MemoryMapNodeStore>.defaultMaxPendingChanges / 2 }
+    public static var forcedHeadChanges: Int { DirectoryReplayStalled.defaultBound / 2 }
 
     /// The log's origin (its signing key's name), which chained changes sign.
     public var origin: String { signer.name }
@@ -227,7 +227,7 @@ public final class DirectoryLog {
             }
             // The entries after the newest stored head must stay below what a replay accepts
             // uncovered (heads that keep failing to store would otherwise let them grow).
-            guard Int(next - (headCheckpoint?.size ?? 0)) < DirectoryReplay<MemoryMapNodeStore>.defaultMaxPendingChanges - 1 else {
+            guard Int(next - (headCheckpoint?.size ?? 0)) < DirectoryReplayStalled.defaultBound - 1 else {
                 results.append(.failure(.mapBehind))
                 continue
             }

@@ -106,7 +106,7 @@ final class DeviceVectorTests: XCTestCase {
                 if version != set.version + 1 {
                     verdictName = "invalid"  // not applied at all: what the replay's version check does
                 } else {
-                    let outcome = DirectoryReplay<MemoryMapNodeStore>.open(
+                    let outcome = SealedChange.open(
                         sealed, commitment: commitment, kind: kindCode, label: label, state: &set, origin: origin, index: index,
                         leafHash: Merkle.leafHash(entry))
                     guard case .judged(let verdict) = outcome else { return XCTFail("\(context): \(outcome)") }

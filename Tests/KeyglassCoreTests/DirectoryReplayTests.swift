@@ -34,7 +34,7 @@ final class DirectoryReplayTests: XCTestCase {
         }
 
         /// Replays entries `range` into `r`, each change opened.
-        func replay(_ range: Range<Int>, into r: inout DirectoryReplay<MemoryMapNodeStore>) throws -> [DirectoryReplay<MemoryMapNodeStore>.Event] {
+        func replay(_ range: Range<Int>, into r: inout DirectoryReplay<MemoryMapNodeStore>) throws -> [DirectoryReplayEvent] {
             try range.map { try r.replay(entries[$0], leafHash: Merkle.leafHash(entries[$0]), sealed: sealed[$0]) }
         }
 
@@ -82,16 +82,16 @@ final class DirectoryReplayTests: XCTestCase {
         log.append(.mapHead(timestampMillis: 1_700_000_001_000, epoch: epoch ?? log.epoch, coveredSize: c, root: root ?? log.root(covering: c)))
     }
 
-    private func replay(_ log: Log) throws -> [DirectoryReplay<MemoryMapNodeStore>.Event] {
+    private func replay(_ log: Log) throws -> [DirectoryReplayEvent] {
         var r = DirectoryReplay(store: MemoryMapNodeStore())
         return try log.replay(0..<log.entries.count, into: &r)
     }
 
-    private func heads(_ events: [DirectoryReplay<MemoryMapNodeStore>.Event]) -> [DirectoryReplay<MemoryMapNodeStore>.HeadOutcome] {
+    private func heads(_ events: [DirectoryReplayEvent]) -> [DirectoryHeadOutcome] {
         events.compactMap { if case .mapHead(_, _, let o) = $0 { return o } else { return nil } }
     }
 
-    private func verdicts(_ events: [DirectoryReplay<MemoryMapNodeStore>.Event]) -> [DeviceRule.Verdict] {
+    private func verdicts(_ events: [DirectoryReplayEvent]) -> [DeviceRule.Verdict] {
         events.compactMap {
             guard case .change(_, _, let outcome) = $0 else { return nil }
             if case .notApplied(let why) = outcome { return .invalid(why) }
@@ -300,7 +300,7 @@ final class DirectoryReplayTests: XCTestCase {
         let whole = try replay(log)
         for cut in 1..<log.entries.count {
             var first = DirectoryReplay(store: MemoryMapNodeStore())
-            var events: [DirectoryReplay<MemoryMapNodeStore>.Event] = []
+            var events: [DirectoryReplayEvent] = []
             events += try log.replay(0..<cut, into: &first)
             // The states as bytes and back, as the state database keeps them.
             var states = MemoryLabelStateStore()
@@ -336,7 +336,7 @@ final class DirectoryReplayTests: XCTestCase {
         var anonymous = DirectoryReplay(store: MemoryMapNodeStore())
         let blind = try log.entries.map { try anonymous.replay($0, leafHash: Merkle.leafHash($0)) }
         XCTAssertEqual(heads(blind), [.matches], "the map's derivation is checked without any opening")
-        let outcomes: [DirectoryReplay<MemoryMapNodeStore>.ChangeOutcome] = blind.compactMap {
+        let outcomes: [DirectoryChangeOutcome] = blind.compactMap {
             if case .change(_, _, let o) = $0 { return o } else { return nil }
         }
         XCTAssertEqual(outcomes, [.sealed, .sealed])
@@ -389,7 +389,7 @@ final class DirectoryReplayTests: XCTestCase {
         change(&log, label("user3"), .add(try device().record))
         let last = log.entries.count - 1
         XCTAssertThrowsError(try r.replay(log.entries[last], leafHash: Merkle.leafHash(log.entries[last]), sealed: log.sealed[last])) { error in
-            XCTAssertEqual(error as? DirectoryReplay<MemoryMapNodeStore>.Stalled, .init(index: UInt64(last), pending: 3))
+            XCTAssertEqual(error as? DirectoryReplayStalled, .init(index: UInt64(last), pending: 3))
         }
         XCTAssertEqual(r.size, UInt64(last), "not replayed: the replay stays where it was")
         // A head covering them: the bound is on what is uncovered, not on the log.
