@@ -92,9 +92,11 @@ public enum DirectoryMonitor {
                 continue
             }
             let before = state
+            // Parsed once (a parse checks the device key in full); `open` reports one that does not parse.
+            let parsed = sealed.flatMap { try? SealedChange.parse($0) }
             let outcome = SealedChange.open(
                 sealed ?? [], commitment: commitment, kind: kind, label: label, state: &state, origin: origin, index: index,
-                leafHash: Merkle.leafHash(bytes))
+                leafHash: Merkle.leafHash(bytes), parsed: parsed)
             if let asOf, index < asOf.coveredSize { atCovered = state }
             // Once the history reaches the version checked last time, it must be the same history.
             if let s = since, !comparedWithStored, state.version == s.version {
@@ -113,7 +115,7 @@ public enum DirectoryMonitor {
             case .notApplied, .sealed, .judged:
                 break
             }
-            guard let verdict = outcome.verdict, let change = try? SealedChange.parse(sealed ?? []).change else { continue }
+            guard let verdict = outcome.verdict, let change = parsed?.change else { continue }
             if case .invalid(let why) = verdict {
                 report.alerts.append(.invalid(index: index, why: why))
             } else if isOwners(change, verdict: verdict, state: before, known: known) {
