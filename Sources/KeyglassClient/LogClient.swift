@@ -43,25 +43,21 @@ public struct LogClient: Sendable {
     /// GET expecting 200; any other status is `ClientError.http` with the log's message. Network
     /// errors, timeouts, 5xx and 429 are tried again (`limits.attempts`, with back-off).
     public func get(_ path: String) async throws -> Data {
-        try await limits.retrying { try await getOnce(path) }
+        try await limits.retrying { try await getOnce(path, headers: [:]) }
     }
 
-    /// As `get`, with header fields (a credential): sent as `raw` requests.
+    /// As `get`, with header fields (a credential).
     public func get(_ path: String, headers: [String: String]) async throws -> Data {
-        try await limits.retrying {
-            let (status, data) = try await raw("GET", path, headers: headers)
-            guard status == 200 else { throw ClientError.http(status: status, message: Self.message(data)) }
-            return data
-        }
+        try await limits.retrying { try await getOnce(path, headers: headers) }
     }
 
-    private func getOnce(_ path: String) async throws -> Data {
+    private func getOnce(_ path: String, headers: [String: String]) async throws -> Data {
         let (status, data): (Int, Data)
         if let http {
-            let answer = try await http.get(path)
+            let answer = try await http.get(path, headers: headers)
             (status, data) = (answer.status, Data(answer.body.readableBytesView))
         } else {
-            (status, data) = try await raw("GET", path)
+            (status, data) = try await raw("GET", path, headers: headers)
         }
         guard status == 200 else { throw ClientError.http(status: status, message: Self.message(data)) }
         return data

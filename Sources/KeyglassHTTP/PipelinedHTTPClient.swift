@@ -33,10 +33,10 @@ public final class PipelinedHTTPClient: Sendable {
         self.connections = (0..<max(1, connections)).map { _ in Connection(host: host, port: base.port ?? 80, pathPrefix: prefix, limits: limits) }
     }
 
-    /// GET `path`; the status and body as they came.
-    public func get(_ path: String) async throws -> (status: Int, body: ByteBuffer) {
+    /// GET `path` with `headers` (a credential) besides Host; the status and body as they came.
+    public func get(_ path: String, headers: [String: String] = [:]) async throws -> (status: Int, body: ByteBuffer) {
         let c = connections[next.increment() % connections.count]
-        return try await c.get(path)
+        return try await c.get(path, headers: headers)
     }
 
     public func shutdown() async {
@@ -90,12 +90,13 @@ private final class Connection: Sendable {
         }
     }
 
-    func get(_ path: String) async throws -> (status: Int, body: ByteBuffer) {
+    func get(_ path: String, headers: [String: String]) async throws -> (status: Int, body: ByteBuffer) {
         do {
             let ch = try await connected().get()
             let promise = ch.eventLoop.makePromise(of: (Int, ByteBuffer).self)
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: pathPrefix + path)
             head.headers.add(name: "Host", value: port == 80 ? host : "\(host):\(port)")
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
             // A write that fails before the handler sees it (the connection closed in between) must
             // fail the request too: otherwise nothing would ever complete it, deadline included.
             let written = ch.eventLoop.makePromise(of: Void.self)
