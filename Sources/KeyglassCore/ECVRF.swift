@@ -41,12 +41,10 @@ public enum ECVRF {
     /// A VRF secret key, derived once from its 32-byte seed as RFC 8032 derives an Ed25519 key:
     /// the scalar x, the nonce key, the public key Y = x·B, and 8x mod L for outputs without a
     /// proof. Deriving costs a base-point multiplication and two SHA-512s, so a server keeps one.
-    /// Its secret bytes live as long as the value (Swift arrays cannot be zeroed on release), as
-    /// the seed they come from does in the process that holds it.
-    public struct SecretKey: Sendable {
-        let x: [UInt8]
-        let eightX: [UInt8]
-        let nonceKey: [UInt8]
+    /// The secret parts live in memory of their own, zeroed when the last copy of the key goes, and
+    /// are never printed (`description`, `dump` and reflection show only the public key).
+    public struct SecretKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+        fileprivate let secret: SecretBytes
         /// Y, the Ed25519 public key of the seed.
         public let publicKey: [UInt8]
 
@@ -57,19 +55,23 @@ public enum ECVRF {
             publicKey = try ECVRF.publicKey(seed: seed)
             var hashed = ECVRF.sha512([seed])
             defer { sodium_memzero(&hashed, hashed.count) }
-            var clamped = Array(hashed[0..<32])
-            defer { sodium_memzero(&clamped, clamped.count) }
-            clamped[0] &= 248
-            clamped[31] &= 127
-            clamped[31] |= 64
-            x = ECVRF.reduce(clamped + [UInt8](repeating: 0, count: 32))
-            nonceKey = Array(hashed[32..<64])
+            var wide = Array(hashed[0..<32]) + [UInt8](repeating: 0, count: 32)
+            defer { sodium_memzero(&wide, wide.count) }
+            wide[0] &= 248
+            wide[31] &= 127
+            wide[31] |= 64
+            let secret = SecretBytes()
+            crypto_core_ed25519_scalar_reduce(secret.x, wide)
             var eight = [UInt8](repeating: 0, count: 32)
             eight[0] = 8
-            var product = [UInt8](repeating: 0, count: 32)
-            crypto_core_ed25519_scalar_mul(&product, eight, x)
-            eightX = product
+            crypto_core_ed25519_scalar_mul(secret.eightX, eight, secret.x)
+            hashed.withUnsafeBufferPointer { secret.nonceKey.update(from: $0.baseAddress! + 32, count: 32) }
+            self.secret = secret
         }
+
+        public var description: String { "ECVRF.SecretKey(public key \(Hex.encode(publicKey)))" }
+        public var debugDescription: String { description }
+        public var customMirror: Mirror { Mirror(self, children: ["publicKey": Hex.encode(publicKey)]) }
     }
 
     /// π for `alpha` under the key of `seed` (RFC 9381 §5.1).
@@ -80,8 +82,14 @@ public enum ECVRF {
     /// π for `alpha` under `key` (RFC 9381 §5.1).
     public static func prove(key: SecretKey, alpha: [UInt8]) throws -> [UInt8] {
         let h = try encodeToCurve(publicKey: key.publicKey, alpha: alpha)
-        let gamma = try multiply(key.x, h)
-        var kWide = sha512([key.nonceKey, h])
+        let gamma = try multiply(key.secret.x, h)
+        var state = crypto_hash_sha512_state()
+        crypto_hash_sha512_init(&state)
+        crypto_hash_sha512_update(&state, key.secret.nonceKey, 32)
+        crypto_hash_sha512_update(&state, h, UInt64(h.count))
+        var kWide = [UInt8](repeating: 0, count: 64)
+        crypto_hash_sha512_final(&state, &kWide)
+        sodium_memzero(&state, MemoryLayout<crypto_hash_sha512_state>.size)
         defer { sodium_memzero(&kWide, kWide.count) }
         var k = reduce(kWide)
         defer { sodium_memzero(&k, k.count) }
@@ -90,7 +98,7 @@ public enum ECVRF {
         let c = challenge(key.publicKey, h, gamma, u, v)
         var cx = [UInt8](repeating: 0, count: 32)
         defer { sodium_memzero(&cx, cx.count) }
-        crypto_core_ed25519_scalar_mul(&cx, scalar(c), key.x)
+        crypto_core_ed25519_scalar_mul(&cx, scalar(c), key.secret.x)
         var s = [UInt8](repeating: 0, count: 32)
         crypto_core_ed25519_scalar_add(&s, k, cx)
         return gamma + c + s
@@ -103,7 +111,7 @@ public enum ECVRF {
     /// computes labels this way when changes arrive and makes proofs when lookups need them.
     public static func output(key: SecretKey, alpha: [UInt8]) throws -> [UInt8] {
         let h = try encodeToCurve(publicKey: key.publicKey, alpha: alpha)
-        return hashOfCofactorMultiple(try multiply(key.eightX, h))
+        return hashOfCofactorMultiple(try multiply(key.secret.eightX, h))
     }
 
     /// β if `proof` is a valid proof for `alpha` under `publicKey`, else nil (RFC 9381 §5.3 with
@@ -220,6 +228,13 @@ public enum ECVRF {
     /// A 16-byte challenge as a 32-byte scalar.
     private static func scalar(_ c: [UInt8]) -> [UInt8] { c + [UInt8](repeating: 0, count: 32 - c.count) }
 
+    /// As `multiply`, with a secret scalar in memory of its own.
+    private static func multiply(_ n: UnsafeMutablePointer<UInt8>, _ p: [UInt8]) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        guard crypto_scalarmult_ed25519_noclamp(&out, n, p) == 0 else { throw Failure.groupOperation }
+        return out
+    }
+
     /// n·P for P in the prime-order subgroup (libsodium refuses others, a zero n and the identity as result).
     private static func multiply(_ n: [UInt8], _ p: [UInt8]) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
@@ -243,5 +258,24 @@ public enum ECVRF {
         var out = [UInt8](repeating: 0, count: 32)
         guard crypto_core_ed25519_sub(&out, p, q) == 0 else { throw Failure.groupOperation }
         return out
+    }
+}
+
+/// The secret scalars of an `ECVRF.SecretKey` (x, 8x mod L, the nonce key), 32 bytes each, in
+/// memory allocated for them and zeroed before it is freed: Swift arrays would leave copies.
+///
+/// `@unchecked Sendable` is safe because the bytes are written only in `ECVRF.SecretKey.init`,
+/// before the object is shared, and only read (by libsodium) afterwards.
+private final class SecretBytes: @unchecked Sendable {
+    private let base = UnsafeMutablePointer<UInt8>.allocate(capacity: 96)
+    var x: UnsafeMutablePointer<UInt8> { base }
+    var eightX: UnsafeMutablePointer<UInt8> { base + 32 }
+    var nonceKey: UnsafeMutablePointer<UInt8> { base + 64 }
+
+    init() { base.initialize(repeating: 0, count: 96) }
+
+    deinit {
+        sodium_memzero(base, 96)
+        base.deallocate()
     }
 }

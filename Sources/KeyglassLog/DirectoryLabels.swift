@@ -14,12 +14,14 @@ import Synchronization
 ///   made one.
 public final class DirectoryLabels: Sendable {
     /// The VRF key, derived once from the seed.
-    public let key: ECVRF.SecretKey
+    private let key: ECVRF.SecretKey
     private let storedIdentityKey: [UInt8]
     private let storage: any LogStorage
     private let remembered = Mutex<[String: Remembered]>([:])
-    /// Proofs made since the writer last stored them: (stored identity, proof).
-    private let madeProofs = Mutex<[(identity: String, proof: [UInt8])]>([])
+    /// Proofs made since the writer last stored them, by stored identity: the label each proves,
+    /// and the proof. At most `maxUnstoredProofs`; one dropped is made again by a later lookup.
+    private let madeProofs = Mutex<[String: (label: Hash, proof: [UInt8])]>([:])
+    static let maxUnstoredProofs = 4096
 
     private struct Remembered {
         let label: Hash
@@ -56,28 +58,39 @@ public final class DirectoryLabels: Sendable {
     }
 
     /// The label and its VRF proof, for a lookup. A proof not remembered or stored is made now and
-    /// queued for `storeMadeProofs` (if the identity has a stored row; one without changes has none).
+    /// queued for `storeMadeProofs`, which fills it into the identity's row if it has one by then
+    /// (one with no change yet has none). A stored proof is used only if it proves the stored
+    /// label (its β's first 32 bytes, without the full verification); otherwise it is made again
+    /// and replaced, so a damaged row costs a proof, not the identity's lookups.
     public func labelAndProof(of identity: String) throws -> (label: Hash, proof: [UInt8]) {
         if let known = remembered.withLock({ $0[identity] }), let proof = known.proof { return (known.label, proof) }
         let name = storedIdentity(identity)
         let stored = try storage.vrfLabel(of: name)
-        if let stored, !stored.proof.isEmpty {
+        if let stored, !stored.proof.isEmpty, (try? Self.label(ofProof: stored.proof)) == stored.label {
             remember(identity, Remembered(label: stored.label, proof: stored.proof))
             return (stored.label, stored.proof)
         }
         let proof = try ECVRF.prove(key: key, alpha: Array(identity.utf8))
-        let label = Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
+        let label = try Self.label(ofProof: proof)
         if let stored, stored.label != label {
             throw StoreError.corrupt("the stored label of an identity is not its VRF output under this key")
         }
         remember(identity, Remembered(label: label, proof: proof))
-        if stored != nil { madeProofs.withLock { $0.append((name, proof)) } }
+        madeProofs.withLock { made in
+            if made.count < Self.maxUnstoredProofs || made[name] != nil { made[name] = (label, proof) }
+        }
         return (label, proof)
     }
 
-    /// The proof of `identity` if one is remembered (so a first change stores it with the label).
-    public func rememberedProof(of identity: String) -> [UInt8]? {
-        remembered.withLock { $0[identity]?.proof }
+    /// The first 32 bytes of a proof's β (for a proof this log made: not verified).
+    private static func label(ofProof proof: [UInt8]) throws -> Hash {
+        Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
+    }
+
+    /// The proof of `identity` if one is remembered for `label` (so a first change stores it with
+    /// the label).
+    public func rememberedProof(of identity: String, label: Hash) -> [UInt8]? {
+        remembered.withLock { all in all[identity].flatMap { $0.label == label ? $0.proof : nil } }
     }
 
     /// Writes the proofs lookups made into their identities' rows. The writer calls it, so
@@ -86,7 +99,7 @@ public final class DirectoryLabels: Sendable {
     public func storeMadeProofs() throws {
         let proofs = madeProofs.withLock { made in
             defer { made.removeAll() }
-            return made
+            return made.map { (identity: $0.key, label: $0.value.label, proof: $0.value.proof) }
         }
         if !proofs.isEmpty { try storage.storeVRFProofs(proofs) }
     }

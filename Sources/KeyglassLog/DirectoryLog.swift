@@ -271,7 +271,7 @@ public final class DirectoryLog {
             // The label's row is written with its first change; later ones find it there. Its
             // proof is made by the first lookup (unless one was made already).
             vrf.append(before.version == 0
-                ? SequencedBatch.VRFLabel(identity: labels.storedIdentity(identity), label: label, proof: labels.rememberedProof(of: identity) ?? [])
+                ? SequencedBatch.VRFLabel(identity: labels.storedIdentity(identity), label: label, proof: labels.rememberedProof(of: identity, label: label) ?? [])
                 : nil)
             results.append(.success(next))
             next += 1
@@ -326,7 +326,8 @@ public final class DirectoryLog {
         let canonical: String
         do { canonical = try Identity.normalize(identity) } catch { throw Refusal.identity(error.description) }
         let (label, vrfProof) = try labels.labelAndProof(of: canonical)
-        try labels.storeMadeProofs()
+        // Stored as the server's writer would; a failure only means it is made again later.
+        try? labels.storeMadeProofs()
         return try lookup(label: label, vrfProof: vrfProof)
     }
 

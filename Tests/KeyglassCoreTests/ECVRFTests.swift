@@ -35,6 +35,13 @@ final class ECVRFTests: XCTestCase {
             XCTAssertEqual(key.publicKey, v.publicKey)
             XCTAssertEqual(try ECVRF.output(key: key, alpha: v.alpha), v.output, "β without the proof")
             XCTAssertEqual(try ECVRF.prove(key: key, alpha: v.alpha), v.proof)
+            // The key prints and reflects as its public key only.
+            var dumped = ""
+            dump(key, to: &dumped)
+            for shown in ["\(key)", String(reflecting: key), dumped] {
+                XCTAssertTrue(shown.contains(Hex.encode(v.publicKey)), shown)
+                XCTAssertFalse(shown.contains("secret") || shown.contains(Hex.encode(v.seed)), shown)
+            }
         }
     }
 

@@ -87,6 +87,62 @@ final class DirectoryLogTests: XCTestCase {
         storage.close()
     }
 
+    /// Labels and VRF proofs (`DirectoryLabels`): a change stores the label with an empty proof;
+    /// the first lookup makes the proof and stores it; a proof made by a lookup before the
+    /// identity's first change is stored with it; a damaged stored proof is made again and
+    /// replaced; a proof queued before an erasure does not bring the erased row back.
+    func testVRFProofsAreMadeOnceStoredAndNeverResurrectErasedRows() throws {
+        let dir = TestLog.temporaryDirectory("v2-labels")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try NoteSigner.generate(name: "example.com/directory")
+        let vrfSeed = Ed25519.generate().seed
+        let storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        defer { storage.close() }
+        let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        func row(_ identity: String) throws -> SequencedBatch.VRFLabel? {
+            try storage.vrfLabel(of: DirectoryLabels.storedIdentity(identity, vrfSeed: vrfSeed))
+        }
+        func proves(_ row: SequencedBatch.VRFLabel?, _ identity: String) -> Bool {
+            guard let row, let beta = ECVRF.verify(publicKey: log.vrfPublicKey, alpha: Array(identity.utf8), proof: row.proof) else { return false }
+            return Hash(bytes: Array(beta.prefix(32))) == row.label
+        }
+        let (alice, carol, dave) = ("alice@example.com", "carol@example.com", "dave@example.com")
+        XCTAssertEqual(try log.publish([.init(identity: alice, kind: .add(try device().record), authority: .operator)]).map(\.isSuccess), [true])
+        try log.appendMapHead()
+        XCTAssertEqual(try row(alice)?.proof, [], "a change stores the label only")
+        XCTAssertEqual(try row(alice)?.label, try DirectoryLabels.computeLabel(of: alice, key: ECVRF.SecretKey(seed: vrfSeed)))
+        _ = try DirectoryLookup.verify(try log.lookup(alice), identity: alice, logKey: signer.verifierKey)
+        XCTAssertTrue(proves(try row(alice), alice), "the first lookup's proof is stored")
+
+        // Looked up before it has keys (a contact checking first), then given its first device.
+        XCTAssertTrue(try DirectoryLookup.verify(try log.lookup(carol), identity: carol, logKey: signer.verifierKey).neverPublished)
+        XCTAssertNil(try row(carol))
+        XCTAssertEqual(try log.publish([.init(identity: carol, kind: .add(try device().record), authority: .operator)]).map(\.isSuccess), [true])
+        XCTAssertTrue(proves(try row(carol), carol), "the remembered proof is stored with the first change")
+
+        // A damaged row (another identity's valid proof under alice's name): a fresh log (nothing
+        // remembered) makes the proof again, answers with it, and replaces the stored one.
+        let bobProof = try ECVRF.prove(seed: vrfSeed, alpha: Array("bob@example.com".utf8))
+        let damaged = try TestLog.tamper(
+            database: dir + "/log.sqlite", "UPDATE vrf_labels SET proof = X'\(Hex.encode(bobProof))' WHERE identity = '\(DirectoryLabels.storedIdentity(alice, vrfSeed: vrfSeed))'")
+        XCTAssertEqual(damaged, 1)
+        XCTAssertFalse(proves(try row(alice), alice))
+        let reopened = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        _ = try DirectoryLookup.verify(try reopened.lookup(alice), identity: alice, logKey: signer.verifierKey)
+        XCTAssertTrue(proves(try row(alice), alice), "the damaged proof is replaced")
+
+        // A proof queued by a lookup, then the identity erased, then the queue stored: no row.
+        XCTAssertEqual(try reopened.publish([.init(identity: dave, kind: .add(try device().record), authority: .operator)]).map(\.isSuccess), [true])
+        let fresh = try DirectoryLabels(vrfSeed: vrfSeed, storage: storage)
+        _ = try fresh.labelAndProof(of: dave)
+        let daveLabel = try reopened.label(of: dave)
+        let entries = try storage.entries(identity: daveLabel.hex, below: reopened.size, limit: 10)
+        XCTAssertEqual(try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLabels.storedIdentity(dave, vrfSeed: vrfSeed)), 1)
+        try fresh.storeMadeProofs()
+        XCTAssertNil(try row(dave), "an erased row stays erased")
+    }
+
     /// Erasure at scale: 1,500 identities written in batches (pages split as label rows arrive in
     /// random order), 100 erased. Nothing of what they did (their devices' keys) and none of their
     /// stored label rows is left anywhere in the database file or its WAL: with `secure_delete` on

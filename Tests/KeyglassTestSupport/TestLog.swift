@@ -157,8 +157,15 @@ extension TestLog {
             guard !requireChanges || changed > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
             return
         }
+        let changed = try Self.tamper(database: directory.database, sql)
+        guard !requireChanges || changed > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
+    }
+
+    /// Runs SQL on the SQLite database at `path` on a connection of its own; returns the rows it changed.
+    @discardableResult
+    public static func tamper(database path: String, _ sql: String) throws -> Int {
         var db: OpaquePointer?
-        guard sqlite3_open(directory.database, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }
+        guard sqlite3_open(path, &db) == SQLITE_OK else { throw ClientError.network("cannot open database") }
         defer { sqlite3_close(db) }
         sqlite3_busy_timeout(db, 5000)
         var err: UnsafeMutablePointer<CChar>?
@@ -167,7 +174,7 @@ extension TestLog {
             sqlite3_free(err)
             throw ClientError.network("tamper failed: \(m)")
         }
-        guard !requireChanges || sqlite3_changes(db) > 0 else { throw ClientError.network("tamper changed nothing: \(sql)") }
+        return Int(sqlite3_changes(db))
     }
 
     /// Counts the rows of a lookup index, `identity_index` or `leaf_index`, in both of its levels.

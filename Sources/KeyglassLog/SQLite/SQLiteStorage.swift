@@ -192,14 +192,16 @@ public final class SQLiteStorage: LogStorage {
         }
     }
 
-    public func storeVRFProofs(_ proofs: [(identity: String, proof: [UInt8])]) throws {
+    public func storeVRFProofs(_ proofs: [(identity: String, label: Hash, proof: [UInt8])]) throws {
         try writer.runHere { db in
             try db.transaction {
                 for p in proofs {
-                    // Only where none is stored: a row erased meanwhile stays erased.
-                    let s = try db.statement("UPDATE vrf_labels SET proof = ? WHERE identity = ? AND length(proof) = 0")
+                    // An UPDATE: a row erased meanwhile stays erased. A damaged proof is replaced.
+                    let s = try db.statement("UPDATE vrf_labels SET proof = ? WHERE identity = ? AND label = ? AND proof != ?")
                     s.bind(1, p.proof)
                     s.bind(2, p.identity)
+                    s.bind(3, p.label)
+                    s.bind(4, p.proof)
                     try s.step()
                 }
             }

@@ -83,8 +83,9 @@ public protocol LogStorage: AnyObject, Sendable {
     func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int
     /// The stored label and ECVRF proof of a key directory's identity (canonical), if stored.
     func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel?
-    /// Fills in the ECVRF proofs of stored labels that have none yet (made at a first lookup).
-    func storeVRFProofs(_ proofs: [(identity: String, proof: [UInt8])]) throws
+    /// Fills in the ECVRF proofs of stored labels (made at a first lookup): each where the row's
+    /// label is the one the proof proves and its proof is not that proof already.
+    func storeVRFProofs(_ proofs: [(identity: String, label: Hash, proof: [UInt8])]) throws
 
     /// Closes the engine's connections once queued work has run. Call once nothing reads or writes.
     func close()
@@ -96,7 +97,7 @@ extension LogStorage {
     public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] { [:] }
     public func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int { 0 }
     public func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel? { nil }
-    public func storeVRFProofs(_ proofs: [(identity: String, proof: [UInt8])]) throws {}
+    public func storeVRFProofs(_ proofs: [(identity: String, label: Hash, proof: [UInt8])]) throws {}
 
     public func latestCheckpointAndEntryCount() throws -> (StoredCheckpoint?, UInt64) {
         (try latestCheckpoint(), try entryCount())
