@@ -69,8 +69,11 @@ public enum ECVRF {
             self.secret = secret
         }
 
+        /// The public key only.
         public var description: String { "ECVRF.SecretKey(public key \(Hex.encode(publicKey)))" }
+        /// The public key only.
         public var debugDescription: String { description }
+        /// The public key only, for `dump` and reflection.
         public var customMirror: Mirror { Mirror(self, children: ["publicKey": Hex.encode(publicKey)]) }
     }
 
