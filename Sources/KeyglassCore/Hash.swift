@@ -38,6 +38,14 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
     /// The 32 digest bytes, copied into an array.
     public var bytes: [UInt8] { Swift.withUnsafeBytes(of: self) { Array($0) } }
 
+    /// A copy with its bytes changed by `body` in place (no array: map positions are made by the
+    /// million while a map head is computed).
+    func withBytesChanged(_ body: (UnsafeMutableRawBufferPointer) -> Void) -> Hash {
+        var copy = self
+        Swift.withUnsafeMutableBytes(of: &copy, body)
+        return copy
+    }
+
     /// Calls `body` with the 32 digest bytes in place, without copying them.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try Swift.withUnsafeBytes(of: self, body)

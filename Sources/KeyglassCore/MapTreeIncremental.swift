@@ -8,30 +8,36 @@ public struct MapPosition: Hashable, Sendable {
     /// The position at `depth` on `label`'s path.
     public init(label: Hash, depth: Int) {
         precondition((0...256).contains(depth))
-        var b = label.bytes
         let whole = depth / 8
-        if whole < 32 {
+        self.depth = depth
+        prefix = label.withBytesChanged { b in
+            guard whole < 32 else { return }
             b[whole] &= UInt8(truncatingIfNeeded: 0xff00 >> (depth % 8))
             for i in (whole + 1)..<32 { b[i] = 0 }
         }
+    }
+
+    /// A position whose prefix is already masked to `depth` bits.
+    fileprivate init(masked prefix: Hash, depth: Int) {
         self.depth = depth
-        prefix = Hash(bytes: b)!
+        self.prefix = prefix
     }
 
     /// The other child of this position's parent.
     var sibling: MapPosition {
-        var b = prefix.bytes
-        b[(depth - 1) / 8] ^= 0x80 >> UInt8((depth - 1) % 8)
-        return MapPosition(label: Hash(bytes: b)!, depth: depth)
+        let bit = depth - 1
+        return MapPosition(masked: prefix.withBytesChanged { $0[bit / 8] ^= 0x80 >> UInt8(bit % 8) }, depth: depth)
     }
 }
 
 extension MapPosition {
     /// A child of `parent`: the left (bit 0) or right (bit 1) one.
     init(child parent: MapPosition, right: Bool) {
-        var b = parent.prefix.bytes
-        if right { b[parent.depth / 8] |= 0x80 >> UInt8(parent.depth % 8) }
-        self.init(label: Hash(bytes: b)!, depth: parent.depth + 1)
+        let bit = parent.depth
+        precondition(bit < 256, "a leaf's position has no children")
+        // The parent's bits beyond its depth are zero, so the child's beyond its own are too.
+        let prefix = right ? parent.prefix.withBytesChanged { $0[bit / 8] |= 0x80 >> UInt8(bit % 8) } : parent.prefix
+        self.init(masked: prefix, depth: bit + 1)
     }
 }
 
@@ -155,7 +161,10 @@ extension MapTree {
                 let depth = try Self.place(label, value, in: &cached!)
                 for d in 0..<depth { dirty.insert(MapPosition(label: label, depth: d)) }
             }
-            for position in dirty.sorted(by: { $0.depth > $1.depth }) {
+            // Deepest first, by depth buckets rather than a sort (an epoch dirties ~20 per label).
+            var byDepth = [[MapPosition]](repeating: [], count: 257)
+            for position in dirty { byDepth[position.depth].append(position) }
+            for position in byDepth.reversed().joined() {
                 let left = MapPosition(child: position, right: false)
                 let right = MapPosition(child: position, right: true)
                 let hash = MapTree.interiorHash(try cached!.node(at: left)?.hash ?? MapTree.empty, try cached!.node(at: right)?.hash ?? MapTree.empty)
