@@ -22,12 +22,16 @@ final class DirectoryLogTests: XCTestCase {
         return .init(identity: identity, kind: kind, authority: c.authority)
     }
 
-    func testDirectoryLogEndToEnd() throws {
-        let dir = TestLog.temporaryDirectory("v2")
+    /// A directory for a test's log, a signer and a VRF seed (the caller removes the directory).
+    private func scratch(_ name: String) throws -> (dir: String, signer: NoteSigner, vrfSeed: [UInt8]) {
+        let dir = TestLog.temporaryDirectory(name)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return (dir, try NoteSigner.generate(name: "example.com/directory"), Ed25519.generate().seed)
+    }
+
+    func testDirectoryLogEndToEnd() throws {
+        let (dir, signer, vrfSeed) = try scratch("v2")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let signer = try NoteSigner.generate(name: "example.com/directory")
-        let vrfSeed = Ed25519.generate().seed
         var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
         XCTAssertEqual(log.size, 1, "leaf 0, the config")
@@ -92,11 +96,8 @@ final class DirectoryLogTests: XCTestCase {
     /// identity's first change is stored with it; a damaged stored proof is made again and
     /// replaced; a proof queued before an erasure does not bring the erased row back.
     func testVRFProofsAreMadeOnceStoredAndNeverResurrectErasedRows() throws {
-        let dir = TestLog.temporaryDirectory("v2-labels")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, signer, vrfSeed) = try scratch("v2-labels")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let signer = try NoteSigner.generate(name: "example.com/directory")
-        let vrfSeed = Ed25519.generate().seed
         let storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         defer { storage.close() }
         let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
@@ -150,11 +151,8 @@ final class DirectoryLogTests: XCTestCase {
     /// secure_delete on by default, so here this also holds without the pragma; builds without
     /// that default, such as upstream's, need it.)
     func testErasedSealedChangesLeaveNoBytesInTheFile() throws {
-        let dir = TestLog.temporaryDirectory("v2-erase")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, signer, vrfSeed) = try scratch("v2-erase")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let signer = try NoteSigner.generate(name: "example.com/directory")
-        let vrfSeed = Ed25519.generate().seed
         let path = dir + "/log.sqlite"
         var storage = try SQLiteStorage(path: path, readers: 1, secureDelete: true)
         let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
