@@ -21,6 +21,7 @@ public struct MapPosition: Hashable, Sendable {
     fileprivate init(masked prefix: Hash, depth: Int) {
         self.depth = depth
         self.prefix = prefix
+        assert(MapPosition(label: prefix, depth: depth).prefix == prefix, "a position's bits beyond its depth must be zero")
     }
 
     /// The other child of this position's parent.

@@ -96,7 +96,10 @@ private final class Connection: Sendable {
             let promise = ch.eventLoop.makePromise(of: (Int, ByteBuffer).self)
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: pathPrefix + path)
             head.headers.add(name: "Host", value: port == 80 ? host : "\(host):\(port)")
-            for (name, value) in headers { head.headers.add(name: name, value: value) }
+            // The caller's fields may not touch framing or the connection this client pipelines on.
+            for (name, value) in headers where !["host", "content-length", "transfer-encoding", "connection"].contains(name.lowercased()) {
+                head.headers.replaceOrAdd(name: name, value: value)
+            }
             // A write that fails before the handler sees it (the connection closed in between) must
             // fail the request too: otherwise nothing would ever complete it, deadline included.
             let written = ch.eventLoop.makePromise(of: Void.self)

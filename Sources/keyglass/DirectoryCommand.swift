@@ -143,8 +143,8 @@ struct DirectoryOptions: ParsableArguments {
     var lookupToken: String?
 
     func lookupCredential() throws -> String? {
-        if let lookupToken { return try Files.readPrivate(lookupToken).trimmingCharacters(in: .whitespacesAndNewlines) }
-        return ProcessInfo.processInfo.environment["KEYGLASS_LOOKUP_TOKEN"].map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        if let lookupToken { return try BearerToken.checked(Files.readPrivate(lookupToken), from: lookupToken) }
+        return try ProcessInfo.processInfo.environment["KEYGLASS_LOOKUP_TOKEN"].map { try BearerToken.checked($0, from: "KEYGLASS_LOOKUP_TOKEN") }
     }
 
     func maxAgeSeconds() throws -> UInt64? {
@@ -288,9 +288,8 @@ struct DirectoryChange: AsyncParsableCommand {
                                              signerSeed: seed, previousIndex: previous)
             body = ChangeBody(identity: identity, change: signed)
         } else {
-            var t = token!
-            if FileManager.default.fileExists(atPath: t) { t = try Files.readPrivate(t) }
-            bearer = t.trimmingCharacters(in: .whitespacesAndNewlines)
+            let t = token!
+            bearer = FileManager.default.fileExists(atPath: t) ? try BearerToken.checked(Files.readPrivate(t), from: t) : try BearerToken.checked(t, from: "--token")
             body = ChangeBody(identity: identity, change: DeviceChange(kind: change, authority: .operator))
         }
         let answer = try await client.submit(body, token: bearer)

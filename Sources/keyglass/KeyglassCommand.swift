@@ -131,7 +131,7 @@ struct Publish: AsyncParsableCommand {
             guard (tokenFile == nil) != (signWith == nil) else { throw ValidationError("give exactly one of --token-file and --sign-with") }
             let type = try KeyType.parse(keyType)
             let key = try KeyFiles.readPublicKey(keyFile)
-            let token = try tokenFile.map { try Files.readPrivate($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+            let token = try tokenFile.map { try BearerToken.checked(Files.readPrivate($0), from: $0) }
             let seed = try signWith.map { try KeyFiles.readSeed($0) }
             let publisher = Publisher(client: try logOptions.client(), logKey: try logOptions.verifierKey())
             let (cp, entry) = try await publisher.publish(identity: identity, keyType: type, publicKey: key, revocation: revoke, token: token, signingSeed: seed)

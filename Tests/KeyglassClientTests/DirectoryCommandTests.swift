@@ -69,6 +69,12 @@ final class DirectoryCommandTests: XCTestCase {
         r = try keyglass(["lookup", alice] + noCredential + ["--lookup-token", work + "/wrong-token"])
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stderr.contains("not accepted"), r.stderr)
+        // A file with more than a token in it (a second line) is refused before anything is sent.
+        try "first-line\nsecond-line\n".write(toFile: work + "/two-lines", atomically: true, encoding: .utf8)
+        chmod(work + "/two-lines", 0o600)
+        r = try keyglass(["lookup", alice] + noCredential + ["--lookup-token", work + "/two-lines"])
+        XCTAssertEqual(r.status, 64, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("does not hold a bearer token"), r.stderr)
 
         // The operator onboards the phone; the phone signs the laptop in.
         r = try keyglass(["change", "add", alice, "--device", phone] + token + log)
