@@ -15,7 +15,8 @@ DD="$WORK/dir"
 read -r VRFP _ VRFO <<< "$VRF"
 # What the crypto of a new identity alone allows on two cores: its label (a VRF output) and the
 # full check of its device's Ed25519 key, each measured on one core here.
-POINTS=$("$BIN/keyglass-bench" crypto 20000); POINTS=${POINTS% *}
+# (run.sh measured the key checks already, as PTS, unless this section runs alone)
+POINTS=${PTS:-$("$BIN/keyglass-bench" crypto 20000 | cut -d' ' -f1)}
 CRYPTO_CEIL=$(python3 -c "print(int(2 / (1 / $VRFO + 1 / $POINTS)))")
 DTOKEN=$(tr -d '[:space:]' < "$DD/publish-token")
 LTOKEN=$(tr -d '[:space:]' < "$DD/lookup-token")  # lookups need a credential (step B); unlimited below

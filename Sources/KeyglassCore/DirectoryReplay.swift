@@ -55,7 +55,7 @@ public enum DirectoryHeadOutcome: Equatable, Sendable {
 /// The log sequenced more than `maxPendingChanges` changes no map head covers: the replay
 /// stops there (what an auditor reports as refused).
 public struct DirectoryReplayStalled: Error, Equatable, CustomStringConvertible {
-    /// The bound a replay enforces unless told otherwise (`DirectoryReplayOf.defaultMaxPendingChanges`).
+    /// The bound a replay enforces unless told otherwise (`DirectoryReplayOf.maxPendingChanges`).
     public static let defaultBound = 1 << 18
 
     /// The change that went past the bound.
@@ -77,14 +77,6 @@ public struct DirectoryReplayStalled: Error, Equatable, CustomStringConvertible 
 
 /// `DirectoryReplay` with the labels' states kept in `States`.
 public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
-    /// What one entry was found to be.
-    public typealias Event = DirectoryReplayEvent
-    /// What a change entry was found to be.
-    public typealias ChangeOutcome = DirectoryChangeOutcome
-    /// A map head checked.
-    public typealias HeadOutcome = DirectoryHeadOutcome
-    /// The log went past the bound on uncovered changes.
-    public typealias Stalled = DirectoryReplayStalled
 
     /// The origin and VRF key of leaf 0.
     public private(set) var origin: String?
@@ -117,10 +109,8 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// Most changes applied to the states but not yet covered by a map head (`pendingChanges`):
     /// they are kept in memory and in a saved position, so a log that never covers its changes
     /// must not make them grow without bound. An honest server covers them every epoch, and
-    /// appends a head early long before this (`DirectoryLog.forcedHeadChanges`).
-    public static var defaultMaxPendingChanges: Int { DirectoryReplayStalled.defaultBound }
-
-    /// The bound this replay enforces (see `defaultMaxPendingChanges`).
+    /// appends a head early long before this (`DirectoryLog.forcedHeadChanges`). The bound this
+    /// replay enforces: `DirectoryReplayStalled.defaultBound` unless told otherwise.
     public let maxPendingChanges: Int
 
     /// Changes applied to the states but not yet in the map (none covered them yet).
@@ -131,7 +121,7 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// stopped (`position` was saved with them); at most `maxPendingChanges` changes uncovered.
     public init(
         store: Store, states: States, resuming position: Position? = nil,
-        maxPendingChanges: Int = DirectoryReplayOf.defaultMaxPendingChanges
+        maxPendingChanges: Int = DirectoryReplayStalled.defaultBound
     ) {
         self.maxPendingChanges = maxPendingChanges
         map = MapTree.Incremental(store: store)
@@ -203,7 +193,8 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// change entry's `sealed` change, when the caller holds it, is opened and judged. `parsed`:
     /// `sealed` already parsed by the caller, who vouches for it (the server replaying what it has
     /// just sealed itself: parsing again would check each device key in full a second time).
-    public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, parsed: SealedChange? = nil) throws -> Event {
+    public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, parsed: SealedChange? = nil) throws -> DirectoryReplayEvent
+    {
         let index = size
         size += 1
         let entry: DirectoryEntry
@@ -229,7 +220,7 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
         case .change(_, let label, let version, let kind, let commitment):
             guard pendingChanges < maxPendingChanges else {
                 size = index  // not replayed: the replay stays where it was
-                throw Stalled(index: index, pending: maxPendingChanges)
+                throw DirectoryReplayStalled(index: index, pending: maxPendingChanges)
             }
             var state = try states.state(of: label) ?? DeviceSet()
             guard version == state.version + 1 else {

@@ -231,18 +231,16 @@ public enum ECVRF {
     /// A 16-byte challenge as a 32-byte scalar.
     private static func scalar(_ c: [UInt8]) -> [UInt8] { c + [UInt8](repeating: 0, count: 32 - c.count) }
 
-    /// As `multiply`, with a secret scalar in memory of its own.
-    private static func multiply(_ n: UnsafeMutablePointer<UInt8>, _ p: [UInt8]) throws -> [UInt8] {
+    /// n·P for P in the prime-order subgroup (libsodium refuses others, a zero n and the identity
+    /// as result). `n` in place: a secret scalar lives in memory of its own (`SecretBytes`).
+    private static func multiply(_ n: UnsafePointer<UInt8>, _ p: [UInt8]) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         guard crypto_scalarmult_ed25519_noclamp(&out, n, p) == 0 else { throw Failure.groupOperation }
         return out
     }
 
-    /// n·P for P in the prime-order subgroup (libsodium refuses others, a zero n and the identity as result).
     private static func multiply(_ n: [UInt8], _ p: [UInt8]) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        guard crypto_scalarmult_ed25519_noclamp(&out, n, p) == 0 else { throw Failure.groupOperation }
-        return out
+        try n.withUnsafeBufferPointer { try multiply($0.baseAddress!, p) }
     }
 
     private static func multiplyBase(_ n: [UInt8]) throws -> [UInt8] {

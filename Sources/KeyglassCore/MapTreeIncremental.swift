@@ -45,7 +45,8 @@ extension MapPosition {
 /// A batch's view of a store: each node is read from it at most once, and writes wait in memory
 /// until `flush`. A class, so that reads can remember what they read.
 private final class BatchCache<Base: MapNodeStore>: MapNodeStore {
-    let base: Base
+    /// The store read through; nil once the writes are taken (`takeWrites`).
+    private var base: Base?
     /// Nodes read or written in this batch (`.some(nil)`: known to be empty).
     private var nodes: [MapPosition: MapNode?] = [:]
     private var written: Set<MapPosition> = []
@@ -54,7 +55,7 @@ private final class BatchCache<Base: MapNodeStore>: MapNodeStore {
 
     func node(at position: MapPosition) throws -> MapNode? {
         if let known = nodes[position] { return known }
-        let read = try base.node(at: position)
+        let read = try base!.node(at: position)
         nodes[position] = .some(read)
         return read
     }
@@ -64,9 +65,12 @@ private final class BatchCache<Base: MapNodeStore>: MapNodeStore {
         written.insert(position)
     }
 
-    /// The nodes written in this batch, to store once this cache is released.
-    func writes() -> [(position: MapPosition, node: MapNode?)] {
-        written.map { ($0, nodes[$0] ?? nil) }
+    /// The nodes written in this batch, and the end of this cache's reads: it lets go of its copy
+    /// of the store, so a store with value semantics (`MemoryMapNodeStore`'s dictionary) is then
+    /// written in place, not copied whole per batch.
+    func takeWrites() -> [(position: MapPosition, node: MapNode?)] {
+        base = nil
+        return written.map { ($0, nodes[$0] ?? nil) }
     }
 }
 
@@ -156,10 +160,10 @@ extension MapTree {
         /// first, instead of once per label. Nodes are read and written through a cache for the
         /// batch, so the upper levels every path shares are read once.
         public mutating func set(_ batch: [(label: Hash, value: Hash)]) throws {
-            var cached: BatchCache? = BatchCache(store: store)  // a class: `place` writes through the reference
+            var cached = BatchCache(store: store)  // a class: `place` writes through the reference
             var dirty: Set<MapPosition> = []
             for (label, value) in batch {
-                let depth = try Self.place(label, value, in: &cached!)
+                let depth = try Self.place(label, value, in: &cached)
                 for d in 0..<depth { dirty.insert(MapPosition(label: label, depth: d)) }
             }
             // Deepest first, by depth buckets rather than a sort (an epoch dirties ~20 per label).
@@ -168,14 +172,10 @@ extension MapTree {
             for position in byDepth.reversed().joined() {
                 let left = MapPosition(child: position, right: false)
                 let right = MapPosition(child: position, right: true)
-                let hash = MapTree.interiorHash(try cached!.node(at: left)?.hash ?? MapTree.empty, try cached!.node(at: right)?.hash ?? MapTree.empty)
-                try cached!.set(.interior(hash), at: position)
+                let hash = MapTree.interiorHash(try cached.node(at: left)?.hash ?? MapTree.empty, try cached.node(at: right)?.hash ?? MapTree.empty)
+                try cached.set(.interior(hash), at: position)
             }
-            let writes = cached!.writes()
-            // The cache holds a copy of `store`: released first, so a store with value semantics
-            // (`MemoryMapNodeStore`'s dictionary) is written in place, not copied whole per batch.
-            cached = nil
-            for w in writes { try store.set(w.node, at: w.position) }
+            for w in cached.takeWrites() { try store.set(w.node, at: w.position) }
         }
 
         /// Puts `label`'s leaf in place (splitting a leaf it meets), without rehashing; returns

@@ -40,7 +40,12 @@ public final class DirectoryLabels: Sendable {
 
     /// The label of `identity` (canonical) under `key`: the first 32 bytes of its VRF output.
     public static func computeLabel(of identity: String, key: ECVRF.SecretKey) throws -> Hash {
-        Hash(bytes: Array(try ECVRF.output(key: key, alpha: Array(identity.utf8)).prefix(32)))!
+        label(ofOutput: try ECVRF.output(key: key, alpha: Array(identity.utf8)))
+    }
+
+    /// A label: the first 32 bytes of a VRF output β.
+    private static func label(ofOutput beta: [UInt8]) -> Hash {
+        Hash(bytes: beta.prefix(32))!
     }
 
     /// The label, always computed: for routes anyone may call, where reading a stored one for
@@ -84,7 +89,7 @@ public final class DirectoryLabels: Sendable {
 
     /// The first 32 bytes of a proof's β (for a proof this log made: not verified).
     private static func label(ofProof proof: [UInt8]) throws -> Hash {
-        Hash(bytes: Array(try ECVRF.proofToHash(proof).prefix(32)))!
+        label(ofOutput: try ECVRF.proofToHash(proof))
     }
 
     /// The proof of `identity` if one is remembered for `label` (so a first change stores it with
