@@ -47,7 +47,9 @@ enum KeyglassBench {
         case "map":
             let (updates, proofs) = try mapRates(labels: Int(args[2]) ?? 100_000)
             print("\(updates) \(proofs)")
-        case "map-sqlite": print(try mapSQLiteRate(labels: Int(args[2]) ?? 100_000, dir: args.count > 3 ? args[3] : "/tmp/keyglass-bench-map"))
+        case "map-sqlite":
+            let (updates, proofs) = try mapSQLiteRate(labels: Int(args[2]) ?? 100_000, dir: args.count > 3 ? args[3] : "/tmp/keyglass-bench-map")
+            print(updates, proofs)
         case "prepare": try await Prepare(arguments: args.dropFirst(2)).run()
         case "directory-forge":
             try await forgeDirectory(dir: args[2], count: args.count > 3 ? Int(args[3]) ?? 100_000 : 100_000,
@@ -255,27 +257,35 @@ enum KeyglassBench {
         return (Int(updates), Int(proofs))
     }
 
-    /// The same map with its nodes in SQLite (`SQLiteMapNodeStore`, sync FULL), updated in batches of
-    /// 10,000 in one transaction each, as a map follower's epoch would be: updates of existing labels
-    /// per second once `labels` are in. Issue 14's follower must keep up with the publishes through this.
-    static func mapSQLiteRate(labels: Int, dir: String) throws -> Int {
+    /// The same map in SQLite as an auditor keeps it (`MapTree.Bucketed` over `SQLiteMapBuckets`,
+    /// sync FULL: a row per label and per bucket), updated in batches of 10,000 in one transaction
+    /// each, as an epoch would be: updates of existing labels per second once `labels` are in, and
+    /// proofs per second read back from the file (each proof checked).
+    static func mapSQLiteRate(labels: Int, dir: String) throws -> (Int, Int) {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let store = try SQLiteMapNodeStore(path: dir + "/map.sqlite")
-        var map = MapTree.Incremental(store: store)
+        let store = try SQLiteMapBuckets(path: dir + "/map.sqlite")
+        var map = try MapTree.Bucketed(store: store)
         let all = (0..<labels).map { Hash.sha256(Array("label \($0)".utf8)) }
         for chunk in stride(from: 0, to: labels, by: 10_000) {
             try store.transaction { try map.set(all[chunk..<min(chunk + 10_000, labels)].map { ($0, $0) }) }
         }
         let sample = (0..<20_000).map { all[($0 &* 7919) % labels] }
-        let start = ContinuousClock.now
+        var start = ContinuousClock.now
         for chunk in stride(from: 0, to: sample.count, by: 10_000) {
             try store.transaction {
                 try map.set(sample[chunk..<chunk + 10_000].enumerated().map { i, l in (l, Hash.sha256(Array("v\(chunk + i)".utf8))) })
             }
         }
-        return Int(Double(sample.count) / seconds(ContinuousClock.now - start))
+        let updates = Double(sample.count) / seconds(ContinuousClock.now - start)
+        let root = map.root()
+        start = ContinuousClock.now
+        var ok = 0
+        for l in sample where (try? MapTree.verify(try map.proof(for: l), label: l, root: root)) != nil { ok += 1 }
+        let proofs = Double(sample.count) / seconds(ContinuousClock.now - start)
+        if ok != sample.count { fail("map-sqlite: \(sample.count - ok) proofs failed") }
+        return (Int(updates), Int(proofs))
     }
 
     static func export(db path: String, out: String) throws {

@@ -116,7 +116,7 @@ public struct DirectoryAuditor: Sendable {
         let extended = try await client.extend(view, to: checkpoint, epoch: view?.epoch ?? 0)
         var report = Report()
         let saved = try store.load()
-        var replay = DirectoryReplayOf(store: store.mapNodes, states: store.labelStates, resuming: saved?.position)
+        var replay = DirectoryReplayOf(map: try MapTree.Bucketed(store: store.mapBuckets), states: store.labelStates, resuming: saved?.position)
         var range = saved?.range ?? CompactRange()
         report.resumedAt = range.size
         guard range.size <= checkpoint.size else {

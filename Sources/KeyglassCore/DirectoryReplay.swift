@@ -1,10 +1,11 @@
 /// Replays a v2 log's entries in index order (Spec/directory.md, "Replaying a log"): each change
 /// judged by `DeviceRule` against its label's state, each map head checked against the map of the
 /// changes it covers. What the sequencer's follower builds and what an auditor re-derives are the
-/// same computation, so they are this one type. `Store` keeps the map's nodes and `States` the
-/// labels' states: memory (`DirectoryReplay`), or an auditor's database, from which a replay can
-/// also resume where an earlier one stopped (`position`).
-public typealias DirectoryReplay<Store: MapNodeStore> = DirectoryReplayOf<Store, MemoryLabelStateStore>
+/// same computation, so they are this one type. `Map` is the map (every node in memory for the
+/// server's, `DirectoryReplay`; only leaves in an auditor's database) and `States` the labels'
+/// states, in memory or in that database, from which a replay can also resume where an earlier one
+/// stopped (`position`).
+public typealias DirectoryReplay<Store: MapNodeStore> = DirectoryReplayOf<MapTree.Incremental<Store>, MemoryLabelStateStore>
 
 /// What one entry of a v2 log was found to be (`DirectoryReplayOf.replay`).
 public enum DirectoryReplayEvent: Equatable, Sendable {
@@ -76,7 +77,7 @@ public struct DirectoryReplayStalled: Error, Equatable, CustomStringConvertible 
 }
 
 /// `DirectoryReplay` with the labels' states kept in `States`.
-public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
+public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
 
     /// The origin and VRF key of leaf 0.
     public private(set) var origin: String?
@@ -87,7 +88,7 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// Each label's state after the newest applied change.
     public private(set) var states: States
     /// The map as of the newest map head's covered size.
-    public private(set) var map: MapTree.Incremental<Store>
+    public private(set) var map: Map
     /// The newest map head's epoch and covered size (0 before the first).
     public private(set) var epoch: UInt64 = 0
     /// Entries [0, coveredSize) are in `map`.
@@ -116,15 +117,15 @@ public struct DirectoryReplayOf<Store: MapNodeStore, States: LabelStateStore> {
     /// Changes applied to the states but not yet in the map (none covered them yet).
     public var pendingChanges: Int { queued.count - queueStart }
 
-    /// A replay keeping the map's nodes in `store` and the labels' states in `states`: from the
-    /// empty log (both empty), or from `position`, where an earlier replay whose stores these are
-    /// stopped (`position` was saved with them); at most `maxPendingChanges` changes uncovered.
+    /// A replay keeping its map in `map` and the labels' states in `states`: from the empty log
+    /// (both empty), or from `position`, where an earlier replay whose stores these are stopped
+    /// (`position` was saved with them); at most `maxPendingChanges` changes uncovered.
     public init(
-        store: Store, states: States, resuming position: Position? = nil,
+        map: Map, states: States, resuming position: Position? = nil,
         maxPendingChanges: Int = DirectoryReplayStalled.defaultBound
     ) {
         self.maxPendingChanges = maxPendingChanges
-        map = MapTree.Incremental(store: store)
+        self.map = map
         self.states = states
         if let p = position {
             origin = p.origin
@@ -293,10 +294,20 @@ extension SealedChange {
     }
 }
 
+extension DirectoryReplayOf {
+    /// A replay keeping every node of its map in `store` (`MapTree.Incremental`).
+    public init<Store: MapNodeStore>(
+        store: Store, states: States, resuming position: Position? = nil,
+        maxPendingChanges: Int = DirectoryReplayStalled.defaultBound
+    ) where Map == MapTree.Incremental<Store> {
+        self.init(map: MapTree.Incremental(store: store), states: states, resuming: position, maxPendingChanges: maxPendingChanges)
+    }
+}
+
 extension DirectoryReplayOf where States == MemoryLabelStateStore {
     /// A replay from the empty log, keeping the map's nodes in `store` (empty) and the labels'
     /// states in memory.
-    public init(store: Store) {
+    public init<Store: MapNodeStore>(store: Store) where Map == MapTree.Incremental<Store> {
         self.init(store: store, states: MemoryLabelStateStore())
     }
 }

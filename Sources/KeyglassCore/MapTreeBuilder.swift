@@ -17,7 +17,7 @@ extension MapTree {
         public var count: Int { pairs.count }
 
         /// The map's root (`MapTree.empty` when it holds nothing).
-        public var root: Hash { node(pairs[...], depth: 0) }
+        public var root: Hash { MapTree.subtreeHash(pairs[...], depth: 0) }
 
         /// The label's value, if the map holds it.
         public func value(of label: Hash) -> Hash? {
@@ -27,46 +27,8 @@ extension MapTree {
 
         /// The proof about `label`: membership if the map holds it, absence otherwise.
         public func proof(for label: Hash) -> Proof {
-            var range = pairs[...]
             var siblings: [Hash] = []
-            var depth = 0
-            while true {
-                if range.isEmpty { return Proof(terminal: .empty, siblings: siblings) }
-                if range.count == 1, let only = range.first {
-                    let terminal: Terminal = only.label == label ? .member(value: only.value) : .otherLeaf(label: only.label, value: only.value)
-                    return Proof(terminal: terminal, siblings: siblings)
-                }
-                let (left, right) = split(range, depth: depth)
-                if MapTree.bit(label, depth) {
-                    siblings.append(node(left, depth: depth + 1))
-                    range = right
-                } else {
-                    siblings.append(node(right, depth: depth + 1))
-                    range = left
-                }
-                depth += 1
-            }
-        }
-
-        /// The hash of the subtree holding `range` (labels sharing their first `depth` bits).
-        private func node(_ range: ArraySlice<(label: Hash, value: Hash)>, depth: Int) -> Hash {
-            if range.isEmpty { return MapTree.empty }
-            if range.count == 1, let only = range.first { return MapTree.leafHash(label: only.label, value: only.value) }
-            let (left, right) = split(range, depth: depth)
-            return MapTree.interiorHash(node(left, depth: depth + 1), node(right, depth: depth + 1))
-        }
-
-        /// Splits a range on bit `depth`: the labels with 0 there come first (the range is sorted).
-        private func split(_ range: ArraySlice<(label: Hash, value: Hash)>, depth: Int)
-            -> (ArraySlice<(label: Hash, value: Hash)>, ArraySlice<(label: Hash, value: Hash)>)
-        {
-            var low = range.startIndex
-            var high = range.endIndex
-            while low < high {
-                let mid = (low + high) / 2
-                if MapTree.bit(range[mid].label, depth) { high = mid } else { low = mid + 1 }
-            }
-            return (range[range.startIndex..<low], range[low..<range.endIndex])
+            return MapTree.proof(for: label, below: pairs[...], depth: 0, siblings: &siblings)
         }
 
         private func lowerBound(_ label: Hash, in range: ArraySlice<(label: Hash, value: Hash)>) -> Int {
@@ -82,5 +44,54 @@ extension MapTree {
         static func precedes(_ a: Hash, _ b: Hash) -> Bool {
             a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.lexicographicallyPrecedes(y) } }
         }
+    }
+}
+
+extension MapTree {
+    /// Labels with their values, sorted by label (bytes, which is the order of their bit paths).
+    typealias SortedPairs = ArraySlice<(label: Hash, value: Hash)>
+
+    /// The hash of the subtree at `depth` holding `range` (sorted labels sharing their first
+    /// `depth` bits): the definition in Spec/map.md, used by `Builder` and by `Bucketed` below its
+    /// top levels.
+    static func subtreeHash(_ range: SortedPairs, depth: Int) -> Hash {
+        if range.isEmpty { return MapTree.empty }
+        if range.count == 1, let only = range.first { return MapTree.leafHash(label: only.label, value: only.value) }
+        let (left, right) = split(range, depth: depth)
+        return MapTree.interiorHash(subtreeHash(left, depth: depth + 1), subtreeHash(right, depth: depth + 1))
+    }
+
+    /// The proof about `label` from the subtree at `depth` holding `range` (sorted labels sharing
+    /// their first `depth` bits, as `label` does) down, after `siblings` (those above `depth`).
+    static func proof(for label: Hash, below range: SortedPairs, depth: Int, siblings: inout [Hash]) -> Proof {
+        var range = range
+        var depth = depth
+        while true {
+            if range.isEmpty { return Proof(terminal: .empty, siblings: siblings) }
+            if range.count == 1, let only = range.first {
+                let terminal: Terminal = only.label == label ? .member(value: only.value) : .otherLeaf(label: only.label, value: only.value)
+                return Proof(terminal: terminal, siblings: siblings)
+            }
+            let (left, right) = split(range, depth: depth)
+            if MapTree.bit(label, depth) {
+                siblings.append(subtreeHash(left, depth: depth + 1))
+                range = right
+            } else {
+                siblings.append(subtreeHash(right, depth: depth + 1))
+                range = left
+            }
+            depth += 1
+        }
+    }
+
+    /// Splits a sorted range on bit `depth`: the labels with 0 there come first.
+    private static func split(_ range: SortedPairs, depth: Int) -> (SortedPairs, SortedPairs) {
+        var low = range.startIndex
+        var high = range.endIndex
+        while low < high {
+            let mid = (low + high) / 2
+            if MapTree.bit(range[mid].label, depth) { high = mid } else { low = mid + 1 }
+        }
+        return (range[range.startIndex..<low], range[low..<range.endIndex])
     }
 }

@@ -124,6 +124,8 @@ extension MapTree {
         case interiorAtTheBottom
         /// A leaf stored at a position its label's path does not pass through.
         case leafOffItsPath
+        /// A bucket's summary that is out of range or disagrees with its labels (`Bucketed`).
+        case bucketMismatch
     }
 
     /// The map kept up to date one label at a time: each change reads and writes the nodes on one

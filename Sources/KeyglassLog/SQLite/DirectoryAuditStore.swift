@@ -1,7 +1,7 @@
 import Foundation
 import KeyglassCore
 
-/// A key directory auditor's state (issue 14, point 6) in one SQLite file: the map's nodes, every
+/// A key directory auditor's state (issue 14, point 6) in one SQLite file: the map's labels, every
 /// label's state, where the replay stopped (its position and the tree's compact range), and the
 /// alerts found but not yet reported. An audit then needs memory for one tile of entries and the
 /// pages SQLite caches, whatever the directory's size, and a run killed anywhere resumes from the
@@ -11,8 +11,8 @@ import KeyglassCore
 /// Not thread-safe: one auditor at a time owns it (the CLI holds a lock on its state directory).
 public final class DirectoryAuditStore {
     private let db: SQLiteConnection
-    /// The map's nodes, in this file.
-    public let mapNodes: SQLiteMapNodeStore
+    /// The map's labels and bucket summaries (`MapTree.Bucketed`), in this file.
+    public let mapBuckets: SQLiteMapBuckets
     /// The labels' states, in this file.
     public let labelStates: LabelStates
 
@@ -47,8 +47,27 @@ public final class DirectoryAuditStore {
             db.releaseStatements()
         }
         self.db = db
-        mapNodes = try SQLiteMapNodeStore(connection: db)
+        mapBuckets = try SQLiteMapBuckets(connection: db)
         labelStates = LabelStates(db: db)
+        try migrateStoredNodes()
+    }
+
+    /// A state written before the map kept only its leaves held every node (`map_nodes`: a leaf's
+    /// row is 0x01 ‖ label ‖ value): its leaves become labels, its buckets are summarised from
+    /// them, and the nodes go, in one transaction, so a run resumes on the same map.
+    private func migrateStoredNodes() throws {
+        let t = try db.statement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'map_nodes'")
+        let old = try t.step()
+        db.releaseStatements()
+        guard old else { return }
+        try db.transaction {
+            try db.execute(
+                "INSERT OR REPLACE INTO map_leaves(label, value) SELECT substr(node, 2, 32), substr(node, 34, 32) FROM map_nodes WHERE length(node) = 65 AND substr(node, 1, 1) = x'01'"
+            )
+            var buckets = mapBuckets
+            try MapTree.Bucketed.summarizeAll(&buckets)
+            try db.execute("DROP TABLE map_nodes")
+        }
     }
 
     /// Runs `body` in one transaction: everything it stores commits together or not at all.
