@@ -10,6 +10,11 @@ import KeyglassCore
 /// wraps each epoch's updates in `transaction` (a commit per node would cost a sync each).
 public final class SQLiteMapNodeStore: MapNodeStore {
     private let db: SQLiteConnection
+    /// The nodes of the top levels (depth ≤ `cachedDepth`), empty ones too: every proof and every
+    /// update reads them (two reads a level), and there are at most 2^(cachedDepth+1) of them,
+    /// ~5 MB at 14. Written through on `set`; `clearCache` after a rolled-back transaction.
+    private var cache: [MapPosition: MapNode?] = [:]
+    static let cachedDepth = 14
 
     /// Opens (or creates) the table in the database at `path`.
     public init(path: String, sync: SyncMode = .full) throws {
@@ -33,8 +38,18 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         try db.transaction(body)
     }
 
+    /// Forgets the cached top levels (their rows may have rolled back).
+    public func clearCache() { cache.removeAll() }
+
     /// The node at `position`, or nil for an empty subtree.
     public func node(at position: MapPosition) throws -> MapNode? {
+        if position.depth <= Self.cachedDepth, let hit = cache[position] { return hit }
+        let node = try read(position)
+        if position.depth <= Self.cachedDepth { cache[position] = .some(node) }
+        return node
+    }
+
+    private func read(_ position: MapPosition) throws -> MapNode? {
         let s = try db.statement("SELECT node FROM map_nodes WHERE position = ?")
         s.bind(1, Self.key(position))
         let b: [UInt8]? = try s.step() ? s.blob(0) : nil
@@ -50,6 +65,7 @@ public final class SQLiteMapNodeStore: MapNodeStore {
 
     /// Stores `node` at `position` (nil deletes it).
     public func set(_ node: MapNode?, at position: MapPosition) throws {
+        if position.depth <= Self.cachedDepth { cache[position] = .some(node) }
         guard let node else {
             let d = try db.statement("DELETE FROM map_nodes WHERE position = ?")
             d.bind(1, Self.key(position))

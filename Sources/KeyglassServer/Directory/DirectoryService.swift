@@ -108,9 +108,10 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// The lookup answer for `identity` (canonical) against the newest map head.
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
         let (label, proof) = try labels.labelAndProof(of: identity)
-        // The proofs and state under the lock; the newest change's entry and sealed part, read
-        // from append-only storage, outside it.
-        return try log.withLock { try $0.lookupParts(label: label, vrfProof: proof) }.complete(storage: store.storage)
+        // The map proof and the state under the lock; the history and sealed change, read from
+        // append-only storage, outside it.
+        let parts = try log.withLock { try $0.lookupParts(label: label, vrfProof: proof) }
+        return try DirectoryLog.complete(parts, storage: store.storage)
     }
 
     /// As `lookup(_:)`, for async callers: the log's lock can be held by a commit (an fsync), and

@@ -1,15 +1,20 @@
 import Foundation
 import KeyglassCore
 
-/// A key directory auditor's state (issue 14, point 6) in one SQLite file: the map's nodes, every
-/// label's state, where the replay stopped (its position and the tree's compact range), and the
-/// alerts found but not yet reported. An audit then needs memory for one tile of entries and the
-/// pages SQLite caches, whatever the directory's size, and a run killed anywhere resumes from the
-/// last tile it committed: each tile's nodes, states, position and alerts commit together, so they
-/// always agree.
+/// What a replay of a key directory derives, in one SQLite file: the map's nodes, every label's
+/// state, where the replay stopped (its position and the tree's compact range), labels whose
+/// changes cannot be opened (erased), and, for an auditor, the alerts found but not yet reported.
 ///
-/// Not thread-safe: one auditor at a time owns it (the CLI holds a lock on its state directory).
-public final class DirectoryAuditStore {
+/// An auditor (issue 14, point 6) keeps it in its state directory: an audit then needs memory for
+/// one tile of entries and the pages SQLite caches, whatever the directory's size, and a run killed
+/// anywhere resumes from the last tile it committed (each tile's nodes, states, position and alerts
+/// commit together, so they always agree). The directory's server keeps one as of its newest map
+/// head (`DirectoryLog`): everything it holds is derived from the log, so it can be deleted and is
+/// rebuilt by replaying the log.
+///
+/// Not thread-safe: one owner at a time (the CLI holds a lock on its state directory; the server
+/// calls it under its log's lock).
+public final class DirectoryStateStore {
     private let db: SQLiteConnection
     /// The map's nodes, in this file.
     public let mapNodes: SQLiteMapNodeStore
@@ -33,6 +38,7 @@ public final class DirectoryAuditStore {
         // Watched identities: each one's label, and how far into the log its changes were opened
         // (judged by the rule): a label watched since a later run has its earlier ones judged once.
         try db.execute("CREATE TABLE IF NOT EXISTS watched(identity TEXT PRIMARY KEY, label BLOB NOT NULL, opened_through INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
+        try db.execute("CREATE TABLE IF NOT EXISTS erased_labels(label BLOB PRIMARY KEY) WITHOUT ROWID")
         try db.execute("CREATE TABLE IF NOT EXISTS alerts(idx INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, reported INTEGER NOT NULL DEFAULT 0)")
         let s = try db.statement("SELECT value FROM meta WHERE key = 'log'")
         let stored: String? = try s.step() ? s.text(0) : nil
@@ -141,6 +147,24 @@ public final class DirectoryAuditStore {
         try s.step()
     }
 
+    // MARK: Labels whose changes cannot be opened
+
+    /// Records that a label has a change whose sealed part is gone (erased).
+    public func markErased(_ label: Hash) throws {
+        let s = try db.statement("INSERT OR IGNORE INTO erased_labels(label) VALUES(?)")
+        s.bind(1, label)
+        try s.step()
+    }
+
+    /// Every label recorded by `markErased`.
+    public func erasedLabels() throws -> Set<Hash> {
+        let s = try db.statement("SELECT label FROM erased_labels")
+        var out: Set<Hash> = []
+        while try s.step() { if let h = s.hash(0) { out.insert(h) } }
+        db.releaseStatements()
+        return out
+    }
+
     // MARK: Alerts
 
     /// Records an alert (inside the tile's transaction), to be reported by the run that finishes.
@@ -201,6 +225,39 @@ public final class DirectoryAuditStore {
             try s.step()
         }
     }
+}
+
+/// Label states written through to a `DirectoryStateStore` only when told (`flush`): until then
+/// the changes since the store's last commit are in memory, so the store stays exactly as of the
+/// newest map head (what lookups are answered from) while the replay goes on past it.
+public final class PendingLabelStates: LabelStateStore {
+    private let base: DirectoryStateStore.LabelStates
+    private var pending: [Hash: DeviceSet] = [:]
+
+    /// States in `base`, with nothing pending.
+    public init(base: DirectoryStateStore.LabelStates) { self.base = base }
+
+    /// Labels changed since the last flush.
+    public var pendingCount: Int { pending.count }
+
+    public func state(of label: Hash) throws -> DeviceSet? {
+        if let s = pending[label] { return s }
+        return try base.state(of: label)
+    }
+
+    public func setState(_ state: DeviceSet, of label: Hash) throws { pending[label] = state }
+
+    /// The state as the store has it (as of its last commit), ignoring what is pending.
+    public func committedState(of label: Hash) throws -> DeviceSet? { try base.state(of: label) }
+
+    /// Writes every pending state to the store (inside its transaction) and forgets them.
+    public func flush() throws {
+        for (label, state) in pending { try base.setState(state, of: label) }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Forgets what is pending (the store's transaction that would have held it rolled back).
+    public func discard() { pending.removeAll() }
 }
 
 /// `DirectoryReplayPosition` and the compact range as JSON (hashes and keys base64).
