@@ -84,7 +84,7 @@ public final class DirectoryLog {
     public let vrfPublicKey: [UInt8]
     private var head: LogHead
     /// Where the state database is (":memory:" for a log kept only while this object lives).
-    private let statePath: String
+    public let statePath: String
     private var state: DirectoryStateStore
     /// The states the replay derives: the state database's as of the newest head, and the changes
     /// since in memory until the next head writes them through.
@@ -424,6 +424,42 @@ public final class DirectoryLog {
             vrfProof: vrfProof, mapProof: try replay.map.proof(for: label), state: nil)
         // The state database is as of the newest head: the label's state there.
         return LookupParts(answer: answer, label: label, state: try states.committedState(of: label), headSize: cp.size)
+    }
+
+    /// What lookups against the newest head need from this log besides the state database, taken
+    /// once per head, so a server answers them without its lock: the head and leaf 0 with their
+    /// proofs, the map's top levels as of the head, and the labels that cannot be opened.
+    public struct LookupSnapshot: Sendable {
+        public let checkpoint: StoredCheckpoint
+        let configEntry: [UInt8]
+        let configProof: [Hash]
+        let headEntry: [UInt8]
+        let headProof: [Hash]
+        let topLevels: [MapPosition: MapNode?]
+        let unopened: Set<Hash>
+    }
+
+    /// The snapshot for the newest head; nil before the first one, and while a head failed to
+    /// store (lookups wait for the next, as `lookupParts` does).
+    public func lookupSnapshot() throws -> LookupSnapshot? {
+        guard let cp = headCheckpoint, !mapAheadOfHead else { return nil }
+        let parts = try headParts(cp)
+        return LookupSnapshot(
+            checkpoint: cp, configEntry: parts.configEntry, configProof: parts.configProof, headEntry: parts.headEntry,
+            headProof: parts.headProof, topLevels: state.mapNodes.topLevels, unopened: unopened)
+    }
+
+    /// The parts of a lookup against `snapshot`'s head, with the map proof and state read by
+    /// `reader` in one read transaction; nil if the state database holds a newer head by now
+    /// (take the newer snapshot).
+    public static func lookupParts(_ snapshot: LookupSnapshot, label: Hash, vrfProof: [UInt8], reader: DirectoryStateReader) throws -> LookupParts? {
+        guard !snapshot.unopened.contains(label) else { throw Refusal.erased }
+        let cp = snapshot.checkpoint
+        guard let read = try reader.read(label: label, size: cp.size, topLevels: snapshot.topLevels) else { return nil }
+        let answer = DirectoryLookup.Answer(
+            checkpoint: cp.note, configEntry: snapshot.configEntry, configProof: snapshot.configProof,
+            headEntry: snapshot.headEntry, headProof: snapshot.headProof, vrfProof: vrfProof, mapProof: read.proof, state: nil)
+        return LookupParts(answer: answer, label: label, state: read.state, headSize: cp.size)
     }
 
     /// The lookup answer from its parts: the label's change entries below the head (from the log's

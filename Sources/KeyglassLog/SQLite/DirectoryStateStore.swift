@@ -89,6 +89,10 @@ public final class DirectoryStateStore {
         let s = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('position', ?)")
         s.bind(1, String(decoding: data, as: UTF8.self))
         try s.step()
+        // The tree size alone, for readers checking which head they read (`DirectoryStateReader`).
+        let z = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('size', ?)")
+        z.bind(1, String(range.size))
+        try z.step()
         var blob: [UInt8] = []
         blob.reserveCapacity(position.queued.count * 72)
         for q in position.queued {

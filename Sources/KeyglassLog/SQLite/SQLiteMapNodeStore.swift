@@ -38,6 +38,10 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         try db.transaction(body)
     }
 
+    /// The cached top levels as they are now: after a head's transaction commits, what lookups on
+    /// reader connections use for those levels instead of reading them (`DirectoryStateReader`).
+    public var topLevels: [MapPosition: MapNode?] { cache }
+
     /// Forgets the cached top levels (their rows may have rolled back).
     public func clearCache() { cache.removeAll() }
 
@@ -50,6 +54,11 @@ public final class SQLiteMapNodeStore: MapNodeStore {
     }
 
     private func read(_ position: MapPosition) throws -> MapNode? {
+        try Self.read(position, from: db)
+    }
+
+    /// The node at `position` as `db` has it (the table's reader: a lookup's read transaction).
+    static func read(_ position: MapPosition, from db: SQLiteConnection) throws -> MapNode? {
         let s = try db.statement("SELECT node FROM map_nodes WHERE position = ?")
         s.bind(1, Self.key(position))
         let b: [UInt8]? = try s.step() ? s.blob(0) : nil

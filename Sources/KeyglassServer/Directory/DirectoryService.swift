@@ -65,6 +65,11 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// At start, the newest head covered every entry: the epoch timer starts now. Otherwise (a
     /// new log, or changes stored after the last head before a stop) a head is appended at once.
     private let headCoversAll: Bool
+    /// Lookups read the state database on these connections, outside the log's lock (nil for a
+    /// log whose state is in memory: lookups then take the lock).
+    private let reader: DirectoryStateReader?
+    /// What lookups need of the newest head besides the state database (`DirectoryLog.LookupSnapshot`).
+    private let snapshot: Mutex<DirectoryLog.LookupSnapshot?>
     /// A stored batch failed to replay (a bug): nothing more is written.
     private let broken = Atomic<Bool>(false)
 
@@ -81,6 +86,8 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         headCoversAll = log.headCheckpoint?.size == log.size
         guard let cp = try log.storage.latestCheckpoint() else { throw StoreError.notInitialised("the directory has no checkpoint") }
         newest = Mutex(cp)
+        reader = log.statePath == ":memory:" ? nil : try DirectoryStateReader(path: log.statePath)
+        snapshot = Mutex(try log.lookupSnapshot())
         self.log = Mutex(log)
         self.options = options
         self.logger = logger
@@ -108,8 +115,18 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// The lookup answer for `identity` (canonical) against the newest map head.
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
         let (label, proof) = try labels.labelAndProof(of: identity)
-        // The map proof and the state under the lock; the history and sealed change, read from
-        // append-only storage, outside it.
+        // The map proof and the state from the state database as of the newest head, on a reader
+        // connection; the history and sealed change from append-only storage. A lookup that
+        // meets a head committed after its snapshot takes the new one; past a few tries (a head
+        // being taken over and over), it reads under the log's lock.
+        if let reader {
+            for _ in 0..<3 {
+                guard let snap = snapshot.withLock({ $0 }) else { break }
+                if let parts = try DirectoryLog.lookupParts(snap, label: label, vrfProof: proof, reader: reader) {
+                    return try DirectoryLog.complete(parts, storage: store.storage)
+                }
+            }
+        }
         let parts = try log.withLock { try $0.lookupParts(label: label, vrfProof: proof) }
         return try DirectoryLog.complete(parts, storage: store.storage)
     }
@@ -240,11 +257,12 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     private func appendHeadIfDue() -> Bool {
         guard !broken.load(ordering: .relaxed) else { return false }
         do {
-            let appended = try log.withLock { log -> StoredCheckpoint? in
+            let appended = try log.withLock { log -> (StoredCheckpoint, DirectoryLog.LookupSnapshot?)? in
                 guard log.size > (log.headCheckpoint?.size ?? 0) else { return nil }
-                return try log.appendMapHead()
+                return (try log.appendMapHead(), try log.lookupSnapshot())
             }
-            guard let appended else { return false }
+            guard let (appended, next) = appended else { return false }
+            snapshot.withLock { $0 = next }
             head.withLock { $0 = appended }
             publishNewest()
             return true
