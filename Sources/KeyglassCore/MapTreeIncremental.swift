@@ -33,7 +33,7 @@ public struct MapPosition: Hashable, Sendable {
 
 extension MapPosition {
     /// A child of `parent`: the left (bit 0) or right (bit 1) one.
-    init(child parent: MapPosition, right: Bool) {
+    public init(child parent: MapPosition, right: Bool) {
         let bit = parent.depth
         precondition(bit < 256, "a leaf's position has no children")
         // The parent's bits beyond its depth are zero, so the child's beyond its own are too.

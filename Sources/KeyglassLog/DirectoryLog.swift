@@ -160,7 +160,7 @@ public final class DirectoryLog {
             state = try DirectoryStateStore(path: statePath, logKey: signer.verifierKey)
             saved = nil
         }
-        state.mapNodes.clearCache()
+        try state.mapNodes.reload()
         states = PendingLabelStates(base: state.labelStates)
         replay = DirectoryReplayOf(store: state.mapNodes, states: states, resuming: saved?.position)
         range = saved?.range ?? CompactRange()
@@ -435,7 +435,7 @@ public final class DirectoryLog {
         let configProof: [Hash]
         let headEntry: [UInt8]
         let headProof: [Hash]
-        let topLevels: [MapPosition: MapNode?]
+        let topLevels: [MapPosition: MapNode]
         let unopened: Set<Hash>
     }
 

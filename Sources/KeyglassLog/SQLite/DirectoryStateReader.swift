@@ -5,8 +5,8 @@ import KeyglassCore
 /// map head, both in one read transaction, so the two are of one head even while the writer
 /// commits the next (WAL readers see the database as of their transaction's start).
 ///
-/// The top levels of the map, which every proof reads, come from the writer's cache as of the
-/// head (`DirectoryLog.LookupSnapshot.topLevels`); the transaction first checks that the database
+/// The top levels of the map, which every proof reads and which the table does not hold, come
+/// from the writer's store as of the head (`DirectoryLog.LookupSnapshot.topLevels`); the transaction first checks that the database
 /// is still at that head's size, and a caller whose snapshot is older gets nil and takes the new one.
 public final class DirectoryStateReader: Sendable {
     private let pool: ReaderPool
@@ -18,7 +18,7 @@ public final class DirectoryStateReader: Sendable {
 
     /// The proof about `label` in the map and the label's state, as of the head whose tree has
     /// `size` entries; nil if the database holds another head by now.
-    public func read(label: Hash, size: UInt64, topLevels: [MapPosition: MapNode?]) throws -> (proof: MapTree.Proof, state: DeviceSet?)? {
+    public func read(label: Hash, size: UInt64, topLevels: [MapPosition: MapNode]) throws -> (proof: MapTree.Proof, state: DeviceSet?)? {
         try pool.read { db in
             try db.transaction(readOnly: true) {
                 let s = try db.statement("SELECT value FROM meta WHERE key = 'size'")
@@ -37,10 +37,11 @@ public final class DirectoryStateReader: Sendable {
     /// The map's nodes as one read transaction sees them, the top levels from the head's cache.
     private struct HeadNodes: MapNodeStore {
         let db: SQLiteConnection
-        let topLevels: [MapPosition: MapNode?]
+        let topLevels: [MapPosition: MapNode]
 
         func node(at position: MapPosition) throws -> MapNode? {
-            if let hit = topLevels[position] { return hit }
+            // The table has no interior rows there: the head's top levels are the whole of them.
+            if position.depth <= SQLiteMapNodeStore.memoryDepth { return topLevels[position] }
             return try SQLiteMapNodeStore.read(position, from: db)
         }
 
