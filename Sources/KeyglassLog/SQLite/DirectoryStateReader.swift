@@ -35,14 +35,25 @@ public final class DirectoryStateReader: Sendable {
     public func close() { pool.close() }
 
     /// The map's nodes as one read transaction sees them, the top levels from the head's cache.
-    private struct HeadNodes: MapNodeStore {
+    private final class HeadNodes: MapNodeStore {
         let db: SQLiteConnection
         let topLevels: [MapPosition: MapNode]
+        /// The one bucket a label's proof reads below the top levels.
+        private var bucket: (id: Int, nodes: [MapPosition: MapNode])?
+
+        init(db: SQLiteConnection, topLevels: [MapPosition: MapNode]) {
+            self.db = db
+            self.topLevels = topLevels
+        }
 
         func node(at position: MapPosition) throws -> MapNode? {
             // The table has no interior rows there: the head's top levels are the whole of them.
             if position.depth <= SQLiteMapNodeStore.memoryDepth { return topLevels[position] }
-            return try SQLiteMapNodeStore.read(position, from: db)
+            let id = SQLiteMapNodeStore.bucket(of: position)
+            if let bucket, bucket.id == id { return bucket.nodes[position] }
+            let nodes = try SQLiteMapNodeStore.readBucket(id, from: db)
+            bucket = (id, nodes)
+            return nodes[position]
         }
 
         func set(_ node: MapNode?, at position: MapPosition) throws {

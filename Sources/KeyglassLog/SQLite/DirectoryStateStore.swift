@@ -59,7 +59,7 @@ public final class DirectoryStateStore {
 
     /// Runs `body` in one transaction: everything it stores commits together or not at all.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try db.transaction(body)
+        try SQLiteMapNodeStore.transaction(on: db, store: mapNodes, body)
     }
 
     public func close() { db.close() }

@@ -1,27 +1,34 @@
 import Foundation
 import KeyglassCore
 
-/// The directory map's nodes (`MapTree.Incremental`) in a SQLite table, for the directory server
-/// and auditors, whose maps outgrow memory: a million labels are ~2M nodes, ~150 MB in a dictionary.
-///
-/// One row per non-empty node, keyed by its position: the depth (2 bytes) and the label bits above
-/// it (⌈depth/8⌉ bytes, the rest known to be zero), so a key is at most 34 bytes. A leaf's row holds
-/// 0x01 ‖ label ‖ value, an interior node's 0x02 ‖ hash. Not thread-safe: one owner calls it, and
-/// wraps each epoch's updates in `transaction` (a commit per node would cost a sync each).
+/// The directory map's nodes (`MapTree.Incremental`) in SQLite, for the directory server and
+/// auditors, whose maps outgrow memory: a million labels are ~2M nodes, ~150 MB in a dictionary.
+/// Not thread-safe: one owner calls it, and wraps each epoch's updates in a transaction (this
+/// type's, or `DirectoryStateStore`'s), at whose end the buckets written are stored (`flush`).
 ///
 /// **The top levels live in memory only.** Every node at depth ≤ `memoryDepth` is kept in `top`
-/// (at most 2^(memoryDepth+1) − 1 of them, ~3 MB at 14), and the interior ones are not written to
-/// the table: an epoch of a few thousand random labels rewrites nearly every one of them (there
-/// are 8,191 down to depth 12), which as rows was most of an epoch's writes. Leaves at those
-/// depths are written too, so the table with them determines the map: opening the store (and
-/// `reload`, after a rolled-back transaction) rehashes the interior nodes at depth ≤ `memoryDepth`
-/// from the rows at depth `memoryDepth` + 1 and the leaves above.
+/// (at most 2^(memoryDepth+1) − 1 of them, ~3 MB at 14): an epoch of a few thousand random labels
+/// rewrites nearly all of them (there are 8,191 down to depth 12). Only leaves at those depths
+/// are rows (`map_nodes`, keyed by depth and prefix bits); opening the store, and `reload` after
+/// a rolled-back transaction, rehashes the interior ones from the rows.
+///
+/// **Below, one row per subtree.** The nodes under each position at depth `memoryDepth` (a
+/// "bucket": 2^14 of them) are one row of `map_buckets`, so an epoch writes a row per bucket it
+/// touches, not one per node (a path below depth 14 is ~5 nodes at 200k labels), and a lookup
+/// reads one row for every node below the top levels that its proof needs, sibling at depth 15
+/// included. A bucket holds ~n/2^14 labels: fine to a few million labels; beyond, `memoryDepth`
+/// should grow (the state is derived: a store of another layout is rebuilt, not read).
 public final class SQLiteMapNodeStore: MapNodeStore {
     private let db: SQLiteConnection
     /// Every non-empty node at depth ≤ `memoryDepth`; a position not in it is empty.
     private var top: [MapPosition: MapNode] = [:]
     /// The deepest level held in `top` (and not stored as interior rows).
     public static let memoryDepth = 14
+    /// Buckets read or written since the last `flush` (the written ones in `dirty`).
+    private var buckets: [Int: [MapPosition: MapNode]] = [:]
+    private var dirty: Set<Int> = []
+    /// Clean buckets kept between flushes (lookups that read under the writer's lock).
+    private static let maxCleanBuckets = 4096
 
     /// Opens (or creates) the table in the database at `path`.
     public init(path: String, sync: SyncMode = .full) throws {
@@ -40,11 +47,48 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         try reload()
     }
 
-    private static let table = "CREATE TABLE IF NOT EXISTS map_nodes(position BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID"
+    private static let table = """
+        CREATE TABLE IF NOT EXISTS map_nodes(position BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS map_buckets(bucket INTEGER PRIMARY KEY, nodes BLOB NOT NULL)
+        """
 
     /// Runs `body` in one transaction: all of its node writes commit together or not at all.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try db.transaction(body)
+        try Self.transaction(on: db, store: self, body)
+    }
+
+    /// A transaction on `db` (this store's connection) that stores the buckets written before it
+    /// commits, and forgets what it held in memory if it rolls back.
+    static func transaction<T>(on db: SQLiteConnection, store: SQLiteMapNodeStore, _ body: () throws -> T) throws -> T {
+        do {
+            return try db.transaction {
+                let result = try body()
+                try store.flush()
+                return result
+            }
+        } catch {
+            try? store.reload()
+            throw error
+        }
+    }
+
+    /// Writes the buckets changed since the last flush (inside the caller's transaction).
+    public func flush() throws {
+        for id in dirty {
+            let nodes = buckets[id] ?? [:]
+            if nodes.isEmpty {
+                let d = try db.statement("DELETE FROM map_buckets WHERE bucket = ?")
+                d.bind(1, Int64(id))
+                try d.step()
+            } else {
+                let w = try db.statement("INSERT OR REPLACE INTO map_buckets(bucket, nodes) VALUES(?, ?)")
+                w.bind(1, Int64(id))
+                w.bind(2, Self.encode(nodes))
+                try w.step()
+            }
+        }
+        dirty.removeAll(keepingCapacity: true)
+        buckets.removeAll(keepingCapacity: false)
     }
 
     /// The top levels as they are now: after a head's transaction commits, what lookups on reader
@@ -53,10 +97,19 @@ public final class SQLiteMapNodeStore: MapNodeStore {
 
     /// Rebuilds the top levels from the table (on opening, and after a transaction rolled back).
     public func reload() throws {
+        buckets.removeAll()
+        dirty.removeAll()
         var levels = [[MapPosition: MapNode]](repeating: [:], count: Self.memoryDepth + 2)
+        // The nodes at depth memoryDepth + 1: in the buckets.
+        let all = try db.statement("SELECT nodes FROM map_buckets")
+        while try all.step() {
+            for (position, node) in try Self.decode(all.blob(0)) where position.depth == Self.memoryDepth + 1 {
+                levels[position.depth][position] = node
+            }
+        }
+        db.releaseStatements()
         // Rows above depth memoryDepth + 2: keys start with the depth's two bytes.
-        let s = try db.statement("SELECT position, node FROM map_nodes WHERE position < ?")
-        s.bind(1, [UInt8(0), UInt8(Self.memoryDepth + 2)])
+        let s = try db.statement("SELECT position, node FROM map_nodes")
         while try s.step() {
             let key = s.blob(0)
             guard key.count >= 2 else { throw StoreError.corrupt("a map node's position is unreadable") }
@@ -66,7 +119,9 @@ public final class SQLiteMapNodeStore: MapNodeStore {
             prefix.replaceSubrange(0..<(key.count - 2), with: key[2...])
             let position = MapPosition(label: Hash(bytes: prefix)!, depth: depth)
             let node = try Self.decode(s.blob(1), depth: depth)
-            if depth <= Self.memoryDepth, case .interior = node { continue }  // a row from before: rehashed below
+            guard depth <= Self.memoryDepth, case .leaf = node else {
+                throw StoreError.corrupt("the map's nodes are stored in an older layout (a node row at depth \(depth)); delete the state to rebuild it")
+            }
             levels[depth][position] = node
         }
         db.releaseStatements()
@@ -87,18 +142,64 @@ public final class SQLiteMapNodeStore: MapNodeStore {
     /// The node at `position`, or nil for an empty subtree.
     public func node(at position: MapPosition) throws -> MapNode? {
         if position.depth <= Self.memoryDepth { return top[position] }
-        return try Self.read(position, from: db)
+        return try bucket(Self.bucket(of: position))[position]
     }
 
-    /// The node at `position` (below the top levels) as `db` has it: a lookup's read transaction.
-    static func read(_ position: MapPosition, from db: SQLiteConnection) throws -> MapNode? {
-        let s = try db.statement("SELECT node FROM map_nodes WHERE position = ?")
-        s.bind(1, Self.key(position))
+    private func bucket(_ id: Int) throws -> [MapPosition: MapNode] {
+        if let known = buckets[id] { return known }
+        if buckets.count - dirty.count >= Self.maxCleanBuckets { buckets = buckets.filter { dirty.contains($0.key) } }
+        let read = try Self.readBucket(id, from: db)
+        buckets[id] = read
+        return read
+    }
+
+    /// The bucket (subtree below depth `memoryDepth`) a position deeper than that is in.
+    static func bucket(of position: MapPosition) -> Int {
+        precondition(position.depth > memoryDepth)
+        return position.prefix.withUnsafeBytes { Int($0[0]) << 6 | Int($0[1]) >> 2 }
+    }
+
+    /// The nodes of bucket `id` as `db` has them: a lookup's read transaction.
+    static func readBucket(_ id: Int, from db: SQLiteConnection) throws -> [MapPosition: MapNode] {
+        let s = try db.statement("SELECT nodes FROM map_buckets WHERE bucket = ?")
+        s.bind(1, Int64(id))
         let b: [UInt8]? = try s.step() ? s.blob(0) : nil
         // A statement left on its row would hold a read transaction (and the WAL) open.
         db.releaseStatements()
-        guard let b else { return nil }
-        return try decode(b, depth: position.depth)
+        guard let b else { return [:] }
+        return try Dictionary(decode(b), uniquingKeysWith: { a, _ in a })
+    }
+
+    /// A bucket's row: each node as its position key (`key`) then its node bytes.
+    private static func encode(_ nodes: [MapPosition: MapNode]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(nodes.count * 72)
+        for (position, node) in nodes {
+            out += key(position)
+            switch node {
+            case .leaf(let label, let value): out += [0x01] + label.bytes + value.bytes
+            case .interior(let hash): out += [0x02] + hash.bytes
+            }
+        }
+        return out
+    }
+
+    private static func decode(_ b: [UInt8]) throws -> [(MapPosition, MapNode)] {
+        var out: [(MapPosition, MapNode)] = []
+        var i = 0
+        while i < b.count {
+            guard i + 2 <= b.count else { throw StoreError.corrupt("a map bucket is truncated") }
+            let depth = Int(b[i]) << 8 | Int(b[i + 1])
+            let keyEnd = i + 2 + (depth + 7) / 8
+            guard depth > memoryDepth, depth <= 256, keyEnd < b.count else { throw StoreError.corrupt("a map bucket is unreadable") }
+            var prefix = [UInt8](repeating: 0, count: 32)
+            prefix.replaceSubrange(0..<(keyEnd - i - 2), with: b[(i + 2)..<keyEnd])
+            let length = b[keyEnd] == 0x01 ? 65 : 33
+            guard keyEnd + length <= b.count else { throw StoreError.corrupt("a map bucket is truncated") }
+            out.append((MapPosition(label: Hash(bytes: prefix)!, depth: depth), try decode(Array(b[keyEnd..<(keyEnd + length)]), depth: depth)))
+            i = keyEnd + length
+        }
+        return out
     }
 
     private static func decode(_ b: [UInt8], depth: Int) throws -> MapNode {
@@ -117,9 +218,18 @@ public final class SQLiteMapNodeStore: MapNodeStore {
             top[position] = node
             switch (before, node) {
             case (_, .some(.leaf)): break  // written below
-            case (.some(.leaf), _): try delete(position)
+            case (.some(.leaf), _):
+                try delete(position)
+                return
             default: return
             }
+        }
+        guard position.depth <= Self.memoryDepth else {
+            let id = Self.bucket(of: position)
+            _ = try bucket(id)
+            buckets[id]![position] = node
+            dirty.insert(id)
+            return
         }
         guard let node else { return try delete(position) }
         let s = try db.statement("INSERT OR REPLACE INTO map_nodes(position, node) VALUES(?, ?)")
@@ -137,13 +247,13 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         try d.step()
     }
 
-    /// Nodes held: the table's below the top levels, and the top levels'.
+    /// Nodes held (after a flush): the buckets' and the top levels'.
     public func count() throws -> Int {
-        let s = try db.statement("SELECT count(*) FROM map_nodes WHERE position >= ?")
-        s.bind(1, [UInt8(0), UInt8(Self.memoryDepth + 1)])
-        try s.step()
-        defer { db.releaseStatements() }
-        return Int(s.int64(0)) + top.count
+        let s = try db.statement("SELECT nodes FROM map_buckets")
+        var n = top.count
+        while try s.step() { n += try Self.decode(s.blob(0)).count }
+        db.releaseStatements()
+        return n
     }
 
     private static func key(_ p: MapPosition) -> [UInt8] {
