@@ -27,8 +27,10 @@ public final class SQLiteMapNodeStore: MapNodeStore {
     /// Buckets read or written since the last `flush` (the written ones in `dirty`).
     private var buckets: [Int: [MapPosition: MapNode]] = [:]
     private var dirty: Set<Int> = []
-    /// Clean buckets kept between flushes (lookups that read under the writer's lock).
-    private static let maxCleanBuckets = 4096
+    /// Most buckets held at once (~4 KB each at 200k labels): past it the written ones are stored
+    /// (still inside the caller's transaction) and all are forgotten, so an epoch that touches
+    /// every bucket does not hold the whole map.
+    private static let maxHeldBuckets = 512
 
     /// Opens (or creates) the table in the database at `path`.
     public init(path: String, sync: SyncMode = .full) throws {
@@ -72,7 +74,8 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         }
     }
 
-    /// Writes the buckets changed since the last flush (inside the caller's transaction).
+    /// Writes the buckets changed since the last flush (inside the caller's transaction), and
+    /// forgets the buckets held.
     public func flush() throws {
         for id in dirty {
             let nodes = buckets[id] ?? [:]
@@ -147,7 +150,7 @@ public final class SQLiteMapNodeStore: MapNodeStore {
 
     private func bucket(_ id: Int) throws -> [MapPosition: MapNode] {
         if let known = buckets[id] { return known }
-        if buckets.count - dirty.count >= Self.maxCleanBuckets { buckets = buckets.filter { dirty.contains($0.key) } }
+        if buckets.count >= Self.maxHeldBuckets { try flush() }
         let read = try Self.readBucket(id, from: db)
         buckets[id] = read
         return read
