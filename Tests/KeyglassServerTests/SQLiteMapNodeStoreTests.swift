@@ -1,6 +1,6 @@
 import Foundation
 import KeyglassCore
-import KeyglassLog
+@testable import KeyglassLog
 import KeyglassTestSupport
 import XCTest
 
@@ -77,6 +77,20 @@ final class SQLiteMapNodeStoreTests: XCTestCase {
         })
         try store.reload()
         XCTAssertEqual(try onDisk.root(), try inMemory.root(), "after the rollback")
+        // A lookup's scan of a bucket's row finds each node below the top levels as stored.
+        let db = try SQLiteConnection(path: path)
+        defer { db.close() }
+        var below = 0
+        for l in labels {
+            for depth in (d + 1)...(d + 8) {
+                let position = MapPosition(label: l, depth: depth)
+                let row = try SQLiteMapNodeStore.readBucketRow(SQLiteMapNodeStore.bucket(of: position), from: db)
+                let found = try SQLiteMapNodeStore.find(position, inRow: row)
+                XCTAssertEqual(found, try onDisk.store.node(at: position), "depth \(depth)")
+                if found != nil { below += 1 }
+            }
+        }
+        XCTAssertGreaterThan(below, 6, "labels parting below the top levels have nodes there")
         let reopened = MapTree.Incremental(store: try SQLiteMapNodeStore(path: path))
         let root = try inMemory.root()
         XCTAssertEqual(try reopened.root(), root)

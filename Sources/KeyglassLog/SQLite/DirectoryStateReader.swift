@@ -39,7 +39,7 @@ public final class DirectoryStateReader: Sendable {
         let db: SQLiteConnection
         let topLevels: [MapPosition: MapNode]
         /// The one bucket a label's proof reads below the top levels.
-        private var bucket: (id: Int, nodes: [MapPosition: MapNode])?
+        private var bucket: (id: Int, row: [UInt8])?
 
         init(db: SQLiteConnection, topLevels: [MapPosition: MapNode]) {
             self.db = db
@@ -50,10 +50,10 @@ public final class DirectoryStateReader: Sendable {
             // The table has no interior rows there: the head's top levels are the whole of them.
             if position.depth <= SQLiteMapNodeStore.memoryDepth { return topLevels[position] }
             let id = SQLiteMapNodeStore.bucket(of: position)
-            if let bucket, bucket.id == id { return bucket.nodes[position] }
-            let nodes = try SQLiteMapNodeStore.readBucket(id, from: db)
-            bucket = (id, nodes)
-            return nodes[position]
+            if let bucket, bucket.id == id { return try SQLiteMapNodeStore.find(position, inRow: bucket.row) }
+            let row = try SQLiteMapNodeStore.readBucketRow(id, from: db)
+            bucket = (id, row)
+            return try SQLiteMapNodeStore.find(position, inRow: row)
         }
 
         func set(_ node: MapNode?, at position: MapPosition) throws {

@@ -173,6 +173,37 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         return try Dictionary(decode(b), uniquingKeysWith: { a, _ in a })
     }
 
+    /// The row of bucket `id` as `db` has it (empty if none): for a lookup, which finds the few
+    /// nodes its proof needs in it (`find`) instead of decoding every node.
+    static func readBucketRow(_ id: Int, from db: SQLiteConnection) throws -> [UInt8] {
+        let s = try db.statement("SELECT nodes FROM map_buckets WHERE bucket = ?")
+        s.bind(1, Int64(id))
+        let b: [UInt8] = try s.step() ? s.blob(0) : []
+        db.releaseStatements()
+        return b
+    }
+
+    /// The node at `position` in a bucket's row, scanning the keys in place.
+    static func find(_ position: MapPosition, inRow b: [UInt8]) throws -> MapNode? {
+        let keyLength = (position.depth + 7) / 8
+        return try position.prefix.withUnsafeBytes { prefix -> MapNode? in
+            var i = 0
+            while i < b.count {
+                guard i + 2 <= b.count else { throw StoreError.corrupt("a map bucket is truncated") }
+                let depth = Int(b[i]) << 8 | Int(b[i + 1])
+                let keyEnd = i + 2 + (depth + 7) / 8
+                guard depth > memoryDepth, depth <= 256, keyEnd < b.count else { throw StoreError.corrupt("a map bucket is unreadable") }
+                let length = b[keyEnd] == 0x01 ? 65 : 33
+                guard keyEnd + length <= b.count else { throw StoreError.corrupt("a map bucket is truncated") }
+                if depth == position.depth, (0..<keyLength).allSatisfy({ b[i + 2 + $0] == prefix[$0] }) {
+                    return try decode(Array(b[keyEnd..<(keyEnd + length)]), depth: depth)
+                }
+                i = keyEnd + length
+            }
+            return nil
+        }
+    }
+
     /// A bucket's row: each node as its position key (`key`) then its node bytes.
     private static func encode(_ nodes: [MapPosition: MapNode]) -> [UInt8] {
         var out: [UInt8] = []
