@@ -234,9 +234,17 @@ public final class DirectoryStateStore {
 /// Label states written through to a `DirectoryStateStore` only when told (`flush`): until then
 /// the changes since the store's last commit are in memory, so the store stays exactly as of the
 /// newest map head (what lookups are answered from) while the replay goes on past it.
+///
+/// Each pending state is tagged with the index of the entry that made it (`currentIndex`, set by
+/// the owner before it replays an entry), so a map head that covers fewer entries than the log
+/// holds (a follower's head, which lags) can take the states as of what it covers
+/// (`states(below:)`) and the owner can forget them once committed (`drop(below:)`).
 public final class PendingLabelStates: LabelStateStore {
     private let base: DirectoryStateStore.LabelStates
-    private var pending: [Hash: DeviceSet] = [:]
+    /// Per label, its pending states in index order.
+    private var pending: [Hash: [(index: UInt64, state: DeviceSet)]] = [:]
+    /// The index of the entry being replayed: what the states set now are tagged with.
+    public var currentIndex: UInt64 = 0
 
     /// States in `base`, with nothing pending.
     public init(base: DirectoryStateStore.LabelStates) { self.base = base }
@@ -245,18 +253,32 @@ public final class PendingLabelStates: LabelStateStore {
     public var pendingCount: Int { pending.count }
 
     public func state(of label: Hash) throws -> DeviceSet? {
-        if let s = pending[label] { return s }
+        if let s = pending[label]?.last?.state { return s }
         return try base.state(of: label)
     }
 
-    public func setState(_ state: DeviceSet, of label: Hash) throws { pending[label] = state }
+    public func setState(_ state: DeviceSet, of label: Hash) throws { pending[label, default: []].append((currentIndex, state)) }
 
     /// The state as the store has it (as of its last commit), ignoring what is pending.
     public func committedState(of label: Hash) throws -> DeviceSet? { try base.state(of: label) }
 
+    /// The newest pending state below index `covered` of each label changed before it: what a map
+    /// head covering `covered` commits.
+    public func states(below covered: UInt64) -> [(label: Hash, state: DeviceSet)] {
+        pending.compactMap { label, states in states.last { $0.index < covered }.map { (label, $0.state) } }
+    }
+
+    /// Forgets the pending states below `covered` (the store holds them now).
+    public func drop(below covered: UInt64) {
+        for (label, states) in pending {
+            let rest = states.filter { $0.index >= covered }
+            pending[label] = rest.isEmpty ? nil : rest
+        }
+    }
+
     /// Writes every pending state to the store (inside its transaction) and forgets them.
     public func flush() throws {
-        for (label, state) in pending { try base.setState(state, of: label) }
+        for (label, states) in pending { if let s = states.last?.state { try base.setState(s, of: label) } }
         pending.removeAll(keepingCapacity: true)
     }
 
@@ -264,7 +286,6 @@ public final class PendingLabelStates: LabelStateStore {
     public func discard() { pending.removeAll() }
 }
 
-/// `DirectoryReplayPosition` and the compact range as JSON (hashes and keys base64).
 private struct SavedPosition: Codable {
     var origin: String?
     var vrfPublicKey: String?
