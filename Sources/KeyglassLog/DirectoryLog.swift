@@ -100,6 +100,12 @@ public final class DirectoryLog {
     private var unopened: Set<Hash> = []
     /// The newest checkpoint whose last leaf is a map head: lookups are answered against it.
     public private(set) var headCheckpoint: StoredCheckpoint?
+    /// The entries that head's map and states cover (its head may lag: it covers fewer than its index).
+    public private(set) var headCovered: UInt64 = 0
+    /// A head handed to the follower (`beginHead`) and not yet committed or failed.
+    private var headInFlight = false
+    /// The follower: the one writer of the state database once the log is open.
+    public private(set) var follower: DirectoryFollower!
 
     /// Creates a v2 log in `storage` (empty): its first checkpoint, then leaf 0, the config with
     /// the log's origin (the signer's name) and the VRF key of `vrfSeed`.
@@ -127,6 +133,7 @@ public final class DirectoryLog {
         states = PendingLabelStates(base: state.labelStates)
         replay = DirectoryReplayOf(store: state.mapNodes, states: states)
         try resume()
+        follower = DirectoryFollower(state: state)
         if size > 0 {
             guard replay.origin == signer.name, replay.vrfPublicKey == vrfPublicKey else {
                 throw StoreError.corrupt("leaf 0 is not the config of \(signer.name) with this VRF key")
@@ -152,9 +159,15 @@ public final class DirectoryLog {
     /// saved is one the log signed) and replays every stored entry after it, the changes since
     /// the newest head into memory only.
     private func resume() throws {
+        // The newest map head in the log: the state database is brought to what it covers, and
+        // the entries after that stay pending in memory, as they were when the server stopped.
+        let newestHead = try Self.newestHead(in: storage, below: size)
         var saved = try state.load()
-        if let s = saved, try s.range.size > size || storage.checkpoint(size: s.range.size)?.root != s.range.root {
-            // Not this log's history (restored from another backup, a log started again): rebuilt.
+        if let s = saved,
+            try s.range.size > size || s.range.size > (newestHead?.covered ?? 0) || storage.checkpoint(size: s.range.size)?.root != s.range.root
+        {
+            // Not this log's history (restored from another backup, a log started again), or
+            // ahead of the newest head (written by an older build): rebuilt.
             state.close()
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: statePath + suffix) }
             state = try DirectoryStateStore(path: statePath, logKey: signer.verifierKey)
@@ -162,27 +175,60 @@ public final class DirectoryLog {
         }
         try state.mapNodes.reload()
         states = PendingLabelStates(base: state.labelStates)
+        defer { if let statesReader { states.readCommitted(from: statesReader) } }
         replay = DirectoryReplayOf(store: state.mapNodes, states: states, resuming: saved?.position)
         range = saved?.range ?? CompactRange()
         unopened = try state.erasedLabels()
         headCheckpoint = nil
+        headCovered = 0
+        headInFlight = false
         mapAheadOfHead = false
-        if let p = saved?.position, p.epoch > 0, p.coveredSize == p.headIndex, p.headIndex + 1 == p.size {
-            headCheckpoint = try storage.checkpoint(size: p.size)
-        }
+        // Up to what the newest head covers: written through a chunk at a time, states and the
+        // position as of each chunk's end.
+        let covered = newestHead?.covered ?? 0
         var start = range.size
-        // Entries the state database lacks: up to the newest head they are written through to it
-        // (one transaction per head), the rest stay in memory.
-        while start < size {
-            let end = min(size, start + 1000)
+        while start < covered {
+            let end = min(covered, start + 1000)
             let sealed = try storage.sealedChanges(start: start, end: end)
             try state.transaction {
                 for e in try storage.entries(start: start, end: end) {
                     try replayStored(e.data, leafHash: e.leafHash, sealed: sealed[e.index])
                 }
+                try states.flush()
+                try state.save(replay.position, range: range)
             }
             start = end
         }
+        // The rest: the head (its map changes stored with the size lookups check) and the changes
+        // after what it covers, whose states stay pending until the next head.
+        try state.transaction {
+            while start < size {
+                let end = min(size, start + 1000)
+                let sealed = try storage.sealedChanges(start: start, end: end)
+                for e in try storage.entries(start: start, end: end) {
+                    try replayStored(e.data, leafHash: e.leafHash, sealed: sealed[e.index])
+                }
+                start = end
+            }
+            if let newestHead {
+                try state.setLookupSize(newestHead.index + 1)
+                headCheckpoint = try storage.checkpoint(size: newestHead.index + 1)
+                headCovered = newestHead.covered
+            }
+        }
+    }
+
+    /// The newest map head among entries [0, size): its index and covered size.
+    private static func newestHead(in storage: any LogStorage, below size: UInt64) throws -> (index: UInt64, covered: UInt64)? {
+        var end = size
+        while end > 0 {
+            let start = end > 1000 ? end - 1000 : 0
+            for e in try storage.entries(start: start, end: end).reversed() {
+                if case .mapHead(_, _, let covered, _)? = try? DirectoryEntry.parse(e.data) { return (e.index, covered) }
+            }
+            end = start
+        }
+        return nil
     }
 
     /// Replays one stored entry (inside a state transaction); a map head also becomes what lookups
@@ -190,6 +236,7 @@ public final class DirectoryLog {
     /// `parsed`: the sealed change as this log made it (its device key checked when the change
     /// was asked for), so it is not parsed and checked a second time.
     private func replayStored(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]?, parsed: SealedChange? = nil) throws {
+        states.currentIndex = replay.size
         let event = try replay.replay(bytes, leafHash: leafHash, sealed: sealed, parsed: parsed)
         range.append(leafHash)
         switch event {
@@ -202,14 +249,8 @@ public final class DirectoryLog {
             case .badOpening(let why): throw StoreError.corrupt("the sealed change of entry \(index) does not open it: \(why)")
             case .setMismatch: throw StoreError.corrupt("entry \(index) commits to another set than its change makes")
             }
-        case .mapHead(let index, _, .matches):
-            // Heads this log writes cover every entry before them, so the states now are the
-            // head's. (A head that lags would need the states as of its covered size: lookups
-            // stay on the head before it.)
-            guard replay.coveredSize == index else { break }
-            try states.flush()
-            try state.save(replay.position, range: range)
-            headCheckpoint = try storage.checkpoint(size: index + 1)
+        case .mapHead(_, _, .matches):
+            break  // resume writes the states through per chunk (`resume`)
         case .mapHead(let index, let epoch, let outcome):
             throw StoreError.corrupt("map head of epoch \(epoch) at \(index) does not replay: \(outcome)")
         case .config, .malformed:
@@ -341,34 +382,93 @@ public final class DirectoryLog {
         for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed, parsed: prepared.opened[e.index]) }
     }
 
-    /// The map follower's step: a map head covering every entry so far, appended as its own batch,
-    /// so its checkpoint is one lookups can be answered against. The map's new nodes, the states of
-    /// the labels changed since the last head and the replay's position commit to the state
-    /// database in one transaction with it; if anything fails the state database rolls back and
-    /// this log resumes from it (the stored log is the truth).
+    /// What the follower needs to commit a map head covering the first `covered` entries: the
+    /// map changes below it, the labels' states as of it, and the replay's position there.
+    public struct HeadWork: Sendable {
+        public let covered: UInt64
+        let epoch: UInt64
+        let changes: [(label: Hash, value: Hash)]
+        let states: [(label: Hash, state: DeviceSet)]
+        let position: DirectoryReplayPosition
+        let range: CompactRange
+        /// The labels the log cannot open, as of the hand-over (for the lookup snapshot).
+        public let unopened: Set<Hash>
+    }
+
+    /// Hands the follower a head covering every entry so far (nil if there is nothing new, or a
+    /// head is in flight). The writer goes on sequencing while the follower works.
+    public func beginHead() -> HeadWork? {
+        guard !headInFlight, size > (headCheckpoint?.size ?? 0) else { return nil }
+        headInFlight = true
+        let covered = size
+        return HeadWork(
+            covered: covered, epoch: replay.epoch + 1, changes: replay.takeQueued(below: covered), states: states.states(below: covered),
+            position: replay.position, range: range, unopened: unopened)
+    }
+
+    /// Appends the head of `work` with the root its follower computed (on the writer's thread,
+    /// between batches), and replays it. Lookups move to it once the follower commits it.
+    public func appendOwnHead(_ work: HeadWork, root: Hash) throws -> StoredCheckpoint {
+        let time = max(Sequencer.nowMillis(), head.newestTimestamp)
+        let entry = DirectoryEntry.mapHead(timestampMillis: time, epoch: work.epoch, coveredSize: work.covered, root: root).encoded
+        guard let sealed = try seal([(label: nil, entry: entry, sealed: nil)]), let e = sealed.batch.entries.first else {
+            throw StoreError.corrupt("the map head did not seal")
+        }
+        try storage.append(sealed.batch)
+        head = sealed.head
+        states.currentIndex = replay.size
+        let event = try replay.replay(e.data, leafHash: e.leafHash, trustedRoot: root)
+        range.append(e.leafHash)
+        guard case .mapHead(_, _, .matches) = event, let cp = try storage.checkpoint(size: size) else {
+            throw StoreError.corrupt("the map head did not replay as a match: \(event)")
+        }
+        return cp
+    }
+
+    /// Committed states are read on a connection of their own from now on (and after a resume):
+    /// for a server whose follower writes the state database on another thread.
+    public func readStatesOnOwnConnection() throws {
+        guard statePath != ":memory:" else { return }
+        let connection = try SQLiteConnection(path: statePath)
+        try connection.execute("PRAGMA query_only=ON")
+        statesReader = DirectoryStateStore.LabelStates(db: connection)
+        states.readCommitted(from: statesReader!)
+    }
+
+    private var statesReader: DirectoryStateStore.LabelStates?
+
+    /// The follower committed `work`'s head: lookups answer against it, and the states it covers
+    /// are the state database's now.
+    public func headCommitted(_ work: HeadWork, checkpoint: StoredCheckpoint) {
+        states.drop(below: work.covered)
+        headCheckpoint = checkpoint
+        headCovered = work.covered
+        headInFlight = false
+    }
+
+    /// The follower's transaction rolled back (a head not stored): start again from the state
+    /// database and the log (the changes the head would have covered are replayed again).
+    public func headFailed() throws {
+        head = try LogHead.load(from: storage, signer: signer)
+        try resume()
+    }
+
+    /// A map head covering every entry so far, made and committed here (a library's owner, and
+    /// tests): `beginHead`, the follower's step and `appendOwnHead` on the caller's thread.
     @discardableResult
     public func appendMapHead() throws -> StoredCheckpoint {
-        let covered = size
-        // From here the map holds changes the newest stored head does not: until a head is
-        // stored, lookups (answered against that head with this map) would not verify.
-        mapAheadOfHead = true
+        guard let work = beginHead() else {
+            guard let cp = headCheckpoint, cp.size == size else { throw StoreError.notInitialised("a map head is being made") }
+            return cp
+        }
         do {
-            try state.transaction {
-                let root = try replay.mapRoot(covering: covered)
-                let time = max(Sequencer.nowMillis(), head.newestTimestamp)
-                let entry = DirectoryEntry.mapHead(timestampMillis: time, epoch: replay.epoch + 1, coveredSize: covered, root: root).encoded
-                try append([(label: nil, entry: entry, sealed: nil)])
-            }
+            let committed = try follower.commit(work) { root in try self.appendOwnHead(work, root: root) }
+            headCommitted(work, checkpoint: committed.checkpoint)
+            return committed.checkpoint
         } catch {
-            // The map (and, had the head been stored, the states) rolled back with the state
-            // database; what is in memory does not: start again from the state database.
-            head = try LogHead.load(from: storage, signer: signer)
-            try resume()
+            try headFailed()
             throw error
         }
-        mapAheadOfHead = false
-        guard let cp = headCheckpoint, cp.size == size else { throw StoreError.corrupt("the map head did not replay as a match") }
-        return cp
     }
 
     /// Appends encoded entries as one batch (a checkpoint over them), then replays them (inside a
@@ -409,6 +509,7 @@ public final class DirectoryLog {
         var answer: DirectoryLookup.Answer
         let label: Hash
         let state: DeviceSet?
+        /// Histories are read below this: the entries the head's map covers.
         let headSize: UInt64
     }
 
@@ -423,7 +524,7 @@ public final class DirectoryLog {
             headEntry: parts.headEntry, headProof: parts.headProof,
             vrfProof: vrfProof, mapProof: try replay.map.proof(for: label), state: nil)
         // The state database is as of the newest head: the label's state there.
-        return LookupParts(answer: answer, label: label, state: try states.committedState(of: label), headSize: cp.size)
+        return LookupParts(answer: answer, label: label, state: try states.committedState(of: label), headSize: headCovered)
     }
 
     /// What lookups against the newest head need from this log besides the state database, taken
@@ -437,17 +538,35 @@ public final class DirectoryLog {
         let headProof: [Hash]
         let topLevels: [MapPosition: MapNode]
         let unopened: Set<Hash>
+        /// The entries the head's map and states cover (histories are read below it).
+        let covered: UInt64
+
+        /// The snapshot of the head `checkpoint` ends in, covering `covered` entries, with the
+        /// map's top levels as its follower committed them; leaf 0 and the head with their proofs
+        /// read from `store` (append-only, so from any thread).
+        public init(checkpoint: StoredCheckpoint, covered: UInt64, topLevels: [MapPosition: MapNode], unopened: Set<Hash>, store: LogStore) throws {
+            let entries = try store.storage.entries(start: 0, end: 1) + store.storage.entries(start: checkpoint.size - 1, end: checkpoint.size)
+            self.checkpoint = checkpoint
+            configEntry = entries[0].data
+            configProof = try store.inclusionProof(index: 0, size: checkpoint.size)
+            headEntry = entries[1].data
+            headProof = try store.inclusionProof(index: checkpoint.size - 1, size: checkpoint.size)
+            self.topLevels = topLevels
+            self.unopened = unopened
+            self.covered = covered
+        }
     }
 
     /// The snapshot for the newest head; nil before the first one, and while a head failed to
-    /// store (lookups wait for the next, as `lookupParts` does).
+    /// store (lookups wait for the next, as `lookupParts` does). For an owner that makes its heads
+    /// here (`appendMapHead`): a server's follower makes its own (`LookupSnapshot.init`).
     public func lookupSnapshot() throws -> LookupSnapshot? {
         guard let cp = headCheckpoint, !mapAheadOfHead else { return nil }
-        let parts = try headParts(cp)
-        return LookupSnapshot(
-            checkpoint: cp, configEntry: parts.configEntry, configProof: parts.configProof, headEntry: parts.headEntry,
-            headProof: parts.headProof, topLevels: state.mapNodes.topLevels, unopened: unopened)
+        return try LookupSnapshot(checkpoint: cp, covered: headCovered, topLevels: state.mapNodes.topLevels, unopened: unopened, store: store)
     }
+
+    /// The labels this log cannot open (their changes erased).
+    public var unopenedLabels: Set<Hash> { unopened }
 
     /// The parts of a lookup against `snapshot`'s head, with the map proof and state read by
     /// `reader` in one read transaction; nil if the state database holds a newer head by now
@@ -459,7 +578,7 @@ public final class DirectoryLog {
         let answer = DirectoryLookup.Answer(
             checkpoint: cp.note, configEntry: snapshot.configEntry, configProof: snapshot.configProof,
             headEntry: snapshot.headEntry, headProof: snapshot.headProof, vrfProof: vrfProof, mapProof: read.proof, state: nil)
-        return LookupParts(answer: answer, label: label, state: read.state, headSize: cp.size)
+        return LookupParts(answer: answer, label: label, state: read.state, headSize: snapshot.covered)
     }
 
     /// The lookup answer from its parts: the label's change entries below the head (from the log's

@@ -229,13 +229,14 @@ final class DirectoryLogTests: XCTestCase {
         let before = try answers(log)
         storage.close()
 
-        // Restarted: the state database is as of the head; the change after it is replayed.
+        // Restarted: the state database is as of what the head covers; the head and the change
+        // after it are replayed (the change stays pending until the next head).
         let saved = try DirectoryStateStore(path: statePath, logKey: key)
         let position = try XCTUnwrap(try saved.load()).position
         saved.close()
         storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
-        XCTAssertEqual(position.size, log.size - 1, "saved at the head, before the last change")
+        XCTAssertEqual(position.size, log.size - 2, "saved as of what the head covers: the head and the change after it are replayed")
         XCTAssertEqual(try answers(log), before)
         try log.appendMapHead()
         let withLaptop = try answers(log)

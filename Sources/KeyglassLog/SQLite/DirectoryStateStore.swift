@@ -105,6 +105,15 @@ public final class DirectoryStateStore {
         try b.step()
     }
 
+    /// The size of the tree whose head the state is now as of, for readers checking which head
+    /// they read (`DirectoryStateReader`): a follower's head covers fewer entries than its own
+    /// index, so this is the head's checkpoint's size, not the position's.
+    public func setLookupSize(_ size: UInt64) throws {
+        let z = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('size', ?)")
+        z.bind(1, String(size))
+        try z.step()
+    }
+
     private static func decodeQueued(_ blob: [UInt8]) throws -> [DirectoryReplayPosition.Queued] {
         guard blob.count % 72 == 0 else { throw StoreError.corrupt("the saved queue is not whole records") }
         return stride(from: 0, to: blob.count, by: 72).map { at in
@@ -240,7 +249,7 @@ public final class DirectoryStateStore {
 /// holds (a follower's head, which lags) can take the states as of what it covers
 /// (`states(below:)`) and the owner can forget them once committed (`drop(below:)`).
 public final class PendingLabelStates: LabelStateStore {
-    private let base: DirectoryStateStore.LabelStates
+    private var base: DirectoryStateStore.LabelStates
     /// Per label, its pending states in index order.
     private var pending: [Hash: [(index: UInt64, state: DeviceSet)]] = [:]
     /// The index of the entry being replayed: what the states set now are tagged with.
@@ -251,6 +260,10 @@ public final class PendingLabelStates: LabelStateStore {
 
     /// Labels changed since the last flush.
     public var pendingCount: Int { pending.count }
+
+    /// Reads committed states through `base` from now on (a connection of the owner's own, while
+    /// another thread writes the store).
+    func readCommitted(from base: DirectoryStateStore.LabelStates) { self.base = base }
 
     public func state(of label: Hash) throws -> DeviceSet? {
         if let s = pending[label]?.last?.state { return s }
