@@ -94,6 +94,10 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         guard Ed25519.keyPair(seed: vrfSeed)?.publicKey == log.vrfPublicKey else { throw StoreError.corrupt("the VRF seed is not the log's") }
         labels = log.labels
         store = LogStore(storage: log.storage)
+        // Changes stored after the newest head (a stop, or a burst no head covered) are covered
+        // before the server serves: the follower's first head would otherwise have to take them
+        // all while new ones arrive, and fall behind for as long.
+        if log.headCheckpoint?.size != log.size, log.size > 1 { try log.appendMapHead() }
         head = Mutex(log.headCheckpoint)
         headCoversAll = log.headCheckpoint?.size == log.size
         guard let cp = try log.storage.latestCheckpoint() else { throw StoreError.notInitialised("the directory has no checkpoint") }
