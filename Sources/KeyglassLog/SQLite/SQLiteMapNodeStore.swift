@@ -196,7 +196,7 @@ public final class SQLiteMapNodeStore: MapNodeStore {
                 let length = b[keyEnd] == 0x01 ? 65 : 33
                 guard keyEnd + length <= b.count else { throw StoreError.corrupt("a map bucket is truncated") }
                 if depth == position.depth, (0..<keyLength).allSatisfy({ b[i + 2 + $0] == prefix[$0] }) {
-                    return try decode(Array(b[keyEnd..<(keyEnd + length)]), depth: depth)
+                    return try decode(b[keyEnd..<(keyEnd + length)], depth: depth)
                 }
                 i = keyEnd + length
             }
@@ -209,10 +209,17 @@ public final class SQLiteMapNodeStore: MapNodeStore {
         var out: [UInt8] = []
         out.reserveCapacity(nodes.count * 72)
         for (position, node) in nodes {
-            out += key(position)
+            out.append(UInt8(position.depth >> 8))
+            out.append(UInt8(position.depth & 0xff))
+            position.prefix.withUnsafeBytes { out.append(contentsOf: $0.prefix((position.depth + 7) / 8)) }
             switch node {
-            case .leaf(let label, let value): out += [0x01] + label.bytes + value.bytes
-            case .interior(let hash): out += [0x02] + hash.bytes
+            case .leaf(let label, let value):
+                out.append(0x01)
+                label.withUnsafeBytes { out.append(contentsOf: $0) }
+                value.withUnsafeBytes { out.append(contentsOf: $0) }
+            case .interior(let hash):
+                out.append(0x02)
+                hash.withUnsafeBytes { out.append(contentsOf: $0) }
             }
         }
         return out
@@ -226,20 +233,24 @@ public final class SQLiteMapNodeStore: MapNodeStore {
             let depth = Int(b[i]) << 8 | Int(b[i + 1])
             let keyEnd = i + 2 + (depth + 7) / 8
             guard depth > memoryDepth, depth <= 256, keyEnd < b.count else { throw StoreError.corrupt("a map bucket is unreadable") }
-            var prefix = [UInt8](repeating: 0, count: 32)
-            prefix.replaceSubrange(0..<(keyEnd - i - 2), with: b[(i + 2)..<keyEnd])
+            let prefix = Hash.zero.withBytesChanged { p in for k in 0..<(keyEnd - i - 2) { p[k] = b[i + 2 + k] } }
             let length = b[keyEnd] == 0x01 ? 65 : 33
             guard keyEnd + length <= b.count else { throw StoreError.corrupt("a map bucket is truncated") }
-            out.append((MapPosition(label: Hash(bytes: prefix)!, depth: depth), try decode(Array(b[keyEnd..<(keyEnd + length)]), depth: depth)))
+            out.append((MapPosition(label: prefix, depth: depth), try decode(b[keyEnd..<(keyEnd + length)], depth: depth)))
             i = keyEnd + length
         }
         return out
     }
 
     private static func decode(_ b: [UInt8], depth: Int) throws -> MapNode {
+        try decode(b[...], depth: depth)
+    }
+
+    private static func decode(_ b: ArraySlice<UInt8>, depth: Int) throws -> MapNode {
+        let s = b.startIndex
         switch (b.first, b.count) {
-        case (0x01, 65): return .leaf(label: Hash(bytes: b[1..<33])!, value: Hash(bytes: b[33..<65])!)
-        case (0x02, 33): return .interior(Hash(bytes: b[1..<33])!)
+        case (0x01, 65): return .leaf(label: Hash(bytes: b[(s + 1)..<(s + 33)])!, value: Hash(bytes: b[(s + 33)..<(s + 65)])!)
+        case (0x02, 33): return .interior(Hash(bytes: b[(s + 1)..<(s + 33)])!)
         default: throw StoreError.corrupt("map node at depth \(depth) is not a leaf or an interior node")
         }
     }
