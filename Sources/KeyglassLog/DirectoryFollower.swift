@@ -25,7 +25,7 @@ public final class DirectoryFollower: @unchecked Sendable {
     /// thread: only it appends), and commits with the head's size for lookups. Rolls back if
     /// anything throws; the caller then calls `DirectoryLog.headFailed`.
     public func commit(_ work: DirectoryLog.HeadWork, append: (Hash) throws -> StoredCheckpoint) throws
-        -> (checkpoint: StoredCheckpoint, topLevels: [MapPosition: MapNode])
+        -> (checkpoint: StoredCheckpoint, topLevels: MapTopLevels)
     {
         try state.transaction {
             var map = MapTree.Incremental(store: state.mapNodes)

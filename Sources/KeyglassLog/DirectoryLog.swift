@@ -536,7 +536,7 @@ public final class DirectoryLog {
         let configProof: [Hash]
         let headEntry: [UInt8]
         let headProof: [Hash]
-        let topLevels: [MapPosition: MapNode]
+        let topLevels: MapTopLevels
         let unopened: Set<Hash>
         /// The entries the head's map and states cover (histories are read below it).
         let covered: UInt64
@@ -544,7 +544,7 @@ public final class DirectoryLog {
         /// The snapshot of the head `checkpoint` ends in, covering `covered` entries, with the
         /// map's top levels as its follower committed them; leaf 0 and the head with their proofs
         /// read from `store` (append-only, so from any thread).
-        public init(checkpoint: StoredCheckpoint, covered: UInt64, topLevels: [MapPosition: MapNode], unopened: Set<Hash>, store: LogStore) throws {
+        public init(checkpoint: StoredCheckpoint, covered: UInt64, topLevels: MapTopLevels, unopened: Set<Hash>, store: LogStore) throws {
             let entries = try store.storage.entries(start: 0, end: 1) + store.storage.entries(start: checkpoint.size - 1, end: checkpoint.size)
             self.checkpoint = checkpoint
             configEntry = entries[0].data

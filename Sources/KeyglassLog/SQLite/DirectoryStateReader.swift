@@ -18,7 +18,7 @@ public final class DirectoryStateReader: Sendable {
 
     /// The proof about `label` in the map and the label's state, as of the head whose tree has
     /// `size` entries; nil if the database holds another head by now.
-    public func read(label: Hash, size: UInt64, topLevels: [MapPosition: MapNode]) throws -> (proof: MapTree.Proof, state: DeviceSet?)? {
+    public func read(label: Hash, size: UInt64, topLevels: MapTopLevels) throws -> (proof: MapTree.Proof, state: DeviceSet?)? {
         try pool.read { db in
             try db.transaction(readOnly: true) {
                 let s = try db.statement("SELECT value FROM meta WHERE key = 'size'")
@@ -37,11 +37,11 @@ public final class DirectoryStateReader: Sendable {
     /// The map's nodes as one read transaction sees them, the top levels from the head's cache.
     private final class HeadNodes: MapNodeStore {
         let db: SQLiteConnection
-        let topLevels: [MapPosition: MapNode]
+        let topLevels: MapTopLevels
         /// The one bucket a label's proof reads below the top levels.
         private var bucket: (id: Int, row: [UInt8])?
 
-        init(db: SQLiteConnection, topLevels: [MapPosition: MapNode]) {
+        init(db: SQLiteConnection, topLevels: MapTopLevels) {
             self.db = db
             self.topLevels = topLevels
         }

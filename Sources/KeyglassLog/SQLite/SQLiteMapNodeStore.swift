@@ -21,7 +21,7 @@ import KeyglassCore
 public final class SQLiteMapNodeStore: MapNodeStore {
     private let db: SQLiteConnection
     /// Every non-empty node at depth ≤ `memoryDepth`; a position not in it is empty.
-    private var top: [MapPosition: MapNode] = [:]
+    private var top = MapTopLevels(maxDepth: SQLiteMapNodeStore.memoryDepth)
     /// The deepest level held in `top` (and not stored as interior rows).
     public static let memoryDepth = 14
     /// Buckets read or written since the last `flush` (the written ones in `dirty`).
@@ -96,7 +96,7 @@ public final class SQLiteMapNodeStore: MapNodeStore {
 
     /// The top levels as they are now: after a head's transaction commits, what lookups on reader
     /// connections use for those levels (`DirectoryStateReader`), where the table has no interior rows.
-    public var topLevels: [MapPosition: MapNode] { top }
+    public var topLevels: MapTopLevels { top }
 
     /// Rebuilds the top levels from the table (on opening, and after a transaction rolled back).
     public func reload() throws {
@@ -138,8 +138,8 @@ public final class SQLiteMapNodeStore: MapNodeStore {
                 levels[depth][parent] = .interior(MapTree.interiorHash(left, right))
             }
         }
-        top = [:]
-        for depth in 0...Self.memoryDepth { top.merge(levels[depth]) { a, _ in a } }
+        top = MapTopLevels(maxDepth: Self.memoryDepth)
+        for depth in 0...Self.memoryDepth { for (position, node) in levels[depth] { top[position] = node } }
     }
 
     /// The node at `position`, or nil for an empty subtree.
