@@ -168,6 +168,16 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
     /// 139 MB with slices of 4,096, 90 MB with 1,024 (11.6 s against 10.7 s), 86 MB with 512.
     static var mapSlice: Int { 1024 }
 
+    /// The changes below `covered` not yet in the map, taken out of the queue without touching the
+    /// map: for a server whose map a follower keeps (it applies them and computes the next head's
+    /// root on its own thread). The head that covers them is then replayed with `trustedRoot:`.
+    public mutating func takeQueued(below covered: UInt64) -> [(label: Hash, value: Hash)] {
+        let batch = queued[queueStart...].prefix { $0.index < covered }
+        queueStart += batch.count
+        defer { compactQueue() }
+        return batch.map { ($0.label, $0.value) }
+    }
+
     private mutating func applyQueued(below covered: UInt64) throws {
         let batch = queued[queueStart...].prefix { $0.index < covered }
         var from = batch.startIndex
@@ -177,6 +187,10 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
             from = to
         }
         queueStart += batch.count
+        compactQueue()
+    }
+
+    private mutating func compactQueue() {
         if queueStart > 1024, queueStart * 2 > queued.count {
             queued.removeFirst(queueStart)
             queueStart = 0
@@ -194,8 +208,14 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
     /// change entry's `sealed` change, when the caller holds it, is opened and judged. `parsed`:
     /// `sealed` already parsed by the caller, who vouches for it (the server replaying what it has
     /// just sealed itself: parsing again would check each device key in full a second time).
-    public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, parsed: SealedChange? = nil) throws -> DirectoryReplayEvent
-    {
+    ///
+    /// `trustedRoot`: for a map head, the root its maker computed from the changes `takeQueued`
+    /// gave it (a server replaying its own head, whose map a follower keeps): the head's sequence
+    /// is checked as always, its root only against `trustedRoot`, and this replay's map is not
+    /// touched. Auditors never pass it.
+    public mutating func replay(
+        _ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, parsed: SealedChange? = nil, trustedRoot: Hash? = nil
+    ) throws -> DirectoryReplayEvent {
         let index = size
         size += 1
         let entry: DirectoryEntry
@@ -247,6 +267,14 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
             }
             headIndex = index
             headTime = time
+            if let trustedRoot {
+                guard queued[queueStart...].first.map({ $0.index >= covered }) ?? true else {
+                    return .mapHead(index: index, epoch: e, outcome: .outOfSequence("changes below \(covered) were not taken for the follower"))
+                }
+                epoch = e
+                coveredSize = covered
+                return .mapHead(index: index, epoch: e, outcome: trustedRoot == root ? .matches : .mismatch(derived: trustedRoot))
+            }
             try applyQueued(below: covered)
             epoch = e
             coveredSize = covered

@@ -410,7 +410,7 @@ extension Serve {
         let sqlite = try SQLiteStorage(path: dir.database, sync: sync, secureDelete: true)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
         let vrfSeed = try dir.loadVRFSeed()
-        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: vrfSeed)
+        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: vrfSeed, statePath: dir.directoryState)
         var options = DirectoryService.Options()
         options.epoch = .milliseconds(max(10, epochMs))
         options.maxBatch = max(1, maxBatch)
