@@ -104,7 +104,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
     public private(set) var backdated: [UInt64] = []
     private var newestTime: UInt64 = 0
     /// Changes applied to `states` but not yet to `map`, in index order: (index, label, value).
-    private var queued: [(index: UInt64, label: Hash, value: Hash)] = []
+    private var queued: [Position.Queued] = []
     private var queueStart = 0
 
     /// Most changes applied to the states but not yet covered by a map head (`pendingChanges`):
@@ -138,7 +138,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
             backdatedCount = p.backdatedCount
             backdated = p.backdated
             newestTime = p.newestTime
-            queued = p.queued.map { ($0.index, $0.label, $0.value) }
+            queued = Array(p.queued)
         }
     }
 
@@ -150,7 +150,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
         Position(
             origin: origin, vrfPublicKey: vrfPublicKey, size: size, epoch: epoch, coveredSize: coveredSize, headIndex: headIndex,
             headTime: headTime, backdatedCount: backdatedCount, backdated: backdated, newestTime: newestTime,
-            queued: queued[queueStart...].map { Position.Queued(index: $0.index, label: $0.label, value: $0.value) })
+            queued: queued[queueStart...])
     }
 
     /// The root of the map of every change in entries [0, covered): what the map follower puts in
@@ -192,7 +192,9 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
 
     private mutating func compactQueue() {
         if queueStart > 1024, queueStart * 2 > queued.count {
-            queued.removeFirst(queueStart)
+            // A new array, not `removeFirst`, which keeps the capacity: after a burst of changes
+            // no head covered (72 bytes each) it would stay allocated.
+            queued = Array(queued[queueStart...])
             queueStart = 0
         }
     }
@@ -252,7 +254,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
                 sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash,
                 parsed: parsed)
             try states.setState(state, of: label)
-            queued.append((index, label, state.mapValue!))  // applied: the label has a value now
+            queued.append(Position.Queued(index: index, label: label, value: state.mapValue!))  // applied: the label has a value now
             return .change(index: index, label: label, outcome: outcome)
         case .mapHead(let time, let e, let covered, let root):
             guard e == epoch + 1 else { return .mapHead(index: index, epoch: e, outcome: .outOfSequence("epoch \(e) follows epoch \(epoch)")) }
@@ -382,12 +384,13 @@ public struct DirectoryReplayPosition: Sendable, Equatable {
     /// The newest timestamp replayed.
     public var newestTime: UInt64
     /// Changes not yet in the map, in index order.
-    public var queued: [Queued]
+    /// (A slice of the replay's own queue: taking a position copies nothing.)
+    public var queued: ArraySlice<Queued>
 
     /// A position from its parts (as an auditor's database stored them).
     public init(
         origin: String?, vrfPublicKey: [UInt8]?, size: UInt64, epoch: UInt64, coveredSize: UInt64, headIndex: UInt64,
-        headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: [Queued]
+        headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: ArraySlice<Queued>
     ) {
         self.origin = origin
         self.vrfPublicKey = vrfPublicKey

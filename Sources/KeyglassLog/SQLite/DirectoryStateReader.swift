@@ -14,7 +14,9 @@ public final class DirectoryStateReader: Sendable {
 
     /// Readers of the state database at `path` (which the writer has created).
     public init(path: String) throws {
-        pool = try ReaderPool(path: path, warm: 2)
+        // A lookup reads a few pages (the size, one bucket's labels, one state); a small cache per
+        // connection keeps the upper B-tree pages, and up to 16 idle connections stay cheap.
+        pool = try ReaderPool(path: path, warm: 2, cacheKiB: 256)
     }
 
     /// The proof about `label` in the map and the label's state, as of the head whose tree has

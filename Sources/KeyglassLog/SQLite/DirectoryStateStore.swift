@@ -103,7 +103,7 @@ public final class DirectoryStateStore {
         db.releaseStatements()
         do {
             let saved = try JSONDecoder().decode(SavedPosition.self, from: Data(text.utf8))
-            return try saved.restored(queued: Self.decodeQueued(blob))
+            return try saved.restored(queued: Self.decodeQueued(blob)[...])
         } catch {
             throw StoreError.corrupt("the audit state's saved position is unreadable: \(error)")
         }
@@ -123,8 +123,8 @@ public final class DirectoryStateStore {
         blob.reserveCapacity(position.queued.count * 72)
         for q in position.queued {
             for shift in stride(from: 56, through: 0, by: -8) { blob.append(UInt8(truncatingIfNeeded: q.index >> UInt64(shift))) }
-            blob += q.label.bytes
-            blob += q.value.bytes
+            q.label.withUnsafeBytes { blob.append(contentsOf: $0) }
+            q.value.withUnsafeBytes { blob.append(contentsOf: $0) }
         }
         let b = try db.statement("INSERT OR REPLACE INTO queued(id, changes) VALUES(1, ?)")
         b.bind(1, blob)
@@ -309,9 +309,11 @@ public final class PendingLabelStates: LabelStateStore {
 
     /// Forgets the pending states below `covered` (the store holds them now).
     public func drop(below covered: UInt64) {
-        for (label, states) in pending {
+        // A new dictionary sized to what is left: writing into `pending` while iterating it
+        // copied it whole, and after a burst its capacity (the burst's labels) stayed allocated.
+        pending = pending.compactMapValues { states in
             let rest = states.filter { $0.index >= covered }
-            pending[label] = rest.isEmpty ? nil : rest
+            return rest.isEmpty ? nil : rest
         }
     }
 
@@ -354,7 +356,7 @@ private struct SavedPosition: Codable {
         rangeHashes = range.hashes.map(\.base64)
     }
 
-    func restored(queued: [DirectoryReplayPosition.Queued]) throws -> (position: DirectoryReplayPosition, range: CompactRange) {
+    func restored(queued: ArraySlice<DirectoryReplayPosition.Queued>) throws -> (position: DirectoryReplayPosition, range: CompactRange) {
         struct Bad: Error {}
         let hashes = try rangeHashes.map { h -> Hash in
             guard let hash = Hash(base64: h) else { throw Bad() }
