@@ -35,6 +35,7 @@ let package = Package(
         .systemLibrary(name: "CKeyglassSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CKeyglassSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CKeyglassOpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CKeyglassLibc"),
 
         // The verification core: hashing, proofs, notes, checkpoints, entries, tile paths.
         // No server, storage or network code, so an auditor can read it in one sitting.
@@ -63,6 +64,7 @@ let package = Package(
 
         // The HTTP API on Hummingbird 2.
         .target(name: "KeyglassServer", dependencies: [
+            "CKeyglassLibc",
             "KeyglassCore", "KeyglassLog", "KeyglassWire", "KeyglassWitness",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),

@@ -15,7 +15,7 @@ import KeyglassWire
 /// opening, and a committed set the change did not make are alerts naming the identity.
 ///
 /// Its map, the labels' states and where it stopped are in a state database
-/// (`DirectoryAuditStore`), so memory stays bounded whatever the directory's size, and each run
+/// (`DirectoryStateStore`), so memory stays bounded whatever the directory's size, and each run
 /// starts where the last one stopped, a killed one included. Entries are replayed a chunk of tiles
 /// at a time, and a chunk commits only once a consistency proof shows the tree it ends is a prefix
 /// of the signed one: nothing the log did not sign ever enters the state. Alerts are stored with
@@ -65,7 +65,7 @@ public struct DirectoryAuditor: Sendable {
     /// identities (canonical) whose labels are looked up, verified, to name their changes; `view`:
     /// what the last complete run kept. `progress` is told the entries read so far. The caller
     /// prints the report's alerts, then calls `store.markAlertsReported()`.
-    public func run(watched: [String], view: DirectoryClient.LogView?, store: DirectoryAuditStore,
+    public func run(watched: [String], view: DirectoryClient.LogView?, store: DirectoryStateStore,
                     progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }) async throws -> Report {
         // Watched identities' labels first (verified lookups), then the tree to audit: the newest
         // map head's checkpoint (`/v2/head`, with the witnesses' cosignatures), which must extend
@@ -116,7 +116,7 @@ public struct DirectoryAuditor: Sendable {
         let extended = try await client.extend(view, to: checkpoint, epoch: view?.epoch ?? 0)
         var report = Report()
         let saved = try store.load()
-        var replay = DirectoryReplayOf(map: try MapTree.Bucketed(store: store.mapBuckets), states: store.labelStates, resuming: saved?.position)
+        var replay = DirectoryReplayOf(map: store.map, states: store.labelStates, resuming: saved?.position)
         var range = saved?.range ?? CompactRange()
         report.resumedAt = range.size
         guard range.size <= checkpoint.size else {

@@ -104,7 +104,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
     public private(set) var backdated: [UInt64] = []
     private var newestTime: UInt64 = 0
     /// Changes applied to `states` but not yet to `map`, in index order: (index, label, value).
-    private var queued: [(index: UInt64, label: Hash, value: Hash)] = []
+    private var queued: [Position.Queued] = []
     private var queueStart = 0
 
     /// Most changes applied to the states but not yet covered by a map head (`pendingChanges`):
@@ -138,7 +138,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
             backdatedCount = p.backdatedCount
             backdated = p.backdated
             newestTime = p.newestTime
-            queued = p.queued.map { ($0.index, $0.label, $0.value) }
+            queued = Array(p.queued)
         }
     }
 
@@ -150,7 +150,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
         Position(
             origin: origin, vrfPublicKey: vrfPublicKey, size: size, epoch: epoch, coveredSize: coveredSize, headIndex: headIndex,
             headTime: headTime, backdatedCount: backdatedCount, backdated: backdated, newestTime: newestTime,
-            queued: queued[queueStart...].map { Position.Queued(index: $0.index, label: $0.label, value: $0.value) })
+            queued: queued[queueStart...])
     }
 
     /// The root of the map of every change in entries [0, covered): what the map follower puts in
@@ -168,6 +168,16 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
     /// 139 MB with slices of 4,096, 90 MB with 1,024 (11.6 s against 10.7 s), 86 MB with 512.
     static var mapSlice: Int { 1024 }
 
+    /// The changes below `covered` not yet in the map, taken out of the queue without touching the
+    /// map: for a server whose map a follower keeps (it applies them and computes the next head's
+    /// root on its own thread). The head that covers them is then replayed with `trustedRoot:`.
+    public mutating func takeQueued(below covered: UInt64) -> [(label: Hash, value: Hash)] {
+        let batch = queued[queueStart...].prefix { $0.index < covered }
+        queueStart += batch.count
+        defer { compactQueue() }
+        return batch.map { ($0.label, $0.value) }
+    }
+
     private mutating func applyQueued(below covered: UInt64) throws {
         let batch = queued[queueStart...].prefix { $0.index < covered }
         var from = batch.startIndex
@@ -177,8 +187,14 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
             from = to
         }
         queueStart += batch.count
+        compactQueue()
+    }
+
+    private mutating func compactQueue() {
         if queueStart > 1024, queueStart * 2 > queued.count {
-            queued.removeFirst(queueStart)
+            // A new array, not `removeFirst`, which keeps the capacity: after a burst of changes
+            // no head covered (72 bytes each) it would stay allocated.
+            queued = Array(queued[queueStart...])
             queueStart = 0
         }
     }
@@ -194,8 +210,14 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
     /// change entry's `sealed` change, when the caller holds it, is opened and judged. `parsed`:
     /// `sealed` already parsed by the caller, who vouches for it (the server replaying what it has
     /// just sealed itself: parsing again would check each device key in full a second time).
-    public mutating func replay(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, parsed: SealedChange? = nil) throws -> DirectoryReplayEvent
-    {
+    ///
+    /// `trustedRoot`: for a map head, the root its maker computed from the changes `takeQueued`
+    /// gave it (a server replaying its own head, whose map a follower keeps): the head's sequence
+    /// is checked as always, its root only against `trustedRoot`, and this replay's map is not
+    /// touched. Auditors never pass it.
+    public mutating func replay(
+        _ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]? = nil, parsed: SealedChange? = nil, trustedRoot: Hash? = nil
+    ) throws -> DirectoryReplayEvent {
         let index = size
         size += 1
         let entry: DirectoryEntry
@@ -232,7 +254,7 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
                 sealed, commitment: commitment, kind: kind, label: label, state: &state, origin: origin ?? "", index: index, leafHash: leafHash,
                 parsed: parsed)
             try states.setState(state, of: label)
-            queued.append((index, label, state.mapValue!))  // applied: the label has a value now
+            queued.append(Position.Queued(index: index, label: label, value: state.mapValue!))  // applied: the label has a value now
             return .change(index: index, label: label, outcome: outcome)
         case .mapHead(let time, let e, let covered, let root):
             guard e == epoch + 1 else { return .mapHead(index: index, epoch: e, outcome: .outOfSequence("epoch \(e) follows epoch \(epoch)")) }
@@ -247,6 +269,14 @@ public struct DirectoryReplayOf<Map: UpdatableMap, States: LabelStateStore> {
             }
             headIndex = index
             headTime = time
+            if let trustedRoot {
+                guard queued[queueStart...].first.map({ $0.index >= covered }) ?? true else {
+                    return .mapHead(index: index, epoch: e, outcome: .outOfSequence("changes below \(covered) were not taken for the follower"))
+                }
+                epoch = e
+                coveredSize = covered
+                return .mapHead(index: index, epoch: e, outcome: trustedRoot == root ? .matches : .mismatch(derived: trustedRoot))
+            }
             try applyQueued(below: covered)
             epoch = e
             coveredSize = covered
@@ -354,12 +384,13 @@ public struct DirectoryReplayPosition: Sendable, Equatable {
     /// The newest timestamp replayed.
     public var newestTime: UInt64
     /// Changes not yet in the map, in index order.
-    public var queued: [Queued]
+    /// (A slice of the replay's own queue: taking a position copies nothing.)
+    public var queued: ArraySlice<Queued>
 
     /// A position from its parts (as an auditor's database stored them).
     public init(
         origin: String?, vrfPublicKey: [UInt8]?, size: UInt64, epoch: UInt64, coveredSize: UInt64, headIndex: UInt64,
-        headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: [Queued]
+        headTime: UInt64, backdatedCount: Int, backdated: [UInt64], newestTime: UInt64, queued: ArraySlice<Queued>
     ) {
         self.origin = origin
         self.vrfPublicKey = vrfPublicKey

@@ -40,7 +40,7 @@ public struct Hash: Hashable, Sendable, CustomStringConvertible {
 
     /// A copy with its bytes changed by `body` in place (no array: map positions are made by the
     /// million while a map head is computed).
-    func withBytesChanged(_ body: (UnsafeMutableRawBufferPointer) -> Void) -> Hash {
+    public func withBytesChanged(_ body: (UnsafeMutableRawBufferPointer) -> Void) -> Hash {
         var copy = self
         Swift.withUnsafeMutableBytes(of: &copy, body)
         return copy

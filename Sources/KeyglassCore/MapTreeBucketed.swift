@@ -42,32 +42,35 @@ extension MapTree {
     /// rolled back, open the map again (the store's summaries are then the truth).
     public struct Bucketed<Store: MapBucketStore>: UpdatableMap {
         /// The depth of the buckets: the levels above it are in memory.
-        public static var bucketBits: Int { 16 }
+        public static var bucketBits: Int { MapTree.bucketedDepth }
 
         /// The labels and bucket summaries.
         public private(set) var store: Store
-        /// `hashes[d][i]`: the hash of the subtree at depth d whose first d bits are i.
-        private var hashes: [[Hash]]
-        /// `counts[d][i]`: how many labels that subtree holds, 2 meaning two or more (what its
-        /// hash depends on: E, the one leaf's hash, or an interior node's).
-        private var counts: [[UInt8]]
+        /// The levels above the buckets, as of the store's summaries.
+        public private(set) var top: TopLevels
 
         /// The map whose labels are in `store` (empty or not): its levels above the buckets are
         /// rebuilt from the store's summaries.
         public init(store: Store) throws {
             self.store = store
-            hashes = (0...Self.bucketBits).map { [Hash](repeating: MapTree.empty, count: 1 << $0) }
-            counts = (0...Self.bucketBits).map { [UInt8](repeating: 0, count: 1 << $0) }
+            top = TopLevels()
             var dirty: [Int] = []
             for s in try store.summaries() {
                 guard (0..<(1 << Self.bucketBits)).contains(s.bucket), (1...2).contains(s.count) else {
                     throw StoreError.bucketMismatch
                 }
-                hashes[Self.bucketBits][s.bucket] = s.hash
-                counts[Self.bucketBits][s.bucket] = s.count
+                top.hashes[Self.bucketBits][s.bucket] = s.hash
+                top.counts[Self.bucketBits][s.bucket] = s.count
                 dirty.append(s.bucket)
             }
-            rehashAbove(dirty.sorted())
+            top.rehashAbove(dirty.sorted())
+        }
+
+        /// The map of `top` (taken from a map over the same labels) reading its buckets from
+        /// `store`: a lookup's view of a map another thread keeps, on a connection of its own.
+        public init(store: Store, top: TopLevels) {
+            self.store = store
+            self.top = top
         }
 
         /// Sets every bucket's summary from its labels: for a store whose labels were written by
@@ -80,7 +83,7 @@ extension MapTree {
         }
 
         /// The root: the hash of the subtree at depth 0.
-        public func root() -> Hash { hashes[0][0] }
+        public func root() -> Hash { top.hashes[0][0] }
 
         /// Sets many labels' values: their leaves are stored, each bucket they fall in is hashed
         /// once from its labels, and the levels above once per node on their paths.
@@ -94,11 +97,11 @@ extension MapTree {
                 let leaves = try store.leaves(inBucket: bucket)
                 let count = UInt8(min(leaves.count, 2))
                 let hash = MapTree.subtreeHash(leaves[...], depth: Self.bucketBits)
-                hashes[Self.bucketBits][bucket] = hash
-                counts[Self.bucketBits][bucket] = count
+                top.hashes[Self.bucketBits][bucket] = hash
+                top.counts[Self.bucketBits][bucket] = count
                 try store.setSummary(bucket: bucket, count: count, hash: hash)
             }
-            rehashAbove(dirty)
+            top.rehashAbove(dirty)
         }
 
         /// The proof about `label`, from the levels in memory down to its bucket, then from the
@@ -108,7 +111,7 @@ extension MapTree {
             var depth = 0
             while depth < Self.bucketBits {
                 let i = Self.index(label, depth: depth)
-                switch counts[depth][i] {
+                switch top.counts[depth][i] {
                 case 0:
                     return Proof(terminal: .empty, siblings: siblings)
                 case 1:
@@ -116,7 +119,7 @@ extension MapTree {
                     // terminal, found by following the non-empty child down to its bucket.
                     var (d, j) = (depth, i)
                     while d < Self.bucketBits {
-                        j = counts[d + 1][2 * j] == 1 ? 2 * j : 2 * j + 1
+                        j = top.counts[d + 1][2 * j] == 1 ? 2 * j : 2 * j + 1
                         d += 1
                     }
                     let bucket = try store.leaves(inBucket: j)
@@ -124,7 +127,7 @@ extension MapTree {
                     let terminal: Terminal = only.label == label ? .member(value: only.value) : .otherLeaf(label: only.label, value: only.value)
                     return Proof(terminal: terminal, siblings: siblings)
                 default:
-                    siblings.append(hashes[depth + 1][Self.index(label, depth: depth + 1) ^ 1])
+                    siblings.append(top.hashes[depth + 1][Self.index(label, depth: depth + 1) ^ 1])
                     depth += 1
                 }
             }
@@ -132,10 +135,36 @@ extension MapTree {
             return MapTree.proof(for: label, below: leaves[...], depth: Self.bucketBits, siblings: &siblings)
         }
 
+        /// The first `depth` (≤ 16) bits of `label`, as a number.
+        static func index(_ label: Hash, depth: Int) -> Int {
+            let top = label.withUnsafeBytes { Int($0[0]) << 8 | Int($0[1]) }
+            return top >> (16 - depth)
+        }
+    }
+}
+
+extension MapTree {
+    /// The depth of a bucketed map's buckets (`Bucketed.bucketBits`).
+    static let bucketedDepth = 16
+
+    /// A bucketed map's levels above its buckets: `hashes[d][i]` is the hash of the subtree at
+    /// depth d whose first d bits are i, `counts[d][i]` how many labels it holds, 2 meaning two or
+    /// more (what its hash depends on: E, the one leaf's hash, or an interior node's). A value:
+    /// a lookup keeps the levels of the head it answers against while the map moves on.
+    public struct TopLevels: Sendable {
+        var hashes: [[Hash]]
+        var counts: [[UInt8]]
+
+        /// The levels of the empty map.
+        init() {
+            hashes = (0...MapTree.bucketedDepth).map { [Hash](repeating: MapTree.empty, count: 1 << $0) }
+            counts = (0...MapTree.bucketedDepth).map { [UInt8](repeating: 0, count: 1 << $0) }
+        }
+
         /// Rehashes every node above the given buckets (sorted), deepest level first.
-        private mutating func rehashAbove(_ buckets: [Int]) {
+        mutating func rehashAbove(_ buckets: [Int]) {
             var level = buckets
-            for depth in stride(from: Self.bucketBits - 1, through: 0, by: -1) {
+            for depth in stride(from: MapTree.bucketedDepth - 1, through: 0, by: -1) {
                 var parents: [Int] = []
                 parents.reserveCapacity(level.count)
                 for child in level where parents.last != child >> 1 { parents.append(child >> 1) }
@@ -153,12 +182,6 @@ extension MapTree {
                 }
                 level = parents
             }
-        }
-
-        /// The first `depth` (≤ 16) bits of `label`, as a number.
-        static func index(_ label: Hash, depth: Int) -> Int {
-            let top = label.withUnsafeBytes { Int($0[0]) << 8 | Int($0[1]) }
-            return top >> (16 - depth)
         }
     }
 }

@@ -24,6 +24,14 @@ public struct MapPosition: Hashable, Sendable {
         assert(MapPosition(label: prefix, depth: depth).prefix == prefix, "a position's bits beyond its depth must be zero")
     }
 
+    /// Hashes the depth and the prefix's first 8 bytes only (equality still compares all of it):
+    /// labels are VRF outputs, so positions rarely share 64 bits at any depth, and hashing the
+    /// whole prefix was a sixth of a map head's time (maps are dictionaries of positions).
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(depth)
+        prefix.withUnsafeBytes { hasher.combine($0.loadUnaligned(as: UInt64.self)) }
+    }
+
     /// The other child of this position's parent.
     var sibling: MapPosition {
         let bit = depth - 1
@@ -33,7 +41,7 @@ public struct MapPosition: Hashable, Sendable {
 
 extension MapPosition {
     /// A child of `parent`: the left (bit 0) or right (bit 1) one.
-    init(child parent: MapPosition, right: Bool) {
+    public init(child parent: MapPosition, right: Bool) {
         let bit = parent.depth
         precondition(bit < 256, "a leaf's position has no children")
         // The parent's bits beyond its depth are zero, so the child's beyond its own are too.

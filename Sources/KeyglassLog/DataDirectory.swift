@@ -23,6 +23,9 @@ public struct DataDirectory: Sendable {
     public var lookupToken: String { path + "/lookup-token" }
     /// SHA-256 of every lookup credential, hex, with its name: one per line, all the server reads.
     public var lookupTokenHashes: String { path + "/lookup-tokens.sha256" }
+    /// A key directory's derived state (the map's nodes, label states as of the newest head):
+    /// rebuilt from the log when missing, so it is not backed up, and `erase` deletes it.
+    public var directoryState: String { path + "/directory-state.sqlite" }
     /// Held (flock) by a key directory's server while it serves: commands that change what it
     /// keeps in memory (`erase`) refuse to run beside it.
     public var serveLock: String { path + "/serve.lock" }

@@ -7,9 +7,13 @@ import KeyglassCore
 /// head. `KeyglassServer/Directory/DirectoryService.swift` runs it behind HTTP: a writer thread,
 /// batches and the epoch timer.
 ///
-/// Everything is derived from the stored entries: opening a log replays them
-/// (`DirectoryReplay`, the computation auditors run), so what this serves and what an auditor
-/// derives cannot drift apart. Label states and the map are kept in memory for now.
+/// Everything is derived from the stored entries by replaying them (`DirectoryReplay`, the
+/// computation auditors run), so what this serves and what an auditor derives cannot drift apart.
+/// What the replay derives (the map's nodes, every label's state) is kept in a state database
+/// (`DirectoryStateStore`) as of the newest map head, which is what lookups are answered from; the
+/// changes since that head are in memory (one epoch's). Memory is then bounded by an epoch's
+/// changes and SQLite's caches, not by the directory. The state database can be deleted at any
+/// time: opening the log replays what it lacks (everything, if it is gone).
 ///
 /// Not thread-safe: one owner calls it (the server will keep it behind one serial queue).
 public final class DirectoryLog {
@@ -79,36 +83,44 @@ public final class DirectoryLog {
     /// The VRF key of leaf 0.
     public let vrfPublicKey: [UInt8]
     private var head: LogHead
-    private var replay = DirectoryReplay(store: MemoryMapNodeStore())
-    private var histories: [Hash: [(index: UInt64, leafHash: Hash)]] = [:]
-    /// Label states and histories as of the newest map head (what lookups show).
-    private var headStates: [Hash: DeviceSet] = [:]
-    private var headHistories: [Hash: [(index: UInt64, leafHash: Hash)]] = [:]
-    /// Labels changed since the newest map head: a head copies only theirs into `headStates`, not
-    /// the whole dictionary (a copy per epoch of every label's state would cost O(labels) each second).
-    private var changedSinceHead: Set<Hash> = []
+    /// Where the state database is (":memory:" for a log kept only while this object lives).
+    public let statePath: String
+    private var state: DirectoryStateStore
+    /// The states the replay derives: the state database's as of the newest head, and the changes
+    /// since in memory until the next head writes them through.
+    private var states: PendingLabelStates
+    private var replay: DirectoryReplayOf<StoredMap, PendingLabelStates>
+    /// The tree's compact range where the replay is (saved with its position).
+    private var range = CompactRange()
     /// A map head's append failed after the map took its changes (a full disk): set until a head
     /// is stored.
     private var mapAheadOfHead = false
-    /// Labels with a change this log cannot open (its sealed change erased or missing): what their
-    /// devices are is unknown here, so they are neither looked up nor changed.
+    /// Labels with a change this log cannot open (its sealed change erased): what their devices are
+    /// is unknown here, so they are neither looked up nor changed. Kept in the state database.
     private var unopened: Set<Hash> = []
     /// The newest checkpoint whose last leaf is a map head: lookups are answered against it.
     public private(set) var headCheckpoint: StoredCheckpoint?
+    /// The entries that head's map and states cover (its head may lag: it covers fewer than its index).
+    public private(set) var headCovered: UInt64 = 0
+    /// A head handed to the follower (`beginHead`) and not yet committed or failed.
+    private var headInFlight = false
+    /// The follower: the one writer of the state database once the log is open.
+    public private(set) var follower: DirectoryFollower!
 
     /// Creates a v2 log in `storage` (empty): its first checkpoint, then leaf 0, the config with
     /// the log's origin (the signer's name) and the VRF key of `vrfSeed`.
-    public static func create(storage: any LogStorage, signer: NoteSigner, vrfSeed: [UInt8]) throws -> DirectoryLog {
+    public static func create(storage: any LogStorage, signer: NoteSigner, vrfSeed: [UInt8], statePath: String? = nil) throws -> DirectoryLog {
         _ = try LogAdmin.initialise(storage, signer: signer)
-        let log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed)
+        let log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
         guard let vrfKey = Ed25519.keyPair(seed: vrfSeed)?.publicKey else { throw StoreError.corrupt("the VRF key is not a 32-byte seed") }
-        try log.append([(label: nil, entry: DirectoryEntry.config(origin: signer.name, vrfPublicKey: vrfKey).encoded, sealed: nil)])
+        try log.state.transaction { try log.append([(label: nil, entry: DirectoryEntry.config(origin: signer.name, vrfPublicKey: vrfKey).encoded, sealed: nil)]) }
         return log
     }
 
-    /// Opens a v2 log: replays every stored entry, and refuses a log whose leaf 0 is not this
-    /// key's config.
-    public init(storage: any LogStorage, signer: NoteSigner, vrfSeed: [UInt8]) throws {
+    /// Opens a v2 log: takes the state database at `statePath` (nil: in memory) where it agrees
+    /// with the log, replays the stored entries after it, and refuses a log whose leaf 0 is not
+    /// this key's config.
+    public init(storage: any LogStorage, signer: NoteSigner, vrfSeed: [UInt8], statePath: String? = nil) throws {
         guard let pair = Ed25519.keyPair(seed: vrfSeed) else { throw StoreError.corrupt("the VRF key is not a 32-byte seed") }
         self.storage = storage
         self.signer = signer
@@ -116,14 +128,12 @@ public final class DirectoryLog {
         vrfPublicKey = pair.publicKey
         store = LogStore(storage: storage)
         head = try LogHead.load(from: storage, signer: signer)
-        let size = head.checkpoint.size
-        var start: UInt64 = 0
-        while start < size {
-            let end = min(size, start + 1000)
-            let sealed = try storage.sealedChanges(start: start, end: end)
-            for e in try storage.entries(start: start, end: end) { try replayStored(e.data, leafHash: e.leafHash, sealed: sealed[e.index]) }
-            start = end
-        }
+        self.statePath = statePath ?? ":memory:"
+        state = try Self.openState(self.statePath, logKey: signer.verifierKey)
+        states = PendingLabelStates(base: state.labelStates)
+        replay = DirectoryReplayOf(map: state.map, states: states)
+        try resume()
+        follower = DirectoryFollower(state: state)
         if size > 0 {
             guard replay.origin == signer.name, replay.vrfPublicKey == vrfPublicKey else {
                 throw StoreError.corrupt("leaf 0 is not the config of \(signer.name) with this VRF key")
@@ -131,33 +141,116 @@ public final class DirectoryLog {
         }
     }
 
-    /// Replays one stored entry; a map head also becomes what lookups are answered against.
+    /// The state database at `path`; one kept for another key (the log's key was rotated) or
+    /// unreadable is deleted and started again: everything in it is derived from the log.
+    private static func openState(_ path: String, logKey: NoteVerifierKey) throws -> DirectoryStateStore {
+        do {
+            let s = try DirectoryStateStore(path: path, logKey: logKey)
+            _ = try s.load()
+            return s
+        } catch {
+            guard path != ":memory:" else { throw error }
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            return try DirectoryStateStore(path: path, logKey: logKey)
+        }
+    }
+
+    /// Goes on from where the state database stopped (if it agrees with the log: the tree it
+    /// saved is one the log signed) and replays every stored entry after it, the changes since
+    /// the newest head into memory only.
+    private func resume() throws {
+        // The newest map head in the log: the state database is brought to what it covers, and
+        // the entries after that stay pending in memory, as they were when the server stopped.
+        let newestHead = try Self.newestHead(in: storage, below: size)
+        var saved = try state.load()
+        if let s = saved,
+            try s.range.size > size || s.range.size > (newestHead?.covered ?? 0) || storage.checkpoint(size: s.range.size)?.root != s.range.root
+        {
+            // Not this log's history (restored from another backup, a log started again), or
+            // ahead of the newest head (written by an older build): rebuilt.
+            state.close()
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: statePath + suffix) }
+            state = try DirectoryStateStore(path: statePath, logKey: signer.verifierKey)
+            saved = nil
+        }
+        try state.map.reload()
+        states = PendingLabelStates(base: state.labelStates)
+        defer { if let statesReader { states.readCommitted(from: statesReader) } }
+        replay = DirectoryReplayOf(map: state.map, states: states, resuming: saved?.position)
+        range = saved?.range ?? CompactRange()
+        unopened = try state.erasedLabels()
+        headCheckpoint = nil
+        headCovered = 0
+        headInFlight = false
+        mapAheadOfHead = false
+        // Up to what the newest head covers: written through a chunk at a time, states and the
+        // position as of each chunk's end.
+        let covered = newestHead?.covered ?? 0
+        var start = range.size
+        while start < covered {
+            let end = min(covered, start + 1000)
+            let sealed = try storage.sealedChanges(start: start, end: end)
+            try state.transaction {
+                for e in try storage.entries(start: start, end: end) {
+                    try replayStored(e.data, leafHash: e.leafHash, sealed: sealed[e.index])
+                }
+                try states.flush()
+                try state.save(replay.position, range: range)
+            }
+            start = end
+        }
+        // The rest: the head (its map changes stored with the size lookups check) and the changes
+        // after what it covers, whose states stay pending until the next head.
+        try state.transaction {
+            while start < size {
+                let end = min(size, start + 1000)
+                let sealed = try storage.sealedChanges(start: start, end: end)
+                for e in try storage.entries(start: start, end: end) {
+                    try replayStored(e.data, leafHash: e.leafHash, sealed: sealed[e.index])
+                }
+                start = end
+            }
+            if let newestHead {
+                try state.setLookupSize(newestHead.index + 1)
+                headCheckpoint = try storage.checkpoint(size: newestHead.index + 1)
+                headCovered = newestHead.covered
+            }
+        }
+    }
+
+    /// The newest map head among entries [0, size): its index and covered size.
+    private static func newestHead(in storage: any LogStorage, below size: UInt64) throws -> (index: UInt64, covered: UInt64)? {
+        var end = size
+        while end > 0 {
+            let start = end > 1000 ? end - 1000 : 0
+            for e in try storage.entries(start: start, end: end).reversed() {
+                if case .mapHead(_, _, let covered, _)? = try? DirectoryEntry.parse(e.data) { return (e.index, covered) }
+            }
+            end = start
+        }
+        return nil
+    }
+
+    /// Replays one stored entry (inside a state transaction); a map head also becomes what lookups
+    /// are answered against, and writes the states and position it covers to the state database.
     /// `parsed`: the sealed change as this log made it (its device key checked when the change
     /// was asked for), so it is not parsed and checked a second time.
     private func replayStored(_ bytes: [UInt8], leafHash: Hash, sealed: [UInt8]?, parsed: SealedChange? = nil) throws {
+        states.currentIndex = replay.size
         let event = try replay.replay(bytes, leafHash: leafHash, sealed: sealed, parsed: parsed)
+        range.append(leafHash)
         switch event {
         case .change(let index, let label, let outcome):
             switch outcome {
-            case .notApplied: return
-            case .judged: break
-            case .sealed: unopened.insert(label)
+            case .notApplied, .judged: break
+            case .sealed:
+                unopened.insert(label)
+                try state.markErased(label)
             case .badOpening(let why): throw StoreError.corrupt("the sealed change of entry \(index) does not open it: \(why)")
             case .setMismatch: throw StoreError.corrupt("entry \(index) commits to another set than its change makes")
             }
-            histories[label, default: []].append((index, leafHash))
-            changedSinceHead.insert(label)
-        case .mapHead(let index, _, .matches):
-            // Heads this log writes cover every entry before them, so the states now are the
-            // head's. (A head that lags would need the states as of its covered size: lookups
-            // stay on the head before it.)
-            guard replay.coveredSize == index else { break }
-            for label in changedSinceHead {
-                headStates[label] = replay.states[label]
-                headHistories[label] = histories[label]
-            }
-            changedSinceHead.removeAll(keepingCapacity: true)
-            headCheckpoint = try storage.checkpoint(size: index + 1)
+        case .mapHead(_, _, .matches):
+            break  // resume writes the states through per chunk (`resume`)
         case .mapHead(let index, let epoch, let outcome):
             throw StoreError.corrupt("map head of epoch \(epoch) at \(index) does not replay: \(outcome)")
         case .config, .malformed:
@@ -209,7 +302,7 @@ public final class DirectoryLog {
     /// Judges and seals `requests`; changes nothing the log answers from until `commit`.
     public func prepare(_ requests: [ChangeRequest]) throws -> PreparedBatch {
         var results: [Result<UInt64, Refusal>] = []
-        var states: [Hash: DeviceSet] = [:]
+        var batchStates: [Hash: DeviceSet] = [:]
         var batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)] = []
         var vrf: [SequencedBatch.VRFLabel?] = []
         var opened: [UInt64: SealedChange] = [:]
@@ -236,13 +329,13 @@ public final class DirectoryLog {
                 results.append(.failure(.erased))
                 continue
             }
-            let before = states[label] ?? replay.states[label] ?? DeviceSet()
+            let before = try batchStates[label] ?? states.state(of: label) ?? DeviceSet()
             let change = DeviceChange(kind: request.kind, authority: request.authority)
             let verdict = DeviceRule.judge(change, to: before, origin: signer.name, label: label)
             guard verdict.isAcceptedByServer else {
                 // Stale only if the change verifies against the newest head's state (what the
                 // signer saw): a caller without an active device's key learns nothing from it.
-                if case .invalid = verdict, case .chained = request.authority, let seen = headStates[label],
+                if case .invalid = verdict, case .chained = request.authority, let seen = try states.committedState(of: label),
                     before.newestIndex != seen.newestIndex,
                     DeviceRule.judge(change, to: seen, origin: signer.name, label: label).isAcceptedByServer
                 {
@@ -265,7 +358,7 @@ public final class DirectoryLog {
             let sealed = SealedChange.sealing(change, previousIndex: before.newestIndex, setDigest: after.setDigest)
             let entry = DirectoryEntry.sealedChange(sealed, timestampMillis: time, label: label, version: before.version + 1).encoded
             after.advance(index: next, leafHash: Merkle.leafHash(entry))
-            states[label] = after
+            batchStates[label] = after
             batch.append((label, entry, sealed.encoded))
             opened[next] = sealed
             // The label's row is written with its first change; later ones find it there. Its
@@ -289,24 +382,97 @@ public final class DirectoryLog {
         for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed, parsed: prepared.opened[e.index]) }
     }
 
-    /// The map follower's step: a map head covering every entry so far, appended as its own batch,
-    /// so its checkpoint is one lookups can be answered against.
-    @discardableResult
-    public func appendMapHead() throws -> StoredCheckpoint {
+    /// What the follower needs to commit a map head covering the first `covered` entries: the
+    /// map changes below it, the labels' states as of it, and the replay's position there.
+    public struct HeadWork: Sendable {
+        public let covered: UInt64
+        let epoch: UInt64
+        let changes: [(label: Hash, value: Hash)]
+        let states: [(label: Hash, state: DeviceSet)]
+        let position: DirectoryReplayPosition
+        let range: CompactRange
+        /// The labels the log cannot open, as of the hand-over (for the lookup snapshot).
+        public let unopened: Set<Hash>
+    }
+
+    /// Hands the follower a head covering every entry so far (nil if there is nothing new, or a
+    /// head is in flight). The writer goes on sequencing while the follower works.
+    public func beginHead() -> HeadWork? {
+        guard !headInFlight, size > (headCheckpoint?.size ?? 0) else { return nil }
+        headInFlight = true
         let covered = size
-        // From here the map holds changes the newest stored head does not: until a head is
-        // stored, lookups (answered against that head with this map) would not verify.
-        mapAheadOfHead = true
-        let root = try replay.mapRoot(covering: covered)
+        return HeadWork(
+            covered: covered, epoch: replay.epoch + 1, changes: replay.takeQueued(below: covered), states: states.states(below: covered),
+            position: replay.position, range: range, unopened: unopened)
+    }
+
+    /// Appends the head of `work` with the root its follower computed (on the writer's thread,
+    /// between batches), and replays it. Lookups move to it once the follower commits it.
+    public func appendOwnHead(_ work: HeadWork, root: Hash) throws -> StoredCheckpoint {
         let time = max(Sequencer.nowMillis(), head.newestTimestamp)
-        let entry = DirectoryEntry.mapHead(timestampMillis: time, epoch: replay.epoch + 1, coveredSize: covered, root: root).encoded
-        try append([(label: nil, entry: entry, sealed: nil)])
-        mapAheadOfHead = false
-        guard let cp = headCheckpoint, cp.size == size else { throw StoreError.corrupt("the map head did not replay as a match") }
+        let entry = DirectoryEntry.mapHead(timestampMillis: time, epoch: work.epoch, coveredSize: work.covered, root: root).encoded
+        guard let sealed = try seal([(label: nil, entry: entry, sealed: nil)]), let e = sealed.batch.entries.first else {
+            throw StoreError.corrupt("the map head did not seal")
+        }
+        try storage.append(sealed.batch)
+        head = sealed.head
+        states.currentIndex = replay.size
+        let event = try replay.replay(e.data, leafHash: e.leafHash, trustedRoot: root)
+        range.append(e.leafHash)
+        guard case .mapHead(_, _, .matches) = event, let cp = try storage.checkpoint(size: size) else {
+            throw StoreError.corrupt("the map head did not replay as a match: \(event)")
+        }
         return cp
     }
 
-    /// Appends encoded entries as one batch (a checkpoint over them), then replays them.
+    /// Committed states are read on a connection of their own from now on (and after a resume):
+    /// for a server whose follower writes the state database on another thread.
+    public func readStatesOnOwnConnection() throws {
+        guard statePath != ":memory:" else { return }
+        let connection = try SQLiteConnection(path: statePath)
+        try connection.execute("PRAGMA query_only=ON")
+        statesReader = DirectoryStateStore.LabelStates(db: connection)
+        states.readCommitted(from: statesReader!)
+    }
+
+    private var statesReader: DirectoryStateStore.LabelStates?
+
+    /// The follower committed `work`'s head: lookups answer against it, and the states it covers
+    /// are the state database's now.
+    public func headCommitted(_ work: HeadWork, checkpoint: StoredCheckpoint) {
+        states.drop(below: work.covered)
+        headCheckpoint = checkpoint
+        headCovered = work.covered
+        headInFlight = false
+    }
+
+    /// The follower's transaction rolled back (a head not stored): start again from the state
+    /// database and the log (the changes the head would have covered are replayed again).
+    public func headFailed() throws {
+        head = try LogHead.load(from: storage, signer: signer)
+        try resume()
+    }
+
+    /// A map head covering every entry so far, made and committed here (a library's owner, and
+    /// tests): `beginHead`, the follower's step and `appendOwnHead` on the caller's thread.
+    @discardableResult
+    public func appendMapHead() throws -> StoredCheckpoint {
+        guard let work = beginHead() else {
+            guard let cp = headCheckpoint, cp.size == size else { throw StoreError.notInitialised("a map head is being made") }
+            return cp
+        }
+        do {
+            let committed = try follower.commit(work) { root in try self.appendOwnHead(work, root: root) }
+            headCommitted(work, checkpoint: committed.checkpoint)
+            return committed.checkpoint
+        } catch {
+            try headFailed()
+            throw error
+        }
+    }
+
+    /// Appends encoded entries as one batch (a checkpoint over them), then replays them (inside a
+    /// state transaction: leaf 0's creation and a head's).
     private func append(_ batch: [(label: Hash?, entry: [UInt8], sealed: [UInt8]?)]) throws {
         guard let sealed = try seal(batch) else { return }
         try storage.append(sealed.batch)
@@ -333,31 +499,21 @@ public final class DirectoryLog {
 
     /// As `lookup(_:)`, with the label and VRF proof computed by the caller (outside its lock).
     public func lookup(label: Hash, vrfProof: [UInt8]) throws -> DirectoryLookup.Answer {
-        try lookupParts(label: label, vrfProof: vrfProof).complete(storage: storage)
+        try Self.complete(try lookupParts(label: label, vrfProof: vrfProof), storage: storage)
     }
 
-    /// A lookup as this log's state answers it: everything but the newest change's entry and
-    /// sealed part, which `complete` reads from storage. Storage is append-only (erasure needs the
-    /// server stopped), so a server reads them outside the lock its writer takes.
+    /// What a lookup reads from this log's state (the caller's lock held): the answer's proofs,
+    /// and the label's state as of the head. The rest (`complete`) is read from the log's storage,
+    /// which is append-only, so a server reads it outside its lock, on several cores.
     public struct LookupParts: Sendable {
         var answer: DirectoryLookup.Answer
+        let label: Hash
         let state: DeviceSet?
-        let history: [(index: UInt64, leafHash: Hash)]
-
-        /// The answer, with the newest change's entry and sealed part read from `storage`.
-        public func complete(storage: any LogStorage) throws -> DirectoryLookup.Answer {
-            var answer = self.answer
-            guard let s = state, let newest = history.last else { return answer }
-            guard let entry = try storage.entries(start: newest.index, end: newest.index + 1).first,
-                let sealed = try storage.sealedChanges(at: [newest.index])[newest.index]
-            else { throw StoreError.corrupt("entry \(newest.index) or its sealed change is missing") }
-            answer.state = DirectoryLookup.Answer.State(
-                devices: s.active, tombstoned: s.tombstoned, history: history, newestEntry: entry.data, newestSealed: sealed)
-            return answer
-        }
+        /// Histories are read below this: the entries the head's map covers.
+        let headSize: UInt64
     }
 
-    /// The parts of a lookup that need this log's state (its caller's lock held).
+    /// The parts of a lookup that need this log's state: its head, the map proof, the state.
     public func lookupParts(label: Hash, vrfProof: [UInt8]) throws -> LookupParts {
         guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
         guard !mapAheadOfHead else { throw StoreError.notInitialised("a map head failed to store; lookups wait for the next one") }
@@ -367,7 +523,78 @@ public final class DirectoryLog {
             checkpoint: cp.note, configEntry: parts.configEntry, configProof: parts.configProof,
             headEntry: parts.headEntry, headProof: parts.headProof,
             vrfProof: vrfProof, mapProof: try replay.map.proof(for: label), state: nil)
-        return LookupParts(answer: answer, state: headStates[label], history: headHistories[label] ?? [])
+        // The state database is as of the newest head: the label's state there.
+        return LookupParts(answer: answer, label: label, state: try states.committedState(of: label), headSize: headCovered)
+    }
+
+    /// What lookups against the newest head need from this log besides the state database, taken
+    /// once per head, so a server answers them without its lock: the head and leaf 0 with their
+    /// proofs, the map's top levels as of the head, and the labels that cannot be opened.
+    public struct LookupSnapshot: Sendable {
+        public let checkpoint: StoredCheckpoint
+        let configEntry: [UInt8]
+        let configProof: [Hash]
+        let headEntry: [UInt8]
+        let headProof: [Hash]
+        let topLevels: MapTree.TopLevels
+        let unopened: Set<Hash>
+        /// The entries the head's map and states cover (histories are read below it).
+        let covered: UInt64
+
+        /// The snapshot of the head `checkpoint` ends in, covering `covered` entries, with the
+        /// map's top levels as its follower committed them; leaf 0 and the head with their proofs
+        /// read from `store` (append-only, so from any thread).
+        public init(checkpoint: StoredCheckpoint, covered: UInt64, topLevels: MapTree.TopLevels, unopened: Set<Hash>, store: LogStore) throws {
+            let entries = try store.storage.entries(start: 0, end: 1) + store.storage.entries(start: checkpoint.size - 1, end: checkpoint.size)
+            self.checkpoint = checkpoint
+            configEntry = entries[0].data
+            configProof = try store.inclusionProof(index: 0, size: checkpoint.size)
+            headEntry = entries[1].data
+            headProof = try store.inclusionProof(index: checkpoint.size - 1, size: checkpoint.size)
+            self.topLevels = topLevels
+            self.unopened = unopened
+            self.covered = covered
+        }
+    }
+
+    /// The snapshot for the newest head; nil before the first one, and while a head failed to
+    /// store (lookups wait for the next, as `lookupParts` does). For an owner that makes its heads
+    /// here (`appendMapHead`): a server's follower makes its own (`LookupSnapshot.init`).
+    public func lookupSnapshot() throws -> LookupSnapshot? {
+        guard let cp = headCheckpoint, !mapAheadOfHead else { return nil }
+        return try LookupSnapshot(checkpoint: cp, covered: headCovered, topLevels: state.map.top, unopened: unopened, store: store)
+    }
+
+    /// The labels this log cannot open (their changes erased).
+    public var unopenedLabels: Set<Hash> { unopened }
+
+    /// The parts of a lookup against `snapshot`'s head, with the map proof and state read by
+    /// `reader` in one read transaction; nil if the state database holds a newer head by now
+    /// (take the newer snapshot).
+    public static func lookupParts(_ snapshot: LookupSnapshot, label: Hash, vrfProof: [UInt8], reader: DirectoryStateReader) throws -> LookupParts? {
+        guard !snapshot.unopened.contains(label) else { throw Refusal.erased }
+        let cp = snapshot.checkpoint
+        guard let read = try reader.read(label: label, size: cp.size, topLevels: snapshot.topLevels) else { return nil }
+        let answer = DirectoryLookup.Answer(
+            checkpoint: cp.note, configEntry: snapshot.configEntry, configProof: snapshot.configProof,
+            headEntry: snapshot.headEntry, headProof: snapshot.headProof, vrfProof: vrfProof, mapProof: read.proof, state: nil)
+        return LookupParts(answer: answer, label: label, state: read.state, headSize: snapshot.covered)
+    }
+
+    /// The lookup answer from its parts: the label's change entries below the head (from the log's
+    /// identity index) and the newest one's sealed change.
+    public static func complete(_ parts: LookupParts, storage: any LogStorage) throws -> DirectoryLookup.Answer {
+        var answer = parts.answer
+        guard let s = parts.state, s.version > 0 else { return answer }
+        let label = parts.label
+        let entries = try storage.entries(identity: label.hex, below: parts.headSize, limit: Int(DeviceRule.maxVersion))
+        guard UInt64(entries.count) == s.version, let newest = entries.last, newest.index == s.newestIndex,
+            let sealed = try storage.sealedChanges(at: [newest.index])[newest.index]
+        else { throw StoreError.corrupt("label \(label.hex): its entries, or its newest sealed change, are not what its state says") }
+        answer.state = DirectoryLookup.Answer.State(
+            devices: s.active, tombstoned: s.tombstoned, history: entries.map { ($0.index, $0.leafHash) }, newestEntry: newest.data,
+            newestSealed: sealed)
+        return answer
     }
 
     /// What every lookup against one head carries alike: leaf 0, the head, and their proofs.

@@ -67,7 +67,8 @@ struct Erase: AsyncParsableCommand {
         abstract: "Erase an identity from a key directory: delete its sealed changes, never log entries.",
         discussion: """
         Deletes what each of the identity's changes did (its sealed changes: device records,
-        signatures, openings), zeroing the freed pages, so nobody can open them again. The log's
+        signatures, openings), zeroing the freed pages, so nobody can open them again, and the
+        server's derived state (DIR/directory-state.sqlite, rebuilt at its next start). The log's
         entries stay: the tree, its checkpoints and every proof are unchanged, and the entries show
         only the identity's label (a VRF output), versions, kinds and times. The stored
         identity-to-label row (with its VRF proof) is deleted too. From then on lookups of the
@@ -95,6 +96,9 @@ struct Erase: AsyncParsableCommand {
             let size = try storage.entryCount()
             let entries = try storage.entries(identity: label.hex, below: size, limit: Int(DeviceRule.maxVersion))
             let erased = try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLabels.storedIdentity(canonical, vrfSeed: seed))
+            // The derived state holds every label's devices: deleted, rebuilt from the log (now
+            // without the erased changes) when the server next starts.
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: dir.directoryState + suffix) }
             print("erased \(erased) sealed change(s) of \(canonical) (label \(label.hex)) and its stored label; its \(entries.count) log entr\(entries.count == 1 ? "y stays" : "ies stay")")
         } catch {
             throw commandFailed("erase", error)

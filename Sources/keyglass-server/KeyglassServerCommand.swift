@@ -152,6 +152,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Key directories (init --directory) only: milliseconds between map heads while changes arrive; a change shows in lookups from the next head.")
     var epochMs = 1000
 
+    @Option(name: .long, help: "Key directories only: most changes no map head covers before one is appended, whatever --epoch-ms (1024…131072). Their states wait in memory until a head stores them: this bounds the memory a burst or a long epoch takes.")
+    var maxUncoveredChanges = 16_384
+
     @Option(name: .long, help: "Key directories only: lookups and histories per second per lookup credential, in bursts of 20× (0: unlimited). A lookup answers whether an identity has keys: the limit is what keeps a credential from enumerating who does.")
     var lookupRate: Double = 50
 
@@ -410,9 +413,10 @@ extension Serve {
         let sqlite = try SQLiteStorage(path: dir.database, sync: sync, secureDelete: true)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
         let vrfSeed = try dir.loadVRFSeed()
-        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: vrfSeed)
+        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: vrfSeed, statePath: dir.directoryState)
         var options = DirectoryService.Options()
         options.epoch = .milliseconds(max(10, epochMs))
+        options.maxUncovered = min(max(1024, maxUncoveredChanges), DirectoryLog.forcedHeadChanges)
         options.maxBatch = max(1, maxBatch)
         options.maxQueue = max(1, maxQueue)
         let service = try DirectoryService(log: log, signer: signer, vrfSeed: vrfSeed, options: options, logger: logger)

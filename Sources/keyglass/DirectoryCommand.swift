@@ -58,7 +58,7 @@ struct DirectoryState: Codable {
     /// The newest tree `audit` re-derived (its alerts below it were reported).
     var auditedView: DirectoryClient.LogView?
 
-    /// The audit's database (`DirectoryAuditStore`) beside the state file at `path`.
+    /// The audit's database (`DirectoryStateStore`) beside the state file at `path`.
     static func auditStorePath(_ path: String) -> String {
         (path.hasSuffix(".json") ? String(path.dropLast(5)) : path) + ".audit.sqlite"
     }
@@ -471,7 +471,7 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
 
     /// Marks the alerts printed as reported only once they have left this process: a run killed
     /// with them still in stdout's buffer (a pipe to cron's mail) reports them again next time.
-    static func flushThenMark(_ store: DirectoryAuditStore) throws {
+    static func flushThenMark(_ store: DirectoryStateStore) throws {
         // fflush(nil): every output stream (naming `stdout` is not concurrency-safe in Swift 6).
         guard fflush(nil) == 0 else { throw ValidationError("cannot write the alerts to standard output; they stay unreported") }
         try store.markAlertsReported()
@@ -492,7 +492,7 @@ struct DirectoryAuditCommand: AsyncParsableCommand {
             let report = try await DirectoryState.locked(statePath) {
                 var state = try DirectoryState.load(statePath)
                 // The map, the labels' states and the position: in a database beside the state file.
-                let store = try DirectoryAuditStore(path: DirectoryState.auditStorePath(statePath), logKey: client.logKey)
+                let store = try DirectoryStateStore(path: DirectoryState.auditStorePath(statePath), logKey: client.logKey)
                 defer { store.close() }
                 let auditor = DirectoryAuditor(client: client)
                 let report: DirectoryAuditor.Report

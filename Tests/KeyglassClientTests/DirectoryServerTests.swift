@@ -169,7 +169,7 @@ final class DirectoryServerTests: XCTestCase {
         let stateDir = TestLog.temporaryDirectory("audit-witnessed")
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         for watched in [[], [alice]] {
-            let store = try DirectoryAuditStore(path: stateDir + "/audit-\(watched.count).sqlite", logKey: d.verifierKey)
+            let store = try DirectoryStateStore(path: stateDir + "/audit-\(watched.count).sqlite", logKey: d.verifierKey)
             let report = try await DirectoryAuditor(client: required).run(watched: watched, view: nil, store: store)
             XCTAssertEqual(report.alerts, [], "watching \(watched)")
             XCTAssertGreaterThan(report.treeSize, 2)
@@ -290,7 +290,7 @@ final class DirectoryServerTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         let path = stateDir + "/audit.sqlite"
         let auditor = DirectoryAuditor(client: client(d))
-        let store = try DirectoryAuditStore(path: path, logKey: d.verifierKey)
+        let store = try DirectoryStateStore(path: path, logKey: d.verifierKey)
         var report = try await auditor.run(watched: [], view: nil, store: store)
         XCTAssertEqual(report.alerts, [], "anonymous: the changes are sealed")
         try store.markAlertsReported()
@@ -324,7 +324,7 @@ final class DirectoryServerTests: XCTestCase {
         try await waitForDevices(2, d)
         let stateDir = TestLog.temporaryDirectory("audit-withheld")
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
-        let store = try DirectoryAuditStore(path: stateDir + "/audit.sqlite", logKey: d.verifierKey)
+        let store = try DirectoryStateStore(path: stateDir + "/audit.sqlite", logKey: d.verifierKey)
         var report = try await DirectoryAuditor(client: client(d)).run(watched: [alice], view: nil, store: store)
         XCTAssertEqual(report.alerts, [])
         try store.markAlertsReported()

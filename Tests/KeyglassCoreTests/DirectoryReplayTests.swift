@@ -403,6 +403,59 @@ final class DirectoryReplayTests: XCTestCase {
         XCTAssertNoThrow(try withHead.replay(0..<withHead.entries.count, into: &covered))
         XCTAssertEqual(covered.pendingChanges, 1)
     }
+
+    /// A server whose map a follower keeps: the replay hands the follower each head's changes
+    /// (`takeQueued`) and replays the head with the root the follower computed (`trustedRoot`).
+    /// Its states, events and positions are the auditor's, and its own map is never touched.
+    func testAFollowerKeepsTheMapWithTheSameRootsAndStates() throws {
+        var log = newLog()
+        let (a, b, c) = (label("a"), label("b"), label("c"))
+        let (d1, d2, d3) = (try device(), try device(), try device())
+        var follower = MapTree.Incremental(store: MemoryMapNodeStore())
+        var server = DirectoryReplay(store: MemoryMapNodeStore())
+        var auditor = DirectoryReplay(store: MemoryMapNodeStore())
+        var serverEvents: [DirectoryReplayEvent] = []
+        func serve(_ range: Range<Int>) throws {
+            for i in range { serverEvents.append(try server.replay(log.entries[i], leafHash: Merkle.leafHash(log.entries[i]), sealed: log.sealed[i])) }
+        }
+        // The server's head: the follower applies what the replay gives it, the head carries its root.
+        func followerHead(lagging: Int = 0) throws {
+            let covered = UInt64(log.entries.count - lagging)
+            try follower.set(server.takeQueued(below: covered))
+            let root = try follower.root()
+            log.epoch += 1
+            log.append(.mapHead(timestampMillis: 1_700_000_001_000, epoch: log.epoch, coveredSize: covered, root: root))
+            let i = log.entries.count - 1
+            serverEvents.append(try server.replay(log.entries[i], leafHash: Merkle.leafHash(log.entries[i]), trustedRoot: root))
+        }
+        change(&log, a, .add(d1.record))
+        change(&log, b, .add(d2.record))
+        try serve(0..<log.entries.count)
+        try followerHead()
+        change(&log, a, .add(d3.record), by: d1)
+        change(&log, c, .add(d2.record))
+        try serve((log.entries.count - 2)..<log.entries.count)
+        try followerHead(lagging: 1)  // the follower covers the first of the two; the head lags
+        change(&log, b, .revoke(deviceID: d2.id), by: d2)
+        try serve((log.entries.count - 1)..<log.entries.count)
+        try followerHead()
+        let auditorEvents = try log.replay(0..<log.entries.count, into: &auditor)
+        XCTAssertEqual(serverEvents, auditorEvents, "the same events as an auditor's, roots included")
+        XCTAssertEqual(heads(auditorEvents), [.matches, .matches, .matches])
+        XCTAssertEqual(server.position, auditor.position)
+        XCTAssertEqual(server.map.store.count, 0, "the server's own map was never touched")
+        XCTAssertEqual(try follower.root(), try auditor.map.root())
+        // A root the follower did not compute is named as the auditor would name it.
+        change(&log, c, .add(d3.record))
+        try serve((log.entries.count - 1)..<log.entries.count)
+        let covered = UInt64(log.entries.count)
+        _ = server.takeQueued(below: covered)
+        log.epoch += 1
+        log.append(.mapHead(timestampMillis: 1_700_000_002_000, epoch: log.epoch, coveredSize: covered, root: MapTree.empty))
+        let i = log.entries.count - 1
+        let wrong = try server.replay(log.entries[i], leafHash: Merkle.leafHash(log.entries[i]), trustedRoot: label("the follower's"))
+        XCTAssertEqual(heads([wrong]), [.mismatch(derived: label("the follower's"))])
+    }
 }
 
 extension Array where Element == UInt8 {

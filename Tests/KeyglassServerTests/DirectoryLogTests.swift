@@ -198,6 +198,120 @@ final class DirectoryLogTests: XCTestCase {
         XCTAssertNoThrow(try DirectoryLookup.verify(try reopened.lookup(kept), identity: kept, logKey: signer.verifierKey))
         XCTAssertThrowsError(try reopened.lookup(erased[0])) { XCTAssertEqual($0 as? DirectoryLog.Refusal, .erased) }
     }
+
+    /// The server's derived state (the map's nodes, label states as of the newest head) is kept in
+    /// a state database: a restart goes on from it instead of replaying the log, one deleted or
+    /// from another history is rebuilt from the log, and each way answers lookups the same.
+    func testTheDerivedStateResumesAndIsRebuiltWhenMissingOrForeign() throws {
+        let dir = TestLog.temporaryDirectory("v2-state")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try NoteSigner.generate(name: "example.com/directory")
+        let vrfSeed = Ed25519.generate().seed
+        let statePath = dir + "/directory-state.sqlite"
+        var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
+        let phone = try device()
+        for i in 0..<50 {
+            XCTAssertEqual(try log.publish([.init(identity: "user\(i)@example.com", kind: .add(try device().record), authority: .operator)]).map(\.isSuccess), [true])
+        }
+        XCTAssertEqual(try log.publish([.init(identity: "alice@example.com", kind: .add(phone.record), authority: .operator)]).map(\.isSuccess), [true])
+        try log.appendMapHead()
+        // A change after the head: in memory only until the next head.
+        XCTAssertEqual(try log.publish([try signed(log, "alice@example.com", .add(try device().record), by: phone)]).map(\.isSuccess), [true])
+        let key = signer.verifierKey
+        func answers(_ log: DirectoryLog) throws -> [String] {
+            try ["alice@example.com", "user7@example.com", "nobody@example.com"].map {
+                let r = try DirectoryLookup.verify(try log.lookup($0), identity: $0, logKey: key)
+                return "\(r.version) \(r.devices.map { Hex.encode($0.id) }) \(r.checkpoint.size) \(r.chain)"
+            }
+        }
+        let before = try answers(log)
+        storage.close()
+
+        // Restarted: the state database is as of what the head covers; the head and the change
+        // after it are replayed (the change stays pending until the next head).
+        let saved = try DirectoryStateStore(path: statePath, logKey: key)
+        let position = try XCTUnwrap(try saved.load()).position
+        saved.close()
+        storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
+        XCTAssertEqual(position.size, log.size - 2, "saved as of what the head covers: the head and the change after it are replayed")
+        XCTAssertEqual(try answers(log), before)
+        try log.appendMapHead()
+        let withLaptop = try answers(log)
+        XCTAssertNotEqual(withLaptop, before)
+        storage.close()
+
+        // Deleted: rebuilt from the log, the same answers.
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: statePath + suffix) }
+        storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
+        XCTAssertEqual(try answers(log), withLaptop)
+        storage.close()
+
+        // Another directory's state database under this one's name (a restore gone wrong): its
+        // saved tree is not one this log signed, so it is thrown away and rebuilt.
+        let other = dir + "/other"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        let otherStorage = try SQLiteStorage(path: other + "/log.sqlite", sync: .normal)
+        let otherLog = try DirectoryLog.create(storage: otherStorage, signer: signer, vrfSeed: vrfSeed, statePath: other + "/state.sqlite")
+        _ = try otherLog.publish([.init(identity: "mallory@example.com", kind: .add(try device().record), authority: .operator)])
+        try otherLog.appendMapHead()
+        otherStorage.close()
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.removeItem(atPath: statePath + suffix)
+            try? FileManager.default.copyItem(atPath: other + "/state.sqlite" + suffix, toPath: statePath + suffix)
+        }
+        storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        defer { storage.close() }
+        log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
+        XCTAssertEqual(try answers(log), withLaptop)
+        XCTAssertTrue(try DirectoryLookup.verify(try log.lookup("mallory@example.com"), identity: "mallory@example.com", logKey: key).neverPublished)
+    }
+
+    /// A map head that cannot be stored (a full disk): the map and states roll back with the state
+    /// database and the log starts again from it, so lookups stay on the head before, verified;
+    /// once storage is back (a restart without the quota) the next head shows the change.
+    func testAHeadThatFailsToStoreLeavesLookupsOnTheHeadBefore() throws {
+        let dir = TestLog.temporaryDirectory("v2-full")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try NoteSigner.generate(name: "example.com/directory")
+        let vrfSeed = Ed25519.generate().seed
+        let statePath = dir + "/directory-state.sqlite"
+        var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
+        let phone = try device()
+        XCTAssertEqual(try log.publish([.init(identity: "alice@example.com", kind: .add(phone.record), authority: .operator)]).map(\.isSuccess), [true])
+        try log.appendMapHead()
+        let pages = try storage.pageCount()
+        storage.close()
+        storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal, maxPages: pages + 1)
+        log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
+        let key = signer.verifierKey
+        let first = try DirectoryLookup.verify(try log.lookup("alice@example.com"), identity: "alice@example.com", logKey: key)
+        // Changes until the quota bites, then a head: it cannot be stored.
+        var accepted = 0
+        for i in 0..<400 {
+            do {
+                _ = try log.publish([.init(identity: "user\(i)-" + String(repeating: "x", count: 200) + "@example.com", kind: .add(try device().record), authority: .operator)])
+                accepted += 1
+            } catch { break }
+        }
+        XCTAssertGreaterThan(accepted, 0)
+        XCTAssertThrowsError(try log.appendMapHead(), "the disk is full")
+        let still = try DirectoryLookup.verify(try log.lookup("alice@example.com"), identity: "alice@example.com", logKey: key,
+                                               previous: .init(epoch: first.epoch, version: first.version, chain: first.chain))
+        XCTAssertEqual(still.epoch, first.epoch, "lookups stay on the head before, and verify")
+        storage.close()
+        storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
+        defer { storage.close() }
+        log = try DirectoryLog(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
+        try log.appendMapHead()
+        let user = "user0-" + String(repeating: "x", count: 200) + "@example.com"
+        XCTAssertEqual(try DirectoryLookup.verify(try log.lookup(user), identity: user, logKey: key).version, 1, "the change before the failed head")
+    }
 }
 
 private extension Result where Success == UInt64, Failure == DirectoryLog.Refusal {

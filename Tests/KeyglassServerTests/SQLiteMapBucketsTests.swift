@@ -74,11 +74,9 @@ final class SQLiteMapBucketsTests: XCTestCase {
         old.close()
 
         let key = try NoteSigner.generate(name: "example.com/directory").verifierKey
-        let state = try DirectoryAuditStore(path: path, logKey: key)
-        let migrated = try MapTree.Bucketed(store: state.mapBuckets)
-        XCTAssertEqual(migrated.root(), root)
-        XCTAssertEqual(try state.mapBuckets.count(), pairs.count)
-        for (l, v) in pairs.prefix(50) { XCTAssertEqual(try MapTree.verify(try migrated.proof(for: l), label: l, root: root), v) }
+        let state = try DirectoryStateStore(path: path, logKey: key)
+        XCTAssertEqual(state.map.root(), root)
+        for (l, v) in pairs.prefix(50) { XCTAssertEqual(try MapTree.verify(try state.map.proof(for: l), label: l, root: root), v) }
         state.close()
         // Migrated once: the nodes are gone, and reopening reads the same map.
         let check = try SQLiteConnection(path: path)
@@ -86,7 +84,8 @@ final class SQLiteMapBucketsTests: XCTestCase {
         try s.step()
         XCTAssertEqual(s.int64(0), 0)
         check.releaseStatements()
+        XCTAssertEqual(try SQLiteMapBuckets(connection: check).count(), pairs.count)
         check.close()
-        XCTAssertEqual(try MapTree.Bucketed(store: try DirectoryAuditStore(path: path, logKey: key).mapBuckets).root(), root)
+        XCTAssertEqual(try DirectoryStateStore(path: path, logKey: key).map.root(), root)
     }
 }

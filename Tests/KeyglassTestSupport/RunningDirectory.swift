@@ -26,7 +26,7 @@ public struct RunningDirectory: Sendable {
         let signer = try dir.loadSigner()
         let seed = try dir.loadVRFSeed()
         let sqlite = try SQLiteStorage(path: dir.database, sync: .normal, secureDelete: true)
-        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: seed)
+        let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: seed, statePath: dir.directoryState)
         var logger = Logger(label: "keyglass-test-directory")
         logger.logLevel = .warning
         let service = try DirectoryService(log: log, signer: signer, vrfSeed: seed, options: options, logger: logger)

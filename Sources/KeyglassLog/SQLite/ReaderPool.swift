@@ -19,17 +19,22 @@ final class ReaderPool: @unchecked Sendable {
 
     private let vfs: String?
 
-    init(path: String, warm: Int, maxIdle: Int = 16, vfs: String? = nil) throws {
+    /// Each connection's page cache, in KiB (SQLite's default: 2,000).
+    private let cacheKiB: Int
+
+    init(path: String, warm: Int, maxIdle: Int = 16, vfs: String? = nil, cacheKiB: Int = 2000) throws {
         self.path = path
         self.maxIdle = maxIdle
         self.vfs = vfs
-        let conns = try (0..<max(1, warm)).map { _ in try Self.open(path, vfs: vfs) }
+        self.cacheKiB = cacheKiB
+        let conns = try (0..<max(1, warm)).map { _ in try Self.open(path, vfs: vfs, cacheKiB: cacheKiB) }
         idle = conns
     }
 
-    private static func open(_ path: String, vfs: String?) throws -> SQLiteConnection {
+    private static func open(_ path: String, vfs: String?, cacheKiB: Int) throws -> SQLiteConnection {
         let c = try SQLiteConnection(path: path, vfs: vfs)
         try c.execute("PRAGMA query_only=ON")
+        if cacheKiB != 2000 { try c.execute("PRAGMA cache_size=-\(cacheKiB)") }
         return c
     }
 
@@ -46,7 +51,7 @@ final class ReaderPool: @unchecked Sendable {
     }
 
     func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
-        let conn = try lock.withLock { idle.popLast() } ?? Self.open(path, vfs: vfs)
+        let conn = try lock.withLock { idle.popLast() } ?? Self.open(path, vfs: vfs, cacheKiB: cacheKiB)
         defer {
             conn.releaseStatements()
             let keep = lock.withLock { () -> Bool in

@@ -31,6 +31,12 @@ public final class SQLiteMapBuckets: MapBucketStore {
         try db.execute("CREATE TABLE IF NOT EXISTS map_buckets(bucket INTEGER PRIMARY KEY, count INTEGER NOT NULL, hash BLOB NOT NULL)")
     }
 
+    /// The tables as a reader connection sees them (a lookup's read transaction): nothing is
+    /// created, and writes fail.
+    init(reading connection: SQLiteConnection) {
+        db = connection
+    }
+
     private static var bucketBits: Int { MapTree.Bucketed<SQLiteMapBuckets>.bucketBits }
 
     public func leaves(inBucket bucket: Int) throws -> [(label: Hash, value: Hash)] {

@@ -1,18 +1,23 @@
 import Foundation
 import KeyglassCore
 
-/// A key directory auditor's state (issue 14, point 6) in one SQLite file: the map's labels, every
-/// label's state, where the replay stopped (its position and the tree's compact range), and the
-/// alerts found but not yet reported. An audit then needs memory for one tile of entries and the
-/// pages SQLite caches, whatever the directory's size, and a run killed anywhere resumes from the
-/// last tile it committed: each tile's nodes, states, position and alerts commit together, so they
-/// always agree.
+/// What a replay of a key directory derives, in one SQLite file: the map's labels, every label's
+/// state, where the replay stopped (its position and the tree's compact range), labels whose
+/// changes cannot be opened (erased), and, for an auditor, the alerts found but not yet reported.
 ///
-/// Not thread-safe: one auditor at a time owns it (the CLI holds a lock on its state directory).
-public final class DirectoryAuditStore {
+/// An auditor (issue 14, point 6) keeps it in its state directory: an audit then needs memory for
+/// one tile of entries and the pages SQLite caches, whatever the directory's size, and a run killed
+/// anywhere resumes from the last tile it committed (each tile's nodes, states, position and alerts
+/// commit together, so they always agree). The directory's server keeps one as of its newest map
+/// head (`DirectoryLog`): everything it holds is derived from the log, so it can be deleted and is
+/// rebuilt by replaying the log.
+///
+/// Not thread-safe: one owner at a time (the CLI holds a lock on its state directory; the server
+/// calls it under its log's lock).
+public final class DirectoryStateStore {
     private let db: SQLiteConnection
-    /// The map's labels and bucket summaries (`MapTree.Bucketed`), in this file.
-    public let mapBuckets: SQLiteMapBuckets
+    /// The map (its labels and bucket summaries in this file, the levels above in memory).
+    public let map: StoredMap
     /// The labels' states, in this file.
     public let labelStates: LabelStates
 
@@ -33,6 +38,7 @@ public final class DirectoryAuditStore {
         // Watched identities: each one's label, and how far into the log its changes were opened
         // (judged by the rule): a label watched since a later run has its earlier ones judged once.
         try db.execute("CREATE TABLE IF NOT EXISTS watched(identity TEXT PRIMARY KEY, label BLOB NOT NULL, opened_through INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
+        try db.execute("CREATE TABLE IF NOT EXISTS erased_labels(label BLOB PRIMARY KEY) WITHOUT ROWID")
         try db.execute("CREATE TABLE IF NOT EXISTS alerts(idx INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, reported INTEGER NOT NULL DEFAULT 0)")
         let s = try db.statement("SELECT value FROM meta WHERE key = 'log'")
         let stored: String? = try s.step() ? s.text(0) : nil
@@ -47,15 +53,16 @@ public final class DirectoryAuditStore {
             db.releaseStatements()
         }
         self.db = db
-        mapBuckets = try SQLiteMapBuckets(connection: db)
+        let buckets = try SQLiteMapBuckets(connection: db)
         labelStates = LabelStates(db: db)
-        try migrateStoredNodes()
+        try Self.migrateStoredNodes(db, buckets)
+        map = try StoredMap(store: buckets)
     }
 
     /// A state written before the map kept only its leaves held every node (`map_nodes`: a leaf's
     /// row is 0x01 ‖ label ‖ value): its leaves become labels, its buckets are summarised from
     /// them, and the nodes go, in one transaction, so a run resumes on the same map.
-    private func migrateStoredNodes() throws {
+    private static func migrateStoredNodes(_ db: SQLiteConnection, _ buckets: SQLiteMapBuckets) throws {
         let t = try db.statement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'map_nodes'")
         let old = try t.step()
         db.releaseStatements()
@@ -64,7 +71,7 @@ public final class DirectoryAuditStore {
             try db.execute(
                 "INSERT OR REPLACE INTO map_leaves(label, value) SELECT substr(node, 2, 32), substr(node, 34, 32) FROM map_nodes WHERE length(node) = 65 AND substr(node, 1, 1) = x'01'"
             )
-            var buckets = mapBuckets
+            var buckets = buckets
             try MapTree.Bucketed.summarizeAll(&buckets)
             try db.execute("DROP TABLE map_nodes")
         }
@@ -72,7 +79,13 @@ public final class DirectoryAuditStore {
 
     /// Runs `body` in one transaction: everything it stores commits together or not at all.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try db.transaction(body)
+        do {
+            return try db.transaction(body)
+        } catch {
+            // The map's levels in memory took the rolled-back changes: the database is the truth.
+            try? map.reload()
+            throw error
+        }
     }
 
     public func close() { db.close() }
@@ -90,7 +103,7 @@ public final class DirectoryAuditStore {
         db.releaseStatements()
         do {
             let saved = try JSONDecoder().decode(SavedPosition.self, from: Data(text.utf8))
-            return try saved.restored(queued: Self.decodeQueued(blob))
+            return try saved.restored(queued: Self.decodeQueued(blob)[...])
         } catch {
             throw StoreError.corrupt("the audit state's saved position is unreadable: \(error)")
         }
@@ -102,16 +115,29 @@ public final class DirectoryAuditStore {
         let s = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('position', ?)")
         s.bind(1, String(decoding: data, as: UTF8.self))
         try s.step()
+        // The tree size alone, for readers checking which head they read (`DirectoryStateReader`).
+        let z = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('size', ?)")
+        z.bind(1, String(range.size))
+        try z.step()
         var blob: [UInt8] = []
         blob.reserveCapacity(position.queued.count * 72)
         for q in position.queued {
             for shift in stride(from: 56, through: 0, by: -8) { blob.append(UInt8(truncatingIfNeeded: q.index >> UInt64(shift))) }
-            blob += q.label.bytes
-            blob += q.value.bytes
+            q.label.withUnsafeBytes { blob.append(contentsOf: $0) }
+            q.value.withUnsafeBytes { blob.append(contentsOf: $0) }
         }
         let b = try db.statement("INSERT OR REPLACE INTO queued(id, changes) VALUES(1, ?)")
         b.bind(1, blob)
         try b.step()
+    }
+
+    /// The size of the tree whose head the state is now as of, for readers checking which head
+    /// they read (`DirectoryStateReader`): a follower's head covers fewer entries than its own
+    /// index, so this is the head's checkpoint's size, not the position's.
+    public func setLookupSize(_ size: UInt64) throws {
+        let z = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('size', ?)")
+        z.bind(1, String(size))
+        try z.step()
     }
 
     private static func decodeQueued(_ blob: [UInt8]) throws -> [DirectoryReplayPosition.Queued] {
@@ -158,6 +184,24 @@ public final class DirectoryAuditStore {
         s.bind(2, identity)
         s.bind(3, from)
         try s.step()
+    }
+
+    // MARK: Labels whose changes cannot be opened
+
+    /// Records that a label has a change whose sealed part is gone (erased).
+    public func markErased(_ label: Hash) throws {
+        let s = try db.statement("INSERT OR IGNORE INTO erased_labels(label) VALUES(?)")
+        s.bind(1, label)
+        try s.step()
+    }
+
+    /// Every label recorded by `markErased`.
+    public func erasedLabels() throws -> Set<Hash> {
+        let s = try db.statement("SELECT label FROM erased_labels")
+        var out: Set<Hash> = []
+        while try s.step() { if let h = s.hash(0) { out.insert(h) } }
+        db.releaseStatements()
+        return out
     }
 
     // MARK: Alerts
@@ -222,7 +266,67 @@ public final class DirectoryAuditStore {
     }
 }
 
-/// `DirectoryReplayPosition` and the compact range as JSON (hashes and keys base64).
+/// Label states written through to a `DirectoryStateStore` only when told (`flush`): until then
+/// the changes since the store's last commit are in memory, so the store stays exactly as of the
+/// newest map head (what lookups are answered from) while the replay goes on past it.
+///
+/// Each pending state is tagged with the index of the entry that made it (`currentIndex`, set by
+/// the owner before it replays an entry), so a map head that covers fewer entries than the log
+/// holds (a follower's head, which lags) can take the states as of what it covers
+/// (`states(below:)`) and the owner can forget them once committed (`drop(below:)`).
+public final class PendingLabelStates: LabelStateStore {
+    private var base: DirectoryStateStore.LabelStates
+    /// Per label, its pending states in index order.
+    private var pending: [Hash: [(index: UInt64, state: DeviceSet)]] = [:]
+    /// The index of the entry being replayed: what the states set now are tagged with.
+    public var currentIndex: UInt64 = 0
+
+    /// States in `base`, with nothing pending.
+    public init(base: DirectoryStateStore.LabelStates) { self.base = base }
+
+    /// Labels changed since the last flush.
+    public var pendingCount: Int { pending.count }
+
+    /// Reads committed states through `base` from now on (a connection of the owner's own, while
+    /// another thread writes the store).
+    func readCommitted(from base: DirectoryStateStore.LabelStates) { self.base = base }
+
+    public func state(of label: Hash) throws -> DeviceSet? {
+        if let s = pending[label]?.last?.state { return s }
+        return try base.state(of: label)
+    }
+
+    public func setState(_ state: DeviceSet, of label: Hash) throws { pending[label, default: []].append((currentIndex, state)) }
+
+    /// The state as the store has it (as of its last commit), ignoring what is pending.
+    public func committedState(of label: Hash) throws -> DeviceSet? { try base.state(of: label) }
+
+    /// The newest pending state below index `covered` of each label changed before it: what a map
+    /// head covering `covered` commits.
+    public func states(below covered: UInt64) -> [(label: Hash, state: DeviceSet)] {
+        pending.compactMap { label, states in states.last { $0.index < covered }.map { (label, $0.state) } }
+    }
+
+    /// Forgets the pending states below `covered` (the store holds them now).
+    public func drop(below covered: UInt64) {
+        // A new dictionary sized to what is left: writing into `pending` while iterating it
+        // copied it whole, and after a burst its capacity (the burst's labels) stayed allocated.
+        pending = pending.compactMapValues { states in
+            let rest = states.filter { $0.index >= covered }
+            return rest.isEmpty ? nil : rest
+        }
+    }
+
+    /// Writes every pending state to the store (inside its transaction) and forgets them.
+    public func flush() throws {
+        for (label, states) in pending { if let s = states.last?.state { try base.setState(s, of: label) } }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Forgets what is pending (the store's transaction that would have held it rolled back).
+    public func discard() { pending.removeAll() }
+}
+
 private struct SavedPosition: Codable {
     var origin: String?
     var vrfPublicKey: String?
@@ -252,7 +356,7 @@ private struct SavedPosition: Codable {
         rangeHashes = range.hashes.map(\.base64)
     }
 
-    func restored(queued: [DirectoryReplayPosition.Queued]) throws -> (position: DirectoryReplayPosition, range: CompactRange) {
+    func restored(queued: ArraySlice<DirectoryReplayPosition.Queued>) throws -> (position: DirectoryReplayPosition, range: CompactRange) {
         struct Bad: Error {}
         let hashes = try rangeHashes.map { h -> Hash in
             guard let hash = Hash(base64: h) else { throw Bad() }
