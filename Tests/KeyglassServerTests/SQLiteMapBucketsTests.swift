@@ -89,3 +89,32 @@ final class SQLiteMapBucketsTests: XCTestCase {
         XCTAssertEqual(try DirectoryStateStore(path: path, logKey: key).map.root(), root)
     }
 }
+
+/// A replay's saved position in the state database: the queue of changes no head covers is
+/// written a piece at a time (`SQLiteConnection.writeBlob`) and read back whole and in order.
+final class DirectoryStatePositionTests: XCTestCase {
+    func testAQueueOfManyPiecesIsSavedAndLoadedAsItWas() throws {
+        let dir = TestLog.temporaryDirectory("state-position")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try NoteSigner.generate(name: "example.com/directory").verifierKey
+        var range = CompactRange()
+        for i in 0..<30_000 { range.append(Hash.sha256(Array("leaf \(i)".utf8))) }
+        for count in [0, 1, 4096, 10_001] {
+            let queued = (0..<count).map { i in
+                DirectoryReplayPosition.Queued(index: UInt64(20_000 + i), label: Hash.sha256(Array("l\(i)".utf8)), value: Hash.sha256(Array("v\(i)".utf8)))
+            }
+            let position = DirectoryReplayPosition(
+                origin: "example.com/directory", vrfPublicKey: Array(repeating: 7, count: 32), size: 30_000, epoch: 3, coveredSize: 20_000,
+                headIndex: 19_999, headTime: 1_700_000_000_000, backdatedCount: 0, backdated: [], newestTime: 1_700_000_000_001,
+                queued: queued[...])
+            let state = try DirectoryStateStore(path: dir + "/state.sqlite", logKey: key)
+            try state.transaction { try state.save(position, range: range) }
+            state.close()
+            let loaded = try XCTUnwrap(try DirectoryStateStore(path: dir + "/state.sqlite", logKey: key).load())
+            XCTAssertEqual(loaded.position, position, "\(count) queued")
+            XCTAssertEqual(loaded.range.size, range.size)
+            XCTAssertEqual(loaded.range.root, range.root)
+        }
+    }
+}

@@ -119,16 +119,21 @@ public final class DirectoryStateStore {
         let z = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('size', ?)")
         z.bind(1, String(range.size))
         try z.step()
-        var blob: [UInt8] = []
-        blob.reserveCapacity(position.queued.count * 72)
-        for q in position.queued {
-            for shift in stride(from: 56, through: 0, by: -8) { blob.append(UInt8(truncatingIfNeeded: q.index >> UInt64(shift))) }
-            q.label.withUnsafeBytes { blob.append(contentsOf: $0) }
-            q.value.withUnsafeBytes { blob.append(contentsOf: $0) }
-        }
-        let b = try db.statement("INSERT OR REPLACE INTO queued(id, changes) VALUES(1, ?)")
-        b.bind(1, blob)
+        // Written 4,096 records at a time into a blob of its size: a queue of 262,144 changes
+        // would otherwise be a 19 MB array beside the replay's own.
+        let queued = position.queued
+        let b = try db.statement("INSERT OR REPLACE INTO queued(id, changes) VALUES(1, zeroblob(?))")
+        b.bind(1, Int64(queued.count * 72))
         try b.step()
+        guard !queued.isEmpty else { return }
+        try db.writeBlob(table: "queued", column: "changes", rowid: 1, count: queued.count * 72) { offset, piece in
+            let first = queued.startIndex + offset / 72
+            for q in queued[first..<min(first + 4096, queued.endIndex)] {
+                for shift in stride(from: 56, through: 0, by: -8) { piece.append(UInt8(truncatingIfNeeded: q.index >> UInt64(shift))) }
+                q.label.withUnsafeBytes { piece.append(contentsOf: $0) }
+                q.value.withUnsafeBytes { piece.append(contentsOf: $0) }
+            }
+        }
     }
 
     /// The size of the tree whose head the state is now as of, for readers checking which head

@@ -68,6 +68,26 @@ final class SQLiteConnection {
         guard rc == SQLITE_DONE, finish == SQLITE_OK else { throw destination.failure(rc == SQLITE_DONE ? finish : rc) }
     }
 
+    /// Writes `count` bytes into the blob column `column` of row `rowid` of `table` (a blob of
+    /// that size already, e.g. `zeroblob(count)`), `fill` producing them a piece at a time: a
+    /// large blob is written without ever being whole in memory.
+    func writeBlob(table: String, column: String, rowid: Int64, count: Int, fill: (_ offset: Int, _ piece: inout [UInt8]) -> Void) throws {
+        var blob: OpaquePointer?
+        var rc = sqlite3_blob_open(db, "main", table, column, rowid, 1, &blob)
+        guard rc == SQLITE_OK, let blob else { throw failure(rc) }
+        defer { sqlite3_blob_close(blob) }
+        var piece: [UInt8] = []
+        var offset = 0
+        while offset < count {
+            piece.removeAll(keepingCapacity: true)
+            fill(offset, &piece)
+            guard !piece.isEmpty, offset + piece.count <= count else { throw Failure(code: SQLITE_MISUSE, message: "a blob piece of \(piece.count) bytes at \(offset) of \(count)") }
+            rc = piece.withUnsafeBytes { sqlite3_blob_write(blob, $0.baseAddress, Int32($0.count), Int32(offset)) }
+            guard rc == SQLITE_OK else { throw failure(rc) }
+            offset += piece.count
+        }
+    }
+
     /// Rows changed by the latest INSERT, UPDATE or DELETE on this connection.
     var changes: Int { Int(sqlite3_changes(db)) }
 
