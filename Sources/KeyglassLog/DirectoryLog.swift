@@ -158,7 +158,7 @@ public final class DirectoryLog {
     /// Goes on from where the state database stopped (if it agrees with the log: the tree it
     /// saved is one the log signed) and replays every stored entry after it, the changes since
     /// the newest head into memory only.
-    private func resume() throws {
+    private func resume(atRuntime: Bool = false) throws {
         // The newest map head in the log: the state database is brought to what it covers, and
         // the entries after that stay pending in memory, as they were when the server stopped.
         let newestHead = try Self.newestHead(in: storage, below: size)
@@ -167,7 +167,9 @@ public final class DirectoryLog {
             try s.range.size > size || s.range.size > (newestHead?.covered ?? 0) || storage.checkpoint(size: s.range.size)?.root != s.range.root
         {
             // Not this log's history (restored from another backup, a log started again), or
-            // ahead of the newest head (written by an older build): rebuilt.
+            // ahead of the newest head (written by an older build): rebuilt. Not while serving: the
+            // follower's, the lookups' and the writer's connections would keep the old file.
+            if atRuntime { throw StoreError.corrupt("the state database no longer agrees with the log; restart the server to rebuild it") }
             state.close()
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: statePath + suffix) }
             state = try DirectoryStateStore(path: statePath, logKey: signer.verifierKey)
@@ -196,6 +198,9 @@ public final class DirectoryLog {
                 }
                 try states.flush()
                 try state.save(replay.position, range: range)
+                // No head's size while the states pass through others' (a restart after a failed
+                // head, with lookups holding the old snapshot): readers wait for the new one.
+                try state.setLookupSize(0)
             }
             start = end
         }
@@ -264,6 +269,9 @@ public final class DirectoryLog {
     /// Entries sequenced since the newest stored map head.
     public var changesSinceHead: Int { Int(size - (headCheckpoint?.size ?? 0)) }
 
+    /// Entries no stored map head covers (what a replay holds pending).
+    public var uncoveredChanges: Int { Int(size - headCovered) }
+
     /// Past this many entries since the newest stored head the server appends one at once, whatever
     /// its epoch: a replay refuses a log with twice as many uncovered (`DirectoryReplayStalled`),
     /// and `prepare` refuses changes (`mapBehind`) before it gets there.
@@ -320,7 +328,9 @@ public final class DirectoryLog {
             }
             // The entries after the newest stored head must stay below what a replay accepts
             // uncovered (heads that keep failing to store would otherwise let them grow).
-            guard Int(next - (headCheckpoint?.size ?? 0)) < DirectoryReplayStalled.defaultBound - 1 else {
+            // Counted from what the newest head covers, as a replay counts them: a follower's head
+            // covers less than its own index.
+            guard Int(next - headCovered) < DirectoryReplayStalled.defaultBound - 1 else {
                 results.append(.failure(.mapBehind))
                 continue
             }
@@ -378,6 +388,11 @@ public final class DirectoryLog {
     /// writing (storage holds the batch, this object's view does not).
     public func commit(_ prepared: PreparedBatch) throws {
         guard let batch = prepared.batch, let newHead = prepared.head else { return }
+        // The replay must be where the batch starts: replaying it anywhere else would move the
+        // replay past the log, and the next head would leave changes out.
+        guard batch.entries.first.map({ $0.index == replay.size }) ?? true else {
+            throw StoreError.corrupt("a batch at \(batch.entries.first!.index) does not follow the replay at \(replay.size)")
+        }
         head = newHead
         for e in batch.entries { try replayStored(e.data, leafHash: e.leafHash, sealed: e.sealed, parsed: prepared.opened[e.index]) }
     }
@@ -450,7 +465,7 @@ public final class DirectoryLog {
     /// database and the log (the changes the head would have covered are replayed again).
     public func headFailed() throws {
         head = try LogHead.load(from: storage, signer: signer)
-        try resume()
+        try resume(atRuntime: true)
     }
 
     /// A map head covering every entry so far, made and committed here (a library's owner, and

@@ -98,10 +98,30 @@ struct Erase: AsyncParsableCommand {
             let erased = try storage.eraseSealedChanges(at: entries.map(\.index), identity: DirectoryLabels.storedIdentity(canonical, vrfSeed: seed))
             // The derived state holds every label's devices: deleted, rebuilt from the log (now
             // without the erased changes) when the server next starts.
-            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: dir.directoryState + suffix) }
+            // Zeroed first, as the log's own pages are (secure_delete): unlinked only, its pages would
+            // keep the erased identity's devices on the disk's free blocks. A file that cannot be
+            // removed fails the command: the next start would trust it.
+            for suffix in ["", "-wal", "-shm"] { try Self.shred(dir.directoryState + suffix) }
             print("erased \(erased) sealed change(s) of \(canonical) (label \(label.hex)) and its stored label; its \(entries.count) log entr\(entries.count == 1 ? "y stays" : "ies stay")")
         } catch {
             throw commandFailed("erase", error)
         }
+    }
+
+    /// Overwrites the file at `path` with zeros, syncs and removes it; nothing if there is none.
+    static func shred(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        var left = try handle.seekToEnd()
+        try handle.seek(toOffset: 0)
+        let zeros = Data(count: 1 << 20)
+        while left > 0 {
+            let n = min(UInt64(zeros.count), left)
+            try handle.write(contentsOf: zeros.prefix(Int(n)))
+            left -= n
+        }
+        try handle.synchronize()
+        try handle.close()
+        try FileManager.default.removeItem(atPath: path)
     }
 }

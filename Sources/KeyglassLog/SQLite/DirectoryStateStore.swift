@@ -115,10 +115,6 @@ public final class DirectoryStateStore {
         let s = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('position', ?)")
         s.bind(1, String(decoding: data, as: UTF8.self))
         try s.step()
-        // The tree size alone, for readers checking which head they read (`DirectoryStateReader`).
-        let z = try db.statement("INSERT OR REPLACE INTO meta(key, value) VALUES('size', ?)")
-        z.bind(1, String(range.size))
-        try z.step()
         // Written 4,096 records at a time into a blob of its size: a queue of 262,144 changes
         // would otherwise be a 19 MB array beside the replay's own.
         let queued = position.queued

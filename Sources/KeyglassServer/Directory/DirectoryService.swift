@@ -1,4 +1,6 @@
-import CKeyglassLibc
+#if canImport(Glibc)
+    import CKeyglassLibc
+#endif
 import Dispatch
 import Foundation
 import KeyglassCore
@@ -72,7 +74,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     private let headCoversAll: Bool
     /// Lookups read the state database on these connections, outside the log's lock (nil for a
     /// log whose state is in memory: lookups then take the lock).
-    private let reader: DirectoryStateReader?
+    private let reader: DirectoryStateReader
     /// What lookups need of the newest head besides the state database (`DirectoryLog.LookupSnapshot`).
     private let snapshot: Mutex<DirectoryLog.LookupSnapshot?>
     /// A stored batch failed to replay (a bug): nothing more is written.
@@ -82,12 +84,17 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     private let follower: DirectoryFollower
     private let followerWake = DispatchSemaphore(value: 0)
     /// A head the follower asks the writer to append, and whether the writer has stopped.
-    private let headRequest = Mutex<(request: HeadRequest?, writerGone: Bool)>((nil, false))
+    private let headRequest = Mutex<(request: WriterRequest?, writerGone: Bool)>((nil, false))
 
-    private struct HeadRequest {
-        let work: DirectoryLog.HeadWork
-        let root: Hash
-        let done: @Sendable (Result<StoredCheckpoint, any Error>) -> Void
+    /// What the follower asks of the writer, which runs it between batches: only the writer
+    /// appends, and only it may replay the log into the state while no batch is half stored.
+    private enum WriterRequest {
+        /// Append `work`'s head with `root`.
+        case appendHead(work: DirectoryLog.HeadWork, root: Hash, done: @Sendable (Result<StoredCheckpoint, any Error>) -> Void)
+        /// A head failed to store: start again from the state database (`DirectoryLog.headFailed`).
+        /// On another thread it could replay a batch the writer is storing, which the writer's
+        /// commit then replays again.
+        case recover(done: @Sendable (Result<Void, any Error>) -> Void)
     }
 
 
@@ -107,13 +114,18 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
             // Resuming held those changes' states in memory (up to `forcedHeadChanges` of them)
             // and the head wrote them out: give the freed pages back now, or glibc keeps them and
             // the server serves at this start's peak.
-            malloc_trim(0)
+            #if canImport(Glibc)
+                malloc_trim(0)
+            #endif
         }
         head = Mutex(log.headCheckpoint)
         headCoversAll = log.headCheckpoint?.size == log.size
         guard let cp = try log.storage.latestCheckpoint() else { throw StoreError.notInitialised("the directory has no checkpoint") }
         newest = Mutex(cp)
-        reader = log.statePath == ":memory:" ? nil : try DirectoryStateReader(path: log.statePath)
+        // Lookups read the state database on connections of their own while the follower writes
+        // it: an in-memory one has a single connection, which they would share with the writer.
+        guard log.statePath != ":memory:" else { throw StoreError.corrupt("a directory server needs its state database in a file") }
+        reader = try DirectoryStateReader(path: log.statePath)
         snapshot = Mutex(try log.lookupSnapshot())
         // From here the follower thread writes the state database; the writer reads it on its own.
         try log.readStatesOnOwnConnection()
@@ -149,7 +161,6 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         // connection; the history and sealed change from append-only storage. A lookup that
         // meets a head committed after its snapshot takes the new one; past a few tries (a head
         // being taken over and over), it reads under the log's lock.
-        guard let reader else { return try log.withLock { try $0.lookup(label: label, vrfProof: proof) } }
         // Waits of 1, 2, 4 … 64 ms, ~1 s in all: on two busy cores the follower can be off the
         // CPU for tens of milliseconds between its commit and publishing the snapshot.
         for attempt in 0..<20 {
@@ -242,17 +253,28 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
                     defer { h = (nil, true) }
                     return h.request
                 }
-                left?.done(.failure(StoreError.notInitialised("the server is stopping")))
+                switch left {
+                case .appendHead(_, _, let done)?: done(.failure(StoreError.notInitialised("the server is stopping")))
+                case .recover?: run(left!)  // no batch will come: safe here, and the state stays whole
+                case nil: break
+                }
                 followerWake.signal()
                 return
             }
         }
     }
 
-    /// Appends the head the follower asked for, if it did (between batches: only this thread appends).
+    /// Runs what the follower asked for, if it did (between batches).
     private func appendRequestedHead() {
         guard let request = headRequest.withLock({ h in defer { h.request = nil }; return h.request }) else { return }
-        request.done(Result { try log.withLock { try $0.appendOwnHead(request.work, root: request.root) } })
+        run(request)
+    }
+
+    private func run(_ request: WriterRequest) {
+        switch request {
+        case .appendHead(let work, let root, let done): done(Result { try log.withLock { try $0.appendOwnHead(work, root: root) } })
+        case .recover(let done): done(Result { try log.withLock { try $0.headFailed() } })
+        }
     }
 
     /// The follower's thread: every epoch in which something was sequenced (at once for a log
@@ -269,7 +291,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
             if lastHead != .distantPast { _ = followerWake.wait(timeout: .now() + min(epochSeconds / 4, 0.1)) }
             if inbox.withLock({ $0.stopping }) { return }
             let bound = min(max(1, options.maxUncovered), DirectoryLog.forcedHeadChanges)
-            let crowded = log.withLock { $0.changesSinceHead >= bound }
+            let crowded = log.withLock { $0.uncoveredChanges >= bound }
             guard Date().timeIntervalSince(lastHead) >= epochSeconds || crowded, !broken.load(ordering: .relaxed) else { continue }
             guard let work = log.withLock({ $0.beginHead() }) else { continue }
             do {
@@ -286,11 +308,22 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
                 // The head's work (its changes and states, ~0.7 KB a change) is freed now: give
                 // the pages back, or glibc keeps each burst's peak (perf: under 0.1% of the
                 // server's CPU under full load).
-                malloc_trim(0)
+                #if canImport(Glibc)
+                    malloc_trim(0)
+                #endif
                 lastHead = Date()
             } catch {
                 logger.error("map head not stored", metadata: ["error": "\(error)"])
-                do { try log.withLock { try $0.headFailed() } } catch {
+                do {
+                    let recovered: Result<Void, any Error> = throughWriter { done in .recover(done: done) }
+                    try recovered.get()
+                    // Lookups move to the head the log has now (its append may have been stored
+                    // before the state database failed): the old snapshot no longer matches it.
+                    let (snap, newestHead) = try log.withLock { (try $0.lookupSnapshot(), $0.headCheckpoint) }
+                    snapshot.withLock { $0 = snap }
+                    head.withLock { $0 = newestHead }
+                    publishNewest()
+                } catch {
                     broken.store(true, ordering: .relaxed)
                     logger.critical("the directory could not start again from its state after a failed head; it takes no more changes", metadata: ["error": "\(error)"])
                 }
@@ -300,17 +333,28 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
 
     /// Has the writer append `work`'s head with `root`, and waits for it.
     private func appendThroughWriter(_ work: DirectoryLog.HeadWork, root: Hash) throws -> StoredCheckpoint {
+        try throughWriter { done in .appendHead(work: work, root: root, done: done) }.get()
+    }
+
+    /// Posts a request to the writer and waits for its result. Once the writer has stopped, an
+    /// append is refused and a recovery runs here (no batch can be in flight any more).
+    private func throughWriter<T: Sendable>(_ make: (@escaping @Sendable (Result<T, any Error>) -> Void) -> WriterRequest) -> Result<T, any Error> {
         let done = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<StoredCheckpoint, any Error>?>(nil)
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let request = make { r in result.withLock { $0 = r }; done.signal() }
         let posted = headRequest.withLock { h -> Bool in
             guard !h.writerGone else { return false }
-            h.request = HeadRequest(work: work, root: root, done: { r in result.withLock { $0 = r }; done.signal() })
+            h.request = request
             return true
         }
-        guard posted else { throw StoreError.notInitialised("the server is stopping") }
+        guard posted else {
+            if case .appendHead = request { return .failure(StoreError.notInitialised("the server is stopping")) }
+            run(request)
+            return result.withLock { $0! }
+        }
         wake.signal()
         done.wait()
-        return try result.withLock { $0! }.get()
+        return result.withLock { $0! }
     }
 
     private func write(_ batch: [Pending]) {
