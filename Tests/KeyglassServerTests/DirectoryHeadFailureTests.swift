@@ -17,11 +17,8 @@ final class DirectoryHeadFailureTests: XCTestCase {
     }
 
     func testABatchStoredWhileTheLogStartsAgainIsRefusedNotReplayedTwice() throws {
-        let dir = TestLog.temporaryDirectory("head-failure")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, signer, vrfSeed) = try directoryScratch("head-failure")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let signer = try NoteSigner.generate(name: "example.com/directory")
-        let vrfSeed = Ed25519.generate().seed
         let statePath = dir + "/directory-state.sqlite"
         var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
@@ -59,14 +56,12 @@ final class DirectoryHeadFailureTests: XCTestCase {
     }
 
     func testAfterAHeadFailedOnceAppendedLookupsUseTheHeadTheLogHas() throws {
-        let dir = TestLog.temporaryDirectory("head-failure-snapshot")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, signer, vrfSeed) = try directoryScratch("head-failure-snapshot")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let statePath = dir + "/directory-state.sqlite"
         let storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         defer { storage.close() }
-        let log = try DirectoryLog.create(
-            storage: storage, signer: try NoteSigner.generate(name: "example.com/directory"), vrfSeed: Ed25519.generate().seed, statePath: statePath)
+        let log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
         _ = try log.publish([try add("a@example.com")])
         try log.appendMapHead()
         let old = try XCTUnwrap(try log.lookupSnapshot())

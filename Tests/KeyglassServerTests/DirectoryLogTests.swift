@@ -22,15 +22,8 @@ final class DirectoryLogTests: XCTestCase {
         return .init(identity: identity, kind: kind, authority: c.authority)
     }
 
-    /// A directory for a test's log, a signer and a VRF seed (the caller removes the directory).
-    private func scratch(_ name: String) throws -> (dir: String, signer: NoteSigner, vrfSeed: [UInt8]) {
-        let dir = TestLog.temporaryDirectory(name)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return (dir, try NoteSigner.generate(name: "example.com/directory"), Ed25519.generate().seed)
-    }
-
     func testDirectoryLogEndToEnd() throws {
-        let (dir, signer, vrfSeed) = try scratch("v2")
+        let (dir, signer, vrfSeed) = try directoryScratch("v2")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed)
@@ -96,7 +89,7 @@ final class DirectoryLogTests: XCTestCase {
     /// identity's first change is stored with it; a damaged stored proof is made again and
     /// replaced; a proof queued before an erasure does not bring the erased row back.
     func testVRFProofsAreMadeOnceStoredAndNeverResurrectErasedRows() throws {
-        let (dir, signer, vrfSeed) = try scratch("v2-labels")
+        let (dir, signer, vrfSeed) = try directoryScratch("v2-labels")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         defer { storage.close() }
@@ -151,7 +144,7 @@ final class DirectoryLogTests: XCTestCase {
     /// secure_delete on by default, so here this also holds without the pragma; builds without
     /// that default, such as upstream's, need it.)
     func testErasedSealedChangesLeaveNoBytesInTheFile() throws {
-        let (dir, signer, vrfSeed) = try scratch("v2-erase")
+        let (dir, signer, vrfSeed) = try directoryScratch("v2-erase")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/log.sqlite"
         var storage = try SQLiteStorage(path: path, readers: 1, secureDelete: true)
@@ -203,11 +196,8 @@ final class DirectoryLogTests: XCTestCase {
     /// a state database: a restart goes on from it instead of replaying the log, one deleted or
     /// from another history is rebuilt from the log, and each way answers lookups the same.
     func testTheDerivedStateResumesAndIsRebuiltWhenMissingOrForeign() throws {
-        let dir = TestLog.temporaryDirectory("v2-state")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, signer, vrfSeed) = try directoryScratch("v2-state")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let signer = try NoteSigner.generate(name: "example.com/directory")
-        let vrfSeed = Ed25519.generate().seed
         let statePath = dir + "/directory-state.sqlite"
         var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
@@ -274,11 +264,8 @@ final class DirectoryLogTests: XCTestCase {
     /// database and the log starts again from it, so lookups stay on the head before, verified;
     /// once storage is back (a restart without the quota) the next head shows the change.
     func testAHeadThatFailsToStoreLeavesLookupsOnTheHeadBefore() throws {
-        let dir = TestLog.temporaryDirectory("v2-full")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, signer, vrfSeed) = try directoryScratch("v2-full")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let signer = try NoteSigner.generate(name: "example.com/directory")
-        let vrfSeed = Ed25519.generate().seed
         let statePath = dir + "/directory-state.sqlite"
         var storage = try SQLiteStorage(path: dir + "/log.sqlite", sync: .normal)
         var log = try DirectoryLog.create(storage: storage, signer: signer, vrfSeed: vrfSeed, statePath: statePath)
