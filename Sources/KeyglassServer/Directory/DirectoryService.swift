@@ -72,8 +72,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// At start, the newest head covered every entry: the epoch timer starts now. Otherwise (a
     /// new log, or changes stored after the last head before a stop) a head is appended at once.
     private let headCoversAll: Bool
-    /// Lookups read the state database on these connections, outside the log's lock (nil for a
-    /// log whose state is in memory: lookups then take the lock).
+    /// Lookups read the state database on these connections, outside the log's lock.
     private let reader: DirectoryStateReader
     /// What lookups need of the newest head besides the state database (`DirectoryLog.LookupSnapshot`).
     private let snapshot: Mutex<DirectoryLog.LookupSnapshot?>
@@ -83,7 +82,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// writer goes on; it asks the writer to append the head entry (only the writer appends).
     private let follower: DirectoryFollower
     private let followerWake = DispatchSemaphore(value: 0)
-    /// A head the follower asks the writer to append, and whether the writer has stopped.
+    /// What the follower asks of the writer (at most one at a time), and whether it has stopped.
     private let headRequest = Mutex<(request: WriterRequest?, writerGone: Bool)>((nil, false))
 
     /// What the follower asks of the writer, which runs it between batches: only the writer
@@ -253,9 +252,11 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
                     defer { h = (nil, true) }
                     return h.request
                 }
+                // A restart after a failed head is not needed either: the state database rolled
+                // back whole, and the next start resumes from it.
                 switch left {
                 case .appendHead(_, _, let done)?: done(.failure(StoreError.notInitialised("the server is stopping")))
-                case .recover?: run(left!)  // no batch will come: safe here, and the state stays whole
+                case .recover(let done)?: done(.failure(StoreError.notInitialised("the server is stopping")))
                 case nil: break
                 }
                 followerWake.signal()
@@ -273,7 +274,12 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     private func run(_ request: WriterRequest) {
         switch request {
         case .appendHead(let work, let root, let done): done(Result { try log.withLock { try $0.appendOwnHead(work, root: root) } })
-        case .recover(let done): done(Result { try log.withLock { try $0.headFailed() } })
+        case .recover(let done):
+            let result = Result { try log.withLock { try $0.headFailed() } }
+            // A log that could not start again is half reset (its replay behind its size): no
+            // batch may be judged against it, and this thread writes the next one.
+            if case .failure = result { broken.store(true, ordering: .relaxed) }
+            done(result)
         }
     }
 
@@ -313,19 +319,29 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
                 #endif
                 lastHead = Date()
             } catch {
+                if inbox.withLock({ $0.stopping }) { return }
                 logger.error("map head not stored", metadata: ["error": "\(error)"])
+                // The next try waits an epoch: each restart replays the uncovered entries on the
+                // writer's thread, and a disk that is full stays full for a while.
+                lastHead = Date()
+                let recovered: Result<Void, any Error> = throughWriter { done in .recover(done: done) }
+                if case .failure(let error) = recovered {
+                    if inbox.withLock({ $0.stopping }) { return }
+                    logger.critical("the directory could not start again from its state after a failed head; it takes no more changes", metadata: ["error": "\(error)"])
+                    continue
+                }
+                // Lookups move to the head the log has now (its append may have been stored
+                // before the state database failed): the old snapshot no longer matches it.
                 do {
-                    let recovered: Result<Void, any Error> = throughWriter { done in .recover(done: done) }
-                    try recovered.get()
-                    // Lookups move to the head the log has now (its append may have been stored
-                    // before the state database failed): the old snapshot no longer matches it.
                     let (snap, newestHead) = try log.withLock { (try $0.lookupSnapshot(), $0.headCheckpoint) }
                     snapshot.withLock { $0 = snap }
                     head.withLock { $0 = newestHead }
                     publishNewest()
                 } catch {
-                    broken.store(true, ordering: .relaxed)
-                    logger.critical("the directory could not start again from its state after a failed head; it takes no more changes", metadata: ["error": "\(error)"])
+                    // The log is whole; lookups wait (the old snapshot no longer matches) until
+                    // the next head publishes one.
+                    snapshot.withLock { $0 = nil }
+                    logger.error("no lookup snapshot after a failed head", metadata: ["error": "\(error)"])
                 }
             }
         }
@@ -347,11 +363,7 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
             h.request = request
             return true
         }
-        guard posted else {
-            if case .appendHead = request { return .failure(StoreError.notInitialised("the server is stopping")) }
-            run(request)
-            return result.withLock { $0! }
-        }
+        guard posted else { return .failure(StoreError.notInitialised("the server is stopping")) }
         wake.signal()
         done.wait()
         return result.withLock { $0! }
@@ -367,16 +379,17 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
             // fsync), and taken into the log's state under it again.
             let prepared = try log.withLock { try $0.prepare(batch.map(\.request)) }
             if let sealed = prepared.batch { try store.storage.append(sealed) }
-            let size: UInt64
+            var size = prepared.batch.map { $0.entries.count > 0 ? $0.entries[$0.entries.count - 1].index + 1 : 0 } ?? 0
             do {
                 size = try log.withLock { log in
                     try log.commit(prepared)
                     return log.size
                 }
             } catch {
+                // Stored, so sequenced: its changes are answered as such (a retry would be a
+                // second change), and nothing more is written.
                 broken.store(true, ordering: .relaxed)
                 logger.critical("a stored batch did not replay; the directory takes no more changes", metadata: ["error": "\(error)"])
-                throw error
             }
             let results = prepared.results
             publishNewest()
