@@ -169,7 +169,23 @@ extension MapTree {
         /// each leaf is placed, then every interior node on their paths is hashed once, deepest
         /// first, instead of once per label. Nodes are read and written through a cache for the
         /// batch, so the upper levels every path shares are read once.
+        ///
+        /// Taken `slice` labels at a time: the cache holds every node on its labels' paths and
+        /// their siblings (~40 each), so one head covering a million changes would otherwise hold
+        /// ~40M nodes at once; a slice costs only the upper levels' rehashing. Measured on an
+        /// auditor replaying 160,000 changes under heads of 70,000 each: peak RSS 139 MB with
+        /// slices of 4,096, 90 MB with 1,024 (11.6 s against 10.7 s), 86 MB with 512.
         public mutating func set(_ batch: [(label: Hash, value: Hash)]) throws {
+            let slice = 1024
+            var from = batch.startIndex
+            while from < batch.endIndex {
+                let to = min(from + slice, batch.endIndex)
+                try setSlice(batch[from..<to])
+                from = to
+            }
+        }
+
+        private mutating func setSlice(_ batch: ArraySlice<(label: Hash, value: Hash)>) throws {
             var cached = BatchCache(store: store)  // a class: `place` writes through the reference
             var dirty: Set<MapPosition> = []
             for (label, value) in batch {

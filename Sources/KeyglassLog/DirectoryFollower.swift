@@ -18,9 +18,6 @@ public final class DirectoryFollower: @unchecked Sendable {
         self.state = state
     }
 
-    /// Most changes given to the map in one `set` (see `DirectoryReplay.mapSlice`).
-    static let mapSlice = 1024
-
     /// Commits the head of `work`: applies its changes to the map, takes the root, writes the
     /// states and the position, has `append` store the head entry with that root (the writer's
     /// thread: only it appends), and commits with the head's size for lookups. Rolls back if
@@ -31,12 +28,7 @@ public final class DirectoryFollower: @unchecked Sendable {
     {
         try state.transaction {
             let map = state.map
-            var from = 0
-            while from < work.changes.count {
-                let to = min(from + Self.mapSlice, work.changes.count)
-                try map.set(Array(work.changes[from..<to]))
-                from = to
-            }
+            try map.set(work.changes)
             let root = map.root()
             for (label, s) in work.states { try state.labelStates.setState(s, of: label) }
             try state.save(work.position, range: work.range)
