@@ -13,6 +13,21 @@ final class StopFlag: @unchecked Sendable {
     private var value = false
     var isSet: Bool { lock.withLock { value } }
     func set() { lock.withLock { value = true } }
+
+    /// `workers` tasks, each running `step(worker, n)` for n = 1, 2, … until this flag is set. A
+    /// flag rather than task cancellation: cancelling an in-flight URLSession request on Linux can
+    /// leave it hanging for ever.
+    func load(workers: Int, _ step: @escaping @Sendable (_ worker: Int, _ n: Int) async -> Void) -> [Task<Void, Never>] {
+        (0..<workers).map { worker in
+            Task {
+                var n = 0
+                while !isSet {
+                    n += 1
+                    await step(worker, n)
+                }
+            }
+        }
+    }
 }
 
 /// The server is SIGKILLed at random moments under concurrent publishes, round after round. After
@@ -70,21 +85,13 @@ final class CrashSafetyTests: XCTestCase {
             let report = await Auditor(client: client, options: auditOptions).run()
             XCTAssertEqual(report.status, .ok, "round \(round): \(report.text)")
 
-            // Concurrent publishers, then SIGKILL at a random moment. They stop on a flag rather than
-            // by task cancellation: cancelling an in-flight URLSession request on Linux can leave it
-            // hanging for ever.
+            // Concurrent publishers, then SIGKILL at a random moment.
             let stop = StopFlag()
-            let publishers = (0..<24).map { worker in
-                Task {
-                    var n = 0
-                    while !stop.isSet {
-                        n += 1
-                        let identity = "crash-\(round)-\(worker)-\(n)"
-                        let body = PublishBody(identity: identity, key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
-                        guard let answer = try? await client.publish(body, token: token) else { continue }
-                        await acks.add(answer, identity: identity)
-                    }
-                }
+            let publishers = stop.load(workers: 24) { worker, n in
+                let identity = "crash-\(round)-\(worker)-\(n)"
+                let body = PublishBody(identity: identity, key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
+                guard let answer = try? await client.publish(body, token: token) else { return }
+                await acks.add(answer, identity: identity)
             }
             try await Task.sleep(for: .milliseconds(Int.random(in: 80...400, using: &rng)))
             await Binaries.kill9(server)

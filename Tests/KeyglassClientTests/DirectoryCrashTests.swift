@@ -47,18 +47,12 @@ final class DirectoryCrashTests: XCTestCase {
             // Before new load: what was acknowledged is there (the server covers it before serving).
             _ = try await checkAcknowledged(client, most: 40)
             let stop = StopFlag()
-            let writers = (0..<16).map { worker in
-                Task {
-                    var n = 0
-                    while !stop.isSet {
-                        n += 1
-                        let identity = "c\(round)-\(worker)-\(n)@crash.example"
-                        guard let record = try? DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey) else { continue }
-                        let body = ChangeBody(identity: identity, change: DeviceChange(kind: .add(record), authority: .operator))
-                        guard (try? await client.submit(body, token: token)) != nil else { continue }
-                        await acknowledged.add(identity, device: record.id)
-                    }
-                }
+            let writers = stop.load(workers: 16) { worker, n in
+                let identity = "c\(round)-\(worker)-\(n)@crash.example"
+                guard let record = try? DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey) else { return }
+                let body = ChangeBody(identity: identity, change: DeviceChange(kind: .add(record), authority: .operator))
+                guard (try? await client.submit(body, token: token)) != nil else { return }
+                await acknowledged.add(identity, device: record.id)
             }
             try await Task.sleep(for: .milliseconds(Int.random(in: 150...600, using: &rng)))
             await Binaries.kill9(server)

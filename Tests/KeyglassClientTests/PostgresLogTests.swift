@@ -269,17 +269,11 @@ final class PostgresLogTests: XCTestCase {
             let stop = StopFlag()
             // Publishers try the servers in turn (a 503 from one that does not sequence, or a
             // refused connection from one being killed, moves on); watchers record every checkpoint.
-            let publishers = (0..<12).map { worker in
-                Task {
-                    var n = 0
-                    while !stop.isSet {
-                        n += 1
-                        let client = clients[(worker + n) % clients.count]
-                        let b = PublishBody(identity: "w\(worker)-r\(round)-\(n)@pg.example", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
-                        if let answer = try? await client.publish(b, token: log.token, notSequencerRetries: 0) { await observed.ack(answer) }
-                        else { try? await Task.sleep(for: .milliseconds(20)) }
-                    }
-                }
+            let publishers = stop.load(workers: 12) { worker, n in
+                let client = clients[(worker + n) % clients.count]
+                let b = PublishBody(identity: "w\(worker)-r\(round)-\(n)@pg.example", key_type: "x25519", public_key: Base64.encode(Ed25519.randomBytes(32)))
+                if let answer = try? await client.publish(b, token: log.token, notSequencerRetries: 0) { await observed.ack(answer) }
+                else { try? await Task.sleep(for: .milliseconds(20)) }
             }
             let watchers = clients.map { client in
                 Task {
