@@ -150,8 +150,16 @@ public final class DirectoryLog {
             return s
         } catch {
             guard path != ":memory:" else { throw error }
-            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            try removeState(at: path)
             return try DirectoryStateStore(path: path, logKey: logKey)
+        }
+    }
+
+    /// Removes a state database to rebuild it; one that cannot be removed stops the opening (a
+    /// new one opened over it would keep another history's rows).
+    private static func removeState(at path: String) throws {
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            try FileManager.default.removeItem(atPath: path + suffix)
         }
     }
 
@@ -171,7 +179,7 @@ public final class DirectoryLog {
             // follower's, the lookups' and the writer's connections would keep the old file.
             if atRuntime { throw StoreError.corrupt("the state database no longer agrees with the log; restart the server to rebuild it") }
             state.close()
-            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: statePath + suffix) }
+            try Self.removeState(at: statePath)
             state = try DirectoryStateStore(path: statePath, logKey: signer.verifierKey)
             saved = nil
         }
