@@ -235,12 +235,22 @@ public struct Auditor: Sendable {
                 guard let bundle = try await bundles.next() else { break }
                 // A cancelled run (SIGINT, a test) stops here; the saved position lets the next run resume.
                 try Task.checkCancellation()
-                for (offset, inspected) in bundle.entries.enumerated() {
-                    let index = bundle.firstIndex + UInt64(offset)
-                    if index < range.size { continue }
-                    checker.check(inspected, index: index)
-                    range.append(bundle.leafHashes[offset]) { id, hash in
-                        if id.level == UInt8(TileLayout.height) { tileRoots[id.index] = hash }
+                let keepTileRoot = { (id: NodeID, hash: Hash) in
+                    if id.level == UInt8(TileLayout.height) { tileRoots[id.index] = hash }
+                }
+                if let tileRoot = bundle.tileRoot, range.size == bundle.firstIndex {
+                    // A whole tile the range ends at: its entries checked, its root appended.
+                    for offset in bundle.entries.indices {
+                        checker.check(bundle.entries[offset], index: bundle.firstIndex + UInt64(offset))
+                    }
+                    range.append(subtree: tileRoot, level: UInt8(TileLayout.height), newNode: keepTileRoot)
+                } else {
+                    // A partial tile, or a resumed run's first tile (part of it audited already).
+                    for offset in bundle.entries.indices {
+                        let index = bundle.firstIndex + UInt64(offset)
+                        if index < range.size { continue }
+                        checker.check(bundle.entries[offset], index: index)
+                        range.append(bundle.leafHashes[offset], newNode: keepTileRoot)
                     }
                 }
                 let found = checker.takeAlerts()

@@ -40,12 +40,24 @@ public struct CompactRange: Sendable, Equatable {
     /// Appends one leaf. `newNode` is called for the leaf and for every perfect subtree it completes,
     /// bottom up, so storage can keep every node hash without recomputing any.
     public mutating func append(_ leaf: Hash, newNode: (NodeID, Hash) -> Void = { _, _ in }) {
-        var hash = leaf
-        var level: UInt8 = 0
-        var index = size
-        newNode(NodeID(level: 0, index: index), hash)
-        // Each trailing 1 bit of the old size is a finished subtree that the new leaf completes a pair with.
-        var bits = size
+        append(subtree: leaf, level: 0, newNode: newNode)
+    }
+
+    /// Appends a whole perfect subtree of 2^`level` leaves at once, given its root: what appending
+    /// its leaves one by one would give, for the cost of the levels above it. The range's size must
+    /// be a multiple of 2^`level` (the subtree is aligned, as an entry bundle's tile is). `newNode`
+    /// is called for the subtree and for every perfect subtree it completes, bottom up. Lets an
+    /// auditor hash each tile's leaves on the core that read the tile.
+    public mutating func append(subtree root: Hash, level: UInt8, newNode: (NodeID, Hash) -> Void = { _, _ in }) {
+        let width = UInt64(1) << UInt64(level)
+        precondition(level < 64 && size & (width - 1) == 0, "a subtree must start at a multiple of its width")
+        var hash = root
+        var level = level
+        var index = size >> UInt64(level)
+        newNode(NodeID(level: level, index: index), hash)
+        // Each trailing 1 bit of the old size (above `level`) is a finished subtree the new one
+        // completes a pair with.
+        var bits = index
         while bits & 1 == 1 {
             let left = hashes.removeLast()
             hash = Merkle.nodeHash(left, hash)
@@ -55,7 +67,7 @@ public struct CompactRange: Sendable, Equatable {
             bits >>= 1
         }
         hashes.append(hash)
-        size += 1
+        size += width
     }
 
     /// MTH of the first `size` leaves: fold the subtree roots right to left.

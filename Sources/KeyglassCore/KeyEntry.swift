@@ -168,7 +168,7 @@ public struct KeyEntry: Sendable, Equatable {
             }
             guard let typeRange = r.field8(), typeRange.count <= maxKeyTypeBytes else { throw .malformed("truncated key type") }
             let typeBytes = UnsafeRawBufferPointer(rebasing: b[typeRange])
-            guard let keyType = KeyType.allCases.first(where: { $0.rawValue.utf8.elementsEqual(typeBytes) }) else {
+            guard let keyType = KeyType.named(typeBytes) else {
                 throw .key(.unknownType(String(decoding: typeBytes, as: UTF8.self)))
             }
             guard let key = r.field16(), !key.isEmpty, key.count <= maxKeyBytes else { throw .malformed("truncated, empty or oversized key") }

@@ -100,4 +100,17 @@ final class EntryTests: XCTestCase {
         off[64] ^= 1
         XCTAssertThrowsError(try KeyType.p256.validate(off))
     }
+
+    /// The parser's byte lookup of a type name agrees with the names themselves, and refuses every
+    /// near miss (a prefix, an extension, another case, the empty name).
+    func testKeyTypeNamesAreLookedUpByExactBytes() {
+        func named(_ s: String) -> KeyType? { Array(s.utf8).withUnsafeBytes { KeyType.named($0) } }
+        for t in KeyType.allCases {
+            XCTAssertEqual(named(t.rawValue), t)
+            XCTAssertNil(named(String(t.rawValue.dropLast())), t.rawValue)
+            XCTAssertNil(named(t.rawValue + "\0"), t.rawValue)
+            XCTAssertNil(named(t.rawValue.uppercased()), t.rawValue)
+        }
+        for other in ["", "ed2551", "ed25519x", "x448", "P256", "rsa"] { XCTAssertNil(named(other), other) }
+    }
 }

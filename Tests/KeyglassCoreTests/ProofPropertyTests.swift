@@ -95,6 +95,33 @@ final class ProofPropertyTests: XCTestCase {
         XCTAssertNil(CompactRange(size: 3, hashes: [Merkle.emptyRoot]))
     }
 
+    /// A whole aligned subtree appended by its root gives the range its leaves give one by one, and
+    /// reports the same new nodes (the subtree's root and those it completes, bottom up).
+    func testAppendingAnAlignedSubtreeEqualsAppendingItsLeaves() {
+        let t = Self.tree
+        for _ in 0..<300 {
+            let level = UInt8.random(in: 0...8, using: &rng)
+            let width = UInt64(1) << UInt64(level)
+            let start = UInt64.random(in: 0...(2999 / width - 1), using: &rng) * width
+            var range = CompactRange(size: start, hashes: CompactRange.subtrees(forSize: start).map { t.nodes[$0]! })!
+            var reported: [NodeID] = []
+            range.append(subtree: t.nodes[NodeID(level: level, index: start / width)]!, level: level) { id, hash in
+                reported.append(id)
+                XCTAssertEqual(t.nodes[id], hash, "\(id)")
+            }
+            XCTAssertEqual(range.size, start + width)
+            XCTAssertEqual(range.root, t.roots[Int(start + width)], "level \(level) at \(start)")
+            XCTAssertEqual(range.hashes, CompactRange.subtrees(forSize: start + width).map { t.nodes[$0]! })
+            // Leaf by leaf: the nodes at or above the subtree's level, in the same order.
+            var byLeaves = CompactRange(size: start, hashes: CompactRange.subtrees(forSize: start).map { t.nodes[$0]! })!
+            var expected: [NodeID] = []
+            for i in start..<start + width {
+                byLeaves.append(t.nodes[NodeID(level: 0, index: i)]!) { id, _ in if id.level >= level { expected.append(id) } }
+            }
+            XCTAssertEqual(reported, expected)
+        }
+    }
+
     private func flip(_ h: Hash, bit: Int) -> Hash {
         var b = h.bytes
         b[bit / 8] ^= UInt8(1 << (bit % 8))

@@ -229,7 +229,6 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     private func writeLoop() {
         let c = options.epoch.components
         let epochSeconds = max(0.001, Double(c.seconds) + Double(c.attoseconds) / 1e18)
-        var lastHead = headCoversAll ? Date() : Date.distantPast
         while true {
             _ = wake.wait(timeout: .now() + epochSeconds / 4)
             while true {
