@@ -7,8 +7,28 @@ import NIOCore
 import NIOHTTPTypes
 import Synchronization
 
-/// Answers the hot requests — proofs, tiles, the checkpoint, and publishes with the operator token
-/// — right on the connection's event loop.
+/// What an API gives `FastPathHandler`: which requests it may answer on the event loop, and how.
+/// Every method must be quick and never wait (no lock held across a commit, no network): it runs on
+/// the connection's event loop. Any request it declines goes to the router, which answers it and
+/// its errors as before.
+protocol FastPathAPI: Sendable {
+    /// What a started POST hands back (from any thread) to be answered on the event loop.
+    associatedtype Posted: Sendable
+    /// Largest body a request answered here may carry (larger ones go to the router: 413).
+    var fastPathMaxBodyBytes: Int { get }
+    /// Whether to hold this request for the fast path, judged on its head alone.
+    func isFast(_ head: HTTPRequest) -> Bool
+    /// The answer to a held GET, or nil to let the router answer (including every error).
+    func fastRead(_ head: HTTPRequest, client: SocketAddress?) -> ReadAnswer?
+    /// Starts a held POST; false lets the router answer. Once started, `done` is called exactly
+    /// once, on any thread, and `answer(_:)` then runs on the event loop.
+    func startFastPost(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (Posted) -> Void) -> Bool
+    /// The answer to a finished POST.
+    func answer(_ posted: Posted) -> ReadAnswer
+}
+
+/// Answers the hot requests — for a v1 log proofs, tiles, the checkpoint, and publishes with the
+/// operator token; for a directory its lookups — right on the connection's event loop.
 ///
 /// Through Hummingbird's router every request crosses from the event loop to Swift's task pool and
 /// back; on two cores those hops, not the work, were the largest cost of a proof (measured with
@@ -26,20 +46,20 @@ import Synchronization
 /// later requests on that connection wait too (reading from the socket pauses). Sits after
 /// Hummingbird's connection-state handler, so idle timeouts and `Connection: close` see every
 /// request.
-final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class FastPathHandler<API: FastPathAPI>: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    private let api: KeyglassAPI
+    private let api: API
     /// A request this handler may answer, held until its end arrives, with its body so far.
     private var held: HTTPRequest?
     private var heldBody: ByteBuffer?
     /// Requests passed to the router whose responses have not been written completely.
     private var withRouter = 0
-    /// A publish waiting for its commit; parts that arrive meanwhile wait in `waiting`.
-    private var publishing = false
+    /// A POST (a publish) waiting for its commit; parts that arrive meanwhile wait in `waiting`.
+    private var posting = false
     /// The request being answered asked for `Connection: close` (Hummingbird closes after such a
     /// request's response; so does this path).
     private var closeAfterAnswer = false
@@ -54,13 +74,13 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The router's answer being written says `Connection: close`: close once it is written.
     private var closeAfterRouterAnswer = false
 
-    init(api: KeyglassAPI) {
+    init(api: API) {
         self.api = api
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if publishing {
+        if posting {
             waiting.append(part)
             // Only a client that pipelines sends more before its answer; stop reading from it until
             // the publish is answered (most clients never get here, so most publishes cost no
@@ -75,7 +95,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if publishing {
+        if posting {
             waitingError = waitingError ?? error
             return
         }
@@ -86,7 +106,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if publishing, case ChannelEvent.inputClosed = event {
+        if posting, case ChannelEvent.inputClosed = event {
             waitingInputClosed = true
             return
         }
@@ -104,7 +124,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             withRouter += 1
             context.fireChannelRead(wrapInboundOut(part))
         case .body(var chunk):
-            if held != nil, heldBody != nil, heldBody!.readableBytes + chunk.readableBytes <= api.options.maxBodyBytes {
+            if held != nil, heldBody != nil, heldBody!.readableBytes + chunk.readableBytes <= api.fastPathMaxBodyBytes {
                 heldBody!.writeBuffer(&chunk)
                 return
             }
@@ -124,8 +144,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 write(answer, context: context)
                 return
             }
-            if head.method == .post, let body, let publish = api.fastPublish(head, body: body) {
-                startPublish(publish, context: context)
+            if head.method == .post, let body, startPost(head, body: body, context: context) {
                 return
             }
             withRouter += 1
@@ -145,48 +164,42 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let body, body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
     }
 
-    private func startPublish(_ publish: PublishRequest, context: ChannelHandlerContext) {
-        publishing = true
+    /// Starts a POST the API takes; while it waits, later parts on this connection wait too.
+    private func startPost(_ head: HTTPRequest, body: ByteBuffer, context: ChannelHandlerContext) -> Bool {
         let loop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        api.sequencer.submit(publish) { result in
+        // The answer always comes back through `execute`, so after this function has returned.
+        let started = api.startFastPost(head, body: body) { posted in
             loop.eventLoop.execute {
                 let (handler, context) = loop.value
-                handler.finishPublish(result, context: context)
+                handler.finishPost(posted, context: context)
             }
         }
+        if started { posting = true }
+        return started
     }
 
-    private func finishPublish(_ result: Result<PublishReceipt, PublishError>, context: ChannelHandlerContext) {
-        publishing = false
-        let answer: ReadAnswer
-        switch result {
-        case .success(let receipt):
-            do { answer = try api.publishAnswer(receipt) } catch {
-                api.logger.error("publish integrated but its answer failed", metadata: ["error": "\(error)"])
-                answer = APIError(.internalServerError, "internal", "the entry was integrated but its proof could not be read; look it up").answer
-            }
-        case .failure(let e):
-            answer = KeyglassAPI.apiError(e).answer
-        }
+    private func finishPost(_ posted: API.Posted, context: ChannelHandlerContext) {
+        posting = false
+        let answer = api.answer(posted)
         write(answer, context: context)
         guard context.channel.isActive else { return }
         let replaying = !waiting.isEmpty
-        while !publishing, !waiting.isEmpty {
+        while !posting, !waiting.isEmpty {
             handle(waiting.removeFirst(), context: context)
         }
         // The async channel behind us buffers what it is handed until a read completes, and the
         // socket read that brought these parts completed long ago: without this, requests
         // replayed to the router waited for the client's next bytes (observed: 70 s).
         if replaying { context.fireChannelReadComplete() }
-        if !publishing, let error = waitingError {
+        if !posting, let error = waitingError {
             waitingError = nil
             errorCaught(context: context, error: error)
         }
-        if !publishing, waitingInputClosed {
+        if !posting, waitingInputClosed {
             waitingInputClosed = false
             context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         }
-        if readingPaused, !publishing {
+        if readingPaused, !posting {
             readingPaused = false
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
         }
@@ -232,7 +245,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-extension KeyglassAPI {
+extension KeyglassAPI: FastPathAPI {
     static let serverName = "keyglass"
 
     /// Requests the fast path may answer, judged on the head: GETs of the hot read paths, and
@@ -253,13 +266,32 @@ extension KeyglassAPI {
         return head.method != .post || head.headerFields[.authorization] != nil
     }
 
-    /// A publish checked and ready to queue, or nil to let the router answer (including every error).
-    func fastPublish(_ head: HTTPRequest, body: ByteBuffer) -> PublishRequest? {
+    var fastPathMaxBodyBytes: Int { options.maxBodyBytes }
+
+    /// A publish checked and queued with the sequencer; false (nothing queued) lets the router
+    /// answer, including every error.
+    func startFastPost(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (Result<PublishReceipt, PublishError>) -> Void) -> Bool {
+        let publish: PublishRequest
         do {
             try requireJSON(contentType: head.headerFields[.contentType])
-            return try preparePublish(body: body, authorization: head.headerFields[.authorization])
+            publish = try preparePublish(body: body, authorization: head.headerFields[.authorization])
         } catch {
-            return nil
+            return false
+        }
+        sequencer.submit(publish, done: done)
+        return true
+    }
+
+    /// A committed publish's answer (its inclusion proof), or its error's.
+    func answer(_ posted: Result<PublishReceipt, PublishError>) -> ReadAnswer {
+        switch posted {
+        case .success(let receipt):
+            do { return try publishAnswer(receipt) } catch {
+                logger.error("publish integrated but its answer failed", metadata: ["error": "\(error)"])
+                return APIError(.internalServerError, "internal", "the entry was integrated but its proof could not be read; look it up").answer
+            }
+        case .failure(let e):
+            return Self.apiError(e).answer
         }
     }
 

@@ -80,7 +80,7 @@ public struct KeyglassAPI: Sendable {
         Application(
             router: router(),
             server: HTTPServerBuilder { responder in
-                KeyglassHTTP1Channel(responder: responder, idleTimeout: .seconds(options.idleTimeout.components.seconds), api: self)
+                KeyglassHTTP1Channel(responder: responder, idleTimeout: .seconds(options.idleTimeout.components.seconds), api: self, metrics: metrics)
             },
             configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
             // Shut down in reverse order: witnesses, then the sequencer (it drains its queue), then

@@ -11,12 +11,14 @@ import NIOHTTPTypesHTTP1
 /// added after the connection-state handler. Hummingbird's own configuration can only add
 /// handlers before that state handler, where requests answered early would be invisible to its
 /// idle timeout and keep-alive bookkeeping.
-struct KeyglassHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+struct KeyglassHTTP1Channel<API: FastPathAPI>: ServerChildChannel, HTTPChannelHandler {
     typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
     let responder: HTTPChannelHandler.Responder
     let idleTimeout: Duration?
-    let api: KeyglassAPI
+    let api: API
+    /// Counts requests by route and status (a v1 log's `/metrics`); nil: not counted.
+    let metrics: ServerMetrics?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -27,7 +29,7 @@ struct KeyglassHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 withOutboundHeaderValidation: false)  // swift-http-types validates header fields
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
-            try pipeline.addHandler(RequestMetricsHandler(metrics: api.metrics))
+            if let metrics { try pipeline.addHandler(RequestMetricsHandler(metrics: metrics)) }
             try pipeline.addHandler(FastPathHandler(api: api))
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
         }

@@ -429,7 +429,7 @@ extension Serve {
                                                            "verifier_key": "\(signer.verifierKey)", "address": "\(host):\(port)"])
         let portFile = portFile
         let listening = logger
-        let app = api.application(host: host, port: port) { bound in
+        let app = api.application(host: host, port: port, idleTimeout: .seconds(max(1, idleTimeout))) { bound in
             listening.notice("listening", metadata: ["address": "\(host):\(bound)"])
             if let portFile { try? Data("\(bound)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) }
         }

@@ -2,6 +2,7 @@ import Foundation
 import KeyglassClient
 import KeyglassCore
 import KeyglassHTTP
+import KeyglassServer
 import KeyglassTestSupport
 import KeyglassWire
 import XCTest
@@ -258,5 +259,52 @@ final class FastPathTests: XCTestCase {
             XCTAssertEqual(answer.status, 200)
             XCTAssertNil(conn.response(), "the server closes the connection after answering")
         }
+    }
+
+    /// A key directory answers lookups on the event loop: the same bytes as its router (a GET with
+    /// a body goes to the router), in request order among requests the router answers, and every
+    /// lookup the fast path declines (no credential, a wrong one) answered by the router as before.
+    func testDirectoryLookupsOnTheEventLoopMatchTheRouterAndKeepTheirOrder() async throws {
+        var options = DirectoryService.Options()
+        options.epoch = .milliseconds(30)
+        let d = try await RunningDirectory.start(options: options)
+        do { try await checkDirectoryLookups(d) } catch { XCTFail("\(error)") }
+        await d.remove()
+    }
+
+    private func checkDirectoryLookups(_ d: RunningDirectory) async throws {
+        let alice = "alice@example.com"
+        let record = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)
+        let client = DirectoryClient(log: d.client, logKey: d.verifierKey, lookupToken: d.lookupToken)
+        _ = try await client.submit(ChangeBody(identity: alice, change: DeviceChange(kind: .add(record), authority: .operator)), token: d.token)
+        var shown = 0
+        for _ in 0..<200 where shown == 0 {
+            shown = (try? await client.lookup(alice))?.result.devices.count ?? 0
+            if shown == 0 { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        XCTAssertEqual(shown, 1, "a head shows alice's device (a verified lookup)")
+        let conn = try RawConnection(port: try XCTUnwrap(d.client.base.port))
+        let auth = "Authorization: Bearer \(d.lookupToken)\r\n"
+        func get(_ path: String, _ extra: String = auth) -> String { "GET \(path) HTTP/1.1\r\nHost: t\r\n\(extra)\r\n" }
+        conn.send(get("/v2/lookup/\(alice)")
+            + get("/v2/log", "")
+            + "GET /v2/lookup/\(alice) HTTP/1.1\r\nHost: t\r\n\(auth)Content-Length: 1\r\n\r\nx"
+            + get("/v2/lookup/\(alice)", "")
+            + get("/v2/lookup/\(alice)", "Authorization: Bearer not-a-credential\r\n")
+            + get("/v2/lookup/alice%40example.com")
+            + get("/v2/lookup/nobody@example.com")
+            + get("/v2/lookup/%A9"))
+        let answers = (0..<8).compactMap { _ in conn.response() }
+        XCTAssertEqual(answers.map(\.status), [200, 200, 200, 401, 403, 200, 200, 400], answers.map(\.body).joined(separator: "\n"))
+        guard answers.count == 8 else { return }
+        XCTAssertEqual(answers[0].body, answers[2].body, "the event loop's lookup and the router's are the same bytes")
+        XCTAssertEqual(answers[0].body, answers[5].body, "the identity is percent-decoded once")
+        XCTAssertTrue(answers[1].body.contains("\"vrf_public_key\""), answers[1].body)
+        XCTAssertNotEqual(answers[6].body, answers[0].body)
+        XCTAssertTrue(answers[7].body.contains("UTF-8"), answers[7].body)
+        // `Connection: close` on a lookup the fast path answers: answered, then closed.
+        conn.send(get("/v2/lookup/\(alice)", auth + "Connection: close\r\n"))
+        XCTAssertEqual(conn.response()?.body, answers[0].body)
+        XCTAssertNil(conn.response(), "the server closes the connection after answering")
     }
 }

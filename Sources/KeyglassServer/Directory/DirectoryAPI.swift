@@ -5,6 +5,7 @@ import KeyglassCore
 import KeyglassLog
 import KeyglassWire
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// The HTTP API of a v2 log, the key directory (Spec/directory.md "HTTP"):
@@ -109,16 +110,25 @@ public struct DirectoryAPI: Sendable {
         routes.filter { $0.match.matches(path) }.map(\.method.rawValue)
     }
 
-    public func application(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    /// `idleTimeout`: a connection with no request for that long is closed (nil: never).
+    public func application(host: String, port: Int, idleTimeout: Duration? = .seconds(30),
+                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
-            router: router(), configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
+            router: router(),
+            // Lookups are answered on the event loop (`fastRead`); everything else by the router.
+            server: HTTPServerBuilder { responder in
+                KeyglassHTTP1Channel(responder: responder, idleTimeout: idleTimeout, api: self, metrics: nil)
+            },
+            configuration: .init(address: .hostname(host, port: port), serverName: KeyglassAPI.serverName),
             services: [directory] + (witnesses.map { [$0] } ?? []), onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
     /// A lookup or history needs a lookup credential (limited per credential) or the publish token
     /// (the provider's back end, unlimited). Every credential's hash is compared, in constant time.
-    func authoriseLookup(_ request: Request) throws {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+    func authoriseLookup(_ request: Request) throws { try authoriseLookup(request.headers) }
+
+    func authoriseLookup(_ fields: HTTPFields) throws {
+        guard let header = fields[.authorization], header.hasPrefix("Bearer ") else {
             var e = APIError(.unauthorized, "unauthorized", "lookups and histories need a lookup credential: Authorization: Bearer <token>")
             e.headers[.wwwAuthenticate] = "Bearer"
             throw e
@@ -250,4 +260,36 @@ public struct DirectoryAPI: Sendable {
             throw APIError.badRequest("no signed checkpoint has tree size \(size)")
         }
     }
+}
+
+/// Lookups on the event loop (`FastPathHandler`): the most frequent request a directory gets is a
+/// few reads from SQLite and memory, cheaper to answer where it arrived than to hop to the router's
+/// tasks and a Dispatch thread and back (Spec/directory.md "HTTP"). The same functions make the
+/// answer as on the router, so both give the same bytes. Any lookup that would fail or wait goes
+/// to the router, which answers it as before; its credential's limit then counts it twice (a
+/// refused credential, an erased identity, or a head being published: none is the common case).
+extension DirectoryAPI: FastPathAPI {
+    var fastPathMaxBodyBytes: Int { Self.maxBodyBytes }
+
+    func isFast(_ head: HTTPRequest) -> Bool {
+        guard head.method == .get, let target = head.path else { return false }
+        let path = target.prefix { $0 != "?" }
+        return path.hasPrefix("/v2/lookup/") && CanonicalPath.isCanonical(path)
+            && !declaresOversizedBody(head.headerFields, maxBodyBytes: Self.maxBodyBytes)
+            && head.headerFields[.authorization] != nil
+    }
+
+    func fastRead(_ head: HTTPRequest, client: SocketAddress?) -> ReadAnswer? {
+        guard let target = head.path, (try? authoriseLookup(head.headerFields)) != nil else { return nil }
+        guard let identity = try? identity(URI(target), after: "/v2/lookup/"),
+            var answer = try? directory.lookupWithoutWaiting(identity)
+        else { return nil }
+        if let witnesses { answer.checkpoint = witnesses.served(note: answer.checkpoint) }
+        return .json(DirectoryLookupWriter.json(answer))
+    }
+
+    /// Changes go to the router.
+    func startFastPost(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (Never) -> Void) -> Bool { false }
+
+    func answer(_ posted: Never) -> ReadAnswer {}
 }

@@ -156,27 +156,38 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
     /// The lookup answer for `identity` (canonical) against the newest map head.
     public func lookup(_ identity: String) throws -> DirectoryLookup.Answer {
         let (label, proof) = try labels.labelAndProof(of: identity)
-        // The map proof and the state from the state database as of the newest head, on a reader
-        // connection; the history and sealed change from append-only storage. A lookup that
-        // meets a head committed after its snapshot takes the new one; past a few tries (a head
-        // being taken over and over), it reads under the log's lock.
-        // Waits of 1, 2, 4 … 64 ms, ~1 s in all: on two busy cores the follower can be off the
-        // CPU for tens of milliseconds between its commit and publishing the snapshot.
+        // A lookup that meets a head committed after its snapshot takes the new one. Waits of 1,
+        // 2, 4 … 64 ms, ~1 s in all: on two busy cores the follower can be off the CPU for tens of
+        // milliseconds between its commit and publishing the snapshot.
         for attempt in 0..<20 {
-            guard let snap = snapshot.withLock({ $0 }) else { throw StoreError.notInitialised("no map head yet") }
-            if let parts = try DirectoryLog.lookupParts(snap, label: label, vrfProof: proof, reader: reader) {
-                return try DirectoryLog.complete(parts, storage: store.storage)
-            }
+            if let answer = try lookup(label: label, vrfProof: proof) { return answer }
             // The follower committed a head and is publishing it: a moment.
             if attempt > 0 { Thread.sleep(forTimeInterval: Double(1 << min(attempt - 1, 6)) / 1000) }
         }
         throw StoreError.notInitialised("a map head is being stored; retry")
     }
 
-    /// As `lookup(_:)`, for async callers: the log's lock can be held by a commit (an fsync), and
-    /// a thread of Swift's cooperative pool must not block on it (two such lookups on two cores
-    /// would stall every task), so the wait happens on a Dispatch thread. (Answering lookups that
-    /// need no lock on the caller's thread was tried: no faster, 13.5-13.9k against 14.4-19.4k/s.)
+    /// One try, never waiting (for the event loop: `DirectoryAPI.fastRead`): nil when the follower
+    /// has committed a head it has not yet published, where `lookup(_:)` would wait a moment.
+    public func lookupWithoutWaiting(_ identity: String) throws -> DirectoryLookup.Answer? {
+        let (label, proof) = try labels.labelAndProof(of: identity)
+        return try lookup(label: label, vrfProof: proof)
+    }
+
+    /// The map proof and the state from the state database as of the newest head, on a reader
+    /// connection; the history and sealed change from append-only storage. Nil when the state
+    /// database has moved past the snapshot's head (a head just committed).
+    private func lookup(label: Hash, vrfProof: [UInt8]) throws -> DirectoryLookup.Answer? {
+        guard let snap = snapshot.withLock({ $0 }) else { throw StoreError.notInitialised("no map head yet") }
+        guard let parts = try DirectoryLog.lookupParts(snap, label: label, vrfProof: vrfProof, reader: reader) else { return nil }
+        return try DirectoryLog.complete(parts, storage: store.storage)
+    }
+
+    /// As `lookup(_:)`, for async callers (the router): a lookup that meets a head being published
+    /// sleeps, and a thread of Swift's cooperative pool must not (two such lookups on two cores
+    /// would stall every task), so it runs on a Dispatch thread. Most lookups never get here: the
+    /// event loop answers them (`DirectoryAPI.fastRead`) and hands only those that would wait to
+    /// the router.
     public func lookup(_ identity: String) async throws -> DirectoryLookup.Answer {
         try await withCheckedThrowingContinuation { c in
             DispatchQueue.global().async { c.resume(with: Result { try self.lookup(identity) }) }
