@@ -80,19 +80,18 @@ public final class LogStore: Sendable {
     /// the engine (a lookup proves every entry of an identity's history at once).
     public func inclusionProofs(indices: [UInt64], size: UInt64) throws -> [[Hash]] {
         let plans = try indices.map { try ProofPlan.inclusion(index: $0, size: size) }
-        var ids: [NodeID] = []
-        var position: [NodeID: Int] = [:]
-        for plan in plans {
-            for id in ProofPlan.nodes(of: plan) where position[id] == nil {
-                position[id] = ids.count
-                ids.append(id)
-            }
-        }
-        let hashes = try hashes(of: ids)
-        return try plans.map { plan in
-            try ProofPlan.assemble(plan) { id in
-                guard let i = position[id] else { throw StoreError.corrupt("missing node \(id)") }
-                return hashes[i]
+        // Each plan's nodes in turn, not merged: the nodes proofs share are the upper levels, read
+        // from memory, while a table of positions to merge them cost ~6% of a lookup (hashing).
+        let nodes = plans.map { ProofPlan.nodes(of: $0) }
+        let hashes = try hashes(of: Array(nodes.joined()))
+        var start = 0
+        return try zip(plans, nodes).map { plan, planNodes in
+            let mine = hashes[start..<start + planNodes.count]
+            start += planNodes.count
+            return try ProofPlan.assemble(plan) { id in
+                // A plan has at most ~2·64 nodes: a linear search beats building a dictionary.
+                guard let i = planNodes.firstIndex(of: id) else { throw StoreError.corrupt("missing node \(id)") }
+                return mine[mine.startIndex + i]
             }
         }
     }
