@@ -261,10 +261,11 @@ final class FastPathTests: XCTestCase {
         }
     }
 
-    /// A key directory answers lookups on the event loop: the same bytes as its router (a GET with
-    /// a body goes to the router), in request order among requests the router answers, and every
-    /// lookup the fast path declines (no credential, a wrong one) answered by the router as before.
-    func testDirectoryLookupsOnTheEventLoopMatchTheRouterAndKeepTheirOrder() async throws {
+    /// A key directory answers lookups and the operator's changes on the event loop: the same bytes
+    /// as its router (a GET with a body goes to the router), in request order among requests the
+    /// router answers, and every request the fast path declines (no credential, a wrong one, a
+    /// malformed change) answered by the router as before.
+    func testDirectoryLookupsAndChangesOnTheEventLoopKeepTheirOrderAndBytes() async throws {
         var options = DirectoryService.Options()
         options.epoch = .milliseconds(30)
         let d = try await RunningDirectory.start(options: options)
@@ -302,6 +303,31 @@ final class FastPathTests: XCTestCase {
         XCTAssertTrue(answers[1].body.contains("\"vrf_public_key\""), answers[1].body)
         XCTAssertNotEqual(answers[6].body, answers[0].body)
         XCTAssertTrue(answers[7].body.contains("UTF-8"), answers[7].body)
+        // Changes: the operator's (token) on the event loop, in order with what surrounds them;
+        // without the token or malformed, the router answers as before. A change the device rule
+        // refuses (re-adding alice's device id) is answered after the writer refused it.
+        func post(_ body: ChangeBody, _ extra: String) throws -> String {
+            let json = String(decoding: try JSONEncoder().encode(body), as: UTF8.self)
+            return "POST /v2/changes HTTP/1.1\r\nHost: t\r\n\(extra)Content-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
+        }
+        let token = "Authorization: Bearer \(d.token)\r\n"
+        let bob = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)
+        let carol = try DeviceRecord(id: Ed25519.randomBytes(16), signingKey: Ed25519.generate().publicKey)
+        conn.send(try post(ChangeBody(identity: "bob@example.com", change: DeviceChange(kind: .add(bob), authority: .operator)), token)
+            + get("/v2/lookup/\(alice)")
+            + "POST /v2/changes HTTP/1.1\r\nHost: t\r\n\(token)Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            + (try post(ChangeBody(identity: "carol@example.com", change: DeviceChange(kind: .add(carol), authority: .operator)), ""))
+            + (try post(ChangeBody(identity: alice, change: DeviceChange(kind: .add(record), authority: .operator)), token))
+            + (try post(ChangeBody(identity: "carol@example.com", change: DeviceChange(kind: .add(carol), authority: .operator)), token)))
+        let changes = (0..<6).compactMap { _ in conn.response() }
+        XCTAssertEqual(changes.map(\.status), [200, 200, 400, 401, 403, 200], changes.map(\.body).joined(separator: "\n"))
+        guard changes.count == 6 else { return }
+        let first = try JSONDecoder().decode(ChangeAnswer.self, from: Data(changes[0].body.utf8))
+        let last = try JSONDecoder().decode(ChangeAnswer.self, from: Data(changes[5].body.utf8))
+        XCTAssertGreaterThan(last.index, first.index, "answered in the order sent, each durable before its answer")
+        XCTAssertTrue(changes[1].body.contains("\"map_proof\""), "a lookup behind a change is answered after it: \(changes[1].body)")
+        XCTAssertTrue(changes[4].body.contains("\"error\":\"refused\""), changes[4].body)
+
         // `Connection: close` on a lookup the fast path answers: answered, then closed.
         conn.send(get("/v2/lookup/\(alice)", auth + "Connection: close\r\n"))
         XCTAssertEqual(conn.response()?.body, answers[0].body)

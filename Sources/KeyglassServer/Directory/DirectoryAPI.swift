@@ -144,23 +144,38 @@ public struct DirectoryAPI: Sendable {
     }
 
     func change(_ request: Request, context: KeyglassRequestContext) async throws -> Response {
-        let hasToken = request.headers[.authorization].map { $0.hasPrefix("Bearer ") && authorizer.accepts(String($0.dropFirst(7))) } ?? false
+        let hasToken = hasPublishToken(request.headers)
         if !hasToken, let limiter = signedChangeLimiter {
             let client = context.remoteAddress?.ipAddress ?? "unknown"
             guard limiter.allow(client) else { throw APIError.rateLimited(client) }
         }
-        guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") else {
+        try requireJSON(request.headers[.contentType])
+        let body = try await request.body.collect(upTo: Self.maxBodyBytes)
+        let change = try prepareChange(body, authorization: request.headers[.authorization])
+        return try changeAnswer(await directory.submit(change), hasToken: hasToken).response
+    }
+
+    /// Whether the request carries the operator's publish token.
+    func hasPublishToken(_ fields: HTTPFields) -> Bool {
+        fields[.authorization].map { $0.hasPrefix("Bearer ") && authorizer.accepts(String($0.dropFirst(7))) } ?? false
+    }
+
+    private func requireJSON(_ contentType: String?) throws {
+        guard let contentType, contentType.lowercased().hasPrefix("application/json") else {
             throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
         }
-        let data = Data((try await request.body.collect(upTo: Self.maxBodyBytes)).readableBytesView)
+    }
+
+    /// A change body, checked and with its label: the request to queue, or the error to answer.
+    func prepareChange(_ bytes: ByteBuffer, authorization: String?) throws -> DirectoryLog.ChangeRequest {
         let body: ChangeBody
-        do { body = try JSONDecoder().decode(ChangeBody.self, from: data) } catch {
+        do { body = try JSONDecoder().decode(ChangeBody.self, from: Data(bytes.readableBytesView)) } catch {
             throw APIError.badRequest("the body is not a change: identity, kind, and device or device_id (signer and signature for a chained change)")
         }
         let change: DeviceChange
         do { change = try body.change() } catch { throw APIError.badRequest("\(error)") }
         if case .operator = change.authority {
-            guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            guard let header = authorization, header.hasPrefix("Bearer ") else {
                 var e = APIError(.unauthorized, "unauthorized", "an operator change needs the publish token; a device's change needs signer and signature")
                 e.headers[.wwwAuthenticate] = "Bearer"
                 throw e
@@ -172,7 +187,11 @@ public struct DirectoryAPI: Sendable {
         var request = DirectoryLog.ChangeRequest(identity: identity, kind: change.kind, authority: change.authority)
         // The label here, on this request's thread: the writer then spends no ECVRF time on it.
         request.label = try directory.labels.computeLabel(of: identity)
-        let outcome = await directory.submit(request)
+        return request
+    }
+
+    /// The answer to a change's outcome (an error is thrown as the `APIError` to answer).
+    func changeAnswer(_ outcome: DirectoryService.Outcome, hasToken: Bool) throws -> ReadAnswer {
         // Without the token, a refusal must not tell a caller who holds no active device's key
         // anything of the identity (whether it was erased, which devices are active, …): every
         // change that does not verify gets one answer. A change that verifies proves the key.
@@ -187,7 +206,7 @@ public struct DirectoryAPI: Sendable {
         }
         switch outcome {
         case let .sequenced(index, size):
-            return try ReadAnswer.json(ChangeAnswer(index: index, tree_size: size)).response
+            return try ReadAnswer.json(ChangeAnswer(index: index, tree_size: size))
         case .refused(.identity(let why)):
             throw APIError.badRequest(why)
         case .refused(.doesNotVerify):
@@ -262,7 +281,9 @@ public struct DirectoryAPI: Sendable {
     }
 }
 
-/// Lookups on the event loop (`FastPathHandler`): the most frequent request a directory gets is a
+/// Lookups and the operator's changes on the event loop (`FastPathHandler`).
+///
+/// The most frequent request a directory gets is a
 /// few reads from SQLite and memory, cheaper to answer where it arrived than to hop to the router's
 /// tasks and a Dispatch thread and back (Spec/directory.md "HTTP"). The same functions make the
 /// answer as on the router, so both give the same bytes. Any lookup that would fail or wait goes
@@ -272,11 +293,15 @@ extension DirectoryAPI: FastPathAPI {
     var fastPathMaxBodyBytes: Int { Self.maxBodyBytes }
 
     func isFast(_ head: HTTPRequest) -> Bool {
-        guard head.method == .get, let target = head.path else { return false }
+        guard let target = head.path, head.headerFields[.authorization] != nil,
+            !declaresOversizedBody(head.headerFields, maxBodyBytes: Self.maxBodyBytes)
+        else { return false }
         let path = target.prefix { $0 != "?" }
-        return path.hasPrefix("/v2/lookup/") && CanonicalPath.isCanonical(path)
-            && !declaresOversizedBody(head.headerFields, maxBodyBytes: Self.maxBodyBytes)
-            && head.headerFields[.authorization] != nil
+        switch head.method {
+        case .get: return path.hasPrefix("/v2/lookup/") && CanonicalPath.isCanonical(path)
+        case .post: return path == "/v2/changes"
+        default: return false
+        }
     }
 
     func fastRead(_ head: HTTPRequest, client: SocketAddress?) -> ReadAnswer? {
@@ -288,8 +313,22 @@ extension DirectoryAPI: FastPathAPI {
         return .json(DirectoryLookupWriter.json(answer))
     }
 
-    /// Changes go to the router.
-    func startFastPost(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (Never) -> Void) -> Bool { false }
+    /// A change with the operator's token, checked and queued with the writer (the provider's back
+    /// end adding its users' devices: the traffic a directory takes most of). Without the token
+    /// (a device's own change, limited per client) or on any error, the router answers.
+    func startFastPost(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (DirectoryService.Outcome) -> Void) -> Bool {
+        guard hasPublishToken(head.headerFields), (try? requireJSON(head.headerFields[.contentType])) != nil,
+            let change = try? prepareChange(body, authorization: head.headerFields[.authorization])
+        else { return false }
+        directory.submit(change, done: done)
+        return true
+    }
 
-    func answer(_ posted: Never) -> ReadAnswer {}
+    func answer(_ posted: DirectoryService.Outcome) -> ReadAnswer {
+        do { return try changeAnswer(posted, hasToken: true) } catch let e as APIError { return e.answer } catch {
+            // `changeAnswer` throws only API errors; anything else is a fault, reported without internals.
+            logger.error("a change's answer failed", metadata: ["error": "\(error)"])
+            return APIError(.internalServerError, "internal", "internal error").answer
+        }
+    }
 }

@@ -142,15 +142,19 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
 
     /// Queues a change; returns once it is durable (or refused).
     public func submit(_ request: DirectoryLog.ChangeRequest) async -> Outcome {
-        await withCheckedContinuation { c in
-            let refused: Outcome? = inbox.withLock { box in
-                guard box.accepting else { return .unavailable("the server is shutting down") }
-                guard box.queue.count < options.maxQueue else { return .unavailable("too many changes are queued; retry later") }
-                box.queue.append(Pending(request: request, done: { c.resume(returning: $0) }))
-                return nil
-            }
-            if let refused { c.resume(returning: refused) } else { wake.signal() }
+        await withCheckedContinuation { c in submit(request) { c.resume(returning: $0) } }
+    }
+
+    /// Queues a change; `done` is called once, on the writer's thread (or this one when refused at
+    /// once), when it is durable or refused.
+    public func submit(_ request: DirectoryLog.ChangeRequest, done: @escaping @Sendable (Outcome) -> Void) {
+        let refused: Outcome? = inbox.withLock { box in
+            guard box.accepting else { return .unavailable("the server is shutting down") }
+            guard box.queue.count < options.maxQueue else { return .unavailable("too many changes are queued; retry later") }
+            box.queue.append(Pending(request: request, done: done))
+            return nil
         }
+        if let refused { done(refused) } else { wake.signal() }
     }
 
     /// The lookup answer for `identity` (canonical) against the newest map head.
