@@ -39,6 +39,17 @@ final class RateLimiter: Sendable {
         buckets.withLock { b in allow(client, at: DispatchTime.now().uptimeNanoseconds, in: &b) }
     }
 
+    /// Gives back the token `allow` took from `client`, for a request that was then handed on to be
+    /// judged again (the event loop declined it after charging it; the router charges it anew).
+    func refund(_ client: String) {
+        buckets.withLock { b in
+            if var bucket = b[client] {
+                bucket.tokens = min(burst, bucket.tokens + 1)
+                b[client] = bucket
+            }
+        }
+    }
+
     /// `allow` at the instant `now` (tests pass instants out of order, as threads may see them).
     func allow(_ client: String, at now: UInt64) -> Bool {
         buckets.withLock { b in allow(client, at: now, in: &b) }

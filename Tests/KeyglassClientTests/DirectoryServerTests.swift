@@ -239,6 +239,31 @@ final class DirectoryServerTests: XCTestCase {
         await d.remove()
     }
 
+    /// A lookup the event loop takes, charges and then hands to the router (here an identity that
+    /// is not valid percent-encoded UTF-8: a 400) costs its credential one request, not two: the
+    /// allowance of 2 still answers the next lookup.
+    func testALookupHandedOnToTheRouterIsChargedOnce() async throws {
+        let d = try await RunningDirectory.start(lookupsPerSecond: 0.1)  // bursts of 2, refilled every 10 s
+        try await onboard(try Device(), d)
+        func get(_ path: String, _ token: String) async throws -> Int {
+            try await d.client.raw("GET", path, headers: ["Authorization": "Bearer \(token)"]).0
+        }
+        // The publish token is not limited: wait with it for a head that shows alice.
+        var status = 0
+        for _ in 0..<200 where status != 200 {
+            status = try await get("/v2/lookup/\(alice)", d.token)
+            if status != 200 { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        XCTAssertEqual(status, 200)
+        let bad = try await get("/v2/lookup/%A9", d.lookupToken)
+        XCTAssertEqual(bad, 400)
+        let next = try await get("/v2/lookup/\(alice)", d.lookupToken)
+        XCTAssertEqual(next, 200, "the refused lookup was charged once")
+        let over = try await get("/v2/lookup/\(alice)", d.lookupToken)
+        XCTAssertEqual(over, 429, "and the allowance is spent")
+        await d.remove()
+    }
+
     /// A change computes only its identity's label; the VRF proof is made by the first lookup and
     /// stored by the writer in the identity's row, where lookups after a restart read it.
     func testAnIdentitysVRFProofIsMadeAtItsFirstLookupAndStored() async throws {

@@ -21,6 +21,28 @@ final class RateLimiterTests: XCTestCase {
         XCTAssertTrue(limiter.allow("b", at: 1 * second), "other clients have their own bucket")
     }
 
+    /// A refund gives back one token, never more than the burst, and only to a client that has a
+    /// bucket (a refund cannot create allowance for a client never charged).
+    func testARefundGivesBackOneTokenUpToTheBurst() {
+        let limiter = RateLimiter(rate: 0.001, burst: 2)
+        XCTAssertTrue(limiter.allow("a", at: second))
+        XCTAssertTrue(limiter.allow("a", at: second))
+        XCTAssertFalse(limiter.allow("a", at: second))
+        limiter.refund("a")
+        XCTAssertTrue(limiter.allow("a", at: second), "the refunded token")
+        XCTAssertFalse(limiter.allow("a", at: second))
+        limiter.refund("a")
+        limiter.refund("a")
+        limiter.refund("a")
+        XCTAssertTrue(limiter.allow("a", at: second))
+        XCTAssertTrue(limiter.allow("a", at: second))
+        XCTAssertFalse(limiter.allow("a", at: second), "refunds stop at the burst")
+        limiter.refund("never-charged")
+        XCTAssertTrue(limiter.allow("never-charged", at: second))
+        XCTAssertTrue(limiter.allow("never-charged", at: second))
+        XCTAssertFalse(limiter.allow("never-charged", at: second), "a new client starts at the burst, refund or not")
+    }
+
     /// Evil-client test: hundreds of concurrent publishes without a token from one address, over
     /// many connections (so both event loops race on one bucket). Each gets an answer (a 4xx), and
     /// the server is still up afterwards. Before the clock was read under the lock, a request whose

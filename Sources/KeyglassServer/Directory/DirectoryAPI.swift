@@ -127,16 +127,21 @@ public struct DirectoryAPI: Sendable {
     /// (the provider's back end, unlimited). Every credential's hash is compared, in constant time.
     func authoriseLookup(_ request: Request) throws { try authoriseLookup(request.headers) }
 
-    func authoriseLookup(_ fields: HTTPFields) throws {
+    /// As above; returns the credential whose allowance was charged (nil: the publish token, or no
+    /// limit), so a request handed on to the router can be given its token back.
+    @discardableResult
+    func authoriseLookup(_ fields: HTTPFields) throws -> String? {
         guard let header = fields[.authorization], header.hasPrefix("Bearer ") else {
             var e = APIError(.unauthorized, "unauthorized", "lookups and histories need a lookup credential: Authorization: Bearer <token>")
             e.headers[.wwwAuthenticate] = "Bearer"
             throw e
         }
         let token = String(header.dropFirst(7))
-        if authorizer.accepts(token) { return }
+        if authorizer.accepts(token) { return nil }
         guard let name = lookupAuthorizer.name(of: token) else { throw APIError(.forbidden, "forbidden", "lookup credential not accepted") }
-        if let lookupLimiter, !lookupLimiter.allow(name) { throw APIError.rateLimited("lookup credential \(name)") }
+        guard let lookupLimiter else { return nil }
+        if !lookupLimiter.allow(name) { throw APIError.rateLimited("lookup credential \(name)") }
+        return name
     }
 
     private func identity(_ uri: URI, after prefix: String) throws -> String {
@@ -283,17 +288,20 @@ public struct DirectoryAPI: Sendable {
 
 /// Lookups and the operator's changes on the event loop (`FastPathHandler`).
 ///
-/// The most frequent request a directory gets is a
-/// few reads from SQLite and memory, cheaper to answer where it arrived than to hop to the router's
-/// tasks and a Dispatch thread and back (Spec/directory.md "HTTP"). The same functions make the
-/// answer as on the router, so both give the same bytes. Any lookup that would fail or wait goes
-/// to the router, which answers it as before; its credential's limit then counts it twice (a
-/// refused credential, an erased identity, or a head being published: none is the common case).
+/// The most frequent request a directory gets, a lookup, is a few reads from SQLite and memory:
+/// cheaper to answer where it arrived than to hop to the router's tasks and a Dispatch thread and
+/// back (Spec/directory.md "HTTP and the CLI"). The same functions make the answer as on the
+/// router, so both give the same bytes. Any lookup that would fail or wait goes to the router,
+/// which answers it as before (its credential is given back the allowance the fast path took, so
+/// it pays once). The ECVRF work of a change's label, and of an identity's first lookup, is CPU on
+/// the loop: other connections of that loop wait for it as they would for any answer.
 extension DirectoryAPI: FastPathAPI {
     var fastPathMaxBodyBytes: Int { Self.maxBodyBytes }
 
     func isFast(_ head: HTTPRequest) -> Bool {
-        guard let target = head.path, head.headerFields[.authorization] != nil,
+        // Storage across a network must never be waited for on an event loop (a directory is kept
+        // in SQLite today; this keeps it so if that changes).
+        guard directory.store.storage.readsAreLocal, let target = head.path, head.headerFields[.authorization] != nil,
             !declaresOversizedBody(head.headerFields, maxBodyBytes: Self.maxBodyBytes)
         else { return false }
         let path = target.prefix { $0 != "?" }
@@ -305,10 +313,16 @@ extension DirectoryAPI: FastPathAPI {
     }
 
     func fastRead(_ head: HTTPRequest, client: SocketAddress?) -> ReadAnswer? {
-        guard let target = head.path, (try? authoriseLookup(head.headerFields)) != nil else { return nil }
+        guard let target = head.path else { return nil }
+        let charged: String?
+        do { charged = try authoriseLookup(head.headerFields) } catch { return nil }
         guard let identity = try? identity(URI(target), after: "/v2/lookup/"),
             var answer = try? directory.lookupWithoutWaiting(identity)
-        else { return nil }
+        else {
+            // The router judges it anew and charges it then: the credential pays once.
+            if let charged { lookupLimiter?.refund(charged) }
+            return nil
+        }
         if let witnesses { answer.checkpoint = witnesses.served(note: answer.checkpoint) }
         return .json(DirectoryLookupWriter.json(answer))
     }
