@@ -29,7 +29,7 @@ public final class DirectoryFollower: @unchecked Sendable {
         try state.transaction {
             let map = state.map
             try map.set(work.changes)
-            let root = map.root()
+            let root = try map.root()
             for (label, s) in work.states { try state.labelStates.setState(s, of: label) }
             try state.save(work.position, range: work.range)
             let checkpoint = try append(root)

@@ -92,9 +92,6 @@ public final class DirectoryLog {
     private var replay: DirectoryReplayOf<StoredMap, PendingLabelStates>
     /// The tree's compact range where the replay is (saved with its position).
     private var range = CompactRange()
-    /// A map head's append failed after the map took its changes (a full disk): set until a head
-    /// is stored.
-    private var mapAheadOfHead = false
     /// Labels with a change this log cannot open (its sealed change erased): what their devices are
     /// is unknown here, so they are neither looked up nor changed. Kept in the state database.
     private var unopened: Set<Hash> = []
@@ -192,7 +189,6 @@ public final class DirectoryLog {
         headCheckpoint = nil
         headCovered = 0
         headInFlight = false
-        mapAheadOfHead = false
         // Up to what the newest head covers: written through a chunk at a time, states and the
         // position as of each chunk's end.
         let covered = newestHead?.covered ?? 0
@@ -539,7 +535,6 @@ public final class DirectoryLog {
     /// The parts of a lookup that need this log's state: its head, the map proof, the state.
     public func lookupParts(label: Hash, vrfProof: [UInt8]) throws -> LookupParts {
         guard let cp = headCheckpoint else { throw StoreError.notInitialised("no map head yet") }
-        guard !mapAheadOfHead else { throw StoreError.notInitialised("a map head failed to store; lookups wait for the next one") }
         guard !unopened.contains(label) else { throw Refusal.erased }
         let parts = try headParts(cp)
         let answer = DirectoryLookup.Answer(
@@ -580,11 +575,10 @@ public final class DirectoryLog {
         }
     }
 
-    /// The snapshot for the newest head; nil before the first one, and while a head failed to
-    /// store (lookups wait for the next, as `lookupParts` does). For an owner that makes its heads
+    /// The snapshot for the newest head; nil before the first one. For an owner that makes its heads
     /// here (`appendMapHead`): a server's follower makes its own (`LookupSnapshot.init`).
     public func lookupSnapshot() throws -> LookupSnapshot? {
-        guard let cp = headCheckpoint, !mapAheadOfHead else { return nil }
+        guard let cp = headCheckpoint else { return nil }
         return try LookupSnapshot(checkpoint: cp, covered: headCovered, topLevels: state.map.top, unopened: unopened, store: store)
     }
 

@@ -37,6 +37,32 @@ final class SQLiteMapBucketsTests: XCTestCase {
         }
     }
 
+    /// A map whose levels cannot be read again after a rollback refuses every use: a head over
+    /// levels that may hold rolled-back changes would sign a root no replay gives. A later reload
+    /// that succeeds makes it usable again.
+    func testAMapThatCannotReloadRefusesToBeUsed() throws {
+        let dir = TestLog.temporaryDirectory("map")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/map.sqlite"
+        let map = try StoredMap(store: try SQLiteMapBuckets(path: path, sync: .normal))
+        let label = Hash.sha256([1]), value = Hash.sha256([2])
+        try map.set([(label, value)])
+        XCTAssertNoThrow(try map.root())
+        // The bucket summaries vanish under it (another connection): the reload cannot read them.
+        let other = try SQLiteConnection(path: path)
+        try other.execute("ALTER TABLE map_buckets RENAME TO moved")
+        XCTAssertThrowsError(try map.reload())
+        XCTAssertThrowsError(try map.root())
+        XCTAssertThrowsError(try map.set([(label, value)]))
+        XCTAssertThrowsError(try map.proof(for: label))
+        try other.execute("ALTER TABLE moved RENAME TO map_buckets")
+        other.close()
+        try map.reload()
+        let again = try map.root()
+        XCTAssertEqual(try MapTree.verify(try map.proof(for: label), label: label, root: again), value)
+    }
+
     /// Writes nodes as states before the bucketed map did: one row per node, keyed by depth and
     /// prefix; a leaf 0x01 ‖ label ‖ value, an interior node 0x02 ‖ hash.
     private final class StoredNodes: MapNodeStore {
@@ -75,7 +101,7 @@ final class SQLiteMapBucketsTests: XCTestCase {
 
         let key = try NoteSigner.generate(name: "example.com/directory").verifierKey
         let state = try DirectoryStateStore(path: path, logKey: key)
-        XCTAssertEqual(state.map.root(), root)
+        XCTAssertEqual(try state.map.root(), root)
         for (l, v) in pairs.prefix(50) { XCTAssertEqual(try MapTree.verify(try state.map.proof(for: l), label: l, root: root), v) }
         state.close()
         // Migrated once: the nodes are gone, and reopening reads the same map.

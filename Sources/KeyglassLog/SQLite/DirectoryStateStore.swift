@@ -83,6 +83,8 @@ public final class DirectoryStateStore {
             return try db.transaction(body)
         } catch {
             // The map's levels in memory took the rolled-back changes: the database is the truth.
+            // A reload that fails leaves the map refusing every use (`StoredMap`); the
+            // transaction's own error is the one to report.
             try? map.reload()
             throw error
         }

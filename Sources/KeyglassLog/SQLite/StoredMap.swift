@@ -10,6 +10,10 @@ import KeyglassCore
 /// (see `DirectoryFollower`).
 public final class StoredMap: UpdatableMap {
     private var map: MapTree.Bucketed<SQLiteMapBuckets>
+    /// The levels in memory could not be read again after a rollback, so they may hold changes the
+    /// database does not: every use throws until a reload succeeds (a head over them would sign a
+    /// root no replay of the entries gives).
+    private var stale = false
 
     init(store: SQLiteMapBuckets) throws {
         map = try MapTree.Bucketed(store: store)
@@ -18,14 +22,34 @@ public final class StoredMap: UpdatableMap {
     /// The levels above the buckets as of now: what lookups of the head just committed use.
     public var top: MapTree.TopLevels { map.top }
 
-    public func root() -> Hash { map.root() }
+    public func root() throws -> Hash {
+        try usable()
+        return map.root()
+    }
 
-    public func set(_ batch: [(label: Hash, value: Hash)]) throws { try map.set(batch) }
+    public func set(_ batch: [(label: Hash, value: Hash)]) throws {
+        try usable()
+        try map.set(batch)
+    }
 
-    public func proof(for label: Hash) throws -> MapTree.Proof { try map.proof(for: label) }
+    public func proof(for label: Hash) throws -> MapTree.Proof {
+        try usable()
+        return try map.proof(for: label)
+    }
 
-    /// Reads the levels above the buckets again from the database (after a rollback).
+    /// Reads the levels above the buckets again from the database (after a rollback). If that
+    /// fails the map stays unusable until a later reload succeeds.
     func reload() throws {
-        map = try MapTree.Bucketed(store: map.store)
+        do {
+            map = try MapTree.Bucketed(store: map.store)
+            stale = false
+        } catch {
+            stale = true
+            throw error
+        }
+    }
+
+    private func usable() throws {
+        if stale { throw StoreError.corrupt("the map's levels in memory could not be reloaded after a rollback") }
     }
 }
