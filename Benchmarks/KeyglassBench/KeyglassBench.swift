@@ -17,6 +17,10 @@ import KeyglassLog
 ///                                               (crypto_sign_verify_detached) per second on one core:
 ///                                               prints two numbers
 ///   keyglass-bench prepare --data DIR …         a log users would make, and wrk request files (Prepare.swift)
+///   keyglass-bench proof-reads DIR COUNT        inclusion proofs with their leaves per second from the log in
+///                                               DIR as the server reads them (upper levels in memory, the rest
+///                                               from SQLite), one core, no HTTP: what a proof costs the server
+///                                               apart from the network (for profiling with perf)
 ///   keyglass-bench directory-forge DIR COUNT [HEAD_EVERY]
 ///                                               a key directory (init --directory) of COUNT identities, each
 ///                                               onboarded by the operator, batches of 1,000, a map head every
@@ -51,6 +55,7 @@ enum KeyglassBench {
             let (updates, proofs) = try mapSQLiteRate(labels: Int(args[2]) ?? 100_000, dir: args.count > 3 ? args[3] : "/tmp/keyglass-bench-map")
             print(updates, proofs)
         case "prepare": try await Prepare(arguments: args.dropFirst(2)).run()
+        case "proof-reads": print(try proofReadRate(dir: args[2], count: Int(args.count > 3 ? args[3] : "") ?? 200_000))
         case "directory-forge":
             try await forgeDirectory(dir: args[2], count: args.count > 3 ? Int(args[3]) ?? 100_000 : 100_000,
                                      headEvery: args.count > 4 ? Int(args[4]) ?? 4000 : 4000)
@@ -60,6 +65,24 @@ enum KeyglassBench {
             for _ in 0..<(Int(args[2]) ?? 4096) { print(Base64.encode(Ed25519.generate().publicKey)) }
         default: fail("unknown benchmark \(args[1])")
         }
+    }
+
+    static func proofReadRate(dir path: String, count: Int) throws -> Int {
+        let dir = DataDirectory(path: path)
+        let storage = try SQLiteStorage(path: dir.database)
+        defer { storage.close() }
+        let store = LogStore(storage: storage)
+        // Opening a sequencer loads the upper tree as the server's does.
+        _ = try Sequencer(store: store, signer: try dir.loadSigner())
+        guard let size = try store.latestCheckpoint()?.size, size > 0 else { fail("proof-reads: \(path) has no entries") }
+        var rng = SystemRandomNumberGenerator()
+        let indices = (0..<count).map { _ in UInt64.random(in: 0..<size, using: &rng) }
+        var nodes = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        for i in indices { nodes += try store.inclusionProofWithLeaf(index: i, size: size).1.count }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if nodes == 0 { fail("proof-reads: empty proofs") }
+        return Int(Double(count) / seconds)
     }
 
     static func forgeDirectory(dir path: String, count: Int, headEvery: Int) async throws {
