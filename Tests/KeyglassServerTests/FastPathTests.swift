@@ -329,8 +329,11 @@ final class FastPathTests: XCTestCase {
         XCTAssertTrue(changes[4].body.contains("\"error\":\"refused\""), changes[4].body)
 
         // `Connection: close` on a lookup the fast path answers: answered, then closed.
+        // (Against whichever head is newest by now: the changes above may have made another.)
         conn.send(get("/v2/lookup/\(alice)", auth + "Connection: close\r\n"))
-        XCTAssertEqual(conn.response()?.body, answers[0].body)
+        let closing = conn.response()
+        XCTAssertEqual(closing?.status, 200)
+        XCTAssertTrue(closing?.body.contains("\"map_proof\"") == true, closing?.body ?? "no answer")
         XCTAssertNil(conn.response(), "the server closes the connection after answering")
     }
 }
