@@ -25,19 +25,87 @@ public enum ProofPlan {
 
     /// The elements of the inclusion proof of leaf `index` in the tree of `size` leaves (PATH).
     public static func inclusion(index: UInt64, size: UInt64) throws(PlanError) -> [Element] {
-        guard index < size else { throw .indexOutOfRange(index: index, size: size) }
-        var out: [Element] = []
-        path(index, 0, size, &out)
-        return out
+        try flatInclusion(index: index, size: size).elements
     }
 
     /// The elements of the consistency proof from `from` to `to` leaves (PROOF). Empty when from == to
     /// or from == 0 (c2sp.org/tlog-witness accepts an empty proof from the empty tree).
     public static func consistency(from: UInt64, to: UInt64) throws(PlanError) -> [Element] {
+        try flatConsistency(from: from, to: to).elements
+    }
+
+    /// `inclusion(index:size:)` as one array of nodes (`Flat`).
+    public static func flatInclusion(index: UInt64, size: UInt64) throws(PlanError) -> Flat {
+        guard index < size else { throw .indexOutOfRange(index: index, size: size) }
+        var out = Flat()
+        path(index, 0, size, &out)
+        return out
+    }
+
+    /// `consistency(from:to:)` as one array of nodes (`Flat`).
+    public static func flatConsistency(from: UInt64, to: UInt64) throws(PlanError) -> Flat {
         guard from <= to else { throw .badSizes(from: from, to: to) }
-        var out: [Element] = []
+        var out = Flat()
         if from > 0 && from < to { subproof(from, 0, to, true, &out) }
         return out
+    }
+
+    /// A plan with every element's nodes in one array: element k is `nodes[ends[k - 1]..<ends[k]]`
+    /// (from 0 for the first). The elements of one proof cover disjoint leaf ranges, so no node
+    /// appears twice. Two arrays where the nested plan has one per element: a server builds
+    /// thousands of proofs a second.
+    public struct Flat: Sendable, Equatable {
+        /// The nodes to fetch, element after element, each element's leftmost first.
+        public private(set) var nodes: [NodeID] = []
+        /// Where each element's nodes end in `nodes`.
+        public private(set) var ends: [Int] = []
+
+        init() {
+            nodes.reserveCapacity(64)
+            ends.reserveCapacity(64)
+        }
+
+        /// The same plan, an array per element.
+        public var elements: [Element] {
+            ends.indices.map { k in Array(nodes[(k == 0 ? 0 : ends[k - 1])..<ends[k]]) }
+        }
+
+        /// Folds the hashes of `nodes` (in the same order) into the proof's hashes, as `assemble`.
+        public func assemble<Hashes: RandomAccessCollection>(_ hashes: Hashes) -> [Hash]
+        where Hashes.Element == Hash, Hashes.Index == Int {
+            precondition(hashes.count == nodes.count, "one hash per node")
+            let base = hashes.startIndex
+            var out: [Hash] = []
+            out.reserveCapacity(ends.count)
+            var start = 0
+            for end in ends {
+                var acc = hashes[base + end - 1]
+                var j = end - 1
+                while j > start {
+                    j -= 1
+                    acc = Merkle.nodeHash(hashes[base + j], acc)
+                }
+                out.append(acc)
+                start = end
+            }
+            return out
+        }
+
+        /// MTH(D[start:end]) as perfect subtrees, appended as one element. Every range the RFC
+        /// recursion asks for starts at a multiple of a power of two at least as large as its
+        /// leftmost piece, so a greedy split is exact.
+        mutating func appendElement(_ start: UInt64, _ end: UInt64) {
+            var s = start
+            while s < end {
+                let remaining = end - s
+                var level = 63 - remaining.leadingZeroBitCount
+                // Largest power of two that fits and keeps s aligned.
+                while level > 0 && s & ((UInt64(1) << UInt64(level)) - 1) != 0 { level -= 1 }
+                nodes.append(NodeID(level: UInt8(level), index: s >> UInt64(level)))
+                s += UInt64(1) << UInt64(level)
+            }
+            ends.append(nodes.count)
+        }
     }
 
     /// Folds fetched subtree hashes into proof hashes: each element is H(a, H(b, H(c, …))).
@@ -58,48 +126,32 @@ public enum ProofPlan {
         return out
     }
 
-    /// MTH(D[start:end]) as perfect subtrees. Every range the RFC recursion asks for starts at a
-    /// multiple of a power of two at least as large as its leftmost piece, so a greedy split is exact.
-    static func mth(_ start: UInt64, _ end: UInt64) -> Element {
-        var nodes: Element = []
-        var s = start
-        while s < end {
-            let remaining = end - s
-            var level = 63 - remaining.leadingZeroBitCount
-            // Largest power of two that fits and keeps s aligned.
-            while level > 0 && s & ((UInt64(1) << UInt64(level)) - 1) != 0 { level -= 1 }
-            nodes.append(NodeID(level: UInt8(level), index: s >> UInt64(level)))
-            s += UInt64(1) << UInt64(level)
-        }
-        return nodes
-    }
-
-    private static func path(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ out: inout [Element]) {
+    private static func path(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ out: inout Flat) {
         let n = end - start
         if n == 1 { return }
         let k = Merkle.splitPoint(n)
         if m - start < k {
             path(m, start, start + k, &out)
-            out.append(mth(start + k, end))
+            out.appendElement(start + k, end)
         } else {
             path(m, start + k, end, &out)
-            out.append(mth(start, start + k))
+            out.appendElement(start, start + k)
         }
     }
 
-    private static func subproof(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ whole: Bool, _ out: inout [Element]) {
+    private static func subproof(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ whole: Bool, _ out: inout Flat) {
         let n = end - start
         if m == n {
-            if !whole { out.append(mth(start, end)) }
+            if !whole { out.appendElement(start, end) }
             return
         }
         let k = Merkle.splitPoint(n)
         if m <= k {
             subproof(m, start, start + k, whole, &out)
-            out.append(mth(start + k, end))
+            out.appendElement(start + k, end)
         } else {
             subproof(m - k, start + k, end, false, &out)
-            out.append(mth(start, start + k))
+            out.appendElement(start, start + k)
         }
     }
 }

@@ -41,63 +41,46 @@ public final class LogStore: Sendable {
 
     /// The hashes of `ids`, in order: the upper levels from memory, the rest in one call to the engine.
     func hashes(of ids: [NodeID]) throws -> [Hash] {
-        var cached = [Hash?](repeating: nil, count: ids.count)
-        upperTree.lookUp(ids, into: &cached)
-        let missing = ids.indices.filter { cached[$0] == nil }
+        var found = [Hash](repeating: .zero, count: ids.count)
+        let missing = upperTree.lookUp(ids, into: &found)
         if !missing.isEmpty {
             let read = try storage.nodeHashes(missing.map { ids[$0] })
-            for (k, i) in missing.enumerated() { cached[i] = read[k] }
+            guard read.count == missing.count else { throw StoreError.corrupt("\(read.count) node hashes read for \(missing.count) nodes") }
+            for (k, i) in missing.enumerated() { found[i] = read[k] }
         }
-        return cached.map { $0! }
-    }
-
-    /// Reads the nodes a plan needs (and `extra` ones), then folds them. Returns the proof and the
-    /// hashes of `extra`.
-    func assemble(_ plan: [ProofPlan.Element], extra: [NodeID] = []) throws -> (proof: [Hash], extra: [Hash]) {
-        let planNodes = ProofPlan.nodes(of: plan)
-        let ids = planNodes + extra
-        let hashes = try hashes(of: ids)
-        let proof = try ProofPlan.assemble(plan) { id in
-            // A plan has at most ~2·64 nodes: a linear search beats building a dictionary.
-            guard let i = planNodes.firstIndex(of: id) else { throw StoreError.corrupt("missing node \(id)") }
-            return hashes[i]
-        }
-        return (proof, Array(hashes[planNodes.count...]))
+        return found
     }
 
     /// Inclusion proof of `index` in the tree of `size` (size must not exceed the stored tree).
     public func inclusionProof(index: UInt64, size: UInt64) throws -> [Hash] {
-        try assemble(ProofPlan.inclusion(index: index, size: size)).proof
+        let plan = try ProofPlan.flatInclusion(index: index, size: size)
+        return plan.assemble(try hashes(of: plan.nodes))
     }
 
     /// The leaf hash of `index` and its inclusion proof, read in one call to the engine.
     public func inclusionProofWithLeaf(index: UInt64, size: UInt64) throws -> (Hash, [Hash]) {
-        let (proof, extra) = try assemble(ProofPlan.inclusion(index: index, size: size), extra: [NodeID(level: 0, index: index)])
-        return (extra[0], proof)
+        let plan = try ProofPlan.flatInclusion(index: index, size: size)
+        let hashes = try hashes(of: plan.nodes + [NodeID(level: 0, index: index)])
+        return (hashes[plan.nodes.count], plan.assemble(hashes[..<plan.nodes.count]))
     }
 
     /// Inclusion proofs of several entries in the tree of `size`, their nodes read in one call to
-    /// the engine (a lookup proves every entry of an identity's history at once).
+    /// the engine (a lookup proves every entry of an identity's history at once). Each plan's
+    /// nodes in turn, not merged: the nodes proofs share are the upper levels, read from memory,
+    /// while a table of positions to merge them cost ~6% of a lookup (hashing).
     public func inclusionProofs(indices: [UInt64], size: UInt64) throws -> [[Hash]] {
-        let plans = try indices.map { try ProofPlan.inclusion(index: $0, size: size) }
-        // Each plan's nodes in turn, not merged: the nodes proofs share are the upper levels, read
-        // from memory, while a table of positions to merge them cost ~6% of a lookup (hashing).
-        let nodes = plans.map { ProofPlan.nodes(of: $0) }
-        let hashes = try hashes(of: Array(nodes.joined()))
+        let plans = try indices.map { try ProofPlan.flatInclusion(index: $0, size: size) }
+        let hashes = try hashes(of: Array(plans.map(\.nodes).joined()))
         var start = 0
-        return try zip(plans, nodes).map { plan, planNodes in
-            let mine = hashes[start..<start + planNodes.count]
-            start += planNodes.count
-            return try ProofPlan.assemble(plan) { id in
-                // A plan has at most ~2·64 nodes: a linear search beats building a dictionary.
-                guard let i = planNodes.firstIndex(of: id) else { throw StoreError.corrupt("missing node \(id)") }
-                return mine[mine.startIndex + i]
-            }
+        return plans.map { plan in
+            defer { start += plan.nodes.count }
+            return plan.assemble(hashes[start..<start + plan.nodes.count])
         }
     }
 
     public func consistencyProof(from: UInt64, to: UInt64) throws -> [Hash] {
-        try assemble(ProofPlan.consistency(from: from, to: to)).proof
+        let plan = try ProofPlan.flatConsistency(from: from, to: to)
+        return plan.assemble(try hashes(of: plan.nodes))
     }
 
     // MARK: Opening the log

@@ -67,13 +67,22 @@ public final class UpperTreeCache: Sendable {
         }
     }
 
-    /// Fills `found[i]` for every `ids[i]` the cache holds, under one lock.
-    func lookUp(_ ids: [NodeID], into found: inout [Hash?]) {
+    /// Sets `found[i]` for every `ids[i]` the cache holds, under one lock, and returns the
+    /// positions of those it does not hold (their `found` left as they were).
+    func lookUp(_ ids: [NodeID], into found: inout [Hash]) -> [Int] {
         state.withLock { s in
-            for (i, id) in ids.enumerated() where id.level >= s.lowestLevel {
-                let l = Int(id.level - s.lowestLevel)
-                if l < s.levels.count, id.index < UInt64(s.levels[l].count) { found[i] = s.levels[l][Int(id.index)] }
+            var missing: [Int] = []
+            for (i, id) in ids.enumerated() {
+                if id.level >= s.lowestLevel {
+                    let l = Int(id.level - s.lowestLevel)
+                    if l < s.levels.count, id.index < UInt64(s.levels[l].count) {
+                        found[i] = s.levels[l][Int(id.index)]
+                        continue
+                    }
+                }
+                missing.append(i)
             }
+            return missing
         }
     }
 

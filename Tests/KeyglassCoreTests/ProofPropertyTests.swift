@@ -55,6 +55,33 @@ final class ProofPropertyTests: XCTestCase {
         }
     }
 
+    /// A flat plan (what the server folds) holds each proof's nodes once, and folds to the proof
+    /// the nested plan gives: both verify, for inclusion and consistency, at sizes around powers
+    /// of two and at random.
+    func testFlatPlansFoldToTheSameProofs() throws {
+        let t = Self.tree
+        var cases: [(UInt64, UInt64)] = [(0, 1), (0, 2), (1, 2), (255, 256), (256, 257), (0, 2999), (2998, 2999), (1023, 1025)]
+        for _ in 0..<400 {
+            let size = UInt64.random(in: 1...3000, using: &rng)
+            cases.append((UInt64.random(in: 0..<size, using: &rng), size))
+        }
+        for (index, size) in cases {
+            let flat = try ProofPlan.flatInclusion(index: index, size: size)
+            XCTAssertEqual(Set(flat.nodes).count, flat.nodes.count, "no node twice: \(index)/\(size)")
+            let proof = flat.assemble(try flat.nodes.map(t.lookup))
+            XCTAssertEqual(proof, try ProofPlan.assemble(ProofPlan.inclusion(index: index, size: size), lookup: t.lookup))
+            XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: t.nodes[NodeID(level: 0, index: index)]!,
+                                                               proof: proof, root: t.roots[Int(size)]))
+            // Consistency from index + 1 (a size of at least 1) to size.
+            let from = index + 1
+            let cflat = try ProofPlan.flatConsistency(from: from, to: size)
+            XCTAssertEqual(Set(cflat.nodes).count, cflat.nodes.count, "no node twice: \(from)->\(size)")
+            let cproof = cflat.assemble(try cflat.nodes.map(t.lookup))
+            XCTAssertEqual(cproof, try ProofPlan.assemble(ProofPlan.consistency(from: from, to: size), lookup: t.lookup))
+            XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: from, size2: size, root1: t.roots[Int(from)], root2: t.roots[Int(size)], proof: cproof))
+        }
+    }
+
     func testConsistencyProofsVerifyAndBitFlipsFail() throws {
         let t = Self.tree
         for _ in 0..<400 {
