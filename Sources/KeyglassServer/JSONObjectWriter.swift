@@ -6,13 +6,24 @@ import KeyglassCore
 /// without Codable's per-field machinery, which cost more than the SQLite work behind them.
 /// Fields must be added in sorted order to match the Codable responses (`.sortedKeys`).
 struct JSONObjectWriter {
-    private var out: [UInt8] = [UInt8(ascii: "{")]
+    private var out: [UInt8]
     private var first = true
 
+    /// `capacity`: the bytes the object is expected to take (growing a buffer from nothing
+    /// reallocated it several times per answer).
+    init(capacity: Int = 256) {
+        out = [UInt8(ascii: "{")]
+        out.reserveCapacity(capacity)
+    }
+
+    /// Field names are this file's callers' own ASCII names, never escaped (checked in debug builds).
     private mutating func key(_ k: String) {
+        assert(!k.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }, "a field name that needs escaping")
         if !first { out.append(UInt8(ascii: ",")) }
         first = false
-        appendString(k)
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: k.utf8)
+        out.append(UInt8(ascii: "\""))
         out.append(UInt8(ascii: ":"))
     }
 
@@ -59,7 +70,19 @@ struct JSONObjectWriter {
 
     mutating func field(_ k: String, number: UInt64) {
         key(k)
-        out += Array(String(number).utf8)
+        // The decimal digits straight into the output (a String per number cost two allocations).
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            var n = number
+            var i = d.count
+            repeat {
+                i -= 1
+                d[i] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+            } while n > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[i...]))
+        }
     }
 
     mutating func field(_ k: String, strings: [String]) {
@@ -110,12 +133,13 @@ struct JSONObjectWriter {
 
     mutating func field(_ k: String, bool: Bool) {
         key(k)
-        out += Array((bool ? "true" : "false").utf8)
+        out.append(contentsOf: (bool ? "true" : "false").utf8)
     }
 
     /// A finished object.
     mutating func field(_ k: String, object: JSONObjectWriter) {
         key(k)
+        out.reserveCapacity(out.count + object.out.count + 64)
         out.append(contentsOf: object.out)
         out.append(UInt8(ascii: "}"))
     }
@@ -123,6 +147,7 @@ struct JSONObjectWriter {
     /// An array of finished objects.
     mutating func field(_ k: String, objects: [JSONObjectWriter]) {
         key(k)
+        out.reserveCapacity(out.count + objects.reduce(2) { $0 + $1.out.count + 2 } + 64)
         out.append(UInt8(ascii: "["))
         for (i, o) in objects.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }

@@ -15,7 +15,8 @@ extension JSONObjectWriter {
     /// stored before a rule it breaks was added is served as stored, with `malformed` saying why:
     /// the tree holds its bytes, and an auditor must be able to fetch them.
     static func entryAnswer(_ stored: StoredEntry, proof: [Hash]?) -> JSONObjectWriter {
-        var json = JSONObjectWriter()
+        // The entry's base64, its proof's hashes and ~300 bytes of the rest.
+        var json = JSONObjectWriter(capacity: 384 + stored.data.count * 4 / 3 + 47 * (proof?.count ?? 0))
         let parsed: Result<KeyEntry, KeyEntry.EntryError>
         do { parsed = .success(try KeyEntry.parse(stored.data, keys: .form)) } catch { parsed = .failure(error) }
         let e = try? parsed.get()

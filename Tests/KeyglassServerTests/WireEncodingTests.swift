@@ -29,6 +29,27 @@ final class WireEncodingTests: XCTestCase {
         StoredEntry(index: index, data: data, leafHash: Merkle.leafHash(data))
     }
 
+    /// Numbers are written digit by digit: every width, and the ends of the range, as JSONEncoder
+    /// writes them; booleans likewise.
+    func testNumbersAndBooleansAreWrittenAsJSONEncoderWritesThem() throws {
+        struct Sample: Encodable { let n: UInt64; let t: Bool }
+        var values: [UInt64] = [0, 1, 9, 10, 99, 100, UInt64.max, UInt64.max - 1, 1 << 63]
+        var power: UInt64 = 1
+        for _ in 0..<19 {
+            values += [power - 1, power, power + 1]
+            power *= 10
+        }
+        for (k, v) in values.enumerated() {
+            var json = JSONObjectWriter()
+            json.field("n", number: v)
+            json.field("t", bool: k % 2 == 0)
+            var buffer = json.finish()
+            let written = buffer.readString(length: buffer.readableBytes)
+            let reference = String(decoding: try JSONEncoder.api.encode(Sample(n: v, t: k % 2 == 0)), as: UTF8.self)
+            XCTAssertEqual(written, reference, "\(v)")
+        }
+    }
+
     func testLookupAnswerIsTheCodableAnswerByteForByte() throws {
         let owner = Ed25519.generate()
         let first = KeyEntry(timestampMillis: 1_700_000_000_123, identity: "alice@example.com", keyType: .ed25519, publicKey: owner.publicKey)

@@ -7,7 +7,7 @@ import KeyglassWire
 /// checks the bytes equal the Codable encoding.
 enum DirectoryLookupWriter {
     static func json(_ a: DirectoryLookup.Answer) -> JSONObjectWriter {
-        var json = JSONObjectWriter()
+        var json = JSONObjectWriter(capacity: 4096)  // a lookup answer is ~3.5 KB
         json.field("checkpoint", string: a.checkpoint)
         json.field("config_entry", base64: a.configEntry)
         json.field("config_proof", base64: a.configProof)
