@@ -103,9 +103,13 @@ struct JSONObjectWriter {
 
     /// Bytes as a base64 string (its alphabet never needs escaping).
     mutating func field(_ k: String, base64 bytes: [UInt8]) {
+        bytes.withUnsafeBytes { field(k, base64: $0) }
+    }
+
+    mutating func field(_ k: String, base64 bytes: UnsafeRawBufferPointer) {
         key(k)
         out.append(UInt8(ascii: "\""))
-        bytes.withUnsafeBytes { Base64.append($0, to: &out) }
+        Base64.append(bytes, to: &out)
         out.append(UInt8(ascii: "\""))
     }
 
