@@ -410,7 +410,8 @@ extension Serve {
         // what this process keeps in memory, so it refuses to run beside it.
         let lock = try ServeLock.hold(dir)
         defer { lock.release() }
-        let sqlite = try SQLiteStorage(path: dir.database, sync: sync, secureDelete: true)
+        // A smaller writer cache than a v1 log's: the state database's caches share the budget.
+        let sqlite = try SQLiteStorage(path: dir.database, sync: sync, secureDelete: true, writerCacheKiB: 8192)
         let merges = IndexMergeFollower(storage: sqlite, logger: logger)
         let vrfSeed = try dir.loadVRFSeed()
         let log = try DirectoryLog(storage: sqlite, signer: signer, vrfSeed: vrfSeed, statePath: dir.directoryState)

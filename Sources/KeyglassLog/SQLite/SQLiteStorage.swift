@@ -43,8 +43,9 @@ public final class SQLiteStorage: LogStorage {
     /// simulates losing every write no sync covered.
     /// `secureDelete`: every write zeroes the bytes it frees (SQLite's `secure_delete`), so rows a
     /// key directory erases, and the copies page splits leave behind, are not left in the file.
+    /// `writerCacheKiB`: the writer's page cache (see below).
     public init(path: String, readers readerCount: Int = 3, sync: SyncMode = .full, maxPages: Int? = nil, vfs: String? = nil,
-                secureDelete: Bool = false) throws {
+                secureDelete: Bool = false, writerCacheKiB: Int = 16384) throws {
         self.path = path
         let w = try SQLiteConnection(path: path, vfs: vfs)
         try w.execute(Schema.statements[0])  // WAL
@@ -55,9 +56,11 @@ public final class SQLiteStorage: LogStorage {
         if let maxPages { try w.execute("PRAGMA max_page_count=\(maxPages)") }
         try w.execute("PRAGMA synchronous=\(sync.rawValue)")
         if secureDelete { try w.execute("PRAGMA secure_delete=ON") }
-        // The writer touches index pages all over the file; 16 MiB of cache keeps them from being
-        // re-read on every batch. Readers keep SQLite's default 2 MiB: memory stays flat.
-        try w.execute("PRAGMA cache_size=-16384")
+        // The writer touches index pages all over the file; 16 MiB of cache (the default) keeps
+        // them from being re-read on every batch. Readers keep SQLite's default 2 MiB: memory
+        // stays flat. A key directory's server passes 8 MiB: it keeps a state database and its
+        // caches beside the log (measured: peak RSS 84-86 -> 76 MB at the same rate).
+        try w.execute("PRAGMA cache_size=-\(max(1024, writerCacheKiB))")
         try Self.loadPendingIndex(w, into: pendingIndex)
         w.releaseStatements()
         writer = SQLiteWorker(connection: w, label: "keyglass.sqlite.writer")
