@@ -29,10 +29,10 @@ struct TileProofs {
         try await assemble(try ProofPlan.inclusion(index: index, size: size))
     }
 
-    private mutating func assemble(_ plan: [ProofPlan.Element]) async throws -> [Hash] {
-        var hashes: [NodeID: Hash] = [:]
-        for node in ProofPlan.nodes(of: plan) { hashes[node] = try await hash(node) }
-        return ProofPlan.assemble(plan) { hashes[$0]! }
+    private mutating func assemble(_ plan: ProofPlan) async throws -> [Hash] {
+        var hashes: [Hash] = []
+        for node in plan.nodes { hashes.append(try await hash(node)) }
+        return plan.assemble(hashes)
     }
 
     /// The hash of `node`, from the tile holding its descendants at the tile level below it.

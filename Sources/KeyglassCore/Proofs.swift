@@ -1,12 +1,9 @@
 /// RFC 9162 §2.1.3 and §2.1.4: building and verifying inclusion and consistency proofs.
 ///
-/// Building is split in two so storage does O(log n) reads and no hashing of leaves: `plan` lists,
-/// for each proof element, the perfect subtrees whose hashes it needs; the caller fetches those
-/// hashes however it stores them; `assemble` folds them into the proof.
-public enum ProofPlan {
-    /// One proof element: MTH of a leaf range, as the perfect subtrees that make it up (leftmost first).
-    public typealias Element = [NodeID]
-
+/// Building is split in two so storage does O(log n) reads and no hashing of leaves: a plan lists,
+/// for each proof element, the perfect subtrees whose hashes it needs (`nodes`); the caller fetches
+/// those hashes however it stores them; `assemble` folds them into the proof.
+public struct ProofPlan: Sendable, Equatable {
     /// A proof asked for that no tree has: a leaf past the end, or sizes out of order.
     public enum PlanError: Error, Equatable, CustomStringConvertible {
         /// The leaf `index` is not below `size`.
@@ -23,110 +20,75 @@ public enum ProofPlan {
         }
     }
 
-    /// The elements of the inclusion proof of leaf `index` in the tree of `size` leaves (PATH).
-    public static func inclusion(index: UInt64, size: UInt64) throws(PlanError) -> [Element] {
-        try flatInclusion(index: index, size: size).elements
+    /// The nodes to fetch, element after element, each element's leftmost first. The elements of
+    /// one proof cover disjoint leaf ranges, so no node appears twice. (One array for the whole
+    /// plan, not one per element: a server builds thousands of proofs a second.)
+    public private(set) var nodes: [NodeID] = []
+    /// Where each element's nodes end in `nodes`: element k is `nodes[ends[k - 1]..<ends[k]]`
+    /// (from 0 for the first). Each element is MTH of a leaf range.
+    public private(set) var ends: [Int] = []
+
+    private init() {
+        nodes.reserveCapacity(64)
+        ends.reserveCapacity(64)
     }
 
-    /// The elements of the consistency proof from `from` to `to` leaves (PROOF). Empty when from == to
-    /// or from == 0 (c2sp.org/tlog-witness accepts an empty proof from the empty tree).
-    public static func consistency(from: UInt64, to: UInt64) throws(PlanError) -> [Element] {
-        try flatConsistency(from: from, to: to).elements
-    }
-
-    /// `inclusion(index:size:)` as one array of nodes (`Flat`).
-    public static func flatInclusion(index: UInt64, size: UInt64) throws(PlanError) -> Flat {
+    /// The plan of the inclusion proof of leaf `index` in the tree of `size` leaves (PATH).
+    public static func inclusion(index: UInt64, size: UInt64) throws(PlanError) -> ProofPlan {
         guard index < size else { throw .indexOutOfRange(index: index, size: size) }
-        var out = Flat()
+        var out = ProofPlan()
         path(index, 0, size, &out)
         return out
     }
 
-    /// `consistency(from:to:)` as one array of nodes (`Flat`).
-    public static func flatConsistency(from: UInt64, to: UInt64) throws(PlanError) -> Flat {
+    /// The plan of the consistency proof from `from` to `to` leaves (PROOF). Empty when from == to
+    /// or from == 0 (c2sp.org/tlog-witness accepts an empty proof from the empty tree).
+    public static func consistency(from: UInt64, to: UInt64) throws(PlanError) -> ProofPlan {
         guard from <= to else { throw .badSizes(from: from, to: to) }
-        var out = Flat()
+        var out = ProofPlan()
         if from > 0 && from < to { subproof(from, 0, to, true, &out) }
         return out
     }
 
-    /// A plan with every element's nodes in one array: element k is `nodes[ends[k - 1]..<ends[k]]`
-    /// (from 0 for the first). The elements of one proof cover disjoint leaf ranges, so no node
-    /// appears twice. Two arrays where the nested plan has one per element: a server builds
-    /// thousands of proofs a second.
-    public struct Flat: Sendable, Equatable {
-        /// The nodes to fetch, element after element, each element's leftmost first.
-        public private(set) var nodes: [NodeID] = []
-        /// Where each element's nodes end in `nodes`.
-        public private(set) var ends: [Int] = []
-
-        init() {
-            nodes.reserveCapacity(64)
-            ends.reserveCapacity(64)
-        }
-
-        /// The same plan, an array per element.
-        public var elements: [Element] {
-            ends.indices.map { k in Array(nodes[(k == 0 ? 0 : ends[k - 1])..<ends[k]]) }
-        }
-
-        /// Folds the hashes of `nodes` (in the same order) into the proof's hashes, as `assemble`.
-        public func assemble<Hashes: RandomAccessCollection>(_ hashes: Hashes) -> [Hash]
-        where Hashes.Element == Hash, Hashes.Index == Int {
-            precondition(hashes.count == nodes.count, "one hash per node")
-            let base = hashes.startIndex
-            var out: [Hash] = []
-            out.reserveCapacity(ends.count)
-            var start = 0
-            for end in ends {
-                var acc = hashes[base + end - 1]
-                var j = end - 1
-                while j > start {
-                    j -= 1
-                    acc = Merkle.nodeHash(hashes[base + j], acc)
-                }
-                out.append(acc)
-                start = end
+    /// Folds the hashes of `nodes` (in the same order) into the proof's hashes: each element is
+    /// H(a, H(b, H(c, …))) of its nodes' hashes.
+    public func assemble<Hashes: RandomAccessCollection>(_ hashes: Hashes) -> [Hash]
+    where Hashes.Element == Hash, Hashes.Index == Int {
+        precondition(hashes.count == nodes.count, "one hash per node")
+        let base = hashes.startIndex
+        var out: [Hash] = []
+        out.reserveCapacity(ends.count)
+        var start = 0
+        for end in ends {
+            var acc = hashes[base + end - 1]
+            var j = end - 1
+            while j > start {
+                j -= 1
+                acc = Merkle.nodeHash(hashes[base + j], acc)
             }
-            return out
+            out.append(acc)
+            start = end
         }
-
-        /// MTH(D[start:end]) as perfect subtrees, appended as one element. Every range the RFC
-        /// recursion asks for starts at a multiple of a power of two at least as large as its
-        /// leftmost piece, so a greedy split is exact.
-        mutating func appendElement(_ start: UInt64, _ end: UInt64) {
-            var s = start
-            while s < end {
-                let remaining = end - s
-                var level = 63 - remaining.leadingZeroBitCount
-                // Largest power of two that fits and keeps s aligned.
-                while level > 0 && s & ((UInt64(1) << UInt64(level)) - 1) != 0 { level -= 1 }
-                nodes.append(NodeID(level: UInt8(level), index: s >> UInt64(level)))
-                s += UInt64(1) << UInt64(level)
-            }
-            ends.append(nodes.count)
-        }
-    }
-
-    /// Folds fetched subtree hashes into proof hashes: each element is H(a, H(b, H(c, …))).
-    public static func assemble(_ plan: [Element], lookup: (NodeID) throws -> Hash) rethrows -> [Hash] {
-        try plan.map { element in
-            var acc = try lookup(element[element.count - 1])
-            for node in element.dropLast().reversed() { acc = Merkle.nodeHash(try lookup(node), acc) }
-            return acc
-        }
-    }
-
-    /// Every node a plan reads, without repeats, for a single batched fetch.
-    public static func nodes(of plan: [Element]) -> [NodeID] {
-        // Plans hold at most ~2·64 nodes: a linear check is cheaper than hashing into a set.
-        var out: [NodeID] = []
-        out.reserveCapacity(plan.count)
-        for e in plan { for n in e where !out.contains(n) { out.append(n) } }
         return out
     }
 
-    private static func path(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ out: inout Flat) {
+    /// MTH(D[start:end]) as perfect subtrees, appended as one element. Every range the RFC
+    /// recursion asks for starts at a multiple of a power of two at least as large as its
+    /// leftmost piece, so a greedy split is exact.
+    private mutating func appendElement(_ start: UInt64, _ end: UInt64) {
+        var s = start
+        while s < end {
+            let remaining = end - s
+            var level = 63 - remaining.leadingZeroBitCount
+            // Largest power of two that fits and keeps s aligned.
+            while level > 0 && s & ((UInt64(1) << UInt64(level)) - 1) != 0 { level -= 1 }
+            nodes.append(NodeID(level: UInt8(level), index: s >> UInt64(level)))
+            s += UInt64(1) << UInt64(level)
+        }
+        ends.append(nodes.count)
+    }
+
+    private static func path(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ out: inout ProofPlan) {
         let n = end - start
         if n == 1 { return }
         let k = Merkle.splitPoint(n)
@@ -139,7 +101,7 @@ public enum ProofPlan {
         }
     }
 
-    private static func subproof(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ whole: Bool, _ out: inout Flat) {
+    private static func subproof(_ m: UInt64, _ start: UInt64, _ end: UInt64, _ whole: Bool, _ out: inout ProofPlan) {
         let n = end - start
         if m == n {
             if !whole { out.appendElement(start, end) }

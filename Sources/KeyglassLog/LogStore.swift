@@ -53,13 +53,13 @@ public final class LogStore: Sendable {
 
     /// Inclusion proof of `index` in the tree of `size` (size must not exceed the stored tree).
     public func inclusionProof(index: UInt64, size: UInt64) throws -> [Hash] {
-        let plan = try ProofPlan.flatInclusion(index: index, size: size)
+        let plan = try ProofPlan.inclusion(index: index, size: size)
         return plan.assemble(try hashes(of: plan.nodes))
     }
 
     /// The leaf hash of `index` and its inclusion proof, read in one call to the engine.
     public func inclusionProofWithLeaf(index: UInt64, size: UInt64) throws -> (Hash, [Hash]) {
-        let plan = try ProofPlan.flatInclusion(index: index, size: size)
+        let plan = try ProofPlan.inclusion(index: index, size: size)
         let hashes = try hashes(of: plan.nodes + [NodeID(level: 0, index: index)])
         return (hashes[plan.nodes.count], plan.assemble(hashes[..<plan.nodes.count]))
     }
@@ -69,7 +69,7 @@ public final class LogStore: Sendable {
     /// nodes in turn, not merged: the nodes proofs share are the upper levels, read from memory,
     /// while a table of positions to merge them cost ~6% of a lookup (hashing).
     public func inclusionProofs(indices: [UInt64], size: UInt64) throws -> [[Hash]] {
-        let plans = try indices.map { try ProofPlan.flatInclusion(index: $0, size: size) }
+        let plans = try indices.map { try ProofPlan.inclusion(index: $0, size: size) }
         let hashes = try hashes(of: Array(plans.map(\.nodes).joined()))
         var start = 0
         return plans.map { plan in
@@ -79,7 +79,7 @@ public final class LogStore: Sendable {
     }
 
     public func consistencyProof(from: UInt64, to: UInt64) throws -> [Hash] {
-        let plan = try ProofPlan.flatConsistency(from: from, to: to)
+        let plan = try ProofPlan.consistency(from: from, to: to)
         return plan.assemble(try hashes(of: plan.nodes))
     }
 

@@ -64,7 +64,8 @@ final class DirectoryLookupTests: XCTestCase {
         }
 
         func inclusion(_ index: Int) throws -> [Hash] {
-            ProofPlan.assemble(try ProofPlan.inclusion(index: UInt64(index), size: UInt64(leaves.count))) { nodeHash($0) }
+            let plan = try ProofPlan.inclusion(index: UInt64(index), size: UInt64(leaves.count))
+            return plan.assemble(plan.nodes.map(nodeHash))
         }
 
         /// The honest answer for `identity` against the tree as it stands (its last leaf a head).

@@ -15,6 +15,8 @@ final class ProofPropertyTests: XCTestCase {
             }
         }
         func lookup(_ id: NodeID) throws -> Hash { try XCTUnwrap(nodes[id], "missing node \(id)") }
+        /// A plan's proof from the stored nodes, as the server folds it.
+        func proof(_ plan: ProofPlan) throws -> [Hash] { plan.assemble(try plan.nodes.map(lookup)) }
     }
 
     static let tree = Tree(size: 3000)
@@ -37,7 +39,7 @@ final class ProofPropertyTests: XCTestCase {
         for _ in 0..<400 {
             let size = UInt64.random(in: 1...3000, using: &rng)
             let index = UInt64.random(in: 0..<size, using: &rng)
-            let proof = try ProofPlan.assemble(ProofPlan.inclusion(index: index, size: size), lookup: t.lookup)
+            let proof = try t.proof(ProofPlan.inclusion(index: index, size: size))
             let leaf = t.nodes[NodeID(level: 0, index: index)]!
             let root = t.roots[Int(size)]
             XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: leaf, proof: proof, root: root), "\(index)/\(size)")
@@ -55,29 +57,51 @@ final class ProofPropertyTests: XCTestCase {
         }
     }
 
-    /// A flat plan (what the server folds) holds each proof's nodes once, and folds to the proof
-    /// the nested plan gives: both verify, for inclusion and consistency, at sizes around powers
-    /// of two and at random.
-    func testFlatPlansFoldToTheSameProofs() throws {
+    /// RFC 9162 §2.1.3.1 PATH and §2.1.4.1 SUBPROOF written out over the leaves, recomputing every
+    /// MTH: the reference the plans are folded against.
+    private func mth(_ d: ArraySlice<Hash>) -> Hash {
+        if d.count == 1 { return d.first! }
+        let k = Int(Merkle.splitPoint(UInt64(d.count)))
+        return Merkle.nodeHash(mth(d.prefix(k)), mth(d.dropFirst(k)))
+    }
+
+    private func referencePath(_ m: Int, _ d: ArraySlice<Hash>) -> [Hash] {
+        if d.count == 1 { return [] }
+        let k = Int(Merkle.splitPoint(UInt64(d.count)))
+        return m < k ? referencePath(m, d.prefix(k)) + [mth(d.dropFirst(k))] : referencePath(m - k, d.dropFirst(k)) + [mth(d.prefix(k))]
+    }
+
+    private func referenceSubproof(_ m: Int, _ d: ArraySlice<Hash>, _ whole: Bool) -> [Hash] {
+        if m == d.count { return whole ? [] : [mth(d)] }
+        let k = Int(Merkle.splitPoint(UInt64(d.count)))
+        return m <= k
+            ? referenceSubproof(m, d.prefix(k), whole) + [mth(d.dropFirst(k))]
+            : referenceSubproof(m - k, d.dropFirst(k), false) + [mth(d.prefix(k))]
+    }
+
+    /// A plan holds each proof's nodes once, and folds to the proof RFC 9162's definition gives;
+    /// both verify, for inclusion and consistency, at sizes around powers of two and at random.
+    func testPlansFoldToTheRFCsProofs() throws {
         let t = Self.tree
+        let leaves = (0..<3000).map { t.nodes[NodeID(level: 0, index: UInt64($0))]! }
         var cases: [(UInt64, UInt64)] = [(0, 1), (0, 2), (1, 2), (255, 256), (256, 257), (0, 2999), (2998, 2999), (1023, 1025)]
-        for _ in 0..<400 {
-            let size = UInt64.random(in: 1...3000, using: &rng)
+        for _ in 0..<150 {
+            let size = UInt64.random(in: 1...700, using: &rng)
             cases.append((UInt64.random(in: 0..<size, using: &rng), size))
         }
         for (index, size) in cases {
-            let flat = try ProofPlan.flatInclusion(index: index, size: size)
-            XCTAssertEqual(Set(flat.nodes).count, flat.nodes.count, "no node twice: \(index)/\(size)")
-            let proof = flat.assemble(try flat.nodes.map(t.lookup))
-            XCTAssertEqual(proof, try ProofPlan.assemble(ProofPlan.inclusion(index: index, size: size), lookup: t.lookup))
-            XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: t.nodes[NodeID(level: 0, index: index)]!,
+            let plan = try ProofPlan.inclusion(index: index, size: size)
+            XCTAssertEqual(Set(plan.nodes).count, plan.nodes.count, "no node twice: \(index)/\(size)")
+            let proof = try t.proof(plan)
+            XCTAssertEqual(proof, referencePath(Int(index), leaves[0..<Int(size)]), "\(index)/\(size)")
+            XCTAssertNoThrow(try ProofVerifier.verifyInclusion(index: index, size: size, leafHash: leaves[Int(index)],
                                                                proof: proof, root: t.roots[Int(size)]))
             // Consistency from index + 1 (a size of at least 1) to size.
             let from = index + 1
-            let cflat = try ProofPlan.flatConsistency(from: from, to: size)
-            XCTAssertEqual(Set(cflat.nodes).count, cflat.nodes.count, "no node twice: \(from)->\(size)")
-            let cproof = cflat.assemble(try cflat.nodes.map(t.lookup))
-            XCTAssertEqual(cproof, try ProofPlan.assemble(ProofPlan.consistency(from: from, to: size), lookup: t.lookup))
+            let cplan = try ProofPlan.consistency(from: from, to: size)
+            XCTAssertEqual(Set(cplan.nodes).count, cplan.nodes.count, "no node twice: \(from)->\(size)")
+            let cproof = try t.proof(cplan)
+            XCTAssertEqual(cproof, from == size ? [] : referenceSubproof(Int(from), leaves[0..<Int(size)], true), "\(from)->\(size)")
             XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: from, size2: size, root1: t.roots[Int(from)], root2: t.roots[Int(size)], proof: cproof))
         }
     }
@@ -87,7 +111,7 @@ final class ProofPropertyTests: XCTestCase {
         for _ in 0..<400 {
             let to = UInt64.random(in: 1...3000, using: &rng)
             let from = UInt64.random(in: 1...to, using: &rng)
-            let proof = try ProofPlan.assemble(ProofPlan.consistency(from: from, to: to), lookup: t.lookup)
+            let proof = try t.proof(ProofPlan.consistency(from: from, to: to))
             let r1 = t.roots[Int(from)], r2 = t.roots[Int(to)]
             XCTAssertNoThrow(try ProofVerifier.verifyConsistency(size1: from, size2: to, root1: r1, root2: r2, proof: proof), "\(from)->\(to)")
             if !proof.isEmpty {
@@ -107,8 +131,8 @@ final class ProofPropertyTests: XCTestCase {
             let inc = try ProofPlan.inclusion(index: size / 3, size: size)
             let con = try ProofPlan.consistency(from: size / 3, to: size)
             let bound = 2 * (64 - size.leadingZeroBitCount) + 2
-            XCTAssertLessThanOrEqual(ProofPlan.nodes(of: inc).count, bound)
-            XCTAssertLessThanOrEqual(ProofPlan.nodes(of: con).count, bound)
+            XCTAssertLessThanOrEqual(inc.nodes.count, bound)
+            XCTAssertLessThanOrEqual(con.nodes.count, bound)
         }
     }
 
