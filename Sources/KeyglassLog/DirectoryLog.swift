@@ -604,8 +604,10 @@ public final class DirectoryLog {
         var answer = parts.answer
         guard let s = parts.state, s.version > 0 else { return answer }
         let label = parts.label
-        let (entries, newestSealed) = try storage.entriesWithNewestSealedChange(identity: label.hex, below: parts.headSize, limit: Int(DeviceRule.maxVersion))
-        guard UInt64(entries.count) == s.version, let newest = entries.last, newest.index == s.newestIndex, let sealed = newestSealed else { throw StoreError.corrupt("label \(label.hex): its entries, or its newest sealed change, are not what its state says") }
+        let entries = try storage.entries(identity: label.hex, below: parts.headSize, limit: Int(DeviceRule.maxVersion))
+        guard UInt64(entries.count) == s.version, let newest = entries.last, newest.index == s.newestIndex,
+            let sealed = try storage.sealedChanges(at: [newest.index])[newest.index]
+        else { throw StoreError.corrupt("label \(label.hex): its entries, or its newest sealed change, are not what its state says") }
         answer.state = DirectoryLookup.Answer.State(
             devices: s.active, tombstoned: s.tombstoned, history: entries.map { ($0.index, $0.leafHash) }, newestEntry: newest.data,
             newestSealed: sealed)

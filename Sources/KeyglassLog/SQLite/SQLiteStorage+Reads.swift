@@ -122,15 +122,13 @@ extension SQLiteStorage {
     public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] {
         try read { db in
             var out: [UInt64: [UInt8]] = [:]
-            for index in indices { out[index] = try Self.sealedChange(db, at: index) }
+            for index in indices {
+                let s = try db.statement("SELECT data FROM sealed_changes WHERE idx = ?")
+                s.bind(1, index)
+                if try s.step() { out[index] = s.blob(0) }
+            }
             return out
         }
-    }
-
-    private static func sealedChange(_ db: SQLiteConnection, at index: UInt64) throws -> [UInt8]? {
-        let s = try db.statement("SELECT data FROM sealed_changes WHERE idx = ?")
-        s.bind(1, index)
-        return try s.step() ? s.blob(0) : nil
     }
 
     /// Written straight from SQLite's row buffers into the answer.
@@ -157,61 +155,39 @@ extension SQLiteStorage {
     }
 
     public func entries(identity: String, below size: UInt64, limit: Int) throws -> [StoredEntry] {
-        let pending = pendingCandidates(identity: identity, below: size)
-        return try read { db in try Self.entries(db, identity: identity, below: size, limit: limit, pending: pending) }
-    }
-
-    /// One read transaction for both (a lookup's reads of the log): each statement run alone
-    /// would take and release the WAL's read lock itself, two fcntl calls a time.
-    public func entriesWithNewestSealedChange(identity: String, below size: UInt64, limit: Int) throws
-        -> (entries: [StoredEntry], newestSealed: [UInt8]?)
-    {
-        let pending = pendingCandidates(identity: identity, below: size)
-        return try read { db in
-            try db.transaction(readOnly: true) {
-                let entries = try Self.entries(db, identity: identity, below: size, limit: limit, pending: pending)
-                guard let newest = entries.last else { return (entries, nil) }
-                return (entries, try Self.sealedChange(db, at: newest.index))
-            }
-        }
-    }
-
-    /// The tail's candidates first, then SQLite (see `PendingIndex` for why this order never
-    /// misses one).
-    private func pendingCandidates(identity: String, below size: UInt64) -> [UInt64] {
-        pendingIndex.identityCandidates(identityKey: Schema.identityKey(identity)).filter { $0 < size }
-    }
-
-    private static func entries(_ db: SQLiteConnection, identity: String, below size: UInt64, limit: Int, pending: [UInt64]) throws -> [StoredEntry] {
+        // The tail first, then SQLite (see `PendingIndex` for why this order never misses one).
         let key = Schema.identityKey(identity)
-        var found: [UInt64: StoredEntry] = [:]
-        // One statement per level, each walking its index newest first and stopping at the
-        // limit (a UNION of the two sorted the identity's whole history first: 49 ms instead
-        // of 0.1 ms for 62k entries, measured). The recent level first: rows only move from it
-        // to the main level, so a row a compaction moves between the two reads is in the second.
-        for table in ["identity_index_recent", "identity_index"] {
-            let s = try db.statement("""
-                SELECT e.idx, e.data, e.leaf_hash FROM \(table) i JOIN entries e ON e.idx = i.idx
-                WHERE i.identity_key = ? AND e.identity = ? AND i.idx < ? ORDER BY i.idx DESC LIMIT ?
-                """)
-            s.bind(1, key)
-            s.bind(2, identity)
-            s.bind(3, size)
-            s.bind(4, Int64(limit))
-            while try s.step() {
-                guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
-                found[s.uint64(0)] = StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h)
+        let pending = pendingIndex.identityCandidates(identityKey: key).filter { $0 < size }
+        return try read { db in
+            var found: [UInt64: StoredEntry] = [:]
+            // One statement per level, each walking its index newest first and stopping at the
+            // limit (a UNION of the two sorted the identity's whole history first: 49 ms instead
+            // of 0.1 ms for 62k entries, measured). The recent level first: rows only move from it
+            // to the main level, so a row a compaction moves between the two reads is in the second.
+            for table in ["identity_index_recent", "identity_index"] {
+                let s = try db.statement("""
+                    SELECT e.idx, e.data, e.leaf_hash FROM \(table) i JOIN entries e ON e.idx = i.idx
+                    WHERE i.identity_key = ? AND e.identity = ? AND i.idx < ? ORDER BY i.idx DESC LIMIT ?
+                    """)
+                s.bind(1, key)
+                s.bind(2, identity)
+                s.bind(3, size)
+                s.bind(4, Int64(limit))
+                while try s.step() {
+                    guard let h = s.hash(2) else { throw StoreError.corrupt("leaf hash of entry \(s.uint64(0))") }
+                    found[s.uint64(0)] = StoredEntry(index: s.uint64(0), data: s.blob(1), leafHash: h)
+                }
             }
+            // Pending candidates, newest first, checked against the entry's identity.
+            var fromPending = 0
+            for index in pending.reversed() where fromPending < limit {
+                guard let (e, owner) = try Self.entryWithIdentity(db, at: index) else { throw StoreError.corrupt("indexed entry \(index) is missing") }
+                guard owner == identity else { continue }
+                found[index] = e
+                fromPending += 1
+            }
+            return found.keys.sorted().suffix(limit).map { found[$0]! }
         }
-        // Pending candidates, newest first, checked against the entry's identity.
-        var fromPending = 0
-        for index in pending.reversed() where fromPending < limit {
-            guard let (e, owner) = try Self.entryWithIdentity(db, at: index) else { throw StoreError.corrupt("indexed entry \(index) is missing") }
-            guard owner == identity else { continue }
-            found[index] = e
-            fromPending += 1
-        }
-        return found.keys.sorted().suffix(limit).map { found[$0]! }
     }
 
     private static func entryWithIdentity(_ db: SQLiteConnection, at index: UInt64) throws -> (StoredEntry, String)? {

@@ -78,10 +78,6 @@ public protocol LogStorage: AnyObject, Sendable {
     func sealedChanges(start: UInt64, end: UInt64) throws -> [UInt64: [UInt8]]
     /// The sealed changes of the entries at `indices` that have one.
     func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]]
-    /// `entries(identity:below:limit:)` and the newest one's sealed change, read together: what a
-    /// directory lookup reads of the log.
-    func entriesWithNewestSealedChange(identity: String, below size: UInt64, limit: Int) throws
-        -> (entries: [StoredEntry], newestSealed: [UInt8]?)
     /// Deletes the sealed changes of the entries at `indices` (erasure: the entries stay), and the
     /// stored label of `identity`; returns how many sealed changes there were.
     func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int
@@ -99,12 +95,6 @@ extension LogStorage {
     /// Engines without key directories (PostgreSQL: `--directory --storage` is refused) hold none.
     public func sealedChanges(start: UInt64, end: UInt64) throws -> [UInt64: [UInt8]] { [:] }
     public func sealedChanges(at indices: [UInt64]) throws -> [UInt64: [UInt8]] { [:] }
-    public func entriesWithNewestSealedChange(identity: String, below size: UInt64, limit: Int) throws
-        -> (entries: [StoredEntry], newestSealed: [UInt8]?)
-    {
-        let entries = try entries(identity: identity, below: size, limit: limit)
-        return (entries, try entries.last.flatMap { try sealedChanges(at: [$0.index])[$0.index] })
-    }
     public func eraseSealedChanges(at indices: [UInt64], identity: String) throws -> Int { 0 }
     public func vrfLabel(of identity: String) throws -> SequencedBatch.VRFLabel? { nil }
     public func storeVRFProofs(_ proofs: [(identity: String, label: Hash, proof: [UInt8])]) throws {}
