@@ -33,6 +33,13 @@ public struct APIError: Error, Sendable {
     }
 }
 
+/// A 415 unless the request says its body is JSON (a v1 publish, a directory's change).
+func requireJSON(contentType: String?) throws {
+    guard let type = contentType, type.lowercased().hasPrefix("application/json") else {
+        throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+    }
+}
+
 /// Turns every error into a JSON error response. Client mistakes arrive as `APIError` or as
 /// Hummingbird's own HTTP errors (unknown route, body too large); anything else is a server fault,
 /// logged here and reported without internals.

@@ -28,7 +28,8 @@ protocol FastPathAPI: Sendable {
 }
 
 /// Answers the hot requests — for a v1 log proofs, tiles, the checkpoint, and publishes with the
-/// operator token; for a directory its lookups — right on the connection's event loop.
+/// operator token; for a directory its lookups and the operator's changes — right on the
+/// connection's event loop.
 ///
 /// Through Hummingbird's router every request crosses from the event loop to Swift's task pool and
 /// back; on two cores those hops, not the work, were the largest cost of a proof (measured with

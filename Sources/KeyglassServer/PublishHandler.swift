@@ -31,12 +31,6 @@ extension KeyglassAPI {
         return try await readingStorage { [self] in try publishAnswer(receipt) }.response
     }
 
-    func requireJSON(contentType: String?) throws {
-        guard let type = contentType, type.lowercased().hasPrefix("application/json") else {
-            throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
-        }
-    }
-
     /// Every check a publish passes before it is queued (body, identity, key, authorization).
     /// Synchronous, so the event-loop fast path (`FastPathHandler`) runs the same code.
     func preparePublish(body buffer: ByteBuffer, authorization: String?) throws -> PublishRequest {

@@ -154,7 +154,7 @@ public struct DirectoryAPI: Sendable {
             let client = context.remoteAddress?.ipAddress ?? "unknown"
             guard limiter.allow(client) else { throw APIError.rateLimited(client) }
         }
-        try requireJSON(request.headers[.contentType])
+        try requireJSON(contentType: request.headers[.contentType])
         let body = try await request.body.collect(upTo: Self.maxBodyBytes)
         let change = try prepareChange(body, authorization: request.headers[.authorization])
         return try changeAnswer(await directory.submit(change), hasToken: hasToken).response
@@ -163,12 +163,6 @@ public struct DirectoryAPI: Sendable {
     /// Whether the request carries the operator's publish token.
     func hasPublishToken(_ fields: HTTPFields) -> Bool {
         fields[.authorization].map { $0.hasPrefix("Bearer ") && authorizer.accepts(String($0.dropFirst(7))) } ?? false
-    }
-
-    private func requireJSON(_ contentType: String?) throws {
-        guard let contentType, contentType.lowercased().hasPrefix("application/json") else {
-            throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
-        }
     }
 
     /// A change body, checked and with its label: the request to queue, or the error to answer.
@@ -331,7 +325,7 @@ extension DirectoryAPI: FastPathAPI {
     /// end adding its users' devices: the traffic a directory takes most of). Without the token
     /// (a device's own change, limited per client) or on any error, the router answers.
     func startFastPost(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (DirectoryService.Outcome) -> Void) -> Bool {
-        guard hasPublishToken(head.headerFields), (try? requireJSON(head.headerFields[.contentType])) != nil,
+        guard hasPublishToken(head.headerFields), (try? requireJSON(contentType: head.headerFields[.contentType])) != nil,
             let change = try? prepareChange(body, authorization: head.headerFields[.authorization])
         else { return false }
         directory.submit(change, done: done)

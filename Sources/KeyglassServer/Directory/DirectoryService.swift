@@ -366,8 +366,9 @@ public final class DirectoryService: Service, WitnessedCheckpoints, Sendable {
         try throughWriter { done in .appendHead(work: work, root: root, done: done) }.get()
     }
 
-    /// Posts a request to the writer and waits for its result. Once the writer has stopped, an
-    /// append is refused and a recovery runs here (no batch can be in flight any more).
+    /// Posts a request to the writer and waits for its result. Once the writer has stopped, every
+    /// request is refused: no head is appended, and no restart is needed (the state database
+    /// rolled back whole; the next start resumes from it).
     private func throughWriter<T: Sendable>(_ make: (@escaping @Sendable (Result<T, any Error>) -> Void) -> WriterRequest) -> Result<T, any Error> {
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<Result<T, any Error>?>(nil)
