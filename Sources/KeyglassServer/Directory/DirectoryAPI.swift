@@ -156,7 +156,7 @@ public struct DirectoryAPI: Sendable {
         }
         try requireJSON(contentType: request.headers[.contentType])
         let body = try await request.body.collect(upTo: Self.maxBodyBytes)
-        let change = try prepareChange(body, authorization: request.headers[.authorization])
+        let change = try prepareChange(body, authorization: request.headers[.authorization], hasToken: hasToken)
         return try changeAnswer(await directory.submit(change), hasToken: hasToken).response
     }
 
@@ -166,7 +166,8 @@ public struct DirectoryAPI: Sendable {
     }
 
     /// A change body, checked and with its label: the request to queue, or the error to answer.
-    func prepareChange(_ bytes: ByteBuffer, authorization: String?) throws -> DirectoryLog.ChangeRequest {
+    /// `hasToken`: the caller's `hasPublishToken` (the token is hashed and compared once a request).
+    func prepareChange(_ bytes: ByteBuffer, authorization: String?, hasToken: Bool) throws -> DirectoryLog.ChangeRequest {
         let body: ChangeBody
         do { body = try JSONDecoder().decode(ChangeBody.self, from: Data(bytes.readableBytesView)) } catch {
             throw APIError.badRequest("the body is not a change: identity, kind, and device or device_id (signer and signature for a chained change)")
@@ -179,7 +180,7 @@ public struct DirectoryAPI: Sendable {
                 e.headers[.wwwAuthenticate] = "Bearer"
                 throw e
             }
-            guard authorizer.accepts(String(header.dropFirst(7))) else { throw APIError(.forbidden, "forbidden", "publish token not accepted") }
+            guard hasToken else { throw APIError(.forbidden, "forbidden", "publish token not accepted") }
         }
         let identity: String
         do { identity = try Identity.normalize(body.identity) } catch { throw APIError.badRequest(error.description) }
@@ -326,7 +327,7 @@ extension DirectoryAPI: FastPathAPI {
     /// (a device's own change, limited per client) or on any error, the router answers.
     func startFastPost(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (DirectoryService.Outcome) -> Void) -> Bool {
         guard hasPublishToken(head.headerFields), (try? requireJSON(contentType: head.headerFields[.contentType])) != nil,
-            let change = try? prepareChange(body, authorization: head.headerFields[.authorization])
+            let change = try? prepareChange(body, authorization: head.headerFields[.authorization], hasToken: true)
         else { return false }
         directory.submit(change, done: done)
         return true
